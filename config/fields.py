@@ -58,7 +58,7 @@ class Table:
             raise self.error(name, "a value (the key is required)")
         return default
 
-    def str(self, name: str, default: Any = _MISSING, *, choices: tuple[str, ...] = ()) -> Any:
+    def string(self, name: str, default: Any = _MISSING, *, choices: tuple[str, ...] = ()) -> Any:
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
@@ -68,7 +68,7 @@ class Table:
             raise self.error(name, "one of " + ", ".join(repr(c) for c in choices), value)
         return value
 
-    def int(
+    def integer(
         self, name: str, default: Any = _MISSING, *, min: int | None = None, max: int | None = None
     ) -> Any:
         value = self._get(name, default)
@@ -79,7 +79,7 @@ class Table:
         _check_range(self, name, value, min, max)
         return value
 
-    def float(
+    def number(
         self,
         name: str,
         default: Any = _MISSING,
@@ -95,7 +95,7 @@ class Table:
         _check_range(self, name, value, min, max)
         return float(value)
 
-    def bool(self, name: str, default: Any = _MISSING) -> Any:
+    def boolean(self, name: str, default: Any = _MISSING) -> Any:
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
@@ -119,7 +119,9 @@ class Table:
             for i, item in enumerate(value)
         ]
 
-    def list(self, name: str, item: Callable[[Any], T], expected: str, default: Any = _MISSING) -> Any:
+    def items(
+        self, name: str, item: Callable[[Any], T], expected: str, default: Any = _MISSING
+    ) -> Any:
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
