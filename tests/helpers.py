@@ -20,7 +20,7 @@ def timeout_s(units: float) -> float:
 
 async def wait_for(
     condition: Callable[[], bool | Awaitable[bool]],
-    timeout: float = 5.0,
+    timeout: float = 5.0,  # noqa: ASYNC109  (scaled units, see timeout_s)
     *,
     what: str = "condition",
     interval_s: float = 0.005,

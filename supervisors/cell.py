@@ -1,0 +1,395 @@
+"""The runtime around one actor: its task, mailbox, restarts, unit of work and exit reason.
+
+A cell outlives the actor instances it runs: a supervisor restarts a child by asking its cell for a
+fresh instance; the mailbox (and so every message sent meanwhile) stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from drivers.store import codec
+from drivers.store.env import Op, mailbox_key, mailbox_prefix, state_key
+from supervisors.actor import (
+    Actor,
+    ActorContext,
+    ActorCrashed,
+    ActorRef,
+    ActorStopped,
+    Envelope,
+    Mailbox,
+    Refused,
+)
+from supervisors.messages import KILLED, NORMAL, SHUTDOWN, ExitReason, crashed
+
+if TYPE_CHECKING:
+    from supervisors.system import ActorSystem
+
+log = logging.getLogger(__name__)
+
+ExitCallback = Callable[["Cell", ExitReason], None]
+
+
+class Cell:
+    def __init__(
+        self,
+        *,
+        path: str,
+        system: ActorSystem,
+        factory: Callable[[ActorContext], Actor],
+        parent: ActorRef | None,
+        max_attempts: int = 3,
+        terminate_timeout_s: float = 5.0,
+    ) -> None:
+        self.path = path
+        self.system = system
+        self.factory = factory
+        self.parent = parent
+        self.max_attempts = max_attempts
+        self.terminate_timeout_s = terminate_timeout_s
+        self.mailbox = Mailbox()
+        self.ref = ActorRef(self)
+        self.actor: Actor | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.accepting = True
+        self.generation = 0
+        self.started_utc: str | None = None
+        self.exit_reason: ExitReason | None = None
+        self.on_exit: ExitCallback | None = None
+        self.current: Envelope | None = None
+        self._shutdown = False
+        self._link_exc: BaseException | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._ops: list[Op] = []
+        self._after: list[Callable[[], None]] = []
+        self._sends: list[tuple[Cell, object, bytes]] = []
+        self._durable_floor = b""
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def start(self) -> None:
+        """Make a fresh instance, run its ``started`` hook, reload durable mail, then run it."""
+        if self.running:
+            raise RuntimeError(f"{self.path} is already running")
+        self.generation += 1
+        self.accepting = True
+        self._shutdown = False
+        self._link_exc = None
+        self._ops, self._after, self._sends = [], [], []
+        ctx = ActorContext(path=self.path, system=self.system, cell=self, parent=self.parent)
+        actor = self.factory(ctx)
+        self.actor = actor
+        try:
+            await actor.started()
+            if self._ops or self._after or self._sends:
+                await self._commit(None)
+            if actor.DURABLE:
+                self._reload_durable()
+        except BaseException:
+            self._cancel_linked()
+            self.actor = None
+            raise
+        self.started_utc = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self.exit_reason = None
+        self.task = asyncio.get_running_loop().create_task(self._run(actor), name=self.path)
+        self.task.add_done_callback(self._task_done)
+
+    async def stop(self, timeout_s: float) -> ExitReason | None:
+        """Orderly stop: finish the current message, run ``terminate``; kill after ``timeout_s``."""
+        task = self.task
+        if task is None or task.done():
+            return self.exit_reason
+        self._shutdown = True
+        self.mailbox.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            log.warning("%s did not stop within %.1f s; killing it", self.path, timeout_s)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return self.exit_reason
+
+    def kill(self) -> None:
+        """Brutal kill (OTP ``exit(Pid, kill)``): cancel the task where it stands."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def retire(self, reason: str) -> None:
+        """No restart will follow: refuse new mail and dead-letter what is queued."""
+        self.accepting = False
+        for env in self.mailbox.drain():
+            if env.reply is not None and not env.reply.done():
+                env.reply.set_exception(ActorStopped(f"{self.path} stopped: {reason}"))
+            elif env.durable_key is None:  # durable mail stays in LMDB for the next start
+                self.system.dead_letter(self.path, env.msg, reason)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        # _run handles every exit itself, except a cancel that lands before its first step.
+        if not task.cancelled() or self.exit_reason is not None:
+            return
+        actor = self.actor
+        self._cancel_linked()
+        self.exit_reason = KILLED
+        if actor is not None:
+            terminate = asyncio.get_running_loop().create_task(actor.terminate(KILLED))
+            self._tasks.add(terminate)
+            terminate.add_done_callback(self._tasks.discard)
+        if self.on_exit is not None:
+            self.on_exit(self, KILLED)
+
+    async def _run(self, actor: Actor) -> None:
+        reason: ExitReason
+        try:
+            await self._loop(actor)
+            reason = SHUTDOWN if self._shutdown else NORMAL
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the cancel is handled here; terminate() must still run
+            if self._link_exc is not None:
+                reason = crashed(self._link_exc)
+            else:
+                reason = KILLED
+                self._requeue_current()
+        except Exception as exc:
+            reason = crashed(exc)
+            log.error("%s crashed: %s", self.path, reason.detail, exc_info=exc)
+        self._cancel_linked()
+        try:
+            await asyncio.wait_for(actor.terminate(reason), self.terminate_timeout_s)
+        except Exception as exc:  # a failing terminate must not hide the exit
+            log.warning("%s terminate() failed: %r", self.path, exc)
+        except asyncio.CancelledError:
+            log.warning("%s terminate() was cancelled", self.path)
+        self.exit_reason = reason
+        self.current = None
+        if self.on_exit is not None:
+            self.on_exit(self, reason)
+
+    async def _loop(self, actor: Actor) -> None:
+        mailbox = self.mailbox
+        while not self._shutdown and not actor._stop_requested:
+            env = mailbox.pop()
+            if env is None:
+                await mailbox.wait()
+                continue
+            self.current = env
+            try:
+                result = await actor.receive(env.msg)
+                if self._ops or self._after or self._sends or env.durable_key is not None:
+                    await self._commit(env)
+            except Refused as exc:
+                await self._refused(env, exc)
+                continue
+            except Exception as exc:
+                await self._failed(env, exc)
+                raise
+            self.current = None
+            if env.reply is not None and not env.reply.done():
+                env.reply.set_result(result)
+
+    # -- failures and dead letters --------------------------------------------------------------
+    async def _failed(self, env: Envelope, exc: Exception) -> None:
+        self._ops, self._after, self._sends = [], [], []  # a failed handler's changes are dropped
+        self.current = None
+        if env.reply is not None:
+            if not env.reply.done():
+                failure = ActorCrashed(f"{self.path} crashed handling {type(env.msg).__name__}")
+                failure.__cause__ = exc
+                env.reply.set_exception(failure)
+            return
+        attempts = env.attempts + 1
+        reason = f"failed {attempts} time(s): {type(exc).__name__}: {exc}"
+        if env.durable_key is not None:
+            store = self.system.require_store()
+            if attempts >= self.max_attempts:
+                ops = [
+                    ("del", "mailbox", env.durable_key),
+                    self.system.dead_letter_op(self.path, env.msg, reason),
+                ]
+                self.system.count_dead_letter(self.path)
+            else:
+                data = bytes([attempts]) + codec.encode(env.msg)
+                ops = [("put", "mailbox", env.durable_key, data)]
+            await store.submit(ops)
+            return
+        if attempts >= self.max_attempts:
+            self.system.dead_letter(self.path, env.msg, reason)
+        else:
+            env.attempts = attempts
+            self.mailbox.put_front([env])
+
+    async def _refused(self, env: Envelope, exc: Refused) -> None:
+        self._ops, self._after, self._sends = [], [], []
+        self.current = None
+        if env.durable_key is not None:
+            # A refused durable message is consumed: retrying it cannot change the answer.
+            await self._commit(env)
+        if env.reply is not None:
+            if not env.reply.done():
+                env.reply.set_exception(exc)
+        else:
+            log.warning("%s refused %s: %s", self.path, type(env.msg).__name__, exc)
+
+    def _requeue_current(self) -> None:
+        env = self.current
+        self.current = None
+        if env is None or env.durable_key is not None:
+            return  # durable mail is reloaded from LMDB
+        if env.reply is not None:
+            if not env.reply.done():
+                env.reply.set_exception(ActorCrashed(f"{self.path} was killed"))
+            return
+        env.attempts += 1
+        if env.attempts >= self.max_attempts:
+            self.system.dead_letter(self.path, env.msg, "killed while handling it")
+        else:
+            self.mailbox.put_front([env])
+
+    # -- linked tasks and timers ----------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str = "") -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.path}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._linked_done)
+        return task
+
+    def _linked_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._link_exc is None:
+            self._link_exc = exc
+            log.error("%s: linked task %s failed", self.path, task.get_name(), exc_info=exc)
+            if self.task is not None and not self.task.done():
+                self.task.cancel()
+
+    def send_after(self, delay_s: float, msg: object, to: ActorRef) -> asyncio.TimerHandle:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            to.tell(msg)
+
+        handle = loop.call_later(delay_s, fire)
+        self._timers.add(handle)
+        return handle
+
+    def _cancel_linked(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        self._tasks.clear()
+
+    # -- unit of work ---------------------------------------------------------------------------
+    def _check(self, actor: Actor) -> None:
+        if actor is not self.actor:
+            raise RuntimeError(f"{self.path}: a stale actor instance tried to write")
+
+    def stage_op(self, actor: Actor, op: Op, after: Callable[[], None] | None) -> None:
+        self._check(actor)
+        self._ops.append(op)
+        if after is not None:
+            self._after.append(after)
+
+    def stage_state(self, actor: Actor, key: str, value: Any) -> None:
+        self.stage_op(actor, ("put", "state", state_key(self.path, key), codec.encode(value)), None)
+
+    def stage_forget(self, actor: Actor, key: str) -> None:
+        self.stage_op(actor, ("del", "state", state_key(self.path, key)), None)
+
+    def stage_send(self, actor: Actor, to: ActorRef, msg: object) -> None:
+        self._check(actor)
+        to._cell.check_durable(msg)
+        # The key is minted at commit time: keys must reach LMDB in the order they are minted
+        # (see enqueue_durable).
+        self._sends.append((to._cell, msg, codec.encode(msg)))
+
+    def load_state(self, key: str, default: Any) -> Any:
+        return self.system.require_store().get_value("state", state_key(self.path, key), default)
+
+    async def commit_staged(self, actor: Actor, env: Envelope | None) -> None:
+        self._check(actor)
+        await self._commit(env)
+
+    async def _commit(self, env: Envelope | None) -> None:
+        ops, after, sends = self._ops, self._after, self._sends
+        self._ops, self._after, self._sends = [], [], []
+        if env is not None and env.durable_key is not None:
+            ops.append(("del", "mailbox", env.durable_key))
+        if sends:
+            store = self.system.require_store()
+            for target, msg, data in sends:
+                key = mailbox_key(target.path, store.next_id())
+                ops.append(("put", "mailbox", key, b"\x00" + data))
+                after.append(_enqueuer(target, key, msg))
+        if ops:
+            await self.system.require_store().submit(ops)
+        for fn in after:
+            fn()
+
+    # -- durable mailbox ------------------------------------------------------------------------
+    def check_durable(self, msg: object) -> None:
+        actor = self.actor
+        durable = actor.DURABLE if actor is not None else frozenset()
+        if type(msg) not in durable:
+            raise TypeError(
+                f"{self.path} does not take {type(msg).__name__} durably "
+                f"(its DURABLE: {sorted(t.__name__ for t in durable)})"
+            )
+
+    async def append_durable(self, msg: object) -> None:
+        if not self.accepting:
+            raise ActorStopped(f"{self.path} is not running")
+        self.check_durable(msg)
+        store = self.system.require_store()
+        key = mailbox_key(self.path, store.next_id())
+        await store.submit([("put", "mailbox", key, b"\x00" + codec.encode(msg))])
+        self.enqueue_durable(key, msg)
+
+    def enqueue_durable(self, key: bytes, msg: object) -> None:
+        if key <= self._durable_floor:
+            return  # already loaded from LMDB by a restart that happened meanwhile
+        if self.accepting and self.running:
+            self.mailbox.put(Envelope(msg, durable_key=key))
+
+    def _reload_durable(self) -> None:
+        self.mailbox.remove_durable()
+        store = self.system.require_store()
+        envs: list[Envelope] = []
+        bad: list[Op] = []
+        for key, value in store.scan("mailbox", mailbox_prefix(self.path)):
+            try:
+                msg = codec.decode(value[1:])
+            except codec.CodecError as exc:
+                bad.append(("del", "mailbox", key))
+                bad.append(self.system.dead_letter_op(self.path, value[1:], f"undecodable: {exc}"))
+                continue
+            envs.append(Envelope(msg, attempts=value[0], durable_key=key))
+        if bad:
+            store.write_now(bad)
+        if envs:
+            last = envs[-1].durable_key or b""
+            self._durable_floor = max(self._durable_floor, last)
+            self.mailbox.put_front(envs)
+            log.info("%s: %d durable message(s) to handle after start", self.path, len(envs))
+
+    def pending_durable(self) -> int:
+        store = self.system.store
+        return 0 if store is None else store.count("mailbox", mailbox_prefix(self.path))
+
+
+def _enqueuer(target: Cell, key: bytes, msg: object) -> Callable[[], None]:
+    return lambda: target.enqueue_durable(key, msg)
