@@ -11,6 +11,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,8 @@ class ActorSystem:
         self.terminated: asyncio.Future[ExitReason] | None = None
         self.started_monotonic = time.monotonic()
         self._last_dead_log = 0.0
+        # Delivery to actors of other nodes (set by the node runtime): (path, message) -> None.
+        self.remote: Callable[[str, object], None] | None = None
 
     # -- registry -------------------------------------------------------------------------------
     def cell(
@@ -72,6 +75,17 @@ class ActorSystem:
     def lookup(self, path: str) -> ActorRef | None:
         cell = self.cells.get(path)
         return None if cell is None else cell.ref
+
+    def send(self, path: str, msg: object) -> None:
+        """Tell the actor at ``path``, in this node or another one (paths start with the node)."""
+        if path.split("/", 1)[0] != self.name and self.remote is not None:
+            self.remote(path, msg)
+            return
+        ref = self.lookup(path)
+        if ref is None:
+            self.dead_letter(path, msg, "no actor at this path")
+        else:
+            ref.tell(msg)
 
     def actor(self, path: str) -> Actor | None:
         """The live instance at ``path`` (for reports and tests; never to bypass messages)."""

@@ -233,6 +233,18 @@ _open_stores: dict[str, Store] = {}
 _open_lock = threading.Lock()
 
 
+def peek_value(path: Path, table: str, key: bytes) -> Any:
+    """Read one value without disturbing a running node (read-only, or this process's store)."""
+    store = _open_stores.get(os.path.realpath(path))
+    if store is not None and not store.closed:
+        return store.get_value(table, key)
+    ro = Store(path, readonly=True)
+    try:
+        return ro.get_value(table, key)
+    finally:
+        ro.close()
+
+
 def open_store(path: Path, **kwargs: Any) -> Store:
     """The node's store, opened once per process (a second open of the same files is refused)."""
     real = os.path.realpath(path)

@@ -1,0 +1,147 @@
+"""``run.py status [--json] [--watch]``: the live supervision tree and site summary.
+
+Asks the running runtime over its control socket; when it does not answer within the configured
+time (1 s by default) it prints the last state the nodes persisted in LMDB, marked stale with its
+age. Exit code: 0 live, 1 stale, 2 nothing known.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+
+from config.schema import SiteConfig
+from drivers import control
+from supervisors.node_runtime import read_snapshot
+from supervisors.status_doc import status_document
+
+EXIT_LIVE, EXIT_STALE, EXIT_UNKNOWN = 0, 1, 2
+
+
+def collect(config: SiteConfig) -> dict[str, Any] | None:
+    try:
+        answer = control.ask(
+            config.control_socket, {"cmd": "status"}, timeout_s=config.runtime.status_timeout_s
+        )
+        if "error" not in answer:
+            return answer
+    except control.ControlUnavailable:
+        pass
+    return stale_status(config)
+
+
+def stale_status(config: SiteConfig) -> dict[str, Any] | None:
+    nodes = []
+    newest: datetime | None = None
+    names = sorted(p.parent.name for p in config.storage_dir.glob("*/data.mdb"))
+    for name in names:
+        snapshot = read_snapshot(config.storage_dir, name)
+        if snapshot is None:
+            continue
+        snapshot["state"] = "unknown (stale)"
+        nodes.append(snapshot)
+        taken = datetime.fromisoformat(snapshot["snapshot_utc"])
+        newest = taken if newest is None or taken > newest else newest
+    if newest is None:
+        return None
+    age = (datetime.now(UTC) - newest).total_seconds()
+    return status_document(
+        config=config, mode="unknown", nodes=nodes, launcher=None, stale=True, age_s=age
+    )
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _tree_rows(children: list[dict[str, Any]], depth: int, rows: list[list[str]]) -> None:
+    for child in children:
+        rows.append(
+            [
+                "  " * depth + child["id"],
+                child["kind"],
+                child["state"],
+                str(child["restarts"]),
+                str(child["mailbox_depth"]),
+                _cell(child.get("last_failure")),
+            ]
+        )
+        _tree_rows(child.get("children", []), depth + 1, rows)
+
+
+def render(doc: dict[str, Any], out: TextIO) -> None:
+    if doc["stale"]:
+        out.write(
+            f"Site {doc['site']}: STALE - the runtime did not answer; last state persisted "
+            f"{doc['age_s']} s ago\n\n"
+        )
+    else:
+        launcher = doc.get("launcher") or {}
+        extra = f", admin port {launcher['admin_port']}" if launcher.get("admin_port") else ""
+        out.write(
+            f"Site {doc['site']}: live ({doc['mode']} mode), launcher pid "
+            f"{launcher.get('pid')}{extra}\n\n"
+        )
+    rows = [["NODE", "KIND", "STATE", "PID", "RESTARTS", "DEAD LETTERS", "LAST FAILURE"]]
+    for node in doc["nodes"]:
+        failure = node.get("last_failure")
+        if failure and node.get("last_failure_utc"):
+            failure = f"{failure} (at {node['last_failure_utc']})"
+        rows.append(
+            [
+                node["name"],
+                node["kind"],
+                _cell(node.get("state")),
+                _cell(node.get("pid")),
+                _cell(node.get("restarts")),
+                _cell(node.get("dead_letters")),
+                _cell(failure),
+            ]
+        )
+    _table(rows, out)
+    for node in doc["nodes"]:
+        out.write(f"\nSupervision tree of node {node['name']}:\n")
+        tree_rows = [["ACTOR", "KIND", "STATE", "RESTARTS", "MAILBOX", "LAST FAILURE"]]
+        _tree_rows(node.get("tree", []), 0, tree_rows)
+        if len(tree_rows) == 1:
+            out.write("  (no answer from this node)\n")
+        else:
+            _table(tree_rows, out)
+        site = node.get("site") or {}
+        if site:
+            out.write(f"Site state from node {node['name']}:\n")
+            for key, value in site.items():
+                out.write(f"  {key}: {orjson.dumps(value, default=str).decode()}\n")
+
+
+def main(config: SiteConfig, *, as_json: bool, watch: bool, out: TextIO = sys.stdout) -> int:
+    while True:
+        doc = collect(config)
+        if watch:
+            out.write("\x1b[2J\x1b[H")
+        if doc is None:
+            out.write(
+                f"Site {config.name}: no runtime answered and nothing is persisted under "
+                f"{config.storage_dir}\n"
+            )
+            code = EXIT_UNKNOWN
+        elif as_json:
+            out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+            code = EXIT_STALE if doc["stale"] else EXIT_LIVE
+        else:
+            render(doc, out)
+            code = EXIT_STALE if doc["stale"] else EXIT_LIVE
+        out.flush()
+        if not watch:
+            return code
+        time.sleep(1.0)

@@ -1,0 +1,169 @@
+"""The site configuration: one TOML file, validated whole before anything starts.
+
+Sections (each documented in README and in ``config/example-site.toml``):
+``[site]`` name and storage; ``[runtime]`` process layout and supervision; ``[listener]`` and
+``[cloud]`` (OCPP, :mod:`config.ocpp`); ``[[charge_points]]`` (keys of several sections);
+``[[meters]]``, ``[[feeders]]``, ``[[grid_limits]]``, ``[allocation]`` (:mod:`config.energy`);
+``[authorization]`` (:mod:`config.auth`).
+
+Every error is a :class:`ConfigError` naming the file, the key and what was expected; the runtime
+does not start half-configured.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from config.fields import ConfigError, Table
+from config.ocpp import (
+    ChargePointOcpp,
+    CloudConfig,
+    ListenerConfig,
+    charge_point_ocpp_from_table,
+    check_unique_ids,
+    cloud_from_table,
+    listener_from_table,
+)
+
+Mode = Literal["nodes", "single-process"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeConfig:
+    mode: Mode = "nodes"
+    admin_port: int = 0  # Thespian admin port; 0 picks a free loopback port at start
+    node_max_restarts: int = 10
+    node_restart_period_s: float = 60.0
+    shutdown_timeout_s: float = 15.0
+    log_level: str = "INFO"
+    status_timeout_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargePointConfig:
+    ocpp: ChargePointOcpp
+    energy: Any = None  # config.energy section of this charge point, when configured
+
+    @property
+    def id(self) -> str:
+        return self.ocpp.id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteConfig:
+    source: str
+    name: str
+    storage_dir: Path
+    runtime: RuntimeConfig
+    listener: ListenerConfig
+    cloud: CloudConfig | None
+    charge_points: tuple[ChargePointConfig, ...]
+    energy: Any = None
+    auth: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def control_socket(self) -> Path:
+        return self.storage_dir / "control.sock"
+
+    def charge_point(self, cp_id: str) -> ChargePointConfig | None:
+        folded = cp_id.casefold()
+        return next((cp for cp in self.charge_points if cp.id.casefold() == folded), None)
+
+
+def runtime_from_table(t: Table) -> RuntimeConfig:
+    """``[runtime]``: mode ("nodes": a Thespian root with broker and energy node processes;
+    "single-process": the same actor trees in one process), admin_port, node_max_restarts /
+    node_restart_period_s (node restart intensity; beyond it the runtime exits non-zero for systemd),
+    shutdown_timeout_s, log_level, status_timeout_s."""
+    r = RuntimeConfig(
+        mode=t.string("mode", "nodes", choices=("nodes", "single-process")),
+        admin_port=t.integer("admin_port", 0, min=0, max=65535),
+        node_max_restarts=t.integer("node_max_restarts", 10, min=0),
+        node_restart_period_s=t.number("node_restart_period_s", 60.0, min=0.1),
+        shutdown_timeout_s=t.number("shutdown_timeout_s", 15.0, min=0.1),
+        log_level=t.string("log_level", "INFO", choices=LOG_LEVELS),
+        status_timeout_s=t.number("status_timeout_s", 1.0, min=0.1, max=30),
+    )
+    t.reject_unknown()
+    return r
+
+
+def load_site(path: Path) -> SiteConfig:
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, "<file>", "a readable file", exc.strerror) from exc
+    return parse_site(text, source=source, base_dir=path.resolve().parent)
+
+
+def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "<syntax>", "valid TOML", str(exc)) from exc
+    top = Table(data, source=source)
+    site = top.table("site")
+    name = site.string("name")
+    storage = Path(site.string("storage_dir", "var/" + name))
+    site.reject_unknown()
+    runtime = runtime_from_table(top.table("runtime", Table({}, source=source, path="runtime")))
+    listener = listener_from_table(top.table("listener", Table({}, source=source, path="listener")))
+    cloud_table = top.table("cloud", None)
+    cloud = None if cloud_table is None else cloud_from_table(cloud_table)
+    cp_tables = top.tables("charge_points")
+    ocpp_parts = [
+        charge_point_ocpp_from_table(t, security_profile=listener.security_profile)
+        for t in cp_tables
+    ]
+    check_unique_ids(ocpp_parts, source=source)
+    energy, cp_energy = _energy_sections(top, cp_tables)
+    auth = _auth_section(top)
+    for t in cp_tables:
+        t.reject_unknown()
+    top.reject_unknown()
+    return SiteConfig(
+        source=source,
+        name=name,
+        storage_dir=storage if storage.is_absolute() else (base_dir / storage).resolve(),
+        runtime=runtime,
+        listener=listener,
+        cloud=cloud,
+        charge_points=tuple(
+            ChargePointConfig(ocpp=o, energy=e) for o, e in zip(ocpp_parts, cp_energy, strict=True)
+        ),
+        energy=energy,
+        auth=auth,
+    )
+
+
+def _energy_sections(top: Table, cp_tables: list[Table]) -> tuple[Any, list[Any]]:
+    """Load-management sections; wired in by the energy package (config.energy)."""
+    try:
+        from config import energy
+    except ImportError:
+        return None, [None] * len(cp_tables)
+    loader = getattr(energy, "site_energy_from_tables", None)
+    if loader is None:
+        return None, [None] * len(cp_tables)
+    result: tuple[Any, list[Any]] = loader(top, cp_tables)
+    return result
+
+
+def _auth_section(top: Table) -> Any:
+    try:
+        from config import auth
+    except ImportError:
+        return None
+    loader = getattr(auth, "authorization_from_table", None)
+    if loader is None:
+        return None
+    table = top.table("authorization", None)
+    return loader(
+        table if table is not None else Table({}, source=top.source, path="authorization")
+    )

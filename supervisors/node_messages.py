@@ -1,0 +1,129 @@
+"""Messages between the launcher, the Thespian root supervisor and the node actors.
+
+They cross process boundaries as pickles over Thespian's loopback TCP, so they are plain frozen
+dataclasses of importable types. A node's own actors never see these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisors.node_runtime import NodeHistory
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSpec:
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodePolicy:
+    """Node restart intensity: more than ``max_restarts`` in ``period_s`` and the runtime exits
+    non-zero, so systemd restarts everything (the Thespian admin cannot be restarted in place)."""
+
+    max_restarts: int = 10
+    period_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartSite:
+    nodes: tuple[NodeSpec, ...]
+    config: Any
+    storage_dir: str
+    policy: NodePolicy = field(default_factory=NodePolicy)
+    log_level: int = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteStarted:
+    ok: bool
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartNode:
+    spec: NodeSpec
+    config: Any
+    storage_dir: str
+    history: NodeHistory
+    log_level: int = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeUp:
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeFailed:
+    """Sent by a node whose actor tree gave up (or failed to start), just before it exits."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """A message for an actor in another node; ``path`` starts with the node's name."""
+
+    path: str
+    message: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pong:
+    root_pid: int
+    admin_pid: int
+    nodes: dict[str, dict[str, Any]]
+    gave_up: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusQuery:
+    timeout_s: float = 0.8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatusQuery:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatusReply:
+    request_id: int
+    name: str
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteStatus:
+    root_pid: int
+    nodes: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopSite:
+    timeout_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopNode:
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStopped:
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteStopped:
+    stopped: tuple[str, ...]

@@ -1,0 +1,172 @@
+"""One node's actor tree on its asyncio loop: store, actor system, snapshots, status, routing.
+
+The same class runs inside a Thespian node process (``supervisors.nodes``) and, for
+``--single-process`` mode and most tests, several of them side by side on one loop
+(``supervisors.single``). What differs is only how messages leave the node (``outbound``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drivers.store import codec
+from drivers.store.env import Store, open_store, peek_value
+from supervisors.messages import ChildReport, ExitReason
+from supervisors.system import ActorSystem
+from supervisors.trees import NODE_KINDS, NodeContext
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_KEY = b"status/snapshot"
+SNAPSHOT_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeHistory:
+    """What the node's supervisor (Thespian root or single-process launcher) knows of its life."""
+
+    restarts: int = 0
+    last_failure: str | None = None
+    last_failure_utc: str | None = None
+
+
+def report_to_dict(r: ChildReport) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "path": r.path,
+        "kind": r.kind,
+        "restart": r.restart,
+        "state": r.state,
+        "restarts": r.restarts,
+        "last_failure": r.last_failure,
+        "last_failure_utc": r.last_failure_utc,
+        "started_utc": r.started_utc,
+        "mailbox_depth": r.mailbox_depth,
+        "dead_letters": r.dead_letters,
+        "info": r.info,
+        "children": [report_to_dict(c) for c in r.children],
+    }
+
+
+@dataclass
+class NodeRuntime:
+    name: str
+    kind: str
+    config: Any
+    storage_dir: Path
+    outbound: Callable[[str, object], None]
+    history: NodeHistory = field(default_factory=NodeHistory)
+    store: Store | None = None
+    system: ActorSystem | None = None
+    started_utc: str = ""
+    _snapshot_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        node_kind = NODE_KINDS.get(self.kind)
+        if node_kind is None:
+            raise ValueError(f"unknown node kind {self.kind!r} (known: {sorted(NODE_KINDS)})")
+        self.store = open_store(self.storage_dir / self.name)
+        self.system = ActorSystem(self.name, store=self.store)
+        self.system.remote = self.outbound
+        ctx = NodeContext(name=self.name, config=self.config, system=self.system)
+        spec = node_kind.build(ctx)
+        self.started_utc = datetime.now(UTC).isoformat(timespec="milliseconds")
+        await self.system.start(spec)
+        self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshots())
+        log.info(
+            "node %s (%s) started, pid %d, epoch %d",
+            self.name,
+            self.kind,
+            os.getpid(),
+            self.store.epoch,
+        )
+
+    @property
+    def terminated(self) -> asyncio.Future[ExitReason]:
+        assert self.system is not None
+        assert self.system.terminated is not None
+        return self.system.terminated
+
+    def deliver(self, path: str, msg: object) -> None:
+        """A message from another node, on this node's loop."""
+        if self.system is not None:
+            self.system.send(path, msg)
+
+    async def status(self, timeout_s: float = 0.5) -> dict[str, Any]:
+        system = self.system
+        tree: list[dict[str, Any]] = []
+        summary: dict[str, Any] = {}
+        if system is not None and system.root is not None:
+            reports = await system.which_children(timeout_s)
+            tree = [report_to_dict(r) for r in reports]
+            node_kind = NODE_KINDS[self.kind]
+            try:
+                summary = node_kind.summary(system)
+            except Exception as exc:  # the status must survive a bad summary
+                summary = {"summary_error": repr(exc)}
+        store_info = None if self.store is None else self.store.info()
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "pid": os.getpid(),
+            "started_utc": self.started_utc,
+            "restarts": self.history.restarts,
+            "last_failure": self.history.last_failure,
+            "last_failure_utc": self.history.last_failure_utc,
+            "epoch": None if store_info is None else store_info.epoch,
+            "dead_letters": 0 if system is None else system.dead_letters_total,
+            "tree": tree,
+            "site": summary,
+            "snapshot_utc": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+
+    async def _snapshots(self) -> None:
+        # The last state persisted here is what `run.py status` shows, marked stale, when the
+        # runtime does not answer.
+        while True:
+            try:
+                snapshot = await self.status()
+                if self.store is not None and self.store.writer is not None:
+                    await self.store.submit(
+                        [("put", "state", SNAPSHOT_KEY, codec.encode(snapshot))]
+                    )
+            except Exception as exc:
+                log.warning("node %s: status snapshot failed: %r", self.name, exc)
+            await asyncio.sleep(SNAPSHOT_INTERVAL_S)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        if self._snapshot_task is not None:
+            self._snapshot_task.cancel()
+        if self.system is not None:
+            # Persist the final picture before the tree goes down.
+            try:
+                snapshot = await self.status()
+                if self.store is not None and self.store.writer is not None:
+                    await self.store.submit(
+                        [("put", "state", SNAPSHOT_KEY, codec.encode(snapshot))]
+                    )
+            except Exception as exc:
+                log.warning("node %s: final snapshot failed: %r", self.name, exc)
+            started = time.monotonic()
+            await self.system.stop(timeout_s)
+            log.info("node %s stopped in %.2f s", self.name, time.monotonic() - started)
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+def read_snapshot(storage_dir: Path, node: str) -> dict[str, Any] | None:
+    """The node's last persisted status, read without disturbing a running node."""
+    path = storage_dir / node
+    if not (path / "data.mdb").exists():
+        return None
+    value = peek_value(path, "state", SNAPSHOT_KEY)
+    return value if isinstance(value, dict) else None

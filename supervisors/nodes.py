@@ -1,0 +1,449 @@
+"""Nodes on Thespian: the root supervisor and the node actor (each an OS process).
+
+The root supervisor runs in its own process under the Thespian admin. It creates one node actor per
+configured node, restarts a node whose process dies (kill -9 included: Thespian turns SIGCHLD into
+``ChildActorExited``) and sends it the same configuration plus its history, so the node re-creates
+its actor tree from configuration and its LMDB store. Messages between nodes go through the root:
+they are few and batched, and the root always knows the current address of a restarted node.
+
+A node actor owns an asyncio thread that runs a :class:`NodeRuntime`. Rules (ARCHITECTURE.md): it
+creates no Thespian children, and its asyncio thread never calls Thespian: replies travel through a
+:class:`PipeBridge` that this actor watches with ``ThespianWatch``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from thespian.actors import (
+    Actor,
+    ActorExitRequest,
+    ChildActorExited,
+    ThespianWatch,
+    WakeupMessage,
+    WatchMessage,
+)
+
+from drivers.thespian import hygiene
+from drivers.thespian.bridge import PipeBridge
+from drivers.thespian.logs import install_process_logging
+from supervisors.intensity import restart_allowed
+from supervisors.node_messages import (
+    NodeFailed,
+    NodePolicy,
+    NodeSpec,
+    NodeStatusQuery,
+    NodeStatusReply,
+    NodeStopped,
+    NodeUp,
+    Ping,
+    Pong,
+    Route,
+    SiteStarted,
+    SiteStatus,
+    SiteStopped,
+    StartNode,
+    StartSite,
+    StatusQuery,
+    StopNode,
+    StopSite,
+)
+from supervisors.node_runtime import NodeHistory, NodeRuntime
+
+log = logging.getLogger(__name__)
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# -- the node actor ------------------------------------------------------------------------------
+class NodeActor(Actor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.bridge: PipeBridge | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.runtime: NodeRuntime | None = None
+        self.root: Any = None
+        self.name = "?"
+        self.stopping = False
+
+    def receiveMessage(self, msg: Any, sender: Any) -> Any:
+        try:
+            if isinstance(msg, WatchMessage):
+                self._pump()
+            elif isinstance(msg, StartNode):
+                self._start(msg, sender)
+            elif isinstance(msg, Route):
+                self._on_loop(self._deliver, msg.path, msg.message)
+            elif isinstance(msg, NodeStatusQuery):
+                self._on_loop(self._status, msg.request_id, sender)
+            elif isinstance(msg, StopNode):
+                self._on_loop(self._stop, msg.timeout_s, sender)
+            elif isinstance(msg, ActorExitRequest):
+                self._stop_blocking()
+        except Exception:
+            log.exception("node %s: failed to handle %s", self.name, type(msg).__name__)
+        return ThespianWatch([self.bridge.fileno]) if self.bridge is not None else None
+
+    def _start(self, msg: StartNode, sender: Any) -> None:
+        if self.bridge is not None:
+            return
+        self.name = msg.spec.name
+        self.root = sender
+        hygiene.ignore_terminal_signals()
+        install_process_logging(f"node={self.name} pid={os.getpid()}", msg.log_level)
+        self.bridge = PipeBridge()
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._thread_main, args=(msg, ready), name=f"node-{self.name}", daemon=True
+        )
+        thread.start()
+        ready.wait(10)
+
+    def _thread_main(self, msg: StartNode, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self.loop = loop
+        asyncio.set_event_loop(loop)
+        ready.set()
+        try:
+            loop.run_until_complete(self._main(msg))
+        finally:
+            loop.close()
+
+    async def _main(self, msg: StartNode) -> None:
+        assert self.bridge is not None
+        self.stop_done = asyncio.Event()
+        runtime = NodeRuntime(
+            name=msg.spec.name,
+            kind=msg.spec.kind,
+            config=msg.config,
+            storage_dir=Path(msg.storage_dir),
+            outbound=lambda path, message: self._post(self.root, Route(path=path, message=message)),
+            history=msg.history,
+        )
+        self.runtime = runtime
+        try:
+            await runtime.start()
+        except Exception as exc:
+            log.exception("node %s failed to start", self.name)
+            self._fail(f"start failed: {type(exc).__name__}: {exc}")
+            return
+        self._post(self.root, NodeUp(name=self.name, pid=os.getpid()))
+        reason = await runtime.terminated
+        if self.stopping:  # an orderly stop: let _stop finish (it answers the root)
+            await self.stop_done.wait()
+            return
+        # The node's root supervisor gave up: escalate to the Thespian root by exiting.
+        self._fail(f"actor tree ended: {reason}")
+
+    def _fail(self, reason: str) -> None:
+        assert self.bridge is not None
+        self._post(self.root, NodeFailed(name=self.name, reason=reason))
+        self._pump()  # not our thread, but the process is about to end; best effort
+        time.sleep(0.2)
+        os._exit(70)
+
+    def _post(self, target: Any, message: Any) -> None:
+        if self.bridge is not None:
+            self.bridge.post(target, message)
+
+    def _pump(self) -> None:
+        if self.bridge is None:
+            return
+        for target, message in self.bridge.drain():
+            self.send(target, message)
+
+    def _on_loop(self, fn: Any, *args: Any) -> None:
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _deliver(self, path: str, message: Any) -> None:
+        if self.runtime is not None:
+            self.runtime.deliver(path, message)
+
+    def _status(self, request_id: int, requester: Any) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return
+
+        async def answer() -> None:
+            status = await runtime.status()
+            self._post(
+                requester, NodeStatusReply(request_id=request_id, name=self.name, status=status)
+            )
+
+        asyncio.get_running_loop().create_task(answer())
+
+    def _stop(self, timeout_s: float, requester: Any) -> None:
+        runtime = self.runtime
+
+        async def stop() -> None:
+            self.stopping = True
+            self.runtime = None
+            try:
+                if runtime is not None:
+                    await runtime.stop(timeout_s)
+            finally:
+                self._post(requester, NodeStopped(name=self.name))
+                self.stop_done.set()
+
+        asyncio.get_running_loop().create_task(stop())
+
+    def _stop_blocking(self) -> None:
+        """Thespian is ending this actor: stop the tree so nothing acknowledged is lost."""
+        runtime, loop = self.runtime, self.loop
+        if runtime is None or loop is None or loop.is_closed():
+            return
+        self.stopping = True
+        self.runtime = None
+        future = asyncio.run_coroutine_threadsafe(runtime.stop(5.0), loop)
+        try:
+            future.result(8.0)
+        except Exception:
+            log.exception("node %s: stop on exit request failed", self.name)
+
+
+# -- the root supervisor ---------------------------------------------------------------------------
+@dataclass
+class _Slot:
+    spec: NodeSpec
+    address: Any = None
+    pid: int | None = None
+    state: str = "starting"  # starting, running, restarting, stopping, stopped, failed
+    restarts: int = 0
+    history: tuple[float, ...] = ()
+    last_failure: str | None = None
+    last_failure_utc: str | None = None
+    up_since_utc: str | None = None
+    pending_failure: str | None = None
+    held: collections.deque[Route] = field(default_factory=lambda: collections.deque(maxlen=1000))
+
+
+@dataclass
+class _StatusRequest:
+    requester: Any
+    waiting: set[str]
+    replies: dict[str, dict[str, Any]]
+
+
+class RootSupervisor(Actor):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.slots: list[_Slot] = []
+        self.site: StartSite | None = None
+        self.starter: Any = None
+        self.stopper: Any = None
+        self.stop_timeout_s = 15.0
+        self.stopped: list[str] = []
+        self.gave_up: str | None = None
+        self.requests: dict[int, _StatusRequest] = {}
+        self.ids = itertools.count(1)
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        try:
+            self._dispatch(msg, sender)
+        except Exception:
+            log.exception("root supervisor: failed to handle %s", type(msg).__name__)
+
+    def _dispatch(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, StartSite):
+            hygiene.ignore_terminal_signals()
+            install_process_logging(f"root pid={os.getpid()}", msg.log_level)
+            self.site, self.starter = msg, sender
+            for spec in msg.nodes:
+                slot = _Slot(spec=spec)
+                self.slots.append(slot)
+                self._launch(slot)
+        elif isinstance(msg, NodeUp):
+            self._node_up(msg)
+        elif isinstance(msg, NodeFailed):
+            failed = self._by_name(msg.name)
+            if failed is not None:
+                failed.pending_failure = msg.reason
+        elif isinstance(msg, ChildActorExited):
+            self._child_exited(msg.childAddress)
+        elif isinstance(msg, Route):
+            self._route(msg)
+        elif isinstance(msg, Ping):
+            self.send(sender, self._pong())
+        elif isinstance(msg, StatusQuery):
+            self._status_query(msg, sender)
+        elif isinstance(msg, NodeStatusReply):
+            self._status_reply(msg)
+        elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, int):
+            self._finish_status(msg.payload)
+        elif isinstance(msg, StopSite):
+            self._stop_site(msg, sender)
+        elif isinstance(msg, NodeStopped):
+            self._node_stopped(msg)
+
+    # -- lifecycle of nodes -----------------------------------------------------------------------
+    def _launch(self, slot: _Slot) -> None:
+        assert self.site is not None
+        slot.address = self.createActor(NodeActor)
+        self.send(
+            slot.address,
+            StartNode(
+                spec=slot.spec,
+                config=self.site.config,
+                storage_dir=self.site.storage_dir,
+                history=NodeHistory(
+                    restarts=slot.restarts,
+                    last_failure=slot.last_failure,
+                    last_failure_utc=slot.last_failure_utc,
+                ),
+                log_level=self.site.log_level,
+            ),
+        )
+
+    def _by_name(self, name: str) -> _Slot | None:
+        return next((s for s in self.slots if s.spec.name == name), None)
+
+    def _node_up(self, msg: NodeUp) -> None:
+        slot = self._by_name(msg.name)
+        if slot is None:
+            return
+        slot.pid, slot.state, slot.up_since_utc = msg.pid, "running", _utc_now()
+        while slot.held:
+            self.send(slot.address, slot.held.popleft())
+        if self.starter is not None and all(s.state == "running" for s in self.slots):
+            self.send(self.starter, SiteStarted(ok=True))
+            self.starter = None
+
+    def _child_exited(self, address: Any) -> None:
+        slot = next((s for s in self.slots if s.address == address), None)
+        if slot is None:
+            return
+        if slot.state in ("stopping", "stopped"):
+            slot.state = "stopped"
+            return
+        reason = slot.pending_failure or "process exited without notice (killed?)"
+        slot.pending_failure = None
+        slot.last_failure, slot.last_failure_utc = reason, _utc_now()
+        log.warning("node %s (pid %s) exited: %s", slot.spec.name, slot.pid, reason)
+        assert self.site is not None
+        policy: NodePolicy = self.site.policy
+        allowed, slot.history = restart_allowed(
+            slot.history,
+            time.monotonic(),
+            max_restarts=policy.max_restarts,
+            period_s=policy.period_s,
+        )
+        initial_start = slot.state == "starting" and slot.restarts == 0 and self.starter is not None
+        if not allowed or initial_start:  # a site starts whole or not at all (like OTP)
+            slot.state = "failed"
+            self.gave_up = f"node {slot.spec.name}: {reason}"
+            if self.starter is not None:
+                self.send(self.starter, SiteStarted(ok=False, error=self.gave_up))
+                self.starter = None
+            return
+        slot.restarts += 1
+        slot.state, slot.pid = "restarting", None
+        self._launch(slot)
+
+    def _route(self, msg: Route) -> None:
+        slot = self._by_name(msg.path.split("/", 1)[0])
+        if slot is None:
+            log.warning("route to unknown node for %s dropped", msg.path)
+        elif slot.state == "running":
+            self.send(slot.address, msg)
+        else:
+            slot.held.append(msg)  # delivered when the node is back up (bounded)
+
+    def _pong(self) -> Pong:
+        return Pong(
+            root_pid=os.getpid(),
+            admin_pid=os.getppid(),
+            nodes={
+                s.spec.name: {"pid": s.pid, "state": s.state, "restarts": s.restarts}
+                for s in self.slots
+            },
+            gave_up=self.gave_up,
+        )
+
+    # -- status ---------------------------------------------------------------------------------
+    def _status_query(self, msg: StatusQuery, sender: Any) -> None:
+        request_id = next(self.ids)
+        running = [s for s in self.slots if s.state == "running"]
+        self.requests[request_id] = _StatusRequest(
+            requester=sender, waiting={s.spec.name for s in running}, replies={}
+        )
+        for slot in running:
+            self.send(slot.address, NodeStatusQuery(request_id=request_id))
+        if not running:
+            self._finish_status(request_id)
+        else:
+            self.wakeupAfter(timedelta(seconds=msg.timeout_s), payload=request_id)
+
+    def _status_reply(self, msg: NodeStatusReply) -> None:
+        request = self.requests.get(msg.request_id)
+        if request is None:
+            return
+        request.replies[msg.name] = msg.status
+        request.waiting.discard(msg.name)
+        if not request.waiting:
+            self._finish_status(msg.request_id)
+
+    def _finish_status(self, request_id: int) -> None:
+        request = self.requests.pop(request_id, None)
+        if request is None:
+            return
+        nodes = []
+        for slot in self.slots:
+            status = request.replies.get(slot.spec.name) or {
+                "name": slot.spec.name,
+                "kind": slot.spec.kind,
+                "pid": slot.pid,
+                "tree": [],
+                "site": {},
+                "answered": False,
+            }
+            status.update(
+                {
+                    "state": slot.state,
+                    "restarts": slot.restarts,
+                    "last_failure": slot.last_failure,
+                    "last_failure_utc": slot.last_failure_utc,
+                    "up_since_utc": slot.up_since_utc,
+                }
+            )
+            status.setdefault("answered", True)
+            nodes.append(status)
+        self.send(request.requester, SiteStatus(root_pid=os.getpid(), nodes=nodes))
+
+    # -- orderly stop ----------------------------------------------------------------------------
+    def _stop_site(self, msg: StopSite, sender: Any) -> None:
+        """Stop nodes one at a time in reverse start order (OTP), each within its timeout."""
+        self.stopper, self.stop_timeout_s = sender, msg.timeout_s
+        self.stopped = []
+        self._stop_next()
+
+    def _stop_next(self) -> None:
+        live = [s for s in self.slots if s.state in ("running", "starting", "restarting")]
+        if live:
+            slot = live[-1]
+            slot.state = "stopping"
+            self.send(slot.address, StopNode(timeout_s=self.stop_timeout_s))
+        elif self.stopper is not None:
+            self.send(self.stopper, SiteStopped(stopped=tuple(self.stopped)))
+            self.stopper = None
+
+    def _node_stopped(self, msg: NodeStopped) -> None:
+        slot = self._by_name(msg.name)
+        if slot is not None:
+            slot.state = "stopped"
+            self.stopped.append(msg.name)
+            self.send(slot.address, ActorExitRequest())
+        self._stop_next()

@@ -1,0 +1,59 @@
+"""The actor trees of each node kind, built from the site configuration.
+
+A node kind is data: how to build its supervision tree and how to summarise its site state for
+``run.py status``. The launcher's node list names a kind per node; tests may register more kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from actors.store_writer import StoreWriter
+from supervisors.spec import ChildSpec, SupervisorSpec
+from supervisors.system import ActorSystem
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeContext:
+    name: str
+    config: Any
+    system: ActorSystem
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeKind:
+    build: Callable[[NodeContext], SupervisorSpec]
+    summary: Callable[[ActorSystem], dict[str, Any]]
+
+
+def store_writer_spec() -> ChildSpec:
+    """First child of every node: the group-commit writer (rest_for_one puts it under the rest)."""
+    return ChildSpec(id="store", start=StoreWriter, shutdown_timeout_s=10.0)
+
+
+def _no_summary(system: ActorSystem) -> dict[str, Any]:
+    return {}
+
+
+def build_broker(ctx: NodeContext) -> SupervisorSpec:
+    return SupervisorSpec(
+        strategy="rest_for_one", max_restarts=5, period_s=30, children=(store_writer_spec(),)
+    )
+
+
+def build_energy(ctx: NodeContext) -> SupervisorSpec:
+    return SupervisorSpec(
+        strategy="rest_for_one", max_restarts=5, period_s=30, children=(store_writer_spec(),)
+    )
+
+
+NODE_KINDS: dict[str, NodeKind] = {
+    "broker": NodeKind(build=build_broker, summary=_no_summary),
+    "energy": NodeKind(build=build_energy, summary=_no_summary),
+}
+
+
+def register_node_kind(name: str, kind: NodeKind) -> None:
+    NODE_KINDS[name] = kind

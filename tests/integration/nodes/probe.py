@@ -1,0 +1,94 @@
+"""A probe node kind for the node-layer tests: messages in over TCP, into a durable mailbox.
+
+Protocol on 127.0.0.1:<port>: the client sends ``<id>\\n`` lines; the edge answers ``<id>\\n`` once
+the message is committed to the ledger's durable mailbox (acknowledged = on disk). The ledger
+counts each id it consumes in its own table (one transaction with the consumption), so the test can
+account for every acknowledged message after any number of kill -9s: lost, unexpected, duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.store.codec import persisted
+from supervisors.actor import Actor, ActorContext
+from supervisors.spec import ChildSpec, SupervisorSpec
+from supervisors.system import ActorSystem
+from supervisors.trees import NodeContext, NodeKind, store_writer_spec
+
+LEDGER_TABLE = "probe_ledger"
+
+
+@persisted(name="probe.Record")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    msg_id: int
+
+
+class Ledger(Actor):
+    DURABLE = frozenset({Record})
+
+    async def started(self) -> None:
+        self.consumed = self.load("consumed", 0)
+
+    async def receive(self, msg: object) -> Any:
+        if isinstance(msg, Record):
+            store = self.ctx.system.require_store()
+            key = msg.msg_id.to_bytes(8, "big")
+            seen = store.get(LEDGER_TABLE, key)
+            count = 1 if seen is None else int(seen) + 1
+            self.consumed += 1
+            self.stage(("put", LEDGER_TABLE, key, str(count).encode()))
+            self.persist("consumed", self.consumed)
+            return None
+        return await super().receive(msg)
+
+    def report(self) -> dict[str, Any]:
+        return {"consumed": self.consumed}
+
+
+class Ingest(Actor):
+    def __init__(self, ctx: ActorContext, port: int) -> None:
+        super().__init__(ctx)
+        self.port = port
+        self.server: asyncio.Server | None = None
+
+    async def started(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ledger = self.ctx.system.lookup(self.path.rsplit("/", 1)[0] + "/ledger")
+        assert ledger is not None
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while line := await reader.readline():
+                await ledger.tell_durable(Record(msg_id=int(line)))
+                writer.write(line)
+        writer.close()
+
+    async def receive(self, msg: object) -> Any:
+        return await super().receive(msg)
+
+    async def terminate(self, reason: object) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def probe_kind(port: int) -> NodeKind:
+    def build(ctx: NodeContext) -> SupervisorSpec:
+        return SupervisorSpec(
+            strategy="rest_for_one",
+            children=(
+                store_writer_spec(),
+                ChildSpec(id="ledger", start=Ledger),
+                ChildSpec(id="ingest", start=lambda c: Ingest(c, port)),
+            ),
+        )
+
+    def summary(system: ActorSystem) -> dict[str, Any]:
+        ledger = system.actor(f"{system.name}/ledger")
+        return {"consumed": getattr(ledger, "consumed", None)}
+
+    return NodeKind(build=build, summary=summary)

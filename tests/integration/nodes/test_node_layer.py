@@ -1,0 +1,266 @@
+"""The node layer on real Thespian multiprocTCPBase nodes (OS processes), driven from outside.
+
+Covers: every listening socket on loopback; SIGTERM -> exit 0 and no process left; kill -9 of the
+launcher or of the admin -> no process left; a node killed with SIGKILL is restarted with its actors
+and persisted state, and `run.py status` shows it; crash safety counted over 20+ random kill -9s.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from drivers.store.env import Store, mailbox_prefix
+from tests.helpers import timeout_s, wait_for_sync
+from tests.integration.nodes.probe import LEDGER_TABLE
+from tests.integration.nodes.site import REPO, ProbeSite, wait_gone
+
+pytestmark = [pytest.mark.nodes, pytest.mark.slow]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[ProbeSite]:
+    s = ProbeSite(tmp_path)
+    s.start()
+    yield s
+    s.cleanup()
+
+
+class Producer:
+    """At-least-once client: resends what was not acknowledged after each reconnect."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sent: list[int] = []
+        self.acked: set[int] = set()
+        self.next_id = 1
+        self.sock: socket.socket | None = None
+
+    def connect(self, timeout: float = 20) -> None:
+        def attempt() -> bool:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            except OSError:
+                return False
+            return True
+
+        wait_for_sync(attempt, timeout=timeout, what="the probe node to accept connections")
+
+    def _exchange(self, ids: list[int]) -> None:
+        assert self.sock is not None
+        self.sock.sendall(b"".join(b"%d\n" % i for i in ids))
+        want = set(ids)
+        buf = b""
+        while want:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the edge")
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                msg_id = int(line)
+                self.acked.add(msg_id)
+                want.discard(msg_id)
+
+    def pump_until_broken(self, batch: int = 20, limit: int = 100_000) -> None:
+        try:
+            unacked = [i for i in self.sent if i not in self.acked]
+            if unacked:
+                self._exchange(unacked)
+            while len(self.sent) < limit:
+                ids = list(range(self.next_id, self.next_id + batch))
+                self.next_id += batch
+                self.sent.extend(ids)
+                self._exchange(ids)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
+
+    def settle(self) -> None:
+        """Resend everything unacknowledged until all is acknowledged."""
+        self.connect()
+        unacked = [i for i in self.sent if i not in self.acked]
+        if unacked:
+            self._exchange(unacked)
+        assert self.sock is not None
+        self.sock.close()
+        self.sock = None
+
+
+def account(storage: Path, producer: Producer) -> dict[str, int]:
+    store = Store(storage / "probe", readonly=True)
+    try:
+        counts = {int.from_bytes(k, "big"): int(v) for k, v in store.scan(LEDGER_TABLE)}
+        pending = len(list(store.scan("mailbox", mailbox_prefix("probe/ledger"))))
+    finally:
+        store.close()
+    consumed = set(counts)
+    return {
+        "sent": len(producer.sent),
+        "acked": len(producer.acked),
+        "consumed": len(consumed),
+        "pending": pending,
+        "lost": len(producer.acked - consumed) - pending,
+        "unexpected": len(consumed - set(producer.sent)),
+        "duplicates": sum(c - 1 for c in counts.values()),
+    }
+
+
+def test_every_listening_socket_is_on_loopback(site: ProbeSite) -> None:
+    listening = site.listening()
+    assert len(listening) >= 6, listening  # admin, logger, root, 2 nodes, the probe's ingest port
+    assert {ip for _, ip, _ in listening} == {"127.0.0.1"}, listening
+
+
+def test_sigterm_stops_everything_with_exit_0(site: ProbeSite) -> None:
+    pids = [p.pid for p in site.processes()]
+    assert len(pids) >= 5
+    assert site.terminate() == 0, site.log_text()
+    assert wait_gone(pids) == []
+    assert not site.control_socket.exists()
+
+
+def test_kill_9_of_the_launcher_leaves_no_process(site: ProbeSite) -> None:
+    assert site.proc is not None
+    pids = [p.pid for p in site.processes()]
+    site.proc.kill()
+    site.proc.wait(10)
+    assert wait_gone(pids) == [], "every process dies with the launcher"
+
+
+def test_admin_death_tears_the_runtime_down(site: ProbeSite) -> None:
+    doc = site.status()
+    root = psutil.Process(doc["launcher"]["root_pid"])
+    admin = root.parent()
+    assert admin is not None
+    pids = [p.pid for p in site.processes()]
+    admin.kill()
+    assert site.proc is not None
+    code = site.proc.wait(timeout_s(20))
+    assert code == 2, site.log_text()
+    assert "the Thespian admin is gone" in site.log_text()
+    assert wait_gone(pids) == []
+
+
+def test_killed_node_comes_back_with_its_state_and_status_shows_it(site: ProbeSite) -> None:
+    producer = Producer(site.port)
+    producer.connect()
+    producer.pump_until_broken(limit=200)
+    assert len(producer.acked) == 200
+    wait_for_sync(lambda: site.node("probe")["site"]["consumed"] == 200, what="200 consumed")
+    old_pid = site.kill_node("probe")
+    node = site.wait_node_back("probe", old_pid)
+    assert node["restarts"] == 1
+    assert "exited without notice" in node["last_failure"]
+    assert node["site"]["consumed"] == 200, "persisted state restored after kill -9"
+    ledger = next(c for c in node["tree"] if c["id"] == "ledger")
+    assert ledger["state"] == "running"
+    assert site.node("other")["restarts"] == 0, "the other node was not touched"
+    producer.connect()
+    producer.pump_until_broken(limit=300)
+    wait_for_sync(lambda: site.node("probe")["site"]["consumed"] == 300, what="300 consumed")
+
+    assert site.config is not None
+    shown = subprocess.run(
+        [sys.executable, "run.py", "status", "--config", str(site.config), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s(20),
+        check=True,
+    )
+    doc = json.loads(shown.stdout)
+    probe = next(n for n in doc["nodes"] if n["name"] == "probe")
+    assert doc["stale"] is False
+    assert probe["restarts"] == 1
+    human = subprocess.run(
+        [sys.executable, "run.py", "status", "--config", str(site.config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s(20),
+        check=True,
+    ).stdout
+    assert "exited without notice" in human
+    assert human.splitlines()[0].startswith("Site probe: live (nodes mode)")
+
+
+def test_status_falls_back_to_the_persisted_state_marked_stale(site: ProbeSite) -> None:
+    producer = Producer(site.port)
+    producer.connect()
+    producer.pump_until_broken(limit=40)
+    wait_for_sync(lambda: site.node("probe")["site"]["consumed"] == 40, what="consumed")
+    # Let at least one periodic snapshot include the count, then take the runtime away brutally.
+    wait_for_sync(lambda: _snapshot_consumed(site) == 40, timeout=10, what="snapshot persisted")
+    assert site.proc is not None
+    pids = [p.pid for p in site.processes()]
+    site.proc.kill()
+    assert wait_gone(pids) == []
+    assert site.config is not None
+    result = subprocess.run(
+        [sys.executable, "run.py", "status", "--config", str(site.config), "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s(20),
+    )
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["stale"] is True
+    assert doc["age_s"] >= 0
+    probe = next(n for n in doc["nodes"] if n["name"] == "probe")
+    assert probe["site"]["consumed"] == 40
+    human = subprocess.run(
+        [sys.executable, "run.py", "status", "--config", str(site.config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s(20),
+    ).stdout
+    assert "STALE" in human.splitlines()[0]
+
+
+def _snapshot_consumed(site: ProbeSite) -> int | None:
+    from supervisors.node_runtime import read_snapshot
+
+    snap = read_snapshot(site.tmp_path / "var", "probe")
+    return None if snap is None else snap["site"].get("consumed")
+
+
+ROUNDS = 20
+
+
+def test_crash_safety_counted_over_random_kill_9s(site: ProbeSite) -> None:
+    rng = random.Random(20261128)
+    producer = Producer(site.port)
+    restarts = 0
+    for _ in range(ROUNDS):
+        producer.connect()
+        pid = int(site.node("probe")["pid"])
+        killer = threading.Timer(rng.uniform(0.02, 0.3), site.kill_node, ("probe",))
+        killer.start()
+        producer.pump_until_broken()
+        killer.join()
+        site.wait_node_back("probe", pid)
+        restarts += 1
+    producer.settle()
+    assert site.node("probe")["restarts"] == restarts
+    assert site.terminate() == 0, site.log_text()
+    figures = account(site.tmp_path / "var", producer)
+    print("crash safety:", figures)
+    assert figures["acked"] > ROUNDS, "messages flowed while the node was being killed"
+    assert figures["lost"] == 0, figures
+    assert figures["unexpected"] == 0, figures
+    assert figures["pending"] == 0, "an orderly stop after settling leaves nothing unconsumed"
