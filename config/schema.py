@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from config.auth import AuthorizationConfig
+from config.auth import from_table as auth_from_table
 from config.fields import ConfigError, Table
 from config.ocpp import (
     ChargePointOcpp,
@@ -63,7 +65,7 @@ class SiteConfig:
     cloud: CloudConfig | None
     charge_points: tuple[ChargePointConfig, ...]
     energy: Any = None
-    auth: Any = None
+    auth: AuthorizationConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -155,15 +157,8 @@ def _energy_sections(top: Table, cp_tables: list[Table]) -> tuple[Any, list[Any]
     return result
 
 
-def _auth_section(top: Table) -> Any:
-    try:
-        from config import auth
-    except ImportError:
-        return None
-    loader = getattr(auth, "authorization_from_table", None)
-    if loader is None:
-        return None
+def _auth_section(top: Table) -> AuthorizationConfig:
     table = top.table("authorization", None)
-    return loader(
+    return auth_from_table(
         table if table is not None else Table({}, source=top.source, path="authorization")
     )

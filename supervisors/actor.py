@@ -8,9 +8,12 @@ Durable messages: an actor lists the message classes it takes durably in ``DURAB
 with :meth:`ActorRef.tell_durable` returns only after the message is committed to the node's LMDB
 mailbox (so it may then be acknowledged to a peer). Consuming it, the state updates made with
 :meth:`Actor.persist` and the durable messages sent with :meth:`Actor.send_durable` while handling it
-commit in ONE transaction, after ``receive`` returns: nothing lost, nothing applied twice. A message
-whose handling raises is retried after the restart; after ``max_attempts`` failures it goes to the
-dead-letter table instead of crash-looping.
+commit in ONE transaction, after ``receive`` returns: nothing lost, nothing applied twice. Messages
+that queued up while the actor was busy are handled as a batch that commits as one transaction
+(a busy actor costs one fsync per batch); asks are answered after that commit, so an answer never
+shows state that is not on disk. A message whose handling raises is retried after the restart (none
+of its batch is applied); after ``max_attempts`` failures it goes to the dead-letter table instead
+of crash-looping.
 
 Exceptions: :class:`ActorError` > :class:`ActorStopped` (no such running actor),
 :class:`AskTimeout` (also a ``TimeoutError``), :class:`ActorCrashed` (the handler raised while
@@ -230,7 +233,7 @@ class Actor:
 
     async def commit(self) -> None:
         """Commit staged changes now (inside ``receive``), e.g. before answering a peer."""
-        await self.ctx.cell.commit_staged(self, None)
+        await self.ctx.cell.commit_staged(self)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ExitCallback = Callable[["Cell", ExitReason], None]
+MAX_BATCH = 256  # messages handled per commit, at most
 
 
 class Cell:
@@ -69,6 +70,7 @@ class Cell:
         self._ops: list[Op] = []
         self._after: list[Callable[[], None]] = []
         self._sends: list[tuple[Cell, object, bytes]] = []
+        self._batch: list[tuple[Envelope, Any]] = []
         self._durable_floor = b""
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -84,7 +86,7 @@ class Cell:
         self.accepting = True
         self._shutdown = False
         self._link_exc = None
-        self._ops, self._after, self._sends = [], [], []
+        self._ops, self._after, self._sends, self._batch = [], [], [], []
         ctx = ActorContext(path=self.path, system=self.system, cell=self, parent=self.parent)
         actor = self.factory(ctx)
         self.actor = actor
@@ -177,26 +179,60 @@ class Cell:
             self.on_exit(self, reason)
 
     async def _loop(self, actor: Actor) -> None:
+        """Handle messages in batches: every message queued when the actor gets to run (up to
+        ``MAX_BATCH``) is handled, then what they staged and their consumption commit in ONE
+        transaction, and only then are their asks answered. A busy actor thus costs one commit per
+        batch, not per message; a failure anywhere in a batch applies none of it."""
         mailbox = self.mailbox
         while not self._shutdown and not actor._stop_requested:
             env = mailbox.pop()
             if env is None:
                 await mailbox.wait()
                 continue
-            self.current = env
-            try:
-                result = await actor.receive(env.msg)
-                if self._ops or self._after or self._sends or env.durable_key is not None:
-                    await self._commit(env)
-            except Refused as exc:
-                await self._refused(env, exc)
-                continue
-            except Exception as exc:
-                await self._failed(env, exc)
-                raise
-            self.current = None
-            if env.reply is not None and not env.reply.done():
-                env.reply.set_result(result)
+            handled = 0
+            while env is not None:
+                self.current = env
+                mark = len(self._ops), len(self._after), len(self._sends)
+                try:
+                    result = await actor.receive(env.msg)
+                except Refused as exc:
+                    self._truncate(mark)
+                    result = exc
+                except Exception as exc:
+                    unconsumed = [e for e, _ in self._batch]
+                    self._batch = []
+                    await self._failed(env, exc)
+                    # Handled earlier in this batch, but not committed: they are handled again.
+                    self.mailbox.put_front([e for e in unconsumed if e.durable_key is None])
+                    raise
+                self.current = None
+                if env.durable_key is not None:
+                    self._ops.append(("del", "mailbox", env.durable_key))
+                self._batch.append((env, result))
+                handled += 1
+                if handled >= MAX_BATCH or self._shutdown or actor._stop_requested:
+                    break
+                env = mailbox.pop()
+            await self._flush()
+
+    def _truncate(self, mark: tuple[int, int, int]) -> None:
+        del self._ops[mark[0] :]
+        del self._after[mark[1] :]
+        del self._sends[mark[2] :]
+
+    async def _flush(self) -> None:
+        """Commit the batch so far, then answer its asks and run its after-commit actions."""
+        batch, self._batch = self._batch, []
+        await self._commit(None)
+        for env, result in batch:
+            reply = env.reply
+            if isinstance(result, Refused):
+                if reply is None:
+                    log.warning("%s refused %s: %s", self.path, type(env.msg).__name__, result)
+                elif not reply.done():
+                    reply.set_exception(result)
+            elif reply is not None and not reply.done():
+                reply.set_result(result)
 
     # -- failures and dead letters --------------------------------------------------------------
     async def _failed(self, env: Envelope, exc: Exception) -> None:
@@ -229,19 +265,11 @@ class Cell:
             env.attempts = attempts
             self.mailbox.put_front([env])
 
-    async def _refused(self, env: Envelope, exc: Refused) -> None:
-        self._ops, self._after, self._sends = [], [], []
-        self.current = None
-        if env.durable_key is not None:
-            # A refused durable message is consumed: retrying it cannot change the answer.
-            await self._commit(env)
-        if env.reply is not None:
-            if not env.reply.done():
-                env.reply.set_exception(exc)
-        else:
-            log.warning("%s refused %s: %s", self.path, type(env.msg).__name__, exc)
-
     def _requeue_current(self) -> None:
+        # Handled earlier in the batch but not committed: handled again after the restart.
+        self.mailbox.put_front([e for e, _ in self._batch if e.durable_key is None])
+        self._batch = []
+        self._ops, self._after, self._sends = [], [], []
         env = self.current
         self.current = None
         if env is None or env.durable_key is not None:
@@ -320,9 +348,10 @@ class Cell:
     def load_state(self, key: str, default: Any) -> Any:
         return self.system.require_store().get_value("state", state_key(self.path, key), default)
 
-    async def commit_staged(self, actor: Actor, env: Envelope | None) -> None:
+    async def commit_staged(self, actor: Actor) -> None:
+        """An explicit commit inside ``receive``: the batch so far and this handler's changes."""
         self._check(actor)
-        await self._commit(env)
+        await self._flush()
 
     async def _commit(self, env: Envelope | None) -> None:
         ops, after, sends = self._ops, self._after, self._sends
