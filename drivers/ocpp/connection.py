@@ -1,0 +1,130 @@
+"""One OCPP-J websocket, either side: send and receive text, close, link quality.
+
+The same wrapper comes out of the listener (a charge point's socket) and the upstream client (a
+session to the cloud), so the actors above never see websockets' types or exceptions.
+
+Exceptions (the upstream client's connect errors are in :mod:`drivers.ocpp.upstream`)::
+
+    LinkError (Exception)
+    ├── LinkClosed          the websocket is closed; .code, .reason (1006 when it just vanished)
+    └── ConnectFailed       (upstream) the session to the cloud could not be opened
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from websockets.asyncio.connection import Connection
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+
+from drivers.ocpp.codes import OcppVersion
+
+ABNORMAL_CLOSURE = 1006
+
+
+class LinkError(Exception):
+    """Base of every error the OCPP websocket layer raises."""
+
+
+class LinkClosed(LinkError):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"websocket closed with code {code}" + (f": {reason}" if reason else ""))
+        self.code = code
+        self.reason = reason
+
+
+def _closed(exc: ConnectionClosed) -> LinkClosed:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return LinkClosed(ABNORMAL_CLOSURE, "")
+    return LinkClosed(int(frame.code), frame.reason)
+
+
+def format_address(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return "" if address is None else str(address)
+
+
+class OcppConnection:
+    """An open OCPP-J websocket for one charge point, with the version it speaks.
+
+    ``send`` and ``recv`` raise :class:`LinkClosed` once the socket is gone. ``recv`` has one
+    caller at a time (websockets refuses two concurrent readers).
+    """
+
+    def __init__(
+        self,
+        websocket: Connection,
+        *,
+        charge_point_id: str,
+        ocpp_version: OcppVersion,
+        auto_registered: bool = False,
+    ) -> None:
+        self._ws = websocket
+        self.charge_point_id = charge_point_id
+        self.ocpp_version = ocpp_version
+        self.auto_registered = auto_registered
+        self.remote_address = format_address(websocket.remote_address)
+
+    def __repr__(self) -> str:
+        return (
+            f"<OcppConnection {self.charge_point_id!r} OCPP {self.ocpp_version} "
+            f"peer={self.remote_address}>"
+        )
+
+    @property
+    def latency_s(self) -> float:
+        """Round-trip time of the last websocket ping, 0.0 before the first one answers."""
+        return float(self._ws.latency)
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.close_code is not None
+
+    @property
+    def close_code(self) -> int | None:
+        return self._ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self._ws.close_reason
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def recv(self) -> str:
+        try:
+            message = await self._ws.recv()
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+        if isinstance(message, str):
+            return message
+        # OCPP-J frames are text. The ocpp package accepts JSON sent as binary, so we do too
+        # rather than break a charge point that works with it; invalid UTF-8 ends the link.
+        try:
+            return bytes(message).decode("utf-8")
+        except UnicodeDecodeError:
+            reason = "binary frame is not UTF-8 text"
+            await self._ws.close(CloseCode.INVALID_DATA, reason)
+            raise LinkClosed(int(CloseCode.INVALID_DATA), reason) from None
+
+    async def ping(self) -> float:
+        """Measure the round trip now; return it in seconds (also kept in ``latency_s``)."""
+        try:
+            pong = await self._ws.ping()
+            return float(await pong)
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with the websocket closing handshake; returns once the TCP link is gone."""
+        await self._ws.close(code, reason)
+
+    async def wait_closed(self) -> None:
+        await self._ws.wait_closed()

@@ -1,0 +1,44 @@
+"""Loggers for websockets that never write a secret.
+
+At DEBUG level websockets logs every handshake header (the Authorization header carries the charge
+point's password in base64) and the first bytes of every frame (a ChangeConfiguration of
+AuthorizationKey, or a 2.0.1 SetVariables of BasicAuthPassword, carries a new password in clear).
+The filter here rewrites those records before any handler sees them, and drops the connection
+object websockets attaches to each record (it cannot be pickled across processes).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from websockets.frames import Frame, Opcode
+
+REDACTED = "[redacted]"
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
+_DATA_OPCODES = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+
+
+class RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("websocket", None)
+        args = record.args
+        if isinstance(args, tuple) and args:
+            if (
+                len(args) == 2
+                and isinstance(args[0], str)
+                and args[0].lower() in _SECRET_HEADERS
+                and record.msg in ("< %s: %s", "> %s: %s")
+            ):
+                record.args = (args[0], REDACTED)
+            elif isinstance(args[0], Frame) and args[0].opcode in _DATA_OPCODES:
+                frame = args[0]
+                record.args = (f"{frame.opcode.name} [{len(frame.data)} bytes]", *args[1:])
+        return True
+
+
+def websockets_logger(name: str) -> logging.Logger:
+    """A logger for websockets' ``logger=`` option, with :class:`RedactSecrets` attached once."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+        logger.addFilter(RedactSecrets())
+    return logger

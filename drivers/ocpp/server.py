@@ -1,0 +1,320 @@
+"""The OCPP-J listener: charge points connect to ``ws(s)://HOST:PORT/ocpp/<charge_point_id>``.
+
+The opening handshake is decided here, in this order (OCPP-J 1.6 sections 3 and 6, 2.0.1 Part 4
+section 3.2, the 1.6 security whitepaper section 2):
+
+1. the path is the prefix plus one percent-encoded identity: anything else is HTTP 404, an
+   identity that cannot be one (:mod:`drivers.ocpp.identity`) HTTP 400;
+2. ``lookup(id)`` says whether the identity is known: unknown is HTTP 404, unless
+   ``auto_register`` is on (security profile 0 only: an unknown identity has no password);
+3. security profile 1 and 2: HTTP Basic with user = identity and the charge point's password,
+   compared in constant time; missing or wrong is HTTP 401;
+4. the subprotocol: the first one the charge point offers that it is allowed to speak. With none
+   in common the handshake completes without the header and the socket is closed at once with
+   1002 and a reason that lists what we speak.
+
+Each accepted connection is handed to ``on_connect`` as an :class:`OcppConnection`; the socket is
+closed when that coroutine returns, so it must run for the life of the connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hmac
+import http
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, cast
+from urllib.parse import unquote
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from drivers.ocpp.codes import SUBPROTOCOLS, OcppVersion
+from drivers.ocpp.connection import OcppConnection, format_address
+from drivers.ocpp.identity import identity_problem
+from drivers.ocpp.redact import websockets_logger
+
+log = logging.getLogger(__name__)
+
+CLOSE_NO_SUBPROTOCOL: Final = 1002
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargePointAccess:
+    """What the listener needs to admit one charge point; ``lookup`` returns it for known ids.
+
+    ``password`` is the charge point's HTTP Basic password (AuthorizationKey) for security
+    profiles 1 and 2; ``ocpp_versions`` the versions it may speak (all when not configured).
+    """
+
+    password: str | None = field(default=None, repr=False)
+    ocpp_versions: tuple[OcppVersion, ...] = tuple(OcppVersion)
+
+
+Lookup = Callable[[str], ChargePointAccess | None]
+OnConnect = Callable[[OcppConnection], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    path_prefix: str = "/ocpp/"
+    security_profile: int = 0
+    ssl_context: ssl.SSLContext | None = None
+    max_frame_bytes: int = 1 << 20
+    auto_register: bool = False
+    ping_interval_s: float | None = 30.0
+    ping_timeout_s: float | None = 30.0
+    open_timeout_s: float = 10.0
+    close_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.security_profile not in (0, 1, 2):
+            raise ValueError(f"security_profile must be 0, 1 or 2, got {self.security_profile}")
+        if self.security_profile == 2 and self.ssl_context is None:
+            raise ValueError("security profile 2 needs an ssl_context (TLS)")
+        if not (self.path_prefix.startswith("/") and self.path_prefix.endswith("/")):
+            raise ValueError(f"path_prefix must start and end with '/', got {self.path_prefix!r}")
+
+
+def tls_server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """TLS 1.2 or newer (1.6 security whitepaper A00.FR.312), with our certificate and key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+class InvalidIdentity(ValueError):
+    pass
+
+
+def charge_point_id_from_path(path: str, prefix: str = "/ocpp/") -> str:
+    """The percent-decoded identity in ``<prefix><id>``; raise :class:`InvalidIdentity`.
+
+    What an identity may be is :func:`drivers.ocpp.identity.identity_problem`'s rule.
+    """
+    path = path.split("?", 1)[0]
+    if not path.startswith(prefix):
+        raise InvalidIdentity(f"path does not start with {prefix!r}")
+    encoded = path[len(prefix) :]
+    if "/" in encoded:
+        raise InvalidIdentity("the identity is one path segment")
+    try:
+        identity = unquote(encoded, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidIdentity("the identity is not percent-encoded UTF-8") from None
+    problem = identity_problem(identity)
+    if problem is not None:
+        raise InvalidIdentity(problem)
+    return identity
+
+
+def basic_auth_ok(header: str | None, charge_point_id: str, password: str | None) -> bool:
+    """HTTP Basic with user = identity and the configured password, in constant time.
+
+    OCPP-J 1.6 section 6.2.2 sends the AuthorizationKey as its raw 20 bytes, the security
+    whitepaper as the text itself; when the configured password is 16 to 20 bytes in hex, both
+    forms are accepted.
+    """
+    if header is None or password is None:
+        return False
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    user, sep, given = decoded.partition(b":")
+    if not sep:
+        return False
+    user_ok = hmac.compare_digest(user, charge_point_id.encode())
+    candidates = [password.encode()]
+    if len(password) in range(32, 41, 2):
+        with contextlib.suppress(ValueError):
+            candidates.append(bytes.fromhex(password))
+    password_ok = False
+    for candidate in candidates:
+        password_ok |= hmac.compare_digest(given, candidate)
+    return user_ok and password_ok
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Admission:
+    charge_point_id: str
+    access: ChargePointAccess
+    auto_registered: bool
+
+
+class _OcppServerConnection(ServerConnection):
+    admission: _Admission | None = None
+
+
+def _respond(
+    connection: ServerConnection, status: http.HTTPStatus, text: str, **headers: str
+) -> Response:
+    response = connection.respond(status, text + "\n")
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+class OcppListener:
+    """The websocket server; ``async with OcppListener(...)`` or ``start()`` / ``stop()``."""
+
+    def __init__(
+        self,
+        on_connect: OnConnect,
+        lookup: Lookup,
+        options: ListenerOptions | None = None,
+    ) -> None:
+        self.options = options or ListenerOptions()
+        self._on_connect = on_connect
+        self._lookup = lookup
+        self._server: Server | None = None
+
+    async def __aenter__(self) -> OcppListener:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the listener is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def bound_addresses(self) -> list[str]:
+        if self._server is None:
+            return []
+        return [str(s.getsockname()[0]) for s in self._server.sockets]
+
+    async def start(self) -> None:
+        o = self.options
+        self._server = await serve(
+            self._handle,
+            o.host,
+            o.port,
+            create_connection=_OcppServerConnection,
+            select_subprotocol=self._select_subprotocol,
+            process_request=self._process_request,
+            server_header=None,
+            open_timeout=o.open_timeout_s,
+            ping_interval=o.ping_interval_s,
+            ping_timeout=o.ping_timeout_s,
+            close_timeout=o.close_timeout_s,
+            max_size=o.max_frame_bytes,
+            ssl=o.ssl_context,
+            logger=websockets_logger("drivers.ocpp.websockets.server"),
+        )
+        log.info(
+            "OCPP listener on %s port %d (security profile %d)",
+            o.host,
+            self.port,
+            o.security_profile,
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        o = self.options
+        peer = format_address(connection.remote_address)
+        try:
+            charge_point_id = charge_point_id_from_path(request.path, o.path_prefix)
+        except InvalidIdentity as exc:
+            status = (
+                http.HTTPStatus.NOT_FOUND
+                if not request.path.startswith(o.path_prefix)
+                else http.HTTPStatus.BAD_REQUEST
+            )
+            log.info("refused a connection from %s: %s", peer, exc)
+            return _respond(connection, status, f"Not an OCPP endpoint: {exc}")
+        access = self._lookup(charge_point_id)
+        auto = False
+        if access is None:
+            if not (o.auto_register and o.security_profile == 0):
+                log.info("refused unknown charge point %r from %s", charge_point_id, peer)
+                return _respond(connection, http.HTTPStatus.NOT_FOUND, "Unknown charge point")
+            access, auto = ChargePointAccess(), True
+        if o.security_profile >= 1 and not basic_auth_ok(
+            _authorization(request.headers), charge_point_id, access.password
+        ):
+            log.warning("refused charge point %r from %s: bad credentials", charge_point_id, peer)
+            return _respond(
+                connection,
+                http.HTTPStatus.UNAUTHORIZED,
+                "Invalid credentials",
+                WWW_Authenticate='Basic realm="OCPP", charset="UTF-8"',
+            )
+        cast(_OcppServerConnection, connection).admission = _Admission(
+            charge_point_id=charge_point_id, access=access, auto_registered=auto
+        )
+        return None
+
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        admission = cast(_OcppServerConnection, connection).admission
+        if admission is None:
+            return None
+        allowed = {v.subprotocol for v in admission.access.ocpp_versions}
+        for name in offered:
+            if name in allowed:
+                return name
+        # None completes the handshake without the header, as OCPP-J requires; _handle closes.
+        return None
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        admission = cast(_OcppServerConnection, websocket).admission
+        assert admission is not None  # process_request refused every connection without one
+        subprotocol = websocket.subprotocol
+        if subprotocol is None:
+            allowed = ", ".join(v.subprotocol for v in admission.access.ocpp_versions)
+            log.info(
+                "closing charge point %r: no subprotocol in common (it may speak %s)",
+                admission.charge_point_id,
+                allowed,
+            )
+            await websocket.close(CLOSE_NO_SUBPROTOCOL, f"no OCPP subprotocol in common: {allowed}")
+            return
+        connection = OcppConnection(
+            websocket,
+            charge_point_id=admission.charge_point_id,
+            ocpp_version=OcppVersion.from_subprotocol(subprotocol),
+            auto_registered=admission.auto_registered,
+        )
+        log.info("charge point connected: %r", connection)
+        await self._on_connect(connection)
+
+
+def _authorization(headers: Headers) -> str | None:
+    values = headers.get_all("Authorization")
+    return values[0] if len(values) == 1 else None
+
+
+__all__ = [
+    "SUBPROTOCOLS",
+    "ChargePointAccess",
+    "InvalidIdentity",
+    "ListenerOptions",
+    "OcppListener",
+    "basic_auth_ok",
+    "charge_point_id_from_path",
+    "tls_server_context",
+]
