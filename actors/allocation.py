@@ -1,0 +1,259 @@
+"""Load allocation: a pure function from meters, limits and demand to per-connector limits.
+
+The rules, in order:
+
+1. Headroom of every constraint (each phase of each node, and a node's total when it has a power
+   limit) = limit - margin - (meter - managed EV current). A node without a meter has no base load.
+2. Admission: connectors are ranked by priority (higher first), then arrival (earlier first). Each
+   is admitted at the minimum current (6 A) if that still fits on every constraint it loads, given
+   the connectors ranked above it; otherwise it is paused at 0 A. Nobody gets between 0 and 6 A.
+3. Filling: the highest priority tier rises from 6 A in equal steps (progressive filling, so equal
+   share inside a tier) until each connector hits its own cap or a constraint runs out; then the
+   next tier shares what is left.
+4. A connector's cap is its maximum, or, when the car has settled and draws less than offered, its
+   draw plus a slack: the current it does not use goes back to the pool.
+
+Every connector's result names the constraint that bound it, for the audit trail.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
+
+from actors.allocation_constraints import (
+    Constraint,
+    ancestry,
+    build_constraints,
+    managed_by_grid_phase,
+    overloaded,
+)
+from actors.allocation_types import (
+    PHASE_NAMES,
+    AllocationConfig,
+    AllocationResult,
+    Binding,
+    ConnectorAllocation,
+    ConnectorDemand,
+    NodeHeadroom,
+    NodeInput,
+    grid_phases,
+)
+
+__all__ = [
+    "allocate",
+    "ancestry",
+    "build_constraints",
+    "effective_cap",
+    "managed_by_grid_phase",
+    "overloaded",
+    "rank_key",
+]
+
+_EPS = 1e-9
+
+
+def rank_key(d: ConnectorDemand) -> tuple[int, float, str]:
+    """Who is served first: higher priority, then earlier arrival, then id (for determinism)."""
+    return (-d.priority, d.arrived_s, d.connector_id)
+
+
+def effective_cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, Binding, str]:
+    """The most a connector can use now, and why.
+
+    A settled car that draws clearly less than offered (by more than half the slack) is capped
+    at its draw plus the slack; the hysteresis between the two keeps the cap from oscillating
+    (offer 9 A, draw 8 A stays capped, instead of rising to 13 A and falling back)."""
+    cap = d.max_current_a
+    binding = Binding(kind="car_max", limit_a=cap)
+    reason = f"connector maximum {cap:.1f} A"
+    if d.settled and d.offered_a > 0:
+        used = grid_phases(d.phase_rotation, d.phases)
+        mapping = grid_phases(d.phase_rotation, 3)
+        drawn = max(d.measured_a[mapping.index(g)] for g in used)
+        undrawn_cap = max(cfg.min_current_a, drawn + cfg.draw_slack_a)
+        if drawn < d.offered_a - cfg.draw_slack_a / 2 and undrawn_cap < cap:
+            cap = undrawn_cap
+            binding = Binding(kind="undrawn", limit_a=cap)
+            reason = (
+                f"car draws {drawn:.1f} A of {d.offered_a:.1f} A offered; "
+                f"capped at {cap:.1f} A, the rest returns to the pool"
+            )
+    return cap, binding, reason
+
+
+def allocate(
+    nodes: Sequence[NodeInput],
+    demands: Sequence[ConnectorDemand],
+    cfg: AllocationConfig,
+    *,
+    ignore_meters: bool = False,
+    margin_a: float | None = None,
+) -> AllocationResult:
+    """Per-connector limits for one instant. Pure: same inputs, same result.
+
+    ``ignore_meters`` and ``margin_a`` let the control loop compute a fail-safe allocation (no
+    trusted meter, a budget the installer declared safe) with the same rules.
+    """
+    ids = [d.connector_id for d in demands]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"connector ids must be unique, got {sorted(ids)!r}")
+    margin = cfg.margin_a if margin_a is None else margin_a
+    constraints = build_constraints(nodes, demands, margin_a=margin, ignore_meters=ignore_meters)
+    by_connector: dict[str, list[Constraint]] = {d.connector_id: [] for d in demands}
+    for c in constraints:
+        for cid in c.weights:
+            by_connector[cid].append(c)
+
+    level: dict[str, float] = {}
+    results: dict[str, tuple[Binding, str]] = {}
+    caps: dict[str, tuple[float, Binding, str]] = {}
+    ranked = sorted(demands, key=rank_key)
+
+    for d in ranked:
+        cid = d.connector_id
+        if not d.active:
+            results[cid] = (Binding(kind="inactive"), "no car wants energy")
+            continue
+        cap = effective_cap(d, cfg)
+        if d.max_current_a < cfg.min_current_a - _EPS:
+            results[cid] = (
+                Binding(kind="below_min", limit_a=d.max_current_a),
+                f"maximum {d.max_current_a:.1f} A is below the minimum "
+                f"{cfg.min_current_a:.1f} A; paused",
+            )
+            continue
+        blocked = _first_blocked(by_connector[cid], cid, cfg.min_current_a)
+        if blocked is not None:
+            left = max(0.0, blocked.left_a)
+            results[cid] = (
+                _node_binding(blocked, kind="paused", left_a=left),
+                f"paused: did not fit at {cfg.min_current_a:.1f} A on {_where(blocked)} "
+                f"(headroom left {left:.1f} A); priority {d.priority}, "
+                "the connectors ranked above it are served first",
+            )
+            continue
+        level[cid] = cfg.min_current_a
+        caps[cid] = cap
+        for c in by_connector[cid]:
+            c.used_a += c.weights[cid] * cfg.min_current_a
+
+    tiers = sorted({d.priority for d in demands if d.connector_id in level}, reverse=True)
+    for tier in tiers:
+        rising = {d.connector_id for d in ranked if d.connector_id in level and d.priority == tier}
+        _fill(rising, level, caps, constraints, by_connector, results)
+
+    out: list[ConnectorAllocation] = []
+    for d in demands:
+        cid = d.connector_id
+        limit = _round_down(level.get(cid, 0.0), cfg.resolution_a)
+        binding, reason = results[cid]
+        out.append(
+            ConnectorAllocation(
+                connector_id=cid,
+                limit_a=limit,
+                grid_phases=tuple(PHASE_NAMES[p] for p in grid_phases(d.phase_rotation, d.phases)),
+                binding=binding,
+                reason=reason,
+            )
+        )
+    allocated = {o.connector_id: o.limit_a for o in out}
+    return AllocationResult(connectors=tuple(out), headroom=_report(constraints, allocated))
+
+
+def _fill(
+    rising: set[str],
+    level: dict[str, float],
+    caps: Mapping[str, tuple[float, Binding, str]],
+    constraints: Sequence[Constraint],
+    by_connector: Mapping[str, Sequence[Constraint]],
+    results: dict[str, tuple[Binding, str]],
+) -> None:
+    """Raise every rising connector by the same amount until each is frozen (max-min fairness)."""
+    while rising:
+        step = math.inf
+        for cid in rising:
+            step = min(step, caps[cid][0] - level[cid])
+        for c in constraints:
+            rate = sum(w for cid, w in c.weights.items() if cid in rising)
+            if rate > 0:
+                step = min(step, c.left_a / rate)
+        step = max(0.0, step)
+        for cid in rising:
+            level[cid] += step
+            for c in by_connector[cid]:
+                c.used_a += c.weights[cid] * step
+        frozen: set[str] = set()
+        for cid in sorted(rising):
+            cap, binding, reason = caps[cid]
+            if level[cid] >= cap - _EPS:
+                frozen.add(cid)
+                results[cid] = (binding, reason)
+        for c in constraints:
+            members = [cid for cid in c.weights if cid in rising and cid not in frozen]
+            if members and c.left_a <= _EPS * max(1.0, c.capacity_a):
+                sharing = sum(1 for cid in c.weights if cid in level)
+                for cid in members:
+                    frozen.add(cid)
+                    results[cid] = (
+                        _node_binding(c, kind="node", left_a=c.capacity_a),
+                        f"limited by {_where(c)}: limit {c.limit_a:.1f} A, headroom "
+                        f"{c.capacity_a:.1f} A shared by {sharing} connector(s)",
+                    )
+        if not frozen:  # cannot happen with exact arithmetic; never loop forever on rounding
+            for cid in rising:
+                results[cid] = (caps[cid][1], caps[cid][2])
+            return
+        rising -= frozen
+
+
+def _first_blocked(
+    constraints: Iterable[Constraint], cid: str, amount_a: float
+) -> Constraint | None:
+    for c in constraints:
+        if c.used_a + c.weights[cid] * amount_a > c.capacity_a + _EPS:
+            return c
+    return None
+
+
+def _node_binding(c: Constraint, *, kind: Literal["node", "paused"], left_a: float) -> Binding:
+    return Binding(
+        kind=kind,
+        node=c.node,
+        phase=c.phase,
+        source=c.source,
+        limit_a=c.limit_a,
+        headroom_a=left_a,
+    )
+
+
+def _where(c: Constraint) -> str:
+    source = f", source {c.source!r}" if c.source else ""
+    return f"node {c.node!r} {c.phase}{source}"
+
+
+def _round_down(value: float, resolution: float) -> float:
+    if value <= 0:
+        return 0.0
+    return round(math.floor(value / resolution + 1e-6) * resolution, 6)
+
+
+def _report(
+    constraints: Sequence[Constraint], allocated: Mapping[str, float]
+) -> tuple[NodeHeadroom, ...]:
+    return tuple(
+        NodeHeadroom(
+            node=c.node,
+            phase=c.phase,
+            limit_a=c.limit_a,
+            source=c.source,
+            margin_a=c.margin_a,
+            meter_a=c.meter_a,
+            managed_a=c.managed_a,
+            base_load_a=c.base_load_a,
+            headroom_a=c.headroom_a,
+            allocated_a=sum(w * allocated.get(cid, 0.0) for cid, w in c.weights.items()),
+        )
+        for c in constraints
+    )

@@ -1,0 +1,182 @@
+"""The constraints of the site tree: every node phase and node total, with its headroom.
+
+Headroom = limit - margin - base load, where base load = meter - managed EV current (what flows
+through the node that the allocation does not control). A node without a meter has no base
+load; a metered node never read has no headroom at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from actors.allocation_types import PHASE_NAMES, ConnectorDemand, NodeInput, grid_phases
+
+
+@dataclass(slots=True)
+class Constraint:
+    """One capacity the allocation must respect: a node's phase, or a node's total."""
+
+    node: str
+    phase: str
+    limit_a: float
+    source: str
+    margin_a: float
+    meter_a: float | None
+    managed_a: float
+    base_load_a: float
+    headroom_a: float
+    weights: dict[str, float] = field(default_factory=dict)
+    used_a: float = 0.0  # what the allocation in progress has handed out on it
+
+    @property
+    def capacity_a(self) -> float:
+        return max(0.0, self.headroom_a)
+
+    @property
+    def left_a(self) -> float:
+        return self.capacity_a - self.used_a
+
+
+def ancestry(nodes: Sequence[NodeInput]) -> dict[str, tuple[str, ...]]:
+    """Each node's path to the root, itself first; rejects a malformed tree."""
+    by_name: dict[str, NodeInput] = {}
+    for node in nodes:
+        if node.name in by_name:
+            raise ValueError(f"node {node.name!r} appears twice in the site tree")
+        by_name[node.name] = node
+    roots = [n.name for n in nodes if n.parent is None]
+    if len(roots) != 1:
+        raise ValueError(f"the site tree needs exactly one root node, got {roots!r}")
+    paths: dict[str, tuple[str, ...]] = {}
+    for node in nodes:
+        path = [node.name]
+        current = node
+        while current.parent is not None:
+            if current.parent not in by_name:
+                raise ValueError(
+                    f"node {current.name!r} names parent {current.parent!r}, which is not a node"
+                )
+            if current.parent in path:
+                raise ValueError(f"the site tree has a cycle through {current.parent!r}")
+            path.append(current.parent)
+            current = by_name[current.parent]
+        paths[node.name] = tuple(path)
+    return paths
+
+
+def managed_by_grid_phase(demand: ConnectorDemand) -> tuple[float, float, float]:
+    """The connector's measured draw per grid phase, as the meter upstream sees it.
+
+    After the offer has settled, anything drawn above the offer is not under our control (a car
+    or charger ignoring its limit) and is left in the base load, so it is not handed out again.
+    """
+    mapping = grid_phases(demand.phase_rotation, 3)
+    out = [0.0, 0.0, 0.0]
+    for cp_phase, grid_phase in enumerate(mapping):
+        drawn = demand.measured_a[cp_phase]
+        if demand.settled:
+            drawn = min(drawn, demand.offered_a)
+        out[grid_phase] += drawn
+    return (out[0], out[1], out[2])
+
+
+def build_constraints(
+    nodes: Sequence[NodeInput],
+    demands: Sequence[ConnectorDemand],
+    *,
+    margin_a: float,
+    ignore_meters: bool = False,
+) -> list[Constraint]:
+    """Every constraint of the tree with its headroom and which connectors load it.
+
+    Weights: a connector loads each grid phase it draws on with its limit, and a node's total with
+    its limit times its number of phases.
+    """
+    paths = ancestry(nodes)
+    for d in demands:
+        if d.node not in paths:
+            raise ValueError(f"connector {d.connector_id!r} hangs on unknown node {d.node!r}")
+    managed: dict[str, list[float]] = {n.name: [0.0, 0.0, 0.0] for n in nodes}
+    for d in demands:
+        drawn = managed_by_grid_phase(d)
+        for name in paths[d.node]:
+            for p in range(3):
+                managed[name][p] += drawn[p]
+
+    constraints: list[Constraint] = []
+    for node in nodes:
+        metered = node.metered and not ignore_meters
+        meter = node.meter.current_a if (metered and node.meter is not None) else None
+        bases: list[float] = []
+        for p in range(3):
+            if not metered:
+                base = 0.0
+            elif meter is None:
+                base = math.inf  # metered but never read: nothing is known to be free
+            else:
+                base = meter[p] - managed[node.name][p]
+            bases.append(base)
+            limit = node.limit.current_a[p]
+            constraints.append(
+                Constraint(
+                    node=node.name,
+                    phase=PHASE_NAMES[p],
+                    limit_a=limit,
+                    source=node.limit.sources[p],
+                    margin_a=margin_a,
+                    meter_a=None if meter is None else meter[p],
+                    managed_a=managed[node.name][p],
+                    base_load_a=base,
+                    headroom_a=_headroom(limit, margin_a, base),
+                )
+            )
+        if math.isfinite(node.limit.total_a):
+            base_total = sum(bases)
+            constraints.append(
+                Constraint(
+                    node=node.name,
+                    phase="total",
+                    limit_a=node.limit.total_a,
+                    source=node.limit.total_source,
+                    margin_a=3 * margin_a,
+                    meter_a=None if meter is None else sum(meter),
+                    managed_a=sum(managed[node.name]),
+                    base_load_a=base_total,
+                    headroom_a=_headroom(node.limit.total_a, 3 * margin_a, base_total),
+                )
+            )
+
+    index = {(c.node, c.phase): c for c in constraints}
+    for d in demands:
+        phases = grid_phases(d.phase_rotation, d.phases)
+        for name in paths[d.node]:
+            for p in phases:
+                index[(name, PHASE_NAMES[p])].weights[d.connector_id] = 1.0
+            total = index.get((name, "total"))
+            if total is not None:
+                total.weights[d.connector_id] = float(len(phases))
+    return constraints
+
+
+def _headroom(limit_a: float, margin_a: float, base_a: float) -> float:
+    if math.isinf(base_a):
+        return -math.inf
+    return limit_a - margin_a - base_a
+
+
+def overloaded(
+    nodes: Sequence[NodeInput],
+    demands: Sequence[ConnectorDemand],
+    limits: Mapping[str, float],
+    *,
+    margin_a: float,
+) -> list[Constraint]:
+    """Constraints that the given limits would exceed (with this margin); empty when they fit."""
+    constraints = build_constraints(nodes, demands, margin_a=margin_a)
+    return [
+        c
+        for c in constraints
+        if sum(w * limits.get(cid, 0.0) for cid, w in c.weights.items()) > c.capacity_a + 1e-6
+    ]

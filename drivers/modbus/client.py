@@ -1,0 +1,237 @@
+"""An async Modbus/TCP meter reader: the only place that talks to pymodbus.
+
+One :class:`ModbusMeter` per meter (or per EMS register set). It connects lazily, reads the map's
+registers in as few requests as :func:`plan_blocks` allows, and raises only the errors of
+:mod:`drivers.modbus.errors`. It never retries: a failed read is reported at once and the actor
+decides (staleness, backoff). After a timeout or a dropped connection the socket is discarded
+and the next read reconnects, so a late answer to an old request can never be taken for the
+answer to a new one (RTU framing over TCP has no transaction id to tell them apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from drivers.modbus.decode import (
+    Block,
+    Registers,
+    UndefinedField,
+    decode_fields,
+    plan_blocks,
+    to_reading,
+)
+from drivers.modbus.errors import (
+    MeterBadResponse,
+    MeterConnectionError,
+    MeterError,
+    MeterTimeout,
+    MeterUndefinedValue,
+)
+from drivers.modbus.reading import MeterReading
+from drivers.modbus.registers import RegisterMap, TableName
+from drivers.modbus.sunspec import SunSpecNotFound, scan
+
+Framer = Literal["tcp", "rtu"]
+FRAMERS: tuple[Framer, ...] = ("tcp", "rtu")
+SUNSPEC_PHASES = {201: 1, 202: 2, 203: 3, 204: 3, 211: 1, 212: 2, 213: 3, 214: 3}
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    6: "device busy",
+    10: "gateway path unavailable",
+    11: "gateway target did not respond",
+}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ModbusMeter:
+    """Reads one device over Modbus/TCP (``framer="tcp"``) or RTU framing over TCP
+    (``framer="rtu"``, for RS-485 gateways in transparent mode)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        host: str,
+        register_maps: Sequence[RegisterMap],
+        port: int = 502,
+        unit_id: int = 1,
+        framer: Framer = "tcp",
+        timeout_s: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        utc_now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        if not register_maps:
+            raise ValueError(f"meter {name!r}: no register map")
+        if len(register_maps) > 1 and not all(m.sunspec_models for m in register_maps):
+            raise ValueError(f"meter {name!r}: several maps are only allowed for a SunSpec scan")
+        if framer not in FRAMERS:
+            raise ValueError(f"meter {name!r}: framer must be one of {FRAMERS}, got {framer!r}")
+        if not 0 < timeout_s <= 30:
+            raise ValueError(f"meter {name!r}: timeout_s must be in (0, 30], got {timeout_s!r}")
+        self.name = name
+        self.host = host
+        self.port = port
+        self.unit_id = unit_id
+        self.framer = framer
+        self.timeout_s = timeout_s
+        self._maps = tuple(register_maps)
+        self._monotonic = monotonic
+        self._utc_now = utc_now
+        self._client: AsyncModbusTcpClient | None = None
+        self._map: RegisterMap | None = None
+        self._blocks: tuple[Block, ...] = ()
+        self._requests = 0
+
+    @property
+    def register_map(self) -> RegisterMap | None:
+        """The map in use: for SunSpec, the one for the model found (None before the scan)."""
+        return self._map
+
+    async def read_values(self) -> dict[str, float | None]:
+        """Every field of the map, scaled to its unit."""
+        m, blocks = await self._resolved()
+        words = [await self._read(b.table, b.start, b.count) for b in blocks]
+        self._requests = len(blocks)
+        try:
+            return decode_fields(m, Registers(blocks, words))
+        except UndefinedField as exc:
+            raise self._error(MeterUndefinedValue, str(exc), exc.address) from None
+
+    async def read(self) -> MeterReading:
+        """A complete meter reading (the map must map the phase currents)."""
+        started = self._monotonic()
+        values = await self.read_values()
+        done = self._monotonic()
+        m = self._map
+        assert m is not None  # read_values resolved it
+        try:
+            return to_reading(
+                values,
+                m,
+                meter=self.name,
+                read_s=done,
+                read_utc=self._utc_now(),
+                duration_s=done - started,
+                requests=self._requests,
+            )
+        except UndefinedField as exc:
+            raise self._error(MeterUndefinedValue, str(exc), exc.address) from None
+
+    async def close(self) -> None:
+        self._drop()
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _resolved(self) -> tuple[RegisterMap, tuple[Block, ...]]:
+        if self._map is None:
+            first = self._maps[0]
+            if first.sunspec_models:
+                wanted = {mid for m in self._maps for mid in m.sunspec_models}
+                try:
+                    found = await scan(self._read_holding, wanted)
+                except SunSpecNotFound as exc:
+                    raise self._error(MeterBadResponse, str(exc), None) from None
+                chosen = next(m for m in self._maps if found.model_id in m.sunspec_models)
+                self._map = replace(
+                    chosen.shifted(found.address),
+                    name=f"{chosen.name} (model {found.model_id} at {found.address})",
+                    phases=SUNSPEC_PHASES.get(found.model_id, chosen.phases),
+                )
+            else:
+                self._map = first
+            self._blocks = plan_blocks(self._map)
+        return self._map, self._blocks
+
+    async def _read_holding(self, address: int, count: int) -> list[int]:
+        return await self._read("holding", address, count)
+
+    async def _connected(self) -> AsyncModbusTcpClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        self._drop()
+        client = AsyncModbusTcpClient(
+            self.host,
+            port=self.port,
+            framer=FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET,
+            timeout=self.timeout_s,
+            retries=0,
+            reconnect_delay=0,  # no background reconnect loop: the actor owns retrying
+            name=f"meter {self.name}",
+        )
+        started = self._monotonic()
+        try:
+            ok = await client.connect()
+        except OSError as exc:  # e.g. a host name that does not resolve
+            client.close()
+            raise self._error(MeterConnectionError, f"cannot connect: {exc}", None) from None
+        if not ok:
+            client.close()
+            if self._monotonic() - started >= self.timeout_s * 0.9:
+                raise self._error(
+                    MeterTimeout, f"no TCP connection within {self.timeout_s:g} s", None
+                )
+            raise self._error(MeterConnectionError, "connection refused or unreachable", None)
+        self._client = client
+        return client
+
+    async def _read(self, table: TableName, address: int, count: int) -> list[int]:
+        client = await self._connected()
+        try:
+            # pymodbus has its own timeout; this guard also bounds what it does not cover.
+            async with asyncio.timeout(self.timeout_s + 0.25):
+                if table == "input":
+                    response = await client.read_input_registers(
+                        address, count=count, device_id=self.unit_id
+                    )
+                else:
+                    response = await client.read_holding_registers(
+                        address, count=count, device_id=self.unit_id
+                    )
+        except (TimeoutError, ModbusIOException):
+            self._drop()
+            raise self._error(
+                MeterTimeout, f"no answer within {self.timeout_s:g} s ({table})", address
+            ) from None
+        except (ConnectionException, OSError) as exc:
+            self._drop()
+            raise self._error(MeterConnectionError, f"connection lost: {exc}", address) from None
+        except ModbusException as exc:
+            self._drop()
+            raise self._error(MeterBadResponse, f"bad response: {exc}", address) from None
+        if response.isError():
+            code = getattr(response, "exception_code", 0)
+            name = _EXCEPTION_NAMES.get(code, "exception")
+            raise self._error(
+                MeterBadResponse,
+                f"exception response {code} ({name}) reading {count} {table} registers",
+                address,
+            )
+        registers = list(response.registers)
+        if len(registers) != count:
+            raise self._error(
+                MeterBadResponse, f"asked for {count} registers, got {len(registers)}", address
+            )
+        return registers
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _error(self, kind: type[MeterError], message: str, register: int | None) -> MeterError:
+        return kind(message, meter=self.name, host=self.host, port=self.port, register=register)

@@ -1,0 +1,178 @@
+"""Pure register work: plan the fewest requests, decode words, detect undefined values.
+
+No I/O here, so every meter's encoding is tested without a socket.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from drivers.modbus.reading import MeterReading
+from drivers.modbus.registers import RegisterMap, TableName, Undefined, ValueType, WordOrder
+
+_STRUCT = {
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float32": "f",
+    "float64": "d",
+}
+_SUNSPEC_SF_UNDEFINED = -32768
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Block:
+    """One read request: ``count`` registers of ``table`` from ``start``."""
+
+    table: TableName
+    start: int
+    count: int
+
+
+class UndefinedField(Exception):
+    """A required field holds the "not available" pattern (turned into MeterUndefinedValue)."""
+
+    def __init__(self, field: str, address: int | None, words: Sequence[int]) -> None:
+        self.field = field
+        self.address = address
+        self.words = tuple(words)
+        raw = " ".join(f"{w:04X}" for w in words)
+        detail = f"raw {raw}" if words else "no value: not mapped or not available"
+        super().__init__(f"field {field!r} is undefined ({detail})")
+
+
+def plan_blocks(m: RegisterMap) -> tuple[Block, ...]:
+    """Group the map's registers (fields and scale-factor registers) into as few requests as
+    possible, within ``max_block`` registers each and spanning at most ``max_gap`` unused ones."""
+    spans: set[tuple[TableName, int, int]] = set()
+    for f in m.fields:
+        spans.add((f.table, f.address, f.count))
+        if f.scale_factor is not None:
+            spans.add((f.table, f.scale_factor, 1))
+    blocks: list[Block] = []
+    table: TableName | None = None
+    start = end = 0
+    for t, address, count in sorted(spans):
+        fits = (
+            t == table
+            and address - end <= m.max_gap
+            and max(end, address + count) - start <= m.max_block
+        )
+        if fits:
+            end = max(end, address + count)
+            continue
+        if table is not None:
+            blocks.append(Block(table=table, start=start, count=end - start))
+        table, start, end = t, address, address + count
+    if table is not None:
+        blocks.append(Block(table=table, start=start, count=end - start))
+    return tuple(blocks)
+
+
+def decode_words(words: Sequence[int], type_: ValueType, word_order: WordOrder) -> int | float:
+    """Registers to a number. Bytes inside a register are always big-endian (Modbus); only the
+    order of the registers varies ("little" = low word first, as Carlo Gavazzi meters send)."""
+    ordered = list(words) if word_order == "big" else list(reversed(words))
+    raw = b"".join(w.to_bytes(2, "big") for w in ordered)
+    value: int | float = struct.unpack(">" + _STRUCT[type_], raw)[0]
+    return value
+
+
+def is_undefined(value: int | float, type_: ValueType, policy: Undefined) -> bool:
+    if isinstance(value, float):
+        return math.isnan(value)
+    if policy == "none":
+        return False
+    bits = int(type_[-2:])
+    signed = type_.startswith("int")
+    top: int = 1 << (bits - 1)
+    if policy == "all_ones":
+        return value == (top - 1 if signed else 2 * top - 1)
+    return value == (-top if signed else 2 * top - 1)
+
+
+class Registers:
+    """The words of every block read, addressable by table and address."""
+
+    def __init__(self, blocks: Sequence[Block], words: Sequence[Sequence[int]]) -> None:
+        self._data: dict[tuple[str, int], int] = {}
+        for block, block_words in zip(blocks, words, strict=True):
+            for i, w in enumerate(block_words):
+                self._data[(block.table, block.start + i)] = w
+
+    def get(self, table: str, address: int, count: int) -> list[int]:
+        return [self._data[(table, address + i)] for i in range(count)]
+
+
+def decode_fields(m: RegisterMap, regs: Registers) -> dict[str, float | None]:
+    """Every field scaled to its unit; an undefined optional field is None."""
+    out: dict[str, float | None] = {}
+    for f in m.fields:
+        words = regs.get(f.table, f.address, f.count)
+        value = decode_words(words, f.type, f.word_order)
+        undefined = is_undefined(value, f.type, m.undefined)
+        exponent = 0
+        if f.scale_factor is not None:
+            exponent = int(decode_words(regs.get(f.table, f.scale_factor, 1), "int16", "big"))
+            undefined = undefined or exponent == _SUNSPEC_SF_UNDEFINED
+        if undefined:
+            if f.optional:
+                out[f.name] = None
+                continue
+            raise UndefinedField(f.name, f.address, words)
+        out[f.name] = float(value) * f.scale * (10.0**exponent)
+    return out
+
+
+def to_reading(
+    values: Mapping[str, float | None],
+    m: RegisterMap,
+    *,
+    meter: str,
+    read_s: float,
+    read_utc: datetime,
+    duration_s: float,
+    requests: int,
+) -> MeterReading:
+    currents: list[float] = []
+    for p in (1, 2, 3):
+        if p > m.phases:
+            currents.append(0.0)
+            continue
+        name = f"current_l{p}_a"
+        current = values.get(name)
+        if current is None:
+            spec = m.field(name)
+            raise UndefinedField(name, None if spec is None else spec.address, ())
+        power = values.get(f"power_l{p}_w")
+        if m.current_sign == "from_power" and power is not None:
+            current = -abs(current) if power < 0 else abs(current)
+        currents.append(current)
+    phase_power = (values.get("power_l1_w"), values.get("power_l2_w"), values.get("power_l3_w"))
+    total = values.get("power_w")
+    if total is None and all(p is not None for p in phase_power[: m.phases]):
+        total = sum(p for p in phase_power[: m.phases] if p is not None)
+    return MeterReading(
+        meter=meter,
+        current_a=(currents[0], currents[1], currents[2]),
+        voltage_v=(
+            values.get("voltage_l1_v"),
+            values.get("voltage_l2_v"),
+            values.get("voltage_l3_v"),
+        ),
+        power_w=phase_power,
+        total_power_w=total,
+        energy_import_wh=values.get("energy_import_wh"),
+        energy_export_wh=values.get("energy_export_wh"),
+        read_s=read_s,
+        read_utc=read_utc,
+        duration_s=duration_s,
+        requests=requests,
+    )

@@ -1,0 +1,308 @@
+"""Every built-in meter model against a real pymodbus server on 127.0.0.1 (port 0)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Mapping
+
+import pytest
+from pymodbus import FramerType
+
+from drivers.modbus import (
+    MeterBadResponse,
+    MeterConnectionError,
+    MeterTimeout,
+    MeterUndefinedValue,
+    ModbusMeter,
+    load_map_file,
+    load_model,
+)
+from drivers.modbus.registers import RegisterMap
+from tests.helpers import timeout_s
+from tests.integration.modbus.meter_server import MeterServer, encode, registers_for
+
+TRUTH = {
+    "voltage_l1_v": 230.1,
+    "voltage_l2_v": 231.2,
+    "voltage_l3_v": 229.8,
+    "current_l1_a": 12.5,
+    "current_l2_a": 8.25,
+    "current_l3_a": 3.0,  # unsigned on the wire; L3 exports (negative power)
+    "power_l1_w": 2875.0,
+    "power_l2_w": 1900.0,
+    "power_l3_w": -690.0,
+    "power_w": 4085.0,
+    "energy_import_wh": 1234500.0,
+    "energy_export_wh": 89000.0,
+}
+EXPECTED_CURRENT = (12.5, 8.25, -3.0)
+
+
+def meter_for(server: MeterServer, maps: tuple[RegisterMap, ...], **kw: object) -> ModbusMeter:
+    return ModbusMeter(
+        name="grid",
+        host="127.0.0.1",
+        port=server.port,
+        register_maps=maps,
+        timeout_s=kw.pop("timeout_s", 0.5),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def check(reading_values: Mapping[str, float | None], rel: float) -> None:
+    for name, value in TRUTH.items():
+        assert reading_values[name] == pytest.approx(value, rel=rel), name
+
+
+@pytest.mark.parametrize(
+    ("model", "rel", "requests"),
+    [
+        pytest.param("sdm630", 1e-6, 1, id="eastron-sdm630-float32"),
+        pytest.param("em24", 1e-9, 1, id="carlo-gavazzi-em24-int32-low-word-first"),
+        pytest.param("em340", 1e-9, 1, id="carlo-gavazzi-em340"),
+        pytest.param("umg604", 1e-6, 1, id="janitza-umg604-float32"),
+        pytest.param("abb_b23", 1e-9, 2, id="abb-b23-scaled-uint"),
+    ],
+)
+async def test_meter_model_round_trip(model: str, rel: float, requests: int) -> None:
+    maps = load_model(model)
+    truth = {k: v for k, v in TRUTH.items() if maps[0].field(k) is not None}
+    async with MeterServer(registers_for(maps[0], truth)) as server:
+        meter = meter_for(server, maps)
+        try:
+            reading = await meter.read()
+        finally:
+            await meter.close()
+    assert reading.current_a == pytest.approx(EXPECTED_CURRENT, rel=rel)
+    assert reading.voltage_v == pytest.approx((230.1, 231.2, 229.8), rel=rel)
+    assert reading.power_w == pytest.approx((2875.0, 1900.0, -690.0), rel=rel)
+    assert reading.total_power_w == pytest.approx(4085.0, rel=rel)
+    if "energy_import_wh" in truth:
+        assert reading.energy_import_wh == pytest.approx(1234500.0, rel=rel)
+        assert reading.energy_export_wh == pytest.approx(89000.0, rel=rel)
+    assert reading.requests == requests == server.requests
+    assert reading.meter == "grid"
+    assert reading.duration_s >= 0
+
+
+SUNS = [0x5375, 0x6E53]
+
+
+def sunspec_registers(model_id: int, length: int, truth: Mapping[str, float]) -> dict[int, int]:
+    """SunS at 40000, common model 1 (66 registers), then the meter model, then the end."""
+    (int_map,) = load_model("sunspec_int")
+    (float_map,) = load_model("sunspec_float")
+    regs: dict[int, int] = {40000: SUNS[0], 40001: SUNS[1], 40002: 1, 40003: 66}
+    for a in range(40004, 40070):
+        regs[a] = 0
+    base = 40070
+    regs[base], regs[base + 1] = model_id, length
+    for a in range(base + 2, base + 2 + length):
+        regs[a] = 0
+    m = int_map if model_id < 210 else float_map
+    exponents = {6: -2, 15: -1, 22: 0, 54: 0}
+    regs.update(registers_for(m, truth, base=base, exponents=exponents)["holding"])
+    regs[base + 2 + length] = 0xFFFF
+    regs[base + 3 + length] = 0
+    return regs
+
+
+@pytest.mark.parametrize(
+    ("model_id", "length"),
+    [
+        pytest.param(203, 105, id="model-203-int-with-scale-factors"),
+        pytest.param(213, 124, id="model-213-float"),
+    ],
+)
+async def test_sunspec_scan_and_read(model_id: int, length: int) -> None:
+    regs = sunspec_registers(model_id, length, TRUTH)
+    async with MeterServer({"holding": regs}) as server:
+        meter = meter_for(server, load_model("sunspec"))
+        try:
+            reading = await meter.read()
+            second = await meter.read()
+        finally:
+            await meter.close()
+    assert meter.register_map is not None
+    assert f"model {model_id} at 40070" in meter.register_map.name
+    assert reading.current_a == pytest.approx(EXPECTED_CURRENT, rel=1e-6)
+    assert reading.total_power_w == pytest.approx(4085.0, rel=1e-6)
+    assert reading.energy_import_wh == pytest.approx(1234500.0, rel=1e-6)
+    assert second.requests == 1  # the scan happens once
+
+
+async def test_sunspec_single_phase_model_201() -> None:
+    truth = {"current_l1_a": 9.5, "power_w": 2185.0, "power_l1_w": 2185.0}
+    regs = sunspec_registers(201, 105, truth)
+    for offset in (4, 5, 20, 21):  # phase B, C: not implemented
+        regs[40070 + offset] = 0x8000
+    async with MeterServer({"holding": regs}) as server:
+        meter = meter_for(server, load_model("sunspec"))
+        try:
+            reading = await meter.read()
+        finally:
+            await meter.close()
+    assert reading.current_a == pytest.approx((9.5, 0.0, 0.0))
+
+
+async def test_sunspec_marker_missing_is_a_bad_response() -> None:
+    async with MeterServer({"holding": {40000: 1, 40001: 2}}) as server:
+        meter = meter_for(server, load_model("sunspec"))
+        with pytest.raises(MeterBadResponse, match="no SunS marker"):
+            await meter.read()
+        await meter.close()
+
+
+async def test_abb_all_ff_is_undefined_and_optional_export_is_none() -> None:
+    (abb,) = load_model("abb_b23")
+    regs = registers_for(abb, TRUTH)
+    for i in range(4):
+        regs["holding"][0x5004 + i] = 0xFFFF  # export energy: not available on this meter
+    async with MeterServer(regs) as server:
+        meter = meter_for(server, (abb,))
+        try:
+            reading = await meter.read()
+            assert reading.energy_export_wh is None
+            await server.set("holding", 0x5B0E, [0xFFFF, 0xFFFF])  # current L2 undefined
+            with pytest.raises(MeterUndefinedValue) as info:
+                await meter.read()
+        finally:
+            await meter.close()
+    assert info.value.register == 0x5B0E
+    assert "0x5B0E" in str(info.value)
+    assert f"127.0.0.1:{server.port}" in str(info.value)
+
+
+async def test_values_follow_the_server() -> None:
+    (sdm,) = load_model("sdm630")
+    async with MeterServer(registers_for(sdm, TRUTH)) as server:
+        meter = meter_for(server, (sdm,))
+        try:
+            first = await meter.read()
+            await server.set("input", 0x06, encode(31.5, "float32", "big"))
+            second = await meter.read()
+        finally:
+            await meter.close()
+    assert first.current_a[0] == pytest.approx(12.5)
+    assert second.current_a[0] == pytest.approx(31.5)
+    assert second.read_s >= first.read_s
+
+
+async def test_meter_that_stops_answering_times_out_within_a_second() -> None:
+    (sdm,) = load_model("sdm630")
+    async with MeterServer(registers_for(sdm, TRUTH)) as server:
+        meter = meter_for(server, (sdm,), timeout_s=0.5)
+        try:
+            await meter.read()
+            server.stop_answering()
+            before = server.requests
+            started = time.monotonic()
+            with pytest.raises(MeterTimeout) as info:
+                await meter.read()
+            elapsed = time.monotonic() - started
+            assert elapsed < 1.0 * timeout_s(1)
+            assert server.requests == before + 1  # no retries: the actor decides
+            assert "no answer within 0.5 s" in str(info.value)
+            server.answer_again()
+            recovered = await meter.read()  # a fresh connection, no stale answer mixed in
+            assert recovered.current_a[0] == pytest.approx(12.5)
+        finally:
+            await meter.close()
+
+
+async def test_connection_refused_is_classified() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (sdm,) = load_model("sdm630")
+    meter = ModbusMeter(
+        name="gone", host="127.0.0.1", port=port, register_maps=(sdm,), timeout_s=0.5
+    )
+    started = time.monotonic()
+    with pytest.raises(MeterConnectionError) as info:
+        await meter.read()
+    assert time.monotonic() - started < 0.5 * timeout_s(1)
+    assert f"127.0.0.1:{port}" in str(info.value)
+    await meter.close()
+
+
+@pytest.mark.parametrize(
+    ("unit_id", "match"),
+    [
+        pytest.param(9, "exception response 4", id="unknown-unit-id"),
+    ],
+)
+async def test_exception_response_is_a_bad_response(unit_id: int, match: str) -> None:
+    (sdm,) = load_model("sdm630")
+    async with MeterServer(registers_for(sdm, TRUTH)) as server:
+        meter = meter_for(server, (sdm,), unit_id=unit_id)
+        with pytest.raises(MeterBadResponse, match=match):
+            await meter.read()
+        await meter.close()
+
+
+async def test_illegal_address_names_the_register() -> None:
+    (sdm,) = load_model("sdm630")
+    regs = registers_for(sdm, {k: v for k, v in TRUTH.items() if not k.startswith("energy")})
+    async with MeterServer(regs) as server:  # the meter has no energy registers
+        meter = meter_for(server, (sdm,))
+        with pytest.raises(MeterBadResponse, match="illegal data address") as info:
+            await meter.read()
+        await meter.close()
+    assert info.value.register == 0x00
+
+
+async def test_rtu_framing_over_tcp() -> None:
+    (em24,) = load_model("em24")
+    async with MeterServer(registers_for(em24, TRUTH), unit_id=7, framer=FramerType.RTU) as server:
+        meter = meter_for(server, (em24,), unit_id=7, framer="rtu")
+        try:
+            reading = await meter.read()
+        finally:
+            await meter.close()
+    assert reading.current_a == pytest.approx(EXPECTED_CURRENT)
+
+
+async def test_user_written_map(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "ems.toml"
+    path.write_text(
+        'table = "holding"\n[fields]\n'
+        'limit = { address = 100, type = "uint16", scale = 0.1 }\n'
+        'heartbeat = { address = 101, type = "uint16" }\n'
+        'extra = { address = 200, type = "int32", word_order = "little", table = "input", '
+        "scale = 0.01 }\n"
+    )
+    m = load_map_file(path)
+    regs = {"holding": {100: 320, 101: 17}, "input": {200: 0xFC18, 201: 0xFFFF}}
+    async with MeterServer(regs) as server:
+        meter = meter_for(server, (m,))
+        try:
+            values = await meter.read_values()
+        finally:
+            await meter.close()
+    assert values == {
+        "limit": pytest.approx(32.0),
+        "heartbeat": 17.0,
+        "extra": pytest.approx(-10.0),
+    }
+
+
+async def test_connection_is_reused_until_an_error() -> None:
+    (sdm,) = load_model("sdm630")
+    async with MeterServer(registers_for(sdm, TRUTH)) as server:
+        meter = meter_for(server, (sdm,), timeout_s=0.3)
+        try:
+            for _ in range(4):
+                await meter.read()
+            assert server.connections == 1
+            server.stop_answering()
+            with pytest.raises(MeterTimeout):
+                await meter.read()
+            server.answer_again()
+            await meter.read()
+            assert server.connections == 2
+        finally:
+            await meter.close()

@@ -1,0 +1,337 @@
+"""Energy section loaders: good files load, bad ones name the file, the key and what was wanted."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from actors.grid_limits import LimitValue
+from actors.grid_limits_schedule import schedule_limit
+from config.energy import (
+    charge_point_energy_from_table,
+    energy_from_root,
+)
+from config.energy_limits import (
+    ContactLimitConfig,
+    ModbusLimitConfig,
+    ScheduleLimitConfig,
+    StaticLimitConfig,
+)
+from config.fields import ConfigError, Table
+
+GOOD = """
+[[meters]]
+name = "grid"
+model = "sdm630"
+host = "10.0.0.5"
+
+[[meters]]
+name = "garage meter"
+model = "em24"
+host = "10.0.0.6"
+port = 5020
+unit_id = 2
+framer = "rtu"
+node = "garage"
+
+[[feeders]]
+name = "garage"
+limit_a = [32, 32, 25]
+
+[[feeders]]
+name = "garage row 2"
+parent = "garage"
+limit_a = 16
+
+[[grid_limits]]
+name = "main fuse"
+kind = "static"
+current_a = 63
+
+[[grid_limits]]
+name = "ems"
+kind = "modbus"
+host = "10.0.0.7"
+value_address = 100
+heartbeat_address = 101
+unit = "w"
+value_scale = 10.0
+fail_safe = { current_a = 16 }
+
+[[grid_limits]]
+name = "peak"
+kind = "schedule"
+timezone = "Europe/Berlin"
+[[grid_limits.steps]]
+days = ["mon", "tue"]
+from = "17:00"
+to = "24:00"
+power_w = 11000
+
+[[grid_limits]]
+name = "14a"
+kind = "contact"
+node = "garage"
+path = "/run/dim"
+dimmed = { power_w = 4200 }
+
+[[grid_limits]]
+name = "cloud"
+kind = "cloud"
+
+[allocation]
+margin_a = 2.0
+settle_s = 5
+failsafe_total_a = 20
+"""
+
+
+def load(text: str, *, charge_points: list[tuple[str, object]] | None = None) -> object:
+    t = Table(tomllib.loads(text), source="site.toml")
+    config = energy_from_root(t, charge_points=charge_points or [])  # type: ignore[arg-type]
+    t.reject_unknown()
+    return config
+
+
+def test_good_file_loads() -> None:
+    config = load(GOOD)
+    assert [m.name for m in config.meters] == ["grid", "garage meter"]  # type: ignore[attr-defined]
+    garage_meter = config.meters[1]  # type: ignore[attr-defined]
+    assert (garage_meter.port, garage_meter.unit_id, garage_meter.framer) == (5020, 2, "rtu")
+    assert garage_meter.register_maps[0].name == "em24"
+    assert config.feeders[0].limit_a == (32, 32, 25)  # type: ignore[attr-defined]
+    assert config.feeders[1].parent == "garage"  # type: ignore[attr-defined]
+    kinds = [type(g) for g in config.grid_limits]  # type: ignore[attr-defined]
+    assert kinds[:4] == [
+        StaticLimitConfig,
+        ModbusLimitConfig,
+        ScheduleLimitConfig,
+        ContactLimitConfig,
+    ]
+    ems = config.grid_limits[1]  # type: ignore[attr-defined]
+    assert ems.source.unit == "w"
+    assert ems.source.scale == 10.0
+    assert ems.register_map.field("heartbeat").address == 101
+    contact = config.grid_limits[3]  # type: ignore[attr-defined]
+    assert contact.source.fail_safe == LimitValue(power_w=4200)  # defaults to the dimmed value
+    peak = config.grid_limits[2].source  # type: ignore[attr-defined]
+    monday_evening = datetime(2025, 1, 6, 22, 30, tzinfo=UTC)  # 23:30 in Berlin
+    assert schedule_limit(peak, now_utc=monday_evening) is not None
+    control = config.allocation.control  # type: ignore[attr-defined]
+    assert control.allocation.margin_a == 2.0
+    assert control.settle_s == 5.0
+    assert control.failsafe.total_a == (20, 20, 20)
+    assert control.failsafe.current_a == 6.0
+    assert control.stale_no_increase_s == 3.0
+    assert control.stale_failsafe_s == 10.0
+
+
+def test_empty_energy_sections_need_a_site_limit() -> None:
+    with pytest.raises(ConfigError) as info:
+        load("")
+    assert info.value.key == "grid_limits"
+
+
+def bad(text: str, key: str, expected: str) -> object:
+    return pytest.param(text, key, expected, id=key)
+
+
+MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        pytest.param(
+            MINIMAL + '[[meters]]\nname = "m"\nmodel = "sdm999"\nhost = "h"\n',
+            "meters[0].model",
+            "sdm630",
+            id="unknown-model-lists-known",
+        ),
+        pytest.param(
+            MINIMAL + '[[meters]]\nname = "m"\nhost = "h"\n',
+            "meters[0].model",
+            "exactly one",
+            id="no-model-no-map",
+        ),
+        pytest.param(
+            MINIMAL + '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\nframer = "ascii"\n',
+            "meters[0].framer",
+            "'tcp'",
+            id="bad-framer",
+        ),
+        pytest.param(
+            MINIMAL + '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\npoll_interval = 1\n',
+            "meters[0].poll_interval",
+            "misspelt",
+            id="misspelt-meter-key",
+        ),
+        pytest.param(
+            MINIMAL + '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\nnode = "attic"\n',
+            "meters[0].node",
+            "feeder",
+            id="meter-on-unknown-node",
+        ),
+        pytest.param(
+            MINIMAL + '[[meters]]\nname = "a"\nmodel = "sdm630"\nhost = "h"\n'
+            '[[meters]]\nname = "b"\nmodel = "sdm630"\nhost = "h"\n',
+            "meters[1].node",
+            "no other meter",
+            id="two-meters-one-node",
+        ),
+        pytest.param(
+            MINIMAL + '[[feeders]]\nname = "f"\nlimit_a = [16, 16]\n',
+            "feeders[0].limit_a",
+            "three numbers",
+            id="two-phase-limit",
+        ),
+        pytest.param(
+            MINIMAL + '[[feeders]]\nname = "site"\nlimit_a = 16\n',
+            "feeders[0].name",
+            "other than",
+            id="feeder-named-site",
+        ),
+        pytest.param(
+            MINIMAL + '[[feeders]]\nname = "f"\nparent = "g"\nlimit_a = 16\n'
+            '[[feeders]]\nname = "g"\nparent = "f"\nlimit_a = 16\n',
+            "feeders[0].parent",
+            "cycles",
+            id="feeder-cycle",
+        ),
+        pytest.param(
+            '[[grid_limits]]\nname = "x"\nkind = "fuse"\ncurrent_a = 1\n',
+            "grid_limits[0].kind",
+            "'static'",
+            id="unknown-kind",
+        ),
+        pytest.param(
+            '[[grid_limits]]\nname = "x"\nkind = "static"\n',
+            "grid_limits[0]",
+            "current_a, power_w",
+            id="static-without-value",
+        ),
+        pytest.param(
+            MINIMAL + '[[grid_limits]]\nname = "e"\nkind = "modbus"\nhost = "h"\n'
+            'value_address = 1\nheartbeat_address = 2\nunit = "a"\n',
+            "grid_limits[1].fail_safe",
+            "current_a = 16",
+            id="modbus-needs-fail-safe",
+        ),
+        pytest.param(
+            MINIMAL + '[[grid_limits]]\nname = "s"\nkind = "schedule"\n'
+            '[[grid_limits.steps]]\nfrom = "7:00"\nto = "09:00"\ncurrent_a = 1\n',
+            "grid_limits[1].steps[0].from",
+            "HH:MM",
+            id="schedule-bad-time",
+        ),
+        pytest.param(
+            MINIMAL + '[[grid_limits]]\nname = "s"\nkind = "schedule"\ntimezone = "Mars/Base"\n'
+            '[[grid_limits.steps]]\nfrom = "07:00"\nto = "09:00"\ncurrent_a = 1\n',
+            "grid_limits[1].timezone",
+            "IANA",
+            id="schedule-bad-zone",
+        ),
+        pytest.param(
+            MINIMAL + '[[grid_limits]]\nname = "s"\nkind = "schedule"\n'
+            '[[grid_limits.steps]]\ndays = ["mon", "funday"]\nfrom = "07:00"\nto = "09:00"\n'
+            "current_a = 1\n",
+            "grid_limits[1].steps[0].days[1]",
+            "day names",
+            id="schedule-bad-day",
+        ),
+        pytest.param(MINIMAL + MINIMAL, "grid_limits[1].name", "unique", id="duplicate-limit-name"),
+        pytest.param(
+            MINIMAL + "[allocation]\nstale_no_increase_s = 10\nstale_failsafe_s = 5\n",
+            "allocation.stale_failsafe_s",
+            "> stale_no_increase_s",
+            id="failsafe-before-no-increase",
+        ),
+        pytest.param(
+            MINIMAL + "[allocation]\nmin_current_a = 4\n",
+            "allocation.min_current_a",
+            ">= 6",
+            id="min-current-below-iec",
+        ),
+    ],
+)
+def test_errors_name_file_key_and_expectation(text: str, key: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(text)
+    assert info.value.source == "site.toml"
+    assert info.value.key == key, str(info.value)
+    assert expected in str(info.value)
+
+
+def test_map_file_is_relative_to_the_site_file(tmp_path: Path) -> None:
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "mine.toml").write_text(
+        "[fields]\n"
+        + "".join(
+            f'current_l{p}_a = {{ address = {p * 2}, type = "float32" }}\n' for p in (1, 2, 3)
+        )
+    )
+    site = tmp_path / "site.toml"
+    text = MINIMAL + '[[meters]]\nname = "m"\nmap_file = "maps/mine.toml"\nhost = "h"\n'
+    t = Table(tomllib.loads(text), source=str(site))
+    config = energy_from_root(t)
+    assert config.meters[0].register_maps[0].name == "mine"
+
+
+def test_map_file_error_names_the_map_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text('[fields]\nx = { address = 1, type = "nope" }\n')
+    text = MINIMAL + '[[meters]]\nname = "m"\nmap_file = "bad.toml"\nhost = "h"\n'
+    with pytest.raises(ConfigError) as info:
+        energy_from_root(Table(tomllib.loads(text), source=str(tmp_path / "site.toml")))
+    assert info.value.source == str(tmp_path / "bad.toml")
+    assert info.value.key == "fields.x.type"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("", (0, 3, "RST", 32.0, "site"), id="defaults"),
+        pytest.param(
+            'priority = 5\nphases = 1\nphase_rotation = "SRT"\nmax_current_a = 16\nfeeder = "g"\n',
+            (5, 1, "SRT", 16.0, "g"),
+            id="all-keys",
+        ),
+    ],
+)
+def test_charge_point_energy_fields(text: str, expected: tuple[object, ...]) -> None:
+    cp = charge_point_energy_from_table(Table(tomllib.loads(text), source="site.toml"))
+    assert (cp.priority, cp.phases, cp.phase_rotation, cp.max_current_a, cp.feeder) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        pytest.param('phase_rotation = "RSS"', "charge_points[0].phase_rotation", id="rotation"),
+        pytest.param("max_current_a = 100", "charge_points[0].max_current_a", id="max"),
+        pytest.param("phases = 2", "charge_points[0].phases", id="two-phases"),
+    ],
+)
+def test_charge_point_energy_errors(text: str, key: str) -> None:
+    t = Table(tomllib.loads(text), source="site.toml", path="charge_points[0]")
+    with pytest.raises(ConfigError) as info:
+        charge_point_energy_from_table(t)
+    assert info.value.key == key
+
+
+def test_charge_point_on_unknown_feeder_rejected() -> None:
+    cp = charge_point_energy_from_table(Table({"feeder": "attic"}, source="site.toml"))
+    with pytest.raises(ConfigError) as info:
+        load(MINIMAL, charge_points=[("CP1", cp)])
+    assert info.value.key == "charge_points[CP1].feeder"
+
+
+def test_limit_on_a_charge_point_node_is_allowed() -> None:
+    text = (
+        MINIMAL
+        + '[[grid_limits]]\nname = "dim CP1"\nkind = "static"\nnode = "CP1"\npower_w = 4200\n'
+    )
+    cp = charge_point_energy_from_table(Table({}, source="site.toml"))
+    config = load(text, charge_points=[("CP1", cp)])
+    assert config.grid_limits[1].source.node == "CP1"  # type: ignore[attr-defined]

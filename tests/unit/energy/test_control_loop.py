@@ -1,0 +1,249 @@
+"""The control loop over simulated time: ``now_s`` moves only when the test says so."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from actors.allocation_types import AllocationConfig, ConnectorDemand, NodeInput
+from actors.control_loop import (
+    ConnectorState,
+    ControlConfig,
+    FailSafe,
+    LoopState,
+    StepResult,
+    step,
+)
+from tests.unit.energy.builders import car, node, phases
+
+CFG = ControlConfig(
+    allocation=AllocationConfig(margin_a=1.0, min_current_a=6.0),
+    settle_s=7.0,
+    increase_step_a=4.0,
+    min_pause_s=60.0,
+    min_charge_s=60.0,
+    stale_no_increase_s=3.0,
+    stale_failsafe_s=10.0,
+    failsafe=FailSafe(current_a=6.0),
+)
+
+
+def charging(limit_a: float, since_s: float = -1000.0) -> ConnectorState:
+    return ConnectorState(limit_a=limit_a, changed_s=since_s, charging_s=since_s)
+
+
+def site(
+    base_a: float, limits: Mapping[str, float], *, limit_a: float = 32.0, read_s: float
+) -> list[NodeInput]:
+    """A metered site whose cars draw exactly their limits (3-phase)."""
+    drawn = base_a + sum(limits.values())
+    return [node(limit_a=limit_a, meter_a=phases(drawn), read_s=read_s)]
+
+
+def cars_following(limits: Mapping[str, float], **extra: ConnectorDemand) -> list[ConnectorDemand]:
+    out = [car(cid, measured_a=phases(a), arrived_s=i) for i, (cid, a) in enumerate(limits.items())]
+    return out + list(extra.values())
+
+
+def run(
+    state: LoopState,
+    base_a: float,
+    now_s: float,
+    *,
+    read_s: float | None = None,
+    cfg: ControlConfig = CFG,
+    limit_a: float = 32.0,
+    demands: list[ConnectorDemand] | None = None,
+) -> StepResult:
+    limits = {cid: st.limit_a for cid, st in state.connectors.items()}
+    nodes = site(base_a, limits, limit_a=limit_a, read_s=now_s if read_s is None else read_s)
+    return step(state, nodes, demands or cars_following(limits), now_s=now_s, cfg=cfg)
+
+
+def two_cars_at(limit_a: float) -> LoopState:
+    return LoopState(connectors={"a": charging(limit_a), "b": charging(limit_a)})
+
+
+def test_overload_decreases_in_the_same_step() -> None:
+    result = run(two_cars_at(16.0), base_a=10.0, now_s=100.0)
+    assert result.limits == {"a": 10.5, "b": 10.5}
+    assert {d.action for d in result.record.decisions} == {"decrease"}
+    assert result.state.last_decrease_s == 100.0
+
+
+@pytest.mark.parametrize(
+    ("now_s", "expected"),
+    [
+        pytest.param(101.0, 10.5, id="1s-after-decrease"),
+        pytest.param(106.9, 10.5, id="just-before-settle"),
+        pytest.param(107.0, 14.5, id="at-settle-one-bounded-step"),
+    ],
+)
+def test_increase_only_after_settle_and_bounded(now_s: float, expected: float) -> None:
+    after_decrease = run(two_cars_at(16.0), base_a=10.0, now_s=100.0).state
+    result = run(after_decrease, base_a=0.0, now_s=now_s)  # room for 15.5 each now
+    assert result.limits == {"a": expected, "b": expected}
+
+
+def test_ramp_reaches_target_in_settled_steps() -> None:
+    state = run(two_cars_at(16.0), base_a=10.0, now_s=100.0).state
+    seen = []
+    for now in [107.0, 110.0, 114.0, 121.0]:
+        state = run(state, base_a=0.0, now_s=now).state
+        seen.append(state.connectors["a"].limit_a)
+    assert seen == [14.5, 14.5, 15.5, 15.5]
+
+
+@pytest.mark.parametrize(
+    ("age_s", "expected", "mode"),
+    [
+        pytest.param(2.9, 14.0, "normal", id="fresh-increases"),
+        pytest.param(3.0, 10.0, "no_increase", id="3s-old-holds"),
+        pytest.param(9.9, 10.0, "no_increase", id="9.9s-old-holds"),
+    ],
+)
+def test_stale_meter_blocks_increases(age_s: float, expected: float, mode: str) -> None:
+    state = LoopState(connectors={"a": charging(10.0)})
+    result = run(state, base_a=0.0, now_s=100.0, read_s=100.0 - age_s)
+    assert result.limits == {"a": expected}
+    assert result.record.mode == mode
+
+
+def test_stale_meter_still_decreases() -> None:
+    state = two_cars_at(16.0)
+    result = run(state, base_a=10.0, now_s=100.0, read_s=95.0)
+    assert result.record.mode == "no_increase"
+    assert result.limits == {"a": 10.5, "b": 10.5}
+
+
+@pytest.mark.parametrize(
+    ("age_s", "expected"),
+    [
+        pytest.param(9.9, {"a": 15.5, "b": 15.5}, id="just-fresh-enough"),
+        pytest.param(10.0, {"a": 6.0, "b": 6.0}, id="10s-fail-safe-6a"),
+        pytest.param(600.0, {"a": 6.0, "b": 6.0}, id="long-dead"),
+    ],
+)
+def test_fail_safe_after_10s(age_s: float, expected: dict[str, float]) -> None:
+    result = run(two_cars_at(15.5), base_a=0.0, now_s=1000.0, read_s=1000.0 - age_s)
+    assert result.limits == expected
+    if age_s >= 10:
+        assert result.record.mode == "failsafe"
+
+
+def test_fail_safe_when_meter_never_read() -> None:
+    nodes = [node(limit_a=32.0, metered=True)]
+    result = step(two_cars_at(16.0), nodes, cars_following({"a": 16, "b": 16}), now_s=5.0, cfg=CFG)
+    assert result.record.mode == "failsafe"
+    assert result.limits == {"a": 6.0, "b": 6.0}
+
+
+def test_fail_safe_total_budget_shared_by_priority() -> None:
+    cfg = ControlConfig(
+        allocation=CFG.allocation, failsafe=FailSafe(current_a=None, total_a=phases(20.0))
+    )
+    state = LoopState(connectors={cid: charging(16.0) for cid in "abcd"})
+    result = run(state, base_a=0.0, now_s=100.0, read_s=0.0, cfg=cfg, limit_a=100.0)
+    # 20 A per phase, margin 0: three fit at 6 A and share it (6.6 each), the last arrival pauses.
+    assert result.limits == {"a": 6.6, "b": 6.6, "c": 6.6, "d": 0.0}
+    assert "fail-safe budget" in result.record.decisions[0].binding.source
+
+
+def test_fail_safe_lets_a_stopped_connector_rise_to_the_budget_slowly() -> None:
+    state = LoopState(connectors={"a": ConnectorState(limit_a=0.0)})
+    result = run(state, base_a=0.0, now_s=100.0, read_s=0.0, demands=[car("a")])
+    assert result.limits == {"a": 6.0}
+    assert result.record.mode == "failsafe"
+
+
+def test_dwell_keeps_a_fresh_start_at_minimum_instead_of_pausing() -> None:
+    # "a" started 10 s ago; higher-priority "b" arrives. Headroom (11 - 1) fits only one at 6 A.
+    state = LoopState(connectors={"a": charging(6.0, since_s=90.0)})
+    demands = [car("a", measured_a=phases(6.0), arrived_s=0), car("b", priority=1, arrived_s=1)]
+    result = run(state, base_a=0.0, now_s=100.0, limit_a=11.0, demands=demands)
+    assert result.limits == {"a": 6.0, "b": 0.0}
+    assert "dwell" in result.record.decisions[0].reason
+    # After the dwell the allocation's choice applies: "a" pauses, "b" starts once settled.
+    later = run(result.state, base_a=0.0, now_s=150.0, limit_a=11.0, demands=demands)
+    assert later.limits == {"a": 0.0, "b": 0.0}
+    demands_after = [car("a", arrived_s=0), car("b", priority=1, arrived_s=1)]
+    started = run(later.state, base_a=0.0, now_s=157.0, limit_a=11.0, demands=demands_after)
+    assert started.limits == {"a": 0.0, "b": 6.0}
+
+
+def test_dwell_gives_way_when_a_physical_limit_would_be_exceeded() -> None:
+    state = LoopState(connectors={"a": charging(6.0, since_s=90.0)})
+    demands = [car("a", measured_a=phases(6.0))]
+    # Base load 7 A on an 11 A breaker: 6 A more would exceed it even with no margin.
+    result = run(state, base_a=7.0, now_s=100.0, limit_a=11.0, demands=demands)
+    assert result.limits == {"a": 0.0}
+    assert "physical limit" in result.record.decisions[0].reason
+
+
+def test_paused_connector_waits_min_pause_before_resuming() -> None:
+    paused = LoopState(connectors={"a": ConnectorState(limit_a=0.0, changed_s=100, paused_s=100)})
+    for now, expected in [(110.0, 0.0), (159.9, 0.0), (160.0, 6.0)]:
+        result = run(paused, base_a=0.0, now_s=now, demands=[car("a")])
+        assert result.limits == {"a": expected}, now
+
+
+def test_new_car_starts_only_after_the_decrease_it_caused_settled() -> None:
+    state = LoopState(connectors={"a": charging(31.0)})
+    demands = [car("a", measured_a=phases(31.0), arrived_s=0), car("b", arrived_s=5)]
+    first = run(state, base_a=0.0, now_s=100.0, demands=demands)
+    assert first.limits == {"a": 15.5, "b": 0.0}  # decrease at once, start deferred
+    demands = [car("a", measured_a=phases(15.5), arrived_s=0), car("b", arrived_s=5)]
+    assert run(first.state, base_a=0.0, now_s=106.0, demands=demands).limits["b"] == 0.0
+    assert run(first.state, base_a=0.0, now_s=107.0, demands=demands).limits["b"] == 6.0
+
+
+def test_car_leaving_stops_at_once_and_forgets_state() -> None:
+    state = LoopState(connectors={"a": charging(16.0)})
+    result = run(state, base_a=0.0, now_s=100.0, demands=[car("a", active=False)])
+    assert result.limits == {"a": 0.0}
+    assert result.record.decisions[0].action == "stop"
+    assert result.state.connectors["a"].charging_s is None
+
+
+def test_record_carries_inputs_binding_and_reason() -> None:
+    result = run(two_cars_at(16.0), base_a=10.0, now_s=100.0)
+    record = result.record
+    assert record.now_s == 100.0
+    assert record.meter_age_s == 0.0
+    assert [d.connector_id for d in record.demands] == ["a", "b"]
+    assert record.demands[0].offered_a == 16.0  # the loop's own knowledge of its offer
+    decision = record.decisions[0]
+    assert (decision.previous_a, decision.target_a, decision.limit_a) == (16.0, 10.5, 10.5)
+    assert decision.binding.source == "fuse"
+    assert decision.binding.node == "site"
+    assert "decreased at once" in decision.reason
+    assert "fuse" in decision.reason
+    assert record.changed() == record.decisions
+    steady = run(result.state, base_a=10.0, now_s=101.0)
+    assert steady.record.changed() == ()
+
+
+@pytest.mark.parametrize(
+    ("car_max_draw_a", "settles_at"),
+    [
+        pytest.param(8.0, 9.0, id="car-limited-to-8a-settles-at-9"),
+        pytest.param(13.6, 14.6, id="car-limited-to-13.6a"),
+        pytest.param(40.0, 31.0, id="unlimited-car-takes-the-headroom"),
+    ],
+)
+def test_no_oscillation_with_a_car_that_draws_less_than_offered(
+    car_max_draw_a: float, settles_at: float
+) -> None:
+    """The car draws min(offer, its own limit); the loop runs every 2 s for 5 minutes."""
+    state = LoopState()
+    history = []
+    for i in range(150):
+        now = 100.0 + 2.0 * i
+        offer = state.connectors["a"].limit_a if "a" in state.connectors else 0.0
+        draw = min(offer, car_max_draw_a)
+        nodes = [node(limit_a=32.0, meter_a=phases(draw), read_s=now)]
+        state = step(state, nodes, [car("a", measured_a=phases(draw))], now_s=now, cfg=CFG).state
+        history.append(state.connectors["a"].limit_a)
+    assert history[-1] == settles_at
+    assert len(set(history[-60:])) == 1, history[-60:]

@@ -1,0 +1,337 @@
+"""Register decoding, request planning and the register-map registry, without sockets."""
+
+from __future__ import annotations
+
+import math
+import struct
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from config.fields import ConfigError
+from drivers.modbus import UnknownMeterModel, known_models, load_map_file, load_model
+from drivers.modbus.decode import (
+    Registers,
+    UndefinedField,
+    decode_fields,
+    decode_words,
+    is_undefined,
+    plan_blocks,
+    to_reading,
+)
+from drivers.modbus.registers import FieldSpec, RegisterMap
+
+
+@pytest.mark.parametrize(
+    ("words", "type_", "order", "expected"),
+    [
+        pytest.param([0x4366, 0x0000], "float32", "big", 230.0, id="float32-230V-high-word-first"),
+        pytest.param([0x0000, 0x4366], "float32", "little", 230.0, id="float32-low-word-first"),
+        pytest.param([0x0901, 0x0000], "int32", "little", 2305, id="em24-230.5V-raw-low-first"),
+        pytest.param([0xFFFF, 0xFC18], "int32", "big", -1000, id="int32-negative"),
+        pytest.param([0xFC18, 0xFFFF], "int32", "little", -1000, id="int32-negative-little"),
+        pytest.param([0x8000], "int16", "big", -32768, id="int16-min"),
+        pytest.param([0xFFFF], "uint16", "big", 65535, id="uint16-max"),
+        pytest.param([0, 0, 0x0001, 0x86A0], "uint64", "big", 100000, id="uint64-abb-energy"),
+        pytest.param([0x86A0, 0x0001, 0, 0], "uint64", "little", 100000, id="uint64-little"),
+    ],
+)
+def test_decode_known_words(words: list[int], type_: str, order: str, expected: float) -> None:
+    assert decode_words(words, type_, order) == expected  # type: ignore[arg-type]
+
+
+@given(st.integers(min_value=-(2**31), max_value=2**31 - 1))
+def test_int32_word_orders_are_mirror_images(value: int) -> None:
+    hi, lo = struct.unpack(">HH", struct.pack(">i", value))
+    assert decode_words([hi, lo], "int32", "big") == value
+    assert decode_words([lo, hi], "int32", "little") == value
+
+
+@pytest.mark.parametrize(
+    ("value", "type_", "policy", "undefined"),
+    [
+        pytest.param(0xFFFFFFFF, "uint32", "all_ones", True, id="abb-uint32-all-ff"),
+        pytest.param(0x7FFFFFFF, "int32", "all_ones", True, id="abb-int32-7fff"),
+        pytest.param(-1, "int32", "all_ones", False, id="abb-int32-minus-one-is-a-value"),
+        pytest.param(2**64 - 1, "uint64", "all_ones", True, id="abb-uint64-all-ff"),
+        pytest.param(-32768, "int16", "sunspec", True, id="sunspec-int16-8000"),
+        pytest.param(0xFFFF, "uint16", "sunspec", True, id="sunspec-uint16-ffff"),
+        pytest.param(-32768, "int16", "none", False, id="no-policy"),
+        pytest.param(math.nan, "float32", "none", True, id="nan-always-undefined"),
+        pytest.param(12.5, "float32", "sunspec", False, id="float-value"),
+    ],
+)
+def test_undefined_patterns(value: float, type_: str, policy: str, undefined: bool) -> None:
+    assert is_undefined(value, type_, policy) is undefined  # type: ignore[arg-type]
+
+
+def _map(fields: list[FieldSpec], **kw: object) -> RegisterMap:
+    return RegisterMap(name="t", description="", fields=tuple(fields), **kw)  # type: ignore[arg-type]
+
+
+def _f(
+    name: str, address: int, type_: str = "uint16", table: str = "holding", **kw: object
+) -> FieldSpec:
+    return FieldSpec(name=name, address=address, table=table, type=type_, word_order="big", **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fields", "max_gap", "max_block", "expected"),
+    [
+        pytest.param(
+            [_f("a", 0, "float32"), _f("b", 2, "float32")],
+            0,
+            100,
+            [("holding", 0, 4)],
+            id="adjacent",
+        ),
+        pytest.param(
+            [_f("a", 0), _f("b", 10)], 9, 100, [("holding", 0, 11)], id="gap-within-max-gap"
+        ),
+        pytest.param(
+            [_f("a", 0), _f("b", 10)],
+            8,
+            100,
+            [("holding", 0, 1), ("holding", 10, 1)],
+            id="gap-too-wide",
+        ),
+        pytest.param(
+            [_f("a", 0), _f("b", 10)],
+            40,
+            10,
+            [("holding", 0, 1), ("holding", 10, 1)],
+            id="block-too-long",
+        ),
+        pytest.param(
+            [_f("a", 0, table="input"), _f("b", 1)],
+            40,
+            100,
+            [("holding", 1, 1), ("input", 0, 1)],
+            id="tables-never-mix",
+        ),
+        pytest.param(
+            [_f("a", 5, "int16", scale_factor=9)],
+            40,
+            100,
+            [("holding", 5, 5)],
+            id="scale-factor-register-read-too",
+        ),
+    ],
+)
+def test_plan_blocks(
+    fields: list[FieldSpec], max_gap: int, max_block: int, expected: list[tuple[str, int, int]]
+) -> None:
+    blocks = plan_blocks(_map(fields, max_gap=max_gap, max_block=max_block))
+    assert [(b.table, b.start, b.count) for b in blocks] == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "requests"),
+    [
+        pytest.param("sdm630", 1, id="sdm630-one-request"),
+        pytest.param("em24", 1, id="em24"),
+        pytest.param("em340", 1, id="em340"),
+        pytest.param("umg604", 1, id="umg604"),
+        pytest.param("abb_b23", 2, id="abb-energy-and-values"),
+        pytest.param("sunspec_int", 1, id="sunspec-int"),
+        pytest.param("sunspec_float", 1, id="sunspec-float"),
+    ],
+)
+def test_builtin_maps_plan_few_requests(model: str, requests: int) -> None:
+    (m,) = load_model(model)
+    assert len(plan_blocks(m)) == requests
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "address", "table", "type_", "order", "scale"),
+    [
+        pytest.param(
+            "sdm630", "current_l1_a", 0x06, "input", "float32", "big", 1.0, id="sdm630-I1"
+        ),
+        pytest.param("sdm630", "power_w", 0x34, "input", "float32", "big", 1.0, id="sdm630-P"),
+        pytest.param(
+            "sdm630", "energy_import_wh", 0x48, "input", "float32", "big", 1000, id="sdm630-kWh"
+        ),
+        pytest.param(
+            "umg604", "current_l1_a", 1325, "holding", "float32", "big", 1.0, id="umg604-I1"
+        ),
+        pytest.param("umg604", "power_w", 1369, "holding", "float32", "big", 1.0, id="umg604-P"),
+        pytest.param(
+            "abb_b23", "current_l1_a", 0x5B0C, "holding", "uint32", "big", 0.01, id="abb-I1"
+        ),
+        pytest.param("abb_b23", "power_w", 0x5B14, "holding", "int32", "big", 0.01, id="abb-P"),
+        pytest.param(
+            "abb_b23", "energy_import_wh", 0x5000, "holding", "uint64", "big", 10, id="abb-E"
+        ),
+        pytest.param("em24", "current_l1_a", 0x0C, "input", "int32", "little", 0.001, id="em24-I1"),
+        pytest.param("em24", "voltage_l1_v", 0x00, "input", "int32", "little", 0.1, id="em24-V1"),
+        pytest.param("em24", "power_w", 0x28, "input", "int32", "little", 0.1, id="em24-P"),
+        pytest.param(
+            "em340", "current_l3_a", 0x10, "input", "int32", "little", 0.001, id="em340-I3"
+        ),
+        pytest.param(
+            "sunspec_int", "current_l1_a", 3, "holding", "int16", "big", 1.0, id="ss-AphA"
+        ),
+        pytest.param("sunspec_int", "power_w", 18, "holding", "int16", "big", 1.0, id="ss-W"),
+        pytest.param("sunspec_float", "power_w", 28, "holding", "float32", "big", 1.0, id="ssf-W"),
+    ],
+)
+def test_datasheet_addresses(
+    model: str, field: str, address: int, table: str, type_: str, order: str, scale: float
+) -> None:
+    (m,) = load_model(model)
+    spec = m.field(field)
+    assert spec is not None
+    assert (spec.address, spec.table, spec.type, spec.word_order) == (address, table, type_, order)
+    assert spec.scale == pytest.approx(scale)
+
+
+def test_sunspec_scale_factor_registers() -> None:
+    (m,) = load_model("sunspec_int")
+    assert m.field("current_l1_a").scale_factor == 6  # type: ignore[union-attr]
+    assert m.field("power_w").scale_factor == 22  # type: ignore[union-attr]
+    assert m.field("energy_import_wh").scale_factor == 54  # type: ignore[union-attr]
+
+
+def test_decode_fields_scale_factor_and_optional() -> None:
+    m = _map(
+        [
+            _f("current_l1_a", 0, "int16", scale_factor=3),
+            _f("x", 1, "int16", scale_factor=4, optional=True),
+            _f("y", 2, "uint16", scale=0.5),
+        ],
+        undefined="sunspec",
+    )
+    regs = Registers(plan_blocks(m), [[1234, 77, 10, 0xFFFE, 0x8000]])
+    assert decode_fields(m, regs) == {"current_l1_a": pytest.approx(12.34), "x": None, "y": 5.0}
+
+
+def test_decode_fields_undefined_required_raises_with_address() -> None:
+    m = _map([_f("current_l1_a", 7, "uint32")], undefined="all_ones")
+    with pytest.raises(UndefinedField) as info:
+        decode_fields(m, Registers(plan_blocks(m), [[0xFFFF, 0xFFFF]]))
+    assert info.value.address == 7
+    assert "FFFF FFFF" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("sign", "current", "power", "expected"),
+    [
+        pytest.param("from_power", 10.0, -2300.0, -10.0, id="export-makes-current-negative"),
+        pytest.param("from_power", -10.0, 2300.0, 10.0, id="import-positive"),
+        pytest.param("from_power", 10.0, None, 10.0, id="no-phase-power-as-read"),
+        pytest.param("as_read", 10.0, -2300.0, 10.0, id="as-read"),
+    ],
+)
+def test_current_sign(sign: str, current: float, power: float | None, expected: float) -> None:
+    m = _map([_f(f"current_l{p}_a", p) for p in (1, 2, 3)], current_sign=sign)
+    values = {
+        "current_l1_a": current,
+        "current_l2_a": 1.0,
+        "current_l3_a": 1.0,
+        "power_l1_w": power,
+    }
+    reading = to_reading(
+        values, m, meter="m", read_s=1.0, read_utc=datetime.now(UTC), duration_s=0.0, requests=1
+    )
+    assert reading.current_a[0] == expected
+
+
+def test_single_phase_map_reads_zero_on_l2_l3_and_sums_power() -> None:
+    m = _map([_f("current_l1_a", 1)], phases=1)
+    reading = to_reading(
+        {"current_l1_a": 8.0, "power_l1_w": 1800.0},
+        m,
+        meter="m",
+        read_s=0.0,
+        read_utc=datetime.now(UTC),
+        duration_s=0.0,
+        requests=1,
+    )
+    assert reading.current_a == (8.0, 0.0, 0.0)
+    assert reading.total_power_w == 1800.0
+
+
+def test_registry_lists_known_models_on_a_miss() -> None:
+    with pytest.raises(UnknownMeterModel) as info:
+        load_model("sdm999")
+    for name in ("sdm630", "em24", "em340", "umg604", "abb_b23", "sunspec"):
+        assert name in info.value.known
+        assert name in str(info.value)
+    assert set(known_models()) >= {"sdm630", "sunspec", "sunspec_int", "sunspec_float"}
+
+
+def test_sunspec_name_yields_both_encodings() -> None:
+    maps = load_model("sunspec")
+    assert sorted(mid for m in maps for mid in m.sunspec_models) == [
+        201,
+        202,
+        203,
+        204,
+        211,
+        212,
+        213,
+        214,
+    ]
+
+
+def test_path_like_model_names_are_not_looked_up() -> None:
+    with pytest.raises(UnknownMeterModel):
+        load_model("../meters/sdm630")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        pytest.param(
+            '[fields]\ncurrent_l1_a = { address = 1, type = "float" }',
+            "fields.current_l1_a.type",
+            id="bad-type",
+        ),
+        pytest.param(
+            '[fields]\ncurrent_l1_a = { adress = 1, type = "float32" }',
+            "fields.current_l1_a.address",
+            id="misspelt-key",
+        ),
+        pytest.param(
+            'tabel = "input"\n[fields]\nx = { address = 1, type = "uint16" }',
+            "tabel",
+            id="misspelt-top-key",
+        ),
+        pytest.param(
+            '[fields]\ncurrent_l1_a = { address = 1, type = "float32" }',
+            "fields",
+            id="missing-l2-l3",
+        ),
+        pytest.param(
+            '[fields]\nx = { address = 70000, type = "uint16" }',
+            "fields.x.address",
+            id="address-range",
+        ),
+        pytest.param("[fields", "<file>", id="not-toml"),
+    ],
+)
+def test_user_map_errors_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_map_file(path)
+    assert info.value.key == key
+    assert str(path) in str(info.value)
+
+
+def test_user_map_parses(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        'table = "input"\nword_order = "little"\n[fields]\n'
+        'current_l1_a = { address = 0, type = "int32", scale = 0.001 }\n'
+        'current_l2_a = { address = 2, type = "int32", scale = 0.001 }\n'
+        'current_l3_a = { address = 4, type = "int32", scale = 0.001, table = "holding" }\n'
+    )
+    m = load_map_file(path)
+    assert m.name == "mine"
+    assert m.field("current_l1_a").word_order == "little"  # type: ignore[union-attr]
+    assert m.field("current_l3_a").table == "holding"  # type: ignore[union-attr]
