@@ -132,6 +132,10 @@ class ActorRef:
     def alive(self) -> bool:
         return self._cell.accepting
 
+    @property
+    def mailbox_depth(self) -> int:
+        return len(self._cell.mailbox)
+
     def tell(self, msg: object) -> None:
         cell = self._cell
         if cell.accepting:

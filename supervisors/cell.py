@@ -328,6 +328,9 @@ class Cell:
 
     def stage_op(self, actor: Actor, op: Op, after: Callable[[], None] | None) -> None:
         self._check(actor)
+        store = self.system.require_store()
+        if op[1] not in store._tables:
+            store.table(op[1])  # opened here, never inside the writer's transaction
         self._ops.append(op)
         if after is not None:
             self._after.append(after)

@@ -74,6 +74,7 @@ class Supervisor(Actor):
         self.order: list[str] = []
         self.history: tuple[float, ...] = ()
         self.epoch = 0
+        self.terminating = False
         self.random = random.Random()
 
     # -- start and stop -------------------------------------------------------------------------
@@ -127,11 +128,14 @@ class Supervisor(Actor):
             await self._stop(self.children[child_id])
 
     async def terminate(self, reason: object) -> None:
+        self.terminating = True
         await self._stop_all()
         for child in self.children.values():
             child.cell.retire(f"supervisor {self.path} ended ({reason})")
 
     def _exited(self, cell: Cell, reason: ExitReason) -> None:
+        if self.terminating:
+            return  # we are stopping them ourselves
         child_id = cell.path.rsplit("/", 1)[-1]
         self.ref.tell(ChildExited(child_id=child_id, generation=cell.generation, reason=reason))
 

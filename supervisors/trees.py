@@ -37,21 +37,28 @@ def _no_summary(system: ActorSystem) -> dict[str, Any]:
     return {}
 
 
-def build_broker(ctx: NodeContext) -> SupervisorSpec:
-    return SupervisorSpec(
-        strategy="rest_for_one", max_restarts=5, period_s=30, children=(store_writer_spec(),)
-    )
+def _broker_kind() -> NodeKind:
+    from actors.broker_tree import broker_summary, build_broker
+
+    return NodeKind(build=build_broker, summary=broker_summary)
 
 
-def build_energy(ctx: NodeContext) -> SupervisorSpec:
-    return SupervisorSpec(
-        strategy="rest_for_one", max_restarts=5, period_s=30, children=(store_writer_spec(),)
-    )
+def _build_energy(ctx: NodeContext) -> SupervisorSpec:
+    # Imported when used: actors.energy_tree imports this module.
+    from actors.energy_tree import build_energy
+
+    return build_energy(ctx)
+
+
+def _energy_summary(system: ActorSystem) -> dict[str, Any]:
+    from actors.energy_tree import energy_summary
+
+    return energy_summary(system)
 
 
 NODE_KINDS: dict[str, NodeKind] = {
-    "broker": NodeKind(build=build_broker, summary=_no_summary),
-    "energy": NodeKind(build=build_energy, summary=_no_summary),
+    "broker": _broker_kind(),
+    "energy": NodeKind(build=_build_energy, summary=_energy_summary),
 }
 
 

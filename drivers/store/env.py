@@ -141,6 +141,9 @@ class Store:
     # -- writes ---------------------------------------------------------------------------------
     def submit(self, ops: list[Op]) -> Any:
         """Hand ops to the group-commit writer; returns an asyncio future resolved after commit."""
+        for op in ops:
+            if op[1] not in self._tables:
+                self.table(op[1])
         writer = self.writer
         if writer is None:
             raise StoreError(f"store {self.path} has no running writer")
@@ -220,11 +223,17 @@ class Store:
 
 
 def apply_ops(store: Store, txn: Any, ops: list[Op]) -> None:
+    # Tables are opened by whoever stages the op, on the loop thread: opening one here, inside the
+    # write transaction, would wait for the writer lock this very transaction holds.
+    tables = store._tables
     for op in ops:
+        handle = tables.get(op[1])
+        if handle is None:
+            raise StoreError(f"table {op[1]!r} was not opened before writing (Store.table)")
         if op[0] == "put":
-            txn.put(op[2], op[3], db=store.table(op[1]))
+            txn.put(op[2], op[3], db=handle)
         elif op[0] == "del":
-            txn.delete(op[2], db=store.table(op[1]))
+            txn.delete(op[2], db=handle)
         else:
             raise StoreError(f"unknown store op {op[0]!r}")
 

@@ -1,0 +1,53 @@
+"""Appending audit records: staged into the node store with the decision they explain.
+
+A record is written in the same transaction as the state change or message it explains, so there
+is never a decision without its record, nor a record of a decision that did not happen.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from actors.audit_records import AuditKind, AuditRecord, encode_record, new_record, with_id
+from supervisors.actor import Actor
+
+AUDIT_TABLE = "audit"
+
+
+def record_key(record_id: int) -> bytes:
+    return record_id.to_bytes(8, "big")
+
+
+def stage_record(actor: Actor, record: AuditRecord) -> int:
+    """Stage ``record`` with the message being handled; returns its id."""
+    store = actor.ctx.system.require_store()
+    record_id = store.next_id()
+    actor.stage(
+        ("put", AUDIT_TABLE, record_key(record_id), encode_record(with_id(record, record_id)))
+    )
+    return record_id
+
+
+def audit(
+    actor: Actor,
+    kind: AuditKind,
+    *,
+    decision: str,
+    reason: str,
+    charge_point_id: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> int:
+    return stage_record(
+        actor,
+        new_record(
+            time_utc=now or datetime.now(UTC),
+            actor=actor.path,
+            kind=kind,
+            decision=decision,
+            reason=reason,
+            charge_point_id=charge_point_id,
+            inputs=inputs,
+        ),
+    )

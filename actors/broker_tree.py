@@ -1,0 +1,87 @@
+"""The broker node's actor tree and its status summary.
+
+broker (rest_for_one)
+├── store          group-commit writer (everything below writes through it)
+├── authorizer     local list, cache, local decisions
+├── cloud          one CloudLink per charge point (one_for_one; network backoff)
+├── charge_points  one ChargePoint per charge point (one_for_one)
+└── listener       the websocket server (last: it starts when everything it feeds exists)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.authorizer import Authorizer
+from actors.broker_context import BrokerContext
+from actors.charge_point import ChargePoint
+from actors.cloud_link import CloudLink
+from actors.listener import Listener, charge_point_spec, cloud_link_spec
+from supervisors.spec import ChildSpec, SupervisorSpec
+from supervisors.system import ActorSystem
+from supervisors.trees import NodeContext, store_writer_spec
+
+
+def build_broker(ctx: NodeContext) -> SupervisorSpec:
+    broker = BrokerContext(config=ctx.config, node=ctx.name)
+    cps = [cp.id for cp in ctx.config.charge_points]
+    children: list[ChildSpec] = [
+        store_writer_spec(),
+        ChildSpec(id="authorizer", start=lambda c: Authorizer(c, broker)),
+    ]
+    if ctx.config.cloud is not None:
+        children.append(
+            ChildSpec(
+                id="cloud",
+                start=SupervisorSpec(
+                    max_restarts=50,
+                    period_s=10,
+                    children=tuple(cloud_link_spec(broker, cp_id) for cp_id in cps),
+                ),
+            )
+        )
+    children += [
+        ChildSpec(
+            id="charge_points",
+            start=SupervisorSpec(
+                max_restarts=50,
+                period_s=10,
+                children=tuple(charge_point_spec(broker, cp_id) for cp_id in cps),
+            ),
+        ),
+        ChildSpec(id="listener", start=lambda c: Listener(c, broker)),
+    ]
+    return SupervisorSpec(
+        strategy="rest_for_one", max_restarts=5, period_s=30, children=tuple(children)
+    )
+
+
+def broker_summary(system: ActorSystem) -> dict[str, Any]:
+    node = system.name
+    listener = system.actor(f"{node}/listener")
+    cps: dict[str, Any] = {}
+    queued = online = 0
+    for cell in list(system.cells.values()):
+        actor = cell.actor
+        if isinstance(actor, ChargePoint) and cell.running:
+            report = actor.report()
+            link = system.actor(f"{node}/cloud/{actor.cp_id}")
+            if isinstance(link, CloudLink) and system.cells[link.path].running:
+                cloud = link.report()
+                report["cloud"] = {
+                    k: cloud[k]
+                    for k in ("online", "queue_depth", "dead_letters", "last_error", "replayed")
+                }
+                queued += cloud["queue_depth"]
+                online += bool(cloud["online"])
+            report.pop("meter", None)
+            cps[actor.cp_id] = report
+    authorizer = system.actor(f"{node}/authorizer")
+    return {
+        "listener": listener.report() if isinstance(listener, Listener) else None,
+        "charge_points_connected": sum(1 for r in cps.values() if r.get("connected")),
+        "charge_points": cps,
+        "cloud_sessions_online": online,
+        "queued_for_cloud": queued,
+        "authorization": authorizer.report() if isinstance(authorizer, Authorizer) else None,
+    }

@@ -1,0 +1,314 @@
+"""The state cache of one charge point, updated from the frames it sends (pure, JSON-able).
+
+What the cloud would know, kept at the edge: boot info, per-connector status and error codes,
+transactions (with the edge-minted and cloud ids of 1.6), last meter values, firmware and
+diagnostics status, connect/disconnect history and link quality. ``now`` is always a parameter.
+Persisted as one document with a version (``RECORD_VERSION``) and migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from actors.energy_messages import ConnectorReport
+from actors.ocpp_rules import utc_text
+
+RECORD_VERSION = 1
+HISTORY_MAX = 30
+STOPPED_KEPT = 20
+START_KEYS_KEPT = 200
+PLUGGED = frozenset(
+    {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Occupied"}
+)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_sampled_values(meter_values: Any) -> dict[str, Any]:
+    """The newest sample of each measurand/phase we use, in A, W and Wh."""
+    out: dict[str, Any] = {}
+    if not isinstance(meter_values, list):
+        return out
+    for mv in meter_values:
+        if not isinstance(mv, Mapping):
+            continue
+        stamp = mv.get("timestamp")
+        for sv in mv.get("sampledValue") or []:
+            if not isinstance(sv, Mapping):
+                continue
+            value = _num(sv.get("value"))
+            if value is None:
+                continue
+            measurand = sv.get("measurand") or "Energy.Active.Import.Register"
+            unit = sv.get("unit") or (sv.get("unitOfMeasure") or {}).get("unit")
+            if unit in ("kW", "kWh"):
+                value *= 1000.0
+            phase = str(sv.get("phase") or "")[:2]
+            if measurand == "Current.Import" and phase in ("L1", "L2", "L3"):
+                out[f"current_{phase}_a"] = value
+            elif measurand == "Current.Import" and not phase:
+                out["current_a"] = value
+            elif measurand == "Current.Offered":
+                out["offered_a"] = value
+            elif measurand == "Power.Active.Import" and not phase:
+                out["power_w"] = value
+            elif measurand == "Energy.Active.Import.Register" and not phase:
+                out["energy_wh"] = value
+            elif measurand == "SoC":
+                out["soc_pct"] = value
+        if stamp:
+            out["sampled_utc"] = str(stamp)
+    return out
+
+
+class ChargePointState:
+    def __init__(self, charge_point_id: str, doc: Mapping[str, Any] | None = None) -> None:
+        d = dict(doc or {})
+        self.charge_point_id = charge_point_id
+        self.ocpp_version: str | None = d.get("ocpp_version")
+        self.boot: dict[str, Any] | None = d.get("boot")
+        self.registration: str | None = d.get("registration")
+        self.connectors: dict[str, dict[str, Any]] = dict(d.get("connectors", {}))
+        self.transactions: dict[str, dict[str, Any]] = dict(d.get("transactions", {}))
+        self.start_keys: dict[str, str] = dict(d.get("start_keys", {}))
+        self.meter: dict[str, dict[str, Any]] = dict(d.get("meter", {}))
+        self.firmware_status: str | None = d.get("firmware_status")
+        self.diagnostics_status: str | None = d.get("diagnostics_status")
+        self.history: list[dict[str, Any]] = list(d.get("history", []))
+        self.edge_tx_hwm: int | None = d.get("edge_tx_hwm")
+        self.counters: dict[str, int] = dict(d.get("counters", {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": RECORD_VERSION,
+            "ocpp_version": self.ocpp_version,
+            "boot": self.boot,
+            "registration": self.registration,
+            "connectors": self.connectors,
+            "transactions": self.transactions,
+            "start_keys": self.start_keys,
+            "meter": self.meter,
+            "firmware_status": self.firmware_status,
+            "diagnostics_status": self.diagnostics_status,
+            "history": self.history,
+            "edge_tx_hwm": self.edge_tx_hwm,
+            "counters": self.counters,
+        }
+
+    # -- link events ----------------------------------------------------------------------------
+    def event(self, kind: str, now: datetime, detail: str = "") -> None:
+        self.history.append({"event": kind, "utc": utc_text(now), "detail": detail})
+        del self.history[:-HISTORY_MAX]
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # -- frames from the charge point -------------------------------------------------------------
+    def on_call(self, action: str, payload: Mapping[str, Any], now: datetime) -> bool:
+        """Update from a charge point CALL; True if something worth persisting changed."""
+        if action == "BootNotification":
+            self.boot = {"payload": dict(payload), "utc": utc_text(now)}
+            return True
+        if action == "StatusNotification":
+            if "evseId" in payload:
+                key = f"{payload.get('evseId')}:{payload.get('connectorId')}"
+                status = payload.get("connectorStatus")
+            else:
+                key = str(payload.get("connectorId"))
+                status = payload.get("status")
+            self.connectors[key] = {
+                "status": status,
+                "error_code": payload.get("errorCode"),
+                "info": payload.get("info"),
+                "vendor_error_code": payload.get("vendorErrorCode"),
+                "timestamp": payload.get("timestamp"),
+                "updated_utc": utc_text(now),
+            }
+            return True
+        if action == "MeterValues":
+            connector = str(payload.get("connectorId", payload.get("evseId")))
+            self._meter(connector, payload.get("meterValue"), now)
+            return False  # frequent: persisted with the next meaningful change or on stop
+        if action == "StopTransaction":
+            tx = self.transactions.get(str(payload.get("transactionId")))
+            if tx is not None:
+                tx.update(
+                    state="stopped",
+                    stopped_utc=payload.get("timestamp"),
+                    meter_stop_wh=payload.get("meterStop"),
+                    stop_reason=payload.get("reason", "Local"),
+                )
+                self._prune_stopped()
+            return True
+        if action == "TransactionEvent":
+            return self._transaction_event(payload, now)
+        if action == "FirmwareStatusNotification":
+            self.firmware_status = payload.get("status")
+            return True
+        if action == "DiagnosticsStatusNotification":
+            self.diagnostics_status = payload.get("status")
+            return True
+        return False
+
+    def _meter(self, connector: str, meter_values: Any, now: datetime) -> None:
+        values = read_sampled_values(meter_values)
+        if values:
+            merged = {**self.meter.get(connector, {}), **values, "received_utc": utc_text(now)}
+            self.meter[connector] = merged
+
+    def _transaction_event(self, payload: Mapping[str, Any], now: datetime) -> bool:
+        info = payload.get("transactionInfo") or {}
+        tx_id = str(info.get("transactionId"))
+        evse = payload.get("evse") or {}
+        connector = f"{evse.get('id')}:{evse.get('connectorId', 1)}" if evse else None
+        tx = self.transactions.setdefault(tx_id, {"state": "running", "edge_minted": False})
+        if connector is not None:
+            tx["connector"] = connector
+        if payload.get("eventType") == "Started":
+            tx.update(
+                started_utc=payload.get("timestamp"),
+                id_tag=(payload.get("idToken") or {}).get("idToken"),
+            )
+        if payload.get("eventType") == "Ended":
+            tx.update(
+                state="stopped",
+                stopped_utc=payload.get("timestamp"),
+                stop_reason=info.get("stoppedReason"),
+            )
+            self._prune_stopped()
+        if payload.get("meterValue") and connector is not None:
+            self._meter(connector, payload.get("meterValue"), now)
+        return payload.get("eventType") != "Updated"
+
+    def start_transaction(
+        self,
+        *,
+        transaction_id: int,
+        payload: Mapping[str, Any],
+        message_id: str,
+        edge_minted: bool,
+        id_tag_info: Mapping[str, Any],
+        start_key: str,
+    ) -> None:
+        self.transactions[str(transaction_id)] = {
+            "state": "running",
+            "connector": str(payload.get("connectorId")),
+            "id_tag": payload.get("idTag"),
+            "meter_start_wh": payload.get("meterStart"),
+            "started_utc": payload.get("timestamp"),
+            "message_id": message_id,
+            "edge_minted": edge_minted,
+            "cloud_id": None if edge_minted else transaction_id,
+            "id_tag_info": dict(id_tag_info),
+        }
+        self.start_keys[start_key] = str(transaction_id)
+        if len(self.start_keys) > START_KEYS_KEPT:
+            for key in list(self.start_keys)[: len(self.start_keys) - START_KEYS_KEPT]:
+                del self.start_keys[key]
+        if edge_minted:
+            self.edge_tx_hwm = transaction_id
+
+    def mapped(self, edge_id: int, cloud_id: int) -> None:
+        tx = self.transactions.get(str(edge_id))
+        if tx is not None:
+            tx["cloud_id"] = cloud_id
+
+    def _prune_stopped(self) -> None:
+        stopped = [k for k, t in self.transactions.items() if t.get("state") == "stopped"]
+        for key in stopped[: max(0, len(stopped) - STOPPED_KEPT)]:
+            del self.transactions[key]
+
+    def running_edge_ids(self) -> set[int]:
+        return {
+            int(k)
+            for k, t in self.transactions.items()
+            if t.get("state") == "running" and t.get("edge_minted") and k.isdigit()
+        }
+
+    # -- reports --------------------------------------------------------------------------------
+    def connector_reports(self, *, connected: bool, now: datetime) -> list[ConnectorReport]:
+        reports = []
+        for key, c in sorted(self.connectors.items()):
+            connector_id = _connector_number(key)
+            if connector_id == 0:
+                continue
+            tx = next(
+                (
+                    (tx_id, t)
+                    for tx_id, t in self.transactions.items()
+                    if t.get("state") == "running" and t.get("connector") == key
+                ),
+                None,
+            )
+            m = self.meter.get(key, {})
+            phases = tuple(m.get(f"current_L{i}_a") for i in (1, 2, 3))
+            measured: tuple[float, float, float] | None = None
+            if all(isinstance(p, float) for p in phases):
+                measured = (float(phases[0] or 0), float(phases[1] or 0), float(phases[2] or 0))
+            elif isinstance(m.get("current_a"), float):
+                measured = (float(m["current_a"]), 0.0, 0.0)
+            reports.append(
+                ConnectorReport(
+                    charge_point_id=self.charge_point_id,
+                    connector_id=connector_id,
+                    connected=connected,
+                    plugged=c.get("status") in PLUGGED,
+                    charging=tx is not None,
+                    transaction_id=None if tx is None else tx[0],
+                    arrived_utc=None if tx is None else tx[1].get("started_utc"),
+                    status=str(c.get("status")),
+                    measured_a=measured,
+                    offered_a=m.get("offered_a"),
+                    power_w=m.get("power_w"),
+                    energy_wh=m.get("energy_wh"),
+                    sampled_utc=m.get("sampled_utc"),
+                )
+            )
+        return reports
+
+    def summary(self) -> dict[str, Any]:
+        boot = (self.boot or {}).get("payload", {})
+        return {
+            "ocpp_version": self.ocpp_version,
+            "vendor": boot.get("chargePointVendor")
+            or (boot.get("chargingStation") or {}).get("vendorName"),
+            "model": boot.get("chargePointModel")
+            or (boot.get("chargingStation") or {}).get("model"),
+            "registration": self.registration,
+            "connectors": {k: v.get("status") for k, v in sorted(self.connectors.items())},
+            "errors": {
+                k: v.get("error_code")
+                for k, v in self.connectors.items()
+                if v.get("error_code") not in (None, "NoError")
+            },
+            "transactions": {
+                k: {
+                    "connector": t.get("connector"),
+                    "edge_minted": t.get("edge_minted"),
+                    "cloud_id": t.get("cloud_id"),
+                }
+                for k, t in self.transactions.items()
+                if t.get("state") == "running"
+            },
+            "meter": self.meter,
+            "firmware_status": self.firmware_status,
+            "diagnostics_status": self.diagnostics_status,
+            "last_events": self.history[-3:],
+            "counters": self.counters,
+        }
+
+
+def _connector_number(key: str) -> int:
+    """``"2"`` (1.6 connector) or ``"1:1"`` (2.0.1 evse:connector; the evse is what we manage)."""
+    head = key.split(":", 1)[0]
+    try:
+        return int(head)
+    except ValueError:
+        return -1

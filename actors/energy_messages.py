@@ -1,0 +1,84 @@
+"""Messages between the broker node and the energy node: few, batched, at most a few a second.
+
+broker -> energy (path ``energy/allocator``): :class:`DemandBatch`, what the charge points report
+(plugged, charging, measured and offered current), and :class:`ProfileOutcomes`, how the charge
+points took the limits. energy -> broker (path ``broker/profiles``): :class:`ProfileBatch`, one
+limit per managed connector with the source that bound it. Never one message per OCPP frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectorReport:
+    charge_point_id: str
+    connector_id: int
+    connected: bool  # the charge point's websocket is up
+    plugged: bool  # a car is there (Preparing, Charging, SuspendedEV/EVSE, Finishing)
+    charging: bool  # a transaction is running
+    transaction_id: str | None  # as the charge point knows it (1.6 int as text, 2.0.1 string)
+    arrived_utc: str | None  # when the transaction (or plug-in) started: the arrival order
+    status: str  # the last StatusNotification status
+    measured_a: tuple[float, float, float] | None  # Current.Import per phase (L1, L2, L3)
+    offered_a: float | None  # Current.Offered
+    power_w: float | None
+    energy_wh: float | None
+    sampled_utc: str | None  # when the charge point took the meter sample
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemandBatch:
+    """Each report replaces the previous one of its connector. ``complete``: the batch names
+    every connector the broker knows, so the allocator forgets the ones it does not name."""
+
+    reports: tuple[ConnectorReport, ...]
+    sent_utc: str
+    complete: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectorLimit:
+    charge_point_id: str
+    connector_id: int
+    limit_a: float  # per phase; 0 = paused
+    phases: int  # numberPhases to put in the profile
+    binding_source: str  # e.g. "grid_limit:fuse/L2", "car max", "fail-safe"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileBatch:
+    """The allocator's latest limits. A newer batch replaces whatever of an older one has not
+    reached a charge point yet (a slow charge point never holds up the loop)."""
+
+    limits: tuple[ConnectorLimit, ...]
+    default_limit_a: float  # the safe TxDefaultProfile current (fail-safe per connector)
+    computed_utc: str
+    trigger_monotonic_ns: int = 0  # when the meter sample that caused it was taken (benchmarks)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileOutcome:
+    charge_point_id: str
+    connector_id: int
+    limit_a: float
+    status: str  # "Accepted", "Rejected", "NotSupported", "error: ...", "no answer"
+    written_utc: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileOutcomes:
+    outcomes: tuple[ProfileOutcome, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudLimitPushed:
+    """A grid limit pushed by the cloud (DataTransfer to the edge), for the "cloud" limit source."""
+
+    source: str
+    node: str
+    limit_a: float | None
+    power_w: float | None
+    expires_utc: str | None

@@ -1,0 +1,191 @@
+"""Messages between the broker's actors (and, marked, between nodes).
+
+Events are in the past tense, commands in the imperative. Frames travel as the raw text they came
+in (``text``), never re-serialised, so a relay forwards exactly what it got. Messages marked
+``@persisted`` may be committed to a durable mailbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.store.codec import persisted
+
+# -- listener -> charge point -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargePointConnected:
+    conn_no: int
+    ocpp_version: str
+    remote_address: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameFromChargePoint:
+    conn_no: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargePointDisconnected:
+    conn_no: int
+    code: int | None
+    reason: str
+
+
+# -- charge point -> cloud link ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayCall:
+    """A charge point CALL that is not transaction-related: send it now or answer unavailable."""
+
+    message_id: str
+    action: str
+    text: str
+
+
+@persisted(name="broker.EnqueueCall")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnqueueCall:
+    """A transaction-related CALL: into the durable ordered outbox; the charge point waits
+    (``live``) for the cloud's answer or for "unavailable"."""
+
+    message_id: str
+    action: str
+    text: str
+    received_utc: str
+    live: bool = True
+
+
+@persisted(name="broker.EdgeTransactionMinted")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeTransactionMinted:
+    """The edge answered StartTransaction ``message_id`` itself with ``edge_id`` (1.6)."""
+
+    message_id: str
+    edge_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LatestForNewSession:
+    """The newest BootNotification / StatusNotification payloads, replayed to a new cloud session
+    (a charge point does not boot again on a mere reconnect of the edge's upstream)."""
+
+    key: str
+    action: str
+    payload_json: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargePointLinkState:
+    """Whether the charge point is connected, and with which OCPP version (the upstream session
+    speaks the same one)."""
+
+    connected: bool
+    version: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerToCloud:
+    session: int
+    text: str
+
+
+# -- cloud link -> charge point ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudAnswered:
+    """The cloud's CALLRESULT/CALLERROR text for the charge point's call (ids mapped back)."""
+
+    message_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudUnavailable:
+    """No answer from the cloud (offline, too slow, or refused): the edge answers itself."""
+
+    message_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallFromCloud:
+    session: int
+    message_id: str
+    action: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudLinkChanged:
+    online: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionMapped:
+    edge_id: int
+    cloud_id: int
+
+
+# -- edge-originated calls to a charge point (e.g. charging profiles from the energy node) ---------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallChargePoint:
+    """Send ``action``/``payload`` to the charge point as the edge; the answer goes to
+    ``reply_to`` (an actor path) as :class:`ChargePointAnswered`, or nowhere if empty."""
+
+    action: str
+    payload: dict[str, Any]
+    reply_to: str = ""
+    tag: str = ""
+    replace_key: str = ""  # a newer call with the same key replaces a queued one
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargePointAnswered:
+    charge_point_id: str
+    action: str
+    tag: str
+    ok: bool
+    payload: dict[str, Any]
+    error: str = ""
+
+
+# -- authorization ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorizeLocally:
+    """Ask the authorizer for a local decision; answered with :class:`AuthorizedLocally`."""
+
+    charge_point_id: str
+    message_id: str
+    id_token: str
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorizedLocally:
+    message_id: str
+    status: str
+    expiry_utc: str | None
+    parent_id: str | None
+    energy_cap_wh: float | None
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudAuthorized:
+    """What the cloud answered for an id token (feeds the authorization cache)."""
+
+    charge_point_id: str
+    id_token: str
+    id_tag_info: dict[str, Any]
