@@ -127,6 +127,7 @@ class CloudLink(Actor):
         self.retry_at = 0.0
         self.timeouts_in_a_row = 0
         self.connecting = False
+        self.cp_left_at = -1e9
         self.wake = asyncio.Event()
         self.stats: dict[str, Any] = {
             "connects": 0,
@@ -165,9 +166,14 @@ class CloudLink(Actor):
 
     # -- the upstream session (a linked task: if it fails unexpectedly, the actor restarts) -------
     def _wants_upstream(self) -> bool:
+        """A session is kept while the charge point is connected (and ``linger_s`` after: it often
+        comes straight back, and calls meanwhile get a CALLERROR rather than "not connected"),
+        while anything waits for delivery, and always in strict mode (whether the cloud is there
+        decides whether charge points may connect)."""
         if self.version is None:
             return False
-        return self.cp_connected or len(self.outbox) > 0 or self.cloud.mode == "strict"
+        lingering = time.monotonic() - self.cp_left_at < self.cloud.linger_s
+        return self.cp_connected or lingering or len(self.outbox) > 0 or self.cloud.mode == "strict"
 
     async def _link_loop(self) -> None:
         attempt, session = 0, self.session
@@ -276,6 +282,9 @@ class CloudLink(Actor):
         return None
 
     async def _cp_link(self, msg: ChargePointLinkState) -> None:
+        if self.cp_connected and not msg.connected:
+            self.cp_left_at = time.monotonic()
+            self.send_after(self.cloud.linger_s + 0.05, Pump())  # then close if nothing is left
         self.cp_connected = msg.connected
         if msg.version and msg.version != self.version:
             self.version = msg.version

@@ -19,6 +19,7 @@ tls_ca_file = "cloud-ca.pem"   # optional: trust this CA instead of the system's
 open_timeout_s = 10            # TCP + TLS + websocket handshake
 call_timeout_s = 30            # waiting for the answer to one CALL
 answer_deadline_s = 10         # a charge point waiting longer than this is answered by the edge
+linger_s = 60                  # keep a session this long after its charge point disconnected
 retry_backoff_min_s = 5        # first wait before resending an unanswered message
 retry_backoff_max_s = 300      # the wait doubles up to this
 max_attempts = 5               # then the message goes to the dead-letter store
@@ -141,6 +142,7 @@ class CloudConfig:
     open_timeout_s: float = 10.0
     call_timeout_s: float = 30.0
     answer_deadline_s: float = 10.0
+    linger_s: float = 60.0
     retry_backoff_min_s: float = 5.0
     retry_backoff_max_s: float = 300.0
     max_attempts: int = 5
@@ -186,6 +188,7 @@ def cloud_from_table(t: Table) -> CloudConfig:
         open_timeout_s=t.number("open_timeout_s", 10.0, min=0.1),
         call_timeout_s=t.number("call_timeout_s", 30.0, min=0.1),
         answer_deadline_s=t.number("answer_deadline_s", 10.0, min=0.1),
+        linger_s=t.number("linger_s", 60.0, min=0.0),
         retry_backoff_min_s=backoff_min,
         retry_backoff_max_s=backoff_max,
         max_attempts=t.integer("max_attempts", 5, min=1),
