@@ -1,7 +1,8 @@
 """Appending audit records: staged into the node store with the decision they explain.
 
 A record is written in the same transaction as the state change or message it explains, so there
-is never a decision without its record, nor a record of a decision that did not happen.
+is never a decision without its record, nor a record of a decision that did not happen. Two indexes
+are written with it (by time; by charge point and time) so questions are answered by a few reads.
 """
 
 from __future__ import annotations
@@ -12,20 +13,32 @@ from typing import Any
 from actors.audit_records import AuditKind, AuditRecord, encode_record, new_record, with_id
 from supervisors.actor import Actor
 
-AUDIT_TABLE = "audit"
+AUDIT_TABLE = "audit"  # record id (8 bytes, big-endian) -> record
+AUDIT_BY_TIME = "audit_time"  # time in ms (8), record id (8) -> b""
+AUDIT_BY_CP = "audit_cp"  # charge point id, NUL, time in ms (8), record id (8) -> b""
 
 
 def record_key(record_id: int) -> bytes:
     return record_id.to_bytes(8, "big")
 
 
+def cp_index_key(charge_point_id: str, time_ms: int, record_id: int) -> bytes:
+    return (
+        charge_point_id.encode() + b"\x00" + time_ms.to_bytes(8, "big") + record_id.to_bytes(8, "big")
+    )
+
+
 def stage_record(actor: Actor, record: AuditRecord) -> int:
     """Stage ``record`` with the message being handled; returns its id."""
     store = actor.ctx.system.require_store()
     record_id = store.next_id()
-    actor.stage(
-        ("put", AUDIT_TABLE, record_key(record_id), encode_record(with_id(record, record_id)))
-    )
+    data = encode_record(with_id(record, record_id))
+    actor.stage(("put", AUDIT_TABLE, record_key(record_id), data))
+    time_ms = int(record.time_utc.timestamp() * 1000)
+    actor.stage(("put", AUDIT_BY_TIME, time_ms.to_bytes(8, "big") + record_key(record_id), b""))
+    if record.charge_point_id:
+        key = cp_index_key(record.charge_point_id, time_ms, record_id)
+        actor.stage(("put", AUDIT_BY_CP, key, b""))
     return record_id
 
 
