@@ -1,14 +1,21 @@
-"""The Authorizer actor (one per broker node): local authorization decisions and their records.
+"""The Authorizer actor (one per broker node): local authorization, the local list, central rules.
 
-Holds the edge's local list, the authorization cache and the site's settings; answers
-:class:`AuthorizeLocally` with :class:`AuthorizedLocally` (never awaiting anyone), and learns from
-the cloud's answers (:class:`CloudAuthorized`) into the cache. Every local decision is written to the
-audit trail in the same commit as the cache change it causes.
+Holds the edge's local list, the authorization cache, the site's settings and the versioned
+central rules; answers :class:`AuthorizeLocally` with :class:`AuthorizedLocally` (never awaiting
+anyone) and learns from the cloud's answers (:class:`CloudAuthorized`) into the cache. Calls the
+cloud addresses to the edge (SendLocalList, GetLocalListVersion, DataTransfer RulesBundle and
+RulesRollback) are answered here. A rules bundle is validated whole and applied atomically or not
+at all; the applied version is reported back and the previous one kept for rollback; its energy part
+goes to the energy node. Every decision is written to the audit trail in the same commit as the
+state it changes.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import orjson
 
 from actors.audit import audit
 from actors.audit_records import AuditKind
@@ -19,14 +26,28 @@ from actors.auth_cache import (
     entry_to_dict,
 )
 from actors.auth_settings import AuthSettings
-from actors.authorization import AuthDecision, decide
+from actors.authorization import AuthDecision, DecisionPath, decide, on_late_answer
 from actors.broker_context import BrokerContext
-from actors.id_tags import parse_id_tag_info, parse_id_token_info
-from actors.local_list import LocalList
+from actors.energy_messages import SiteRulesChanged
+from actors.id_tags import AuthStatus, parse_id_tag_info, parse_id_token_info
+from actors.local_list import LocalList, handle_send_local_list, local_list_version
 from actors.local_list import from_dict as list_from_dict
-from actors.messages import AuthorizedLocally, AuthorizeLocally, CloudAuthorized
+from actors.local_list import to_dict as list_to_dict
+from actors.messages import (
+    AnswerToCloud,
+    AuthorizedLocally,
+    AuthorizeLocally,
+    CloudAuthorized,
+    EdgeCallFromCloud,
+    LateDecision,
+    LateVerdict,
+)
+from actors.rules import RulesOutcome, RulesState, apply, rollback, state_from_dict, state_to_dict
 from actors.utc import format_utc
+from drivers.ocpp.framing import call_result_text
 from supervisors.actor import Actor, ActorContext
+
+log = logging.getLogger(__name__)
 
 
 class Authorizer(Actor):
@@ -41,9 +62,82 @@ class Authorizer(Actor):
         raw_list = self.load("local_list")
         self.local_list = list_from_dict(raw_list) if raw_list is not None else LocalList()
         self.cache = cache_from_entries([entry_from_dict(e) for e in self.load("cache", [])])
+        raw_rules = self.load("rules")
+        self.rules = state_from_dict(raw_rules) if raw_rules is not None else RulesState()
+        auth = self.broker.config.auth
+        if auth is not None and auth.rules_file is not None:
+            self._rules_from_file(auth.rules_file)
+        self._publish_rules()
+
+    def _rules_from_file(self, path: Any) -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".toml":
+                import tomllib
+
+                bundle: object = tomllib.loads(text)
+            else:
+                bundle = text
+        except (OSError, ValueError) as exc:
+            log.error("rules file %s unreadable: %s (keeping the rules in force)", path, exc)
+            return
+        outcome = apply(self.rules, bundle)
+        if outcome.outcome == "refused":
+            log.error(
+                "rules file %s refused: %s %s",
+                path,
+                outcome.reason,
+                [str(p) for p in outcome.problems],
+            )
+        self._rules_outcome(outcome, source=f"file {path}")
+
+    def settings_for(self, charge_point_id: str | None) -> AuthSettings:
+        current = self.rules.current
+        if current is None:
+            return self.settings
+        return current.auth_settings(self.settings, charge_point_id)
+
+    def _rules_outcome(self, outcome: RulesOutcome, *, source: str) -> None:
+        kind = {
+            "applied": AuditKind.RULES_APPLIED,
+            "already_applied": AuditKind.RULES_APPLIED,
+            "refused": AuditKind.RULES_REFUSED,
+            "rolled_back": AuditKind.RULES_ROLLED_BACK,
+        }[outcome.outcome]
+        audit(
+            self,
+            kind,
+            decision=outcome.outcome,
+            reason=f"{outcome.reason} ({source})",
+            inputs=outcome.audit_inputs(),
+            now=self.broker.now(),
+        )
+        if outcome.outcome in ("applied", "rolled_back"):
+            self.rules = outcome.state
+            self.persist("rules", state_to_dict(self.rules))
+            self._publish_rules()
+
+    def _publish_rules(self) -> None:
+        current = self.rules.current
+        if current is None:
+            return
+        cps = current.doc.get("charge_points", {})
+        self.ctx.system.send(
+            "energy/allocator",
+            SiteRulesChanged(
+                version=current.version,
+                priorities={k: int(v["priority"]) for k, v in cps.items() if "priority" in v},
+                max_current_a={
+                    k: float(v["max_current_a"]) for k, v in cps.items() if "max_current_a" in v
+                },
+                site={k: float(v) for k, v in current.site().items()},
+            ),
+        )
 
     def report(self) -> dict[str, Any]:
         return {
+            "rules_version": None if self.rules.current is None else self.rules.current.version,
+            "rules_previous": None if self.rules.previous is None else self.rules.previous.version,
             "local_list_version": self.local_list.version,
             "local_list_entries": len(self.local_list),
             "cache_entries": len(self.cache),
@@ -64,7 +158,7 @@ class Authorizer(Actor):
                 cloud_answer=None,
                 local_list=self.local_list,
                 cache=self.cache,
-                settings=self.settings,
+                settings=self.settings_for(msg.charge_point_id),
                 now=now,
             )
             assert isinstance(result, AuthDecision)  # offline always decides
@@ -106,10 +200,109 @@ class Authorizer(Actor):
                 cloud_answer=info,
                 local_list=self.local_list,
                 cache=self.cache,
-                settings=self.settings,
+                settings=self.settings_for(msg.charge_point_id),
                 now=self.broker.now(),
             )
             if isinstance(result, AuthDecision):
                 self._apply_cache(result.cache_change)
             return None
+        if isinstance(msg, EdgeCallFromCloud):
+            self._edge_call(msg)
+            return None
+        if isinstance(msg, LateVerdict):
+            self._late(msg)
+            return None
         return await super().receive(msg)
+
+    def _late(self, msg: LateVerdict) -> None:
+        try:
+            path = DecisionPath(msg.local_path)
+            status = AuthStatus(msg.cloud_status)
+        except ValueError:
+            path, status = DecisionPath.FALLBACK_ACCEPT, AuthStatus.INVALID
+        action = on_late_answer(
+            local_path=path,
+            local_energy_cap_wh=msg.local_energy_cap_wh,
+            cloud_status=status,
+            transaction_running=msg.running,
+            energy_delivered_wh=msg.energy_delivered_wh,
+            settings=self.settings_for(msg.charge_point_id),
+        )
+        audit(
+            self,
+            AuditKind.LATE_AUTHORIZATION,
+            decision=action.action.value,
+            reason=action.reason,
+            charge_point_id=msg.charge_point_id,
+            now=self.broker.now(),
+            inputs={
+                "transaction_id": msg.transaction_id,
+                "cloud_status": msg.cloud_status,
+                "local_path": msg.local_path,
+                "energy_delivered_wh": msg.energy_delivered_wh,
+            },
+        )
+        self.ctx.system.send(
+            msg.reply_to,
+            LateDecision(
+                transaction_id=msg.transaction_id,
+                action=action.action.value,
+                reason=action.reason,
+                energy_cap_wh=action.energy_cap_wh,
+            ),
+        )
+
+    def _edge_call(self, msg: EdgeCallFromCloud) -> None:
+        now = self.broker.now()
+        supported = self.settings.local_list_enabled
+        answer: dict[str, Any]
+        if msg.action == "GetLocalListVersion":
+            answer = {"listVersion": local_list_version(self.local_list, supported=supported)}
+        elif msg.action == "SendLocalList":
+            result = handle_send_local_list(
+                self.local_list,
+                msg.payload,
+                protocol="ocpp1.6",
+                supported=supported,
+                max_entries=self.settings.local_list_max_entries,
+            )
+            if result.status.value == "Accepted":
+                self.local_list = result.local_list
+                self.persist("local_list", list_to_dict(self.local_list))
+                # An id now in the list is never answered from the cache.
+                self._apply_cache(
+                    CacheChange(
+                        remove=tuple(k for k in self.cache.entries if self.local_list.get(k))
+                    )
+                )
+            audit(
+                self,
+                AuditKind.LOCAL_LIST_UPDATED,
+                decision=result.status.value,
+                reason=result.reason,
+                inputs=result.audit_inputs(),
+                now=now,
+            )
+            answer = {"status": result.status.value}
+        else:
+            if msg.action == "RulesRollback":
+                outcome = rollback(self.rules)
+            else:
+                outcome = apply(self.rules, msg.payload.get("data") or "")
+            self._rules_outcome(outcome, source="cloud DataTransfer")
+            current = outcome.state.current
+            answer = {
+                "status": "Rejected" if outcome.outcome == "refused" else "Accepted",
+                "data": orjson.dumps(
+                    {
+                        "outcome": outcome.outcome,
+                        "version": None if current is None else current.version,
+                        "reason": outcome.reason,
+                        "problems": [str(p) for p in outcome.problems],
+                    }
+                ).decode(),
+            }
+        self.ctx.system.send(
+            msg.reply_path,
+            AnswerToCloud(session=msg.session, text=call_result_text(msg.message_id, answer)),
+        )

@@ -16,6 +16,7 @@ from actors.authorizer import Authorizer
 from actors.broker_context import BrokerContext
 from actors.charge_point import ChargePoint
 from actors.cloud_link import CloudLink
+from actors.edge_endpoint import EdgeEndpoint
 from actors.listener import Listener, charge_point_spec, cloud_link_spec
 from supervisors.spec import ChildSpec, SupervisorSpec
 from supervisors.system import ActorSystem
@@ -25,6 +26,9 @@ from supervisors.trees import NodeContext, store_writer_spec
 def build_broker(ctx: NodeContext) -> SupervisorSpec:
     broker = BrokerContext(config=ctx.config, node=ctx.name)
     cps = [cp.id for cp in ctx.config.charge_points]
+    cloud = ctx.config.cloud
+    edge_id = None if cloud is None else cloud.edge_identity
+    links = [*cps, edge_id] if edge_id else cps
     children: list[ChildSpec] = [
         store_writer_spec(),
         ChildSpec(id="authorizer", start=lambda c: Authorizer(c, broker)),
@@ -36,7 +40,7 @@ def build_broker(ctx: NodeContext) -> SupervisorSpec:
                 start=SupervisorSpec(
                     max_restarts=50,
                     period_s=10,
-                    children=tuple(cloud_link_spec(broker, cp_id) for cp_id in cps),
+                    children=tuple(cloud_link_spec(broker, cp_id) for cp_id in links),
                 ),
             )
         )
@@ -46,7 +50,8 @@ def build_broker(ctx: NodeContext) -> SupervisorSpec:
             start=SupervisorSpec(
                 max_restarts=50,
                 period_s=10,
-                children=tuple(charge_point_spec(broker, cp_id) for cp_id in cps),
+                children=tuple(charge_point_spec(broker, cp_id) for cp_id in cps)
+                + ((edge_endpoint_spec(broker, edge_id, ctx.name),) if edge_id else ()),
             ),
         ),
         ChildSpec(id="listener", start=lambda c: Listener(c, broker)),
@@ -54,6 +59,12 @@ def build_broker(ctx: NodeContext) -> SupervisorSpec:
     return SupervisorSpec(
         strategy="rest_for_one", max_restarts=5, period_s=30, children=tuple(children)
     )
+
+
+def edge_endpoint_spec(broker: BrokerContext, identity: str, node: str) -> ChildSpec:
+    # Whose audit trail to sync: every node of the site (they share the storage directory).
+    nodes = tuple(dict.fromkeys((node, "energy")))
+    return ChildSpec(id=identity, start=lambda c: EdgeEndpoint(c, broker, identity, nodes))
 
 
 def broker_summary(system: ActorSystem) -> dict[str, Any]:
@@ -77,7 +88,9 @@ def broker_summary(system: ActorSystem) -> dict[str, Any]:
             report.pop("meter", None)
             cps[actor.cp_id] = report
     authorizer = system.actor(f"{node}/authorizer")
+    edge = next((c.actor for c in system.cells.values() if isinstance(c.actor, EdgeEndpoint)), None)
     return {
+        "edge_session": None if edge is None else edge.report(),
         "listener": listener.report() if isinstance(listener, Listener) else None,
         "charge_points_connected": sum(1 for r in cps.values() if r.get("connected")),
         "charge_points": cps,

@@ -37,10 +37,13 @@ from actors.messages import (
     CloudAuthorized,
     CloudLinkChanged,
     CloudUnavailable,
+    CloudVerdict,
     EdgeTransactionMinted,
     EnqueueCall,
     FrameFromChargePoint,
+    LateDecision,
     LatestForNewSession,
+    LateVerdict,
     RelayCall,
     TransactionMapped,
 )
@@ -149,7 +152,7 @@ class ChargePoint(Actor):
     def version(self) -> OcppVersion:
         if self.link is not None:
             return self.link.version
-        return OcppVersion(self.state.ocpp_version or "ocpp1.6")
+        return OcppVersion(self.state.ocpp_version or "1.6")
 
     def _cloud(self, msg: object) -> None:
         if self.broker.config.cloud is not None:
@@ -195,6 +198,10 @@ class ChargePoint(Actor):
         elif isinstance(msg, TransactionMapped):
             self.state.mapped(msg.edge_id, msg.cloud_id)
             self._persist_state()
+        elif isinstance(msg, CloudVerdict):
+            self._cloud_verdict(msg)
+        elif isinstance(msg, LateDecision):
+            await self._late_decision(msg)
         else:
             return await super().receive(msg)
         if self.dirty:
@@ -319,6 +326,8 @@ class ChargePoint(Actor):
         now = self.broker.now()
         if self.state.on_call(call.action, call.payload, now):
             self.dirty = True
+        if call.action in ("MeterValues", "TransactionEvent"):
+            await self._check_energy_caps()
         version = self.version
         if call.action == "StartTransaction" and version is V16:
             known = self.state.start_keys.get(start_dedup_key(call.payload).text())
@@ -483,6 +492,10 @@ class ChargePoint(Actor):
             id_tag_info=answer["idTagInfo"],
             start_key=start_dedup_key(call.payload).text(),
         )
+        tx = self.state.transactions[str(edge_id)]
+        tx["local_path"] = msg.path
+        if msg.energy_cap_wh is not None:
+            tx["energy_cap_wh"] = msg.energy_cap_wh
         self.send_durable(
             self._cloud_ref(), EdgeTransactionMinted(message_id=call.message_id, edge_id=edge_id)
         )
@@ -501,6 +514,78 @@ class ChargePoint(Actor):
         self._persist_state()
         await self.commit()
         await self._send(call_result_text(call.message_id, answer))
+
+    # -- transactions the cloud judges later, and energy caps -----------------------------------
+    def _cloud_verdict(self, msg: CloudVerdict) -> None:
+        tx = self.state.transactions.get(str(msg.edge_id))
+        if tx is None:
+            return
+        tx["cloud_status"] = msg.status
+        self.dirty = True
+        if msg.status == "Accepted" and tx.get("energy_cap_wh") is None:
+            return
+        self.ctx.system.send(
+            f"{self.broker.node}/authorizer",
+            LateVerdict(
+                charge_point_id=self.cp_id,
+                transaction_id=str(msg.edge_id),
+                local_path=str(tx.get("local_path", "fallback:accept")),
+                local_energy_cap_wh=tx.get("energy_cap_wh"),
+                cloud_status=msg.status,
+                running=tx.get("state") == "running",
+                energy_delivered_wh=self._delivered_wh(tx),
+                reply_to=self.path,
+            ),
+        )
+
+    def _delivered_wh(self, tx: dict[str, Any]) -> float:
+        meter = self.state.meter.get(str(tx.get("connector")), {})
+        energy, start = meter.get("energy_wh"), tx.get("meter_start_wh")
+        if not isinstance(energy, int | float) or not isinstance(start, int | float):
+            return 0.0
+        return max(0.0, float(energy) - float(start))
+
+    async def _late_decision(self, msg: LateDecision) -> None:
+        tx = self.state.transactions.get(msg.transaction_id)
+        if tx is None:
+            return
+        self.dirty = True
+        if msg.action == "stop":
+            await self._edge_call(
+                CallChargePoint(
+                    action="RemoteStopTransaction",
+                    payload={"transactionId": int(msg.transaction_id)},
+                    tag="late-rejection",
+                )
+            )
+        elif msg.action in ("cap_energy", "let_run") and msg.energy_cap_wh is not None:
+            tx["energy_cap_wh"] = msg.energy_cap_wh
+            await self._check_energy_caps()
+        elif msg.action == "suspend_energy":
+            tx["energy_cap_wh"] = msg.energy_cap_wh or 0
+            tx["energy_blocked"] = True
+        elif msg.action == "lift_cap":
+            tx.pop("energy_cap_wh", None)
+            tx.pop("energy_blocked", None)
+
+    async def _check_energy_caps(self) -> None:
+        for tx_id, tx in self.state.transactions.items():
+            cap = tx.get("energy_cap_wh")
+            if tx.get("state") != "running" or cap is None or tx.get("energy_blocked"):
+                continue
+            delivered = self._delivered_wh(tx)
+            if delivered >= float(cap):
+                # No more energy: the energy node is told (ConnectorReport) and limits it to 0 A.
+                tx["energy_blocked"] = True
+                self.dirty = True
+                audit(
+                    self,
+                    AuditKind.LIMIT,
+                    decision="0 A",
+                    charge_point_id=self.cp_id,
+                    reason=f"energy cap of {cap:g} Wh reached ({delivered:g} Wh delivered)",
+                    inputs={"limit_a": 0, "binding_source": "energy cap", "transaction_id": tx_id},
+                )
 
     # -- calls towards the charge point -----------------------------------------------------------
     async def _edge_call(self, msg: CallChargePoint) -> None:

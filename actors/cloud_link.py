@@ -184,6 +184,8 @@ class CloudLink(Actor):
         password = None
         if cp is not None and cp.ocpp.cloud_password is not None:
             password = cp.ocpp.cloud_password.reveal()
+        elif self.cp_id == self.cloud.edge_identity and self.cloud.edge_password is not None:
+            password = self.cloud.edge_password.reveal()
         ssl_context = (
             tls_client_context(self.cloud.tls_ca_file)
             if self.cloud.url.startswith("wss:")
@@ -465,9 +467,9 @@ class CloudLink(Actor):
         try:
             frame = parse_frame(text)
             if isinstance(frame, Call):
-                validate_call(frame, OcppVersion(self.version or "ocpp1.6"))
+                validate_call(frame, OcppVersion(self.version or "1.6"))
         except FrameError as err:
-            reply = err.reply(OcppVersion(self.version or "ocpp1.6"))
+            reply = err.reply(OcppVersion(self.version or "1.6"))
             log.warning("%s: bad frame from the cloud: %s", self.cp_id, err)
             if reply is not None:
                 await self._send_up(reply)

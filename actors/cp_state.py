@@ -269,6 +269,7 @@ class ChargePointState:
                     power_w=m.get("power_w"),
                     energy_wh=m.get("energy_wh"),
                     sampled_utc=m.get("sampled_utc"),
+                    energy_blocked=bool(tx is not None and tx[1].get("energy_blocked")),
                 )
             )
         return reports

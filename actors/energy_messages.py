@@ -26,6 +26,7 @@ class ConnectorReport:
     power_w: float | None
     energy_wh: float | None
     sampled_utc: str | None  # when the charge point took the meter sample
+    energy_blocked: bool = False  # an energy cap is reached or the cloud refused the id: 0 A
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,3 +83,15 @@ class CloudLimitPushed:
     limit_a: float | None
     power_w: float | None
     expires_utc: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteRulesChanged:
+    """The central rules' energy part, applied by the broker's authorizer (version ``version``):
+    per charge point priority and maximum current, and site overrides (``margin_a``,
+    ``max_current_a``). Empty maps mean "back to the site file"."""
+
+    version: int
+    priorities: dict[str, int]
+    max_current_a: dict[str, float]
+    site: dict[str, float]

@@ -189,3 +189,52 @@ class CloudAuthorized:
     charge_point_id: str
     id_token: str
     id_tag_info: dict[str, Any]
+
+
+# -- the edge's own session ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeCallFromCloud:
+    """A call from the cloud addressed to the edge itself (SendLocalList, GetLocalListVersion,
+    DataTransfer RulesBundle/RulesRollback). The handler answers with :class:`AnswerToCloud` to
+    the actor at ``reply_path``."""
+
+    session: int
+    message_id: str
+    action: str
+    payload: dict[str, Any]
+    reply_path: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudVerdict:
+    """The cloud's answer to a replayed StartTransaction the edge had answered itself (1.6)."""
+
+    edge_id: int
+    cloud_id: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LateVerdict:
+    """To the authorizer: the cloud's later answer for a transaction the edge authorized."""
+
+    charge_point_id: str
+    transaction_id: str
+    local_path: str
+    local_energy_cap_wh: int | None
+    cloud_status: str
+    running: bool
+    energy_delivered_wh: float
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LateDecision:
+    """From the authorizer: what to do with that transaction (actors.authorization.LateAction)."""
+
+    transaction_id: str
+    action: str
+    reason: str
+    energy_cap_wh: float | None

@@ -20,6 +20,11 @@ open_timeout_s = 10            # TCP + TLS + websocket handshake
 call_timeout_s = 30            # waiting for the answer to one CALL
 answer_deadline_s = 10         # a charge point waiting longer than this is answered by the edge
 linger_s = 60                  # keep a session this long after its charge point disconnected
+edge_identity = "SITE-EDGE"    # optional: the edge's own session (<url>/<edge_identity>) that
+                               # syncs the audit trail and takes SendLocalList, GetLocalListVersion
+                               # and DataTransfer (vendorId "site-edge": RulesBundle, RulesRollback,
+                               # GridLimit) addressed to the edge
+edge_password_file = "secrets/edge.key"  # or edge_password: its HTTP Basic password at the cloud
 retry_backoff_min_s = 5        # first wait before resending an unanswered message
 retry_backoff_max_s = 300      # the wait doubles up to this
 max_attempts = 5               # then the message goes to the dead-letter store
@@ -152,6 +157,8 @@ class CloudConfig:
     ping_interval_s: float | None = 30.0
     ping_timeout_s: float | None = 30.0
     edge_transaction_ids: EdgeIdRange = DEFAULT_EDGE_ID_RANGE
+    edge_identity: str | None = None
+    edge_password: Secret | None = None
 
 
 def cloud_from_table(t: Table) -> CloudConfig:
@@ -198,9 +205,20 @@ def cloud_from_table(t: Table) -> CloudConfig:
         ping_interval_s=t.number("ping_interval_s", 30.0, min=0.0) or None,
         ping_timeout_s=t.number("ping_timeout_s", 30.0, min=0.0) or None,
         edge_transaction_ids=EdgeIdRange(first=first, last=last),
+        edge_identity=_edge_identity(t),
+        edge_password=_password(t, "edge_password"),
     )
     t.reject_unknown()
     return config
+
+
+def _edge_identity(t: Table) -> str | None:
+    identity: str | None = t.string("edge_identity", None)
+    if identity is not None:
+        problem = identity_problem(identity)
+        if problem is not None:
+            raise t.error("edge_identity", f"an OCPP identity ({problem})", identity)
+    return identity
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

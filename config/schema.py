@@ -124,6 +124,14 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
         for t in cp_tables
     ]
     check_unique_ids(ocpp_parts, source=source)
+    if cloud is not None and cloud.edge_identity is not None:
+        clash = next(
+            (cp.id for cp in ocpp_parts if cp.id.casefold() == cloud.edge_identity.casefold()), None
+        )
+        if clash is not None:
+            raise ConfigError(
+                source, "cloud.edge_identity", "an identity no charge point uses", clash
+            )
     energy, cp_energy = _energy_sections(top, cp_tables)
     auth = _auth_section(top)
     for t in cp_tables:

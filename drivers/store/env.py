@@ -15,6 +15,7 @@ Other modules open their own tables with :meth:`Store.table`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -239,7 +240,28 @@ def apply_ops(store: Store, txn: Any, ops: list[Op]) -> None:
 
 
 _open_stores: dict[str, Store] = {}
+_opened_here: set[str] = set()  # stores a node of this process owns (read-only opens would clash)
 _open_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def read_other(path: Path) -> Iterator[Store | None]:
+    """Read another node's store: the instance this process has open (single-process mode), else
+    a short-lived read-only handle (LMDB readers in other processes are safe). None when the store
+    does not exist or is being reopened by a node of this very process."""
+    real = os.path.realpath(path)
+    store = _open_stores.get(real)
+    if store is not None and not store.closed:
+        yield store
+        return
+    if real in _opened_here or not (path / "data.mdb").exists():
+        yield None
+        return
+    ro = Store(path, readonly=True)
+    try:
+        yield ro
+    finally:
+        ro.close()
 
 
 def peek_value(path: Path, table: str, key: bytes) -> Any:
@@ -262,4 +284,5 @@ def open_store(path: Path, **kwargs: Any) -> Store:
         if store is None or store.closed:
             store = Store(path, **kwargs)
             _open_stores[real] = store
+            _opened_here.add(real)
         return store

@@ -1,0 +1,267 @@
+"""The edge's own voice at the cloud: a session under ``[cloud] edge_identity``.
+
+It plays the charge point role for its CloudLink (so the session, boot replay, reconnects and
+backoff are the same machinery), and:
+
+- syncs the audit trail of every node to the cloud, in id order per node, at least once: batches
+  of records as DataTransfer (vendorId ``site-edge``, messageId ``AuditRecords``, data = JSON
+  ``{"node": ..., "records": [...]}``); the cloud deduplicates by record id. The high-water mark
+  per node is persisted only after the cloud accepted a batch, so what is not yet synced is exactly
+  what ``run.py status`` shows as ``unsynced``;
+- takes the calls the cloud addresses to the edge: SendLocalList / GetLocalListVersion and
+  DataTransfer ``RulesBundle`` / ``RulesRollback`` go to the authorizer, ``GridLimit`` to the energy
+  node; anything else is answered NotSupported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from actors.audit_records import record_to_json
+from actors.broker_context import BrokerContext
+from actors.energy_messages import CloudLimitPushed
+from actors.messages import (
+    AnswerToCloud,
+    CallFromCloud,
+    ChargePointLinkState,
+    CloudAnswered,
+    CloudLinkChanged,
+    CloudUnavailable,
+    EdgeCallFromCloud,
+    LatestForNewSession,
+    RelayCall,
+)
+from drivers.ocpp.framing import (
+    Call,
+    CallResult,
+    FrameError,
+    call_error_text,
+    call_result_text,
+    call_text,
+    parse_frame,
+)
+from drivers.store import audit_log
+from drivers.store.env import read_other
+from supervisors.actor import Actor, ActorContext
+
+log = logging.getLogger(__name__)
+
+VENDOR_ID = "site-edge"
+SYNC_INTERVAL_S = 2.0
+BATCH_RECORDS = 200
+BATCH_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncTick:
+    pass
+
+
+class EdgeEndpoint(Actor):
+    def __init__(
+        self, ctx: ActorContext, broker: BrokerContext, identity: str, nodes: tuple[str, ...]
+    ) -> None:
+        super().__init__(ctx)
+        self.broker = broker
+        self.identity = identity
+        self.nodes = nodes
+        self.inflight: tuple[str, str, int, int] | None = None  # (message id, node, last id, count)
+        self.online = False
+        self.synced_total = 0
+        self.last_error: str | None = None
+
+    async def started(self) -> None:
+        self.hwm: dict[str, int] = self.load("audit_hwm", {})
+        cloud = self._cloud_path()
+        boot = {"chargePointVendor": "site-edge", "chargePointModel": "edge-runtime"}
+        self.ctx.system.send(
+            cloud,
+            LatestForNewSession(
+                key="BootNotification",
+                action="BootNotification",
+                payload_json=orjson.dumps(boot).decode(),
+            ),
+        )
+        self.ctx.system.send(cloud, ChargePointLinkState(connected=True, version="1.6"))
+        self.send_after(SYNC_INTERVAL_S, SyncTick())
+
+    def _cloud_path(self) -> str:
+        return self.broker.cloud_path(self.identity)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "identity": self.identity,
+            "online": self.online,
+            "synced_total": self.synced_total,
+            "synced_up_to": dict(self.hwm),
+            "unsynced": self.unsynced(),
+            "last_error": self.last_error,
+        }
+
+    def unsynced(self) -> dict[str, int]:
+        out = {}
+        for node in self.nodes:
+            with read_other(self.broker.config.storage_dir / node) as store:
+                if store is None:
+                    continue
+                after = self.hwm.get(node, 0)
+                out[node] = sum(
+                    1 for _ in store.scan("audit", start=(after + 1).to_bytes(8, "big"))
+                )
+        return out
+
+    async def receive(self, msg: object) -> Any:
+        if isinstance(msg, SyncTick):
+            self._sync()
+            self.send_after(SYNC_INTERVAL_S, SyncTick())
+        elif isinstance(msg, CloudLinkChanged):
+            self.online = msg.online
+            if msg.online:
+                self._sync()
+        elif isinstance(msg, CloudAnswered):
+            self._answered(msg)
+        elif isinstance(msg, CloudUnavailable):
+            if self.inflight is not None and self.inflight[0] == msg.message_id:
+                self.inflight = None
+                self.last_error = msg.reason
+        elif isinstance(msg, CallFromCloud):
+            await self._call_from_cloud(msg)
+        else:
+            return await super().receive(msg)
+        return None
+
+    # -- audit sync -----------------------------------------------------------------------------
+    def _sync(self) -> None:
+        if self.inflight is not None or not self.online:
+            return
+        for node in self.nodes:
+            batch = self._batch(node)
+            if batch:
+                store = self.ctx.system.require_store()
+                message_id = f"edge-{store.next_id():x}"
+                data = orjson.dumps({"node": node, "records": batch}).decode()
+                text = call_text(
+                    message_id,
+                    "DataTransfer",
+                    {"vendorId": VENDOR_ID, "messageId": "AuditRecords", "data": data},
+                )
+                self.inflight = (message_id, node, int(batch[-1]["id"]), len(batch))
+                self.ctx.system.send(
+                    self._cloud_path(),
+                    RelayCall(message_id=message_id, action="DataTransfer", text=text),
+                )
+                return
+
+    def _batch(self, node: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        size = 0
+        with read_other(self.broker.config.storage_dir / node) as store:
+            if store is None:
+                return out
+            for record in audit_log.records_after(
+                store, self.hwm.get(node, 0), limit=BATCH_RECORDS
+            ):
+                doc = record_to_json(record)
+                size += len(orjson.dumps(doc))
+                if out and size > BATCH_BYTES:
+                    break
+                out.append(doc)
+        return out
+
+    def _answered(self, msg: CloudAnswered) -> None:
+        inflight = self.inflight
+        if inflight is None or inflight[0] != msg.message_id:
+            return
+        self.inflight = None
+        try:
+            frame = parse_frame(msg.text)
+        except FrameError:
+            frame = None
+        if isinstance(frame, CallResult) and frame.payload.get("status") == "Accepted":
+            _, node, last, count = inflight
+            self.synced_total += count
+            self.hwm[node] = last
+            self.persist("audit_hwm", self.hwm)
+            self.last_error = None
+            self._sync()  # keep going while there is more
+        else:
+            self.last_error = f"the cloud did not accept an audit batch: {msg.text[:200]}"
+
+    # -- calls addressed to the edge ------------------------------------------------------------
+    async def _call_from_cloud(self, msg: CallFromCloud) -> None:
+        try:
+            frame = parse_frame(msg.text)
+        except FrameError:
+            return
+        if not isinstance(frame, Call):
+            return
+        payload = frame.payload
+        authorizer = f"{self.broker.node}/authorizer"
+        if msg.action in ("SendLocalList", "GetLocalListVersion"):
+            self.ctx.system.send(
+                authorizer,
+                EdgeCallFromCloud(
+                    session=msg.session,
+                    message_id=msg.message_id,
+                    action=msg.action,
+                    payload=payload,
+                    reply_path=self._cloud_path(),
+                ),
+            )
+            return
+        if msg.action == "DataTransfer" and payload.get("vendorId") == VENDOR_ID:
+            kind = payload.get("messageId")
+            if kind in ("RulesBundle", "RulesRollback"):
+                self.ctx.system.send(
+                    authorizer,
+                    EdgeCallFromCloud(
+                        session=msg.session,
+                        message_id=msg.message_id,
+                        action=str(kind),
+                        payload=payload,
+                        reply_path=self._cloud_path(),
+                    ),
+                )
+                return
+            if kind == "GridLimit":
+                self._grid_limit(msg, payload)
+                return
+            self._answer(msg, call_result_text(msg.message_id, {"status": "UnknownMessageId"}))
+            return
+        if msg.action == "DataTransfer":
+            self._answer(msg, call_result_text(msg.message_id, {"status": "UnknownVendorId"}))
+            return
+        self._answer(
+            msg,
+            call_error_text(
+                msg.message_id, "NotSupported", f"the edge itself does not take {msg.action}"
+            ),
+        )
+
+    def _grid_limit(self, msg: CallFromCloud, payload: dict[str, Any]) -> None:
+        try:
+            data = orjson.loads(payload.get("data") or "{}")
+            limit = CloudLimitPushed(
+                source=str(data.get("source", "cloud")),
+                node=str(data.get("node", "site")),
+                limit_a=None if data.get("limit_a") is None else float(data["limit_a"]),
+                power_w=None if data.get("power_w") is None else float(data["power_w"]),
+                expires_utc=data.get("expires_utc"),
+            )
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            self._answer(
+                msg,
+                call_result_text(
+                    msg.message_id, {"status": "Rejected", "data": f"bad limit: {exc}"}
+                ),
+            )
+            return
+        self.ctx.system.send("energy/allocator", limit)
+        self._answer(msg, call_result_text(msg.message_id, {"status": "Accepted"}))
+
+    def _answer(self, msg: CallFromCloud, text: str) -> None:
+        self.ctx.system.send(self._cloud_path(), AnswerToCloud(session=msg.session, text=text))
