@@ -236,7 +236,7 @@ async def test_every_offline_decision_is_recorded_and_reaches_the_cloud_once(
         ("authorizer", "Accepted"),
         ("CP1", "Accepted"),
     ]
-    minted = [r for r in records if r.actor.endswith("CP1") and r.kind.value == "authorization"][0]
+    minted = next(r for r in records if r.actor.endswith("CP1") and r.kind.value == "authorization")
     assert minted.inputs["edge_transaction_id"] == tx
     assert "cloud_link" in kinds
     # The buffering records commit with the outbox writes, a moment after the charge point's answer.
