@@ -48,13 +48,13 @@ feeder = "site"            # the node it hangs on: "site" or a feeder name
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from actors.allocation_types import ROTATIONS, AllocationConfig, PerPhase
 from actors.control_loop import ControlConfig, FailSafe
-from config.energy_limits import GridLimitConfig, per_phase
+from config.energy_limits import ContactLimitConfig, GridLimitConfig, per_phase
 from config.energy_limits import from_table as grid_limit_from_table
 from config.fields import ConfigError, Table
 from drivers.modbus.errors import UnknownMeterModel
@@ -277,3 +277,42 @@ def check_references(
     for name, cp in charge_points:
         if cp.feeder not in nodes:
             raise fail(f"charge_points[{name}].feeder", "'site' or a feeder name", cp.feeder)
+
+
+ENERGY_SECTIONS = ("meters", "feeders", "grid_limits", "allocation")
+
+
+def site_energy_from_tables(
+    top: Table, cp_tables: Sequence[Table]
+) -> tuple[EnergyConfig | None, list[ChargePointEnergy]]:
+    """The site file's load-management sections and each charge point's energy keys (the hook
+    :func:`config.schema.parse_site` calls). A site with none of ``[[meters]]``, ``[[feeders]]``,
+    ``[[grid_limits]]`` or ``[allocation]`` has no load management: None, and its charge points
+    may then only hang on "site". A relative contact ``path`` is taken from the site file's
+    directory, as a meter's ``map_file`` is."""
+    cp_energy = [charge_point_energy_from_table(t) for t in cp_tables]
+    named = [
+        (str(t.data.get("id", f"#{i}")), e)
+        for i, (t, e) in enumerate(zip(cp_tables, cp_energy, strict=True))
+    ]
+    if not any(top.has(name) for name in ENERGY_SECTIONS):
+        for i, (_, cp) in enumerate(named):
+            if cp.feeder != SITE:
+                raise ConfigError(
+                    top.source,
+                    f"charge_points[{i}].feeder",
+                    "'site' (the site file has no [[feeders]])",
+                    cp.feeder,
+                )
+        return None, cp_energy
+    config = energy_from_root(top, charge_points=named)
+    if not top.source.startswith("<"):
+        base = Path(top.source).parent
+        limits = tuple(
+            replace(g, path=str(base / g.path))
+            if isinstance(g, ContactLimitConfig) and not Path(g.path).is_absolute()
+            else g
+            for g in config.grid_limits
+        )
+        config = replace(config, grid_limits=limits)
+    return config, cp_energy

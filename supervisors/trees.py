@@ -33,14 +33,16 @@ def store_writer_spec() -> ChildSpec:
     return ChildSpec(id="store", start=StoreWriter, shutdown_timeout_s=10.0)
 
 
-def _no_summary(system: ActorSystem) -> dict[str, Any]:
-    return {}
+def _broker_build(ctx: NodeContext) -> SupervisorSpec:
+    from actors.broker_tree import build_broker  # late: actors import this module
+
+    return build_broker(ctx)
 
 
-def _broker_kind() -> NodeKind:
-    from actors.broker_tree import broker_summary, build_broker
+def _broker_summary(system: ActorSystem) -> dict[str, Any]:
+    from actors.broker_tree import broker_summary
 
-    return NodeKind(build=build_broker, summary=broker_summary)
+    return broker_summary(system)
 
 
 def _build_energy(ctx: NodeContext) -> SupervisorSpec:
@@ -57,7 +59,7 @@ def _energy_summary(system: ActorSystem) -> dict[str, Any]:
 
 
 NODE_KINDS: dict[str, NodeKind] = {
-    "broker": _broker_kind(),
+    "broker": NodeKind(build=_broker_build, summary=_broker_summary),
     "energy": NodeKind(build=_build_energy, summary=_energy_summary),
 }
 

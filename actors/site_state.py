@@ -1,0 +1,414 @@
+"""What the site allocator knows and decides, without the actor: no I/O, no clock reads.
+
+:class:`SiteState` folds in meter samples, grid limits and connector reports (each fold says
+whether a step is due at once: an event that can require a decrease), runs the control loop and
+returns what the actor must do: the audit records to stage and the :class:`ProfileBatch` to send
+(or None when no limit changed enough to be worth sending and no resend is due). Times are
+parameters: ``now_s`` monotonic seconds, ``now_utc`` an aware datetime.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from actors.allocation_types import MeterSample, NodeInput, NodeLimit, PerPhase
+from actors.audit_records import AuditKind, AuditRecord, limit_record, new_record
+from actors.compliance import ComplianceConfig, Tracker, as_fixed_load, limit_set, observe
+from actors.control_loop import ConnectorDecision, LoopState, meter_age_s, mode_for, step
+from actors.energy_inputs import (
+    MODE_NAMES,
+    SiteModel,
+    binding_source,
+    connector_key,
+    demand_of,
+    finite,
+    is_decrease,
+    limit_json,
+    measured_as_of,
+    node_inputs,
+    node_limits,
+    over_limit,
+    unreported_limit,
+    with_rules,
+)
+from actors.energy_messages import (
+    ConnectorLimit,
+    ConnectorReport,
+    DemandBatch,
+    ProfileBatch,
+    ProfileOutcome,
+    SiteRulesChanged,
+)
+from actors.grid_limit import GridLimitReported
+from actors.grid_limits import GridLimit
+from actors.meter import MeterFailed, MeterRead
+from actors.profiles import HYSTERESIS_A, worth_sending
+from actors.utc import format_utc, parse_utc
+
+MEASURED_KEPT = 8  # connector samples kept to match the meter's time
+SILENT_HEARTBEATS = 3.0  # a source not heard for this many heartbeats: its fallback applies
+IGNORED = "compliance: profile ignored"
+
+
+def sampled_s(r: ConnectorReport, now_s: float, now_utc: datetime) -> float | None:
+    """When the charge point took the sample, on the monotonic clock (None if unreadable)."""
+    if r.sampled_utc is None:
+        return now_s
+    try:
+        sampled = parse_utc(r.sampled_utc, where="sampled_utc")
+    except ValueError:
+        return None
+    return now_s - max(0.0, (now_utc - sampled).total_seconds())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    resend_s: float = 60.0
+    hysteresis_a: float = HYSTERESIS_A
+    source_grace_s: float = 10.0
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepOutput:
+    records: tuple[AuditRecord, ...]
+    batch: ProfileBatch | None
+
+
+class SiteState:
+    def __init__(
+        self, model: SiteModel, *, actor: str, started_s: float, policy: Policy | None = None
+    ) -> None:
+        self.base_model = model  # as the site file says
+        self.model = model  # as the central rules amend it
+        self.rules: SiteRulesChanged | None = None
+        self.started_s = started_s
+        self.actor = actor  # the allocator's path, named in audit records
+        self.policy = policy or Policy()
+        self.samples: dict[str, MeterSample] = {}  # node -> latest
+        self.meters: dict[str, dict[str, Any]] = {}
+        self.sources: dict[str, GridLimitReported] = {}
+        self.effective: dict[str, NodeLimit] = {}
+        self.reports: dict[str, ConnectorReport] = {}
+        self.measured: dict[str, deque[tuple[float, PerPhase]]] = {}  # (monotonic s, per phase)
+        self.loop = LoopState()
+        self.mode = "waiting for limits"
+        self.decisions: dict[str, dict[str, Any]] = {}
+        self.sent: dict[str, float] = {}
+        self.last_batch_s: float | None = None
+        self.trackers: dict[str, Tracker] = {}
+        self.node_trackers: dict[str, Tracker] = {}
+        self.outcomes: dict[str, ProfileOutcome] = {}
+
+    # -- folds: each returns why a step is due now, or None ------------------------------------
+    def limits_known(self, now_s: float) -> bool:
+        """Every source reported, or the grace for reporting is over (then a source that never
+        reported counts with its fail-safe: load management does not wait forever)."""
+        if now_s - self.started_s >= self.policy.source_grace_s:
+            return True
+        return all(s in self.sources for s in self.model.sources)
+
+    def meter_read(self, msg: MeterRead, now_utc: datetime) -> tuple[str | None, list[AuditRecord]]:
+        old = self.samples.get(msg.node)
+        if old is not None and msg.read_monotonic_s <= old.read_s:
+            return None, []
+        self.samples[msg.node] = MeterSample(current_a=msg.current_a, read_s=msg.read_monotonic_s)
+        self.meters[msg.meter] = {
+            "node": msg.node,
+            "current_a": list(msg.current_a),
+            "power_w": msg.total_power_w,
+            "read_s": msg.read_monotonic_s,
+            "read_utc": format_utc(msg.read_utc),
+            "error": None,
+            "failures": 0,
+        }
+        limit = self.effective.get(msg.node)
+        if limit is None:
+            return None, []
+        records = self._check_node(msg, limit, now_utc)
+        if over_limit(msg.current_a, limit, self.model.control.allocation.margin_a):
+            return "meter shows overload", records
+        return None, records
+
+    def meter_failed(self, msg: MeterFailed) -> None:
+        info = self.meters.setdefault(msg.meter, {"node": msg.node})
+        info.update(error=msg.error, failures=msg.failures)
+
+    def limit_reported(self, msg: GridLimitReported, now_s: float, now_utc: datetime) -> str | None:
+        known_before = self.limits_known(now_s)
+        self.sources[msg.source] = msg
+        before = self.effective
+        after = self.effective_limits(now_s, now_utc)
+        if not self.limits_known(now_s):
+            return None
+        if not known_before:
+            return "every limit source reported"
+        if is_decrease(before, after):
+            return f"limit from {msg.source!r} went down"
+        return None
+
+    def demand(
+        self, msg: DemandBatch, now_s: float, now_utc: datetime
+    ) -> tuple[str | None, list[AuditRecord]]:
+        was_active = {k for k, r in self.reports.items() if r.plugged and r.charging}
+        if msg.complete:
+            self.reports = {}
+        records: list[AuditRecord] = []
+        for r in msg.reports:
+            key = connector_key(r.charge_point_id, r.connector_id)
+            self.reports[key] = r
+            at_s = sampled_s(r, now_s, now_utc)
+            if r.measured_a is not None and at_s is not None:
+                history = self.measured.setdefault(key, deque(maxlen=MEASURED_KEPT))
+                if not history or at_s > history[-1][0]:
+                    history.append((at_s, r.measured_a))
+                if r.charging:
+                    records.extend(self._observe(key, r, at_s, now_utc))
+        for gone in set(self.measured) - set(self.reports):
+            del self.measured[gone]
+        new_car = any(
+            r.plugged and r.charging and k not in was_active for k, r in self.reports.items()
+        )
+        return ("a new car" if new_car else None), records
+
+    def rules_changed(self, msg: SiteRulesChanged) -> str:
+        """New central rules (priorities, maximum currents, margin, site cap): step at once,
+        since any of them can lower a limit."""
+        self.rules = msg
+        self.model = with_rules(self.base_model, msg)
+        return f"central rules version {msg.version}"
+
+    def outcome(self, o: ProfileOutcome) -> None:
+        self.outcomes[connector_key(o.charge_point_id, o.connector_id)] = o
+
+    # -- the step -------------------------------------------------------------------------------
+    def effective_limits(self, now_s: float, now_utc: datetime) -> dict[str, NodeLimit]:
+        limits: list[GridLimit | None] = [
+            unreported_limit(config, now_utc)
+            for name, config in self.model.source_configs.items()
+            if name not in self.sources
+        ]
+        for name, rep in self.sources.items():
+            limit = rep.limit
+            silent_s = now_s - rep.reported_monotonic_s
+            if silent_s > rep.heartbeat_s * SILENT_HEARTBEATS and rep.fallback is not None:
+                limit = GridLimit(
+                    source=name,
+                    node=rep.node,
+                    value=rep.fallback,
+                    stale=True,
+                    detail=f"source silent for {silent_s:.0f} s; its fallback applies",
+                )
+            limits.append(limit)
+        self.effective = node_limits(self.model, limits)
+        for node, lim in self.effective.items():
+            tracker = self.node_trackers.get(node, Tracker())
+            self.node_trackers[node] = limit_set(
+                tracker, lim.current_a, now_s=now_s, cfg=self.policy.compliance
+            )
+        return self.effective
+
+    def step(
+        self, *, now_s: float, now_utc: datetime, trigger_ns: int | None = None
+    ) -> StepOutput | None:
+        """One control-loop step; None while a limit source has not reported yet."""
+        if not self.limits_known(now_s):
+            self.mode = "waiting for limits"
+            return None
+        model = self.model
+        nodes = node_inputs(model, self.effective_limits(now_s, now_utc), self.samples)
+        reads = [n.meter.read_s for n in nodes if n.metered and n.meter is not None]
+        meter_s = min(reads) if reads else None
+        demands = [
+            demand_of(
+                model,
+                r,
+                default_arrival_s=now_s,
+                measured_a=measured_as_of(self.measured.get(key, ()), meter_s),
+            )
+            for key, r in self.reports.items()
+        ]
+        flagged = [k for k, t in self.trackers.items() if t.flagged and k in self.reports]
+        draws: Mapping[str, tuple[float, float, float]] = {}
+        if flagged:
+            trusted = mode_for(meter_age_s(nodes, now_s), model.control) != "failsafe"
+            fixed = as_fixed_load(nodes, demands, flagged, meters_trusted=trusted)
+            nodes, demands, draws = list(fixed.nodes), list(fixed.demands), fixed.draw_by_connector
+        result = step(self.loop, nodes, demands, now_s=now_s, cfg=model.control)
+        kept = {k: self.loop.connectors[k] for k in draws if k in self.loop.connectors}
+        self.loop = LoopState(
+            connectors={**result.state.connectors, **kept},
+            last_decrease_s=result.state.last_decrease_s,
+        )
+        rec = result.record
+        self.mode = MODE_NAMES[rec.mode]
+        records: list[AuditRecord] = []
+        decisions: dict[str, dict[str, Any]] = {}
+        for dec in rec.decisions:
+            source = binding_source(dec, rec.mode)
+            decisions[dec.connector_id] = {
+                "limit_a": dec.limit_a,
+                "target_a": dec.target_a,
+                "action": dec.action,
+                "binding_source": source,
+                "reason": dec.reason,
+            }
+            if dec.changed:
+                records.append(self._limit_record(dec, source, rec.mode, rec.meter_age_s, now_utc))
+        for key, draw in draws.items():
+            decisions[key] = {
+                "limit_a": self.sent.get(key, 0.0),
+                "target_a": None,
+                "action": "unchanged",
+                "binding_source": IGNORED,
+                "reason": f"ignores its profile: its draw ({'/'.join(f'{a:.1f}' for a in draw)} A"
+                " per grid phase) counts as load nobody controls",
+            }
+        self.decisions = {k: decisions[k] for k in self.reports if k in decisions}
+        batch = self._batch(now_s, now_utc, trigger_ns, nodes)
+        return StepOutput(records=tuple(records), batch=batch)
+
+    def _batch(
+        self, now_s: float, now_utc: datetime, trigger_ns: int | None, nodes: list[NodeInput]
+    ) -> ProfileBatch | None:
+        new = {k: float(d["limit_a"]) for k, d in self.decisions.items()}
+        due = (
+            self.last_batch_s is None
+            or now_s - self.last_batch_s >= self.policy.resend_s
+            or set(new) != set(self.sent)
+            or any(
+                worth_sending(a, self.sent.get(k), hysteresis_a=self.policy.hysteresis_a)
+                for k, a in new.items()
+            )
+        )
+        if not due:
+            return None
+        if trigger_ns is None:
+            reads = [n.meter.read_s for n in nodes if n.meter is not None]
+            trigger_ns = int(max(reads) * 1e9) if reads else 0
+        limits = []
+        for key, d in self.decisions.items():
+            r = self.reports[key]
+            cp = self.model.charge_point(r.charge_point_id)
+            limits.append(
+                ConnectorLimit(
+                    charge_point_id=r.charge_point_id,
+                    connector_id=r.connector_id,
+                    limit_a=new[key],
+                    phases=cp.phases,
+                    binding_source=d["binding_source"],
+                    reason=d["reason"],
+                )
+            )
+            a = new[key]
+            tracker = self.trackers.get(key, Tracker())
+            self.trackers[key] = limit_set(
+                tracker, (a, a, a), now_s=now_s, cfg=self.policy.compliance
+            )
+        failsafe = self.model.control.failsafe.current_a
+        self.sent = new
+        self.last_batch_s = now_s
+        return ProfileBatch(
+            limits=tuple(limits),
+            default_limit_a=self.model.control.allocation.min_current_a
+            if failsafe is None
+            else failsafe,
+            computed_utc=format_utc(now_utc),
+            trigger_monotonic_ns=trigger_ns,
+        )
+
+    # -- compliance -----------------------------------------------------------------------------
+    def _observe(
+        self, key: str, r: ConnectorReport, at_s: float, now_utc: datetime
+    ) -> list[AuditRecord]:
+        if r.measured_a is None:
+            return []
+        cfg = self.policy.compliance
+        before = self.trackers.get(key, Tracker())
+        after = observe(before, r.measured_a, at_s=at_s, cfg=cfg)
+        self.trackers[key] = after
+        if after.flagged == before.flagged:
+            return []
+        limit = self.sent.get(key, 0.0)
+        if after.flagged:
+            text = (
+                f"ignores its profile: draws {max(r.measured_a):.1f} A against {limit:.1f} A "
+                f"for {cfg.grace_s:g} s or more; its draw counts as fixed load and the other "
+                "connectors are lowered"
+            )
+        else:
+            text = "follows its profile again: its draw is managed again"
+        last = after.last
+        return [
+            limit_record(
+                time_utc=now_utc,
+                actor=self.actor,
+                charge_point_id=r.charge_point_id,
+                connector_id=r.connector_id,
+                limit_a=limit,
+                binding_source=IGNORED if after.flagged else "compliance",
+                reason=text,
+                inputs={
+                    "non_compliant": after.flagged,
+                    "measured_a": list(r.measured_a),
+                    "excess_a": None if last is None else finite(last.excess_a),
+                    "tolerance_a": cfg.tolerance_a,
+                },
+            )
+        ]
+
+    def _check_node(self, msg: MeterRead, lim: NodeLimit, now_utc: datetime) -> list[AuditRecord]:
+        cfg = self.policy.compliance
+        before = self.node_trackers.get(msg.node, Tracker())
+        after = observe(before, msg.current_a, at_s=msg.read_monotonic_s, cfg=cfg)
+        self.node_trackers[msg.node] = after
+        if after.flagged == before.flagged:
+            return []
+        verb = "above" if after.flagged else "back within"
+        text = (
+            f"meter {msg.meter!r} shows node {msg.node!r} {verb} its limit "
+            f"({'/'.join(f'{a:.1f}' for a in msg.current_a)} A against "
+            f"{'/'.join(f'{a:g}' for a in lim.current_a)} A, tolerance {cfg.tolerance_a:g} A)"
+        )
+        return [
+            new_record(
+                time_utc=now_utc,
+                actor=self.actor,
+                kind=AuditKind.LIMIT,
+                decision=f"node {msg.node} {'over' if after.flagged else 'within'} its limit",
+                reason=text,
+                inputs={"node": msg.node, "limit": limit_json(lim), "meter_a": list(msg.current_a)},
+            )
+        ]
+
+    def _limit_record(
+        self,
+        dec: ConnectorDecision,
+        source: str,
+        mode: Any,
+        age_s: float,
+        now_utc: datetime,
+    ) -> AuditRecord:
+        r = self.reports[dec.connector_id]
+        return limit_record(
+            time_utc=now_utc,
+            actor=self.actor,
+            charge_point_id=r.charge_point_id,
+            connector_id=r.connector_id,
+            limit_a=dec.limit_a,
+            binding_source=source,
+            reason=dec.reason,
+            # Flat and few: a site-wide decrease writes one record per connector in one step.
+            inputs={
+                "previous_a": dec.previous_a,
+                "target_a": dec.target_a,
+                "action": dec.action,
+                "mode": MODE_NAMES[mode],
+                "meter_age_s": finite(age_s),
+                "headroom_a": finite(dec.binding.headroom_a),
+            },
+        )

@@ -1,0 +1,221 @@
+"""Load-management figures (issue: load management).
+
+    python bench/allocator.py [--connectors 500] [--rounds 200]
+
+Prints:
+- the allocator's step time (SiteState.step: inputs, control loop, compliance, batch, audit
+  records built) for N connectors on 10 feeders, p50/p99/max, in steady state and when every
+  connector changes (a site-wide decrease);
+- end to end on the real energy node in-process (pymodbus SDM630 on loopback, LMDB in a temp
+  dir): meter sample taken -> ProfileBatch handed to the broker link, with its audit records
+  committed first, p50/p99 over overload events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from actors.energy_inputs import site_model
+from actors.energy_messages import ConnectorReport, DemandBatch, ProfileBatch
+from actors.energy_tree import charge_point_energy, energy_spec
+from actors.grid_limit import GridLimitReported
+from actors.grid_limits import GridLimit, LimitValue
+from actors.meter import MeterRead
+from actors.site_allocator import AllocatorSettings
+from actors.site_state import SiteState
+from actors.utc import format_utc
+from config.schema import SiteConfig, parse_site
+from drivers.store.env import open_store
+from supervisors.system import ActorSystem
+
+T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
+FEEDERS = 10
+
+
+def site(n: int, meter_port: int = 502) -> SiteConfig:
+    parts = ['[site]\nname = "bench"\n']
+    for i in range(FEEDERS):
+        parts.append(f'[[feeders]]\nname = "f{i}"\nlimit_a = {n // FEEDERS * 16}\n')
+    for i in range(n):
+        parts.append(f'[[charge_points]]\nid = "CP{i:04d}"\nfeeder = "f{i % FEEDERS}"\n')
+    parts.append(
+        f'[[meters]]\nname = "grid"\nmodel = "sdm630"\nhost = "127.0.0.1"\nport = {meter_port}\n'
+        "poll_interval_s = 0.2\ntimeout_s = 0.5\n"
+        f'[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = {n * 10}\n'
+        "[allocation]\nsettle_s = 0.0\nmin_charge_s = 0.0\nmin_pause_s = 0.0\n"
+    )
+    return parse_site("".join(parts), source="<bench>", base_dir=Path("."))
+
+
+def reports(n: int, draw_a: float, at: datetime) -> DemandBatch:
+    return DemandBatch(
+        reports=tuple(
+            ConnectorReport(
+                charge_point_id=f"CP{i:04d}",
+                connector_id=1,
+                connected=True,
+                plugged=True,
+                charging=True,
+                transaction_id=str(i),
+                arrived_utc=format_utc(T0 + timedelta(seconds=i)),
+                status="Charging",
+                measured_a=(draw_a, draw_a, draw_a),
+                offered_a=None,
+                power_w=None,
+                energy_wh=None,
+                sampled_utc=format_utc(at),
+            )
+            for i in range(n)
+        ),
+        sent_utc=format_utc(at),
+    )
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def step_figures(n: int, rounds: int) -> None:
+    config = site(n)
+    assert config.energy is not None
+    now = 100.0
+    state = SiteState(
+        site_model(config.energy, charge_point_energy(config)), actor="bench", started_s=now
+    )
+
+    def utc() -> datetime:
+        return T0 + timedelta(seconds=now - 100.0)
+
+    state.limit_reported(
+        GridLimitReported(
+            source="fuse",
+            node="site",
+            limit=GridLimit(
+                source="fuse", node="site", value=LimitValue(current_a=(n * 10.0,) * 3)
+            ),
+            fallback=None,
+            heartbeat_s=1e9,
+            reported_monotonic_s=now,
+        ),
+        now,
+        utc(),
+    )
+    steady: list[float] = []
+    changing: list[float] = []
+    for r in range(rounds):
+        now += 1.0
+        draw = 8.0
+        state.demand(reports(n, draw, utc()), now, utc())
+        # Every other round the base load jumps: every connector decreases (or rises back).
+        # First half: a steady base load (after the ramp, few or no changes); second half: the
+        # base load jumps every other round, so every connector decreases or rises back.
+        base = 1500.0 if r > rounds // 2 and r % 2 else 10.0
+        total = base + n * draw
+        state.meter_read(
+            MeterRead(
+                meter="grid",
+                node="site",
+                current_a=(total, total, total),
+                total_power_w=None,
+                read_monotonic_s=now,
+                read_utc=utc(),
+                duration_s=0.001,
+            ),
+            utc(),
+        )
+        started = time.perf_counter()
+        out = state.step(now_s=now, now_utc=utc())
+        elapsed = (time.perf_counter() - started) * 1000
+        assert out is not None
+        if len(out.records) > n // 2:
+            changing.append(elapsed)
+        elif not out.records:
+            steady.append(elapsed)
+    for name, values in (("nothing changes", steady), ("every limit changes", changing)):
+        if values:
+            print(
+                f"step, {n} connectors, {name}: p50 {statistics.median(values):.2f} ms, "
+                f"p99 {pct(values, 0.99):.2f} ms, max {max(values):.2f} ms ({len(values)} steps)"
+            )
+
+
+async def end_to_end(n: int, events: int) -> None:
+    from tests.integration.energy_node.harness import sdm630_server, set_meter
+
+    async with sdm630_server((10.0, 10.0, 10.0)) as server:
+        config = site(n, server.port)
+        got: list[tuple[int, ProfileBatch]] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_store(Path(tmp) / "lmdb")
+            system = ActorSystem("energy", store=store)
+            arrived = asyncio.Event()
+
+            def remote(path: str, msg: object) -> None:
+                if isinstance(msg, ProfileBatch):
+                    got.append((time.monotonic_ns(), msg))
+                    arrived.set()
+
+            system.remote = remote
+            await system.start(
+                energy_spec(
+                    config.energy,
+                    charge_point_energy(config),
+                    node="energy",
+                    settings=AllocatorSettings(tick_s=30.0),
+                )
+            )
+            allocator = system.lookup("energy/allocator")
+            assert allocator is not None
+            await asyncio.sleep(0.5)  # first meter read
+            allocator.tell(reports(n, 6.0, datetime.now(UTC)))
+            latencies: list[float] = []
+            for i in range(events):
+                count = len(got)
+                high = i % 2 == 0
+                total = n * 10.0 + 50.0 if high else 10.0 + n * 6.0  # over the fuse, or not
+                arrived.clear()
+                await set_meter(server, (total, total, total))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), 3.0)
+                if len(got) > count and high:
+                    received_ns, batch = got[count]
+                    if batch.trigger_monotonic_ns:
+                        latencies.append((received_ns - batch.trigger_monotonic_ns) / 1e6)
+                await asyncio.sleep(0.25)
+            await system.stop(5.0)
+            store.close()
+    if latencies:
+        print(
+            f"meter sample -> ProfileBatch sent (audit committed), {n} connectors: p50 "
+            f"{statistics.median(latencies):.1f} ms, p99 {pct(latencies, 0.99):.1f} ms, "
+            f"max {max(latencies):.1f} ms ({len(latencies)} overload events; the sample"
+            " time is when its read started; the first event includes warm-up)"
+        )
+        print("  each: " + ", ".join(f"{x:.0f}" for x in latencies))
+    else:
+        print("end to end: no overload batch observed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--connectors", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--events", type=int, default=20)
+    args = parser.parse_args()
+    step_figures(args.connectors, args.rounds)
+    asyncio.run(end_to_end(args.connectors, args.events))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,469 @@
+"""The energy node's actors together: a real SDM630 (pymodbus server), grid-limit sources, LMDB
+in tmp_path and a fake broker node receiving the profile batches.
+
+Times are configured short (stale after 0.5 s, fail-safe after 2 s, polls every 0.05-0.1 s) so
+every scenario is bounded to a few seconds; every wait is for a condition, with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from actors.allocation_types import PerPhase
+from actors.audit_records import AuditKind
+from actors.energy_messages import (
+    CloudLimitPushed,
+    ProfileOutcome,
+    ProfileOutcomes,
+    SiteRulesChanged,
+)
+from actors.explain import explain
+from actors.grid_limit import Clock, CloudLimitActor
+from actors.site_allocator import AllocatorSettings
+from actors.utc import format_utc
+from supervisors.trees import NODE_KINDS
+from tests.helpers import timeout_s, wait_for
+from tests.integration.energy_node.harness import (
+    CarSim,
+    EnergyNode,
+    Received,
+    demand,
+    report,
+    sdm630_server,
+    set_meter,
+    site_config,
+)
+
+
+def meter_toml(port: int) -> str:
+    return f"""
+[[meters]]
+name = "grid"
+model = "sdm630"
+host = "127.0.0.1"
+port = {port}
+poll_interval_s = 0.1
+timeout_s = 0.3
+"""
+
+
+FUSE_40 = """
+[[grid_limits]]
+name = "main fuse"
+kind = "static"
+current_a = 40
+"""
+
+# The meter shows the base load (2 A) plus what the cars report drawing (8 A each): the base load
+# the allocation works out is meter - managed draw, so the two must agree.
+TWO_CARS_AT_8 = (18.0, 18.0, 18.0)
+
+FAST = """
+[allocation]
+margin_a = 1.0
+settle_s = 0.1
+increase_step_a = 8.0
+min_charge_s = 0.0
+min_pause_s = 0.0
+stale_no_increase_s = 0.5
+stale_failsafe_s = 2.0
+failsafe_current_a = 6.0
+"""
+
+
+@contextlib.asynccontextmanager
+async def running(
+    tmp_path: Path,
+    body: str,
+    *,
+    meter_a: PerPhase | None = (2.0, 2.0, 2.0),
+    tick_s: float = 0.1,
+    charge_points: tuple[str, ...] = ("CP1", "CP2"),
+    clock: Clock | None = None,
+) -> AsyncIterator[EnergyNode]:
+    """The node with ``body`` as its energy sections, and (unless ``meter_a`` is None) a real
+    SDM630 reading ``meter_a`` as its "grid" meter (``node.server``)."""
+    async with contextlib.AsyncExitStack() as stack:
+        server = None
+        if meter_a is not None:
+            server = await stack.enter_async_context(sdm630_server(meter_a))
+            body = meter_toml(server.port) + body
+        node = EnergyNode(
+            tmp_path,
+            site_config(tmp_path, body, charge_points=charge_points),
+            AllocatorSettings(tick_s=tick_s, resend_s=60.0),
+            server=server,
+        )
+        await node.start(clock=clock)
+        try:
+            yield node
+        finally:
+            await node.stop()
+
+
+@contextlib.asynccontextmanager
+async def following(sim: CarSim) -> AsyncIterator[None]:
+    task = asyncio.get_running_loop().create_task(sim.follow())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def contact(path: Path, closed: bool) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("1\n" if closed else "0\n")
+    tmp.replace(path)  # atomic, as a relay daemon would write it
+
+
+# --- demand -> profiles within headroom ------------------------------------------------------
+
+
+async def test_cars_get_profiles_within_headroom_latest_arrival_paused(tmp_path: Path) -> None:
+    body = FUSE_40.replace("40", "32") + FAST
+    async with running(
+        tmp_path, body, meter_a=(10.0, 10.0, 10.0), charge_points=("A", "B", "C", "D")
+    ) as node:
+        await node.wait_meter_read()
+        arrivals = {"A": "08:00", "B": "08:05", "C": "08:10", "D": "08:15"}
+        node.send(
+            demand(*(report(cp, arrived_utc=f"2025-01-01T{t}:00Z") for cp, t in arrivals.items()))
+        )
+        got = await node.wait_batch(lambda b: len(b.batch.limits) == 4, what="4 limits")
+        limits = got.limits()
+        headroom = 32.0 - 1.0 - 10.0  # limit - margin - base load
+        assert sum(limits.values()) <= headroom
+        assert limits == {"A/1": 7.0, "B/1": 7.0, "C/1": 7.0, "D/1": 0.0}  # 21 A shared
+        paused = next(x for x in got.batch.limits if x.charge_point_id == "D")
+        assert paused.binding_source == "grid_limit:main fuse/L1"
+        assert paused.phases == 3
+        assert got.batch.default_limit_a == 6.0
+        assert got.batch.trigger_monotonic_ns > 0
+        node.send(
+            ProfileOutcomes(
+                outcomes=(
+                    ProfileOutcome(
+                        charge_point_id="A",
+                        connector_id=1,
+                        limit_a=7.0,
+                        status="Accepted",
+                        written_utc=format_utc(datetime.now(UTC)),
+                    ),
+                )
+            )
+        )
+        await wait_for(
+            lambda: node.summary()["connectors"]["A/1"]["outcome"] == "Accepted", what="outcome"
+        )
+        assert node.system is not None
+        status = NODE_KINDS["energy"].summary(node.system)  # what `run.py status` shows
+        orjson.dumps(status)  # plain JSON, no default= needed
+        assert status["mode"] == "normal"
+        assert status["meters"]["grid"]["current_a"] == [10.0, 10.0, 10.0]
+        assert status["meters"]["grid"]["stale"] is False
+        assert status["limits"]["site"]["L2"] == {"limit_a": 32.0, "source": "main fuse"}
+        assert status["sources"]["main fuse"]["limit"] == "32/32/32 A"
+        d = status["connectors"]["D/1"]
+        assert (d["limit_a"], d["binding_source"]) == (0.0, "grid_limit:main fuse/L1")
+        assert "paused" in d["reason"]
+
+
+async def test_ramp_keeps_the_sum_within_headroom_and_audits_every_change(tmp_path: Path) -> None:
+    async with running(tmp_path, FUSE_40 + FAST, meter_a=(5.0, 5.0, 5.0)) as node:
+        await node.wait_meter_read()
+        sim = CarSim(node, node.meter(), base_a=5.0, charge_points=("CP1", "CP2"))
+        async with following(sim):
+            await sim.start()
+            target = (40.0 - 1.0 - 5.0) / 2  # 17 A each
+            await node.wait_batch(
+                lambda b: b.limits() == {"CP1/1": target, "CP2/1": target}, what="ramp done"
+            )
+        for b in node.batches:
+            assert sum(b.limits().values()) <= 40.0 - 1.0 - 5.0 + 1e-9
+        records = [r for r in node.audit() if r.kind is AuditKind.LIMIT]
+        cp1 = [r for r in records if r.charge_point_id == "CP1"]
+        sent: list[float] = []
+        for b in node.batches:
+            a = b.limits().get("CP1/1")
+            if a is not None and (not sent or sent[-1] != a):
+                sent.append(a)
+        assert [r.inputs["limit_a"] for r in cp1] == sent, "one record per change, in order"
+        assert all(r.inputs["binding_source"] for r in cp1)
+        assert all(r.id is not None for r in cp1)
+        story = explain(records, charge_point_id="CP1", at_utc=datetime.now(UTC))
+        assert f"Limit: {target:g} A" in story.text()
+
+
+# --- decrease at once on a meter overload ----------------------------------------------------
+
+
+async def test_meter_overload_decreases_without_waiting_for_the_tick(tmp_path: Path) -> None:
+    async with running(tmp_path, FUSE_40 + FAST, meter_a=(22.0, 22.0, 22.0), tick_s=30.0) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=6.0), report("CP2", measured_a=6.0)))
+        first = await node.wait_batch(lambda b: len(b.batch.limits) == 2, what="first")
+        assert first.limits() == {"CP1/1": 8.0, "CP2/1": 8.0}
+        count = len(node.batches)
+        changed_at = time.monotonic()
+        await set_meter(node.meter(), (45.0, 45.0, 45.0))  # base load jumped: over 40 - 1
+        lowered = await node.wait_batch(
+            lambda b: sum(b.limits().values()) < 16.0, after=count, what="decrease"
+        )
+        # No tick for 30 s: only the meter event can have caused it, within a few polls.
+        assert lowered.at_s - changed_at < timeout_s(2.0)
+        sample_s = lowered.batch.trigger_monotonic_ns / 1e9
+        assert changed_at - 0.2 <= sample_s <= lowered.at_s
+        assert node.allocator().last_step_why == "meter shows overload"
+
+
+# --- stale meter: no increases, then fail-safe -----------------------------------------------
+
+
+async def test_stale_meter_holds_then_falls_back_to_failsafe(tmp_path: Path) -> None:
+    dim = tmp_path / "dim"
+    contact(dim, closed=True)
+    body = (
+        FUSE_40
+        + f"""
+[[grid_limits]]
+name = "dimming"
+kind = "contact"
+path = "{dim}"
+dimmed = {{ current_a = 20 }}
+poll_interval_s = 0.05
+"""
+        + FAST
+    )
+    async with running(tmp_path, body) as node:
+        await node.wait_meter_read()
+        sim = CarSim(node, node.meter(), base_a=2.0, charge_points=("CP1", "CP2"))
+        async with following(sim):
+            await sim.start()
+            dimmed = (20.0 - 1.0 - 2.0) / 2
+            await node.wait_batch(lambda b: set(b.limits().values()) == {dimmed})
+            node.meter().stop_answering()
+            stopped = time.monotonic()
+            await wait_for(lambda: node.summary()["mode"] == "stale", what="stale mode")
+            held_from = len(node.batches)
+            held = node.batches[-1].limits()
+            contact(dim, closed=False)  # the site limit goes back up to 40 A
+            await wait_for(
+                lambda: node.summary()["limits"]["site"]["L1"]["limit_a"] == 40.0,
+                what="dimming lifted",
+            )
+            steps = node.allocator().steps
+            await wait_for(lambda: node.allocator().steps >= steps + 3, what="3 more steps")
+            assert node.summary()["mode"] == "stale", "machine too slow for this window"
+            assert all(x.limits() == held for x in node.batches[held_from:]), "no increase"
+            failsafe = await node.wait_batch(
+                lambda b: set(b.limits().values()) == {6.0}, after=held_from, what="fail-safe"
+            )
+            assert failsafe.at_s - stopped < 2.0 + timeout_s(1.5)
+            assert {x.binding_source for x in failsafe.batch.limits} == {"fail-safe"}
+            assert node.summary()["mode"] == "fail-safe"
+            meter = node.summary()["meters"]["grid"]
+            assert meter["stale"]
+            assert "no answer" in (meter["error"] or "")
+
+
+# --- grid limit steps down -------------------------------------------------------------------
+
+
+async def test_contact_flip_lowers_profiles_within_one_loop(tmp_path: Path) -> None:
+    dim = tmp_path / "dim"
+    contact(dim, closed=False)
+    body = (
+        FUSE_40
+        + f"""
+[[grid_limits]]
+name = "14a"
+kind = "contact"
+path = "{dim.name}"
+dimmed = {{ current_a = 16 }}
+poll_interval_s = 0.05
+"""
+        + FAST
+    )
+    async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, tick_s=30.0) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
+        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0})
+        count = len(node.batches)
+        flipped = time.monotonic()
+        contact(dim, closed=True)
+        lowered = await node.wait_batch(
+            lambda b: b.limits() == {"CP1/1": 6.5, "CP2/1": 6.5}, after=count, what="dimmed"
+        )
+        assert lowered.at_s - flipped < timeout_s(1.0)
+        assert {x.binding_source for x in lowered.batch.limits} == {"grid_limit:14a/L1"}
+        assert node.allocator().last_step_why == "limit from '14a' went down"
+
+
+async def test_schedule_step_edge_lowers_profiles(tmp_path: Path) -> None:
+    edge = datetime(2025, 1, 6, 17, 0, tzinfo=UTC)  # a Monday
+    fake_start = edge - timedelta(seconds=1.0)
+    started = time.monotonic()
+    clock = Clock(utc_now=lambda: fake_start + timedelta(seconds=time.monotonic() - started))
+    body = (
+        FUSE_40
+        + """
+[[grid_limits]]
+name = "evening peak"
+kind = "schedule"
+timezone = "UTC"
+[[grid_limits.steps]]
+from = "17:00"
+to = "20:00"
+current_a = 16
+"""
+        + FAST
+    )
+    async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, clock=clock, tick_s=30) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
+        before = await node.wait_batch(lambda b: len(b.batch.limits) == 2)
+        assert before.limits() == {"CP1/1": 8.0, "CP2/1": 8.0}, "the edge is still ahead"
+        lowered = await node.wait_batch(
+            lambda b: b.limits() == {"CP1/1": 6.5, "CP2/1": 6.5}, what="evening peak"
+        )
+        wall = clock.utc_now() - timedelta(seconds=time.monotonic() - lowered.at_s)
+        assert wall >= edge - timedelta(milliseconds=50)
+        assert {x.binding_source for x in lowered.batch.limits} == {"grid_limit:evening peak/L1"}
+
+
+async def test_cloud_limit_applies_until_it_expires(tmp_path: Path) -> None:
+    body = FUSE_40 + '\n[[grid_limits]]\nname = "cloud"\nkind = "cloud"\n' + FAST
+    async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, tick_s=30) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
+        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0})
+        expires = datetime.now(UTC) + timedelta(seconds=1.0)
+        node.send(
+            CloudLimitPushed(
+                source="cloud",
+                node="site",
+                limit_a=16.0,
+                power_w=None,
+                expires_utc=format_utc(expires),
+            )
+        )
+        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 6.5, "CP2/1": 6.5})
+        assert node.summary()["sources"]["cloud"]["limit"] == "16/16/16 A"
+        assert node.system is not None
+        node.system.cells["energy/limits/cloud"].kill()  # restarts from its persisted push
+        await wait_for(
+            lambda: (
+                node.system is not None
+                and node.system.cells["energy/limits/cloud"].generation == 2
+                and node.system.cells["energy/limits/cloud"].running
+            ),
+            what="cloud source restarted",
+        )
+
+        def restarted_limit() -> str | None:
+            actor = node.system.actor("energy/limits/cloud") if node.system else None
+            assert isinstance(actor, CloudLimitActor)
+            return None if actor.current is None else actor.current.value.describe()
+
+        await wait_for(lambda: restarted_limit() is not None, what="restored push")
+        assert restarted_limit() == "16/16/16 A", "the push survived the restart (persisted)"
+        assert node.summary()["sources"]["cloud"]["limit"] == "16/16/16 A"
+        await wait_for(lambda: node.summary()["sources"]["cloud"]["limit"] is None, what="expired")
+        assert datetime.now(UTC) >= expires
+
+
+# --- supervision -----------------------------------------------------------------------------
+
+
+async def test_killed_meter_is_restarted_and_the_allocator_keeps_running(tmp_path: Path) -> None:
+    async with running(tmp_path, FUSE_40 + FAST) as node:
+        await node.wait_meter_read()
+        system = node.system
+        assert system is not None
+        meter_cell = system.cells["energy/meters/grid"]
+        allocator_cell = system.cells["energy/allocator"]
+        generation = allocator_cell.generation
+        reads = node.meter().requests
+        meter_cell.kill()
+        await wait_for(
+            lambda: meter_cell.generation == 2 and meter_cell.running,
+            what="meter restarted by its supervisor",
+        )
+        await wait_for(lambda: node.meter().requests > reads + 2, what="reads resume")
+        steps = node.allocator().steps
+        await wait_for(lambda: node.allocator().steps > steps + 2, what="allocator ticks")
+        assert allocator_cell.generation == generation, "the allocator was not restarted"
+        assert node.summary()["mode"] == "normal"
+        tree = await system.which_children()
+        meters = next(c for c in tree if c.id == "meters")
+        assert meters.children[0].restarts == 1
+
+
+async def test_restarted_allocator_gets_limits_and_meters_again(tmp_path: Path) -> None:
+    async with running(tmp_path, FUSE_40 + FAST) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=8.0)))
+        await node.wait_batch(lambda b: len(b.batch.limits) == 1)
+        rules = SiteRulesChanged(
+            version=3, priorities={}, max_current_a={}, site={"max_current_a": 30.0}
+        )
+        assert await node.allocator_ref.ask(rules) is None  # answered after its commit
+        assert node.summary()["limits"]["site"]["L1"]["source"] == "central rules"
+        assert node.system is not None
+        node.system.cells["energy/allocator"].kill()
+        await wait_for(
+            lambda: (
+                node.system is not None
+                and node.system.cells["energy/allocator"].generation == 2
+                and node.system.cells["energy/allocator"].running
+            ),
+            what="allocator restarted",
+        )
+        await node.wait_meter_read()
+        assert node.summary()["sources"]["main fuse"]["limit"] == "40/40/40 A"
+        assert node.summary()["limits"]["site"]["L1"] == {
+            "limit_a": 30.0,
+            "source": "central rules",
+        }, "the rules survive the restart (persisted)"
+        count = len(node.batches)
+        node.send(demand(report("CP1", measured_a=8.0)))
+        again: Received = await node.wait_batch(
+            lambda b: len(b.batch.limits) == 1, after=count, what="batch after restart"
+        )
+        assert again.limits()["CP1/1"] >= 6.0
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["dimmed", "open"])
+async def test_unreadable_contact_file_means_fail_safe(tmp_path: Path, closed: bool) -> None:
+    dim = tmp_path / "dim"
+    contact(dim, closed=closed)
+    body = (
+        FUSE_40
+        + f"""
+[[grid_limits]]
+name = "14a"
+kind = "contact"
+path = "{dim}"
+dimmed = {{ current_a = 16 }}
+fail_safe = {{ current_a = 10 }}
+poll_interval_s = 0.05
+stale_after_s = 0.3
+"""
+    )
+    async with running(tmp_path, body, meter_a=None) as node:
+        await wait_for(lambda: "14a" in node.summary()["sources"], what="contact read")
+        dim.unlink()
+        await wait_for(
+            lambda: node.summary()["limits"]["site"]["L1"]["limit_a"] == 10.0, what="fail-safe"
+        )
+        assert node.summary()["sources"]["14a"]["stale"] is True

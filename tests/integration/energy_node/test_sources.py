@@ -1,0 +1,159 @@
+"""Meter and EMS-register actors against real pymodbus servers, reporting to a recording
+allocator: what they tell, when they go stale, and what they log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from actors.grid_limit import GridLimitReported, limit_actor_factory
+from actors.grid_limits import LimitValue
+from actors.meter import PYMODBUS_LOGGER, MeterActor, MeterFailed, MeterRead, quiet_pymodbus
+from config.energy import meter_from_table
+from config.energy_limits import ModbusLimitConfig
+from config.energy_limits import from_table as limit_from_table
+from config.fields import Table
+from supervisors.actor import Actor, ActorContext
+from supervisors.spec import ChildSpec, SupervisorSpec
+from supervisors.system import ActorSystem
+from tests.helpers import wait_for
+from tests.integration.energy_node.harness import sdm630_server
+from tests.integration.modbus.meter_server import MeterServer
+
+
+class Recorder(Actor):
+    def __init__(self, ctx: ActorContext, got: list[object]) -> None:
+        super().__init__(ctx)
+        self.got = got
+
+    async def receive(self, msg: object) -> Any:
+        self.got.append(msg)
+
+
+@pytest.fixture
+async def system() -> AsyncIterator[ActorSystem]:
+    s = ActorSystem("energy")
+    yield s
+    await s.stop(5.0)
+
+
+async def start(system: ActorSystem, got: list[object], child: ChildSpec) -> None:
+    await system.start(
+        SupervisorSpec(
+            children=(ChildSpec(id="allocator", start=lambda ctx: Recorder(ctx, got)), child)
+        )
+    )
+
+
+def ems_config(port: int) -> ModbusLimitConfig:
+    table = {
+        "name": "ems",
+        "kind": "modbus",
+        "host": "127.0.0.1",
+        "port": port,
+        "timeout_s": 0.2,
+        "poll_interval_s": 0.05,
+        "value_address": 100,
+        "heartbeat_address": 101,
+        "unit": "a",
+        "stale_after_s": 0.4,
+        "fail_safe": {"current_a": 10},
+    }
+    config = limit_from_table(Table(table, source="<test>"))
+    assert isinstance(config, ModbusLimitConfig)
+    return config
+
+
+async def test_ems_register_live_while_its_heartbeat_moves(system: ActorSystem) -> None:
+    got: list[object] = []
+    async with MeterServer({"holding": {100: 20, 101: 1}}) as server:
+        factory = limit_actor_factory(
+            ems_config(server.port), allocator_path="energy/allocator", heartbeat_s=30.0
+        )
+        await start(system, got, ChildSpec(id="ems", start=factory))
+
+        def last() -> GridLimitReported | None:
+            reports = [m for m in got if isinstance(m, GridLimitReported)]
+            return reports[-1] if reports else None
+
+        def limit_is(value: LimitValue, *, stale: bool) -> bool:
+            r = last()
+            return (
+                r is not None
+                and r.limit is not None
+                and (r.limit.value, r.limit.stale)
+                == (
+                    value,
+                    stale,
+                )
+            )
+
+        live20 = LimitValue(current_a=(20.0, 20.0, 20.0))
+        fail_safe = LimitValue(current_a=(10.0, 10.0, 10.0))
+        await wait_for(lambda: limit_is(live20, stale=False), what="live 20 A")
+        # The value stays, but the heartbeat stops: stale, fail-safe.
+        await wait_for(lambda: limit_is(fail_safe, stale=True), what="heartbeat stopped")
+        await server.set("holding", 100, [25])
+        await server.set("holding", 101, [2])
+        await wait_for(
+            lambda: limit_is(LimitValue(current_a=(25.0, 25.0, 25.0)), stale=False),
+            what="heartbeat moved again",
+        )
+        report = last()
+        assert report is not None
+        assert report.fallback == fail_safe, "what the allocator applies if the actor falls silent"
+        server.stop_answering()
+        await wait_for(lambda: limit_is(fail_safe, stale=True), what="EMS gone")
+
+
+async def test_meter_reports_reads_and_failures_and_keeps_pymodbus_quiet(
+    system: ActorSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    got: list[object] = []
+    async with sdm630_server((12.0, 8.0, -3.0)) as server:
+        meter = meter_from_table(
+            Table(
+                {
+                    "name": "grid",
+                    "model": "sdm630",
+                    "host": "127.0.0.1",
+                    "port": server.port,
+                    "poll_interval_s": 0.05,
+                    "timeout_s": 0.1,
+                },
+                source="<test>",
+            )
+        )
+        spec = ChildSpec(
+            id="grid",
+            start=lambda ctx: MeterActor(ctx, config=meter, allocator_path="energy/allocator"),
+        )
+        dropped = quiet_pymodbus().dropped
+        with caplog.at_level(logging.INFO):
+            await start(system, got, spec)
+            await wait_for(lambda: any(isinstance(m, MeterRead) for m in got), what="a read")
+            read = next(m for m in got if isinstance(m, MeterRead))
+            assert read.current_a == pytest.approx((12.0, 8.0, -3.0))
+            assert read.node == "site"
+            assert read.read_monotonic_s > 0
+            server.stop_answering()
+            await wait_for(
+                lambda: sum(isinstance(m, MeterFailed) for m in got) >= 4, what="4 failures"
+            )
+            failures = [m for m in got if isinstance(m, MeterFailed)]
+            assert [f.failures for f in failures[:4]] == [1, 2, 3, 4]
+            assert failures[0].last_read_monotonic_s is not None
+            server.answer_again()
+            count = len(got)
+            await wait_for(
+                lambda: any(isinstance(m, MeterRead) for m in got[count:]), what="recovered"
+            )
+        ours = [r for r in caplog.records if r.name == "actors.meter"]
+        assert sum("read failed" in r.getMessage() for r in ours) == 1, "logged once, not per read"
+        assert any("answers again" in r.getMessage() for r in ours)
+        noise = [r for r in caplog.records if r.name == PYMODBUS_LOGGER and r.levelno >= 40]
+        assert noise == [], "per-request pymodbus errors are dropped"
+        assert quiet_pymodbus().dropped > dropped, "and counted"

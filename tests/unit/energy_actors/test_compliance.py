@@ -1,0 +1,172 @@
+"""Compliance: a connector that ignores its profile is flagged over a window, and its excess
+becomes fixed load the others make room for."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors.allocation import allocate
+from actors.allocation_types import AllocationConfig, PerPhase
+from actors.compliance import (
+    ComplianceConfig,
+    Tracker,
+    allowed_at,
+    as_fixed_load,
+    limit_set,
+    observe,
+)
+from tests.unit.energy.builders import car, node
+
+CFG = ComplianceConfig(tolerance_a=2.0, grace_s=30.0, react_s=10.0, window_s=300.0)
+
+
+def phases(a: float) -> PerPhase:
+    return (a, a, a)
+
+
+def run(
+    samples: list[tuple[float, float]], *, limits: list[tuple[float, float]] | None = None
+) -> Tracker:
+    """Limits ``(at_s, limit_a)`` (default: 16 A from t=0) and samples ``(at_s, measured_a)``."""
+    t = Tracker()
+    events: list[tuple[float, int, float]] = [(s, 0, a) for s, a in (limits or [(0.0, 16.0)])]
+    events += [(s, 1, a) for s, a in samples]
+    for at, kind, value in sorted(events):
+        if kind == 0:
+            t = limit_set(t, phases(value), now_s=at, cfg=CFG)
+        else:
+            t = observe(t, phases(value), at_s=at, cfg=CFG)
+    return t
+
+
+@pytest.mark.parametrize(
+    ("samples", "limits", "flagged"),
+    [
+        pytest.param([(20, 16.0), (40, 16.5), (60, 17.0)], None, False, id="follows"),
+        pytest.param([(20, 17.9), (40, 17.9), (80, 17.9)], None, False, id="within-tolerance"),
+        pytest.param([(20, 25.0), (40, 25.0)], None, False, id="over-shorter-than-grace"),
+        pytest.param([(20, 25.0), (35, 25.0), (50, 25.0)], None, True, id="over-for-grace"),
+        pytest.param(
+            [(20, 25.0), (35, 16.0), (50, 25.0), (65, 25.0)], None, False, id="run-interrupted"
+        ),
+        pytest.param([(5, 30.0), (9, 30.0)], None, False, id="first-limit-too-young-to-judge"),
+        pytest.param(
+            # 32 A until t=100, then 16 A: draws of 30 A are fine until t=110 (react_s).
+            [(102, 30.0), (108, 30.0), (112, 16.0), (150, 16.0)],
+            [(0.0, 32.0), (100.0, 16.0)],
+            False,
+            id="decrease-gets-react-time",
+        ),
+        pytest.param(
+            [(111, 30.0), (125, 30.0), (142, 30.0)],
+            [(0.0, 32.0), (100.0, 16.0)],
+            True,
+            id="ignores-a-decrease",
+        ),
+    ],
+)
+def test_flag_over_window(
+    samples: list[tuple[float, float]], limits: list[tuple[float, float]] | None, flagged: bool
+) -> None:
+    assert run(samples, limits=limits).flagged is flagged
+
+
+def test_flag_clears_only_after_grace_within_limit() -> None:
+    t = run([(20, 25.0), (35, 25.0), (50, 25.0)])
+    assert t.flagged
+    t = observe(t, phases(16.0), at_s=60, cfg=CFG)
+    assert t.flagged, "one good sample does not clear the flag"
+    t = observe(t, phases(16.0), at_s=95, cfg=CFG)
+    assert not t.flagged
+
+
+def test_old_or_repeated_samples_are_ignored() -> None:
+    t = run([(20, 25.0), (35, 25.0)])
+    again = observe(t, phases(25.0), at_s=35, cfg=CFG)
+    assert again == t
+    older = observe(t, phases(25.0), at_s=30, cfg=CFG)
+    assert older == t
+
+
+def test_allowed_at_takes_the_highest_limit_within_react_time() -> None:
+    t = Tracker()
+    t = limit_set(t, phases(32.0), now_s=0, cfg=CFG)
+    t = limit_set(t, phases(10.0), now_s=50, cfg=CFG)
+    t = limit_set(t, phases(20.0), now_s=55, cfg=CFG)
+    assert allowed_at(t, 5, CFG) is None
+    assert allowed_at(t, 52, CFG) == phases(32.0)
+    assert allowed_at(t, 58, CFG) == phases(32.0)
+    assert allowed_at(t, 62, CFG) == phases(20.0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(min_value=0, max_value=10), st.floats(min_value=0, max_value=40)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_a_connector_within_its_limit_is_never_flagged(steps: list[tuple[float, float]]) -> None:
+    t = limit_set(Tracker(), phases(16.0), now_s=0, cfg=CFG)
+    at = 10.0
+    for gap, draw in steps:
+        at += gap + 0.01
+        t = observe(t, phases(min(draw, 16.0 + CFG.tolerance_a)), at_s=at, cfg=CFG)
+        assert not t.flagged
+
+
+# --- fixed load ------------------------------------------------------------------------------
+
+
+def test_unmetered_node_loses_the_draw_and_the_others_share_what_is_left() -> None:
+    nodes = [node("site", limit_a=63.0), node("garage", parent="site", limit_a=32.0)]
+    demands = [
+        car("bad", node="garage", measured_a=(24.0, 24.0, 24.0), settled=True, offered_a=16.0),
+        car("good", node="garage", measured_a=(16.0, 16.0, 16.0), settled=True, offered_a=16.0),
+    ]
+    fixed = as_fixed_load(nodes, demands, ["bad"], meters_trusted=True)
+    garage = next(n for n in fixed.nodes if n.name == "garage")
+    assert garage.limit.current_a == (8.0, 8.0, 8.0)
+    assert "less 24.0 A drawn by bad" in garage.limit.sources[0]
+    site = next(n for n in fixed.nodes if n.name == "site")
+    assert site.limit.current_a == (39.0, 39.0, 39.0)
+    assert fixed.draw_by_connector["bad"] == (24.0, 24.0, 24.0)
+    assert [d.connector_id for d in fixed.demands] == ["good"]
+    cfg = AllocationConfig(margin_a=0.0)
+    before = allocate(nodes, demands, cfg).limits()
+    after = allocate(list(fixed.nodes), list(fixed.demands), cfg).limits()
+    assert after["good"] < before["good"]
+    # What the garage breaker carries: the offender's real draw plus what the others get.
+    assert 24.0 + after["good"] <= 32.0 + 1e-6
+
+
+def test_metered_node_keeps_its_limit_the_meter_sees_the_draw() -> None:
+    nodes = [node("site", limit_a=32.0, meter_a=(40.0, 40.0, 40.0))]
+    demands = [
+        car("bad", measured_a=(24.0, 24.0, 24.0), settled=False, offered_a=16.0),
+        car("good", measured_a=(16.0, 16.0, 16.0), settled=False, offered_a=16.0),
+    ]
+    fixed = as_fixed_load(nodes, demands, ["bad"], meters_trusted=True)
+    assert fixed.nodes[0].limit == nodes[0].limit
+    cfg = AllocationConfig(margin_a=0.0)
+    after = allocate(list(fixed.nodes), list(fixed.demands), cfg).limits()
+    assert 24.0 + after["good"] <= 32.0 + 1e-6
+    untrusted = as_fixed_load(nodes, demands, ["bad"], meters_trusted=False)
+    assert untrusted.nodes[0].limit.current_a == (8.0, 8.0, 8.0), "fail-safe ignores meters"
+
+
+def test_one_phase_offender_only_lowers_its_grid_phase() -> None:
+    nodes = [node("site", limit_a=32.0)]
+    demands = [car("bad", phases=1, rotation="SRT", measured_a=(20.0, 0.0, 0.0), offered_a=10.0)]
+    fixed = as_fixed_load(nodes, demands, ["bad"], meters_trusted=True)
+    assert fixed.nodes[0].limit.current_a == (32.0, 12.0, 32.0)
+
+
+def test_inactive_flagged_connector_stays_in() -> None:
+    nodes = [node("site", limit_a=32.0)]
+    demands = [car("gone", active=False, measured_a=(20.0, 20.0, 20.0))]
+    fixed = as_fixed_load(nodes, demands, ["gone"], meters_trusted=True)
+    assert fixed.nodes[0].limit == nodes[0].limit
+    assert fixed.demands == tuple(demands)

@@ -1,0 +1,240 @@
+"""Charging profile payloads against the official schemas, for each capability combination."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors.energy_messages import ConnectorLimit
+from actors.profiles import (
+    ACTION,
+    ChargePointCapabilities,
+    boot_profiles,
+    capabilities_from_v16,
+    capabilities_from_v201,
+    round_limit_a,
+    tx_profile_id,
+    tx_profile_request,
+    worth_sending,
+)
+from drivers.ocpp.codes import OcppVersion
+from drivers.ocpp.framing import PayloadViolation
+from drivers.ocpp.validation import validate_payload
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+V16, V201 = OcppVersion.V16, OcppVersion.V201
+
+
+def limit(limit_a: float = 16.37, *, connector_id: int = 2, phases: int = 3) -> ConnectorLimit:
+    return ConnectorLimit(
+        charge_point_id="CP1",
+        connector_id=connector_id,
+        limit_a=limit_a,
+        phases=phases,
+        binding_source="grid_limit:main fuse/L1",
+        reason="test",
+    )
+
+
+CAPS = [
+    pytest.param(ChargePointCapabilities(), id="defaults-A-level0"),
+    pytest.param(ChargePointCapabilities(max_stack_level=8), id="A-level8"),
+    pytest.param(ChargePointCapabilities(rate_units=("W",)), id="W-only"),
+    pytest.param(ChargePointCapabilities(rate_units=("W", "A")), id="W-and-A-prefers-A"),
+    pytest.param(
+        ChargePointCapabilities(supports_max_profile=False, max_stack_level=3),
+        id="no-max-profile",
+    ),
+]
+
+
+def schedule(payload: dict[str, Any], version: OcppVersion) -> dict[str, Any]:
+    if version is V16:
+        sched: dict[str, Any] = payload["csChargingProfiles"]["chargingSchedule"]
+        return sched
+    first: dict[str, Any] = payload["chargingProfile"]["chargingSchedule"][0]
+    return first
+
+
+def profile(payload: dict[str, Any], version: OcppVersion) -> dict[str, Any]:
+    key = "csChargingProfiles" if version is V16 else "chargingProfile"
+    p: dict[str, Any] = payload[key]
+    return p
+
+
+@pytest.mark.parametrize("caps", CAPS)
+@pytest.mark.parametrize("version", [V16, V201], ids=["1.6", "2.0.1"])
+@pytest.mark.parametrize("phases", [1, 3], ids=["1-phase", "3-phase"])
+def test_tx_profile_is_valid_and_replaces(
+    caps: ChargePointCapabilities, version: OcppVersion, phases: int
+) -> None:
+    payload = tx_profile_request(
+        limit(phases=phases), version=version, caps=caps, transaction_id="4711"
+    )
+    validate_payload(version, ACTION, payload, response=False)
+    p = profile(payload, version)
+    assert p["chargingProfilePurpose"] == "TxProfile"
+    assert p["stackLevel"] == caps.max_stack_level
+    assert p["id" if version is V201 else "chargingProfileId"] == tx_profile_id(caps, 2)
+    sched = schedule(payload, version)
+    (period,) = sched["chargingSchedulePeriod"]
+    assert period["startPeriod"] == 0
+    assert period["numberPhases"] == phases
+    if caps.unit == "A":
+        assert sched["chargingRateUnit"] == "A"
+        assert period["limit"] == 16.3, "rounded down, never up"
+    else:
+        assert sched["chargingRateUnit"] == "W"
+        assert period["limit"] == float(int(16.3 * phases * 230))
+    if version is V16:
+        assert payload["connectorId"] == 2
+        assert p["transactionId"] == 4711
+    else:
+        assert payload["evseId"] == 2
+        assert p["transactionId"] == "4711"
+
+
+def test_same_connector_same_id_other_connector_other_id() -> None:
+    caps = ChargePointCapabilities()
+    a = tx_profile_request(limit(10, connector_id=1), version=V16, caps=caps, transaction_id="1")
+    b = tx_profile_request(limit(20, connector_id=1), version=V16, caps=caps, transaction_id="2")
+    c = tx_profile_request(limit(20, connector_id=2), version=V16, caps=caps, transaction_id="3")
+    ids = [profile(x, V16)["chargingProfileId"] for x in (a, b, c)]
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_v16_transaction_id_that_is_not_an_integer_is_left_out() -> None:
+    payload = tx_profile_request(
+        limit(), version=V16, caps=ChargePointCapabilities(), transaction_id="edge-7"
+    )
+    validate_payload(V16, ACTION, payload, response=False)
+    assert "transactionId" not in profile(payload, V16)
+
+
+def test_v201_tx_profile_requires_the_transaction_id() -> None:
+    with pytest.raises(ValueError, match="transaction id"):
+        tx_profile_request(
+            limit(), version=V201, caps=ChargePointCapabilities(), transaction_id=None
+        )
+
+
+@pytest.mark.parametrize("caps", CAPS)
+@pytest.mark.parametrize("version", [V16, V201], ids=["1.6", "2.0.1"])
+def test_boot_profiles_are_valid(caps: ChargePointCapabilities, version: OcppVersion) -> None:
+    payloads = boot_profiles(
+        version=version,
+        caps=caps,
+        default_limit_a=6.0,
+        max_limit_a=32.0,
+        phases=3,
+        now_utc=NOW,
+    )
+    for payload in payloads:
+        validate_payload(version, ACTION, payload, response=False)
+    purposes = [profile(p, version)["chargingProfilePurpose"] for p in payloads]
+    max_name = "ChargePointMaxProfile" if version is V16 else "ChargingStationMaxProfile"
+    expected = ["TxDefaultProfile", max_name] if caps.supports_max_profile else ["TxDefaultProfile"]
+    assert purposes == expected
+    for p in payloads:
+        assert p["connectorId" if version is V16 else "evseId"] == 0
+    if caps.supports_max_profile:
+        max_profile = profile(payloads[1], version)
+        assert max_profile["chargingProfileKind"] == "Absolute", "a max profile may not be Relative"
+        assert schedule(payloads[1], version)["startSchedule"] == "2025-03-01T12:00:00Z"
+
+
+def test_a_broken_payload_fails_validation() -> None:
+    """The validation in these tests can fail: a limit that is not a multiple of 0.1 is refused."""
+    payload = tx_profile_request(
+        limit(), version=V16, caps=ChargePointCapabilities(), transaction_id="1"
+    )
+    schedule(payload, V16)["chargingSchedulePeriod"][0]["limit"] = 16.37
+    with pytest.raises(PayloadViolation):
+        validate_payload(V16, ACTION, payload, response=False)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        pytest.param([], ChargePointCapabilities(), id="nothing-reported"),
+        pytest.param(
+            [
+                {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "20"},
+                {"key": "ChargingScheduleAllowedChargingRateUnit", "value": "Power"},
+            ],
+            ChargePointCapabilities(max_stack_level=20, rate_units=("W",)),
+            id="level20-power-only",
+        ),
+        pytest.param(
+            [{"key": "ChargingScheduleAllowedChargingRateUnit", "value": "Power,Current"}],
+            ChargePointCapabilities(rate_units=("A", "W")),
+            id="both-units-current-first",
+        ),
+        pytest.param(
+            [{"key": "ChargeProfileMaxStackLevel", "value": "-1"}],
+            ChargePointCapabilities(max_stack_level=0),
+            id="negative-level-reads-as-0",
+        ),
+    ],
+)
+def test_capabilities_from_v16(
+    keys: list[dict[str, Any]], expected: ChargePointCapabilities
+) -> None:
+    assert capabilities_from_v16(keys) == expected
+
+
+def test_capabilities_from_v201_and_bad_values() -> None:
+    caps = capabilities_from_v201(
+        {"SmartChargingCtrlr.ProfileStackLevel": "5", "SmartChargingCtrlr.RateUnit": "W"},
+        supports_max_profile=False,
+    )
+    assert caps == ChargePointCapabilities(
+        max_stack_level=5, rate_units=("W",), supports_max_profile=False
+    )
+    with pytest.raises(ValueError, match="ChargingScheduleAllowedChargingRateUnit"):
+        capabilities_from_v16([{"key": "ChargingScheduleAllowedChargingRateUnit", "value": "kW"}])
+
+
+@pytest.mark.parametrize(
+    ("new", "last", "send"),
+    [
+        pytest.param(16.0, None, True, id="first-always"),
+        pytest.param(15.9, 16.0, True, id="small-decrease-goes"),
+        pytest.param(0.0, 16.0, True, id="pause-goes"),
+        pytest.param(16.4, 16.0, False, id="small-increase-held"),
+        pytest.param(16.5, 16.0, True, id="increase-at-hysteresis"),
+        pytest.param(6.0, 0.0, True, id="resume-goes"),
+        pytest.param(16.04, 16.0, False, id="same-after-rounding"),
+        pytest.param(0.0, 0.0, False, id="still-paused"),
+    ],
+)
+def test_worth_sending(new: float, last: float | None, send: bool) -> None:
+    assert worth_sending(new, last, hysteresis_a=0.5) is send
+
+
+@given(
+    last=st.floats(min_value=0, max_value=80, allow_nan=False),
+    new=st.floats(min_value=0, max_value=80, allow_nan=False),
+)
+def test_every_decrease_goes_and_no_small_increase_does(last: float, new: float) -> None:
+    result = worth_sending(new, last, hysteresis_a=0.5)
+    if round_limit_a(new) < round_limit_a(last):
+        assert result
+    elif round_limit_a(last) > 0 and round_limit_a(new) - round_limit_a(last) < 0.49:
+        assert not result
+
+
+@given(st.floats(min_value=0, max_value=200, allow_nan=False))
+def test_rounded_limits_never_exceed_and_pass_the_16_schema(value: float) -> None:
+    rounded = round_limit_a(value)
+    # Down to 0.1 A; a value a rounding error below a step (16.299999999) counts as that step.
+    assert 0 <= rounded <= value + 1e-6
+    assert value - rounded < 0.1 + 1e-9
+    payload = tx_profile_request(
+        limit(value), version=V16, caps=ChargePointCapabilities(), transaction_id="1"
+    )
+    validate_payload(V16, ACTION, payload, response=False)

@@ -1,0 +1,370 @@
+"""The allocator's state machine without the actor: explicit times, no sockets, no store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from actors.allocation_types import PerPhase
+from actors.audit_records import AuditKind
+from actors.compliance import ComplianceConfig
+from actors.energy_inputs import measured_as_of, site_model
+from actors.energy_messages import ConnectorReport, DemandBatch, ProfileBatch, SiteRulesChanged
+from actors.energy_tree import charge_point_energy
+from actors.grid_limit import GridLimitReported
+from actors.grid_limits import GridLimit, LimitValue
+from actors.meter import MeterRead
+from actors.site_state import Policy, SiteState
+from actors.site_status import site_summary
+from actors.utc import format_utc
+from config.schema import parse_site
+
+T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
+
+SITE = """
+[site]
+name = "unit"
+[[charge_points]]
+id = "CP1"
+[[charge_points]]
+id = "CP2"
+priority = 1
+[[charge_points]]
+id = "CP3"
+feeder = "garage"
+[[meters]]
+name = "grid"
+model = "sdm630"
+host = "127.0.0.1"
+[[feeders]]
+name = "garage"
+limit_a = 16
+[[grid_limits]]
+name = "main fuse"
+kind = "static"
+current_a = 40
+[[grid_limits]]
+name = "ems"
+kind = "cloud"
+[allocation]
+settle_s = 1.0
+increase_step_a = 8.0
+min_charge_s = 0.0
+min_pause_s = 0.0
+"""
+
+
+class Site:
+    """A SiteState on a fake clock: ``at(s)`` moves both clocks."""
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        config = parse_site(SITE, source="<unit>", base_dir=Path("."))
+        assert config.energy is not None
+        self.state = SiteState(
+            site_model(config.energy, charge_point_energy(config)),
+            actor="energy/allocator",
+            started_s=100.0,
+            policy=policy or Policy(compliance=ComplianceConfig(grace_s=5.0, react_s=2.0)),
+        )
+        self.now_s = 100.0
+        self.batches: list[ProfileBatch] = []
+        self.records: list[object] = []
+
+    @property
+    def utc(self) -> datetime:
+        return T0 + timedelta(seconds=self.now_s - 100.0)
+
+    def at(self, s: float) -> None:
+        self.now_s = s
+
+    def limits(
+        self, name: str = "main fuse", value: LimitValue | None = None, *, heartbeat_s: float = 600
+    ) -> str | None:
+        limit = None
+        if value is not None or name == "main fuse":
+            v = value or LimitValue(current_a=(40.0, 40.0, 40.0))
+            limit = GridLimit(source=name, node="site", value=v)
+        return self.state.limit_reported(
+            GridLimitReported(
+                source=name,
+                node="site",
+                limit=limit,
+                fallback=LimitValue(current_a=(16.0, 16.0, 16.0)) if name == "ems" else None,
+                heartbeat_s=heartbeat_s,
+                reported_monotonic_s=self.now_s,
+            ),
+            self.now_s,
+            self.utc,
+        )
+
+    def meter(self, a: float | PerPhase) -> str | None:
+        current = (a, a, a) if isinstance(a, int | float) else a
+        why, records = self.state.meter_read(
+            MeterRead(
+                meter="grid",
+                node="site",
+                current_a=current,
+                total_power_w=None,
+                read_monotonic_s=self.now_s,
+                read_utc=self.utc,
+                duration_s=0.001,
+            ),
+            self.utc,
+        )
+        self.records.extend(records)
+        return why
+
+    def demand(self, draws: dict[str, float], *, complete: bool = False) -> str | None:
+        reports = tuple(
+            ConnectorReport(
+                charge_point_id=cp,
+                connector_id=1,
+                connected=True,
+                plugged=True,
+                charging=True,
+                transaction_id="1",
+                arrived_utc=format_utc(T0),
+                status="Charging",
+                measured_a=(a, a, a),
+                offered_a=None,
+                power_w=None,
+                energy_wh=None,
+                sampled_utc=format_utc(self.utc),
+            )
+            for cp, a in draws.items()
+        )
+        why, records = self.state.demand(
+            DemandBatch(reports=reports, sent_utc=format_utc(self.utc), complete=complete),
+            self.now_s,
+            self.utc,
+        )
+        self.records.extend(records)
+        return why
+
+    def step(self) -> ProfileBatch | None:
+        out = self.state.step(now_s=self.now_s, now_utc=self.utc)
+        assert out is not None
+        self.records.extend(out.records)
+        if out.batch is not None:
+            self.batches.append(out.batch)
+        return out.batch
+
+
+def limits_of(batch: ProfileBatch | None) -> dict[str, float]:
+    assert batch is not None
+    return {f"{x.charge_point_id}/{x.connector_id}": x.limit_a for x in batch.limits}
+
+
+def test_no_step_until_every_source_reported() -> None:
+    site = Site()
+    assert site.limits("main fuse") is None
+    assert site.state.step(now_s=site.now_s, now_utc=site.utc) is None
+    assert site.state.mode == "waiting for limits"
+    assert site.limits("ems") == "every limit source reported"
+
+
+def test_a_source_that_never_reports_counts_with_its_fail_safe_after_the_grace() -> None:
+    site = Site(Policy(source_grace_s=10.0))
+    site.limits("main fuse")
+    site.meter(2.0)
+    site.demand({"CP1": 0.0})
+    site.at(109.0)
+    assert site.state.step(now_s=site.now_s, now_utc=site.utc) is None
+    site.at(110.0)
+    site.meter(2.0)
+    assert limits_of(site.step()) == {"CP1/1": 8.0}
+    # The cloud source "ems" has no fail-safe configured: it imposes nothing.
+    assert site.state.effective["site"].sources == ("main fuse",) * 3
+
+
+@pytest.mark.parametrize(
+    ("event", "why"),
+    [
+        pytest.param("overload", "meter shows overload", id="meter-over-limit-less-margin"),
+        pytest.param("fine", None, id="meter-within"),
+        pytest.param("limit-down", "limit from 'ems' went down", id="limit-down"),
+        pytest.param("limit-up", None, id="limit-up-waits-for-tick"),
+        pytest.param("new-car", "a new car", id="new-car"),
+        pytest.param("same-cars", None, id="same-cars"),
+    ],
+)
+def test_events_that_can_require_a_decrease_step_at_once(event: str, why: str | None) -> None:
+    site = Site()
+    site.limits()
+    site.limits("ems", LimitValue(current_a=(32.0, 32.0, 32.0)))
+    site.meter(5.0)
+    site.demand({"CP1": 0.0})
+    site.step()
+    site.at(101.0)
+    got = {
+        "overload": lambda: site.meter(31.5),  # 32 - 1 margin
+        "fine": lambda: site.meter(30.0),
+        "limit-down": lambda: site.limits("ems", LimitValue(current_a=(20.0, 20.0, 20.0))),
+        "limit-up": lambda: site.limits("ems", LimitValue(current_a=(35.0, 35.0, 35.0))),
+        "new-car": lambda: site.demand({"CP1": 0.0, "CP2": 0.0}),
+        "same-cars": lambda: site.demand({"CP1": 6.0}),
+    }[event]()
+    assert got == why
+
+
+def test_small_increases_wait_decreases_go_and_full_resend_is_periodic() -> None:
+    site = Site(Policy(resend_s=60.0, hysteresis_a=0.5))
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 0.0})
+    first = site.step()
+    assert limits_of(first) == {"CP1/1": 8.0}
+    site.at(101.0)
+    site.demand({"CP1": 8.0})
+    site.meter(10.0)
+    assert limits_of(site.step()) == {"CP1/1": 16.0}
+    # Base load creeps so the target rises by less than the hysteresis: nothing is sent ...
+    site.at(102.5)
+    site.demand({"CP1": 16.0})
+    site.meter(18.0)
+    site.step()  # -> 24
+    site.at(104.0)
+    site.demand({"CP1": 24.0})
+    site.meter(26.0)
+    site.step()  # -> 32 (the car maximum)
+    count = len(site.batches)
+    site.at(105.5)
+    site.demand({"CP1": 32.0})
+    site.meter(33.7)  # base 1.7 -> target 37.3 -> capped at 32: unchanged, no batch
+    assert site.step() is None
+    assert len(site.batches) == count
+    site.at(106.0)
+    site.meter(38.0)  # base 6 -> target 33 -> still capped at 32
+    assert site.step() is None
+    assert site.meter(39.2) is None, "a sample no newer than the last one is ignored"
+    site.at(106.5)
+    site.meter(39.2)  # base 7.2 -> headroom 31.8: a 0.2 A decrease goes at once
+    assert limits_of(site.step()) == {"CP1/1": 31.8}
+    site.at(108.0)
+    site.demand({"CP1": 31.8})
+    site.meter(38.8)  # base 7.0 -> target 32.0: a 0.2 A increase is decided but not sent
+    assert site.step() is None
+    connector = site_summary(site.state, site.now_s)["connectors"]["CP1/1"]
+    assert (connector["limit_a"], connector["sent_a"]) == (32.0, 31.8)
+    site.at(167.0)
+    site.meter(38.8)
+    resent = site.step()
+    assert limits_of(resent) == {"CP1/1": 32.0}, "full set again after resend_s"
+
+
+def test_stubborn_connector_is_flagged_audited_and_others_lowered() -> None:
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 0.0, "CP2": 0.0})
+    assert limits_of(site.step()) == {"CP1/1": 6.0, "CP2/1": 8.0}  # CP2 has priority
+    t = 100.0
+    for _ in range(12):  # CP1 draws 25 A whatever it is offered; CP2 follows its offer
+        t += 1.0
+        site.at(t)
+        offered = limits_of(site.batches[-1])
+        site.demand({"CP1": 25.0, "CP2": offered["CP2/1"]})
+        site.meter(2.0 + 25.0 + offered["CP2/1"])
+        site.step()
+    flags = [
+        r
+        for r in site.records
+        if getattr(r, "kind", None) is AuditKind.LIMIT
+        and r.inputs.get("binding_source") == "compliance: profile ignored"  # type: ignore[attr-defined]
+    ]
+    assert len(flags) == 1
+    assert flags[0].charge_point_id == "CP1"  # type: ignore[attr-defined]
+    summary = site_summary(site.state, site.now_s)
+    assert summary["connectors"]["CP1/1"]["non_compliant"] is True
+    assert summary["connectors"]["CP1/1"]["binding_source"] == "compliance: profile ignored"
+    last = limits_of(site.batches[-1])
+    # What the site carries: base 2 + CP1's real 25 A + CP2's offer, within 40 - 1 margin.
+    assert 2.0 + 25.0 + last["CP2/1"] <= 39.0 + 1e-6
+    assert last["CP2/1"] >= 6.0
+
+
+def test_silent_source_falls_back() -> None:
+    site = Site()
+    site.limits()
+    site.limits("ems", LimitValue(current_a=(32.0, 32.0, 32.0)), heartbeat_s=1.0)
+    assert site.state.effective_limits(100.0, T0)["site"].current_a == (32.0, 32.0, 32.0)
+    lim = site.state.effective_limits(104.0, T0)["site"]  # ems silent for 4 heartbeats
+    assert lim.current_a == (16.0, 16.0, 16.0)
+    assert lim.sources[0] == "ems (stale: fail-safe)"
+
+
+def test_complete_batch_forgets_connectors_it_does_not_name() -> None:
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 0.0, "CP3": 0.0})
+    assert set(limits_of(site.step())) == {"CP1/1", "CP3/1"}
+    site.at(101.0)
+    site.demand({"CP1": 8.0}, complete=True)
+    assert set(limits_of(site.step())) == {"CP1/1"}
+
+
+def test_feeder_connector_is_bound_by_the_feeder() -> None:
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP3": 0.0})
+    site.step()
+    site.at(102.0)
+    site.demand({"CP3": 8.0})
+    site.meter(10.0)
+    batch = site.step()
+    (cp3,) = batch.limits if batch else ()
+    assert cp3.limit_a == 15.0  # feeder 16 A less the 1 A margin (unmetered: no base load)
+    assert cp3.binding_source == "grid_limit:garage breaker/L1"
+
+
+@pytest.mark.parametrize(
+    ("samples", "meter_s", "expected"),
+    [
+        pytest.param([], 10.0, (0.0, 0.0, 0.0), id="no-samples"),
+        pytest.param([(5.0, (8.0,) * 3), (9.0, (16.0,) * 3)], 10.0, (16.0,) * 3, id="newest"),
+        pytest.param([(5.0, (8.0,) * 3), (11.0, (16.0,) * 3)], 10.0, (8.0,) * 3, id="as-of-meter"),
+        pytest.param([(11.0, (8.0,) * 3)], 10.0, (8.0,) * 3, id="all-newer-oldest"),
+        pytest.param([(5.0, (8.0,) * 3), (11.0, (16.0,) * 3)], None, (16.0,) * 3, id="no-meter"),
+    ],
+)
+def test_measured_as_of_the_meter(
+    samples: list[tuple[float, PerPhase]], meter_s: float | None, expected: PerPhase
+) -> None:
+    assert measured_as_of(samples, meter_s) == expected
+
+
+def test_central_rules_amend_priorities_maxima_margin_and_site_cap() -> None:
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 0.0, "CP2": 0.0})
+    assert limits_of(site.step()) == {"CP1/1": 6.0, "CP2/1": 8.0}  # CP2 has priority 1
+    site.at(101.0)
+    why = site.state.rules_changed(
+        SiteRulesChanged(
+            version=7,
+            priorities={"cp1": 5},  # ids compare case-insensitively
+            max_current_a={"CP2": 6.0, "CP3": 99.0},
+            site={"margin_a": 3.0, "max_current_a": 20.0},
+        )
+    )
+    assert why == "central rules version 7"
+    site.meter(2.0)
+    batch = site.step()
+    by_cp = {x.charge_point_id: x for x in batch.limits} if batch else {}
+    # Site cap 20 - margin 3 - base 2 = 15 A: CP1 (now first) keeps going, CP2 is capped at 6.
+    assert by_cp["CP2"].limit_a == 6.0
+    assert by_cp["CP1"].limit_a <= 15.0 - 6.0
+    assert site.state.effective["site"].sources[0] == "central rules"
+    assert site.state.model.charge_point("CP3").max_current_a == 32.0, "never above the rating"
+    site.state.rules_changed(SiteRulesChanged(version=8, priorities={}, max_current_a={}, site={}))
+    assert site.state.model == site.state.base_model, "empty rules: back to the site file"
