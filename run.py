@@ -4,6 +4,9 @@
     python run.py                          the embedded demo site (simulated peers on loopback)
     python run.py --config FILE            a real site
     python run.py status [--json] [--watch] [--config FILE]
+    python run.py explain CHARGE_POINT [--at TIME] [--window S] [--json] [--config FILE]
+    python run.py audit [--since TIME] [--until TIME] [--charge-point ID] [--kind KIND]
+                        [--limit N] [--json] [--config FILE]
 
 See README.md for the configuration reference and deployment.
 """
@@ -36,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, dest="sub_config")
     status.add_argument("--json", action="store_true", help="the stable JSON document")
     status.add_argument("--watch", action="store_true", help="refresh every second")
+    from cli import audit
+
+    audit.add_explain_arguments(sub.add_parser("explain", help=audit.EXPLAIN_HELP))
+    audit.add_audit_arguments(sub.add_parser("audit", help=audit.AUDIT_HELP))
     return p
 
 
@@ -62,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         from cli import status
 
         return status.main(config, as_json=args.json, watch=args.watch)
+    if args.command in ("explain", "audit"):
+        from cli import audit
+
+        return audit.run(config, args)
     _setup_logging(config.runtime.log_level)
     if args.single_process or config.runtime.mode == "single-process":
         from supervisors.single import run_single
