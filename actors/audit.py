@@ -7,6 +7,7 @@ are written with it (by time; by charge point and time) so questions are answere
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from supervisors.actor import Actor
 
 AUDIT_TABLE = "audit"  # record id (8 bytes, big-endian) -> record
 AUDIT_BY_TIME = "audit_time"  # time in ms (8), record id (8) -> b""
-AUDIT_BY_CP = "audit_cp"  # charge point id, NUL, time in ms (8), record id (8) -> b""
+AUDIT_BY_CP = "audit_cp"  # charge point id ("" site-wide), NUL, time ms (8), record id (8) -> b""
 
 
 def record_key(record_id: int) -> bytes:
@@ -24,21 +25,28 @@ def record_key(record_id: int) -> bytes:
 
 def cp_index_key(charge_point_id: str, time_ms: int, record_id: int) -> bytes:
     return (
-        charge_point_id.encode() + b"\x00" + time_ms.to_bytes(8, "big") + record_id.to_bytes(8, "big")
+        charge_point_id.encode()
+        + b"\x00"
+        + time_ms.to_bytes(8, "big")
+        + record_id.to_bytes(8, "big")
     )
 
 
-def stage_record(actor: Actor, record: AuditRecord) -> int:
-    """Stage ``record`` with the message being handled; returns its id."""
+def stage_record(
+    actor: Actor, record: AuditRecord, after_commit: Callable[[], None] | None = None
+) -> int:
+    """Stage ``record`` with the message being handled; returns its id. ``after_commit`` runs
+    once the record is on disk (e.g. to send what the record explains only then)."""
     store = actor.ctx.system.require_store()
     record_id = store.next_id()
     data = encode_record(with_id(record, record_id))
     actor.stage(("put", AUDIT_TABLE, record_key(record_id), data))
     time_ms = int(record.time_utc.timestamp() * 1000)
     actor.stage(("put", AUDIT_BY_TIME, time_ms.to_bytes(8, "big") + record_key(record_id), b""))
-    if record.charge_point_id:
-        key = cp_index_key(record.charge_point_id, time_ms, record_id)
-        actor.stage(("put", AUDIT_BY_CP, key, b""))
+    # Site-wide records (rules, links) are indexed under the empty id: "the rules in force at T"
+    # is then one short backwards read, not a walk through the whole time index.
+    key = cp_index_key(record.charge_point_id or "", time_ms, record_id)
+    actor.stage(("put", AUDIT_BY_CP, key, b""), after_commit)
     return record_id
 
 

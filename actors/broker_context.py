@@ -40,6 +40,15 @@ class BrokerContext:
     listener_port: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def energy_managed(self) -> bool:
+        """Whether the site has load management (meters or grid limits): only then does the edge
+        install charging profiles and report demand."""
+        energy = self.config.energy
+        return energy is not None and bool(
+            getattr(energy, "meters", ()) or getattr(energy, "grid_limits", ())
+        )
+
     def cp_path(self, cp_id: str) -> str:
         return f"{self.node}/charge_points/{cp_id}"
 

@@ -17,6 +17,7 @@ from actors.broker_context import BrokerContext
 from actors.charge_point import ChargePoint
 from actors.cloud_link import CloudLink
 from actors.edge_endpoint import EdgeEndpoint
+from actors.energy_link import DemandCollector, ProfileRouter
 from actors.listener import Listener, charge_point_spec, cloud_link_spec
 from supervisors.spec import ChildSpec, SupervisorSpec
 from supervisors.system import ActorSystem
@@ -32,6 +33,8 @@ def build_broker(ctx: NodeContext) -> SupervisorSpec:
     children: list[ChildSpec] = [
         store_writer_spec(),
         ChildSpec(id="authorizer", start=lambda c: Authorizer(c, broker)),
+        ChildSpec(id="demand", start=lambda c: DemandCollector(c, broker)),
+        ChildSpec(id="profiles", start=lambda c: ProfileRouter(c, broker)),
     ]
     if ctx.config.cloud is not None:
         children.append(
@@ -89,7 +92,9 @@ def broker_summary(system: ActorSystem) -> dict[str, Any]:
             cps[actor.cp_id] = report
     authorizer = system.actor(f"{node}/authorizer")
     edge = next((c.actor for c in system.cells.values() if isinstance(c.actor, EdgeEndpoint)), None)
+    profiles = system.actor(f"{node}/profiles")
     return {
+        "profiles": profiles.report() if isinstance(profiles, ProfileRouter) else None,
         "edge_session": None if edge is None else edge.report(),
         "listener": listener.report() if isinstance(listener, Listener) else None,
         "charge_points_connected": sum(1 for r in cps.values() if r.get("connected")),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -22,9 +22,11 @@ from actors.audit import audit
 from actors.audit_records import AuditKind
 from actors.broker_context import BrokerContext, Link
 from actors.cp_downstream import DownCall, DownQueue
+from actors.cp_energy import Answer, EnergySide
 from actors.cp_state import ChargePointState
 from actors.messages import (
     AnswerToCloud,
+    ApplyLimit,
     AuthorizedLocally,
     AuthorizeLocally,
     CallChargePoint,
@@ -38,6 +40,7 @@ from actors.messages import (
     CloudLinkChanged,
     CloudUnavailable,
     CloudVerdict,
+    ConnectorsReported,
     EdgeTransactionMinted,
     EnqueueCall,
     FrameFromChargePoint,
@@ -128,6 +131,14 @@ class ChargePoint(Actor):
         self.cloud_online = False
         self.bucket = TokenBucket(RATE_PER_S, RATE_BURST)
         self.dirty = False
+        energy = cfg.energy if cfg is not None else None
+        self.energy = EnergySide(
+            cp_id,
+            reply_to=ctx.path,
+            max_current_a=float(getattr(energy, "max_current_a", 32.0)),
+            phases=int(getattr(energy, "phases", 3)),
+        )
+        self.energy_ready = False  # energy calls wait for the first answer on a connection
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def started(self) -> None:
@@ -145,6 +156,7 @@ class ChargePoint(Actor):
             "cloud_online": self.cloud_online,
             "pending_calls": len(self.pending),
             "down_queue": len(self.down),
+            "energy": self.energy.report(),
             **self.state.summary(),
         }
 
@@ -198,6 +210,10 @@ class ChargePoint(Actor):
         elif isinstance(msg, TransactionMapped):
             self.state.mapped(msg.edge_id, msg.cloud_id)
             self._persist_state()
+        elif isinstance(msg, ApplyLimit):
+            await self._apply_limit(msg)
+        elif isinstance(msg, ChargePointAnswered):
+            await self._edge_answered(msg)
         elif isinstance(msg, CloudVerdict):
             self._cloud_verdict(msg)
         elif isinstance(msg, LateDecision):
@@ -218,6 +234,7 @@ class ChargePoint(Actor):
             await old.conn.close(1000, "replaced by a newer connection")
             self.state.event("replaced", self.broker.now(), old.conn.remote_address)
         self.link = link
+        self.energy_ready = False
         self.state.ocpp_version = link.version.value
         self.state.event("connected", self.broker.now(), f"{msg.remote_address} {msg.ocpp_version}")
         self._cloud(ChargePointLinkState(connected=True, version=link.version.value))
@@ -239,6 +256,7 @@ class ChargePoint(Actor):
         self._cloud(ChargePointLinkState(connected=False, version=self.state.ocpp_version or ""))
         self.dirty = True
         self.pending.clear()  # the charge point will not read answers to calls on a dead socket
+        self._report_connectors(urgent=True)
         for call in self.down.drain():
             self._down_failed(call, "charge point disconnected")
         if msg.code == 1009:
@@ -270,6 +288,93 @@ class ChargePoint(Actor):
             self.state.count("frames_out")
         except LinkError as exc:
             log.info("%s: send failed (%s); the listener reports the close", self.cp_id, exc)
+
+    async def _answered_call(self, call: Call) -> None:
+        """After the charge point got an answer: the first one on a connection opens the way for
+        the edge's own calls (never before its BootNotification is answered)."""
+        if not self.broker.energy_managed:
+            return
+        if call.action == "BootNotification":
+            if self.state.registration not in (None, "Accepted"):
+                return
+            calls = self.energy.booted(self.broker.now()) if self.energy_ready else []
+            if not self.energy_ready:
+                self.energy_ready = True
+                calls = self.energy.connected(self.version)
+        elif not self.energy_ready:
+            self.energy_ready = True
+            calls = self.energy.connected(self.version)
+        else:
+            calls = []
+        for c in calls:
+            await self._edge_call(c)
+        if call.action in (
+            "StatusNotification",
+            "MeterValues",
+            "StartTransaction",
+            "StopTransaction",
+            "TransactionEvent",
+        ):
+            self._report_connectors(
+                urgent=call.action != "MeterValues" and call.action != "StatusNotification"
+            )
+
+    def _report_connectors(self, *, urgent: bool) -> None:
+        if not self.broker.energy_managed:
+            return
+        reports = self.state.connector_reports(
+            connected=self.link is not None, now=self.broker.now()
+        )
+        self.ctx.system.send(
+            f"{self.broker.node}/demand",
+            ConnectorsReported(charge_point_id=self.cp_id, reports=tuple(reports), urgent=urgent),
+        )
+
+    async def _apply_limit(self, msg: ApplyLimit) -> None:
+        connector = msg.limit.connector_id
+        tx_id = self._running_tx(connector)
+        limit = msg.limit
+        if tx_id is not None and self.state.transactions[tx_id].get("energy_blocked"):
+            limit = replace(
+                limit, limit_a=0.0, binding_source="energy cap", reason="energy cap reached"
+            )
+        if self.link is None:
+            self.energy.limits[connector] = limit
+            return
+        for c in self.energy.limit(limit, msg.default_limit_a, tx_id, self.broker.now()):
+            await self._edge_call(c)
+
+    def _running_tx(self, connector: int) -> str | None:
+        for tx_id, tx in self.state.transactions.items():
+            if tx.get("state") == "running" and str(tx.get("connector", "")).split(":")[0] == str(
+                connector
+            ):
+                return tx_id
+        return None
+
+    async def _edge_answered(self, msg: ChargePointAnswered) -> None:
+        answer = Answer(tag=msg.tag, ok=msg.ok, payload=msg.payload, error=msg.error)
+        retries, outcome = self.energy.answered(answer, self.broker.now())
+        for c in retries:
+            await self._edge_call(c)
+        if outcome is not None:
+            self.ctx.system.send(f"{self.broker.node}/profiles", outcome)
+
+    async def _started_by(self, call: Call, answer: dict[str, Any]) -> None:
+        """A transaction the charge point now knows the id of: its limit can go as a TxProfile."""
+        if call.action == "StartTransaction" and isinstance(answer.get("transactionId"), int):
+            await self._transaction_started(
+                int(call.payload.get("connectorId", 0)), str(answer["transactionId"])
+            )
+        elif call.action == "TransactionEvent" and call.payload.get("eventType") == "Started":
+            evse = call.payload.get("evse") or {}
+            info = call.payload.get("transactionInfo") or {}
+            if "id" in evse and "transactionId" in info:
+                await self._transaction_started(int(evse["id"]), str(info["transactionId"]))
+
+    async def _transaction_started(self, connector: int, tx_id: str) -> None:
+        for c in self.energy.transaction_started(connector, tx_id):
+            await self._edge_call(c)
 
     # -- frames from the charge point -------------------------------------------------------------
     async def _frame(self, text: str) -> None:
@@ -414,6 +519,9 @@ class ChargePoint(Actor):
                         ),
                     )
         await self._send(msg.text)
+        await self._answered_call(call)
+        if isinstance(answer, CallResult):
+            await self._started_by(call, answer.payload)
 
     # -- the edge's own answers --------------------------------------------------------------------
     async def _answer_locally(self, pending: Pending, reason: str) -> None:
@@ -455,6 +563,8 @@ class ChargePoint(Actor):
             )
             return
         await self._send(call_result_text(call.message_id, payload))
+        await self._answered_call(call)
+        await self._started_by(call, payload)
 
     async def _authorized(self, msg: AuthorizedLocally) -> None:
         pending = self.pending.pop(msg.message_id, None)
@@ -472,9 +582,12 @@ class ChargePoint(Actor):
         )
         if call.action == "Authorize":
             await self._send(call_result_text(call.message_id, authorize_answer(version, verdict)))
+            await self._answered_call(call)
             return
         if call.action == "TransactionEvent":
             await self._send(call_result_text(call.message_id, id_token_info(version, verdict)))
+            await self._answered_call(call)
+            await self._started_by(call, {})
             return
         # 1.6 StartTransaction answered by the edge: mint, persist, tell the cloud link, commit,
         # and only then answer (the transaction must be durable before the charge point uses it).
@@ -514,6 +627,8 @@ class ChargePoint(Actor):
         self._persist_state()
         await self.commit()
         await self._send(call_result_text(call.message_id, answer))
+        await self._answered_call(call)
+        await self._transaction_started(int(call.payload.get("connectorId", 0)), str(edge_id))
 
     # -- transactions the cloud judges later, and energy caps -----------------------------------
     def _cloud_verdict(self, msg: CloudVerdict) -> None:

@@ -35,6 +35,7 @@ from actors.messages import (
     CloudAnswered,
     CloudLinkChanged,
     CloudUnavailable,
+    CloudVerdict,
     EdgeTransactionMinted,
     EnqueueCall,
     LatestForNewSession,
@@ -536,12 +537,14 @@ class CloudLink(Actor):
         if inflight.action == "StartTransaction" and isinstance(
             frame.payload.get("transactionId"), int
         ):
-            edge_id = self.txmap.cloud_answered(inflight.message_id, frame.payload["transactionId"])
+            cloud_id = frame.payload["transactionId"]
+            edge_id = self.txmap.cloud_answered(inflight.message_id, cloud_id)
             self.persist("txmap", self.txmap.to_dict())
             if edge_id is not None:
-                self._tell_cp(
-                    TransactionMapped(edge_id=edge_id, cloud_id=frame.payload["transactionId"])
-                )
+                self._tell_cp(TransactionMapped(edge_id=edge_id, cloud_id=cloud_id))
+                status = (frame.payload.get("idTagInfo") or {}).get("status", "Accepted")
+                # The edge answered this start itself; the cloud's verdict may differ.
+                self._tell_cp(CloudVerdict(edge_id=edge_id, cloud_id=cloud_id, status=str(status)))
         if inflight.message_id in self.live:
             self.live.discard(inflight.message_id)
             self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from actors.energy_messages import ConnectorLimit, ConnectorReport
 from drivers.store.codec import persisted
 
 # -- listener -> charge point -----------------------------------------------------------------------
@@ -238,3 +239,23 @@ class LateDecision:
     action: str
     reason: str
     energy_cap_wh: float | None
+
+
+# -- load management, inside the broker node ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyLimit:
+    """From the profile router to a ChargePoint: the energy node's latest limit for a connector."""
+
+    limit: ConnectorLimit
+    default_limit_a: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectorsReported:
+    """From a ChargePoint to the demand collector: its connectors as the energy node needs them."""
+
+    charge_point_id: str
+    reports: tuple[ConnectorReport, ...]
+    urgent: bool = False  # a transaction started or stopped: do not wait for the next batch

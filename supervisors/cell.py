@@ -310,6 +310,8 @@ class Cell:
             to.tell(msg)
 
         handle = loop.call_later(delay_s, fire)
+        if len(self._timers) > 256:  # timers cancelled by the actor would otherwise pile up
+            self._timers = {h for h in self._timers if not h.cancelled()}
         self._timers.add(handle)
         return handle
 

@@ -249,6 +249,7 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         self.stopped: list[str] = []
         self.gave_up: str | None = None
         self.requests: dict[int, _StatusRequest] = {}
+        self.unknown_nodes: set[str] = set()
         self.ids = itertools.count(1)
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
@@ -354,9 +355,12 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         self._launch(slot)
 
     def _route(self, msg: Route) -> None:
-        slot = self._by_name(msg.path.split("/", 1)[0])
+        node = msg.path.split("/", 1)[0]
+        slot = self._by_name(node)
         if slot is None:
-            log.warning("route to unknown node for %s dropped", msg.path)
+            if node not in self.unknown_nodes:  # once per node, not once per message
+                self.unknown_nodes.add(node)
+                log.warning("messages for node %r are dropped: this site has no such node", node)
         elif slot.state == "running":
             self.send(slot.address, msg)
         else:

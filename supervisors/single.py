@@ -39,11 +39,15 @@ class SingleProcessSite:
         self.started_utc = ""
         self._server: asyncio.AbstractServer | None = None
         self._watchers: list[asyncio.Task[None]] = []
+        self.unknown_nodes: set[str] = set()
 
     def _route(self, path: str, msg: object) -> None:
-        runtime = self.runtimes.get(path.split("/", 1)[0])
+        node = path.split("/", 1)[0]
+        runtime = self.runtimes.get(node)
         if runtime is None:
-            log.warning("route to unknown node for %s dropped", path)
+            if node not in self.unknown_nodes:  # once per node, not once per message
+                self.unknown_nodes.add(node)
+                log.warning("messages for node %r are dropped: this site has no such node", node)
             return
         # Asynchronous like a real hop between nodes: never inside the sender's handler.
         asyncio.get_running_loop().call_soon(runtime.deliver, path, msg)

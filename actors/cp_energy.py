@@ -1,0 +1,215 @@
+"""The energy side of one charge point, kept by its ChargePoint actor (pure: returns the calls).
+
+- On every (re)connection: learn what the charge point takes (1.6 GetConfiguration
+  ChargeProfileMaxStackLevel / ChargingScheduleAllowedChargingRateUnit, 2.0.1 GetVariables), then
+  install the safe TxDefaultProfile and, where supported, the ChargePointMaxProfile. A charge point
+  that reboots (BootNotification) gets them again.
+- Each limit from the energy node becomes a TxProfile for the running transaction (fixed profile id
+  per connector: a new one replaces the old); a newer limit replaces a queued one (``replace_key``),
+  so a slow charge point never holds up the loop. Increases below the hysteresis are not sent,
+  decreases always are, and a resume from 0 A always is.
+- A charge point that rejects a profile teaches us: stack level above 0 rejected -> retry at 0;
+  amperes rejected -> retry in watts. What it finally answered goes back to the energy node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from actors.energy_messages import ConnectorLimit, ProfileOutcome
+from actors.messages import CallChargePoint
+from actors.ocpp_rules import utc_text
+from actors.profiles import (
+    ChargePointCapabilities,
+    boot_profiles,
+    capabilities_from_v16,
+    capabilities_from_v201,
+    tx_profile_request,
+    worth_sending,
+)
+from drivers.ocpp.codes import OcppVersion
+
+CAPS_KEYS_16 = ["ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit"]
+SAFE_DEFAULT_A = 6.0  # TxDefaultProfile before the energy node has spoken: the IEC 61851 minimum
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    tag: str
+    ok: bool
+    payload: dict[str, Any]
+    error: str
+
+
+class EnergySide:
+    def __init__(self, cp_id: str, *, reply_to: str, max_current_a: float, phases: int) -> None:
+        self.cp_id = cp_id
+        self.reply_to = reply_to
+        self.max_current_a = max_current_a
+        self.phases = phases
+        self.caps = ChargePointCapabilities()
+        self.caps_known = False
+        self.version = OcppVersion.V16
+        self.limits: dict[int, ConnectorLimit] = {}
+        self.sent: dict[int, float] = {}
+        self.default_limit_a = SAFE_DEFAULT_A
+        self.boot_installed = False
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "caps": {
+                "max_stack_level": self.caps.max_stack_level,
+                "rate_units": list(self.caps.rate_units),
+            },
+            "limits_a": {c: lim.limit_a for c, lim in self.limits.items()},
+            "sent_a": dict(self.sent),
+            "default_limit_a": self.default_limit_a,
+        }
+
+    def _call(
+        self, action: str, payload: dict[str, Any], tag: str, replace_key: str = ""
+    ) -> CallChargePoint:
+        return CallChargePoint(
+            action=action, payload=payload, reply_to=self.reply_to, tag=tag, replace_key=replace_key
+        )
+
+    # -- the link -------------------------------------------------------------------------------
+    def connected(self, version: OcppVersion) -> list[CallChargePoint]:
+        """A new connection: what it had installed may be gone (reboot) or stale."""
+        self.version = version
+        self.sent.clear()
+        self.boot_installed = False
+        if version is OcppVersion.V16:
+            return [self._call("GetConfiguration", {"key": CAPS_KEYS_16}, "caps")]
+        return [
+            self._call(
+                "GetVariables",
+                {
+                    "getVariableData": [
+                        {
+                            "component": {"name": "SmartChargingCtrlr"},
+                            "variable": {"name": "ProfileStackLevel"},
+                        },
+                        {
+                            "component": {"name": "SmartChargingCtrlr"},
+                            "variable": {"name": "RateUnit"},
+                        },
+                    ]
+                },
+                "caps",
+            )
+        ]
+
+    def booted(self, now: datetime) -> list[CallChargePoint]:
+        """BootNotification: a rebooted charge point forgot its profiles."""
+        self.sent.clear()
+        self.boot_installed = False
+        return self._boot_profiles(now) if self.caps_known else []
+
+    def _boot_profiles(self, now: datetime) -> list[CallChargePoint]:
+        self.boot_installed = True
+        payloads = boot_profiles(
+            version=self.version,
+            caps=self.caps,
+            default_limit_a=self.default_limit_a,
+            max_limit_a=self.max_current_a,
+            phases=self.phases,
+            now_utc=now,
+        )
+        return [
+            self._call("SetChargingProfile", p, f"boot:{i}", replace_key=f"boot:{i}")
+            for i, p in enumerate(payloads)
+        ]
+
+    # -- limits ---------------------------------------------------------------------------------
+    def limit(
+        self, limit: ConnectorLimit, default_limit_a: float, tx_id: str | None, now: datetime
+    ) -> list[CallChargePoint]:
+        calls: list[CallChargePoint] = []
+        if abs(default_limit_a - self.default_limit_a) > 1e-6:
+            self.default_limit_a = default_limit_a
+            if self.caps_known:
+                calls += self._boot_profiles(now)[:1]  # re-install the TxDefaultProfile
+        self.limits[limit.connector_id] = limit
+        if tx_id is not None:
+            calls += self._tx_profile(limit, tx_id)
+        return calls
+
+    def transaction_started(self, connector_id: int, tx_id: str) -> list[CallChargePoint]:
+        self.sent.pop(connector_id, None)
+        limit = self.limits.get(connector_id)
+        return [] if limit is None else self._tx_profile(limit, tx_id)
+
+    def _tx_profile(
+        self, limit: ConnectorLimit, tx_id: str, force: bool = False
+    ) -> list[CallChargePoint]:
+        if not force and not worth_sending(limit.limit_a, self.sent.get(limit.connector_id)):
+            return []
+        payload = tx_profile_request(
+            limit, version=self.version, caps=self.caps, transaction_id=tx_id
+        )
+        tag = f"tx:{limit.connector_id}:{limit.limit_a}:{tx_id}"
+        return [
+            self._call("SetChargingProfile", payload, tag, replace_key=f"tx:{limit.connector_id}")
+        ]
+
+    # -- answers --------------------------------------------------------------------------------
+    def answered(
+        self, answer: Answer, now: datetime
+    ) -> tuple[list[CallChargePoint], ProfileOutcome | None]:
+        if answer.tag == "caps":
+            self._learn(answer)
+            return (self._boot_profiles(now) if not self.boot_installed else []), None
+        if not answer.tag.startswith("tx:"):
+            return [], None
+        _, connector, limit_a, tx_id = answer.tag.split(":", 3)
+        connector_id, value = int(connector), float(limit_a)
+        status = str(answer.payload.get("status")) if answer.ok else f"error: {answer.error}"
+        retry: list[CallChargePoint] = []
+        if status == "Accepted":
+            self.sent[connector_id] = value
+        elif status == "Rejected":
+            retry = self._adapt(connector_id, tx_id)
+        outcome = ProfileOutcome(
+            charge_point_id=self.cp_id,
+            connector_id=connector_id,
+            limit_a=value,
+            status=status if not retry else f"{status} (retrying adapted)",
+            written_utc=utc_text(now),
+        )
+        return retry, outcome
+
+    def _adapt(self, connector_id: int, tx_id: str) -> list[CallChargePoint]:
+        """Rejected: try what charge points commonly need instead, once each."""
+        limit = self.limits.get(connector_id)
+        if limit is None:
+            return []
+        if self.caps.max_stack_level > 0:
+            self.caps = replace(self.caps, max_stack_level=0)
+        elif self.caps.rate_units[0] == "A" and "W" in self.caps.rate_units:
+            self.caps = replace(self.caps, rate_units=("W",))
+        else:
+            return []
+        return self._tx_profile(limit, tx_id, force=True)
+
+    def _learn(self, answer: Answer) -> None:
+        if not answer.ok:
+            self.caps_known = True  # keep the safe defaults (stack level 0, A or W)
+            return
+        try:
+            if self.version is OcppVersion.V16:
+                self.caps = capabilities_from_v16(answer.payload.get("configurationKey") or [])
+            else:
+                variables = {
+                    f"{r['component']['name']}.{r['variable']['name']}": str(
+                        r.get("attributeValue")
+                    )
+                    for r in answer.payload.get("getVariableResult") or []
+                    if r.get("attributeStatus") == "Accepted"
+                }
+                self.caps = capabilities_from_v201(variables)
+        except (ValueError, KeyError, TypeError):
+            self.caps = ChargePointCapabilities()
+        self.caps_known = True

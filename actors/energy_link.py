@@ -1,0 +1,131 @@
+"""The broker node's two ends of load management (the energy node decides; these carry).
+
+``demand`` collects what each ChargePoint reports about its connectors and sends the energy node
+one :class:`DemandBatch` at most every ``DEMAND_INTERVAL_S`` (sooner, but never more than a few a
+second, when a transaction starts or stops). ``profiles`` takes the energy node's
+:class:`ProfileBatch` and hands each connector's limit to its ChargePoint, which turns it into a
+SetChargingProfile; what the charge points answered goes back batched as :class:`ProfileOutcomes`.
+Never one message per OCPP frame between the nodes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from actors.broker_context import BrokerContext
+from actors.energy_messages import (
+    ConnectorReport,
+    DemandBatch,
+    ProfileBatch,
+    ProfileOutcome,
+    ProfileOutcomes,
+)
+from actors.messages import ApplyLimit, ConnectorsReported
+from actors.ocpp_rules import utc_text
+from supervisors.actor import Actor, ActorContext
+
+ENERGY_ALLOCATOR = "energy/allocator"
+DEMAND_INTERVAL_S = 1.0
+URGENT_MIN_GAP_S = 0.2
+OUTCOMES_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flush:
+    pass
+
+
+class DemandCollector(Actor):
+    def __init__(self, ctx: ActorContext, broker: BrokerContext) -> None:
+        super().__init__(ctx)
+        self.broker = broker
+        self.reports: dict[tuple[str, int], ConnectorReport] = {}
+        self.dirty = False
+        self.last_sent = 0.0
+        self.batches = 0
+
+    async def started(self) -> None:
+        self.send_after(DEMAND_INTERVAL_S, Flush())
+
+    def report(self) -> dict[str, Any]:
+        return {"connectors": len(self.reports), "batches_sent": self.batches}
+
+    async def receive(self, msg: object) -> Any:
+        if isinstance(msg, ConnectorsReported):
+            for key in [k for k in self.reports if k[0] == msg.charge_point_id]:
+                del self.reports[key]
+            for r in msg.reports:
+                self.reports[(r.charge_point_id, r.connector_id)] = r
+            self.dirty = True
+            if msg.urgent and time.monotonic() - self.last_sent >= URGENT_MIN_GAP_S:
+                self._send()
+        elif isinstance(msg, Flush):
+            self._send()
+            self.send_after(DEMAND_INTERVAL_S, Flush())
+        else:
+            return await super().receive(msg)
+        return None
+
+    def _send(self) -> None:
+        if not self.broker.energy_managed:
+            return
+        # Sent every interval even when unchanged: a restarted energy node converges at once.
+        self.ctx.system.send(
+            ENERGY_ALLOCATOR,
+            # Every connector the broker knows: the energy node forgets the others.
+            DemandBatch(
+                reports=tuple(self.reports.values()),
+                sent_utc=utc_text(datetime.now(UTC)),
+                complete=True,
+            ),
+        )
+        self.dirty = False
+        self.last_sent = time.monotonic()
+        self.batches += 1
+
+
+class ProfileRouter(Actor):
+    def __init__(self, ctx: ActorContext, broker: BrokerContext) -> None:
+        super().__init__(ctx)
+        self.broker = broker
+        self.outcomes: list[ProfileOutcome] = []
+        self.last_batch: ProfileBatch | None = None
+        self.batches = 0
+        self.rejected = 0
+
+    async def started(self) -> None:
+        self.send_after(OUTCOMES_INTERVAL_S, Flush())
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "batches_received": self.batches,
+            "last_batch_utc": None if self.last_batch is None else self.last_batch.computed_utc,
+            "profiles_rejected": self.rejected,
+        }
+
+    async def receive(self, msg: object) -> Any:
+        if isinstance(msg, ProfileBatch):
+            self.batches += 1
+            self.last_batch = msg
+            for limit in msg.limits:
+                self.ctx.system.send(
+                    self.broker.cp_path(limit.charge_point_id),
+                    ApplyLimit(limit=limit, default_limit_a=msg.default_limit_a),
+                )
+        elif isinstance(msg, ProfileOutcome):
+            self.outcomes.append(msg)
+            if msg.status != "Accepted":
+                self.rejected += 1
+        elif isinstance(msg, Flush):
+            if self.outcomes:
+                self.ctx.system.send(
+                    ENERGY_ALLOCATOR, ProfileOutcomes(outcomes=tuple(self.outcomes))
+                )
+                self.outcomes = []
+            self.send_after(OUTCOMES_INTERVAL_S, Flush())
+        else:
+            return await super().receive(msg)
+        return None
