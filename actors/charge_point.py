@@ -103,6 +103,11 @@ class DownCallTimedOut:
     message_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrictCheck:
+    conn_no: int
+
+
 class TokenBucket:
     def __init__(self, rate_per_s: float, burst: float) -> None:
         self.rate, self.burst = rate_per_s, burst
@@ -129,6 +134,7 @@ class ChargePoint(Actor):
         self.pending: dict[str, Pending] = {}
         self.down = DownQueue()
         self.cloud_online = False
+        self.cloud_heard = False  # whether the CloudLink has said up or down at all yet
         self.bucket = TokenBucket(RATE_PER_S, RATE_BURST)
         self.dirty = False
         energy = cfg.energy if cfg is not None else None
@@ -199,6 +205,8 @@ class ChargePoint(Actor):
             )
         elif isinstance(msg, CallChargePoint):
             await self._edge_call(msg)
+        elif isinstance(msg, StrictCheck):
+            await self._strict_check(msg)
         elif isinstance(msg, DownCallTimedOut):
             await self._down_timed_out(msg.message_id)
         elif isinstance(msg, ChargePointConnected):
@@ -240,13 +248,23 @@ class ChargePoint(Actor):
         self._cloud(ChargePointLinkState(connected=True, version=link.version.value))
         self.dirty = True
         if self._strict() and not self.cloud_online:
-            # 2.0.1 Local Controller rule: with no cloud, the charge point queues by itself.
+            # Strict mode (2.0.1 Local Controller rule: with no cloud, the charge point queues by
+            # itself). The session may still be coming up: give it one connect attempt; a failed
+            # attempt is reported at once (CloudLinkChanged) and closes the socket then.
+            cloud = self.broker.config.cloud
+            grace = (cloud.open_timeout_s if cloud is not None else 10.0) + 1.0
+            self.send_after(0.0 if self.cloud_heard else grace, StrictCheck(conn_no=link.conn_no))
+
+        await self._pump_down()
+
+    async def _strict_check(self, msg: StrictCheck) -> None:
+        link = self.link
+        if link is not None and link.conn_no == msg.conn_no and not self.cloud_online:
             log.info(
                 "%s: cloud not reachable (strict mode): closing the charge point's socket",
                 self.cp_id,
             )
             await link.conn.close(1013, "cloud unreachable, try again later")
-        await self._pump_down()
 
     async def _disconnected(self, msg: ChargePointDisconnected) -> None:
         if self.link is None or self.link.conn_no != msg.conn_no:
@@ -271,6 +289,7 @@ class ChargePoint(Actor):
 
     async def _cloud_changed(self, msg: CloudLinkChanged) -> None:
         self.cloud_online = msg.online
+        self.cloud_heard = True
         if not msg.online and self._strict() and self.link is not None:
             log.info("%s: cloud lost (strict mode): closing the charge point's socket", self.cp_id)
             await self.link.conn.close(1013, "cloud unreachable, try again later")
@@ -354,9 +373,13 @@ class ChargePoint(Actor):
 
     async def _edge_answered(self, msg: ChargePointAnswered) -> None:
         answer = Answer(tag=msg.tag, ok=msg.ok, payload=msg.payload, error=msg.error)
-        retries, outcome = self.energy.answered(answer, self.broker.now())
+        retries, outcome, delay = self.energy.answered(answer, self.broker.now())
         for c in retries:
-            await self._edge_call(c)
+            if delay > 0:
+                self.send_after(delay, c)  # comes back as a CallChargePoint to this actor
+            else:
+                await self._edge_call(c)
+
         if outcome is not None:
             self.ctx.system.send(f"{self.broker.node}/profiles", outcome)
 

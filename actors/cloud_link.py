@@ -20,7 +20,7 @@ import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -104,6 +104,7 @@ class Inflight:
     action: str
     live: bool  # the charge point is waiting for this answer
     key: bytes = b""  # outbox key
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
 class CloudLink(Actor):
@@ -123,6 +124,7 @@ class CloudLink(Actor):
         self.inflight: Inflight | None = None
         self.seq = 0
         self.relays: collections.deque[RelayCall] = collections.deque()
+        self.relay_timers: dict[str, asyncio.TimerHandle] = {}
         self.preamble: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self.live: set[str] = set()
         self.retry_at = 0.0
@@ -240,13 +242,13 @@ class CloudLink(Actor):
                 # Up, or on its way up: wait (at most answer_deadline_s) rather than answer alone.
                 self.relays.append(msg)
                 self.live.add(msg.message_id)
-                self.seq += 1
-                self.send_after(
+                self.relay_timers[msg.message_id] = self.send_after(
                     self.cloud.answer_deadline_s, RelayWaited(message_id=msg.message_id)
                 )
             else:
                 self._tell_cp(CloudUnavailable(message_id=msg.message_id, reason="cloud offline"))
         elif isinstance(msg, RelayWaited):
+            self.relay_timers.pop(msg.message_id, None)
             if any(r.message_id == msg.message_id for r in self.relays):
                 self.relays = collections.deque(
                     r for r in self.relays if r.message_id != msg.message_id
@@ -275,7 +277,11 @@ class CloudLink(Actor):
                 await self._down(msg.reason)
         elif isinstance(msg, UpstreamFailed):
             self.stats["last_error"] = msg.reason
+            if self.connecting:  # the first attempt failed: the charge point must know now
+                self._tell_cp(CloudLinkChanged(online=False, reason=msg.reason))
             self.connecting = False
+            self._cancel_relay_timers()
+
             for relay in self.relays:
                 self._unavailable(relay.message_id, f"cloud unreachable: {msg.reason}")
             self.relays.clear()
@@ -345,13 +351,20 @@ class CloudLink(Actor):
             await self.conn.close(1000, "superseded")
         self.connecting = False
         self.conn, self.session, self.ready = msg.conn, msg.session, False
-        self.inflight, self.timeouts_in_a_row = None, 0
+        self._take_inflight()
+        self.timeouts_in_a_row = 0
         self.stats["connects"] += 1
         self.preamble.clear()
-        # Boot first (a new session must start with it), then the latest of everything else.
+        # Boot first (a new session must start with it), then the latest of everything else;
+        # not the cached boot if the charge point's own BootNotification waits to go (it would
+        # reach the cloud twice).
+        boot_waiting = any(r.action == "BootNotification" for r in self.relays)
         for key in sorted(self.latest, key=lambda k: (not k.startswith("BootNotification"), k)):
             action, payload_json = self.latest[key]
+            if boot_waiting and action == "BootNotification":
+                continue
             self.preamble.append((action, orjson.loads(payload_json)))
+
         audit(
             self,
             AuditKind.CLOUD_LINK,
@@ -373,12 +386,13 @@ class CloudLink(Actor):
         was_ready = self.ready
         self.conn, self.ready = None, False
         self.stats["last_error"] = reason
-        inflight, self.inflight = self.inflight, None
+        inflight = self._take_inflight()
         if inflight is not None:
             self._unavailable(inflight.message_id, f"cloud link lost: {reason}")
         for relay in self.relays:
             self._tell_cp(CloudUnavailable(message_id=relay.message_id, reason="cloud link lost"))
         self.relays.clear()
+        self._cancel_relay_timers()
         for message_id in list(self.live):
             self._unavailable(message_id, "cloud link lost")
         if was_ready:
@@ -407,12 +421,31 @@ class CloudLink(Actor):
         self, kind: str, message_id: str, action: str, *, live: bool, key: bytes = b""
     ) -> None:
         self.seq += 1
-        self.inflight = Inflight(
+        inflight = Inflight(
             seq=self.seq, kind=kind, message_id=message_id, action=action, live=live, key=key
         )
         if live:
-            self.send_after(self.cloud.answer_deadline_s, Deadline(seq=self.seq, kind="answer"))
-        self.send_after(self.cloud.call_timeout_s, Deadline(seq=self.seq, kind="call"))
+            inflight.timers.append(
+                self.send_after(self.cloud.answer_deadline_s, Deadline(seq=self.seq, kind="answer"))
+            )
+        inflight.timers.append(
+            self.send_after(self.cloud.call_timeout_s, Deadline(seq=self.seq, kind="call"))
+        )
+        self.inflight = inflight
+
+    def _cancel_relay_timers(self) -> None:
+        for timer in self.relay_timers.values():
+            timer.cancel()
+        self.relay_timers.clear()
+
+    def _take_inflight(self) -> Inflight | None:
+        """End the call in flight; its timers go (measured: 17k stale timers alive at 500
+        charge points before this, a third of what the garbage collector walked)."""
+        inflight, self.inflight = self.inflight, None
+        if inflight is not None:
+            for timer in inflight.timers:
+                timer.cancel()
+        return inflight
 
     async def _pump(self) -> None:
         if self.conn is None or self.inflight is not None:
@@ -426,6 +459,9 @@ class CloudLink(Actor):
             return
         if self.relays:
             relay = self.relays.popleft()
+            waited = self.relay_timers.pop(relay.message_id, None)
+            if waited is not None:
+                waited.cancel()
             self._start("relay", relay.message_id, relay.action, live=True)
             self.stats["relayed"] += 1
             await self._send_up(relay.text)
@@ -496,7 +532,7 @@ class CloudLink(Actor):
                 "%s: late or unknown answer %s from the cloud dropped", self.cp_id, frame.message_id
             )
             return
-        self.inflight = None
+        self._take_inflight()
         self.timeouts_in_a_row = 0
         if inflight.kind == "relay":
             if inflight.message_id in self.live:
@@ -619,7 +655,7 @@ class CloudLink(Actor):
                 f"the cloud did not answer within {self.cloud.answer_deadline_s:g} s",
             )
             return
-        self.inflight = None
+        self._take_inflight()
         self.timeouts_in_a_row += 1
         reason = f"no answer within {self.cloud.call_timeout_s:g} s"
         if inflight.kind == "preamble":

@@ -32,6 +32,7 @@ from actors.profiles import (
 from drivers.ocpp.codes import OcppVersion
 
 CAPS_KEYS_16 = ["ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit"]
+RETRY_AFTER_S = 1.0  # a rejected TxProfile is tried once more, as it was, after this
 SAFE_DEFAULT_A = 6.0  # TxDefaultProfile before the energy node has spoken: the IEC 61851 minimum
 
 
@@ -56,6 +57,7 @@ class EnergySide:
         self.sent: dict[int, float] = {}
         self.default_limit_a = SAFE_DEFAULT_A
         self.boot_installed = False
+        self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
 
     def report(self) -> dict[str, Any]:
         return {
@@ -63,8 +65,8 @@ class EnergySide:
                 "max_stack_level": self.caps.max_stack_level,
                 "rate_units": list(self.caps.rate_units),
             },
-            "limits_a": {c: lim.limit_a for c, lim in self.limits.items()},
-            "sent_a": dict(self.sent),
+            "limits_a": {str(c): lim.limit_a for c, lim in self.limits.items()},
+            "sent_a": {str(c): a for c, a in self.sent.items()},
             "default_limit_a": self.default_limit_a,
         }
 
@@ -139,6 +141,7 @@ class EnergySide:
 
     def transaction_started(self, connector_id: int, tx_id: str) -> list[CallChargePoint]:
         self.sent.pop(connector_id, None)
+        self.rejected.pop(connector_id, None)
         limit = self.limits.get(connector_id)
         return [] if limit is None else self._tx_profile(limit, tx_id)
 
@@ -158,28 +161,40 @@ class EnergySide:
     # -- answers --------------------------------------------------------------------------------
     def answered(
         self, answer: Answer, now: datetime
-    ) -> tuple[list[CallChargePoint], ProfileOutcome | None]:
+    ) -> tuple[list[CallChargePoint], ProfileOutcome | None, float]:
+        """Calls to send (after the returned delay, in seconds) and the outcome for the energy
+        node."""
         if answer.tag == "caps":
             self._learn(answer)
-            return (self._boot_profiles(now) if not self.boot_installed else []), None
+            return (self._boot_profiles(now) if not self.boot_installed else []), None, 0.0
         if not answer.tag.startswith("tx:"):
-            return [], None
+            return [], None, 0.0
         _, connector, limit_a, tx_id = answer.tag.split(":", 3)
         connector_id, value = int(connector), float(limit_a)
         status = str(answer.payload.get("status")) if answer.ok else f"error: {answer.error}"
         retry: list[CallChargePoint] = []
+        delay = 0.0
         if status == "Accepted":
             self.sent[connector_id] = value
+            self.rejected.pop(connector_id, None)
         elif status == "Rejected":
-            retry = self._adapt(connector_id, tx_id)
+            # Once more as it was, a moment later: a charge point often refuses a TxProfile that
+            # arrives before it has taken in its own transaction. Only then adapt.
+            count = self.rejected.get(connector_id, 0) + 1
+            self.rejected[connector_id] = count
+            limit = self.limits.get(connector_id)
+            if count == 1 and limit is not None:
+                retry, delay = self._tx_profile(limit, tx_id, force=True), RETRY_AFTER_S
+            else:
+                retry = self._adapt(connector_id, tx_id)
         outcome = ProfileOutcome(
             charge_point_id=self.cp_id,
             connector_id=connector_id,
             limit_a=value,
-            status=status if not retry else f"{status} (retrying adapted)",
+            status=status if not retry else f"{status} (retrying)",
             written_utc=utc_text(now),
         )
-        return retry, outcome
+        return retry, outcome, delay
 
     def _adapt(self, connector_id: int, tx_id: str) -> list[CallChargePoint]:
         """Rejected: try what charge points commonly need instead, once each."""

@@ -95,6 +95,7 @@ class ProfileRouter(Actor):
         self.last_batch: ProfileBatch | None = None
         self.batches = 0
         self.rejected = 0
+        self.last_rejection: str | None = None
 
     async def started(self) -> None:
         self.send_after(OUTCOMES_INTERVAL_S, Flush())
@@ -104,6 +105,7 @@ class ProfileRouter(Actor):
             "batches_received": self.batches,
             "last_batch_utc": None if self.last_batch is None else self.last_batch.computed_utc,
             "profiles_rejected": self.rejected,
+            "last_rejection": self.last_rejection,
         }
 
     async def receive(self, msg: object) -> Any:
@@ -117,8 +119,11 @@ class ProfileRouter(Actor):
                 )
         elif isinstance(msg, ProfileOutcome):
             self.outcomes.append(msg)
-            if msg.status != "Accepted":
+            if msg.status != "Accepted" and not msg.status.endswith("(retrying)"):
                 self.rejected += 1
+
+                self.last_rejection = f"{msg.charge_point_id}/{msg.connector_id}: {msg.status}"
+
         elif isinstance(msg, Flush):
             if self.outcomes:
                 self.ctx.system.send(

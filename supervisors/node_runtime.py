@@ -8,6 +8,7 @@ The same class runs inside a Thespian node process (``supervisors.nodes``) and, 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -26,7 +27,7 @@ from supervisors.trees import NODE_KINDS, NodeContext
 log = logging.getLogger(__name__)
 
 SNAPSHOT_KEY = b"status/snapshot"
-SNAPSHOT_INTERVAL_S = 2.0
+SNAPSHOT_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +81,10 @@ class NodeRuntime:
         spec = node_kind.build(ctx)
         self.started_utc = datetime.now(UTC).isoformat(timespec="milliseconds")
         await self.system.start(spec)
+        # What exists now lives as long as the node: keep it out of every full collection
+        # (measured at 500 charge points: 150-200 ms full collections every ~4 s without this).
+        gc.collect()
+        gc.freeze()
         self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshots())
         log.info(
             "node %s (%s) started, pid %d, epoch %d",

@@ -369,7 +369,6 @@ class _Staging:
         self.ops.append(op)
 
 
-
 def write_records(store: Store, records: Iterable[AuditRecord]) -> list[int]:
     """Append ``records`` in one write transaction, now; their new ids. Not for a running node's
     actors (they stage records with the message they handle), nor while its writer runs."""

@@ -29,7 +29,18 @@ from drivers.store import codec
 
 EPOCH_SHIFT = 40  # 2**40 ids per boot; 2**23 boots before the id leaves int64
 SEP = b"\x00"
-BUILTIN_TABLES = ("meta", "mailbox", "state", "dead")
+# Opened when the store opens (never while the writer may be in a transaction: see table()).
+BUILTIN_TABLES = (
+    "meta",
+    "mailbox",
+    "state",
+    "dead",
+    "audit",
+    "audit_time",
+    "audit_cp",
+    "outbox",
+    "outbox_dead",
+)
 
 Op = tuple[Any, ...]  # ("put", table, key, value) | ("del", table, key)
 
@@ -98,7 +109,9 @@ class Store:
         # A reader slot left by a killed process would pin old pages forever.
         self.stale_readers_cleared = self.env.reader_check()
         self._tables: dict[str, Any] = {}
-        self._tables_lock = threading.Lock()
+        # Held around every write transaction and every table open (see table()).
+        self.write_lock = threading.RLock()
+
         if readonly:
             raw = self.get("meta", b"epoch")
             self.epoch = int.from_bytes(raw, "big") if raw else 0
@@ -115,7 +128,11 @@ class Store:
     def table(self, name: str) -> Any:
         handle = self._tables.get(name)
         if handle is None:
-            with self._tables_lock:
+            # py-lmdb's open_db waits for LMDB's write mutex while holding the GIL: with the
+            # writer thread inside a transaction (needing the GIL to finish it) that is a
+            # deadlock, seen in 1 of 4 node starts. Both take write_lock first, which waits
+            # without the GIL.
+            with self.write_lock:
                 handle = self._tables.get(name)
                 if handle is None:
                     handle = self.env.open_db(name.encode(), create=not self.readonly)
@@ -124,7 +141,7 @@ class Store:
 
     def _bump_epoch(self) -> int:
         meta = self.table("meta")
-        with self.env.begin(write=True, db=meta) as txn:
+        with self.write_lock, self.env.begin(write=True, db=meta) as txn:
             raw = txn.get(b"epoch")
             epoch = (int.from_bytes(raw, "big") if raw else 0) + 1
             txn.put(b"epoch", _u64(epoch))
@@ -152,7 +169,9 @@ class Store:
 
     def write_now(self, ops: list[Op]) -> None:
         """Commit at once in the caller's thread: for start-up and tools, never on a hot path."""
-        with self.env.begin(write=True) as txn:
+        for op in ops:
+            self.table(op[1])
+        with self.write_lock, self.env.begin(write=True) as txn:
             apply_ops(self, txn, ops)
 
     # -- reads ----------------------------------------------------------------------------------

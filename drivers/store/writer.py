@@ -155,11 +155,11 @@ class GroupCommitWriter:
     def _commit(self, ops: list[Op]) -> None:
         while True:
             try:
-                with self.store.env.begin(write=True) as txn:
+                with self.store.write_lock, self.store.env.begin(write=True) as txn:
                     apply_ops(self.store, txn, ops)
                 return
             except lmdb.MapFullError:
-                self._grow()
+                self._grow()  # outside write_lock: the resize runs on the loop thread
 
     def _grow(self) -> None:
         done = threading.Event()

@@ -1,0 +1,174 @@
+"""Load management end to end: a real Modbus meter (the simulator's SDM630), the energy node's
+allocator, the broker's profiles, and simulated charge points whose cars follow what they are
+offered. The site stays under its grid limit; a limit step down lowers the profiles within one loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sim.base_load import BaseLoad
+from sim.car import CarSpec
+from sim.cp_config import Behaviour, quirk
+from sim.site import SiteSpec
+from tests.helpers import wait_for
+from tests.integration.site.full_site import FullSite, start_full_site
+
+CAR = CarSpec(
+    name="3ph-32a",
+    max_current_a=32.0,
+    energy_need_wh=500_000.0,
+    ramp_up_a_per_s=20.0,
+    ramp_down_a_per_s=40.0,
+)
+ENERGY = """
+[[grid_limits]]
+name = "fuse"
+kind = "static"
+node = "site"
+current_a = 50
+[[grid_limits]]
+name = "dimmer"
+kind = "contact"
+node = "site"
+path = "{contact}"
+dimmed = {{ current_a = 30 }}
+poll_interval_s = 0.2
+[allocation]
+margin_a = 2.0
+settle_s = 1.0
+increase_step_a = 32.0
+min_charge_s = 0.0
+min_pause_s = 0.0
+stale_no_increase_s = 3.0
+stale_failsafe_s = 10.0
+"""
+BASE = BaseLoad(mean_a=(4.0, 4.0, 4.0), noise_a=0.0, daily_swing=0.0)
+
+
+def offered(site: FullSite) -> list[float]:
+    return [cp.offered_a(1) or 0.0 for cp in site.sim.charge_points]
+
+
+def site_current(site: FullSite) -> float:
+    reading = site.sim.meter.reading()
+    return max(reading.currents_a)
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[FullSite]:
+    contact = tmp_path / "dim"
+    contact.write_text("0")
+    spec = SiteSpec(charge_points=3, cars=(CAR,), base_load=BASE, behaviours=(Behaviour(),))
+    s = await start_full_site(tmp_path, spec, energy=ENERGY.format(contact=contact))
+    yield s
+    await s.stop()
+
+
+async def test_cars_share_the_headroom_and_a_limit_step_down_lowers_them_within_a_loop(
+    site: FullSite, tmp_path: Path
+) -> None:
+    await wait_for(lambda: all(cp.connected for cp in site.sim.charge_points), what="connected")
+    await site.sim.arrive_all()
+    # 50 A fuse - 2 A margin - 4 A base = 44 A for three cars: about 14.6 A each.
+    await wait_for(
+        lambda: all(8 <= a <= 15 for a in offered(site)),
+        timeout=15,
+        what=f"fair shares under the fuse, offered {offered(site)}",
+    )
+    assert sum(offered(site)) <= 44.0 + 1e-6
+    await wait_for(
+        lambda: site_current(site) <= 48.0 and site_current(site) > 30,
+        timeout=10,
+        what="the cars drawing their share",
+    )
+
+    (tmp_path / "dim").write_text("1")  # the dimming contact: 30 A at the site
+    await wait_for(
+        lambda: sum(offered(site)) <= 30 - 2 - 4 + 1e-6,
+        timeout=4,
+        what=f"profiles lowered within a loop, offered {offered(site)}",
+    )
+    await wait_for(
+        lambda: site_current(site) <= 30.0, timeout=10, what="the site under the new limit"
+    )
+    for cp in site.sim.charge_points:
+        sent = site.broker_actor(f"charge_points/{cp.id}").report()["energy"]["sent_a"]
+        assert "1" in sent, f"{cp.id}: a TxProfile accepted ({sent})"
+    profiles = site.broker_actor("profiles").report()
+
+    assert profiles["batches_received"] >= 2
+    assert profiles["profiles_rejected"] == 0, profiles["last_rejection"]
+
+
+async def test_a_charge_point_that_ignores_its_profile_makes_the_others_give_way(
+    tmp_path: Path,
+) -> None:
+    contact = tmp_path / "dim"
+    contact.write_text("0")
+    spec = SiteSpec(
+        charge_points=3,
+        cars=(CAR,),
+        base_load=BASE,
+        behaviours=(quirk("ignores_profiles"), Behaviour(), Behaviour()),
+    )
+    site = await start_full_site(tmp_path, spec, energy=ENERGY.format(contact=contact))
+    try:
+        await wait_for(lambda: all(cp.connected for cp in site.sim.charge_points), what="connected")
+        await site.sim.arrive_all()
+        rogue = site.sim.charge_points[0]
+        await wait_for(
+            lambda: max(rogue.drawn_a(1)) >= 30, timeout=10, what="the rogue draws its car's max"
+        )
+        # The others get what is left: 44 A of headroom minus the rogue's 32 A.
+        await wait_for(
+            lambda: site_current(site) <= 48.0,
+            timeout=20,
+            what=f"the site under the fuse despite the rogue (offered {offered(site)})",
+        )
+        summary = site.allocator().report()
+        assert summary, "the allocator reports"
+    finally:
+        await site.stop()
+
+
+async def test_charge_points_that_refuse_stack_levels_or_amperes_are_adapted_to(
+    tmp_path: Path,
+) -> None:
+    contact = tmp_path / "dim"
+    contact.write_text("0")
+    spec = SiteSpec(
+        charge_points=3,
+        cars=(CAR,),
+        base_load=BASE,
+        behaviours=(quirk("max_stack_level_0"), quirk("watts_only"), Behaviour()),
+    )
+    site = await start_full_site(tmp_path, spec, energy=ENERGY.format(contact=contact))
+    try:
+        await wait_for(lambda: all(cp.connected for cp in site.sim.charge_points), what="connected")
+        await site.sim.arrive_all()
+
+        def accepted() -> list[str]:
+            return [
+                cp.id
+                for cp in site.sim.charge_points
+                if "1" in site.broker_actor(f"charge_points/{cp.id}").report()["energy"]["sent_a"]
+            ]
+
+        await wait_for(
+            lambda: len(accepted()) == 3, timeout=15, what=f"every TxProfile taken ({accepted()})"
+        )
+        caps = [
+            site.broker_actor(f"charge_points/{cp.id}").report()["energy"]["caps"]
+            for cp in site.sim.charge_points
+        ]
+        assert caps[0]["max_stack_level"] == 0
+        assert caps[1]["rate_units"] == ["W"]
+        await wait_for(
+            lambda: site_current(site) <= 48.0, timeout=10, what="the site under the fuse"
+        )
+    finally:
+        await site.stop()
