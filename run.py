@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Edge runtime for an EV charging site.
 
-    python run.py                          the embedded demo site (simulated peers on loopback)
-    python run.py --config FILE            a real site
+    python run.py [--single-process] [--cloud-outage S]
+                                           the embedded demo site (simulated peers on loopback)
+    python run.py --config FILE [--single-process]
+                                           a real site
     python run.py status [--json] [--watch] [--config FILE]
     python run.py explain CHARGE_POINT [--at TIME] [--window S] [--json] [--config FILE]
     python run.py audit [--since TIME] [--until TIME] [--charge-point ID] [--kind KIND]
                         [--limit N] [--json] [--config FILE]
 
+Without --config, the status, explain and audit commands look at the demo site.
 See README.md for the configuration reference and deployment.
 """
 
@@ -22,8 +25,7 @@ from pathlib import Path
 from config.fields import ConfigError
 from config.schema import SiteConfig, load_site
 
-REPO = Path(__file__).resolve().parent
-DEMO_CONFIG = REPO / "config" / "demo-site.toml"
+EX_CONFIG = 78  # a bad site file: systemd must not restart-loop on it (RestartPreventExitStatus)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,11 +36,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every node's actor tree in this process, without Thespian",
     )
+    p.add_argument(
+        "--cloud-outage",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="demo only: the simulated cloud goes away for S seconds, 30 s after the start",
+    )
     sub = p.add_subparsers(dest="command")
     status = sub.add_parser("status", help="show the supervision tree and the site")
     status.add_argument("--config", type=Path, dest="sub_config")
     status.add_argument("--json", action="store_true", help="the stable JSON document")
-    status.add_argument("--watch", action="store_true", help="refresh every second")
+    status.add_argument("--watch", action="store_true", help="a live view, refreshed every second")
     from cli import audit
 
     audit.add_explain_arguments(sub.add_parser("explain", help=audit.EXPLAIN_HELP))
@@ -46,8 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: Path | None) -> SiteConfig:
-    return load_site(path or DEMO_CONFIG)
+def _site_file(path: Path | None) -> Path | None:
+    if path is not None:
+        return path
+    from cli.demo import demo_site_file
+
+    generated = demo_site_file()  # the demo's own file, with the ports it chose
+    return generated if generated.exists() else None
 
 
 def _setup_logging(level: str) -> None:
@@ -60,11 +74,27 @@ def _setup_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    config_path = getattr(args, "sub_config", None) or args.config
+    if args.command is None and config_path is None:
+        from cli import demo
+
+        _setup_logging("INFO")
+        try:
+            return demo.run(single_process=args.single_process, cloud_outage_s=args.cloud_outage)
+        except ConfigError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return EX_CONFIG
+    site_file = _site_file(config_path)
+    if site_file is None:
+        print(
+            "no site: give --config FILE, or start the demo first (python run.py)", file=sys.stderr
+        )
+        return 2
     try:
-        config = _load(getattr(args, "sub_config", None) or args.config)
+        config: SiteConfig = load_site(site_file)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        return 78  # EX_CONFIG: systemd should not restart-loop on a bad file
+        return EX_CONFIG
     if args.command == "status":
         from cli import status
 

@@ -88,8 +88,8 @@ def broker_summary(system: ActorSystem) -> dict[str, Any]:
                 }
                 queued += cloud["queue_depth"]
                 online += bool(cloud["online"])
-            report.pop("meter", None)
             cps[actor.cp_id] = report
+
     authorizer = system.actor(f"{node}/authorizer")
     edge = next((c.actor for c in system.cells.values() if isinstance(c.actor, EdgeEndpoint)), None)
     profiles = system.actor(f"{node}/profiles")

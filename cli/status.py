@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from cli.site_view import render_site
 from config.schema import SiteConfig
 from drivers import control
 from supervisors.node_runtime import read_snapshot
@@ -109,6 +110,8 @@ def render(doc: dict[str, Any], out: TextIO) -> None:
             ]
         )
     _table(rows, out)
+    out.write("\n")
+    render_site(doc, out)
     for node in doc["nodes"]:
         out.write(f"\nSupervision tree of node {node['name']}:\n")
         tree_rows = [["ACTOR", "KIND", "STATE", "RESTARTS", "MAILBOX", "LAST FAILURE"]]
@@ -117,11 +120,21 @@ def render(doc: dict[str, Any], out: TextIO) -> None:
             out.write("  (no answer from this node)\n")
         else:
             _table(tree_rows, out)
-        site = node.get("site") or {}
-        if site:
-            out.write(f"Site state from node {node['name']}:\n")
-            for key, value in site.items():
-                out.write(f"  {key}: {orjson.dumps(value, default=str).decode()}\n")
+
+
+def render_watch(doc: dict[str, Any], out: TextIO) -> None:
+    """The live view: the site at a glance, and the supervision tree's failures only."""
+    when = doc.get("generated_utc", "")[:19].replace("T", " ")
+    state = f"STALE ({doc['age_s']} s old)" if doc["stale"] else "live"
+    out.write(f"Site {doc['site']} - {state} - {when} UTC   (Ctrl-C to leave)\n\n")
+    render_site(doc, out)
+    restarts = [
+        (n["name"], n.get("restarts"), n.get("last_failure"))
+        for n in doc["nodes"]
+        if n.get("restarts")
+    ]
+    for name, count, failure in restarts:
+        out.write(f"\nnode {name}: {count} restart(s), last: {failure}\n")
 
 
 def main(config: SiteConfig, *, as_json: bool, watch: bool, out: TextIO = sys.stdout) -> int:
@@ -138,9 +151,13 @@ def main(config: SiteConfig, *, as_json: bool, watch: bool, out: TextIO = sys.st
         elif as_json:
             out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
             code = EXIT_STALE if doc["stale"] else EXIT_LIVE
+        elif watch:
+            render_watch(doc, out)
+            code = EXIT_STALE if doc["stale"] else EXIT_LIVE
         else:
             render(doc, out)
             code = EXIT_STALE if doc["stale"] else EXIT_LIVE
+
         out.flush()
         if not watch:
             return code

@@ -1,0 +1,97 @@
+"""The site at a glance, for ``run.py status`` and ``status --watch``: per charge point its state,
+offered and drawn current, cloud link and queue; the site's load against its limit."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{value:.{digits}f}{unit}"
+    return str(value)
+
+
+def _node(doc: dict[str, Any], kind: str) -> dict[str, Any]:
+    node = next((n for n in doc.get("nodes", []) if n.get("kind") == kind), None)
+    site = None if node is None else node.get("site")
+    return site if isinstance(site, dict) else {}
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def render_site(doc: dict[str, Any], out: TextIO) -> None:
+    broker, energy = _node(doc, "broker"), _node(doc, "energy")
+    cps: dict[str, Any] = broker.get("charge_points") or {}
+    out.write(
+        f"Charge points: {broker.get('charge_points_connected', 0)}/{len(cps)} connected; "
+        f"cloud sessions online {broker.get('cloud_sessions_online', 0)}; "
+        f"queued for the cloud {broker.get('queued_for_cloud', 0)}\n"
+    )
+    edge = broker.get("edge_session")
+    if isinstance(edge, dict):
+        unsynced = sum((edge.get("unsynced") or {}).values())
+        out.write(
+            f"Edge session {edge.get('identity')}: {'online' if edge.get('online') else 'offline'}, "
+            f"audit records synced {edge.get('synced_total', 0)}, not yet synced {unsynced}\n"
+        )
+    for name, meter in (energy.get("meters") or {}).items():
+        currents = meter.get("current_a") or []
+        load = " ".join(f"L{i + 1} {_fmt(a, ' A')}" for i, a in enumerate(currents))
+        state = "STALE" if meter.get("stale") else f"{_fmt(meter.get('age_s'), ' s')} old"
+        out.write(f"Meter {name} ({meter.get('node')}): {load or '-'}  ({state})\n")
+    for node, limit in (energy.get("limits") or {}).items():
+        phases = " ".join(
+            f"{p} {_fmt((limit.get(p) or {}).get('limit_a'), ' A', 0)}" for p in ("L1", "L2", "L3")
+        )
+        source = (limit.get("L1") or {}).get("source")
+        out.write(f"Limit at {node}: {phases}  (bound by {source or '-'})\n")
+    if energy:
+        out.write(f"Load management: {energy.get('mode', '-')}\n")
+    decisions: dict[str, Any] = energy.get("connectors") or {}
+    rows = [
+        [
+            "CHARGE POINT",
+            "LINK",
+            "STATUS",
+            "TX",
+            "LIMIT",
+            "OFFERED",
+            "DRAWN L1/L2/L3",
+            "CLOUD",
+            "QUEUE",
+            "WHY",
+        ]
+    ]
+    for cp_id, cp in sorted(cps.items()):
+        connectors = cp.get("connectors") or {}
+        status = (
+            connectors.get("1") or connectors.get("1:1") or next(iter(connectors.values()), "-")
+        )
+        txs = cp.get("transactions") or {}
+        meter = (cp.get("meter") or {}).get("1") or (cp.get("meter") or {}).get("1:1") or {}
+        drawn = "/".join(_fmt(meter.get(f"current_L{i}_a"), "", 1) for i in (1, 2, 3))
+        decision = decisions.get(f"{cp_id}/1") or {}
+        cloud = cp.get("cloud") or {}
+        rows.append(
+            [
+                cp_id,
+                "up" if cp.get("connected") else "down",
+                str(status),
+                (next(iter(txs)) if txs else "-")[:12],
+                _fmt(decision.get("limit_a"), " A"),
+                _fmt(meter.get("offered_a"), " A"),
+                drawn if meter else "-",
+                "online" if cloud.get("online") else "offline",
+                str(cloud.get("queue_depth", "-")),
+                str(decision.get("binding_source") or "-")[:40],
+            ]
+        )
+    if len(rows) > 1:
+        _table(rows, out)
