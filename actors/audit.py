@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors.audit_records import AuditKind, AuditRecord, encode_record, new_record, with_id
+from drivers.store.env import Op, Store
 from supervisors.actor import Actor
 
 AUDIT_TABLE = "audit"  # record id (8 bytes, big-endian) -> record
@@ -32,21 +33,29 @@ def cp_index_key(charge_point_id: str, time_ms: int, record_id: int) -> bytes:
     )
 
 
+def record_ops(store: Store, record: AuditRecord) -> tuple[list[Op], int]:
+    """The store ops that append ``record`` with its indexes, and its new id."""
+    record_id = store.next_id()
+    data = encode_record(with_id(record, record_id))
+    time_ms = int(record.time_utc.timestamp() * 1000)
+    # Site-wide records (rules, links) are indexed under the empty id: "the rules in force at T"
+    # is then one short backwards read, not a walk through the whole time index.
+    return [
+        ("put", AUDIT_TABLE, record_key(record_id), data),
+        ("put", AUDIT_BY_TIME, time_ms.to_bytes(8, "big") + record_key(record_id), b""),
+        ("put", AUDIT_BY_CP, cp_index_key(record.charge_point_id or "", time_ms, record_id), b""),
+    ], record_id
+
+
 def stage_record(
     actor: Actor, record: AuditRecord, after_commit: Callable[[], None] | None = None
 ) -> int:
     """Stage ``record`` with the message being handled; returns its id. ``after_commit`` runs
     once the record is on disk (e.g. to send what the record explains only then)."""
-    store = actor.ctx.system.require_store()
-    record_id = store.next_id()
-    data = encode_record(with_id(record, record_id))
-    actor.stage(("put", AUDIT_TABLE, record_key(record_id), data))
-    time_ms = int(record.time_utc.timestamp() * 1000)
-    actor.stage(("put", AUDIT_BY_TIME, time_ms.to_bytes(8, "big") + record_key(record_id), b""))
-    # Site-wide records (rules, links) are indexed under the empty id: "the rules in force at T"
-    # is then one short backwards read, not a walk through the whole time index.
-    key = cp_index_key(record.charge_point_id or "", time_ms, record_id)
-    actor.stage(("put", AUDIT_BY_CP, key, b""), after_commit)
+    ops, record_id = record_ops(actor.ctx.system.require_store(), record)
+    for op in ops[:-1]:
+        actor.stage(op)
+    actor.stage(ops[-1], after_commit)
     return record_id
 
 

@@ -83,7 +83,14 @@ class NodeRuntime:
         ctx = NodeContext(name=self.name, config=self.config, system=self.system)
         spec = node_kind.build(ctx)
         self.started_utc = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self.system.on_restart = self._record_restart
         await self.system.start(spec)
+        if self.history.restarts:
+            self._record_restart(
+                self.name,
+                f"node restarted (restart {self.history.restarts})",
+                self.history.last_failure or "unknown",
+            )
         self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshots())
         self._gc_task = asyncio.get_running_loop().create_task(self._gc_maintenance())
         log.info(
@@ -132,6 +139,26 @@ class NodeRuntime:
             "site": summary,
             "snapshot_utc": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
+
+    def _record_restart(self, path: str, decision: str, reason: str) -> None:
+        """An audit record for every restart decision (fire and forget: a restart must never
+        wait for, or fail with, its record)."""
+        from actors.audit import record_ops
+        from actors.audit_records import AuditKind, new_record
+
+        store = self.store
+        if store is None or store.writer is None:
+            return
+        record = new_record(
+            time_utc=datetime.now(UTC),
+            actor=path,
+            kind=AuditKind.RESTART,
+            decision=decision,
+            reason=reason,
+        )
+        ops, _ = record_ops(store, record)
+        future = store.submit(ops)
+        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
 
     async def _gc_maintenance(self) -> None:
         """Keep long-lived objects (actors, connections, state) out of the collector's way.

@@ -216,12 +216,24 @@ class Supervisor(Actor):
                 self.history, now, max_restarts=self.spec.max_restarts, period_s=self.spec.period_s
             )
             if not allowed:
+                self.ctx.system.restarted(
+                    self.path,
+                    "gave up",
+                    f"more than {self.spec.max_restarts} restarts in "
+                    f"{self.spec.period_s:g} s; last: {child.spec.id}: {reason}",
+                )
                 await self._stop_all()
                 raise ReachedMaxRestartIntensity(
                     f"{self.path}: more than {self.spec.max_restarts} restarts in "
                     f"{self.spec.period_s:g} s (last: {child.spec.id}: {reason})"
                 )
         affected = self._affected(child.spec.id)
+        self.ctx.system.restarted(
+            child.cell.path,
+            f"restart {', '.join(affected)}" + (f" in {delay:.2f} s" if delay else ""),
+            f"{reason} ({self.spec.strategy}, {child.spec.restart})",
+        )
+
         for other_id in reversed(affected):
             if other_id != child.spec.id:
                 await self._stop(self.children[other_id])

@@ -41,6 +41,16 @@ class ActorSystem:
         self._last_dead_log = 0.0
         # Delivery to actors of other nodes (set by the node runtime): (path, message) -> None.
         self.remote: Callable[[str, object], None] | None = None
+        # Told of every restart decision (set by the node runtime, which audits them):
+        # (actor path, what was decided, why).
+        self.on_restart: Callable[[str, str, str], None] | None = None
+
+    def restarted(self, path: str, decision: str, reason: str) -> None:
+        if self.on_restart is not None:
+            try:
+                self.on_restart(path, decision, reason)
+            except Exception as exc:  # recording a restart must never stop one
+                log.warning("restart of %s not recorded: %r", path, exc)
 
     # -- registry -------------------------------------------------------------------------------
     def cell(

@@ -256,6 +256,18 @@ async def test_every_offline_decision_is_recorded_and_reaches_the_cloud_once(
     assert len(cloud.audit) == len(records), "deduplicated by record id: each exactly once"
     for record_id, record in records.items():
         assert cloud.audit[record_id]["kind"] == record.kind.value
+
+    # And the story is told: why CP1 got what it got while the cloud was away.
+    from datetime import UTC, datetime
+
+    from cli.audit_query import explain_charge_point, open_stores
+
+    with open_stores(edge.tmp_path / "var") as stores:
+        story = explain_charge_point(stores, "CP1", at_utc=datetime.now(UTC), window_s=600)
+    text = "\n".join(story.explanation.lines)
+    assert "fallback:accept" in text, text
+    assert "message_buffered" in text, text
+    assert "message_replayed" in text, text
     await cp.close()
 
 

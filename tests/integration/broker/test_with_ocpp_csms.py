@@ -262,5 +262,19 @@ async def test_the_other_charge_point_is_unaffected_by_an_outage_of_its_neighbou
         lambda: edge.system.cells["broker/cloud/CP1"].running, what="CP1's link restarted"
     )
     assert (await a.call("Heartbeat", {}))[0] == 3
+
+    def restarts() -> list[tuple[str, str]]:
+        from drivers.store.audit_log import records_after
+
+        return [
+            (r.actor, r.decision)
+            for r in records_after(edge.system.store)
+            if r.kind.value == "restart"
+        ]
+
+    await wait_for(lambda: bool(restarts()), what="the restart recorded in the audit trail")
+    actor, decision = restarts()[0]
+    assert actor == "broker/cloud/CP1"
+    assert decision.startswith("restart CP1 in "), "with its backoff delay"
     await a.close()
     await b.close()

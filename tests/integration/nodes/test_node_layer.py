@@ -194,6 +194,27 @@ def test_killed_node_comes_back_with_its_state_and_status_shows_it(site: ProbeSi
         check=True,
     ).stdout
     assert "exited without notice" in human
+    audit = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "audit",
+            "--kind",
+            "restart",
+            "--json",
+            "--config",
+            str(site.config),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s(20),
+        check=True,
+    ).stdout
+    rows = [json.loads(line) for line in audit.splitlines()]
+    assert [(r["node"], r["decision"]) for r in rows] == [("probe", "node restarted (restart 1)")]
+    assert "exited without notice" in rows[0]["reason"]
+
     assert human.splitlines()[0].startswith("Site probe: live (nodes mode)")
 
 
