@@ -20,126 +20,50 @@ import contextlib
 import logging
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from actors.audit import audit
 from actors.audit_records import AuditKind
-from actors.broker_context import BrokerContext
+from actors.cloud_link_answers import CloudLinkAnswers
+from actors.cloud_link_base import (
+    CloudFrame,
+    Deadline,
+    Inflight,
+    Pump,
+    RelayWaited,
+    UpstreamDown,
+    UpstreamFailed,
+    UpstreamUp,
+    _tx_id,
+)
 from actors.messages import (
     AnswerToCloud,
-    CallFromCloud,
     ChargePointLinkState,
-    CloudAnswered,
     CloudLinkChanged,
     CloudUnavailable,
-    CloudVerdict,
     EdgeTransactionMinted,
     EnqueueCall,
     LatestForNewSession,
     RelayCall,
     TransactionMapped,
 )
-from actors.ocpp_rules import rewrite_down, rewrite_up
+from actors.ocpp_rules import rewrite_up
 from actors.outbox import Outbox, TxMap
 from drivers.ocpp.codes import OcppVersion
-from drivers.ocpp.connection import LinkError, OcppConnection
-from drivers.ocpp.framing import Call, CallError, CallResult, FrameError, call_text, parse_frame
+from drivers.ocpp.connection import LinkError
+from drivers.ocpp.framing import Call, call_text, parse_frame
 from drivers.ocpp.upstream import ConnectFailed, connect_upstream, tls_client_context
-from drivers.ocpp.validation import validate_call
-from supervisors.actor import Actor, ActorContext
 from supervisors.intensity import Backoff, backoff_delay_s
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpstreamUp:
-    session: int
-    conn: OcppConnection
+__all__ = ["CloudLink", "Deadline", "Inflight", "RelayWaited"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpstreamDown:
-    session: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpstreamFailed:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CloudFrame:
-    session: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Deadline:
-    seq: int
-    kind: str  # "answer": the charge point stops waiting; "call": the call has failed
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Pump:
-    pass
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RelayWaited:
-    """A relay still queued after answer_deadline_s: the charge point is answered by the edge."""
-
-    message_id: str
-
-
-@dataclass(slots=True)
-class Inflight:
-    seq: int
-    kind: str  # "relay" | "outbox" | "preamble"
-    message_id: str
-    action: str
-    live: bool  # the charge point is waiting for this answer
-    key: bytes = b""  # outbox key
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-
-
-class CloudLink(Actor):
+class CloudLink(CloudLinkAnswers):
     DURABLE = frozenset({EnqueueCall, EdgeTransactionMinted})
-
-    def __init__(self, ctx: ActorContext, broker: BrokerContext, cp_id: str) -> None:
-        super().__init__(ctx)
-        self.broker = broker
-        self.cp_id = cp_id
-        cloud = broker.config.cloud
-        assert cloud is not None
-        self.cloud = cloud
-        self.conn: OcppConnection | None = None
-        self.session = 0
-        self.ready = False
-        self.cp_connected = False
-        self.inflight: Inflight | None = None
-        self.seq = 0
-        self.relays: collections.deque[RelayCall] = collections.deque()
-        self.relay_timers: dict[str, asyncio.TimerHandle] = {}
-        self.preamble: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
-        self.live: set[str] = set()
-        self.retry_at = 0.0
-        self.timeouts_in_a_row = 0
-        self.connecting = False
-        self.cp_left_at = -1e9
-        self.wake = asyncio.Event()
-        self.stats: dict[str, Any] = {
-            "connects": 0,
-            "relayed": 0,
-            "delivered": 0,
-            "replayed": 0,
-            "dead_lettered": 0,
-            "last_error": None,
-        }
 
     async def started(self) -> None:
         store = self.ctx.system.require_store()
@@ -164,10 +88,6 @@ class CloudLink(Actor):
             **self.stats,
         }
 
-    def _tell_cp(self, msg: object) -> None:
-        self.ctx.system.send(self.broker.cp_path(self.cp_id), msg)
-
-    # -- the upstream session (a linked task: if it fails unexpectedly, the actor restarts) -------
     def _wants_upstream(self) -> bool:
         """A session is kept while the charge point is connected (and ``linger_s`` after: it often
         comes straight back, and calls meanwhile get a CALLERROR rather than "not connected"),
@@ -232,7 +152,6 @@ class CloudLink(Actor):
             with contextlib.suppress(Exception):
                 await self.conn.close(1001, "edge stopping")
 
-    # -- messages -------------------------------------------------------------------------------
     async def receive(self, msg: object) -> Any:
         if isinstance(msg, CloudFrame):
             if msg.session == self.session:
@@ -340,12 +259,6 @@ class CloudLink(Actor):
             self._unavailable(msg.message_id, "cloud offline: queued for replay")
         self.wake.set()
 
-    def _unavailable(self, message_id: str, reason: str) -> None:
-        if message_id in self.live:
-            self.live.discard(message_id)
-            self._tell_cp(CloudUnavailable(message_id=message_id, reason=reason))
-
-    # -- session events -------------------------------------------------------------------------
     async def _up(self, msg: UpstreamUp) -> None:
         if self.conn is not None:
             await self.conn.close(1000, "superseded")
@@ -376,12 +289,6 @@ class CloudLink(Actor):
         if not self.preamble:
             self._ready()
 
-    def _ready(self) -> None:
-        self.ready = True
-        self.retry_at = 0.0
-        self.stats["last_error"] = None
-        self._tell_cp(CloudLinkChanged(online=True))
-
     async def _down(self, reason: str) -> None:
         was_ready = self.ready
         self.conn, self.ready = None, False
@@ -406,46 +313,6 @@ class CloudLink(Actor):
             inputs={"queued": len(self.outbox)},
         )
         self.wake.set()
-
-    # -- sending --------------------------------------------------------------------------------
-    async def _send_up(self, text: str) -> None:
-        conn = self.conn
-        if conn is None:
-            return
-        try:
-            await conn.send(text)
-        except LinkError as exc:
-            log.info("%s: upstream send failed: %s", self.cp_id, exc)
-
-    def _start(
-        self, kind: str, message_id: str, action: str, *, live: bool, key: bytes = b""
-    ) -> None:
-        self.seq += 1
-        inflight = Inflight(
-            seq=self.seq, kind=kind, message_id=message_id, action=action, live=live, key=key
-        )
-        if live:
-            inflight.timers.append(
-                self.send_after(self.cloud.answer_deadline_s, Deadline(seq=self.seq, kind="answer"))
-            )
-        inflight.timers.append(
-            self.send_after(self.cloud.call_timeout_s, Deadline(seq=self.seq, kind="call"))
-        )
-        self.inflight = inflight
-
-    def _cancel_relay_timers(self) -> None:
-        for timer in self.relay_timers.values():
-            timer.cancel()
-        self.relay_timers.clear()
-
-    def _take_inflight(self) -> Inflight | None:
-        """End the call in flight; its timers go (measured: 17k stale timers alive at 500
-        charge points before this, a third of what the garbage collector walked)."""
-        inflight, self.inflight = self.inflight, None
-        if inflight is not None:
-            for timer in inflight.timers:
-                timer.cancel()
-        return inflight
 
     async def _pump(self) -> None:
         if self.conn is None or self.inflight is not None:
@@ -498,177 +365,3 @@ class CloudLink(Actor):
             key=key,
         )
         await self._send_up(text)
-
-    # -- answers and calls from the cloud -------------------------------------------------------
-    async def _cloud_frame(self, text: str) -> None:
-        try:
-            frame = parse_frame(text)
-            if isinstance(frame, Call):
-                validate_call(frame, OcppVersion(self.version or "1.6"))
-        except FrameError as err:
-            reply = err.reply(OcppVersion(self.version or "1.6"))
-            log.warning("%s: bad frame from the cloud: %s", self.cp_id, err)
-            if reply is not None:
-                await self._send_up(reply)
-            return
-        if isinstance(frame, Call):
-            down_text = (
-                rewrite_down(frame, self.txmap.c2e)
-                if self.version == OcppVersion.V16.value
-                else frame.raw
-            )
-            self._tell_cp(
-                CallFromCloud(
-                    session=self.session,
-                    message_id=frame.message_id,
-                    action=frame.action,
-                    text=down_text,
-                )
-            )
-            return
-        inflight = self.inflight
-        if inflight is None or inflight.message_id != frame.message_id:
-            log.info(
-                "%s: late or unknown answer %s from the cloud dropped", self.cp_id, frame.message_id
-            )
-            return
-        self._take_inflight()
-        self.timeouts_in_a_row = 0
-        if inflight.kind == "relay":
-            if inflight.message_id in self.live:
-                self.live.discard(inflight.message_id)
-                self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))
-        elif inflight.kind == "preamble":
-            self._preamble_answered(frame)
-        elif isinstance(frame, CallResult):
-            self._delivered(inflight, frame)
-        else:
-            self._failed(inflight, f"CALLERROR {frame.code}: {frame.description}")
-
-    def _preamble_answered(self, frame: CallResult | CallError) -> None:
-        action, _ = self.preamble[0]
-        if action == "BootNotification" and (
-            not isinstance(frame, CallResult) or frame.payload.get("status") != "Accepted"
-        ):
-            # Not registered (yet): nothing else may go; ask again after the interval it gave.
-            interval = 60
-            if isinstance(frame, CallResult):
-                interval = max(10, int(frame.payload.get("interval") or 60))
-            log.warning(
-                "%s: the cloud did not accept the replayed boot; retry in %d s",
-                self.cp_id,
-                interval,
-            )
-            self.retry_at = time.monotonic() + interval
-            self.send_after(interval, Pump())
-            return
-        self.preamble.popleft()
-        if not self.preamble:
-            self._ready()
-
-    def _delivered(self, inflight: Inflight, frame: CallResult) -> None:
-        item = self.outbox.pop(self, inflight.key)
-        self.stats["delivered"] += 1
-        self.retry_at = 0.0
-        if inflight.action == "StartTransaction" and isinstance(
-            frame.payload.get("transactionId"), int
-        ):
-            cloud_id = frame.payload["transactionId"]
-            edge_id = self.txmap.cloud_answered(inflight.message_id, cloud_id)
-            self.persist("txmap", self.txmap.to_dict())
-            if edge_id is not None:
-                self._tell_cp(TransactionMapped(edge_id=edge_id, cloud_id=cloud_id))
-                status = (frame.payload.get("idTagInfo") or {}).get("status", "Accepted")
-                # The edge answered this start itself; the cloud's verdict may differ.
-                self._tell_cp(CloudVerdict(edge_id=edge_id, cloud_id=cloud_id, status=str(status)))
-        if inflight.message_id in self.live:
-            self.live.discard(inflight.message_id)
-            self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))
-        elif item is not None:
-            self.stats["replayed"] += 1
-            audit(
-                self,
-                AuditKind.MESSAGE_REPLAYED,
-                decision=inflight.action,
-                charge_point_id=self.cp_id,
-                reason="delivered to the cloud after the edge had answered it",
-                inputs={
-                    "action": inflight.action,
-                    "message_id": inflight.message_id,
-                    "attempts": item.get("attempts", 0) + 1,
-                    "received_utc": item.get("received_utc"),
-                },
-            )
-
-    def _failed(self, inflight: Inflight, reason: str) -> None:
-        self.stats["last_error"] = reason
-        if inflight.kind == "relay":
-            self._unavailable(inflight.message_id, reason)
-            return
-        self._unavailable(inflight.message_id, reason)
-        item = self.outbox.peek(inflight.key)
-        if item is None:
-            return
-        attempts = int(item.get("attempts", 0)) + 1
-        if attempts >= self.cloud.max_attempts:
-            self._dead_letter(inflight.key, item, f"{attempts} attempts failed, last: {reason}")
-            return
-        self.outbox.update(self, inflight.key, {**item, "attempts": attempts, "last_error": reason})
-        delay = min(
-            self.cloud.retry_backoff_max_s, self.cloud.retry_backoff_min_s * 2 ** (attempts - 1)
-        )
-        self.retry_at = time.monotonic() + delay
-        self.send_after(delay, Pump())
-
-    def _dead_letter(self, key: bytes, item: dict[str, Any], reason: str) -> None:
-        self.outbox.dead_letter(self, key, {**item, "reason": reason})
-        self.stats["dead_lettered"] += 1
-        self.retry_at = 0.0
-        self._unavailable(item["message_id"], reason)
-        log.error(
-            "ALARM %s: %s %s dead-lettered: %s",
-            self.cp_id,
-            item["action"],
-            item["message_id"],
-            reason,
-        )
-        audit(
-            self,
-            AuditKind.MESSAGE_DEAD_LETTERED,
-            decision=item["action"],
-            charge_point_id=self.cp_id,
-            reason=reason,
-            inputs={
-                "action": item["action"],
-                "message_id": item["message_id"],
-                "received_utc": item.get("received_utc"),
-            },
-        )
-
-    async def _deadline(self, msg: Deadline) -> None:
-        inflight = self.inflight
-        if inflight is None or inflight.seq != msg.seq:
-            return
-        if msg.kind == "answer":
-            self._unavailable(
-                inflight.message_id,
-                f"the cloud did not answer within {self.cloud.answer_deadline_s:g} s",
-            )
-            return
-        self._take_inflight()
-        self.timeouts_in_a_row += 1
-        reason = f"no answer within {self.cloud.call_timeout_s:g} s"
-        if inflight.kind == "preamble":
-            self.retry_at = time.monotonic() + self.cloud.retry_backoff_min_s
-        else:
-            self._failed(inflight, reason)
-        if self.timeouts_in_a_row >= 3 and self.conn is not None:
-            log.warning(
-                "%s: %d calls in a row unanswered: reconnecting", self.cp_id, self.timeouts_in_a_row
-            )
-            await self.conn.close(1001, "calls unanswered")
-
-
-def _tx_id(payload: dict[str, Any]) -> int | None:
-    value = payload.get("transactionId")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

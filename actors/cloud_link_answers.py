@@ -1,0 +1,195 @@
+"""What the cloud sends a CloudLink: answers to the call in flight (delivered, failed and
+retried with backoff, dead-lettered with an alarm after max_attempts; 1.6 transaction ids
+mapped), and calls for the charge point (ids mapped back)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from actors.audit import audit
+from actors.audit_records import AuditKind
+from actors.cloud_link_base import CloudLinkBase, Deadline, Inflight, Pump
+from actors.messages import (
+    CallFromCloud,
+    CloudAnswered,
+    CloudVerdict,
+    TransactionMapped,
+)
+from actors.ocpp_rules import rewrite_down
+from drivers.ocpp.codes import OcppVersion
+from drivers.ocpp.framing import Call, CallError, CallResult, FrameError, parse_frame
+from drivers.ocpp.validation import validate_call
+
+log = logging.getLogger(__name__)
+
+
+class CloudLinkAnswers(CloudLinkBase):
+    async def _cloud_frame(self, text: str) -> None:
+        try:
+            frame = parse_frame(text)
+            if isinstance(frame, Call):
+                validate_call(frame, OcppVersion(self.version or "1.6"))
+        except FrameError as err:
+            reply = err.reply(OcppVersion(self.version or "1.6"))
+            log.warning("%s: bad frame from the cloud: %s", self.cp_id, err)
+            if reply is not None:
+                await self._send_up(reply)
+            return
+        if isinstance(frame, Call):
+            down_text = (
+                rewrite_down(frame, self.txmap.c2e)
+                if self.version == OcppVersion.V16.value
+                else frame.raw
+            )
+            self._tell_cp(
+                CallFromCloud(
+                    session=self.session,
+                    message_id=frame.message_id,
+                    action=frame.action,
+                    text=down_text,
+                )
+            )
+            return
+        inflight = self.inflight
+        if inflight is None or inflight.message_id != frame.message_id:
+            log.info(
+                "%s: late or unknown answer %s from the cloud dropped", self.cp_id, frame.message_id
+            )
+            return
+        self._take_inflight()
+        self.timeouts_in_a_row = 0
+        if inflight.kind == "relay":
+            if inflight.message_id in self.live:
+                self.live.discard(inflight.message_id)
+                self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))
+        elif inflight.kind == "preamble":
+            self._preamble_answered(frame)
+        elif isinstance(frame, CallResult):
+            self._delivered(inflight, frame)
+        else:
+            self._failed(inflight, f"CALLERROR {frame.code}: {frame.description}")
+
+    def _preamble_answered(self, frame: CallResult | CallError) -> None:
+        action, _ = self.preamble[0]
+        if action == "BootNotification" and (
+            not isinstance(frame, CallResult) or frame.payload.get("status") != "Accepted"
+        ):
+            # Not registered (yet): nothing else may go; ask again after the interval it gave.
+            interval = 60
+            if isinstance(frame, CallResult):
+                interval = max(10, int(frame.payload.get("interval") or 60))
+            log.warning(
+                "%s: the cloud did not accept the replayed boot; retry in %d s",
+                self.cp_id,
+                interval,
+            )
+            self.retry_at = time.monotonic() + interval
+            self.send_after(interval, Pump())
+            return
+        self.preamble.popleft()
+        if not self.preamble:
+            self._ready()
+
+    def _delivered(self, inflight: Inflight, frame: CallResult) -> None:
+        item = self.outbox.pop(self, inflight.key)
+        self.stats["delivered"] += 1
+        self.retry_at = 0.0
+        if inflight.action == "StartTransaction" and isinstance(
+            frame.payload.get("transactionId"), int
+        ):
+            cloud_id = frame.payload["transactionId"]
+            edge_id = self.txmap.cloud_answered(inflight.message_id, cloud_id)
+            self.persist("txmap", self.txmap.to_dict())
+            if edge_id is not None:
+                self._tell_cp(TransactionMapped(edge_id=edge_id, cloud_id=cloud_id))
+                status = (frame.payload.get("idTagInfo") or {}).get("status", "Accepted")
+                # The edge answered this start itself; the cloud's verdict may differ.
+                self._tell_cp(CloudVerdict(edge_id=edge_id, cloud_id=cloud_id, status=str(status)))
+        if inflight.message_id in self.live:
+            self.live.discard(inflight.message_id)
+            self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))
+        elif item is not None:
+            self.stats["replayed"] += 1
+            audit(
+                self,
+                AuditKind.MESSAGE_REPLAYED,
+                decision=inflight.action,
+                charge_point_id=self.cp_id,
+                reason="delivered to the cloud after the edge had answered it",
+                inputs={
+                    "action": inflight.action,
+                    "message_id": inflight.message_id,
+                    "attempts": item.get("attempts", 0) + 1,
+                    "received_utc": item.get("received_utc"),
+                },
+            )
+
+    def _failed(self, inflight: Inflight, reason: str) -> None:
+        self.stats["last_error"] = reason
+        if inflight.kind == "relay":
+            self._unavailable(inflight.message_id, reason)
+            return
+        self._unavailable(inflight.message_id, reason)
+        item = self.outbox.peek(inflight.key)
+        if item is None:
+            return
+        attempts = int(item.get("attempts", 0)) + 1
+        if attempts >= self.cloud.max_attempts:
+            self._dead_letter(inflight.key, item, f"{attempts} attempts failed, last: {reason}")
+            return
+        self.outbox.update(self, inflight.key, {**item, "attempts": attempts, "last_error": reason})
+        delay = min(
+            self.cloud.retry_backoff_max_s, self.cloud.retry_backoff_min_s * 2 ** (attempts - 1)
+        )
+        self.retry_at = time.monotonic() + delay
+        self.send_after(delay, Pump())
+
+    def _dead_letter(self, key: bytes, item: dict[str, Any], reason: str) -> None:
+        self.outbox.dead_letter(self, key, {**item, "reason": reason})
+        self.stats["dead_lettered"] += 1
+        self.retry_at = 0.0
+        self._unavailable(item["message_id"], reason)
+        log.error(
+            "ALARM %s: %s %s dead-lettered: %s",
+            self.cp_id,
+            item["action"],
+            item["message_id"],
+            reason,
+        )
+        audit(
+            self,
+            AuditKind.MESSAGE_DEAD_LETTERED,
+            decision=item["action"],
+            charge_point_id=self.cp_id,
+            reason=reason,
+            inputs={
+                "action": item["action"],
+                "message_id": item["message_id"],
+                "received_utc": item.get("received_utc"),
+            },
+        )
+
+    async def _deadline(self, msg: Deadline) -> None:
+        inflight = self.inflight
+        if inflight is None or inflight.seq != msg.seq:
+            return
+        if msg.kind == "answer":
+            self._unavailable(
+                inflight.message_id,
+                f"the cloud did not answer within {self.cloud.answer_deadline_s:g} s",
+            )
+            return
+        self._take_inflight()
+        self.timeouts_in_a_row += 1
+        reason = f"no answer within {self.cloud.call_timeout_s:g} s"
+        if inflight.kind == "preamble":
+            self.retry_at = time.monotonic() + self.cloud.retry_backoff_min_s
+        else:
+            self._failed(inflight, reason)
+        if self.timeouts_in_a_row >= 3 and self.conn is not None:
+            log.warning(
+                "%s: %d calls in a row unanswered: reconnecting", self.cp_id, self.timeouts_in_a_row
+            )
+            await self.conn.close(1001, "calls unanswered")

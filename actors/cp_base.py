@@ -1,0 +1,134 @@
+"""What every part of the ChargePoint actor shares: its state, its link, its helpers.
+
+The actor is split by concern (ChargePointBase -> DownstreamCalls -> LimitsAndCaps ->
+ChargePoint) so that each module stays one concept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.broker_context import BrokerContext, Link
+from actors.cp_downstream import DownQueue
+from actors.cp_energy import EnergySide
+from actors.cp_state import ChargePointState
+from drivers.ocpp.codes import OcppVersion
+from drivers.ocpp.connection import LinkError
+from drivers.ocpp.framing import (
+    Call,
+)
+from supervisors.actor import Actor, ActorContext
+
+log = logging.getLogger(__name__)
+
+V16, V201 = OcppVersion.V16, OcppVersion.V201
+DOWN_TIMEOUT_S = 30.0
+HEARTBEAT_INTERVAL_S = 300
+RATE_PER_S = 20.0
+RATE_BURST = 100.0
+
+
+@dataclass(slots=True)
+class Pending:
+    """A charge point CALL waiting for the cloud or for a local decision."""
+
+    call: Call
+    stage: str  # "cloud" | "auth"
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DownCallTimedOut:
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StrictCheck:
+    conn_no: int
+
+
+class TokenBucket:
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate, self.burst = rate_per_s, burst
+        self.tokens, self.at = burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class ChargePointBase(Actor):
+    state: ChargePointState
+
+    def __init__(self, ctx: ActorContext, broker: BrokerContext, cp_id: str) -> None:
+        super().__init__(ctx)
+        self.broker = broker
+        self.cp_id = cp_id
+        cfg = broker.charge_point(cp_id)
+        self.auto_registered = cfg is None
+        self.link: Link | None = None
+        self.pending: dict[str, Pending] = {}
+        self.down = DownQueue()
+        self.cloud_online = False
+        self.cloud_heard = False  # whether the CloudLink has said up or down at all yet
+        self.bucket = TokenBucket(RATE_PER_S, RATE_BURST)
+        self.dirty = False
+        energy = cfg.energy if cfg is not None else None
+        self.energy = EnergySide(
+            cp_id,
+            reply_to=ctx.path,
+            max_current_a=float(getattr(energy, "max_current_a", 32.0)),
+            phases=int(getattr(energy, "phases", 3)),
+        )
+        self.energy_ready = False  # energy calls wait for the first answer on a connection
+
+    @property
+    def version(self) -> OcppVersion:
+        if self.link is not None:
+            return self.link.version
+        return OcppVersion(self.state.ocpp_version or "1.6")
+
+    def _cloud(self, msg: object) -> None:
+        if self.broker.config.cloud is not None:
+            self.ctx.system.send(self.broker.cloud_path(self.cp_id), msg)
+
+    def _cloud_ref(self) -> Any:
+        ref = self.ctx.system.lookup(self.broker.cloud_path(self.cp_id))
+        if ref is None:
+            raise RuntimeError(f"no CloudLink actor for {self.cp_id}")
+        return ref
+
+    def _persist_state(self) -> None:
+        self.persist("state", self.state.to_dict())
+        self.dirty = False
+
+    async def _send(self, text: str) -> None:
+        link = self.link
+        if link is None:
+            return
+        try:
+            await link.conn.send(text)
+            self.state.count("frames_out")
+        except LinkError as exc:
+            log.info("%s: send failed (%s); the listener reports the close", self.cp_id, exc)
+
+    def _strict(self) -> bool:
+        cloud = self.broker.config.cloud
+        return cloud is not None and cloud.mode == "strict"
+
+
+def _id_token(payload: dict[str, Any]) -> str:
+    if "idTag" in payload:
+        return str(payload["idTag"])
+    token = payload.get("idToken")
+    if isinstance(token, dict):
+        return f"{token.get('type', 'Central')}:{token.get('idToken', '')}"
+    return ""

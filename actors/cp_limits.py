@@ -1,0 +1,192 @@
+"""The ChargePoint's load-management and transaction-judgement side: limits from the energy node
+become TxProfiles (actors.cp_energy), connectors are reported as demand, the cloud's later verdict
+on an offline-accepted id is applied, and energy caps are watched."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from actors.audit import audit
+from actors.audit_records import AuditKind
+from actors.cp_calls import DownstreamCalls
+from actors.cp_energy import Answer
+from actors.messages import (
+    ApplyLimit,
+    CallChargePoint,
+    ChargePointAnswered,
+    CloudVerdict,
+    ConnectorsReported,
+    LateDecision,
+    LateVerdict,
+)
+from drivers.ocpp.framing import (
+    Call,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LimitsAndCaps(DownstreamCalls):
+    async def _answered_call(self, call: Call) -> None:
+        """After the charge point got an answer: the first one on a connection opens the way for
+        the edge's own calls (never before its BootNotification is answered)."""
+        if not self.broker.energy_managed:
+            return
+        if call.action == "BootNotification":
+            if self.state.registration not in (None, "Accepted"):
+                return
+            calls = self.energy.booted(self.broker.now()) if self.energy_ready else []
+            if not self.energy_ready:
+                self.energy_ready = True
+                calls = self.energy.connected(self.version)
+        elif not self.energy_ready:
+            self.energy_ready = True
+            calls = self.energy.connected(self.version)
+        else:
+            calls = []
+        for c in calls:
+            await self._edge_call(c)
+        if call.action in (
+            "StatusNotification",
+            "MeterValues",
+            "StartTransaction",
+            "StopTransaction",
+            "TransactionEvent",
+        ):
+            self._report_connectors(
+                urgent=call.action != "MeterValues" and call.action != "StatusNotification"
+            )
+
+    def _report_connectors(self, *, urgent: bool) -> None:
+        if not self.broker.energy_managed:
+            return
+        reports = self.state.connector_reports(
+            connected=self.link is not None, now=self.broker.now()
+        )
+        self.ctx.system.send(
+            f"{self.broker.node}/demand",
+            ConnectorsReported(charge_point_id=self.cp_id, reports=tuple(reports), urgent=urgent),
+        )
+
+    async def _apply_limit(self, msg: ApplyLimit) -> None:
+        connector = msg.limit.connector_id
+        tx_id = self._running_tx(connector)
+        limit = msg.limit
+        if tx_id is not None and self.state.transactions[tx_id].get("energy_blocked"):
+            limit = replace(
+                limit, limit_a=0.0, binding_source="energy cap", reason="energy cap reached"
+            )
+        if self.link is None:
+            self.energy.limits[connector] = limit
+            return
+        for c in self.energy.limit(limit, msg.default_limit_a, tx_id, self.broker.now()):
+            await self._edge_call(c)
+
+    def _running_tx(self, connector: int) -> str | None:
+        for tx_id, tx in self.state.transactions.items():
+            if tx.get("state") == "running" and str(tx.get("connector", "")).split(":")[0] == str(
+                connector
+            ):
+                return tx_id
+        return None
+
+    async def _edge_answered(self, msg: ChargePointAnswered) -> None:
+        answer = Answer(tag=msg.tag, ok=msg.ok, payload=msg.payload, error=msg.error)
+        retries, outcome, delay = self.energy.answered(answer, self.broker.now())
+        for c in retries:
+            if delay > 0:
+                self.send_after(delay, c)  # comes back as a CallChargePoint to this actor
+            else:
+                await self._edge_call(c)
+
+        if outcome is not None:
+            self.ctx.system.send(f"{self.broker.node}/profiles", outcome)
+
+    async def _started_by(self, call: Call, answer: dict[str, Any]) -> None:
+        """A transaction the charge point now knows the id of: its limit can go as a TxProfile."""
+        if call.action == "StartTransaction" and isinstance(answer.get("transactionId"), int):
+            await self._transaction_started(
+                int(call.payload.get("connectorId", 0)), str(answer["transactionId"])
+            )
+        elif call.action == "TransactionEvent" and call.payload.get("eventType") == "Started":
+            evse = call.payload.get("evse") or {}
+            info = call.payload.get("transactionInfo") or {}
+            if "id" in evse and "transactionId" in info:
+                await self._transaction_started(int(evse["id"]), str(info["transactionId"]))
+
+    async def _transaction_started(self, connector: int, tx_id: str) -> None:
+        for c in self.energy.transaction_started(connector, tx_id):
+            await self._edge_call(c)
+
+    def _cloud_verdict(self, msg: CloudVerdict) -> None:
+        tx = self.state.transactions.get(str(msg.edge_id))
+        if tx is None:
+            return
+        tx["cloud_status"] = msg.status
+        self.dirty = True
+        if msg.status == "Accepted" and tx.get("energy_cap_wh") is None:
+            return
+        self.ctx.system.send(
+            f"{self.broker.node}/authorizer",
+            LateVerdict(
+                charge_point_id=self.cp_id,
+                transaction_id=str(msg.edge_id),
+                local_path=str(tx.get("local_path", "fallback:accept")),
+                local_energy_cap_wh=tx.get("energy_cap_wh"),
+                cloud_status=msg.status,
+                running=tx.get("state") == "running",
+                energy_delivered_wh=self._delivered_wh(tx),
+                reply_to=self.path,
+            ),
+        )
+
+    def _delivered_wh(self, tx: dict[str, Any]) -> float:
+        meter = self.state.meter.get(str(tx.get("connector")), {})
+        energy, start = meter.get("energy_wh"), tx.get("meter_start_wh")
+        if not isinstance(energy, int | float) or not isinstance(start, int | float):
+            return 0.0
+        return max(0.0, float(energy) - float(start))
+
+    async def _late_decision(self, msg: LateDecision) -> None:
+        tx = self.state.transactions.get(msg.transaction_id)
+        if tx is None:
+            return
+        self.dirty = True
+        if msg.action == "stop":
+            await self._edge_call(
+                CallChargePoint(
+                    action="RemoteStopTransaction",
+                    payload={"transactionId": int(msg.transaction_id)},
+                    tag="late-rejection",
+                )
+            )
+        elif msg.action in ("cap_energy", "let_run") and msg.energy_cap_wh is not None:
+            tx["energy_cap_wh"] = msg.energy_cap_wh
+            await self._check_energy_caps()
+        elif msg.action == "suspend_energy":
+            tx["energy_cap_wh"] = msg.energy_cap_wh or 0
+            tx["energy_blocked"] = True
+        elif msg.action == "lift_cap":
+            tx.pop("energy_cap_wh", None)
+            tx.pop("energy_blocked", None)
+
+    async def _check_energy_caps(self) -> None:
+        for tx_id, tx in self.state.transactions.items():
+            cap = tx.get("energy_cap_wh")
+            if tx.get("state") != "running" or cap is None or tx.get("energy_blocked"):
+                continue
+            delivered = self._delivered_wh(tx)
+            if delivered >= float(cap):
+                # No more energy: the energy node is told (ConnectorReport) and limits it to 0 A.
+                tx["energy_blocked"] = True
+                self.dirty = True
+                audit(
+                    self,
+                    AuditKind.LIMIT,
+                    decision="0 A",
+                    charge_point_id=self.cp_id,
+                    reason=f"energy cap of {cap:g} Wh reached ({delivered:g} Wh delivered)",
+                    inputs={"limit_a": 0, "binding_source": "energy cap", "transaction_id": tx_id},
+                )
