@@ -30,8 +30,13 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
 
 def test_the_demo_template_loads_once_filled(tmp_path: Path) -> None:
     text = (REPO / "config" / "demo-site.toml").read_text()
-    for key, value in {"listener_port": 9000, "meter_port": 1502, "cloud_port": 9100,
-                       "storage_dir": str(tmp_path), "mode": "nodes"}.items():
+    for key, value in {
+        "listener_port": 9000,
+        "meter_port": 1502,
+        "cloud_port": 9100,
+        "storage_dir": str(tmp_path),
+        "mode": "nodes",
+    }.items():
         text = text.replace("{" + key + "}", str(value))
     config = parse_site(text, source="demo", base_dir=tmp_path)
     assert len(config.charge_points) == 8
@@ -46,31 +51,50 @@ BASE = '[site]\nname = "s"\n'
     [
         pytest.param("", "site", "a value (the key is required)", id="no-site"),
         pytest.param('[site]\nnmae = "s"\n', "site.name", "a value", id="missing-name"),
-        pytest.param(BASE + "[runtime]\nmdoe = 'nodes'\n", "runtime.mdoe", "no such key", id="typo"),
-        pytest.param(BASE + "[runtime]\nmode = 'threads'\n", "runtime.mode", "one of 'nodes'", id="choice"),
-        pytest.param(BASE + "[listener]\nport = 'x'\n", "listener.port", "an integer", id="type"),
-        pytest.param(BASE + "[listener]\nport = 70000\n", "listener.port", "a value <= 65535", id="range"),
-        pytest.param(BASE + "[cloud]\nurl = 'http://x'\n", "cloud.url", "a ws:// or wss:// URL", id="url"),
         pytest.param(
-            BASE + "[[charge_points]]\nid = 'A'\n[[charge_points]]\nid = 'a'\n",
-            "charge_points[1].id", "an id not used before", id="duplicate-id",
+            BASE + "[runtime]\nmdoe = 'nodes'\n", "runtime.mdoe", "no such key", id="typo"
         ),
         pytest.param(
-            BASE + "[cloud]\nurl = 'ws://x/o'\nedge_identity = 'CP1'\n[[charge_points]]\nid = 'CP1'\n",
-            "cloud.edge_identity", "an identity no charge point uses", id="edge-identity-clash",
+            BASE + "[runtime]\nmode = 'threads'\n", "runtime.mode", "one of 'nodes'", id="choice"
+        ),
+        pytest.param(BASE + "[listener]\nport = 'x'\n", "listener.port", "an integer", id="type"),
+        pytest.param(
+            BASE + "[listener]\nport = 70000\n", "listener.port", "a value <= 65535", id="range"
+        ),
+        pytest.param(
+            BASE + "[cloud]\nurl = 'http://x'\n", "cloud.url", "a ws:// or wss:// URL", id="url"
+        ),
+        pytest.param(
+            BASE + "[[charge_points]]\nid = 'A'\n[[charge_points]]\nid = 'a'\n",
+            "charge_points[1].id",
+            "an id not used before",
+            id="duplicate-id",
+        ),
+        pytest.param(
+            BASE
+            + "[cloud]\nurl = 'ws://x/o'\nedge_identity = 'CP1'\n[[charge_points]]\nid = 'CP1'\n",
+            "cloud.edge_identity",
+            "an identity no charge point uses",
+            id="edge-identity-clash",
         ),
         pytest.param(
             BASE + "[listener]\nsecurity_profile = 1\n[[charge_points]]\nid = 'CP1'\n",
-            "charge_points[0].password", "a password", id="profile-1-needs-password",
+            "charge_points[0].password",
+            "a password",
+            id="profile-1-needs-password",
         ),
         pytest.param(
             BASE + "[[charge_points]]\nid = 'CP1'\nprioriti = 3\n",
-            "charge_points[0].prioriti", "no such key", id="cp-typo",
+            "charge_points[0].prioriti",
+            "no such key",
+            id="cp-typo",
         ),
         pytest.param("[site\n", "<syntax>", "valid TOML", id="syntax"),
     ],
 )
-def test_errors_name_the_file_the_key_and_what_was_expected(text: str, key: str, expected: str) -> None:
+def test_errors_name_the_file_the_key_and_what_was_expected(
+    text: str, key: str, expected: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         parse_site(text, source="/etc/site-edge/site.toml", base_dir=Path("/tmp"))
     assert info.value.source == "/etc/site-edge/site.toml"
@@ -86,7 +110,11 @@ def test_run_py_exits_78_on_a_bad_file(tmp_path: Path) -> None:
     bad = tmp_path / "site.toml"
     bad.write_text('[site]\nname = "s"\n[listener]\nport = "nine"\n')
     result = subprocess.run(
-        [sys.executable, "run.py", "--config", str(bad)], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "run.py", "--config", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 78
     assert f"{bad}: listener.port: expected an integer, got 'nine'" in result.stderr
