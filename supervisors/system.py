@@ -39,6 +39,8 @@ class ActorSystem:
         self.terminated: asyncio.Future[ExitReason] | None = None
         self.started_monotonic = time.monotonic()
         self._last_dead_log = 0.0
+        self.stopping = False
+
         # Delivery to actors of other nodes (set by the node runtime): (path, message) -> None.
         self.remote: Callable[[str, object], None] | None = None
         # Told of every restart decision (set by the node runtime, which audits them):
@@ -123,7 +125,9 @@ class ActorSystem:
         }
         self.recent_dead_letters.append(entry)
         now = time.monotonic()
-        if now - self._last_dead_log > 1.0:  # a flood of dead letters must not flood the log
+        if self.stopping:  # actors stopping in order tell each other things nobody needs now
+            log.debug("dead letter to %s while stopping: %s", path, type(msg).__name__)
+        elif now - self._last_dead_log > 1.0:  # a flood of dead letters must not flood the log
             self._last_dead_log = now
             log.warning("dead letter to %s: %s (%s)", path, type(msg).__name__, reason)
         if (
@@ -171,6 +175,7 @@ class ActorSystem:
     async def stop(self, timeout_s: float = 10.0) -> None:
         if self.root is None:
             return
+        self.stopping = True
         cell = self.cells[self.root.path]
         await cell.stop(timeout_s)
 
