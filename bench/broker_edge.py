@@ -3,6 +3,8 @@
 :class:`EdgeProcess`: ``python run.py --config FILE`` in nodes mode (launcher, Thespian admin,
 broker and energy nodes), a site that accepts any charge point id (``auto_register``), asked for
 its status over the control socket. :class:`CloudProcess`: ``bench/broker_cloud.py``.
+``extra_toml`` appends sections to the site (bench/energy.py adds a meter, a grid limit, the
+allocation and its charge points).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from drivers.thespian.hygiene import free_tcp_port
 REPO = Path(__file__).resolve().parents[1]
 
 
-def site_text(storage: Path, port: int, cloud_url: str) -> str:
+def site_text(storage: Path, port: int, cloud_url: str, extra_toml: str = "") -> str:
     # Reconnects capped at 2 s: the replay figure is the replay, not a reconnect backoff grown
     # during the outage. No websocket pings: they would add traffic the figures do not ask for.
     return f"""
@@ -52,15 +54,17 @@ call_timeout_s = 30
 
 [authorization]
 unknown_id_offline = "accept"
-"""
+{extra_toml}"""
 
 
 class EdgeProcess:
-    def __init__(self, cloud_url: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-broker-"))
+    def __init__(
+        self, cloud_url: str, *, extra_toml: str = "", prefix: str = "bench-broker-"
+    ) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.port = free_tcp_port()
         self.config = self.dir / "site.toml"
-        self.config.write_text(site_text(self.dir / "var", self.port, cloud_url))
+        self.config.write_text(site_text(self.dir / "var", self.port, cloud_url, extra_toml))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -93,6 +97,10 @@ class EdgeProcess:
         return (self.dir / "run.log").read_text(errors="replace")[-3000:]
 
     async def broker(self, timeout_s: float = 5.0) -> dict[str, Any] | None:
+        return await self.node("broker", timeout_s)
+
+    async def node(self, name: str, timeout_s: float = 5.0) -> dict[str, Any] | None:
+        """The node's part of ``run.py status --json`` (None if it does not answer)."""
         try:
             doc = await asyncio.to_thread(
                 control.ask,
@@ -102,7 +110,7 @@ class EdgeProcess:
             )
         except control.ControlUnavailable:
             return None
-        node = next((n for n in doc.get("nodes", []) if n.get("name") == "broker"), None)
+        node = next((n for n in doc.get("nodes", []) if n.get("name") == name), None)
         if node is None or not node.get("answered"):
             return None
         return dict(node)

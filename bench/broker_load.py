@@ -10,6 +10,12 @@ package), like ``sim/loadgen_worker.py``:
   limits each charge point to 20 calls/s (burst 100): a "too many calls" CALLERROR is counted and
   the same message is sent again 50 ms later, so every message counted is one acknowledged.
 - ``idle``: boot, then hold the connection until ``stop_file`` exists.
+- ``mix`` (bench/energy.py): boot and report the connector Available, then, while ``go_file``
+  exists, the ``sim.loadgen`` mix (Heartbeat, MeterValues without a transaction,
+  StatusNotification; 1:3:1) at ``rate_hz``, one outstanding CALL; silent (answering the edge's
+  calls) while it does not; until ``stop_file`` exists. Each period with ``go_file`` is a
+  segment with its own round trips (``segments_ms``, ``segments_s``), so one set of connected
+  charge points can load the broker in some phases and leave it idle in others.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import contextlib
 import resource
 import time
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -35,12 +41,13 @@ class LoadSpec:
     worker_index: int
     url: str
     cp_ids: tuple[str, ...]
-    mode: str  # "meter" | "idle"
+    mode: str  # "meter" | "idle" | "mix"
     rate_hz: float = 10.0
     count: int = 0  # MeterValues per charge point; 0: until duration_s
     burst: int = 0  # the first this many go without pacing (the edge allows a burst of 100)
     duration_s: float = 10.0
     stop_file: str = ""
+    go_file: str = ""  # mix: send while this file exists
     timeout_s: float = 30.0
     connect_concurrency: int = 50
 
@@ -60,6 +67,12 @@ class LoadResult:
     cpu_s: float = 0.0
     max_rss_mb: float = 0.0
     latencies_ms: bytes = b""
+    segments_ms: list[bytes] = field(default_factory=list)  # mix: round trips per go period
+    segments_s: list[float] = field(default_factory=list)  # mix: length of each go period
+
+
+MIX = ("Heartbeat", "MeterValues", "MeterValues", "MeterValues", "StatusNotification")
+AVAILABLE = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
 
 
 class _Gone(Exception):
@@ -72,6 +85,10 @@ class _Worker:
         self.result = LoadResult()
         self.latencies = array("d")
         self.start_at = 0.0
+        self.segment: array[float] | None = None  # mix: the go period under way
+        self.segments: list[array[float]] = []
+        self.going = asyncio.Event()
+        self.stopping = asyncio.Event()
 
     def _error(self, text: str) -> None:
         if self.result.first_error is None:
@@ -114,7 +131,10 @@ class _Worker:
             answer = await self._exchange(ws, message_id, frame)
             if answer[0] == 3:
                 if timed:
-                    self.latencies.append((time.perf_counter() - started) * 1000.0)
+                    elapsed_ms = (time.perf_counter() - started) * 1000.0
+                    self.latencies.append(elapsed_ms)
+                    if self.segment is not None:
+                        self.segment.append(elapsed_ms)
                 return answer[2]
             if answer[0] == 4 and "too many" in str(answer[3]):
                 self.result.rate_limited += 1
@@ -197,10 +217,75 @@ class _Worker:
                     if msg[0] == 2:
                         await ws.send(orjson.dumps([3, msg[1], {"status": "Accepted"}]).decode())
 
+    async def _watch(self) -> None:
+        """Mix: one look at ``go_file`` and ``stop_file`` for every charge point of the worker."""
+        go, stop = Path(self.spec.go_file), Path(self.spec.stop_file)
+        started = 0.0
+        while True:
+            going, stopping = await asyncio.to_thread(_files, go, stop)
+            going = going and not stopping
+            if going and not self.going.is_set():
+                started = time.monotonic()
+                self.segment = array("d")
+                self.segments.append(self.segment)
+                self.going.set()
+            elif not going and self.going.is_set():
+                self.going.clear()
+                self.segment = None
+                self.result.segments_s.append(time.monotonic() - started)
+            if stopping:
+                self.stopping.set()
+                return
+            await asyncio.sleep(0.05)
+
+    async def _listen(self, ws: ClientConnection) -> None:
+        """Mix, between go periods: answer the edge's calls until a go or a stop."""
+        while not self.going.is_set() and not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    msg = orjson.loads(await ws.recv())
+                    if msg[0] == 2:
+                        answer = [3, msg[1], _answer(str(msg[2]))]
+                        await ws.send(orjson.dumps(answer).decode())
+
+    async def _mix(self, index: int, cp_id: str, ws: ClientConnection) -> None:
+        await self._call(ws, f"{cp_id}-a", "StatusNotification", AVAILABLE)
+        interval = 1.0 / self.spec.rate_hz
+        n = 0
+        next_at = time.monotonic() + (index % 97) / 97 * interval
+        while not self.stopping.is_set():
+            if not self.going.is_set():
+                await self._listen(ws)
+                next_at = time.monotonic() + (index % 97) / 97 * interval
+                continue
+            now = time.monotonic()
+            if next_at > now:
+                await asyncio.sleep(next_at - now)
+                continue  # the go file may be gone by now
+            action = MIX[(index + n) % len(MIX)]
+            n += 1
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            payload: dict[str, object] = {}
+            if action == "StatusNotification":
+                payload = AVAILABLE
+            elif action == "MeterValues":
+                sampled = [
+                    {"value": str(n * 10), "measurand": "Energy.Active.Import.Register"},
+                    {"value": "16.0", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+                ]
+                payload = {
+                    "connectorId": 1,
+                    "meterValue": [{"timestamp": stamp, "sampledValue": sampled}],
+                }
+            await self._call(ws, f"{cp_id}-m{n}", action, payload, timed=True)
+            next_at = max(next_at + interval, time.monotonic() - interval)
+
     async def _run_cp(self, index: int, cp_id: str, ws: ClientConnection) -> None:
         try:
             if self.spec.mode == "idle":
                 await self._idle(ws)
+            elif self.spec.mode == "mix":
+                await self._mix(index, cp_id, ws)
             else:
                 await self._meter(index, cp_id, ws)
         except (_Gone, ConnectionClosed) as exc:
@@ -214,6 +299,9 @@ class _Worker:
         sem = asyncio.Semaphore(self.spec.connect_concurrency)
         sockets = await asyncio.gather(*(self._open(c, sem) for c in self.spec.cp_ids))
         self.start_at = time.monotonic()
+        watcher = None
+        if self.spec.mode == "mix":
+            watcher = asyncio.get_running_loop().create_task(self._watch())
         await asyncio.gather(
             *(
                 self._run_cp(i, cp_id, ws)
@@ -221,6 +309,9 @@ class _Worker:
                 if ws is not None
             )
         )
+        if watcher is not None:
+            await watcher
+        self.result.segments_ms = [seg.tobytes() for seg in self.segments]
         self.result.measured_s = time.monotonic() - self.start_at
         self.result.cpu_s = time.process_time() - cpu
         self.result.max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -238,6 +329,10 @@ def _answer(action: str) -> dict[str, object]:
 
 def _stop_requested(path: Path) -> bool:
     return path.exists()
+
+
+def _files(go: Path, stop: Path) -> tuple[bool, bool]:
+    return go.exists(), stop.exists()
 
 
 def worker_main(spec: LoadSpec) -> LoadResult:

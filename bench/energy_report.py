@@ -1,0 +1,116 @@
+"""What bench/energy.py measures and how it prints it: scales, steps, phases, the last lines."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from dataclasses import dataclass, field
+
+from bench.energy_site import POLL_INTERVAL_S
+from sim.loadgen import percentile
+
+TARGET_MS = 50.0
+TARGET_N = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scale:
+    cars: tuple[int, ...]
+    runs: int  # per phase: runs of `steps` steps down, each followed by a restore
+    steps: int
+    bg_cps: int
+    bg_rate_hz: float
+    car_workers: int
+    # The site's settle_s: more than a step's fan-out, or the cars that get their profile later
+    # are cut again (see energy_site.energy_toml). The figure does not depend on it; the time
+    # between steps does.
+    settle_s: float
+
+
+FULL = Scale(
+    cars=(10, 100, 500), runs=5, steps=4, bg_cps=400, bg_rate_hz=1.5, car_workers=2, settle_s=1.5
+)
+QUICK = Scale(
+    cars=(10, 50), runs=1, steps=3, bg_cps=150, bg_rate_hz=1.5, car_workers=2, settle_s=0.4
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cut:
+    """One overload step: ms from the first read of the changed meter."""
+
+    last_ms: float
+    first_ms: float
+    poll_ms: float  # change -> that read (the poll), not part of the figure
+    missing: int  # cars without a lowered TxProfile within CUT_TIMEOUT_S
+    odd: int  # lowered to something else than the step asks for
+    step_ms: float | None  # the allocator's step time, if its status still shows that step
+
+
+@dataclass(slots=True, kw_only=True)
+class Phase:
+    n: int
+    loaded: bool
+    cuts: list[Cut] = field(default_factory=list)
+    wall_s: float = 0.0
+    energy_cpu_pct: float = 0.0
+    broker_cpu_pct: float = 0.0
+    cars_cpu_pct: float = 0.0
+    max_step_ms: float = 0.0
+    batches: int = 0
+    load_ms: list[float] = field(default_factory=list)  # background round trips
+    load_s: float = 0.0
+
+
+def phase_line(ph: Phase) -> str:
+    last = sorted(c.last_ms for c in ph.cuts)
+    first = sorted(c.first_ms for c in ph.cuts)
+    spread = sorted(c.last_ms - c.first_ms for c in ph.cuts)
+    polls = [c.poll_ms for c in ph.cuts]
+    steps = sorted(c.step_ms for c in ph.cuts if c.step_ms is not None)
+    text = (
+        f"N={ph.n} {'loaded' if ph.loaded else 'idle'}: meter sample -> last TxProfile p50 "
+        f"{percentile(last, 0.5):.1f} ms p99 {percentile(last, 0.99):.1f} ms max "
+        f"{max(last, default=0.0):.1f} ms; first TxProfile p50 {percentile(first, 0.5):.1f} ms "
+        f"p99 {percentile(first, 0.99):.1f} ms; fan-out (last - first) p50 "
+        f"{percentile(spread, 0.5):.1f} ms p99 {percentile(spread, 0.99):.1f} ms; "
+        f"{len(ph.cuts)} steps, cars missed {sum(c.missing for c in ph.cuts)}, odd limits "
+        f"{sum(c.odd for c in ph.cuts)}; poll delay before the sample (not counted) mean "
+        f"{statistics.fmean(polls) if polls else 0:.0f} ms; CPU energy node "
+        f"{ph.energy_cpu_pct:.0f}%, broker {ph.broker_cpu_pct:.0f}%, cars {ph.cars_cpu_pct:.0f}%; "
+        f"allocator step (status last_step_ms) p50 {percentile(steps, 0.5):.1f} ms max "
+        f"{max(steps, default=0.0):.1f} ms ({len(steps)} of the steps), max_step_ms so far "
+        f"{ph.max_step_ms:.1f}; {ph.batches} batches"
+    )
+    if ph.loaded:
+        rate = len(ph.load_ms) / ph.load_s if ph.load_s else 0.0
+        text += (
+            f"; background {rate:.0f} msg/s answered, round trip p50 "
+            f"{percentile(ph.load_ms, 0.5):.1f} ms p99 {percentile(ph.load_ms, 0.99):.1f} ms"
+        )
+    return text
+
+
+def report(phases: list[Phase], scale: Scale, quick: bool) -> list[str]:
+    lines = [
+        f"bench/energy.py {'--quick ' if quick else ''}on {os.cpu_count()} cores: edge in nodes "
+        f"mode, SDM630 simulator polled every {POLL_INTERVAL_S:g} s, cars in "
+        f"{scale.car_workers} processes; {scale.bg_cps} other charge points connected (2 "
+        f"processes), silent when idle, {scale.bg_rate_hz:g} msg/s each when loaded"
+    ]
+    lines += [phase_line(ph) for ph in sorted(phases, key=lambda p: (p.n, p.loaded))]
+    biggest = max(scale.cars)
+    p99 = {
+        ph.loaded: percentile(sorted(c.last_ms for c in ph.cuts), 0.99)
+        for ph in phases
+        if ph.n == biggest
+    }
+    worst = max(p99.values(), default=0.0)
+    scope = f"target p99 <= {TARGET_MS:g} ms at {TARGET_N} charge points"
+    if biggest != TARGET_N:
+        scope += f" (this run stops at {biggest})"
+    lines.append(
+        f"{scope}: idle {p99.get(False, 0.0):.1f} ms, loaded {p99.get(True, 0.0):.1f} ms: "
+        f"{'ok' if worst <= TARGET_MS else 'MISSED'}"
+    )
+    return lines
