@@ -4,14 +4,20 @@ The rules, in order:
 
 1. Headroom of every constraint (each phase of each node, and a node's total when it has a power
    limit) = limit - margin - (meter - managed EV current). A node without a meter has no base load.
-2. Admission: connectors are ranked by priority (higher first), then arrival (earlier first). Each
-   is admitted at the minimum current (6 A) if that still fits on every constraint it loads, given
-   the connectors ranked above it; otherwise it is paused at 0 A. Nobody gets between 0 and 6 A.
+2. Admission: connectors are ranked by priority (higher first), then whether the car draws (a
+   car known not to draw at what it was offered comes after those that do), then arrival
+   (earlier first). Each is admitted at its minimum current (6 A, or more for a car learned not
+   to draw at 6 A) if that still fits on every constraint it loads, given the connectors ranked
+   above it; otherwise it is paused at 0 A. Nobody gets between 0 and 6 A. A connector that is
+   not charging now (offered 0 A) is admitted only if its minimum plus ``start_margin_a`` fits:
+   the hysteresis between pausing and resuming, so noise on the meter does not flip it.
 3. Filling: the highest priority tier rises from 6 A in equal steps (progressive filling, so equal
    share inside a tier) until each connector hits its own cap or a constraint runs out; then the
    next tier shares what is left.
 4. A connector's cap is its maximum, or, when the car has settled and draws less than offered, its
-   draw plus a slack: the current it does not use goes back to the pool.
+   draw plus a slack (never below its minimum): the current it does not use goes back to the pool.
+5. A car loads the grid phases its charge point's rotation puts its phases on: all the phases
+   the charge point is wired with, or the ones it was seen drawing on (a 1-phase car).
 
 Every connector's result names the constraint that bound it, for the audit trail.
 """
@@ -38,7 +44,8 @@ from actors.allocation_types import (
     ConnectorDemand,
     NodeHeadroom,
     NodeInput,
-    grid_phases,
+    cp_phases,
+    load_phases,
 )
 
 __all__ = [
@@ -47,6 +54,7 @@ __all__ = [
     "build_constraints",
     "effective_cap",
     "managed_by_grid_phase",
+    "min_current",
     "overloaded",
     "rank_key",
 ]
@@ -54,9 +62,16 @@ __all__ = [
 _EPS = 1e-9
 
 
-def rank_key(d: ConnectorDemand) -> tuple[int, float, str]:
-    """Who is served first: higher priority, then earlier arrival, then id (for determinism)."""
-    return (-d.priority, d.arrived_s, d.connector_id)
+def rank_key(d: ConnectorDemand) -> tuple[int, bool, float, str]:
+    """Who is served first: higher priority, then a car that draws before one that does not,
+    then earlier arrival, then id (for determinism)."""
+    return (-d.priority, d.idle, d.arrived_s, d.connector_id)
+
+
+def min_current(d: ConnectorDemand, cfg: AllocationConfig) -> float:
+    """The least a connector is offered when it charges: the configured minimum, or what the
+    car was learned to need (never above its maximum)."""
+    return max(cfg.min_current_a, min(d.min_current_a, d.max_current_a))
 
 
 def effective_cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, Binding, str]:
@@ -69,10 +84,8 @@ def effective_cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, Bin
     binding = Binding(kind="car_max", limit_a=cap)
     reason = f"connector maximum {cap:.1f} A"
     if d.settled and d.offered_a > 0:
-        used = grid_phases(d.phase_rotation, d.phases)
-        mapping = grid_phases(d.phase_rotation, 3)
-        drawn = max(d.measured_a[mapping.index(g)] for g in used)
-        undrawn_cap = max(cfg.min_current_a, drawn + cfg.draw_slack_a)
+        drawn = max(d.measured_a[p] for p in cp_phases(d))
+        undrawn_cap = max(min_current(d, cfg), drawn + cfg.draw_slack_a)
         if drawn < d.offered_a - cfg.draw_slack_a / 2 and undrawn_cap < cap:
             cap = undrawn_cap
             binding = Binding(kind="undrawn", limit_a=cap)
@@ -90,11 +103,13 @@ def allocate(
     *,
     ignore_meters: bool = False,
     margin_a: float | None = None,
+    start_margin_a: float = 0.0,
 ) -> AllocationResult:
     """Per-connector limits for one instant. Pure: same inputs, same result.
 
     ``ignore_meters`` and ``margin_a`` let the control loop compute a fail-safe allocation (no
-    trusted meter, a budget the installer declared safe) with the same rules.
+    trusted meter, a budget the installer declared safe) with the same rules;
+    ``start_margin_a`` is the room a connector at 0 A needs above its minimum to be admitted.
     """
     ids = [d.connector_id for d in demands]
     if len(set(ids)) != len(ids):
@@ -124,20 +139,27 @@ def allocate(
                 f"{cfg.min_current_a:.1f} A; paused",
             )
             continue
-        blocked = _first_blocked(by_connector[cid], cid, cfg.min_current_a)
+        own_min = min_current(d, cfg)
+        start = start_margin_a if d.offered_a <= 0 else 0.0
+        blocked = _first_blocked(by_connector[cid], cid, own_min + start)
         if blocked is not None:
             left = max(0.0, blocked.left_a)
+            to_start = f" (+{start:.1f} A to start)" if start > 0 else ""
             results[cid] = (
                 _node_binding(blocked, kind="paused", left_a=left),
-                f"paused: did not fit at {cfg.min_current_a:.1f} A on {_where(blocked)} "
+                f"paused: did not fit at {own_min:.1f} A{to_start} on {_where(blocked)} "
                 f"(headroom left {left:.1f} A); priority {d.priority}, "
-                "the connectors ranked above it are served first",
+                + (
+                    "it does not draw, so the cars that draw are served first"
+                    if d.idle
+                    else "the connectors ranked above it are served first"
+                ),
             )
             continue
-        level[cid] = cfg.min_current_a
+        level[cid] = own_min
         caps[cid] = cap
         for c in by_connector[cid]:
-            c.used_a += c.weights[cid] * cfg.min_current_a
+            c.used_a += c.weights[cid] * own_min
 
     tiers = sorted({d.priority for d in demands if d.connector_id in level}, reverse=True)
     for tier in tiers:
@@ -153,7 +175,7 @@ def allocate(
             ConnectorAllocation(
                 connector_id=cid,
                 limit_a=limit,
-                grid_phases=tuple(PHASE_NAMES[p] for p in grid_phases(d.phase_rotation, d.phases)),
+                grid_phases=tuple(PHASE_NAMES[p] for p in load_phases(d)),
                 binding=binding,
                 reason=reason,
             )

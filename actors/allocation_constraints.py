@@ -1,8 +1,8 @@
 """The constraints of the site tree: every node phase and node total, with its headroom.
 
 Headroom = limit - margin - base load, where base load = meter - managed EV current (what flows
-through the node that the allocation does not control). A node without a meter has no base
-load; a metered node never read has no headroom at all.
+through the node that the allocation does not control), or the node's base floor if that is
+higher. A node without a meter has no base load; a metered node never read has no headroom.
 """
 
 from __future__ import annotations
@@ -11,7 +11,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from actors.allocation_types import PHASE_NAMES, ConnectorDemand, NodeInput, grid_phases
+from actors.allocation_types import (
+    PHASE_NAMES,
+    ConnectorDemand,
+    NodeInput,
+    grid_phases,
+    load_phases,
+)
 
 
 @dataclass(slots=True)
@@ -91,8 +97,8 @@ def build_constraints(
 ) -> list[Constraint]:
     """Every constraint of the tree with its headroom and which connectors load it.
 
-    Weights: a connector loads each grid phase it draws on with its limit, and a node's total with
-    its limit times its number of phases.
+    Weights: a connector loads each grid phase its car draws on with its limit, and a node's total
+    with its limit times its number of phases.
     """
     paths = ancestry(nodes)
     for d in demands:
@@ -117,6 +123,8 @@ def build_constraints(
                 base = math.inf  # metered but never read: nothing is known to be free
             else:
                 base = meter[p] - managed[node.name][p]
+                if node.base_floor_a is not None:
+                    base = max(base, node.base_floor_a[p])
             bases.append(base)
             limit = node.limit.current_a[p]
             constraints.append(
@@ -150,7 +158,7 @@ def build_constraints(
 
     index = {(c.node, c.phase): c for c in constraints}
     for d in demands:
-        phases = grid_phases(d.phase_rotation, d.phases)
+        phases = load_phases(d)
         for name in paths[d.node]:
             for p in phases:
                 index[(name, PHASE_NAMES[p])].weights[d.connector_id] = 1.0

@@ -66,7 +66,9 @@ class NodeInput:
 
     ``metered`` says a meter measures everything flowing through the node; ``meter`` is its last
     sample (None before the first one). An unmetered node is assumed to feed only managed
-    charge points, so its headroom is its limit minus the margin.
+    charge points, so its headroom is its limit minus the margin. ``base_floor_a``: the base
+    load per phase is taken to be at least this (the control loop's recent peak, so meter noise
+    does not move the limits).
     """
 
     name: str
@@ -74,6 +76,7 @@ class NodeInput:
     limit: NodeLimit = field(default_factory=NodeLimit)
     metered: bool = False
     meter: MeterSample | None = None
+    base_floor_a: PerPhase | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +88,15 @@ class ConnectorDemand:
     it has been in force long enough (the control loop's settle time) that the draw reflects it.
     Priority: higher numbers are served first. ``arrived_s`` orders connectors inside a priority:
     the earlier arrival is served first, the later arrival is paused first.
+
+    What the control loop learned about the car (:mod:`actors.car_learning`); the defaults mean
+    "nothing learned": ``car_phases`` the charge-point phases (0-based) the car draws on (a
+    1-phase car on a 3-phase charge point loads one grid phase only; empty: every phase the
+    charge point is wired with); ``min_current_a`` the least it is offered when it charges (a
+    car that would not draw at the configured minimum; never below it); ``idle`` says it did
+    not draw at what it was offered, so it is served after the cars that draw in its priority.
+    ``sampled_s`` is when ``measured_a`` was taken (monotonic; None: now; ``-inf``: the
+    connector never reported a sample).
     """
 
     connector_id: str
@@ -98,6 +110,24 @@ class ConnectorDemand:
     offered_a: float = 0.0
     measured_a: PerPhase = ZERO
     settled: bool = False
+    car_phases: tuple[int, ...] = ()
+    min_current_a: float = 0.0
+    idle: bool = False
+    sampled_s: float | None = None
+
+
+def cp_phases(d: ConnectorDemand) -> tuple[int, ...]:
+    """The charge-point phases (0-based) the connector's car loads: the learned ones, else every
+    phase the charge point is wired with."""
+    wired = tuple(range(d.phases))
+    learned = tuple(p for p in d.car_phases if p in wired)
+    return learned or wired
+
+
+def load_phases(d: ConnectorDemand) -> tuple[int, ...]:
+    """The grid phases (0-based) the connector's car loads, in charge-point phase order."""
+    mapping = grid_phases(d.phase_rotation, 3)
+    return tuple(mapping[p] for p in cp_phases(d))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,12 +205,18 @@ class NodeHeadroom:
 class AllocationResult:
     connectors: tuple[ConnectorAllocation, ...]
     headroom: tuple[NodeHeadroom, ...]
+    _by_id: dict[str, ConnectorAllocation] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {c.connector_id: c for c in self.connectors})
 
     def limits(self) -> dict[str, float]:
         return {c.connector_id: c.limit_a for c in self.connectors}
 
     def of(self, connector_id: str) -> ConnectorAllocation:
-        for c in self.connectors:
-            if c.connector_id == connector_id:
-                return c
-        raise KeyError(f"no allocation for connector {connector_id!r}")
+        try:
+            return self._by_id[connector_id]
+        except KeyError:
+            raise KeyError(f"no allocation for connector {connector_id!r}") from None

@@ -3,13 +3,25 @@
 Each :func:`step` takes the previous :class:`LoopState`, the site's nodes and demand, and returns
 new limits, the new state and a :class:`StepRecord` for the audit trail. Rules:
 
+- Count every car once: the meter shows a car's new draw seconds after a change, its own
+  sample up to a minute later. Until that sample arrives the car is counted twice over, high
+  (following its offer) and low (at the lower of sample and offer), and the site is planned on
+  both (:mod:`actors.control_plan`, :mod:`actors.car_learning`): decreases and pauses on the
+  high count, so a resumed car's draw is not also taken for base load; increases and starts on
+  the low count, so room a car holds but does not draw is not handed to another. What the loop
+  learns about each car (1-phase cars, cars that need more than 6 A to start, cars that do not
+  draw) is in :mod:`actors.car_learning`.
 - Decrease at once: a target below the limit in force applies in the same step.
-- Increase slowly: only when this connector's last change has settled (``settle_s``) and no
-  connector was decreased within ``settle_s`` (cars take seconds to follow a lower limit, so room
-  freed by a decrease is not real until then); by at most ``increase_step_a`` per step.
-- Pause rarely: a connector that started less than ``min_charge_s`` ago is kept at the minimum
-  instead of paused, as long as the physical limits (margin 0) still hold; a paused connector is
-  not resumed for ``min_pause_s`` (some cars do not resume at all after a pause).
+- Increase slowly: only when this connector's last change has settled (``settle_s``) and a
+  sample taken since shows its draw (or ``sample_wait_s`` passed without one), and no
+  connector's limit changed within ``settle_s`` (cars take seconds to follow, so the meter does
+  not show what the room is until then); by at most ``increase_step_a`` per step.
+- Pause rarely: a connector that started less than ``min_charge_s`` ago is kept at its minimum
+  instead of paused, as long as the physical limits (margin 0) still hold (a car seen not to
+  draw at its offer is not held); a paused connector is not resumed for ``min_pause_s`` (some
+  cars do not resume at all after a pause), then only on the low count and only if its minimum
+  plus ``resume_margin_a`` fits, so the room that paused it has to come back with some to spare;
+  and the others give way to it only in a step in which it can start.
 - Stale meter: if any metered node's reading is older than ``stale_no_increase_s`` nothing
   increases; older than ``stale_failsafe_s`` the fail-safe budget becomes the target (meters
   ignored, margin 0, a per-connector cap and/or a per-phase total at the root): limits above it
@@ -20,106 +32,40 @@ new limits, the new state and a :class:`StepRecord` for the audit trail. Rules:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import replace
 
-from actors.allocation import allocate, overloaded, rank_key
-from actors.allocation_types import (
-    AllocationConfig,
-    AllocationResult,
-    Binding,
-    ConnectorDemand,
-    NodeHeadroom,
-    NodeInput,
-    NodeLimit,
-    PerPhase,
+from actors.allocation import min_current, overloaded, rank_key
+from actors.allocation_types import AllocationConfig, Binding, ConnectorDemand, NodeInput
+from actors.car_learning import CarKnowledge
+from actors.control_plan import count, hold_base, plan
+from actors.control_types import (
+    Action,
+    ConnectorDecision,
+    ConnectorState,
+    ControlConfig,
+    FailSafe,
+    LoopState,
+    Mode,
+    StepRecord,
+    StepResult,
+    arriving,
 )
 
-Mode = Literal["normal", "no_increase", "failsafe"]
-Action = Literal["unchanged", "decrease", "increase", "pause", "resume", "stop", "hold"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FailSafe:
-    """The budget when no meter can be trusted: a cap per connector, a per-phase total at the
-    root node, or both. The installer declares it safe whatever else the site draws."""
-
-    current_a: float | None = 6.0
-    total_a: PerPhase | None = None
-
-    def __post_init__(self) -> None:
-        if self.current_a is None and self.total_a is None:
-            raise ValueError("the fail-safe needs current_a, total_a or both")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ControlConfig:
-    allocation: AllocationConfig = field(default_factory=AllocationConfig)
-    settle_s: float = 7.0
-    increase_step_a: float = 4.0
-    min_pause_s: float = 60.0
-    min_charge_s: float = 60.0
-    stale_no_increase_s: float = 3.0
-    stale_failsafe_s: float = 10.0
-    failsafe: FailSafe = field(default_factory=FailSafe)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectorState:
-    limit_a: float = 0.0
-    changed_s: float | None = None
-    paused_s: float | None = None
-    charging_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoopState:
-    """Carried from step to step. Its times are monotonic, so it does not survive a process
-    restart: start from an empty state; every connector then counts as new and restarts at the
-    minimum current and ramps up, which errs on the safe side."""
-
-    connectors: Mapping[str, ConnectorState] = field(default_factory=dict)
-    last_decrease_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectorDecision:
-    connector_id: str
-    previous_a: float
-    target_a: float
-    limit_a: float
-    action: Action
-    binding: Binding
-    reason: str
-
-    @property
-    def changed(self) -> bool:
-        return self.limit_a != self.previous_a
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepRecord:
-    """Everything one step saw and decided: the inputs, each constraint's headroom, and per
-    connector the target, the limit applied, the binding source and the reason."""
-
-    now_s: float
-    mode: Mode
-    meter_age_s: float
-    nodes: tuple[NodeInput, ...]
-    demands: tuple[ConnectorDemand, ...]
-    headroom: tuple[NodeHeadroom, ...]
-    decisions: tuple[ConnectorDecision, ...]
-
-    def changed(self) -> tuple[ConnectorDecision, ...]:
-        return tuple(d for d in self.decisions if d.changed)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepResult:
-    state: LoopState
-    limits: Mapping[str, float]
-    record: StepRecord
+__all__ = [
+    "Action",
+    "ConnectorDecision",
+    "ConnectorState",
+    "ControlConfig",
+    "FailSafe",
+    "LoopState",
+    "Mode",
+    "StepRecord",
+    "StepResult",
+    "meter_age_s",
+    "mode_for",
+    "step",
+]
 
 
 def meter_age_s(nodes: Sequence[NodeInput], now_s: float) -> float:
@@ -150,106 +96,87 @@ def step(
 ) -> StepResult:
     age = meter_age_s(nodes, now_s)
     mode = mode_for(age, cfg)
-    alloc_cfg = cfg.allocation
     known = state.connectors
-    # What we offered and whether it settled is our own knowledge, not the actor's.
-    seen = [_with_offer(d, known.get(d.connector_id), now_s, cfg) for d in demands]
-    result = _allocate(nodes, seen, mode, cfg)
-    planned_by_id = {c.connector_id: c for c in result.connectors}
+    counted = count(demands, known, now_s=now_s, cfg=cfg)
+    # Room freed or taken by a change (earlier, or a decrease in this very step) is not known
+    # until the cars follow and the meter shows it.
+    settled_before = not (
+        _within(state.last_decrease_s, now_s, cfg.settle_s)
+        or _within(state.last_change_s, now_s, cfg.settle_s)
+    )
 
-    # Room freed by a decrease (earlier, or in this very step) is not real until cars follow.
+    def can_start(d: ConnectorDemand, target: float) -> bool:
+        st = known.get(d.connector_id, ConnectorState())
+        waiting = d.connector_id in counted.unseen
+        dec, _ = _decide(d, st, target, mode, not settled_before, waiting, now_s, cfg)
+        return dec.limit_a > 0
+
+    bases = state.bases
+    if mode != "failsafe":
+        nodes, bases = hold_base(nodes, counted.high, state.bases, now_s=now_s, cfg=cfg)
+    planned = plan(nodes, counted, known, mode=mode, cfg=cfg, can_start=can_start)
+    aims = {d.connector_id: planned.aim(d.connector_id, d.offered_a) for d in counted.high}
     decreasing_now = any(
-        d.active and planned_by_id[d.connector_id].limit_a < d.offered_a for d in seen
+        d.active and aims[d.connector_id].target_a < d.offered_a for d in counted.high
     )
-    settling = decreasing_now or (
-        state.last_decrease_s is not None and now_s - state.last_decrease_s < cfg.settle_s
-    )
+    settling = decreasing_now or not settled_before
     decisions: dict[str, ConnectorDecision] = {}
     dwell_kept: list[ConnectorDemand] = []
-    for d in sorted(seen, key=rank_key):
+    for d in sorted(counted.high, key=rank_key):
         st = known.get(d.connector_id, ConnectorState())
-        planned = planned_by_id[d.connector_id]
-        decision, kept = _decide(d, st, planned.limit_a, mode, settling, now_s, cfg)
+        aim = aims[d.connector_id]
+        waiting = d.connector_id in counted.unseen
+        decision, kept = _decide(d, st, aim.target_a, mode, settling, waiting, now_s, cfg)
+        why = aim.note if aim.note and decision.action == "unchanged" else decision.reason
         decisions[d.connector_id] = replace(
             decision,
-            binding=planned.binding,
-            reason=f"{decision.reason}; allocation: {planned.reason}",
+            binding=aim.allocation.binding,
+            reason=f"{why}; allocation: {aim.allocation.reason}",
         )
         if kept:
             dwell_kept.append(d)
 
     if dwell_kept:
-        _resolve_dwell(decisions, dwell_kept, nodes, seen, alloc_cfg)
+        _resolve_dwell(decisions, dwell_kept, nodes, counted.high, cfg.allocation)
+    if counted.low != counted.high:
+        _fund_increases(decisions, nodes, counted.low, cfg.allocation)
 
     new_states: dict[str, ConnectorState] = {}
-    decreased = False
-    for d in seen:
+    decreased = changed = False
+    for d in counted.high:
         dec = decisions[d.connector_id]
-        st = known.get(d.connector_id, ConnectorState())
-        new_states[d.connector_id] = _next_state(st, d, dec, now_s)
+        st = known.get(d.connector_id) or arriving(now_s, cfg)
+        car = counted.cars[d.connector_id]
+        new_states[d.connector_id] = _next_state(st, d, dec, now_s, car, cfg.settle_s)
         if d.active and dec.limit_a < dec.previous_a:
             decreased = True
+        if d.active and dec.changed:
+            changed = True
     ordered = tuple(decisions[d.connector_id] for d in demands)
     record = StepRecord(
         now_s=now_s,
         mode=mode,
         meter_age_s=age,
         nodes=tuple(nodes),
-        demands=tuple(seen),
-        headroom=result.headroom,
+        demands=counted.high,
+        headroom=planned.high.headroom,
         decisions=ordered,
+        low_headroom=planned.low.headroom,
     )
     return StepResult(
         state=LoopState(
             connectors=new_states,
             last_decrease_s=now_s if decreased else state.last_decrease_s,
+            last_change_s=now_s if changed else state.last_change_s,
+            bases=bases,
         ),
         limits={dec.connector_id: dec.limit_a for dec in ordered},
         record=record,
     )
 
 
-def _with_offer(
-    d: ConnectorDemand, st: ConnectorState | None, now_s: float, cfg: ControlConfig
-) -> ConnectorDemand:
-    if st is None:
-        return replace(d, offered_a=0.0, settled=False)
-    settled = st.changed_s is None or now_s - st.changed_s >= cfg.settle_s
-    return replace(d, offered_a=st.limit_a, settled=settled)
-
-
-def _allocate(
-    nodes: Sequence[NodeInput], demands: Sequence[ConnectorDemand], mode: Mode, cfg: ControlConfig
-) -> AllocationResult:
-    if mode != "failsafe":
-        return allocate(nodes, demands, cfg.allocation)
-    fs = cfg.failsafe
-    fs_nodes = [
-        replace(n, limit=_root_budget(n.limit, fs.total_a)) if n.parent is None else n
-        for n in nodes
-    ]
-    fs_demands = [
-        replace(d, max_current_a=min(d.max_current_a, fs.current_a), settled=False)
-        if fs.current_a is not None
-        else replace(d, settled=False)
-        for d in demands
-    ]
-    return allocate(fs_nodes, fs_demands, cfg.allocation, ignore_meters=True, margin_a=0.0)
-
-
-def _root_budget(limit: NodeLimit, total_a: PerPhase | None) -> NodeLimit:
-    if total_a is None:
-        return limit
-    current = tuple(min(a, b) for a, b in zip(limit.current_a, total_a, strict=True))
-    sources = tuple(
-        "fail-safe budget" if b < a else s
-        for a, b, s in zip(limit.current_a, total_a, limit.sources, strict=True)
-    )
-    return replace(
-        limit,
-        current_a=(current[0], current[1], current[2]),
-        sources=(sources[0], sources[1], sources[2]),
-    )
+def _within(then_s: float | None, now_s: float, period_s: float) -> bool:
+    return then_s is not None and now_s - then_s < period_s
 
 
 def _decide(
@@ -258,12 +185,14 @@ def _decide(
     target: float,
     mode: Mode,
     settling: bool,
+    waiting: bool,
     now_s: float,
     cfg: ControlConfig,
 ) -> tuple[ConnectorDecision, bool]:
-    """One connector's next limit; the flag says it was kept at the minimum through its dwell."""
+    """One connector's next limit; the flag says it was kept at the minimum through its dwell.
+    ``waiting``: no sample since its last change shows its draw yet."""
     prev = st.limit_a
-    min_a = cfg.allocation.min_current_a
+    min_a = min_current(d, cfg.allocation)
 
     def out(limit: float, action: Action, reason: str) -> ConnectorDecision:
         return ConnectorDecision(
@@ -283,6 +212,7 @@ def _decide(
         if (
             target == 0.0
             and mode != "failsafe"
+            and not (d.idle and d.settled)  # known not to draw at this very offer
             and charging_for is not None
             and charging_for < cfg.min_charge_s
         ):
@@ -292,6 +222,8 @@ def _decide(
                 f"kept at {min_a:.1f} A instead of pausing: charging for {charging_for:.0f} s, "
                 f"less than the {cfg.min_charge_s:.0f} s dwell",
             ), True
+        if target == 0.0 and d.idle and d.settled:
+            return out(0.0, "pause", "paused at once: no room, and the car does not draw"), False
         if target == 0.0:
             return out(0.0, "pause", "paused at once: no room at the minimum current"), False
         return out(target, "decrease", "decreased at once"), False
@@ -299,7 +231,11 @@ def _decide(
         if mode == "no_increase":
             return out(prev, "hold", "no increase: meter data is stale"), False
         if settling:
-            return out(prev, "hold", "no increase while a recent decrease settles"), False
+            return out(prev, "hold", "no increase while a recent change settles"), False
+        if waiting:
+            return out(
+                prev, "hold", "no increase until a sample shows its draw since the last change"
+            ), False
         if prev == 0.0:
             paused_for = None if st.paused_s is None else now_s - st.paused_s
             if paused_for is not None and paused_for < cfg.min_pause_s:
@@ -315,6 +251,30 @@ def _decide(
         new = min(target, prev + cfg.increase_step_a)
         return out(new, "increase", f"increased by at most {cfg.increase_step_a:.1f} A"), False
     return out(prev, "unchanged", "target reached"), False
+
+
+def _fund_increases(
+    decisions: dict[str, ConnectorDecision],
+    nodes: Sequence[NodeInput],
+    low: Sequence[ConnectorDemand],
+    cfg: AllocationConfig,
+) -> None:
+    """An increase or start goes only into room there is on the low count with the limits
+    actually in force: the low plan may count on a connector giving way that the high plan keeps
+    (it holds in the band until samples catch up), and room it has not given up yet is not
+    room. Such increases wait; the connector gives way first, on the high count, when it must."""
+    limits = {cid: dec.limit_a for cid, dec in decisions.items()}
+    for c in overloaded(nodes, low, limits, margin_a=cfg.margin_a):
+        for cid in c.weights:
+            dec = decisions[cid]
+            if dec.limit_a > dec.previous_a:
+                decisions[cid] = replace(
+                    dec,
+                    limit_a=dec.previous_a,
+                    action="hold",
+                    reason="increase deferred: the room it needs is still held by connectors "
+                    "that have not given way; " + dec.reason,
+                )
 
 
 def _resolve_dwell(
@@ -353,13 +313,21 @@ def _resolve_dwell(
 
 
 def _next_state(
-    st: ConnectorState, d: ConnectorDemand, dec: ConnectorDecision, now_s: float
+    st: ConnectorState,
+    d: ConnectorDemand,
+    dec: ConnectorDecision,
+    now_s: float,
+    car: CarKnowledge,
+    settle_s: float,
 ) -> ConnectorState:
     if not d.active:
         return ConnectorState(limit_a=0.0, changed_s=now_s if dec.changed else st.changed_s)
-    new = replace(st, limit_a=dec.limit_a)
+    if not dec.changed and car is st.car:
+        return st
+    new = replace(st, limit_a=dec.limit_a, car=car)
     if dec.changed:
-        new = replace(new, changed_s=now_s)
+        kept = tuple((e, a) for e, a in st.replaced if now_s - e < settle_s)
+        new = replace(new, changed_s=now_s, replaced=(*kept, (now_s, dec.previous_a)))
     if dec.previous_a > 0 and dec.limit_a == 0:
         new = replace(new, paused_s=now_s, charging_s=None)
     elif dec.previous_a == 0 and dec.limit_a > 0:

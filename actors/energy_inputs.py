@@ -205,8 +205,10 @@ def demand_of(
     *,
     default_arrival_s: float,
     measured_a: PerPhase | None = None,
+    sampled_s: float | None = None,
 ) -> ConnectorDemand:
-    """The connector's demand; ``measured_a`` overrides the report's (see :func:`measured_as_of`)."""
+    """The connector's demand; ``measured_a`` overrides the report's (see :func:`sample_as_of`)
+    and ``sampled_s`` says when it was taken (monotonic; ``-inf``: never)."""
     cp = model.charge_point(report.charge_point_id)
     measured: PerPhase = measured_a or report.measured_a or ZERO
     return ConnectorDemand(
@@ -220,7 +222,22 @@ def demand_of(
         priority=cp.priority,
         arrived_s=arrival_s(report, default_arrival_s),
         measured_a=(max(0.0, measured[0]), max(0.0, measured[1]), max(0.0, measured[2])),
+        sampled_s=sampled_s,
     )
+
+
+def sample_as_of(
+    samples: Sequence[tuple[float, PerPhase]], meter_s: float | None
+) -> tuple[float, PerPhase] | None:
+    """The sample :func:`measured_as_of` picks, with its time (None without samples)."""
+    if not samples:
+        return None
+    if meter_s is None:
+        return samples[-1]
+    for sample in reversed(samples):
+        if sample[0] <= meter_s:
+            return sample
+    return samples[0]
 
 
 def measured_as_of(samples: Sequence[tuple[float, PerPhase]], meter_s: float | None) -> PerPhase:
@@ -234,14 +251,8 @@ def measured_as_of(samples: Sequence[tuple[float, PerPhase]], meter_s: float | N
     is used rather than zero: zero would count its whole draw twice and pause cars for a minute
     on a reading one poll old, while the error the other way lasts one meter poll and is bounded
     by the safe default profile the car started under. Without a meter: the newest sample."""
-    if not samples:
-        return ZERO
-    if meter_s is None:
-        return samples[-1][1]
-    for at_s, measured in reversed(samples):
-        if at_s <= meter_s:
-            return measured
-    return samples[0][1]
+    sample = sample_as_of(samples, meter_s)
+    return ZERO if sample is None else sample[1]
 
 
 def is_decrease(old: Mapping[str, NodeLimit], new: Mapping[str, NodeLimit]) -> bool:

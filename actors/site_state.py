@@ -11,14 +11,22 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from actors.allocation_types import MeterSample, NodeInput, NodeLimit, PerPhase
 from actors.audit_records import AuditKind, AuditRecord, limit_record, new_record
+from actors.car_learning import NEVER_SAMPLED
 from actors.compliance import ComplianceConfig, Tracker, as_fixed_load, limit_set, observe
-from actors.control_loop import ConnectorDecision, LoopState, meter_age_s, mode_for, step
+from actors.control_loop import (
+    ConnectorDecision,
+    LoopState,
+    StepRecord,
+    meter_age_s,
+    mode_for,
+    step,
+)
 from actors.energy_inputs import (
     MODE_NAMES,
     SiteModel,
@@ -28,10 +36,10 @@ from actors.energy_inputs import (
     finite,
     is_decrease,
     limit_json,
-    measured_as_of,
     node_inputs,
     node_limits,
     over_limit,
+    sample_as_of,
     unreported_limit,
     with_rules,
 )
@@ -96,6 +104,7 @@ class SiteState:
         self.reports: dict[str, ConnectorReport] = {}
         self.measured: dict[str, deque[tuple[float, PerPhase]]] = {}  # (monotonic s, per phase)
         self.loop = LoopState()
+        self.record: StepRecord | None = None  # the last step's inputs and decisions
         self.mode = "waiting for limits"
         self.decisions: dict[str, dict[str, Any]] = {}
         self.sent: dict[str, float] = {}
@@ -223,15 +232,18 @@ class SiteState:
         nodes = node_inputs(model, self.effective_limits(now_s, now_utc), self.samples)
         reads = [n.meter.read_s for n in nodes if n.metered and n.meter is not None]
         meter_s = min(reads) if reads else None
-        demands = [
-            demand_of(
-                model,
-                r,
-                default_arrival_s=now_s,
-                measured_a=measured_as_of(self.measured.get(key, ()), meter_s),
+        demands = []
+        for key, r in self.reports.items():
+            sample = sample_as_of(self.measured.get(key, ()), meter_s)
+            demands.append(
+                demand_of(
+                    model,
+                    r,
+                    default_arrival_s=now_s,
+                    measured_a=None if sample is None else sample[1],
+                    sampled_s=NEVER_SAMPLED if sample is None else sample[0],
+                )
             )
-            for key, r in self.reports.items()
-        ]
         flagged = [k for k, t in self.trackers.items() if t.flagged and k in self.reports]
         draws: Mapping[str, tuple[float, float, float]] = {}
         if flagged:
@@ -240,11 +252,8 @@ class SiteState:
             nodes, demands, draws = list(fixed.nodes), list(fixed.demands), fixed.draw_by_connector
         result = step(self.loop, nodes, demands, now_s=now_s, cfg=model.control)
         kept = {k: self.loop.connectors[k] for k in draws if k in self.loop.connectors}
-        self.loop = LoopState(
-            connectors={**result.state.connectors, **kept},
-            last_decrease_s=result.state.last_decrease_s,
-        )
-        rec = result.record
+        self.loop = replace(result.state, connectors={**result.state.connectors, **kept})
+        rec = self.record = result.record
         self.mode = MODE_NAMES[rec.mode]
         records: list[AuditRecord] = []
         decisions: dict[str, dict[str, Any]] = {}

@@ -1,5 +1,7 @@
 """Allocation invariants under random sites. The reference figures (headroom, phase mapping,
-caps) are recomputed here from the raw inputs, not taken from the module under test."""
+caps, minimums, ranks) are recomputed here from the raw inputs, not taken from the module under
+test. Random sites include what the control loop learns about cars (1-phase cars, a minimum
+above 6 A, cars that do not draw) and the margin a start needs."""
 
 from __future__ import annotations
 
@@ -69,22 +71,45 @@ def sites(
     cars = []
     for i in range(n_cars):
         single = single_node
+        phases = 3 if single else draw(st.sampled_from([1, 2, 3]))
         cars.append(
             ConnectorDemand(
                 connector_id=f"c{i}",
                 node=draw(st.sampled_from(names[1:] if not single else ["site"])),
                 active=draw(st.booleans()) if not single else True,
                 max_current_a=draw(st.sampled_from([0.0, 5.0, 6.0, 10.0, 16.0, 32.0]) | amps),
-                phases=3 if single else draw(st.sampled_from([1, 2, 3])),
+                phases=phases,
                 phase_rotation="RST" if single else draw(st.sampled_from(sorted(MAPPING))),
                 priority=draw(st.integers(0, 2)),
                 arrived_s=float(draw(st.integers(0, 5))),
                 offered_a=draw(st.sampled_from([0.0, 6.0, 10.0, 16.0, 32.0])),
                 measured_a=(draw(amps), draw(amps), draw(amps)) if not single else (0.0, 0.0, 0.0),
                 settled=draw(st.booleans()),
+                car_phases=()
+                if single
+                else draw(
+                    st.lists(st.integers(0, 2), max_size=3, unique=True).map(
+                        lambda ps: tuple(sorted(ps))
+                    )
+                ),
+                min_current_a=0.0 if single else draw(st.sampled_from([0.0, 6.0, 8.0, 10.0])),
+                idle=draw(st.booleans()),
             )
         )
     return nodes, cars
+
+
+def _cp_phases(c: ConnectorDemand) -> tuple[int, ...]:
+    learned = tuple(p for p in c.car_phases if p < c.phases)
+    return learned or tuple(range(c.phases))
+
+
+def _grid(c: ConnectorDemand) -> tuple[int, ...]:
+    return tuple(MAPPING[c.phase_rotation][p] for p in _cp_phases(c))
+
+
+def _min(c: ConnectorDemand) -> float:
+    return max(6.0, min(c.min_current_a, c.max_current_a))
 
 
 def _paths(nodes: list[NodeInput]) -> dict[str, list[str]]:
@@ -125,13 +150,13 @@ def _constraints(
                 base = n.meter.current_a[p] - managed[n.name][p]
             bases.append(base)
             weights = {
-                c.connector_id: 1.0
-                for c in cars
-                if n.name in paths[c.node] and p in MAPPING[c.phase_rotation][: c.phases]
+                c.connector_id: 1.0 for c in cars if n.name in paths[c.node] and p in _grid(c)
             }
             out.append((f"{n.name}/L{p + 1}", max(0.0, n.limit.current_a[p] - 1.0 - base), weights))
         if math.isfinite(n.limit.total_a):
-            weights = {c.connector_id: float(c.phases) for c in cars if n.name in paths[c.node]}
+            weights = {
+                c.connector_id: float(len(_grid(c))) for c in cars if n.name in paths[c.node]
+            }
             cap = max(0.0, n.limit.total_a - 3.0 - sum(bases))
             out.append((f"{n.name}/total", cap, weights))
     return out
@@ -140,16 +165,15 @@ def _constraints(
 def _cap(c: ConnectorDemand) -> float:
     cap = c.max_current_a
     if c.settled and c.offered_a > 0:
-        mapping = MAPPING[c.phase_rotation]
-        drawn = max(c.measured_a[mapping.index(g)] for g in mapping[: c.phases])
-        undrawn = max(6.0, drawn + 1.0)
+        drawn = max(c.measured_a[p] for p in _cp_phases(c))
+        undrawn = max(_min(c), drawn + 1.0)
         if drawn < c.offered_a - 0.5:
             cap = min(cap, undrawn)
     return cap
 
 
-def _rank(c: ConnectorDemand) -> tuple[int, float, str]:
-    return (-c.priority, c.arrived_s, c.connector_id)
+def _rank(c: ConnectorDemand) -> tuple[int, bool, float, str]:
+    return (-c.priority, c.idle, c.arrived_s, c.connector_id)
 
 
 def _used(weights: dict[str, float], limits: dict[str, float]) -> float:
@@ -157,32 +181,39 @@ def _used(weights: dict[str, float], limits: dict[str, float]) -> float:
 
 
 def _check_common(
-    nodes: list[NodeInput], cars: list[ConnectorDemand], result: AllocationResult
+    nodes: list[NodeInput],
+    cars: list[ConnectorDemand],
+    result: AllocationResult,
+    start_margin_a: float = 0.0,
 ) -> None:
     limits = result.limits()
     constraints = _constraints(nodes, cars)
     by_id = {c.connector_id: c for c in cars}
     for cid, limit in limits.items():
         c = by_id[cid]
-        # Nobody gets between 0 and 6 A, nobody more than its cap, inactive ones get 0.
-        assert limit == 0.0 or 6.0 - TOL <= limit <= _cap(c) + TOL, (cid, limit)
+        # Nobody gets between 0 and its minimum (6 A or what its car was learned to need),
+        # nobody more than its cap, inactive ones get 0.
+        assert limit == 0.0 or _min(c) - TOL <= limit <= _cap(c) + TOL, (cid, limit)
         if not c.active:
             assert limit == 0.0
-        # 1-phase/2-phase cars are counted on the grid phases the rotation puts them on.
-        expected_phases = tuple(f"L{g + 1}" for g in MAPPING[c.phase_rotation][: c.phases])
+        # 1-phase/2-phase cars are counted on the grid phases the rotation puts them on (the
+        # phases it was seen drawing on, when known).
+        expected_phases = tuple(f"L{g + 1}" for g in _grid(c))
         assert result.of(cid).grid_phases == expected_phases
     # The sum per phase never exceeds the headroom, on every node of the tree.
     for name, capacity, weights in constraints:
         assert _used(weights, limits) <= capacity + TOL, (name, capacity, limits)
-    # Priorities: a connector paused for lack of room would not fit at 6 A even if every
-    # connector ranked below it were paused.
+    # Priorities: a connector paused for lack of room would not fit at its minimum (plus the
+    # start margin if it is not charging) even if every connector ranked below it were paused.
     for c in cars:
         if result.of(c.connector_id).binding.kind != "paused":
             continue
         above = {
-            d.connector_id: 6.0 for d in cars if limits[d.connector_id] > 0 and _rank(d) < _rank(c)
+            d.connector_id: _min(d)
+            for d in cars
+            if limits[d.connector_id] > 0 and _rank(d) < _rank(c)
         }
-        above[c.connector_id] = 6.0
+        above[c.connector_id] = _min(c) + (start_margin_a if c.offered_a <= 0 else 0.0)
         full = {cid: above.get(cid, 0.0) for cid in limits}
         assert any(_used(w, full) > cap + TOL for _, cap, w in constraints), c.connector_id
     # Work conserving: a connector below its cap sits on a (nearly) saturated constraint.
@@ -203,10 +234,13 @@ def _check_common(
 
 
 @settings(max_examples=300, deadline=None)
-@given(sites())
-def test_invariants_on_random_trees(site: tuple[list[NodeInput], list[ConnectorDemand]]) -> None:
+@given(sites(), st.sampled_from([0.0, 1.0]))
+def test_invariants_on_random_trees(
+    site: tuple[list[NodeInput], list[ConnectorDemand]], start_margin_a: float
+) -> None:
     nodes, cars = site
-    _check_common(nodes, cars, allocate(nodes, cars, CFG))
+    result = allocate(nodes, cars, CFG, start_margin_a=start_margin_a)
+    _check_common(nodes, cars, result, start_margin_a)
 
 
 @settings(max_examples=200, deadline=None)

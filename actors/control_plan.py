@@ -1,0 +1,281 @@
+"""What each connector aims at in one control-loop step. Pure: ``now_s`` is a parameter.
+
+Each car is counted twice (:func:`actors.car_learning.as_counted`): *high*, as following its
+offer, and *low*, at the lower of its sample and its offer; the two are the same once its sample
+shows its draw since its last change. The site is allocated on both counts. A connector's target
+is the high plan's when that is below the limit in force (decreases and pauses: a car's new draw
+is not counted twice), the low plan's when that is above it (increases and starts: room a car
+holds but does not draw is not handed out); in between, the limit in force holds until the
+samples catch up. The low plan is made first; in the high plan no connector rises above the
+larger of its limit in force and its low target, so a connector gives way at once only to an
+increase that will happen.
+
+A connector at 0 A that cannot start in this step (a pause dwell, a change still settling, no
+room on the low count) is left out of both plans, so nobody gives way to it yet: room made for
+a start that does not happen would be taken from cars that can use it, and given back a step
+later. Once it can start, the others give way in one step and it starts when that settled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from actors.allocation import allocate, build_constraints
+from actors.allocation_types import (
+    PHASE_NAMES,
+    AllocationResult,
+    ConnectorAllocation,
+    ConnectorDemand,
+    NodeInput,
+    NodeLimit,
+    PerPhase,
+)
+from actors.car_learning import CarKnowledge, as_counted, learn, reflects
+from actors.control_types import ConnectorState, ControlConfig, Mode, arriving
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Counted:
+    high: tuple[ConnectorDemand, ...]
+    low: tuple[ConnectorDemand, ...]
+    cars: Mapping[str, CarKnowledge]  # what is known of each car after this step's samples
+    unseen: frozenset[str]  # an increase waits for a sample showing its draw since its change
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Aim:
+    target_a: float
+    allocation: ConnectorAllocation  # the plan that set the target (its binding and reason)
+    note: str = ""  # why the limit in force holds between the two plans
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    high: AllocationResult
+    low: AllocationResult
+
+    def aim(self, connector_id: str, current_a: float) -> Aim:
+        high = self.high.of(connector_id)
+        low = self.low.of(connector_id)
+        if current_a > high.limit_a:
+            return Aim(target_a=high.limit_a, allocation=high)
+        if current_a < low.limit_a:
+            if low.limit_a <= high.limit_a:
+                return Aim(target_a=low.limit_a, allocation=low)
+            return Aim(target_a=high.limit_a, allocation=high)
+        if low.limit_a == current_a:
+            return Aim(target_a=current_a, allocation=low)
+        return Aim(
+            target_a=current_a,
+            allocation=low,
+            note=(
+                f"kept at {current_a:.1f} A: room for {high.limit_a:.1f} A if the cars follow "
+                f"their offers, {low.limit_a:.1f} A on their last samples, until samples show "
+                "their draws since their last changes"
+            ),
+        )
+
+
+def count(
+    demands: Sequence[ConnectorDemand],
+    known: Mapping[str, ConnectorState],
+    *,
+    now_s: float,
+    cfg: ControlConfig,
+) -> Counted:
+    """Every demand as the plans count it; what we offered, whether it settled and what the
+    car does are the loop's own knowledge, not the reporter's."""
+    high: list[ConnectorDemand] = []
+    low: list[ConnectorDemand] = []
+    cars: dict[str, CarKnowledge] = {}
+    unseen: set[str] = set()
+    for d in demands:
+        first = d.connector_id not in known
+        st = arriving(now_s, cfg) if first else known[d.connector_id]
+        reflecting = reflects(
+            d, offered_a=st.limit_a, changed_s=st.changed_s, now_s=now_s, settle_s=cfg.settle_s
+        )
+        car = cars[d.connector_id] = _learn(st.car, d, st.limit_a, reflecting=reflecting, cfg=cfg)
+        h, lo = as_counted(
+            d,
+            car,
+            offered_a=st.limit_a,
+            changed_s=st.changed_s,
+            now_s=now_s,
+            settle_s=cfg.settle_s,
+            recent_a=st.recent_a(now_s, cfg.settle_s),
+        )
+        high.append(h)
+        low.append(lo)
+        # A connector that never reported a sample, or reports none after a change (no
+        # periodic MeterValues), would wait forever: after sample_wait_s it ramps on time.
+        timed = d.sampled_s is not None and d.sampled_s > -math.inf
+        recent = st.changed_s is not None and now_s - st.changed_s < cfg.sample_wait_s
+        if timed and recent and not reflecting and not first:
+            unseen.add(d.connector_id)
+    return Counted(high=tuple(high), low=tuple(low), cars=cars, unseen=frozenset(unseen))
+
+
+def _learn(
+    k: CarKnowledge, d: ConnectorDemand, offered_a: float, *, reflecting: bool, cfg: ControlConfig
+) -> CarKnowledge:
+    return learn(
+        k,
+        d,
+        offered_a=offered_a,
+        reflecting=reflecting,
+        min_current_a=cfg.allocation.min_current_a,
+        probe_step_a=cfg.probe_step_a,
+    )
+
+
+def plan(
+    nodes: Sequence[NodeInput],
+    counted: Counted,
+    known: Mapping[str, ConnectorState],
+    *,
+    mode: Mode,
+    cfg: ControlConfig,
+    can_start: Callable[[ConnectorDemand, float], bool],
+) -> Plan:
+    """Both plans, without the connectors at 0 A that cannot start in this step.
+    ``can_start(demand, target)``: whether a connector at 0 A would start at that target."""
+    first = _plan(nodes, counted.high, counted.low, mode, cfg, held=())
+    held = [
+        d.connector_id
+        for d in counted.high
+        if d.active
+        and _limit(known, d.connector_id) == 0.0
+        and (first.high.of(d.connector_id).limit_a > 0 or first.low.of(d.connector_id).limit_a > 0)
+        and not ((target := first.aim(d.connector_id, 0.0).target_a) > 0 and can_start(d, target))
+    ]
+    if not held:
+        return first
+    again = _plan(nodes, counted.high, counted.low, mode, cfg, held=held)
+    return Plan(high=_keep(again.high, first.high, held), low=_keep(again.low, first.low, held))
+
+
+def _limit(known: Mapping[str, ConnectorState], connector_id: str) -> float:
+    st = known.get(connector_id)
+    return 0.0 if st is None else st.limit_a
+
+
+def _keep(
+    again: AllocationResult, first: AllocationResult, held: Collection[str]
+) -> AllocationResult:
+    """The second plan, with each held connector's own figures from the first (what it would
+    get, and why), so its decision says why it waits."""
+    connectors = tuple(
+        first.of(c.connector_id) if c.connector_id in held else c for c in again.connectors
+    )
+    return replace(again, connectors=connectors)
+
+
+def _plan(
+    nodes: Sequence[NodeInput],
+    high: Sequence[ConnectorDemand],
+    low: Sequence[ConnectorDemand],
+    mode: Mode,
+    cfg: ControlConfig,
+    *,
+    held: Collection[str],
+) -> Plan:
+    if held:
+        high = [replace(d, active=False) if d.connector_id in held else d for d in high]
+        low = [replace(d, active=False) if d.connector_id in held else d for d in low]
+    if mode == "failsafe":
+        result = _allocate(nodes, high, mode, cfg)
+        return Plan(high=result, low=result)
+    low_result = _allocate(nodes, low, mode, cfg)
+    if list(high) == list(low):
+        # Every sample reflects its offer: one count. Capping each connector at what it gets
+        # on it changes no level (the max-min allocation is unique), so the plan is the same.
+        return Plan(high=low_result, low=low_result)
+
+    # A connector gives way at once only to increases that will happen: in the high plan each
+    # connector rises no further than the low plan takes it (or stays where it is). Otherwise a
+    # car that holds in the band between the plans would still take room from others on the
+    # high count, and they would be lowered for nothing at every flicker of the meter.
+    capped = [
+        replace(
+            d,
+            max_current_a=min(
+                d.max_current_a, max(d.offered_a, low_result.of(d.connector_id).limit_a)
+            ),
+        )
+        if d.active
+        else d
+        for d in high
+    ]
+    return Plan(high=_allocate(nodes, capped, mode, cfg), low=low_result)
+
+
+def _allocate(
+    nodes: Sequence[NodeInput], demands: Sequence[ConnectorDemand], mode: Mode, cfg: ControlConfig
+) -> AllocationResult:
+    if mode != "failsafe":
+        return allocate(
+            nodes, demands, cfg.allocation, start_margin_a=max(0.0, cfg.resume_margin_a)
+        )
+    fs = cfg.failsafe
+    fs_nodes = [
+        replace(n, limit=_root_budget(n.limit, fs.total_a)) if n.parent is None else n
+        for n in nodes
+    ]
+    fs_demands = [
+        replace(d, max_current_a=min(d.max_current_a, fs.current_a), settled=False)
+        if fs.current_a is not None
+        else replace(d, settled=False)
+        for d in demands
+    ]
+    return allocate(fs_nodes, fs_demands, cfg.allocation, ignore_meters=True, margin_a=0.0)
+
+
+def _root_budget(limit: NodeLimit, total_a: PerPhase | None) -> NodeLimit:
+    if total_a is None:
+        return limit
+    current = tuple(min(a, b) for a, b in zip(limit.current_a, total_a, strict=True))
+    sources = tuple(
+        "fail-safe budget" if b < a else s
+        for a, b, s in zip(limit.current_a, total_a, limit.sources, strict=True)
+    )
+    return replace(
+        limit,
+        current_a=(current[0], current[1], current[2]),
+        sources=(sources[0], sources[1], sources[2]),
+    )
+
+
+def hold_base(
+    nodes: Sequence[NodeInput],
+    high: Sequence[ConnectorDemand],
+    history: Mapping[str, tuple[tuple[float, PerPhase], ...]],
+    *,
+    now_s: float,
+    cfg: ControlConfig,
+) -> tuple[list[NodeInput], dict[str, tuple[tuple[float, PerPhase], ...]]]:
+    """The nodes with each metered node's base load floored at its peak over ``base_hold_s``
+    (on the high count, where a car's own new draw is not taken for base load), and the kept
+    history. Decreases still follow a rising base load at once; room from a falling one comes
+    ``base_hold_s`` later."""
+    if cfg.base_hold_s <= 0:
+        return list(nodes), {}
+    now: dict[str, list[float]] = {}
+    for c in build_constraints(nodes, high, margin_a=cfg.allocation.margin_a):
+        if c.phase != "total" and c.meter_a is not None:
+            now.setdefault(c.node, [0.0, 0.0, 0.0])[PHASE_NAMES.index(c.phase)] = c.base_load_a
+    kept: dict[str, tuple[tuple[float, PerPhase], ...]] = {}
+    out: list[NodeInput] = []
+    for n in nodes:
+        base = now.get(n.name)
+        if base is None:
+            out.append(n)
+            continue
+        recent = [(t, b) for t, b in history.get(n.name, ()) if now_s - t < cfg.base_hold_s]
+        recent.append((now_s, (base[0], base[1], base[2])))
+        kept[n.name] = tuple(recent)
+        peak = tuple(max(b[p] for _, b in recent) for p in range(3))
+        out.append(replace(n, base_floor_a=(peak[0], peak[1], peak[2])))
+    return out, kept
