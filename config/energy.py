@@ -33,7 +33,12 @@ stale_failsafe_s = 10.0    # meter older than this: fail-safe budget
 failsafe_current_a = 6.0   # fail-safe cap per connector (0: pause all)
 # failsafe_total_a = 32    # fail-safe budget per phase at the site (number or [L1, L2, L3])
 draw_slack_a = 1.0         # a settled car drawing less than offered keeps its draw + this
+resume_margin_a = 1.0      # a connector at 0 A starts only if its minimum + this fits
+probe_step_a = 2.0         # a car not drawing at the minimum is offered this much more, once
+sample_wait_s = 30.0       # an increase waits this long at most for the car's sample
+base_hold_s = 0.0          # base load taken as its peak over this long (0: as read)
 nominal_voltage_v = 230.0  # converts power limits to current
+
 
 [[charge_points]]          # energy keys of a charge point (the rest is the OCPP section)
 priority = 0               # default 0; higher is served first, equal share within a priority
@@ -183,7 +188,12 @@ def allocation_from_table(t: Table) -> AllocationSection:
         stale_no_increase_s=no_increase,
         stale_failsafe_s=failsafe_after,
         failsafe=FailSafe(current_a=fs_current, total_a=fs_total),
+        resume_margin_a=t.number("resume_margin_a", 1.0, min=0.0, max=32.0),
+        probe_step_a=t.number("probe_step_a", 2.0, min=0.0, max=32.0),
+        sample_wait_s=t.number("sample_wait_s", 30.0, min=0.0, max=600.0),
+        base_hold_s=t.number("base_hold_s", 0.0, min=0.0, max=600.0),
     )
+
     section = AllocationSection(
         control=control, nominal_voltage_v=t.number("nominal_voltage_v", 230.0, min=100, max=500)
     )

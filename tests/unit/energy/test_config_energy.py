@@ -86,6 +86,8 @@ kind = "cloud"
 margin_a = 2.0
 settle_s = 5
 failsafe_total_a = 20
+probe_step_a = 3
+base_hold_s = 20
 """
 
 
@@ -127,6 +129,8 @@ def test_good_file_loads() -> None:
     assert control.failsafe.current_a == 6.0
     assert control.stale_no_increase_s == 3.0
     assert control.stale_failsafe_s == 10.0
+    assert (control.probe_step_a, control.base_hold_s) == (3.0, 20.0)
+    assert (control.resume_margin_a, control.sample_wait_s) == (1.0, 30.0)  # defaults
 
 
 def test_empty_energy_sections_need_a_site_limit() -> None:
@@ -248,6 +252,12 @@ MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
             "allocation.stale_failsafe_s",
             "> stale_no_increase_s",
             id="failsafe-before-no-increase",
+        ),
+        pytest.param(
+            MINIMAL + "[allocation]\nresume_margin_a = -1\n",
+            "allocation.resume_margin_a",
+            ">= 0",
+            id="negative-resume-margin",
         ),
         pytest.param(
             MINIMAL + "[allocation]\nmin_current_a = 4\n",
