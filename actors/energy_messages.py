@@ -52,12 +52,15 @@ class ConnectorLimit:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProfileBatch:
     """The allocator's latest limits. A newer batch replaces whatever of an older one has not
-    reached a charge point yet (a slow charge point never holds up the loop)."""
+    reached a charge point yet (a slow charge point never holds up the loop). ``full``: every
+    connector's limit (the first batch, every ``resend_s``, when connectors come or go);
+    otherwise only those that changed since they were last sent."""
 
     limits: tuple[ConnectorLimit, ...]
     default_limit_a: float  # the safe TxDefaultProfile current (fail-safe per connector)
     computed_utc: str
     trigger_monotonic_ns: int = 0  # when the meter sample that caused it was taken (benchmarks)
+    full: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

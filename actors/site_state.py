@@ -54,7 +54,7 @@ from actors.energy_messages import (
 from actors.grid_limit import GridLimitReported
 from actors.grid_limits import GridLimit
 from actors.meter import MeterFailed, MeterRead
-from actors.profiles import HYSTERESIS_A, worth_sending
+from actors.profiles import HYSTERESIS_A, round_limit_a, worth_sending
 from actors.utc import format_utc, parse_utc
 
 MEASURED_KEPT = 8  # connector samples kept to match the meter's time
@@ -285,23 +285,34 @@ class SiteState:
         self, now_s: float, now_utc: datetime, trigger_ns: int | None, nodes: list[NodeInput]
     ) -> ProfileBatch | None:
         new = {k: float(d["limit_a"]) for k, d in self.decisions.items()}
-        due = (
+        # In full on the first batch, every resend_s and when connectors come or go (so a
+        # restarted broker converges); otherwise only the limits that changed since they were
+        # last sent: a site-wide decrease then carries what changed, not every idle connector.
+        full = (
             self.last_batch_s is None
             or now_s - self.last_batch_s >= self.policy.resend_s
             or set(new) != set(self.sent)
-            or any(
-                worth_sending(a, self.sent.get(k), hysteresis_a=self.policy.hysteresis_a)
-                for k, a in new.items()
-            )
+        )
+        due = full or any(
+            worth_sending(a, self.sent.get(k), hysteresis_a=self.policy.hysteresis_a)
+            for k, a in new.items()
         )
         if not due:
             return None
+        keys = [
+            k
+            for k in self.decisions
+            if full or round_limit_a(new[k]) != round_limit_a(self.sent.get(k, -1.0))
+        ]
+
         if trigger_ns is None:
             reads = [n.meter.read_s for n in nodes if n.meter is not None]
             trigger_ns = int(max(reads) * 1e9) if reads else 0
         limits = []
-        for key, d in self.decisions.items():
+        for key in keys:
+            d = self.decisions[key]
             r = self.reports[key]
+
             cp = self.model.charge_point(r.charge_point_id)
             limits.append(
                 ConnectorLimit(
@@ -319,8 +330,12 @@ class SiteState:
                 tracker, (a, a, a), now_s=now_s, cfg=self.policy.compliance
             )
         failsafe = self.model.control.failsafe.current_a
-        self.sent = new
-        self.last_batch_s = now_s
+        if full:
+            self.sent = new
+            self.last_batch_s = now_s
+        else:
+            self.sent.update((k, new[k]) for k in keys)
+
         return ProfileBatch(
             limits=tuple(limits),
             default_limit_a=self.model.control.allocation.min_current_a
@@ -328,6 +343,7 @@ class SiteState:
             else failsafe,
             computed_utc=format_utc(now_utc),
             trigger_monotonic_ns=trigger_ns,
+            full=full,
         )
 
     # -- compliance -----------------------------------------------------------------------------

@@ -363,8 +363,44 @@ def test_central_rules_amend_priorities_maxima_margin_and_site_cap() -> None:
     by_cp = {x.charge_point_id: x for x in batch.limits} if batch else {}
     # Site cap 20 - margin 3 - base 2 = 15 A: CP1 (now first) keeps going, CP2 is capped at 6.
     assert by_cp["CP2"].limit_a == 6.0
-    assert by_cp["CP1"].limit_a <= 15.0 - 6.0
+    assert "CP1" not in by_cp, "CP1's limit did not change: only changed limits are sent"
+    in_force = {k.split("/")[0]: d["limit_a"] for k, d in site.state.decisions.items()}
+    assert in_force["CP1"] <= 15.0 - 6.0
+
     assert site.state.effective["site"].sources[0] == "central rules"
     assert site.state.model.charge_point("CP3").max_current_a == 32.0, "never above the rating"
     site.state.rules_changed(SiteRulesChanged(version=8, priorities={}, max_current_a={}, site={}))
     assert site.state.model == site.state.base_model, "empty rules: back to the site file"
+
+
+def test_batches_carry_the_changed_limits_and_all_of_them_every_resend_s() -> None:
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 0.0, "CP2": 0.0, "CP3": 0.0})
+    first = site.step()
+    assert first is not None
+    assert first.full
+    assert set(limits_of(first)) == {"CP1/1", "CP2/1", "CP3/1"}
+    before = {k: d["limit_a"] for k, d in site.state.decisions.items()}
+    site.at(101.0)
+    site.state.rules_changed(
+        SiteRulesChanged(version=1, priorities={}, max_current_a={"CP2": 6.0}, site={})
+    )
+    site.meter(2.0)
+    batch = site.step()
+    after = {k: d["limit_a"] for k, d in site.state.decisions.items()}
+    changed = {k: a for k, a in after.items() if a != before[k]}
+    assert batch is not None
+    assert not batch.full
+    assert limits_of(batch) == changed
+    assert changed["CP2/1"] == 6.0
+    assert len(changed) < len(after)
+    # resend_s (60 s) after the last full batch, every limit goes again, changed or not.
+    site.at(101.0 + Policy().resend_s)
+    site.meter(2.0)
+    again = site.step()
+    assert again is not None
+    assert again.full
+    assert set(limits_of(again)) == set(after)
