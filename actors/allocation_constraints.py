@@ -158,6 +158,8 @@ def build_constraints(
 
     index = {(c.node, c.phase): c for c in constraints}
     for d in demands:
+        if not d.active:
+            continue  # never offered anything: it loads no constraint
         phases = load_phases(d)
         for name in paths[d.node]:
             for p in phases:

@@ -12,6 +12,7 @@ node and counts against that node and all its ancestors.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,6 +27,7 @@ UNLIMITED: PerPhase = (math.inf, math.inf, math.inf)
 ROTATIONS = ("RST", "RTS", "SRT", "STR", "TRS", "TSR")
 
 
+@functools.lru_cache(maxsize=64)
 def grid_phases(rotation: str, phases: int) -> tuple[int, ...]:
     """Grid phase indexes a car drawing on ``phases`` charge-point phases loads.
 
@@ -119,15 +121,26 @@ class ConnectorDemand:
 def cp_phases(d: ConnectorDemand) -> tuple[int, ...]:
     """The charge-point phases (0-based) the connector's car loads: the learned ones, else every
     phase the charge point is wired with."""
-    wired = tuple(range(d.phases))
-    learned = tuple(p for p in d.car_phases if p in wired)
-    return learned or wired
+    return _cp_phases(d.phases, d.car_phases)
 
 
 def load_phases(d: ConnectorDemand) -> tuple[int, ...]:
     """The grid phases (0-based) the connector's car loads, in charge-point phase order."""
-    mapping = grid_phases(d.phase_rotation, 3)
-    return tuple(mapping[p] for p in cp_phases(d))
+    return _load_phases(d.phase_rotation, d.phases, d.car_phases)
+
+
+# Called for every connector several times a step: a few distinct arguments, cached.
+@functools.lru_cache(maxsize=256)
+def _cp_phases(phases: int, car_phases: tuple[int, ...]) -> tuple[int, ...]:
+    wired = tuple(range(phases))
+    learned = tuple(p for p in car_phases if p in wired)
+    return learned or wired
+
+
+@functools.lru_cache(maxsize=256)
+def _load_phases(rotation: str, phases: int, car_phases: tuple[int, ...]) -> tuple[int, ...]:
+    mapping = grid_phases(rotation, 3)
+    return tuple(mapping[p] for p in _cp_phases(phases, car_phases))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
