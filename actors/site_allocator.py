@@ -7,7 +7,9 @@ can require a decrease: a meter sample showing a node over its limit less the ma
 going down, a new car. Each step's audit records (one per changed decision, and compliance flags)
 are staged into the node store's ``audit`` table and commit with the message that caused them.
 The limits go to the broker node as one :class:`ProfileBatch` (path ``broker/profiles``) when one
-is worth sending, and in full every ``resend_s`` so a restarted broker converges.
+is worth sending (only the changed limits; in full every ``resend_s`` so a restarted broker
+converges): a batch that lowers a limit at once, a batch of increases once its records are on
+disk.
 
 It also routes :class:`CloudLimitPushed` from the broker to the cloud limit source it names.
 The control loop's state is monotonic time and is not persisted: after a restart every car
@@ -17,6 +19,7 @@ the allocator (rest_for_one) and report again at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -166,13 +169,17 @@ class SiteAllocator(Actor):
         batch = out.batch
         if batch is not None:
             self.batches += 1
-        if out.records:
-            # The batch leaves only once the records explaining it are on disk: there is never
-            # a limit at a charge point without its audit record (it costs one group commit).
-            after = None if batch is None else (lambda: self._send(batch))
-            self._stage_all(out.records, after_commit=after)
-        elif batch is not None:
+        if batch is not None and (out.lowers or not out.records):
+            # A decrease or a pause is a safety action: it leaves at once, its records commit
+            # right after (one group commit later, a few ms). Should the node die in between,
+            # the charge points hold a lower limit without its record; the restarted allocator
+            # decides and records afresh.
             self._send(batch)
+            batch = None
+        if out.records:
+            # Increases leave only once the records explaining them are on disk.
+            after = None if batch is None else functools.partial(self._send, batch)
+            self._stage_all(out.records, after_commit=after)
         self.steps += 1
         self.last_step_why = why
         self.last_step_ms = (time.perf_counter() - started) * 1000

@@ -85,6 +85,8 @@ class Policy:
 class StepOutput:
     records: tuple[AuditRecord, ...]
     batch: ProfileBatch | None
+    # A connector's limit went down (a decrease or a pause): the batch is a safety action.
+    lowers: bool = False
 
 
 class SiteState:
@@ -279,7 +281,8 @@ class SiteState:
             }
         self.decisions = {k: decisions[k] for k in self.reports if k in decisions}
         batch = self._batch(now_s, now_utc, trigger_ns, nodes)
-        return StepOutput(records=tuple(records), batch=batch)
+        lowers = any(d.limit_a < d.previous_a for d in rec.decisions)
+        return StepOutput(records=tuple(records), batch=batch, lowers=lowers)
 
     def _batch(
         self, now_s: float, now_utc: datetime, trigger_ns: int | None, nodes: list[NodeInput]

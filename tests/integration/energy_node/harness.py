@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.allocation_types import PerPhase
-from actors.audit_records import AuditRecord, decode_record
+from actors.audit_records import AuditKind, AuditRecord, decode_record
 from actors.energy_messages import ConnectorReport, DemandBatch, ProfileBatch
 from actors.energy_tree import charge_point_energy, energy_spec
 from actors.grid_limit import Clock
@@ -96,6 +96,8 @@ def demand(*reports: ConnectorReport) -> DemandBatch:
 class Received:
     at_s: float
     batch: ProfileBatch
+    # (charge point, limit) of every limit record committed when the batch left the node.
+    committed: frozenset[tuple[str | None, object]] = frozenset()
 
     def limits(self) -> dict[str, float]:
         return {f"{x.charge_point_id}/{x.connector_id}": x.limit_a for x in self.batch.limits}
@@ -131,7 +133,12 @@ class EnergyNode:
 
     def _remote(self, path: str, msg: object) -> None:
         if path == "broker/profiles" and isinstance(msg, ProfileBatch):
-            self.batches.append(Received(at_s=time.monotonic(), batch=msg))
+            committed = frozenset(
+                (r.charge_point_id, r.inputs.get("limit_a"))
+                for r in self.audit()
+                if r.kind is AuditKind.LIMIT
+            )
+            self.batches.append(Received(at_s=time.monotonic(), batch=msg, committed=committed))
         else:
             self.other.append((path, msg))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -198,6 +199,13 @@ async def test_ramp_keeps_the_sum_within_headroom_and_audits_every_change(tmp_pa
             if a is not None and (not sent or sent[-1] != a):
                 sent.append(a)
         assert [r.inputs["limit_a"] for r in cp1] == sent, "one record per change, in order"
+        raised = 0
+        for prev, b in itertools.pairwise(node.batches):
+            if all(a > prev.limits().get(k, 0.0) for k, a in b.limits().items()):
+                raised += 1
+                for x in b.batch.limits:  # an increase leaves once its record is on disk
+                    assert (x.charge_point_id, x.limit_a) in b.committed, (x, b.committed)
+        assert raised >= 2, "the ramp has increases"
         assert all(r.inputs["binding_source"] for r in cp1)
         assert all(r.id is not None for r in cp1)
         story = explain(records, charge_point_id="CP1", at_utc=datetime.now(UTC))
@@ -221,6 +229,17 @@ async def test_meter_overload_decreases_without_waiting_for_the_tick(tmp_path: P
         )
         # No tick for 30 s: only the meter event can have caused it, within a few polls.
         assert lowered.at_s - changed_at < timeout_s(2.0)
+        # A decrease leaves at once, before its records commit (they follow in the next one).
+        assert not any(
+            (x.charge_point_id, x.limit_a) in lowered.committed for x in lowered.batch.limits
+        )
+        await wait_for(
+            lambda: (
+                {(x.charge_point_id, x.limit_a) for x in lowered.batch.limits}
+                <= {(r.charge_point_id, r.inputs.get("limit_a")) for r in node.audit()}
+            ),
+            what="the decrease's records committed",
+        )
         sample_s = lowered.batch.trigger_monotonic_ns / 1e9
         assert changed_at - 0.2 <= sample_s <= lowered.at_s
         assert node.allocator().last_step_why == "meter shows overload"
