@@ -49,8 +49,11 @@ async def test_get_configuration_hides_the_authorization_key(
 async def test_trigger_message_sends_a_fresh_status(
     cloud: SimCloud, start_cp: StartCp, protocol: str
 ) -> None:
-    await start_cp(fast_config(cloud.url, protocol))
-    await wait_for(lambda: cloud.count("CP1", "StatusNotification") >= 1, what="boot statuses")
+    config = fast_config(cloud.url, protocol)
+    await start_cp(config)
+    # After boot: one status per connector, and in 1.6 one for the charge point (connector 0).
+    boot = config.connectors + (1 if protocol == "ocpp1.6" else 0)
+    await wait_for(lambda: cloud.count("CP1", "StatusNotification") >= boot, what="boot statuses")
     before = cloud.count("CP1", "StatusNotification")
     answer = await cloud.trigger_message("CP1", "StatusNotification")
     assert answer["status"] == "Accepted"
