@@ -2,7 +2,8 @@
 
 Picks free loopback ports, writes the demo site file (``config/demo-site.toml`` with the ports
 filled in) to ``<demo dir>/site.toml``, starts the peers (``python -m sim.demo``) as a child that
-dies with this process, prints where to look, and runs the runtime on that file. The demo dir is
+dies with this process, waits until its meter and cloud answer (so the edge's first meter read
+does not fail), prints where to look, and runs the runtime on that file. The demo dir is
 ``var/demo`` in the repository, or ``$EDGE_DEMO_DIR``.
 """
 
@@ -11,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from config.schema import SiteConfig, load_site
@@ -72,6 +75,31 @@ def start_peers(ports: dict[str, int], cloud_outage_s: float) -> subprocess.Pope
     return subprocess.Popen(args, cwd=REPO, preexec_fn=_die_with_parent)
 
 
+PEERS_READY_S = 20.0
+
+
+def wait_for_peers(peers: subprocess.Popen[bytes], ports: dict[str, int]) -> None:
+    """Until the simulated meter and cloud accept connections; an error if the peers exit or
+    are not up within ``PEERS_READY_S``."""
+    deadline = time.monotonic() + PEERS_READY_S
+    for name in ("meter_port", "cloud_port"):
+        while True:
+            if peers.poll() is not None:
+                raise RuntimeError(
+                    f"the demo's peers (python -m sim.demo) exited: {peers.returncode}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", ports[name]), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the demo's peers did not open {name} {ports[name]} "
+                        f"within {PEERS_READY_S:g} s"
+                    ) from None
+                time.sleep(0.05)  # polling a port that is not open yet
+
+
 def banner(config: SiteConfig, ports: dict[str, int], cloud_outage_s: float) -> str:
     outage = (
         f"\n  The cloud goes away after 30 s for {cloud_outage_s:g} s: watch the queues fill and drain."
@@ -92,8 +120,9 @@ def banner(config: SiteConfig, ports: dict[str, int], cloud_outage_s: float) -> 
 def run(*, single_process: bool, cloud_outage_s: float) -> int:
     config, ports = prepare(single_process=single_process)
     peers = start_peers(ports, cloud_outage_s)
-    print(banner(config, ports, cloud_outage_s), file=sys.stderr, flush=True)
     try:
+        wait_for_peers(peers, ports)
+        print(banner(config, ports, cloud_outage_s), file=sys.stderr, flush=True)
         if single_process:
             import asyncio
 

@@ -87,6 +87,9 @@ def test_the_demo_comes_up_whole_and_stops_cleanly(tmp_path: Path) -> None:
             return not alive
 
         wait_for_sync(gone, timeout=10, what="every process of the demo gone")
+        text = (tmp_path / "demo.log").read_text()
+        warnings = [line for line in text.splitlines() if " WARNING " in line or " ERROR " in line]
+        assert not warnings, "a newcomer's first run shows no warnings:\n" + "\n".join(warnings)
     finally:
         if proc.poll() is None:
             proc.kill()
