@@ -245,7 +245,8 @@ def _decide(
                     f"stays paused: paused {paused_for:.0f} s ago, dwell {cfg.min_pause_s:.0f} s",
                 ), False
             first = min(target, max(min_a, cfg.increase_step_a))
-            return out(first, "resume", f"resumed at {first:.1f} A"), False
+            verb = "started" if st.paused_s is None else "resumed"
+            return out(first, "resume", f"{verb} at {first:.1f} A"), False
         if st.changed_s is not None and now_s - st.changed_s < cfg.settle_s:
             return out(prev, "hold", "no increase until the last change settles"), False
         new = min(target, prev + cfg.increase_step_a)

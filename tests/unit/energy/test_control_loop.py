@@ -186,6 +186,7 @@ def test_paused_connector_waits_min_pause_before_resuming() -> None:
     for now, expected in [(110.0, 0.0), (159.9, 0.0), (160.0, 6.0)]:
         result = run(paused, base_a=0.0, now_s=now, demands=[car("a")])
         assert result.limits == {"a": expected}, now
+    assert result.record.decisions[0].reason.startswith("resumed at 6.0 A")
 
 
 def test_new_car_starts_only_after_the_decrease_it_caused_settled() -> None:
@@ -195,7 +196,9 @@ def test_new_car_starts_only_after_the_decrease_it_caused_settled() -> None:
     assert first.limits == {"a": 15.5, "b": 0.0}  # decrease at once, start deferred
     demands = [car("a", measured_a=phases(15.5), arrived_s=0), car("b", arrived_s=5)]
     assert run(first.state, base_a=0.0, now_s=106.0, demands=demands).limits["b"] == 0.0
-    assert run(first.state, base_a=0.0, now_s=107.0, demands=demands).limits["b"] == 6.0
+    started = run(first.state, base_a=0.0, now_s=107.0, demands=demands)
+    assert started.limits["b"] == 6.0
+    assert started.record.decisions[1].reason.startswith("started at 6.0 A"), "never paused"
 
 
 def test_car_leaving_stops_at_once_and_forgets_state() -> None:
