@@ -9,6 +9,8 @@ instance picks the link up in ``started``.
 from __future__ import annotations
 
 import itertools
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +32,50 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class ProfileWrites:
+    """When the limits of each recent ProfileBatch were written to the charge points' sockets,
+    keyed by the batch's trigger (the monotonic ns of the meter sample behind it; the clock is
+    system-wide, so the energy node's stamp and ours compare). For ``run.py status`` and
+    bench/energy.py: meter sample -> last SetChargingProfile written."""
+
+    KEPT = 16
+
+    def __init__(self) -> None:
+        self.batches: OrderedDict[int, dict[str, int]] = OrderedDict()
+
+    def batch(self, trigger_ns: int, limits: int) -> None:
+        if trigger_ns <= 0:
+            return
+        self.batches[trigger_ns] = {"limits": limits, "written": 0, "first_ns": 0, "last_ns": 0}
+        while len(self.batches) > self.KEPT:
+            self.batches.popitem(last=False)
+
+    def written(self, trigger_ns: int) -> None:
+        entry = self.batches.get(trigger_ns)
+        if entry is None:
+            return
+        now = time.monotonic_ns()
+        entry["written"] += 1
+        entry["first_ns"] = entry["first_ns"] or now
+        entry["last_ns"] = now
+
+    def report(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "trigger_monotonic_ns": t,
+                "limits": e["limits"],
+                "written": e["written"],
+                "first_written_ms": _ms(e["first_ns"], t),
+                "last_written_ms": _ms(e["last_ns"], t),
+            }
+            for t, e in self.batches.items()
+        ]
+
+
+def _ms(at_ns: int, since_ns: int) -> float | None:
+    return None if at_ns == 0 else round((at_ns - since_ns) / 1e6, 3)
+
+
 @dataclass
 class BrokerContext:
     config: SiteConfig
@@ -39,6 +85,7 @@ class BrokerContext:
     now: Callable[[], datetime] = utc_now
     listener_port: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    profile_writes: ProfileWrites = field(default_factory=ProfileWrites)
 
     @property
     def energy_managed(self) -> bool:

@@ -89,6 +89,8 @@ class ChargePointBase(Actor):
             phases=int(getattr(energy, "phases", 3)),
         )
         self.energy_ready = False  # energy calls wait for the first answer on a connection
+        # replace_key of a profile call -> the trigger of the batch it came from (ProfileWrites)
+        self.profile_triggers: dict[str, int] = {}
 
     @property
     def version(self) -> OcppVersion:

@@ -52,6 +52,10 @@ class DownstreamCalls(ChargePointBase):
             return
         self.send_after(DOWN_TIMEOUT_S, DownCallTimedOut(message_id=call.message_id))
         await self._send(call.text)
+        if call.replace_key and self.profile_triggers:
+            trigger = self.profile_triggers.pop(call.replace_key, 0)
+            if trigger:
+                self.broker.profile_writes.written(trigger)
 
     async def _down_answered(self, frame: CallResult | CallError) -> None:
         call = self.down.complete(frame.message_id)

@@ -82,6 +82,8 @@ class LimitsAndCaps(DownstreamCalls):
             self.energy.limits[connector] = limit
             return
         for c in self.energy.limit(limit, msg.default_limit_a, tx_id, self.broker.now()):
+            if msg.trigger_monotonic_ns and c.replace_key:
+                self.profile_triggers[c.replace_key] = msg.trigger_monotonic_ns
             await self._edge_call(c)
 
     def _running_tx(self, connector: int) -> str | None:

@@ -106,16 +106,22 @@ class ProfileRouter(Actor):
             "last_batch_utc": None if self.last_batch is None else self.last_batch.computed_utc,
             "profiles_rejected": self.rejected,
             "last_rejection": self.last_rejection,
+            "recent_batches": self.broker.profile_writes.report(),
         }
 
     async def receive(self, msg: object) -> Any:
         if isinstance(msg, ProfileBatch):
             self.batches += 1
             self.last_batch = msg
+            self.broker.profile_writes.batch(msg.trigger_monotonic_ns, len(msg.limits))
             for limit in msg.limits:
                 self.ctx.system.send(
                     self.broker.cp_path(limit.charge_point_id),
-                    ApplyLimit(limit=limit, default_limit_a=msg.default_limit_a),
+                    ApplyLimit(
+                        limit=limit,
+                        default_limit_a=msg.default_limit_a,
+                        trigger_monotonic_ns=msg.trigger_monotonic_ns,
+                    ),
                 )
         elif isinstance(msg, ProfileOutcome):
             self.outcomes.append(msg)

@@ -250,6 +250,7 @@ class ApplyLimit:
 
     limit: ConnectorLimit
     default_limit_a: float
+    trigger_monotonic_ns: int = 0  # the batch's meter sample (ProfileWrites)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,7 +31,10 @@ Timing, across processes on CLOCK_MONOTONIC (system-wide on Linux): the figure s
 meter serves the first read after the change (``StepMeter.reading()`` stamps it), NOT at the
 change itself (the poll adds 0-0.2 s before it, shown as "poll delay"), and ends when the last
 car's event loop gets the TxProfile's frame from its socket (``energy_cps.TimedConnection``).
-"first" is the first car's, so last - first is the broker's fan-out to N cars. After each step
+"first" is the first car's, so last - first is the broker's fan-out to N cars. The target is
+on the edge's own figure, as the issue words it: the last SetChargingProfile of the batch WRITTEN
+to its socket (the broker stamps each write, ``run.py status`` shows the recent batches under
+``profiles``); the cars' receipt adds their own processes' scheduling and is printed beside it. After each step
 the energy node's status gives the allocator's ``last_step_ms`` (when no tick has replaced that
 step yet). Also printed per phase: CPU of the energy node, the broker node and the cars'
 processes, and the background traffic's throughput and round trips. Figures are printed as the
@@ -196,6 +199,7 @@ class Bench:
         step_ms = None
         if site.get("last_step") == "meter shows overload":
             step_ms = float(site.get("last_step_ms", 0.0))
+        written_ms = await self.written_ms(since, read_s)
         if self.verbose:
             say(
                 f"step {step}: first {(min(times) - read_s) * 1000:.1f} ms, last "
@@ -212,7 +216,23 @@ class Bench:
             missing=len(got) - len(arrived),
             odd=sum(1 for _, a in arrived if abs(a - self.levels.car_a(step)) > 0.05),
             step_ms=step_ms,
+            written_ms=written_ms,
         )
+
+    async def written_ms(self, since_s: float, read_s: float) -> float | None:
+        """The edge's stamp of its last SetChargingProfile write for the batch this step caused
+        (the batch triggered after the change with the most frames written), ms from read_s."""
+        profiles = (await self.node("broker"))["site"].get("profiles") or {}
+        batches = [
+            b
+            for b in profiles.get("recent_batches", ())
+            if b["trigger_monotonic_ns"] >= since_s * 1e9 and b["last_written_ms"] is not None
+        ]
+        if not batches:
+            return None
+        b = max(batches, key=lambda b: b["written"])
+        last_ns = b["trigger_monotonic_ns"] + b["last_written_ms"] * 1e6
+        return last_ns / 1e6 - read_s * 1000
 
     async def restore(self, n: int) -> None:
         await asyncio.sleep(DWELL_S)

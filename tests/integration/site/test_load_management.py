@@ -99,9 +99,15 @@ async def test_cars_share_the_headroom_and_a_limit_step_down_lowers_them_within_
         sent = site.broker_actor(f"charge_points/{cp.id}").report()["energy"]["sent_a"]
         assert "1" in sent, f"{cp.id}: a TxProfile accepted ({sent})"
     profiles = site.broker_actor("profiles").report()
-
     assert profiles["batches_received"] >= 2
     assert profiles["profiles_rejected"] == 0, profiles["last_rejection"]
+    # Each recent batch: when its profiles were written, counted from its meter sample.
+    recent = profiles["recent_batches"]
+    written = [b for b in recent if b["written"]]
+    assert written, recent
+    for b in written:
+        assert b["written"] <= b["limits"], b
+        assert 0 < b["first_written_ms"] <= b["last_written_ms"] < 5000, b
 
 
 async def test_a_charge_point_that_ignores_its_profile_makes_the_others_give_way(
