@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from actors.allocation import min_current, overloaded, rank_key
-from actors.allocation_types import AllocationConfig, Binding, ConnectorDemand, NodeInput
+from actors.allocation_types import ZERO, AllocationConfig, Binding, ConnectorDemand, NodeInput
 from actors.car_learning import CarKnowledge
 from actors.control_plan import count, hold_base, plan
 from actors.control_types import (
@@ -97,6 +97,18 @@ def step(
     age = meter_age_s(nodes, now_s)
     mode = mode_for(age, cfg)
     known = state.connectors
+    every = demands
+    # Connectors without a car that draw nothing and hold nothing (most of a big site's, most
+    # of the time) change nothing in the plans: decided here, the rest planned below.
+    parked: dict[str, ConnectorState] = {}
+    live: list[ConnectorDemand] = []
+    for d in every:
+        st_known = known.get(d.connector_id)
+        if not d.active and d.measured_a == ZERO and (st_known is None or _parked(st_known)):
+            parked[d.connector_id] = st_known or ConnectorState(limit_a=0.0, changed_s=now_s)
+        else:
+            live.append(d)
+    demands = live
     counted = count(demands, known, now_s=now_s, cfg=cfg)
     # Room freed or taken by a change (earlier, or a decrease in this very step) is not known
     # until the cars follow and the meter shows it.
@@ -152,13 +164,25 @@ def step(
             decreased = True
         if d.active and dec.changed:
             changed = True
-    ordered = tuple(decisions[d.connector_id] for d in demands)
+    for cid, st in parked.items():
+        decisions[cid] = ConnectorDecision(
+            connector_id=cid,
+            previous_a=0.0,
+            target_a=0.0,
+            limit_a=0.0,
+            action="unchanged",
+            binding=_INACTIVE,
+            reason=_NO_CAR_REASON,
+        )
+        new_states[cid] = st
+    ordered = tuple(decisions[d.connector_id] for d in every)
+    high_by_id = {d.connector_id: d for d in counted.high}
     record = StepRecord(
         now_s=now_s,
         mode=mode,
         meter_age_s=age,
         nodes=tuple(nodes),
-        demands=counted.high,
+        demands=tuple(high_by_id.get(d.connector_id, d) for d in every),
         headroom=planned.high.headroom,
         decisions=ordered,
         low_headroom=planned.low.headroom,
@@ -172,6 +196,22 @@ def step(
         ),
         limits={dec.connector_id: dec.limit_a for dec in ordered},
         record=record,
+    )
+
+
+_INACTIVE = Binding(kind="inactive")
+_NO_CAR_REASON = "no car wants energy; allocation: no car wants energy"
+_NO_CAR = CarKnowledge()
+
+
+def _parked(st: ConnectorState) -> bool:
+    """The state a connector without a car settles in (see :func:`_next_state`)."""
+    return (
+        st.limit_a == 0.0
+        and st.paused_s is None
+        and st.charging_s is None
+        and not st.replaced
+        and st.car == _NO_CAR
     )
 
 

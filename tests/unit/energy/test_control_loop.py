@@ -250,3 +250,28 @@ def test_no_oscillation_with_a_car_that_draws_less_than_offered(
         history.append(state.connectors["a"].limit_a)
     assert history[-1] == settles_at
     assert len(set(history[-60:])) == 1, history[-60:]
+
+
+def test_connectors_without_a_car_change_nothing_for_the_others() -> None:
+    """Connectors with no car, no draw and no limit are decided apart from the plans: the cars
+    get exactly what they get without them, step after step, and the empty ones stay at 0 A."""
+    empty = [car(f"e{i}", active=False) for i in range(3)]
+    with_empty, alone = two_cars_at(16.0), two_cars_at(16.0)
+    for now, base in [(100.0, 10.0), (101.0, 10.0), (110.0, 2.0), (120.0, 2.0), (130.0, 25.0)]:
+        limits = {cid: st.limit_a for cid, st in alone.connectors.items()}
+        nodes = site(base, limits, read_s=now)
+        a = step(with_empty, nodes, [*cars_following(limits), *empty], now_s=now, cfg=CFG)
+        b = step(alone, nodes, cars_following(limits), now_s=now, cfg=CFG)
+        assert {k: v for k, v in a.limits.items() if not k.startswith("e")} == b.limits, now
+        assert [a.limits[d.connector_id] for d in empty] == [0.0, 0.0, 0.0]
+        for dec in a.record.decisions[2:]:
+            assert (dec.action, dec.binding.kind) == ("unchanged", "inactive")
+            assert dec.reason.startswith("no car wants energy")
+        assert [d.connector_id for d in a.record.demands] == ["a", "b", "e0", "e1", "e2"]
+        with_empty, alone = a.state, b.state
+    assert {"e0", "e1", "e2"} <= set(with_empty.connectors)
+    # A car arriving at one of them is planned like any other.
+    limits = {cid: st.limit_a for cid, st in alone.connectors.items()}
+    arriving = [*cars_following(limits), car("e0", arrived_s=50)]
+    result = step(with_empty, site(2.0, limits, read_s=140.0), arriving, now_s=140.0, cfg=CFG)
+    assert result.record.decisions[2].binding.kind != "inactive"
