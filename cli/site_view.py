@@ -26,6 +26,20 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
+def _last_batch(broker: dict[str, Any]) -> str:
+    """How long the latest profile batch took from its meter sample to its last frame written."""
+    profiles = broker.get("profiles")
+    recent = profiles.get("recent_batches") if isinstance(profiles, dict) else None
+    written = [b for b in recent or () if b.get("written")]
+    if not written:
+        return ""
+    b = written[-1]
+    return (
+        f"; last profile batch: {b['written']} of {b['limits']} limits written, the last "
+        f"{_fmt(b.get('last_written_ms'), ' ms', 0)} after its meter sample"
+    )
+
+
 def render_site(doc: dict[str, Any], out: TextIO) -> None:
     broker, energy = _node(doc, "broker"), _node(doc, "energy")
     cps: dict[str, Any] = broker.get("charge_points") or {}
@@ -53,7 +67,7 @@ def render_site(doc: dict[str, Any], out: TextIO) -> None:
         source = (limit.get("L1") or {}).get("source")
         out.write(f"Limit at {node}: {phases}  (bound by {source or '-'})\n")
     if energy:
-        out.write(f"Load management: {energy.get('mode', '-')}\n")
+        out.write(f"Load management: {energy.get('mode', '-')}{_last_batch(broker)}\n")
     decisions: dict[str, Any] = energy.get("connectors") or {}
     rows = [
         [

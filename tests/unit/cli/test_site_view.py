@@ -1,0 +1,46 @@
+"""The status view's site summary (``run.py status`` without ``--json``)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from cli.site_view import render_site
+
+
+def doc(recent: list[dict[str, Any]]) -> dict[str, Any]:
+    broker = {
+        "charge_points_connected": 2,
+        "charge_points": {},
+        "profiles": {"recent_batches": recent},
+    }
+    energy = {"mode": "normal", "meters": {}, "limits": {}, "connectors": {}}
+    return {
+        "nodes": [
+            {"kind": "broker", "site": broker},
+            {"kind": "energy", "site": energy},
+        ]
+    }
+
+
+def rendered(d: dict[str, Any]) -> str:
+    out = io.StringIO()
+    render_site(d, out)
+    return out.getvalue()
+
+
+def test_the_last_written_profile_batch_is_shown_with_its_latency() -> None:
+    recent = [
+        {"trigger_monotonic_ns": 1, "limits": 3, "written": 3, "last_written_ms": 12.3},
+        {"trigger_monotonic_ns": 2, "limits": 5, "written": 4, "last_written_ms": 48.6},
+        {"trigger_monotonic_ns": 3, "limits": 2, "written": 0, "last_written_ms": None},
+    ]
+    text = rendered(doc(recent))
+    assert (
+        "Load management: normal; last profile batch: 4 of 5 limits written, the last 49 ms "
+        "after its meter sample" in text
+    ), text
+
+
+def test_no_batch_written_yet_shows_the_mode_alone() -> None:
+    assert "Load management: normal\n" in rendered(doc([]))
