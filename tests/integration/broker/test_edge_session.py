@@ -301,8 +301,12 @@ async def test_a_later_rejection_stops_an_offline_accepted_transaction(
         )
         stop = next(c for c in cp.received_calls if c[2] == "RemoteStopTransaction")
         assert stop[3] == {"transactionId": tx}, "under the id the charge point knows"
-        kinds = [(r.kind.value, r.decision) for r in all_records(edge).values()]
-        assert ("late_authorization", "stop") in kinds
+        # Its audit record commits with the decision, a moment after the frame went out.
+        await wait_for(
+            lambda: ("late_authorization", "stop")
+            in [(r.kind.value, r.decision) for r in all_records(edge).values()],
+            what="the late authorization's record",
+        )
         await cp.close()
     finally:
         await edge.stop()
