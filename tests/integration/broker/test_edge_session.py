@@ -303,8 +303,10 @@ async def test_a_later_rejection_stops_an_offline_accepted_transaction(
         assert stop[3] == {"transactionId": tx}, "under the id the charge point knows"
         # Its audit record commits with the decision, a moment after the frame went out.
         await wait_for(
-            lambda: ("late_authorization", "stop")
-            in [(r.kind.value, r.decision) for r in all_records(edge).values()],
+            lambda: (
+                ("late_authorization", "stop")
+                in [(r.kind.value, r.decision) for r in all_records(edge).values()]
+            ),
             what="the late authorization's record",
         )
         await cp.close()
