@@ -167,8 +167,12 @@ class NodeRuntime:
         seconds, the main cause of the edge's round-trip p99. What has lived a while is frozen
         (never walked again) every 10 s; once an hour everything is unfrozen and collected once, so cyclic
         garbage that got frozen (a closed connection, say) is freed after at most an hour.
+        Young generation at 20,000 (not 2,000): most of what a message allocates (coroutines,
+        futures, timer handles) is gone before a collection, instead of walked there and again in
+        generation 1. Measured (bench/broker_profile.py, 500 charge points, 20 s): 4 collections,
+        50 ms of GC instead of 46 collections and 260-340 ms; loop lag p99 3 ms instead of 5-11 ms.
         """
-        gc.set_threshold(2000, 10, 10)
+        gc.set_threshold(20000, 10, 10)
         gc.collect()
         gc.freeze()
         last_full = time.monotonic()
