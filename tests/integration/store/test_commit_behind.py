@@ -1,8 +1,8 @@
 """A batch that only changes state is committed behind the actor (it goes on with its next
-message while the writer commits), on a real LMDB. What must still hold: its after-commit
-actions wait for the commit, a restarted instance sees the state of its predecessor's last
-batch, asks and durable mail are answered only once committed, and a failed commit crashes
-the actor."""
+message while the writer commits), on a real LMDB. What must still hold: a batch with
+after-commit actions is waited for (what they send is not overtaken by the next message's
+sends), a restarted instance sees the state of its predecessor's last batch, asks and durable
+mail are answered only once committed, and a failed commit crashes the actor."""
 
 from __future__ import annotations
 
@@ -35,12 +35,13 @@ class Counter(Actor):
         self.log["loaded"] = self.n
 
     async def receive(self, msg: object) -> Any:
-        if msg == "inc":
+        if msg in ("inc", "inc_after"):
             self.n += 1
             self.persist("n", self.n)
             done = self.n
-            marker = ("put", "state", b"test/marker", b"%d" % done)
-            self.stage(marker, lambda: self._committed(done))
+            if msg == "inc_after":
+                marker = ("put", "state", b"test/marker", b"%d" % done)
+                self.stage(marker, lambda: self._committed(done))
             self.log.setdefault("handled", []).append(done)
             return None
         if msg == "bad":
@@ -101,10 +102,27 @@ async def test_state_only_batches_do_not_wait_for_their_commit(
         await wait_for(
             lambda: log.get("handled") == [1, 2, 3], what="three handled, none committed"
         )
-        assert "committed" not in log, "after-commit actions wait for the commit"
         assert store.get_value("state", state_key("node/counter", "n")) is None
-    await wait_for(lambda: log.get("committed") == [1, 2, 3], what="committed, in order")
-    assert store.get_value("state", state_key("node/counter", "n")) == 3
+    await wait_for(
+        lambda: store.get_value("state", state_key("node/counter", "n")) == 3, what="committed"
+    )
+
+
+async def test_a_batch_with_after_commit_actions_is_waited_for(
+    node: tuple[ActorSystem, Store, dict[str, Any]],
+) -> None:
+    system, store, log = node
+    with writer_held(store):
+        counter(system).tell("inc_after")
+        await wait_for(lambda: log.get("handled") == [1], what="handled")
+        counter(system).tell("inc")
+        with pytest.raises(TimeoutError):  # bounded: the actor waits for the held commit
+            await asyncio.wait_for(
+                wait_for(lambda: len(log["handled"]) > 1, timeout=1.0), timeout=0.3
+            )
+        assert "committed" not in log
+    await wait_for(lambda: log.get("handled") == [1, 2], what="the next message, after the commit")
+    assert log["committed"] == [1]
 
 
 async def test_an_ask_is_answered_only_after_its_commit(
@@ -141,7 +159,7 @@ async def test_a_failed_state_commit_crashes_the_actor(
     node: tuple[ActorSystem, Store, dict[str, Any]],
 ) -> None:
     system, _, log = node
-    counter(system).tell("inc")
+    counter(system).tell("inc_after")
     await wait_for(lambda: log.get("committed") == [1], what="the first batch committed")
     counter(system).tell("bad")
     await wait_for(lambda: log.get("starts") == 2, what="the actor crashed and was restarted")
