@@ -195,6 +195,7 @@ class ChargePoint(LimitsAndCaps):
         self._cloud(ChargePointLinkState(connected=False, version=self.state.ocpp_version or ""))
         self.dirty = True
         self.pending.clear()  # the charge point will not read answers to calls on a dead socket
+        self.profile_triggers.clear()  # its queued profile calls fail below: nothing is written
         self._report_connectors(urgent=True)
         for call in self.down.drain():
             self._down_failed(call, "charge point disconnected")

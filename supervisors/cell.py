@@ -319,11 +319,17 @@ class Cell:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None and self._link_exc is None:
-            self._link_exc = exc
-            log.error("%s: linked task %s failed", self.path, task.get_name(), exc_info=exc)
-            if self.task is not None and not self.task.done():
-                self.task.cancel()
+        if exc is not None:
+            self._crash_linked(exc, f"linked task {task.get_name()} failed")
+
+    def _crash_linked(self, exc: BaseException, what: str) -> None:
+        """Something the actor depends on failed outside its task: it exits crashed with it."""
+        if self._link_exc is not None:
+            return
+        self._link_exc = exc
+        log.error("%s: %s", self.path, what, exc_info=exc)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
     def send_after(self, delay_s: float, msg: object, to: ActorRef) -> asyncio.TimerHandle:
         loop = asyncio.get_running_loop()
@@ -390,15 +396,9 @@ class Cell:
         def done(f: asyncio.Future[None]) -> None:
             if self._inflight is f:
                 self._inflight = None
-            exc = None if f.cancelled() else f.exception()
-            if exc is None and not f.cancelled():
-                return
-            if generation != self.generation or self._link_exc is not None:
-                return
-            self._link_exc = exc if exc is not None else StoreError("commit cancelled")
-            log.error("%s: a state commit failed", self.path, exc_info=exc)
-            if self.task is not None and not self.task.done():
-                self.task.cancel()
+            exc = StoreError("commit cancelled") if f.cancelled() else f.exception()
+            if exc is not None and generation == self.generation:
+                self._crash_linked(exc, "a state commit failed")
 
         future.add_done_callback(done)
 
