@@ -7,13 +7,10 @@ mode) under cProfile while ``sim.loadgen`` workers send 1 message/s per charge p
 the simulated cloud (its own process). Printed: the functions with the most own time and the most
 cumulative time; timing logs of what can stall the event loop (garbage collections per
 generation, the periodic status snapshot, loop lag sampled every 5 ms); the round trip
-percentiles. ``--no-profile`` leaves cProfile out (it roughly doubles the CPU per message). Two experiments
+percentiles. ``--no-profile`` leaves cProfile out (it roughly doubles the CPU per message). Two knobs
 for the fixes the report proposes, without changing the runtime's files: ``--gc-freeze`` calls
 ``gc.freeze()`` once the charge points are connected (their long-lived objects leave the
-collector's generations), ``--snapshot-interval S`` sets the node's status snapshot period,
-``--no-stale-timers`` drops the CloudLink's answer deadlines (never cancelled today, they fire
-10-30 s later into a handler that ignores them): an upper bound of what cancelling them saves,
-safe here because the cloud always answers.
+collector's generations), and ``--snapshot-interval S`` sets the node's status snapshot period.
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.cloud_link import Deadline, RelayWaited
 from bench.broker_edge import CloudProcess, site_text
 from config.schema import parse_site
 from drivers.store.env import open_store
@@ -41,7 +37,6 @@ from drivers.store.writer import GroupCommitWriter
 from drivers.thespian.hygiene import free_tcp_port
 from sim.loadgen import parse_mix, run_load_async
 from supervisors import node_runtime
-from supervisors.cell import Cell
 from supervisors.node_messages import NodeSpec
 from supervisors.node_runtime import NodeRuntime
 from supervisors.single import SingleProcessSite
@@ -173,15 +168,6 @@ async def main(args: argparse.Namespace) -> None:
     store = open_store(config.storage_dir / "broker")
     for name in TABLES:
         store.table(name)
-    if args.no_stale_timers:
-        original_send_after = Cell.send_after
-
-        def send_after(cell: Cell, delay_s: float, msg: object, to: Any) -> Any:
-            if isinstance(msg, Deadline | RelayWaited):
-                return None
-            return original_send_after(cell, delay_s, msg, to)
-
-        Cell.send_after = send_after  # type: ignore[method-assign,assignment]
     if args.snapshot_interval is not None:
         node_runtime.SNAPSHOT_INTERVAL_S = args.snapshot_interval
     site = SingleProcessSite(
@@ -245,5 +231,4 @@ if __name__ == "__main__":
     parser.add_argument("--gc-freeze", action="store_true")
     parser.add_argument("--census", action="store_true", help="count live objects by type")
     parser.add_argument("--snapshot-interval", type=float)
-    parser.add_argument("--no-stale-timers", action="store_true")
     asyncio.run(main(parser.parse_args()))

@@ -23,6 +23,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
+from supervisors.gc_policy import gc_maintenance
+
 ACTIONS = ("Heartbeat", "MeterValues", "StatusNotification")
 # Calls a server may send a load charge point; anything else is answered NotImplemented.
 _ACCEPT = {
@@ -135,6 +137,7 @@ class _Worker:
             worker_index=spec.worker_index, charge_points=len(spec.charge_point_ids)
         )
         self.latencies = array("d")
+        self.done_sockets: list[ClientConnection] = []
         self.frames = _Frames(spec.protocol)
         actions = [a for a, _ in spec.mix]
         weights = [w for _, w in spec.mix]
@@ -255,11 +258,15 @@ class _Worker:
                 result.timeouts += 1
                 self._error("timeout", action)
             next_at = max(next_at + interval, time.monotonic())
-        await ws.close()
+        # Closed once every charge point of the worker is done: a close is work at the server
+        # (state saved, upstream session let go), which must not land on the others' last calls.
+        self.done_sockets.append(ws)
 
     async def run(self) -> WorkerResult:
         spec = self.spec
         cpu_start = time.process_time()
+        # The edge's GC policy: this process's own full collections would show as round trips.
+        gc_task = asyncio.get_running_loop().create_task(gc_maintenance(freeze_every_s=5.0))
         sem = asyncio.Semaphore(spec.connect_concurrency)
         sockets = await asyncio.gather(*(self._boot(cp_id, sem) for cp_id in spec.charge_point_ids))
         self.measure_from = time.monotonic()
@@ -272,6 +279,8 @@ class _Worker:
             )
         )
         self.result.measured_s = time.monotonic() - self.measure_from
+        await asyncio.gather(*(ws.close() for ws in self.done_sockets), return_exceptions=True)
+        gc_task.cancel()
         self.result.cpu_s = time.process_time() - cpu_start
         self.result.max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         self.result.latencies_ms = self.latencies.tobytes()

@@ -8,11 +8,10 @@ The same class runs inside a Thespian node process (``supervisors.nodes``) and, 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from drivers.store import codec
 from drivers.store.env import Store, open_store, peek_value
+from supervisors.gc_policy import gc_maintenance
 from supervisors.messages import ChildReport, ExitReason
 from supervisors.system import ActorSystem
 from supervisors.trees import NODE_KINDS, NodeContext
@@ -27,9 +27,7 @@ from supervisors.trees import NODE_KINDS, NodeContext
 log = logging.getLogger(__name__)
 
 SNAPSHOT_KEY = b"status/snapshot"
-SNAPSHOT_INTERVAL_S = 30.0  # the stale fallback's age; a snapshot of 500 charge points costs ~20 ms
-GC_FREEZE_EVERY_S = 10.0  # gc.freeze() is cheap: it moves lists
-GC_FULL_EVERY_S = 3600.0
+SNAPSHOT_INTERVAL_S = 30.0  # the stale fallback's age; 500 charge points: ~30 ms of work, in steps
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,7 +90,7 @@ class NodeRuntime:
                 self.history.last_failure or "unknown",
             )
         self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshots())
-        self._gc_task = asyncio.get_running_loop().create_task(self._gc_maintenance())
+        self._gc_task = asyncio.get_running_loop().create_task(gc_maintenance())
         log.info(
             "node %s (%s) started, pid %d, epoch %d",
             self.name,
@@ -121,7 +119,10 @@ class NodeRuntime:
             tree = [report_to_dict(r) for r in reports]
             node_kind = NODE_KINDS[self.kind]
             try:
-                summary = node_kind.summary(system)
+                if node_kind.summary_steps is None:
+                    summary = node_kind.summary(system)
+                else:
+                    summary = await _in_steps(node_kind.summary_steps(system))
             except Exception as exc:  # the status must survive a bad summary
                 summary = {"summary_error": repr(exc)}
         store_info = None if self.store is None else self.store.info()
@@ -159,30 +160,6 @@ class NodeRuntime:
         ops, _ = record_ops(store, record)
         future = store.submit(ops)
         future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
-
-    async def _gc_maintenance(self) -> None:
-        """Keep long-lived objects (actors, connections, state) out of the collector's way.
-
-        Measured at 500 charge points, 1 msg/s each: full collections of 75-200 ms every few
-        seconds, the main cause of the edge's round-trip p99. What has lived a while is frozen
-        (never walked again) every 10 s; once an hour everything is unfrozen and collected once, so cyclic
-        garbage that got frozen (a closed connection, say) is freed after at most an hour.
-        Young generation at 20,000 (not 2,000): most of what a message allocates (coroutines,
-        futures, timer handles) is gone before a collection, instead of walked there and again in
-        generation 1. Measured (bench/broker_profile.py, 500 charge points, 20 s): 4 collections,
-        50 ms of GC instead of 46 collections and 260-340 ms; loop lag p99 3 ms instead of 5-11 ms.
-        """
-        gc.set_threshold(20000, 10, 10)
-        gc.collect()
-        gc.freeze()
-        last_full = time.monotonic()
-        while True:
-            await asyncio.sleep(GC_FREEZE_EVERY_S)
-            if time.monotonic() - last_full >= GC_FULL_EVERY_S:
-                gc.unfreeze()
-                gc.collect()
-                last_full = time.monotonic()
-            gc.freeze()
 
     async def _persist_snapshot(self) -> None:
         """The last state persisted here is what ``run.py status`` shows, marked stale, when the
@@ -223,3 +200,14 @@ def read_snapshot(storage_dir: Path, node: str) -> dict[str, Any] | None:
         return None
     value = peek_value(path, "state", SNAPSHOT_KEY)
     return value if isinstance(value, dict) else None
+
+
+async def _in_steps(steps: Generator[None, None, dict[str, Any]]) -> dict[str, Any]:
+    """Run a summary that yields between its pieces, letting the loop run in between."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            summary: dict[str, Any] = done.value
+            return summary
+        await asyncio.sleep(0)

@@ -6,7 +6,7 @@ A node kind is data: how to build its supervision tree and how to summarise its 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,9 @@ class NodeContext:
 class NodeKind:
     build: Callable[[NodeContext], SupervisorSpec]
     summary: Callable[[ActorSystem], dict[str, Any]]
+    # The same summary in steps (a generator that yields between pieces and returns the dict),
+    # for a node whose summary is long enough to stall its event loop; None: ``summary`` whole.
+    summary_steps: Callable[[ActorSystem], Generator[None, None, dict[str, Any]]] | None = None
 
 
 def store_writer_spec() -> ChildSpec:
@@ -45,6 +48,12 @@ def _broker_summary(system: ActorSystem) -> dict[str, Any]:
     return broker_summary(system)
 
 
+def _broker_summary_steps(system: ActorSystem) -> Generator[None, None, dict[str, Any]]:
+    from actors.broker_tree import broker_summary_steps
+
+    return broker_summary_steps(system)
+
+
 def _build_energy(ctx: NodeContext) -> SupervisorSpec:
     # Imported when used: actors.energy_tree imports this module.
     from actors.energy_tree import build_energy
@@ -59,7 +68,9 @@ def _energy_summary(system: ActorSystem) -> dict[str, Any]:
 
 
 NODE_KINDS: dict[str, NodeKind] = {
-    "broker": NodeKind(build=_broker_build, summary=_broker_summary),
+    "broker": NodeKind(
+        build=_broker_build, summary=_broker_summary, summary_steps=_broker_summary_steps
+    ),
     "energy": NodeKind(build=_build_energy, summary=_energy_summary),
 }
 
