@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import random
@@ -32,7 +31,6 @@ from actors.cloud_link_base import (
     Deadline,
     Inflight,
     Pump,
-    RelayWaited,
     UpstreamDown,
     UpstreamFailed,
     UpstreamUp,
@@ -42,7 +40,6 @@ from actors.messages import (
     AnswerToCloud,
     ChargePointLinkState,
     CloudLinkChanged,
-    CloudUnavailable,
     EdgeTransactionMinted,
     EnqueueCall,
     LatestForNewSession,
@@ -59,7 +56,7 @@ from supervisors.intensity import Backoff, backoff_delay_s
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CloudLink", "Deadline", "Inflight", "RelayWaited"]
+__all__ = ["CloudLink", "Deadline", "Inflight"]
 
 
 class CloudLink(CloudLinkAnswers):
@@ -157,22 +154,17 @@ class CloudLink(CloudLinkAnswers):
             if msg.session == self.session:
                 await self._cloud_frame(msg.text)
         elif isinstance(msg, RelayCall):
+            self.live.add(msg.message_id)
+            if msg.queue:
+                self.queue_relays[msg.message_id] = msg
             if self.ready or self.connecting or self.conn is not None:
                 # Up, or on its way up: wait (at most answer_deadline_s) rather than answer alone.
                 self.relays.append(msg)
-                self.live.add(msg.message_id)
-                self.relay_timers[msg.message_id] = self.send_after(
-                    self.cloud.answer_deadline_s, RelayWaited(message_id=msg.message_id)
-                )
+                due = time.monotonic() + self.cloud.answer_deadline_s
+                self.relay_due[msg.message_id] = due
+                self._arm_deadline(due)
             else:
-                self._tell_cp(CloudUnavailable(message_id=msg.message_id, reason="cloud offline"))
-        elif isinstance(msg, RelayWaited):
-            self.relay_timers.pop(msg.message_id, None)
-            if any(r.message_id == msg.message_id for r in self.relays):
-                self.relays = collections.deque(
-                    r for r in self.relays if r.message_id != msg.message_id
-                )
-                self._unavailable(msg.message_id, "the cloud session did not come up in time")
+                self._relay_not_answered(msg.message_id, "cloud offline")
         elif isinstance(msg, EnqueueCall):
             self._enqueue(msg)
         elif isinstance(msg, EdgeTransactionMinted):
@@ -199,10 +191,10 @@ class CloudLink(CloudLinkAnswers):
             if self.connecting:  # the first attempt failed: the charge point must know now
                 self._tell_cp(CloudLinkChanged(online=False, reason=msg.reason))
             self.connecting = False
-            self._cancel_relay_timers()
+            self.relay_due.clear()
 
             for relay in self.relays:
-                self._unavailable(relay.message_id, f"cloud unreachable: {msg.reason}")
+                self._relay_not_answered(relay.message_id, f"cloud unreachable: {msg.reason}")
             self.relays.clear()
         elif not isinstance(msg, Pump):
             return await super().receive(msg)
@@ -295,11 +287,11 @@ class CloudLink(CloudLinkAnswers):
         self.stats["last_error"] = reason
         inflight = self._take_inflight()
         if inflight is not None:
-            self._unavailable(inflight.message_id, f"cloud link lost: {reason}")
+            self._relay_not_answered(inflight.message_id, f"cloud link lost: {reason}")
         for relay in self.relays:
-            self._tell_cp(CloudUnavailable(message_id=relay.message_id, reason="cloud link lost"))
+            self._relay_not_answered(relay.message_id, "cloud link lost")
         self.relays.clear()
-        self._cancel_relay_timers()
+        self.relay_due.clear()
         for message_id in list(self.live):
             self._unavailable(message_id, "cloud link lost")
         if was_ready:
@@ -326,9 +318,7 @@ class CloudLink(CloudLinkAnswers):
             return
         if self.relays:
             relay = self.relays.popleft()
-            waited = self.relay_timers.pop(relay.message_id, None)
-            if waited is not None:
-                waited.cancel()
+            self.relay_due.pop(relay.message_id, None)
             self._start("relay", relay.message_id, relay.action, live=True)
             self.stats["relayed"] += 1
             await self._send_up(relay.text)

@@ -4,7 +4,9 @@ mapped), and calls for the charge point (ids mapped back)."""
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import time
 from typing import Any
 
@@ -61,6 +63,7 @@ class CloudLinkAnswers(CloudLinkBase):
         self._take_inflight()
         self.timeouts_in_a_row = 0
         if inflight.kind == "relay":
+            self.queue_relays.pop(inflight.message_id, None)
             if inflight.message_id in self.live:
                 self.live.discard(inflight.message_id)
                 self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))
@@ -129,7 +132,7 @@ class CloudLinkAnswers(CloudLinkBase):
     def _failed(self, inflight: Inflight, reason: str) -> None:
         self.stats["last_error"] = reason
         if inflight.kind == "relay":
-            self._unavailable(inflight.message_id, reason)
+            self._relay_not_answered(inflight.message_id, reason)
             return
         self._unavailable(inflight.message_id, reason)
         item = self.outbox.peek(inflight.key)
@@ -172,15 +175,31 @@ class CloudLinkAnswers(CloudLinkBase):
         )
 
     async def _deadline(self, msg: Deadline) -> None:
+        """The link's deadline timer: answer what has waited too long, fail a call the cloud
+        never answered, then arm the timer for the next deadline."""
+        self.deadline_timer = None
+        self.deadline_at = math.inf
+        now = time.monotonic() + 0.001  # the loop may run a timer up to its clock resolution early
+        due = [message_id for message_id, at in self.relay_due.items() if at <= now]
+        if due:
+            for message_id in due:
+                del self.relay_due[message_id]
+            gone = set(due)
+            self.relays = collections.deque(r for r in self.relays if r.message_id not in gone)
+            for message_id in due:
+                self._relay_not_answered(message_id, "the cloud session did not come up in time")
         inflight = self.inflight
-        if inflight is None or inflight.seq != msg.seq:
-            return
-        if msg.kind == "answer":
-            self._unavailable(
+        if inflight is not None and inflight.answer_at <= now:
+            inflight.answer_at = math.inf
+            self._relay_not_answered(
                 inflight.message_id,
                 f"the cloud did not answer within {self.cloud.answer_deadline_s:g} s",
             )
-            return
+        if inflight is not None and inflight.call_at <= now:
+            await self._call_timed_out(inflight)
+        self._arm_deadline(self._next_deadline())
+
+    async def _call_timed_out(self, inflight: Inflight) -> None:
         self._take_inflight()
         self.timeouts_in_a_row += 1
         reason = f"no answer within {self.cloud.call_timeout_s:g} s"

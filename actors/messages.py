@@ -41,11 +41,18 @@ class ChargePointDisconnected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RelayCall:
-    """A charge point CALL that is not transaction-related: send it now or answer unavailable."""
+    """A charge point CALL that is not transaction-related: send it now or answer unavailable.
+
+    ``queue``: a message that must not be lost while the cloud is away (OCPP-NOTES: "other
+    messages", neither transaction-related nor coalesced): relayed live like the rest while the
+    cloud answers; what cannot be relayed (no session, no answer in time, the session lost) goes
+    into the durable outbox, and the charge point is answered only once it is committed."""
 
     message_id: str
     action: str
     text: str
+    queue: bool = False
+    received_utc: str = ""
 
 
 @persisted(name="broker.EnqueueCall")

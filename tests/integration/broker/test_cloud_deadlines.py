@@ -1,0 +1,248 @@
+"""The CloudLink's deadlines against a cloud that stops answering (a real websocket server that
+reads every frame and answers only what it is told to).
+
+- A charge point waiting for the cloud's answer is answered by the edge after answer_deadline_s.
+- A relay queued behind an unanswered call is answered by the edge after answer_deadline_s too,
+  while the call in flight still holds the session (one outstanding CALL per direction).
+- After call_timeout_s the call in flight has failed and the next one goes up.
+- Three calls in a row timed out: the edge drops the session and connects again.
+- A cloud that answers again: relays go through at once and no stale deadline answers a
+  charge point that got the cloud's answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from tests.helpers import timeout_s, wait_for
+from tests.integration.broker.edge import Edge, start_edge
+from tests.integration.broker.raw_cp import RawChargePoint
+
+ANSWER_DEADLINE_S = 0.3
+CALL_TIMEOUT_S = 1.0
+
+
+class SilentCloud:
+    """Accepts ocpp1.6 sessions; answers BootNotification, and other actions only while
+    ``answering`` is set. Counts sessions and the frames it received."""
+
+    def __init__(self) -> None:
+        self.server: Server | None = None
+        self.answering = False
+        self.sessions = 0
+        self.received: list[tuple[float, str, str]] = []  # (monotonic, message id, action)
+
+    async def start(self) -> None:
+        self.server = await serve(self._session, "127.0.0.1", 0, subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+
+    async def _session(self, ws: ServerConnection) -> None:
+        self.sessions += 1
+        async for text in ws:
+            frame = orjson.loads(text)
+            if frame[0] != 2:
+                continue
+            self.received.append((time.monotonic(), frame[1], frame[2]))
+            if frame[2] == "BootNotification":
+                payload: dict[str, Any] = {
+                    "status": "Accepted",
+                    "currentTime": "2026-11-29T00:00:00Z",
+                    "interval": 300,
+                }
+            elif self.answering:
+                payload = {"currentTime": "2026-11-29T00:00:00Z"}
+            else:
+                continue
+            await ws.send(orjson.dumps([3, frame[1], payload]).decode())
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"ws://127.0.0.1:{port}/ocpp"
+
+    def actions(self, action: str) -> list[str]:
+        return [message_id for _, message_id, a in self.received if a == action]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.fixture
+async def silent_cloud() -> AsyncIterator[SilentCloud]:
+    cloud = SilentCloud()
+    await cloud.start()
+    yield cloud
+    await cloud.stop()
+
+
+@pytest.fixture
+async def edge(tmp_path: Path, silent_cloud: SilentCloud) -> AsyncIterator[Edge]:
+    e = await start_edge(
+        tmp_path,
+        cloud_url=silent_cloud.url,
+        cloud_extra=(
+            f"answer_deadline_s = {ANSWER_DEADLINE_S}\ncall_timeout_s = {CALL_TIMEOUT_S}\n"
+            "ping_interval_s = 0\n"
+        ),
+    )
+    yield e
+    await e.stop()
+
+
+async def booted(edge: Edge, cloud: SilentCloud) -> RawChargePoint:
+    cp = await RawChargePoint("CP1").connect(edge.url)
+    boot = await cp.call("BootNotification", {"chargePointVendor": "T", "chargePointModel": "M"})
+    assert boot[0] == 3, boot
+    assert boot[2]["status"] == "Accepted", boot
+    await wait_for(lambda: edge.cloud("CP1")["online"], what="the cloud session ready")
+    return cp
+
+
+async def test_unanswered_calls_are_answered_by_the_edge_then_fail_then_reconnect(
+    edge: Edge, silent_cloud: SilentCloud
+) -> None:
+    cp = await booted(edge, silent_cloud)
+    try:
+        # 1. In flight and unanswered: the edge answers the charge point after the deadline.
+        started = time.monotonic()
+        first = await cp.call("Heartbeat", {}, timeout_s=timeout_s(5))
+        waited = time.monotonic() - started
+        assert first[0] == 3, first
+        assert "currentTime" in first[2], first
+        assert ANSWER_DEADLINE_S * 0.9 <= waited < ANSWER_DEADLINE_S + timeout_s(1), waited
+        assert len(silent_cloud.actions("Heartbeat")) == 1
+
+        # 2. Queued behind it (the first still holds the session): answered by the edge after
+        # its own deadline, and not sent up while the first is in flight.
+        started = time.monotonic()
+        second = await cp.call("Heartbeat", {}, timeout_s=timeout_s(5))
+        waited = time.monotonic() - started
+        assert second[0] == 3, second
+        assert "currentTime" in second[2], second
+        assert ANSWER_DEADLINE_S * 0.9 <= waited < ANSWER_DEADLINE_S + timeout_s(1), waited
+        assert len(silent_cloud.actions("Heartbeat")) == 1
+
+        # 3. The first call fails after call_timeout_s (it held the session until then); the
+        # next one goes up at once.
+        first_sent = silent_cloud.received[-1][0]
+        await wait_for(
+            lambda: edge.cloud("CP1")["inflight"] is None,
+            timeout=CALL_TIMEOUT_S + 3,
+            what="the first call to time out",
+        )
+        assert time.monotonic() - first_sent >= CALL_TIMEOUT_S * 0.9
+        third = await cp.call("Heartbeat", {}, timeout_s=timeout_s(5))
+        assert third[0] == 3
+        assert len(silent_cloud.actions("Heartbeat")) == 2
+
+        # 4. The third call in a row unanswered: the edge drops the session, connects again.
+        sessions = silent_cloud.sessions
+        await wait_for(
+            lambda: edge.cloud("CP1")["inflight"] is None,
+            timeout=CALL_TIMEOUT_S + 3,
+            what="the second call sent up to time out",
+        )
+        fourth = await cp.call("Heartbeat", {}, timeout_s=timeout_s(5))
+        assert fourth[0] == 3
+        assert len(silent_cloud.actions("Heartbeat")) == 3
+        await wait_for(
+            lambda: silent_cloud.sessions > sessions,
+            timeout=CALL_TIMEOUT_S + 5,
+            what="a new cloud session after three unanswered calls",
+        )
+
+        # 5. The cloud answers again: the answer is the cloud's, at once, and no deadline left
+        # over from the silent calls answers a later call for the cloud.
+        silent_cloud.answering = True
+        await wait_for(lambda: edge.cloud("CP1")["online"], what="the new session ready")
+        for _ in range(5):
+            started = time.monotonic()
+            answer = await cp.call("Heartbeat", {}, timeout_s=timeout_s(5))
+            assert answer[2] == {"currentTime": "2026-11-29T00:00:00Z"}, answer
+            assert time.monotonic() - started < ANSWER_DEADLINE_S
+        assert not cp.other_frames.qsize()
+    finally:
+        await cp.close()
+
+
+METER = {
+    "connectorId": 0,
+    "meterValue": [
+        {"timestamp": "2026-11-29T00:00:00Z", "sampledValue": [{"value": "1234", "unit": "Wh"}]}
+    ],
+}
+
+
+async def test_an_unanswered_queue_message_is_queued_before_the_edge_answers_and_sent_again(
+    edge: Edge, silent_cloud: SilentCloud
+) -> None:
+    """MeterValues without a transaction ride the live relay; unanswered, they are queued
+    durably (the edge's answer waits for that commit) and reach the cloud once it answers."""
+    cp = await booted(edge, silent_cloud)
+    try:
+        answer = await cp.call("MeterValues", METER, timeout_s=timeout_s(5))
+        assert answer[0] == 3, answer
+        assert answer[2] == {}, answer
+        assert len(silent_cloud.actions("MeterValues")) == 1  # it did go up, live
+        assert edge.cloud("CP1")["queue_depth"] == 1  # and, unanswered, it is queued
+        silent_cloud.answering = True
+        await wait_for(
+            lambda: edge.cloud("CP1")["queue_depth"] == 0,
+            timeout=CALL_TIMEOUT_S + 5,
+            what="the queued copy delivered",
+        )
+        ids = silent_cloud.actions("MeterValues")
+        assert len(ids) == 2, ids  # at least once: the live one and the queued copy
+        assert ids[0] == ids[1]
+    finally:
+        await cp.close()
+
+
+async def test_queue_messages_while_the_cloud_is_away_survive_a_restart(
+    tmp_path: Path, silent_cloud: SilentCloud
+) -> None:
+    silent_cloud.answering = True
+    extra = f"answer_deadline_s = {ANSWER_DEADLINE_S}\ncall_timeout_s = {CALL_TIMEOUT_S}\n"
+    first = await start_edge(tmp_path, cloud_url=silent_cloud.url, cloud_extra=extra)
+    cp = await booted(first, silent_cloud)
+    url = silent_cloud.url
+    await silent_cloud.stop()
+    try:
+        await wait_for(lambda: not first.cloud("CP1")["online"], what="the edge to see the outage")
+        sent = []
+        for i in range(3):
+            answer = await cp.call("MeterValues", {**METER, "connectorId": i})
+            assert answer[0] == 3, answer
+            sent.append(answer[1])
+        assert first.cloud("CP1")["queue_depth"] == 3
+    finally:
+        await cp.close()
+        await first.stop()
+
+    port = int(url.split(":")[2].split("/")[0])
+    silent_cloud.server = await serve(
+        silent_cloud._session,
+        "127.0.0.1",
+        port,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+    )
+    second = await start_edge(tmp_path, cloud_url=url, cloud_extra=extra)
+    try:
+        cp = await booted(second, silent_cloud)
+        await wait_for(
+            lambda: len(silent_cloud.actions("MeterValues")) == 3,
+            what="the three queued MeterValues delivered after the restart",
+        )
+        assert silent_cloud.actions("MeterValues") == sent
+        await cp.close()
+    finally:
+        await second.stop()
