@@ -86,8 +86,10 @@ def new_record(
 ) -> AuditRecord:
     """A record ready to append: inputs redacted and checked to be plain JSON."""
     require_aware(time_utc, where="audit record time_utc")
-    clean = redact(dict(inputs or {}))
-    _check_plain(clean, "inputs")
+    clean = _flat_clean(inputs)
+    if clean is None:
+        clean = redact(dict(inputs or {}))
+        _check_plain(clean, "inputs")
     return AuditRecord(
         id=None,
         time_utc=time_utc,
@@ -216,6 +218,36 @@ def redact(value: Any) -> Any:
     if isinstance(value, str) and _HTTP_CREDENTIAL.match(value):
         return REDACTED
     return value
+
+
+_SCALARS = (bool, int, float, type(None))
+
+
+def _flat_clean(inputs: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The common case in one pass: flat inputs of numbers, booleans, None and plain strings
+    under names that are not secret (a limit record per connector, a site-wide decrease writes
+    hundreds in one allocator step: redact + check took 40 % of that step). None when anything
+    needs the general path (nested values, a secret-like name or value, a bad number)."""
+    if not inputs:
+        return {}
+    if secret_name(inputs.get("key")):  # {"key": "AuthorizationKey", "value": ...}
+        return None
+    for key, value in inputs.items():
+        if type(key) is not str or _secret_name(key):
+            return None
+        kind = type(value)
+        if kind is str:
+            if _HTTP_CREDENTIAL.match(value):
+                return None
+        elif kind is float:
+            if not math.isfinite(value):
+                return None
+        elif kind is int:
+            if not -(2**63) <= value < 2**64:
+                return None
+        elif kind not in _SCALARS:
+            return None
+    return dict(inputs)
 
 
 def _names_secret_variable(value: Mapping[Any, Any]) -> bool:

@@ -136,6 +136,11 @@ SECRET = "hunter2-SECRET-VALUE"
             id="ocpp16-change-configuration",
         ),
         pytest.param(
+            {"key": "AuthorizationKey", "value": SECRET, "n": 1},
+            {"key": "AuthorizationKey", "value": REDACTED, "n": 1},
+            id="flat-key-value-pair",
+        ),
+        pytest.param(
             {
                 "setVariableData": [
                     {"attributeValue": SECRET, "variable": {"name": "BasicAuthPassword"}}
@@ -244,3 +249,19 @@ def test_redaction_never_leaks_a_secret(inputs: dict[str, Any], data: st.DataObj
 def test_every_secret_looking_key_is_secret(key: str) -> None:
     assume(key.lower() not in ("idtoken", "groupidtoken"))
     assert secret_name(key)
+
+
+flat_values = (
+    plain_values
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([SECRET, "Basic aHVudGVyMjpwYXNz", "Bearer abcdefgh"])
+)
+
+
+@given(st.dictionaries(plain_keys | secret_keys | st.just("key"), flat_values, max_size=6))
+def test_flat_inputs_take_the_fast_path_to_the_same_record(inputs: dict[str, Any]) -> None:
+    """new_record's one-pass path for flat inputs gives what the general redaction gives."""
+    record = new_record(
+        time_utc=NOW, actor="a", kind=AuditKind.LIMIT, decision="d", reason="r", inputs=inputs
+    )
+    assert record.inputs == redact(inputs)
