@@ -130,7 +130,7 @@ class ChargePoint(LimitsAndCaps):
         elif isinstance(msg, StrictCheck):
             await self._strict_check(msg)
         elif isinstance(msg, DownCallTimedOut):
-            await self._down_timed_out(msg.message_id)
+            await self._down_deadline()
         elif isinstance(msg, ChargePointConnected):
             await self._connected(msg)
         elif isinstance(msg, ChargePointDisconnected):

@@ -6,7 +6,9 @@ ChargePoint) so that each module stays one concept.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +44,8 @@ class Pending:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DownCallTimedOut:
-    message_id: str
+    """The charge point's one down-call timer fired: the call in flight has failed if its
+    deadline has passed, else the timer is armed for it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +80,9 @@ class ChargePointBase(Actor):
         self.link: Link | None = None
         self.pending: dict[str, Pending] = {}
         self.down = DownQueue()
+        self.down_due: tuple[str, float] = ("", math.inf)  # the call in flight, its deadline
+        self.down_timer: asyncio.TimerHandle | None = None
+        self.down_timer_at = math.inf
         self.cloud_online = False
         self.cloud_heard = False  # whether the CloudLink has said up or down at all yet
         self.bucket = TokenBucket(RATE_PER_S, RATE_BURST)

@@ -12,6 +12,7 @@ reads every frame and answers only what it is told to).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import orjson
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from actors import cp_calls
 from tests.helpers import timeout_s, wait_for
 from tests.integration.broker.edge import Edge, start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
@@ -38,15 +40,19 @@ class SilentCloud:
         self.answering = False
         self.sessions = 0
         self.received: list[tuple[float, str, str]] = []  # (monotonic, message id, action)
+        self.ws: ServerConnection | None = None
+        self.answers: dict[str, list[Any]] = {}  # answers to our calls, by message id
 
     async def start(self) -> None:
         self.server = await serve(self._session, "127.0.0.1", 0, subprotocols=["ocpp1.6"])  # type: ignore[list-item]
 
     async def _session(self, ws: ServerConnection) -> None:
         self.sessions += 1
+        self.ws = ws
         async for text in ws:
             frame = orjson.loads(text)
-            if frame[0] != 2:
+            if frame[0] in (3, 4):
+                self.answers[frame[1]] = frame
                 continue
             self.received.append((time.monotonic(), frame[1], frame[2]))
             if frame[2] == "BootNotification":
@@ -246,3 +252,47 @@ async def test_queue_messages_while_the_cloud_is_away_survive_a_restart(
         await cp.close()
     finally:
         await second.stop()
+
+
+async def test_a_call_the_charge_point_never_answers_fails_after_the_down_timeout(
+    edge: Edge, silent_cloud: SilentCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One outstanding call towards the charge point: unanswered, it fails (a CALLERROR to the
+    cloud) after the down timeout, and the next call goes down; an answered call is never failed
+    by a timer left from an earlier one."""
+    monkeypatch.setattr(cp_calls, "DOWN_TIMEOUT_S", 0.4)
+    silent_cloud.answering = True
+    cp = await booted(edge, silent_cloud)
+    try:
+        assert silent_cloud.ws is not None
+        started = time.monotonic()
+        await silent_cloud.ws.send(orjson.dumps([2, "c1", "GetConfiguration", {}]).decode())
+        await silent_cloud.ws.send(orjson.dumps([2, "c2", "GetConfiguration", {}]).decode())
+        await wait_for(lambda: "c1" in silent_cloud.answers, what="the first call failed")
+        assert silent_cloud.answers["c1"][0] == 4, silent_cloud.answers["c1"]
+        assert "no answer within 0.4 s" in silent_cloud.answers["c1"][3]
+        assert time.monotonic() - started >= 0.4 * 0.9
+        # The second went down only after the first failed; the charge point answers it now.
+        await wait_for(lambda: len(cp.received_calls) == 2, what="the second call down")
+        assert [c[1] for c in cp.received_calls] == ["c1", "c2"]
+        assert cp.ws is not None
+        await cp.ws.send(orjson.dumps([3, "c2", {"configurationKey": []}]).decode())
+        await wait_for(lambda: "c2" in silent_cloud.answers, what="the second call answered")
+        assert silent_cloud.answers["c2"][0] == 3, silent_cloud.answers["c2"]
+        # Answered calls in a row, past the first call's deadline: never failed by a timer.
+        cp.answers["GetConfiguration"] = {"configurationKey": []}
+        for i in range(3, 8):
+            await silent_cloud.ws.send(orjson.dumps([2, f"c{i}", "GetConfiguration", {}]).decode())
+            await wait_for(lambda i=i: f"c{i}" in silent_cloud.answers, what=f"call c{i}")
+            assert silent_cloud.answers[f"c{i}"][0] == 3, silent_cloud.answers[f"c{i}"]
+            await asyncio.sleep(0.1)  # pacing, not settling: the calls span the first deadlines
+        # Unanswered again: the timer armed for an earlier call fires while this one is in
+        # flight, is armed again for it, and fails it on time.
+        del cp.answers["GetConfiguration"]
+        started = time.monotonic()
+        await silent_cloud.ws.send(orjson.dumps([2, "c8", "GetConfiguration", {}]).decode())
+        await wait_for(lambda: "c8" in silent_cloud.answers, what="the last call failed")
+        assert silent_cloud.answers["c8"][0] == 4, silent_cloud.answers["c8"]
+        assert 0.4 * 0.9 <= time.monotonic() - started < 0.4 + timeout_s(1)
+    finally:
+        await cp.close()
