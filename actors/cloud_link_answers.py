@@ -177,8 +177,7 @@ class CloudLinkAnswers(CloudLinkBase):
     async def _deadline(self, msg: Deadline) -> None:
         """The link's deadline timer: answer what has waited too long, fail a call the cloud
         never answered, then arm the timer for the next deadline."""
-        self.deadline_timer = None
-        self.deadline_at = math.inf
+        self.deadline.fired()
         now = time.monotonic() + 0.001  # the loop may run a timer up to its clock resolution early
         due = [message_id for message_id, at in self.relay_due.items() if at <= now]
         if due:

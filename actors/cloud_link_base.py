@@ -25,6 +25,7 @@ from actors.messages import (
 from actors.outbox import Outbox, TxMap
 from drivers.ocpp.connection import LinkError, OcppConnection
 from supervisors.actor import Actor, ActorContext
+from supervisors.timers import DeadlineTimer
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,7 @@ class CloudLinkBase(Actor):
         self.relay_due: dict[str, float] = {}  # queued relay -> monotonic time it stops waiting
         # RelayCall.queue relays not yet answered by the cloud: what to queue if they cannot be.
         self.queue_relays: dict[str, RelayCall] = {}
-        self.deadline_timer: asyncio.TimerHandle | None = None
-        self.deadline_at = math.inf
+        self.deadline = DeadlineTimer()
         self.preamble: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self.live: set[str] = set()
         self.retry_at = 0.0
@@ -193,18 +193,8 @@ class CloudLinkBase(Actor):
         self._arm_deadline(min(inflight.answer_at, inflight.call_at))
 
     def _arm_deadline(self, at: float) -> None:
-        """One timer per link, for its earliest deadline (not three per message: measured at 500
-        charge points, 1 msg/s each, the cancelled timers of every relayed message were what the
-        young-generation collections walked, 8-14 ms each every 8 s, the main stalls of the
-        round trip p99). Deadlines are ``now + a constant``, so a newer one is almost never
-        earlier than the armed one: the timer fires, finds what it was armed for answered, and
-        is armed again for what is pending then."""
-        if at >= self.deadline_at or at == math.inf:
-            return
-        if self.deadline_timer is not None:
-            self.deadline_timer.cancel()
-        self.deadline_at = at
-        self.deadline_timer = self.send_after(max(0.0, at - time.monotonic()), Deadline())
+        """The link's one deadline timer (supervisors.timers), not three per relayed message."""
+        self.deadline.arm(self, at, Deadline())
 
     def _next_deadline(self) -> float:
         at = min(self.relay_due.values(), default=math.inf)

@@ -6,7 +6,6 @@ ChargePoint) so that each module stays one concept.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -23,6 +22,7 @@ from drivers.ocpp.framing import (
     Call,
 )
 from supervisors.actor import Actor, ActorContext
+from supervisors.timers import DeadlineTimer
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,7 @@ class ChargePointBase(Actor):
         self.pending: dict[str, Pending] = {}
         self.down = DownQueue()
         self.down_due: tuple[str, float] = ("", math.inf)  # the call in flight, its deadline
-        self.down_timer: asyncio.TimerHandle | None = None
-        self.down_timer_at = math.inf
+        self.down_timer = DeadlineTimer()  # supervisors.timers: one, not one per call
         self.cloud_online = False
         self.cloud_heard = False  # whether the CloudLink has said up or down at all yet
         self.bucket = TokenBucket(RATE_PER_S, RATE_BURST)

@@ -4,7 +4,6 @@ a call for a charge point that is not connected gets a CALLERROR at once, never 
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 from actors.cp_base import DOWN_TIMEOUT_S, ChargePointBase, DownCallTimedOut
@@ -54,7 +53,7 @@ class DownstreamCalls(ChargePointBase):
             return
         due = time.monotonic() + DOWN_TIMEOUT_S
         self.down_due = (call.message_id, due)
-        self._arm_down(due)
+        self.down_timer.arm(self, due, DownCallTimedOut())
         await self._send(call.text)
         if call.replace_key and self.profile_triggers:
             trigger = self.profile_triggers.pop(call.replace_key, 0)
@@ -86,27 +85,14 @@ class DownstreamCalls(ChargePointBase):
             )
         await self._pump_down()
 
-    def _arm_down(self, at: float) -> None:
-        """One timer per charge point for its call in flight, not one per call (a site-wide
-        decrease sends a SetChargingProfile to every charge point: each left a timer that fired
-        30 s later into a later step). Deadlines are ``now + DOWN_TIMEOUT_S``, so the armed timer
-        is almost never later than a new one: it fires, finds its call answered, and is armed
-        for the call in flight then."""
-        if at >= self.down_timer_at:
-            return
-        if self.down_timer is not None:
-            self.down_timer.cancel()
-        self.down_timer_at = at
-        self.down_timer = self.send_after(max(0.0, at - time.monotonic()), DownCallTimedOut())
-
     async def _down_deadline(self) -> None:
-        self.down_timer, self.down_timer_at = None, math.inf
+        self.down_timer.fired()
         inflight = self.down.inflight
         message_id, due = self.down_due
         if inflight is None or inflight.message_id != message_id:
             return
         if due > time.monotonic() + 0.001:  # a timer may run up to the clock's resolution early
-            self._arm_down(due)
+            self.down_timer.arm(self, due, DownCallTimedOut())
             return
         call = self.down.complete(message_id)
         if call is None:
