@@ -95,6 +95,7 @@ class ProfileRouter(Actor):
         self.last_batch: ProfileBatch | None = None
         self.batches = 0
         self.rejected = 0
+        self.stale_dropped = 0
         self.last_rejection: str | None = None
 
     async def started(self) -> None:
@@ -103,6 +104,7 @@ class ProfileRouter(Actor):
     def report(self) -> dict[str, Any]:
         return {
             "batches_received": self.batches,
+            "batches_overtaken": self.stale_dropped,
             "last_batch_utc": None if self.last_batch is None else self.last_batch.computed_utc,
             "profiles_rejected": self.rejected,
             "last_rejection": self.last_rejection,
@@ -111,9 +113,17 @@ class ProfileRouter(Actor):
 
     async def receive(self, msg: object) -> Any:
         if isinstance(msg, ProfileBatch):
+            last = self.last_batch
+            if last is not None and 0 < msg.sent_monotonic_ns < last.sent_monotonic_ns:
+                # Overtaken on the way (supervisors/node_links.py: direct link or the root):
+                # a newer batch has been applied already.
+                self.stale_dropped += 1
+                return None
             self.batches += 1
             self.last_batch = msg
-            self.broker.profile_writes.batch(msg.trigger_monotonic_ns, len(msg.limits))
+            self.broker.profile_writes.batch(
+                msg.trigger_monotonic_ns, len(msg.limits), sent_ns=msg.sent_monotonic_ns
+            )
             for limit in msg.limits:
                 self.ctx.system.send(
                     self.broker.cp_path(limit.charge_point_id),

@@ -21,6 +21,7 @@ from drivers.store import codec
 from drivers.store.env import Store, open_store, peek_value
 from supervisors.gc_policy import gc_maintenance
 from supervisors.messages import ChildReport, ExitReason
+from supervisors.node_links import NodeLinks
 from supervisors.system import ActorSystem
 from supervisors.trees import NODE_KINDS, NodeContext
 
@@ -65,6 +66,7 @@ class NodeRuntime:
     storage_dir: Path
     outbound: Callable[[str, object], None]
     history: NodeHistory = field(default_factory=NodeHistory)
+    links: NodeLinks | None = None  # direct links to the other nodes (nodes mode only)
     store: Store | None = None
     system: ActorSystem | None = None
     started_utc: str = ""
@@ -136,6 +138,7 @@ class NodeRuntime:
             "last_failure_utc": self.history.last_failure_utc,
             "epoch": None if store_info is None else store_info.epoch,
             "dead_letters": 0 if system is None else system.dead_letters_total,
+            "links": None if self.links is None else self.links.report(),
             "tree": tree,
             "site": summary,
             "snapshot_utc": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -178,6 +181,8 @@ class NodeRuntime:
             await asyncio.sleep(SNAPSHOT_INTERVAL_S)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
+        if self.links is not None:
+            await self.links.close()  # the peers fall back to the root, which holds for us
         if self._snapshot_task is not None:
             self._snapshot_task.cancel()
         if self._gc_task is not None:

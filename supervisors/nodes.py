@@ -38,6 +38,7 @@ from drivers.thespian import hygiene
 from drivers.thespian.bridge import PipeBridge
 from drivers.thespian.logs import install_process_logging
 from supervisors.intensity import restart_allowed
+from supervisors.node_links import NodeLinks
 from supervisors.node_messages import (
     NodeFailed,
     NodePolicy,
@@ -124,17 +125,25 @@ class NodeActor(Actor):  # type: ignore[misc]
     async def _main(self, msg: StartNode) -> None:
         assert self.bridge is not None
         self.stop_done = asyncio.Event()
+        links = NodeLinks(
+            msg.spec.name,
+            Path(msg.storage_dir),
+            deliver=lambda path, message: runtime.deliver(path, message),
+            fallback=lambda path, message: self._post(self.root, Route(path=path, message=message)),
+        )
         runtime = NodeRuntime(
             name=msg.spec.name,
             kind=msg.spec.kind,
             config=msg.config,
             storage_dir=Path(msg.storage_dir),
-            outbound=lambda path, message: self._post(self.root, Route(path=path, message=message)),
+            outbound=links.send,
             history=msg.history,
+            links=links,
         )
         self.runtime = runtime
         try:
             await runtime.start()
+            await links.start()  # after the tree: what arrives has somewhere to go
         except Exception as exc:
             log.exception("node %s failed to start", self.name)
             self._fail(f"start failed: {type(exc).__name__}: {exc}")
