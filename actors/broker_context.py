@@ -43,10 +43,17 @@ class ProfileWrites:
     def __init__(self) -> None:
         self.batches: OrderedDict[int, dict[str, int]] = OrderedDict()
 
-    def batch(self, trigger_ns: int, limits: int) -> None:
+    def batch(self, trigger_ns: int, limits: int, *, sent_ns: int = 0) -> None:
         if trigger_ns <= 0:
             return
-        self.batches[trigger_ns] = {"limits": limits, "written": 0, "first_ns": 0, "last_ns": 0}
+        self.batches[trigger_ns] = {
+            "limits": limits,
+            "written": 0,
+            "sent_ns": sent_ns,
+            "received_ns": time.monotonic_ns(),
+            "first_ns": 0,
+            "last_ns": 0,
+        }
         while len(self.batches) > self.KEPT:
             self.batches.popitem(last=False)
 
@@ -65,6 +72,10 @@ class ProfileWrites:
                 "trigger_monotonic_ns": t,
                 "limits": e["limits"],
                 "written": e["written"],
+                # the stages, ms from the meter sample: the allocator sent the batch, this node
+                # received it, the first and the last of its frames were written
+                "sent_ms": _ms(e["sent_ns"], t),
+                "received_ms": _ms(e["received_ns"], t),
                 "first_written_ms": _ms(e["first_ns"], t),
                 "last_written_ms": _ms(e["last_ns"], t),
             }

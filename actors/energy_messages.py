@@ -61,6 +61,7 @@ class ProfileBatch:
     computed_utc: str
     trigger_monotonic_ns: int = 0  # when the meter sample that caused it was taken (benchmarks)
     full: bool = True
+    sent_monotonic_ns: int = 0  # when the allocator handed it to the broker link (status, bench)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

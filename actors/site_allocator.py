@@ -23,7 +23,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -186,7 +186,9 @@ class SiteAllocator(Actor):
         self.max_step_ms = max(self.max_step_ms, self.last_step_ms)
 
     def _send(self, batch: ProfileBatch) -> None:
-        self.ctx.system.send(self.settings.profiles_path, batch)
+        self.ctx.system.send(
+            self.settings.profiles_path, replace(batch, sent_monotonic_ns=time.monotonic_ns())
+        )
 
     def _stage_all(
         self,

@@ -199,7 +199,7 @@ class Bench:
         step_ms = None
         if site.get("last_step") == "meter shows overload":
             step_ms = float(site.get("last_step_ms", 0.0))
-        written_ms = await self.written_ms(since, read_s)
+        stages = await self.edge_stages(since, read_s)
         if self.verbose:
             say(
                 f"step {step}: first {(min(times) - read_s) * 1000:.1f} ms, last "
@@ -216,12 +216,14 @@ class Bench:
             missing=len(got) - len(arrived),
             odd=sum(1 for _, a in arrived if abs(a - self.levels.car_a(step)) > 0.05),
             step_ms=step_ms,
-            written_ms=written_ms,
+            written_ms=None if stages is None else stages[-1],
+            stages=stages,
         )
 
-    async def written_ms(self, since_s: float, read_s: float) -> float | None:
-        """The edge's stamp of its last SetChargingProfile write for the batch this step caused
-        (the batch triggered after the change with the most frames written), ms from read_s."""
+    async def edge_stages(self, since_s: float, read_s: float) -> tuple[float, ...] | None:
+        """The edge's stamps for the batch this step caused (the batch triggered after the
+        change with the most frames written), ms from read_s: the allocator sent it, the broker
+        received it, its first and its last SetChargingProfile written."""
         profiles = (await self.node("broker"))["site"].get("profiles") or {}
         batches = [
             b
@@ -231,8 +233,12 @@ class Bench:
         if not batches:
             return None
         b = max(batches, key=lambda b: b["written"])
-        last_ns = b["trigger_monotonic_ns"] + b["last_written_ms"] * 1e6
-        return last_ns / 1e6 - read_s * 1000
+        shift = b["trigger_monotonic_ns"] / 1e6 - read_s * 1000
+        stages = tuple(
+            None if b.get(k) is None else float(b[k]) + shift
+            for k in ("sent_ms", "received_ms", "first_written_ms", "last_written_ms")
+        )
+        return stages if None not in stages else None
 
     async def restore(self, n: int) -> None:
         await asyncio.sleep(DWELL_S)

@@ -48,6 +48,9 @@ class Cut:
     # the edge's own stamp: the last of the batch's SetChargingProfile frames written to its
     # socket (the broker's "profiles" status), ms from the same read; None if not reported
     written_ms: float | None = None
+    # the edge's stages, ms from the same read: sent by the allocator, received by the broker,
+    # first and last frame written (None if not reported)
+    stages: tuple[float, ...] | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -89,6 +92,13 @@ def phase_line(ph: Phase) -> str:
         f"{max(steps, default=0.0):.1f} ms ({len(steps)} of the steps), max_step_ms so far "
         f"{ph.max_step_ms:.1f}; {ph.batches} batches"
     )
+    staged = [c.stages for c in ph.cuts if c.stages is not None]
+    if staged:
+        p50 = [percentile(sorted(s[i] for s in staged), 0.5) for i in range(4)]
+        text += (
+            f"; edge stages p50 from the sample: allocator sent {p50[0]:.1f} ms, broker received "
+            f"{p50[1]:.1f} ms, first frame written {p50[2]:.1f} ms, last {p50[3]:.1f} ms"
+        )
     if ph.loaded:
         rate = len(ph.load_ms) / ph.load_s if ph.load_s else 0.0
         text += (

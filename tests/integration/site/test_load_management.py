@@ -108,6 +108,8 @@ async def test_cars_share_the_headroom_and_a_limit_step_down_lowers_them_within_
     for b in written:
         assert b["written"] <= b["limits"], b
         assert 0 < b["first_written_ms"] <= b["last_written_ms"] < 5000, b
+        # the stages in order: the allocator sent it, the broker received it, then wrote it
+        assert 0 < b["sent_ms"] <= b["received_ms"] <= b["first_written_ms"], b
 
 
 async def test_a_charge_point_that_ignores_its_profile_makes_the_others_give_way(
