@@ -40,9 +40,10 @@ offer of at least the minimum:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from actors.allocation_types import ConnectorDemand, PerPhase, cp_phases
+from actors.evolve import evolve
 
 DRAWING_A = 1.0  # a phase drawing less than this is not in use
 CLEAR_DRAW_A = 3.0  # phases are learned only from a car drawing at least this on one phase
@@ -105,14 +106,14 @@ def learn(
             phases = tuple(sorted(set(k.phases) | seen))
         if phases == k.phases and not k.idle:
             return k
-        return replace(k, phases=phases, idle=False)
+        return evolve(k, phases=phases, idle=False)
 
     probe_a = min(d.max_current_a, min_current_a + probe_step_a)
     if not k.probed and offered_a < probe_a:
-        return replace(k, probed=True, min_a=probe_a, idle=True)
+        return evolve(k, probed=True, min_a=probe_a, idle=True)
     if k.min_a > 0 and offered_a < k.min_a:
         return k  # the probe (or the minimum it taught) is not in force yet
-    return replace(k, probed=True, min_a=0.0, idle=True)
+    return evolve(k, probed=True, min_a=0.0, idle=True)
 
 
 def as_counted(
@@ -134,7 +135,7 @@ def as_counted(
         d, offered_a=offered_a, changed_s=changed_s, now_s=now_s, settle_s=settle_s
     )
     settled_in_time = changed_s is None or now_s - changed_s >= settle_s
-    counted = replace(
+    counted = evolve(
         d,
         offered_a=offered_a,
         settled=settled_in_time and reflecting,
@@ -147,8 +148,8 @@ def as_counted(
     reacting = not settled_in_time
     offers = (offered_a, *recent_a) if reacting else (offered_a,)
     return (
-        replace(counted, measured_a=expected_draw(counted, offers, reacting=reacting, high=True)),
-        replace(counted, measured_a=expected_draw(counted, offers, reacting=reacting, high=False)),
+        evolve(counted, measured_a=expected_draw(counted, offers, reacting=reacting, high=True)),
+        evolve(counted, measured_a=expected_draw(counted, offers, reacting=reacting, high=False)),
     )
 
 

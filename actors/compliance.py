@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from actors.allocation import ancestry
 from actors.allocation_types import ConnectorDemand, NodeInput, PerPhase, grid_phases
+from actors.evolve import evolve
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +76,7 @@ def limit_set(
     if tracker.limits and tracker.limits[-1][1] == limit_a:
         return tracker
     limits = (*tracker.limits, (now_s, limit_a))
-    return replace(tracker, limits=_prune_limits(limits, now_s, cfg))
+    return evolve(tracker, limits=_prune_limits(limits, now_s, cfg))
 
 
 def _prune_limits(
@@ -196,9 +197,9 @@ def as_fixed_load(
                         f"{base} less {draw[p]:.1f} A drawn by {cid} (ignores its profile)"
                     )
     new_nodes = tuple(
-        replace(
+        evolve(
             n,
-            limit=replace(
+            limit=evolve(
                 n.limit,
                 current_a=(current[n.name][0], current[n.name][1], current[n.name][2]),
                 sources=(sources[n.name][0], sources[n.name][1], sources[n.name][2]),

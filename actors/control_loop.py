@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from typing import Any
 
 from actors.allocation import min_current, overloaded, rank_key
 from actors.allocation_types import ZERO, AllocationConfig, Binding, ConnectorDemand, NodeInput
@@ -51,6 +51,7 @@ from actors.control_types import (
     StepResult,
     arriving,
 )
+from actors.evolve import evolve
 
 __all__ = [
     "Action",
@@ -140,7 +141,7 @@ def step(
         waiting = d.connector_id in counted.unseen
         decision, kept = _decide(d, st, aim.target_a, mode, settling, waiting, now_s, cfg)
         why = aim.note if aim.note and decision.action == "unchanged" else decision.reason
-        decisions[d.connector_id] = replace(
+        decisions[d.connector_id] = evolve(
             decision,
             binding=aim.allocation.binding,
             reason=f"{why}; allocation: {aim.allocation.reason}",
@@ -309,7 +310,7 @@ def _fund_increases(
         for cid in c.weights:
             dec = decisions[cid]
             if dec.limit_a > dec.previous_a:
-                decisions[cid] = replace(
+                decisions[cid] = evolve(
                     dec,
                     limit_a=dec.previous_a,
                     action="hold",
@@ -330,7 +331,7 @@ def _resolve_dwell(
     physical limits hold without margin."""
     for cid, dec in list(decisions.items()):
         if dec.limit_a > dec.previous_a:
-            decisions[cid] = replace(
+            decisions[cid] = evolve(
                 dec,
                 limit_a=dec.previous_a,
                 action="hold",
@@ -344,7 +345,7 @@ def _resolve_dwell(
             return
         worst = remaining.pop()
         dec = decisions[worst.connector_id]
-        decisions[worst.connector_id] = replace(
+        decisions[worst.connector_id] = evolve(
             dec,
             limit_a=0.0,
             action="pause",
@@ -365,12 +366,12 @@ def _next_state(
         return ConnectorState(limit_a=0.0, changed_s=now_s if dec.changed else st.changed_s)
     if not dec.changed and car is st.car:
         return st
-    new = replace(st, limit_a=dec.limit_a, car=car)
+    changes: dict[str, Any] = {"limit_a": dec.limit_a, "car": car}
     if dec.changed:
         kept = tuple((e, a) for e, a in st.replaced if now_s - e < settle_s)
-        new = replace(new, changed_s=now_s, replaced=(*kept, (now_s, dec.previous_a)))
+        changes.update(changed_s=now_s, replaced=(*kept, (now_s, dec.previous_a)))
     if dec.previous_a > 0 and dec.limit_a == 0:
-        new = replace(new, paused_s=now_s, charging_s=None)
+        changes.update(paused_s=now_s, charging_s=None)
     elif dec.previous_a == 0 and dec.limit_a > 0:
-        new = replace(new, charging_s=now_s)
-    return new
+        changes["charging_s"] = now_s
+    return evolve(st, **changes)

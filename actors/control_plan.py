@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from actors.allocation import allocate, build_constraints
 from actors.allocation_types import (
@@ -34,6 +34,7 @@ from actors.allocation_types import (
 )
 from actors.car_learning import CarKnowledge, as_counted, learn, reflects
 from actors.control_types import ConnectorState, ControlConfig, Mode, arriving
+from actors.evolve import evolve
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,7 +171,7 @@ def _keep(
     connectors = tuple(
         first.of(c.connector_id) if c.connector_id in held else c for c in again.connectors
     )
-    return replace(again, connectors=connectors)
+    return evolve(again, connectors=connectors)
 
 
 def _plan(
@@ -183,8 +184,8 @@ def _plan(
     held: Collection[str],
 ) -> Plan:
     if held:
-        high = [replace(d, active=False) if d.connector_id in held else d for d in high]
-        low = [replace(d, active=False) if d.connector_id in held else d for d in low]
+        high = [evolve(d, active=False) if d.connector_id in held else d for d in high]
+        low = [evolve(d, active=False) if d.connector_id in held else d for d in low]
     if mode == "failsafe":
         result = _allocate(nodes, high, mode, cfg)
         return Plan(high=result, low=result)
@@ -199,7 +200,7 @@ def _plan(
     # car that holds in the band between the plans would still take room from others on the
     # high count, and they would be lowered for nothing at every flicker of the meter.
     capped = [
-        replace(
+        evolve(
             d,
             max_current_a=min(
                 d.max_current_a, max(d.offered_a, low_result.of(d.connector_id).limit_a)
@@ -221,13 +222,12 @@ def _allocate(
         )
     fs = cfg.failsafe
     fs_nodes = [
-        replace(n, limit=_root_budget(n.limit, fs.total_a)) if n.parent is None else n
-        for n in nodes
+        evolve(n, limit=_root_budget(n.limit, fs.total_a)) if n.parent is None else n for n in nodes
     ]
     fs_demands = [
-        replace(d, max_current_a=min(d.max_current_a, fs.current_a), settled=False)
+        evolve(d, max_current_a=min(d.max_current_a, fs.current_a), settled=False)
         if fs.current_a is not None
-        else replace(d, settled=False)
+        else evolve(d, settled=False)
         for d in demands
     ]
     return allocate(fs_nodes, fs_demands, cfg.allocation, ignore_meters=True, margin_a=0.0)
@@ -241,7 +241,7 @@ def _root_budget(limit: NodeLimit, total_a: PerPhase | None) -> NodeLimit:
         "fail-safe budget" if b < a else s
         for a, b, s in zip(limit.current_a, total_a, limit.sources, strict=True)
     )
-    return replace(
+    return evolve(
         limit,
         current_a=(current[0], current[1], current[2]),
         sources=(sources[0], sources[1], sources[2]),
@@ -277,5 +277,5 @@ def hold_base(
         recent.append((now_s, (base[0], base[1], base[2])))
         kept[n.name] = tuple(recent)
         peak = tuple(max(b[p] for _, b in recent) for p in range(3))
-        out.append(replace(n, base_floor_a=(peak[0], peak[1], peak[2])))
+        out.append(evolve(n, base_floor_a=(peak[0], peak[1], peak[2])))
     return out, kept
