@@ -12,6 +12,14 @@ from typing import Any
 from supervisors.node_runtime import NodeHistory
 
 
+def _name_only(self: object) -> str:
+    """Thespian formats ``str(message)`` of every message it sends whatever its log level
+    (``TransmitIntent.identify`` for a DEBUG line): the full repr of a 900-charge-point status
+    held the node's GIL 30-50 ms per status query (py-spy on bench/energy.py), stalling its
+    loop. Its logs get the type; ``repr`` stays whole for debugging."""
+    return type(self).__name__
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeSpec:
     name: str
@@ -35,6 +43,8 @@ class StartSite:
     policy: NodePolicy = field(default_factory=NodePolicy)
     log_level: int = 20
 
+    __str__ = _name_only
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SiteStarted:
@@ -49,6 +59,8 @@ class StartNode:
     storage_dir: str
     history: NodeHistory
     log_level: int = 20
+
+    __str__ = _name_only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +84,9 @@ class Route:
     path: str
     message: Any
 
+    def __str__(self) -> str:  # see _name_only
+        return f"Route({self.path}, {type(self.message).__name__})"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ping:
@@ -84,6 +99,8 @@ class Pong:
     admin_pid: int
     nodes: dict[str, dict[str, Any]]
     gave_up: str | None
+
+    __str__ = _name_only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,11 +119,15 @@ class NodeStatusReply:
     name: str
     status: dict[str, Any]
 
+    __str__ = _name_only
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SiteStatus:
     root_pid: int
     nodes: list[dict[str, Any]]
+
+    __str__ = _name_only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
