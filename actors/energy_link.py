@@ -42,7 +42,9 @@ class DemandCollector(Actor):
     def __init__(self, ctx: ActorContext, broker: BrokerContext) -> None:
         super().__init__(ctx)
         self.broker = broker
-        self.reports: dict[tuple[str, int], ConnectorReport] = {}
+        # per charge point, its connectors' latest reports (a charge point's report replaces
+        # all of its own: a lookup, not a scan of every connector of the site)
+        self.reports: dict[str, tuple[ConnectorReport, ...]] = {}
         self.dirty = False
         self.last_sent = 0.0
         self.batches = 0
@@ -51,14 +53,14 @@ class DemandCollector(Actor):
         self.send_after(DEMAND_INTERVAL_S, Flush())
 
     def report(self) -> dict[str, Any]:
-        return {"connectors": len(self.reports), "batches_sent": self.batches}
+        return {
+            "connectors": sum(len(r) for r in self.reports.values()),
+            "batches_sent": self.batches,
+        }
 
     async def receive(self, msg: object) -> Any:
         if isinstance(msg, ConnectorsReported):
-            for key in [k for k in self.reports if k[0] == msg.charge_point_id]:
-                del self.reports[key]
-            for r in msg.reports:
-                self.reports[(r.charge_point_id, r.connector_id)] = r
+            self.reports[msg.charge_point_id] = msg.reports
             self.dirty = True
             if msg.urgent and time.monotonic() - self.last_sent >= URGENT_MIN_GAP_S:
                 self._send()
@@ -77,7 +79,7 @@ class DemandCollector(Actor):
             ENERGY_ALLOCATOR,
             # Every connector the broker knows: the energy node forgets the others.
             DemandBatch(
-                reports=tuple(self.reports.values()),
+                reports=tuple(r for cp in self.reports.values() for r in cp),
                 sent_utc=utc_text(datetime.now(UTC)),
                 complete=True,
             ),
