@@ -163,17 +163,19 @@ class SiteAllocator(Actor):
     def _step(self, why: str, *, trigger_ns: int | None = None) -> None:
         assert self.state is not None
         started = time.perf_counter()
-        out = self.state.step(now_s=self.monotonic(), now_utc=self.utc_now(), trigger_ns=trigger_ns)
+        # A decrease or a pause is a safety action: it leaves at once, before its records are
+        # even built, and they commit right after (one group commit later, a few ms). Should the
+        # node die in between, the charge points hold a lower limit without its record; the
+        # restarted allocator decides and records afresh.
+        out = self.state.step(
+            now_s=self.monotonic(), now_utc=self.utc_now(), trigger_ns=trigger_ns, urgent=self._send
+        )
         if out is None:
             return
-        batch = out.batch
-        if batch is not None:
+        if out.batch is not None:
             self.batches += 1
+        batch = None if out.sent else out.batch
         if batch is not None and (out.lowers or not out.records):
-            # A decrease or a pause is a safety action: it leaves at once, its records commit
-            # right after (one group commit later, a few ms). Should the node die in between,
-            # the charge points hold a lower limit without its record; the restarted allocator
-            # decides and records afresh.
             self._send(batch)
             batch = None
         if out.records:

@@ -10,7 +10,7 @@ parameters: ``now_s`` monotonic seconds, ``now_utc`` an aware datetime.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -87,6 +87,8 @@ class StepOutput:
     batch: ProfileBatch | None
     # A connector's limit went down (a decrease or a pause): the batch is a safety action.
     lowers: bool = False
+    # The batch was handed to ``step``'s ``urgent`` callback already (a lowering batch).
+    sent: bool = False
 
 
 class SiteState:
@@ -224,9 +226,17 @@ class SiteState:
         return self.effective
 
     def step(
-        self, *, now_s: float, now_utc: datetime, trigger_ns: int | None = None
+        self,
+        *,
+        now_s: float,
+        now_utc: datetime,
+        trigger_ns: int | None = None,
+        urgent: Callable[[ProfileBatch], None] | None = None,
     ) -> StepOutput | None:
-        """One control-loop step; None while a limit source has not reported yet."""
+        """One control-loop step; None while a limit source has not reported yet.
+
+        ``urgent`` gets a batch that lowers a limit as soon as it is known, before the step's
+        audit records and compliance bookkeeping are built (a fifth of a 500-connector step)."""
         if not self.limits_known(now_s):
             self.mode = "waiting for limits"
             return None
@@ -257,10 +267,10 @@ class SiteState:
         self.loop = replace(result.state, connectors={**result.state.connectors, **kept})
         rec = self.record = result.record
         self.mode = MODE_NAMES[rec.mode]
-        records: list[AuditRecord] = []
         decisions: dict[str, dict[str, Any]] = {}
+        sources: dict[str, str] = {}
         for dec in rec.decisions:
-            source = binding_source(dec, rec.mode)
+            source = sources[dec.connector_id] = binding_source(dec, rec.mode)
             decisions[dec.connector_id] = {
                 "limit_a": dec.limit_a,
                 "target_a": dec.target_a,
@@ -268,8 +278,6 @@ class SiteState:
                 "binding_source": source,
                 "reason": dec.reason,
             }
-            if dec.changed:
-                records.append(self._limit_record(dec, source, rec.mode, rec.meter_age_s, now_utc))
         for key, draw in draws.items():
             decisions[key] = {
                 "limit_a": self.sent.get(key, 0.0),
@@ -282,7 +290,28 @@ class SiteState:
         self.decisions = {k: decisions[k] for k in self.reports if k in decisions}
         batch = self._batch(now_s, now_utc, trigger_ns, nodes)
         lowers = any(d.limit_a < d.previous_a for d in rec.decisions)
-        return StepOutput(records=tuple(records), batch=batch, lowers=lowers)
+        sent = False
+        if batch is not None:
+            if urgent is not None and lowers:
+                urgent(batch)
+                sent = True
+            self._track(batch, now_s)
+        records = tuple(
+            self._limit_record(dec, sources[dec.connector_id], rec.mode, rec.meter_age_s, now_utc)
+            for dec in rec.decisions
+            if dec.changed
+        )
+        return StepOutput(records=records, batch=batch, lowers=lowers, sent=sent)
+
+    def _track(self, batch: ProfileBatch, now_s: float) -> None:
+        """Compliance: each limit sent is in force from now."""
+        cfg = self.policy.compliance
+        for lim in batch.limits:
+            key = connector_key(lim.charge_point_id, lim.connector_id)
+            a = lim.limit_a
+            self.trackers[key] = limit_set(
+                self.trackers.get(key, Tracker()), (a, a, a), now_s=now_s, cfg=cfg
+            )
 
     def _batch(
         self, now_s: float, now_utc: datetime, trigger_ns: int | None, nodes: list[NodeInput]
@@ -326,11 +355,6 @@ class SiteState:
                     binding_source=d["binding_source"],
                     reason=d["reason"],
                 )
-            )
-            a = new[key]
-            tracker = self.trackers.get(key, Tracker())
-            self.trackers[key] = limit_set(
-                tracker, (a, a, a), now_s=now_s, cfg=self.policy.compliance
             )
         failsafe = self.model.control.failsafe.current_a
         if full:

@@ -404,3 +404,40 @@ def test_batches_carry_the_changed_limits_and_all_of_them_every_resend_s() -> No
     assert again is not None
     assert again.full
     assert set(limits_of(again)) == set(after)
+
+
+def test_a_lowering_batch_goes_to_urgent_before_its_records_an_increase_does_not() -> None:
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 0.0})
+    urgent: list[ProfileBatch] = []
+    first = site.state.step(
+        now_s=site.now_s,
+        now_utc=site.utc,
+        urgent=urgent.append,
+    )
+    assert first is not None
+    assert first.batch is not None
+    assert not first.lowers
+    assert first.records, "a start is recorded"
+    assert urgent == [], "an increase waits for its records: not urgent"
+    assert not first.sent
+    site.at(101.0)
+    site.demand({"CP1": 8.0})
+    site.meter(60.0)  # base load jumps: CP1 must come down at once
+    out = site.state.step(
+        now_s=site.now_s,
+        now_utc=site.utc,
+        urgent=urgent.append,
+    )
+    assert out is not None
+    assert out.lowers
+    assert out.sent
+    assert urgent == [out.batch], "the same batch, handed over once"
+    assert limits_of(out.batch)["CP1/1"] < 8.0
+    assert out.records, "its records still come with the output"
+    assert out.records[0].inputs["action"] in ("decrease", "pause")
+    tracker = site.state.trackers["CP1/1"]
+    assert tracker.limits[-1][1][0] == limits_of(out.batch)["CP1/1"], "compliance tracks it"
