@@ -80,20 +80,27 @@ def effective_cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, Bin
     A settled car that draws clearly less than offered (by more than half the slack) is capped
     at its draw plus the slack; the hysteresis between the two keeps the cap from oscillating
     (offer 9 A, draw 8 A stays capped, instead of rising to 13 A and falling back)."""
+    cap, drawn = _cap(d, cfg)
+    if drawn is None:
+        return cap, Binding(kind="car_max", limit_a=cap), f"connector maximum {cap:.1f} A"
+    return (
+        cap,
+        Binding(kind="undrawn", limit_a=cap),
+        f"car draws {drawn:.1f} A of {d.offered_a:.1f} A offered; "
+        f"capped at {cap:.1f} A, the rest returns to the pool",
+    )
+
+
+def _cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, float | None]:
+    """:func:`effective_cap`'s figure alone (the allocation explains only the caps that bind),
+    with the draw that set it (None: the connector maximum)."""
     cap = d.max_current_a
-    binding = Binding(kind="car_max", limit_a=cap)
-    reason = f"connector maximum {cap:.1f} A"
     if d.settled and d.offered_a > 0:
         drawn = max(d.measured_a[p] for p in cp_phases(d))
         undrawn_cap = max(min_current(d, cfg), drawn + cfg.draw_slack_a)
         if drawn < d.offered_a - cfg.draw_slack_a / 2 and undrawn_cap < cap:
-            cap = undrawn_cap
-            binding = Binding(kind="undrawn", limit_a=cap)
-            reason = (
-                f"car draws {drawn:.1f} A of {d.offered_a:.1f} A offered; "
-                f"capped at {cap:.1f} A, the rest returns to the pool"
-            )
-    return cap, binding, reason
+            return undrawn_cap, drawn
+    return cap, None
 
 
 def allocate(
@@ -123,7 +130,7 @@ def allocate(
 
     level: dict[str, float] = {}
     results: dict[str, tuple[Binding, str]] = {}
-    caps: dict[str, tuple[float, Binding, str]] = {}
+    caps: dict[str, float] = {}
     ranked = sorted(demands, key=rank_key)
 
     for d in ranked:
@@ -131,7 +138,6 @@ def allocate(
         if not d.active:
             results[cid] = (Binding(kind="inactive"), "no car wants energy")
             continue
-        cap = effective_cap(d, cfg)
         if d.max_current_a < cfg.min_current_a - _EPS:
             results[cid] = (
                 Binding(kind="below_min", limit_a=d.max_current_a),
@@ -157,14 +163,18 @@ def allocate(
             )
             continue
         level[cid] = own_min
-        caps[cid] = cap
+        caps[cid] = _cap(d, cfg)[0]
         for c in by_connector[cid]:
             c.used_a += c.weights[cid] * own_min
 
     tiers = sorted({d.priority for d in demands if d.connector_id in level}, reverse=True)
     for tier in tiers:
         rising = {d.connector_id for d in ranked if d.connector_id in level and d.priority == tier}
-        _fill(rising, level, caps, constraints, by_connector, results)
+        at_cap = _fill(rising, level, caps, constraints, by_connector, results)
+        by_id = {d.connector_id: d for d in ranked if d.connector_id in at_cap}
+        for cid in at_cap:
+            _, binding, reason = effective_cap(by_id[cid], cfg)
+            results[cid] = (binding, reason)
 
     out: list[ConnectorAllocation] = []
     for d in demands:
@@ -187,16 +197,19 @@ def allocate(
 def _fill(
     rising: set[str],
     level: dict[str, float],
-    caps: Mapping[str, tuple[float, Binding, str]],
+    caps: Mapping[str, float],
     constraints: Sequence[Constraint],
     by_connector: Mapping[str, Sequence[Constraint]],
     results: dict[str, tuple[Binding, str]],
-) -> None:
-    """Raise every rising connector by the same amount until each is frozen (max-min fairness)."""
+) -> set[str]:
+    """Raise every rising connector by the same amount until each is frozen (max-min fairness).
+    Returns the connectors frozen at their own cap (their binding is the cap's, for the caller
+    to explain); those frozen by a constraint get theirs in ``results``."""
+    at_cap: set[str] = set()
     while rising:
         step = math.inf
         for cid in rising:
-            step = min(step, caps[cid][0] - level[cid])
+            step = min(step, caps[cid] - level[cid])
         for c in constraints:
             rate = sum(w for cid, w in c.weights.items() if cid in rising)
             if rate > 0:
@@ -207,27 +220,26 @@ def _fill(
             for c in by_connector[cid]:
                 c.used_a += c.weights[cid] * step
         frozen: set[str] = set()
-        for cid in sorted(rising):
-            cap, binding, reason = caps[cid]
-            if level[cid] >= cap - _EPS:
+        for cid in rising:
+            if level[cid] >= caps[cid] - _EPS:
                 frozen.add(cid)
-                results[cid] = (binding, reason)
+                at_cap.add(cid)
         for c in constraints:
             members = [cid for cid in c.weights if cid in rising and cid not in frozen]
             if members and c.left_a <= _EPS * max(1.0, c.capacity_a):
                 sharing = sum(1 for cid in c.weights if cid in level)
+                bound = (  # the same for every member (immutable): built once
+                    _node_binding(c, kind="node", left_a=c.capacity_a),
+                    f"limited by {_where(c)}: limit {c.limit_a:.1f} A, headroom "
+                    f"{c.capacity_a:.1f} A shared by {sharing} connector(s)",
+                )
                 for cid in members:
                     frozen.add(cid)
-                    results[cid] = (
-                        _node_binding(c, kind="node", left_a=c.capacity_a),
-                        f"limited by {_where(c)}: limit {c.limit_a:.1f} A, headroom "
-                        f"{c.capacity_a:.1f} A shared by {sharing} connector(s)",
-                    )
+                    results[cid] = bound
         if not frozen:  # cannot happen with exact arithmetic; never loop forever on rounding
-            for cid in rising:
-                results[cid] = (caps[cid][1], caps[cid][2])
-            return
+            return at_cap | rising
         rising -= frozen
+    return at_cap
 
 
 def _first_blocked(
