@@ -128,7 +128,15 @@ class NodeLinks:
                     log.warning("node %s: node link frame dropped: %r", self.name, exc)
                     continue
                 self.received += 1
-                self.deliver(path, message)
+                try:
+                    self.deliver(path, message)
+                except Exception:  # one bad delivery must not end the link
+                    log.exception(
+                        "node %s: delivering %s to %s failed",
+                        self.name,
+                        type(message).__name__,
+                        path,
+                    )
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the peer went away; it reconnects when it has something to say
         finally:
