@@ -204,7 +204,8 @@ class Bench:
             say(
                 f"step {step}: first {(min(times) - read_s) * 1000:.1f} ms, last "
                 f"{(max(times) - read_s) * 1000:.1f} ms, limits {sorted({a for _, a in arrived})}, "
-                f"allocator step {step_ms} ms"
+                f"allocator step {step_ms} ms; edge stages (sent, received, first and last "
+                f"written) {'-' if stages is None else ' / '.join(f'{x:.1f}' for x in stages)} ms"
             )
         # The next step only once this one has settled: the cars follow within
         # energy_cps.FOLLOW_S, and after settle_s the allocator counts them at their offer.
