@@ -1,4 +1,4 @@
-"""Fixtures: a recording simulated cloud; stations stopped (and checked error-free) at the end."""
+"""Fixtures: stations stopped (and checked error-free) at the end (the cloud: ../conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sim.charge_point import SimChargePoint
-from sim.cloud import SimCloud
-
-
-@pytest.fixture
-async def cloud() -> AsyncIterator[SimCloud]:
-    c = SimCloud(heartbeat_interval_s=300)
-    await c.start()
-    yield c
-    await c.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures: a recording simulated cloud, and ledger charge points stopped at the end."""
+"""Fixtures: ledger charge points stopped at the end (the cloud: ../conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sim.cloud import SimCloud
 from tests.integration.broker_faults.ledger_cp import LedgerChargePoint
-
-
-@pytest.fixture
-async def cloud() -> AsyncIterator[SimCloud]:
-    c = SimCloud(heartbeat_interval_s=300)
-    await c.start()
-    yield c
-    await c.stop()
 
 
 @pytest.fixture
