@@ -1,0 +1,244 @@
+"""The broker's fan-out of a profile batch against the websockets floor, in one run.
+
+    python bench/fanout.py [--quick] [--cps 500] [--batches 20] [--profile]
+
+The broker node runs in this process (single-process mode, broker only; the cloud is
+``bench/broker_cloud.py --kind fast``), with N charge points from ``bench/energy_cps.py`` (two
+processes) each charging (a transaction running, so each limit becomes a TxProfile). A
+:class:`ProfileBatch` lowering (or raising) every connector is handed to ``broker/profiles`` as
+the energy node's would be; the figure is the time until the broker wrote the last of its N
+SetChargingProfile frames (``profile_writes``), and the broker thread's CPU time meanwhile.
+
+The baseline, measured in the same run: a bare websockets server in this process writes one frame
+of the same size to each of N connections held by one client process (plain websocket clients
+that answer each frame), ``await ws.send(frame)`` in a loop: what the frames cost without the
+broker (the library, the loopback sockets and the other process's wake-ups on these cores).
+Printed: both, and their ratio. ``--profile``: cProfile of the broker during the fan-outs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import logging
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from actors.energy_messages import ConnectorLimit, ProfileBatch
+from actors.listener import Listener
+from bench.broker_edge import CloudProcess
+from bench.energy_site import CarWorkers, SharedDraws, car_ids
+from config.schema import parse_site
+from supervisors.node_messages import NodeSpec
+from supervisors.single import SingleProcessSite
+
+REPO = Path(__file__).resolve().parents[1]
+FRAME = (
+    '[2,"edge-1f2e3d4c5b6a","SetChargingProfile",{"connectorId":1,"csChargingProfiles":'
+    '{"chargingProfileId":1001,"stackLevel":8,"chargingProfilePurpose":"TxProfile",'
+    '"chargingProfileKind":"Relative","chargingSchedule":{"chargingRateUnit":"A",'
+    '"chargingSchedulePeriod":[{"startPeriod":0,"limit":14.0,"numberPhases":3}]},'
+    '"transactionId":123}}]'
+)
+SETTLE_S = 0.5  # between batches: the cars answer, the broker takes the answers
+
+
+def site_text(storage: str, cloud_url: str, ids: list[str]) -> str:
+    cps = "".join(f'[[charge_points]]\nid = "{c}"\nmax_current_a = 16\nphases = 3\n' for c in ids)
+    return f"""
+[site]
+name = "fanout"
+storage_dir = "{storage}"
+[runtime]
+mode = "single-process"
+log_level = "ERROR"
+[listener]
+port = 0
+auto_register = true
+ping_interval_s = 0
+[cloud]
+url = "{cloud_url}"
+ping_interval_s = 0
+[authorization]
+unknown_id_offline = "accept"
+[[grid_limits]]
+name = "fuse"
+kind = "static"
+node = "site"
+current_a = 100000
+{cps}"""
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def broker_fanout(n: int, batches: int, profile: bool) -> tuple[list[float], list[float]]:
+    """(ms to the last frame written, broker thread CPU ms) per batch."""
+    cloud = CloudProcess("fast")
+    await cloud.start()
+    draws = SharedDraws(n)
+    cars = CarWorkers(2, draws)
+    site: SingleProcessSite | None = None
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
+        try:
+            ids = car_ids(n)
+            text = site_text(f"{tmp}/var", cloud.url, ids)
+            config = parse_site(text, source="bench/fanout.py", base_dir=Path(tmp))
+            site = SingleProcessSite(config, (NodeSpec(name="broker", kind="broker"),))
+            await site.start()
+            system = site.runtimes["broker"].system
+            assert system is not None
+            listener = system.actor("broker/listener")
+            assert isinstance(listener, Listener)
+            broker = listener.broker
+            await cars.start()
+            await cars.add(f"ws://127.0.0.1:{broker.listener_port}/ocpp", ids)
+            await asyncio.sleep(2 * SETTLE_S)  # the boots' own traffic is over
+            prof = cProfile.Profile()
+            took: list[float] = []
+            cpu: list[float] = []
+            for i in range(batches + 2):  # the first two warm up
+                trigger = time.monotonic_ns()
+                limit = 10.0 if i % 2 else 12.0
+                batch = ProfileBatch(
+                    limits=tuple(
+                        ConnectorLimit(
+                            charge_point_id=cp,
+                            connector_id=1,
+                            limit_a=limit,
+                            phases=3,
+                            binding_source="grid_limit:fuse/L1",
+                            reason="bench",
+                        )
+                        for cp in ids
+                    ),
+                    default_limit_a=6.0,
+                    computed_utc="2026-01-01T00:00:00.000Z",
+                    trigger_monotonic_ns=trigger,
+                    full=False,
+                    sent_monotonic_ns=trigger,
+                )
+                cpu0 = time.thread_time()
+                if profile and i >= 2:
+                    prof.enable()
+                system.send("broker/profiles", batch)
+                deadline = time.monotonic() + 10
+                while broker.profile_writes.batches.get(trigger, {}).get("written", 0) < n:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"batch {i}: not every frame written in 10 s")
+                    await asyncio.sleep(0)
+                if profile and i >= 2:
+                    prof.disable()
+                if i >= 2:
+                    entry = broker.profile_writes.batches[trigger]
+                    took.append((entry["last_ns"] - trigger) / 1e6)
+                    cpu.append((time.thread_time() - cpu0) * 1000)
+                await asyncio.sleep(SETTLE_S)
+            if profile:
+                out = io.StringIO()
+                pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
+                print(out.getvalue())
+            return took, cpu
+        finally:
+            await cars.close()
+            draws.close()
+            if site is not None:
+                site.stop_event.set()
+                for runtime in site.runtimes.values():
+                    await runtime.stop(5.0)
+            await cloud.close()
+
+
+async def bare_fanout(n: int, batches: int) -> list[float]:
+    conns: list[ServerConnection] = []
+    ready = asyncio.Event()
+
+    async def handler(ws: ServerConnection) -> None:
+        conns.append(ws)
+        if len(conns) == n:
+            ready.set()
+        with contextlib.suppress(Exception):
+            async for _ in ws:
+                pass
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--client", str(port), str(n), cwd=REPO
+        )
+        try:
+            await asyncio.wait_for(ready.wait(), 60)
+            took: list[float] = []
+            for i in range(batches + 2):
+                started = time.perf_counter()
+                for ws in conns:
+                    await ws.send(FRAME)
+                if i >= 2:
+                    took.append((time.perf_counter() - started) * 1000)
+                await asyncio.sleep(SETTLE_S)
+            return took
+        finally:
+            client.kill()
+            await client.wait()
+
+
+async def client_main(port: int, n: int) -> None:
+    """The baseline's peers: answer each frame, as a charge point would."""
+    conns = [await connect(f"ws://127.0.0.1:{port}/", ping_interval=None) for _ in range(n)]
+
+    async def answer(ws: ClientConnection) -> None:
+        with contextlib.suppress(Exception):
+            async for _ in ws:
+                await ws.send('[3,"edge-1f2e3d4c5b6a",{"status":"Accepted"}]')
+
+    await asyncio.gather(*(answer(ws) for ws in conns))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100 charge points, 8 batches")
+    parser.add_argument("--cps", type=int, default=500)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--client", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:
+        asyncio.run(client_main(*args.client))
+        return 0
+    logging.basicConfig(level=logging.ERROR)
+    n, batches = (100, 8) if args.quick else (args.cps, args.batches)
+    started = time.monotonic()
+    took, cpu = asyncio.run(broker_fanout(n, batches, args.profile))
+    bare = asyncio.run(bare_fanout(n, batches))
+    b50, f50 = statistics.median(took), statistics.median(bare)
+    print(f"(total {time.monotonic() - started:.0f} s, {os.cpu_count()} cores)")
+    print(
+        f"broker fan-out of {n} SetChargingProfile (batch received -> last frame written): "
+        f"p50 {b50:.1f} ms p99 {pct(took, 0.99):.1f} ms ({b50 * 1000 / n:.0f} us per frame), "
+        f"broker thread CPU p50 {statistics.median(cpu):.1f} ms; {len(took)} batches"
+    )
+    print(
+        f"bare websockets, the same frame to {n} connections: p50 {f50:.1f} ms p99 "
+        f"{pct(bare, 0.99):.1f} ms ({f50 * 1000 / n:.0f} us per frame); "
+        f"broker / bare: {b50 / f50:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
