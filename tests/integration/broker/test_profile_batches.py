@@ -1,0 +1,70 @@
+"""Profile batches reaching the broker out of order (supervisors/node_links.py: while the path
+between the nodes switches, one sent through the Thespian root can arrive after a newer one sent
+direct): the router applies the newest and drops an older one that arrives after it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from actors.energy_messages import ConnectorLimit, ProfileBatch
+from sim.car import CarSpec
+from sim.charge_point import SimChargePoint
+from sim.cloud import SimCloud
+from tests.helpers import wait_for
+from tests.integration.broker.edge import start_edge
+from tests.integration.sim.conftest import GOOD_TAG, fast_config
+
+ENERGY = """
+[[grid_limits]]
+name = "fuse"
+kind = "static"
+node = "site"
+current_a = 100
+"""
+
+
+def batch(limit_a: float, sent_ns: int) -> ProfileBatch:
+    return ProfileBatch(
+        limits=(
+            ConnectorLimit(
+                charge_point_id="CP1",
+                connector_id=1,
+                limit_a=limit_a,
+                phases=3,
+                binding_source="grid_limit:fuse/L1",
+                reason="test",
+            ),
+        ),
+        default_limit_a=6.0,
+        computed_utc="2026-01-01T00:00:00.000Z",
+        trigger_monotonic_ns=sent_ns,
+        full=False,
+        sent_monotonic_ns=sent_ns,
+    )
+
+
+async def test_an_overtaken_batch_is_dropped_and_the_newest_limit_stays(tmp_path: Path) -> None:
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    cp = SimChargePoint(fast_config(edge.url, "ocpp1.6"))
+    try:
+        await cp.start()
+        await wait_for(lambda: cp.connected, what="CP1 online")
+        await cp.plug_in(1, CarSpec(max_current_a=32.0, energy_need_wh=1e9))
+        await cp.start_transaction(1, GOOD_TAG)
+        await wait_for(
+            lambda: bool(edge.cp("CP1")["transactions"]), what="the transaction known to the edge"
+        )
+        edge.system.send("broker/profiles", batch(10.0, sent_ns=2_000))
+        await wait_for(lambda: cp.offered_a(1) == 10.0, what="the newer batch applied")
+        edge.system.send("broker/profiles", batch(12.0, sent_ns=1_000))  # older, arrives late
+        edge.system.send("broker/profiles", batch(8.0, sent_ns=3_000))
+        await wait_for(lambda: cp.offered_a(1) == 8.0, what="the newest batch applied")
+        router = edge.system.actor("broker/profiles").report()
+        assert router["batches_overtaken"] == 1
+        assert router["batches_received"] == 2
+    finally:
+        await cp.stop()
+        await edge.stop()
+        await cloud.stop()
