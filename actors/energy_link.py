@@ -82,6 +82,7 @@ class DemandCollector(Actor):
                 reports=tuple(r for cp in self.reports.values() for r in cp),
                 sent_utc=utc_text(datetime.now(UTC)),
                 complete=True,
+                sent_monotonic_ns=time.monotonic_ns(),
             ),
         )
         self.dirty = False

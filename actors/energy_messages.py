@@ -37,6 +37,10 @@ class DemandBatch:
     reports: tuple[ConnectorReport, ...]
     sent_utc: str
     complete: bool = False
+    # CLOCK_MONOTONIC when the broker sent it (one clock for every process on the host): a batch
+    # that overtook this one on the way (node link vs the root, supervisors/node_links.py) is
+    # newer, and this one is then dropped. 0: unknown (never dropped).
+    sent_monotonic_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -116,6 +116,8 @@ class SiteState:
         self.trackers: dict[str, Tracker] = {}
         self.node_trackers: dict[str, Tracker] = {}
         self.outcomes: dict[str, ProfileOutcome] = {}
+        self.demand_sent_ns = 0  # the newest DemandBatch applied (its sent_monotonic_ns)
+        self.demand_overtaken = 0  # older batches that arrived after it, dropped
 
     # -- folds: each returns why a step is due now, or None ------------------------------------
     def limits_known(self, now_s: float) -> bool:
@@ -167,6 +169,12 @@ class SiteState:
     def demand(
         self, msg: DemandBatch, now_s: float, now_utc: datetime
     ) -> tuple[str | None, list[AuditRecord]]:
+        if 0 < msg.sent_monotonic_ns < self.demand_sent_ns:
+            # Overtaken on the way (the direct node link and the root's path at the moment
+            # one of them comes or goes): the newer snapshot stands.
+            self.demand_overtaken += 1
+            return None, []
+        self.demand_sent_ns = max(self.demand_sent_ns, msg.sent_monotonic_ns)
         was_active = {k for k, r in self.reports.items() if r.plugged and r.charging}
         if msg.complete:
             self.reports = {}

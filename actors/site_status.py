@@ -54,4 +54,5 @@ def site_summary(state: SiteState, now_s: float) -> dict[str, Any]:
         },
         "connectors": connectors,
         "nodes_over_limit": sorted(n for n, t in state.node_trackers.items() if t.flagged),
+        "demand_batches_overtaken": state.demand_overtaken,
     }

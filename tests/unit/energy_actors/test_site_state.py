@@ -116,7 +116,9 @@ class Site:
         self.records.extend(records)
         return why
 
-    def demand(self, draws: dict[str, float], *, complete: bool = False) -> str | None:
+    def demand(
+        self, draws: dict[str, float], *, complete: bool = False, sent_ns: int = 0
+    ) -> str | None:
         reports = tuple(
             ConnectorReport(
                 charge_point_id=cp,
@@ -136,7 +138,12 @@ class Site:
             for cp, a in draws.items()
         )
         why, records = self.state.demand(
-            DemandBatch(reports=reports, sent_utc=format_utc(self.utc), complete=complete),
+            DemandBatch(
+                reports=reports,
+                sent_utc=format_utc(self.utc),
+                complete=complete,
+                sent_monotonic_ns=sent_ns,
+            ),
             self.now_s,
             self.utc,
         )
@@ -441,3 +448,21 @@ def test_a_lowering_batch_goes_to_urgent_before_its_records_an_increase_does_not
     assert out.records[0].inputs["action"] in ("decrease", "pause")
     tracker = site.state.trackers["CP1/1"]
     assert tracker.limits[-1][1][0] == limits_of(out.batch)["CP1/1"], "compliance tracks it"
+
+
+def test_a_demand_batch_overtaken_on_the_way_is_dropped() -> None:
+    """The broker sent two complete snapshots; the older arrives last (it took the root's path
+    while the direct link came up): the newer one stands, and the status counts the drop."""
+    site = Site()
+    site.limits("main fuse")
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 10.0, "CP2": 10.0}, complete=True, sent_ns=2_000)
+    assert site.demand({"CP1": 10.0}, complete=True, sent_ns=1_000) is None
+    assert set(site.state.reports) == {"CP1/1", "CP2/1"}
+    assert site.state.demand_overtaken == 1
+    assert site_summary(site.state, site.now_s)["demand_batches_overtaken"] == 1
+    site.demand({"CP1": 10.0}, complete=True, sent_ns=3_000)  # newer: applied
+    assert set(site.state.reports) == {"CP1/1"}
+    site.demand({"CP1": 10.0, "CP3": 10.0}, complete=True)  # no stamp (an older broker): applied
+    assert set(site.state.reports) == {"CP1/1", "CP3/1"}
