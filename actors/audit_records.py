@@ -50,6 +50,7 @@ class AuditKind(StrEnum):
     RULES_ROLLED_BACK = "rules_rolled_back"
     LOCAL_LIST_UPDATED = "local_list_updated"
     CACHE_CLEARED = "cache_cleared"
+    KEY_ROTATED = "key_rotated"  # the cloud changed a charge point's HTTP Basic key (never shown)
 
 
 MESSAGE_KINDS = frozenset(

@@ -100,6 +100,7 @@ class ChargePoint(LimitsAndCaps):
             "pending_calls": len(self.pending),
             "down_queue": len(self.down),
             "energy": self.energy.report(),
+            "key_rotation": self._key_status(),
             **self.state.summary(),
         }
 
@@ -163,6 +164,8 @@ class ChargePoint(LimitsAndCaps):
             await old.conn.close(1000, "replaced by a newer connection")
             self.state.event("replaced", self.broker.now(), old.conn.remote_address)
         self.link = link
+        if link.conn.key_used == "password":
+            self._new_key_used()
         self.energy_ready = False
         self.state.ocpp_version = link.version.value
         self.state.event("connected", self.broker.now(), f"{msg.remote_address} {msg.ocpp_version}")

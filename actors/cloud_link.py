@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from actors import credentials
 from actors.audit import audit
 from actors.audit_records import AuditKind
 from actors.cloud_link_answers import CloudLinkAnswers
@@ -95,17 +96,22 @@ class CloudLink(CloudLinkAnswers):
         lingering = time.monotonic() - self.cp_left_at < self.cloud.linger_s
         return self.cp_connected or lingering or len(self.outbox) > 0 or self.cloud.mode == "strict"
 
+    def _password(self) -> str | None:
+        cp = self.broker.charge_point(self.cp_id)
+        if cp is not None:
+            stored = credentials.load(self.ctx.system.require_store(), cp.id)
+            password = credentials.cloud_password(stored, cp.ocpp.cloud_password)
+            if password is not None:
+                return password
+        if self.cp_id == self.cloud.edge_identity and self.cloud.edge_password is not None:
+            return self.cloud.edge_password.reveal()
+        return None
+
     async def _link_loop(self) -> None:
         attempt, session = 0, self.session
         backoff = Backoff(
             min_s=self.cloud.reconnect_min_s, max_s=self.cloud.reconnect_max_s, jitter=0.3
         )
-        cp = self.broker.charge_point(self.cp_id)
-        password = None
-        if cp is not None and cp.ocpp.cloud_password is not None:
-            password = cp.ocpp.cloud_password.reveal()
-        elif self.cp_id == self.cloud.edge_identity and self.cloud.edge_password is not None:
-            password = self.cloud.edge_password.reveal()
         ssl_context = (
             tls_client_context(self.cloud.tls_ca_file)
             if self.cloud.url.startswith("wss:")
@@ -117,6 +123,7 @@ class CloudLink(CloudLinkAnswers):
                 await self.wake.wait()
                 continue
             assert self.version is not None
+            password = self._password()  # read at each attempt: the cloud may have rotated it
             try:
                 conn = await connect_upstream(
                     self.cloud.url,

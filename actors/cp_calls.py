@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
+from typing import Any
 
+import orjson
+
+from actors import credentials
+from actors.audit import audit
+from actors.audit_records import AuditKind
 from actors.cp_base import DOWN_TIMEOUT_S, ChargePointBase, DownCallTimedOut
 from actors.cp_downstream import DownCall
 from actors.messages import (
@@ -13,6 +20,7 @@ from actors.messages import (
     CallChargePoint,
     ChargePointAnswered,
 )
+from actors.ocpp_rules import utc_text
 from drivers.ocpp.framing import (
     CallError,
     CallResult,
@@ -67,6 +75,8 @@ class DownstreamCalls(ChargePointBase):
             return
         if call.origin == "cloud":
             self._cloud(AnswerToCloud(session=call.session, text=frame.raw))
+            if isinstance(frame, CallResult) and call.action in credentials.ACTIONS:
+                self._key_rotated(call, frame.payload)
         elif call.reply_to:
             if isinstance(frame, CallResult):
                 ok, payload, error = True, frame.payload, ""
@@ -99,6 +109,62 @@ class DownstreamCalls(ChargePointBase):
             return
         self._down_failed(call, f"no answer within {DOWN_TIMEOUT_S:g} s")
         await self._pump_down()
+
+    def _key_rotated(self, call: DownCall, answer: dict[str, Any]) -> None:
+        """The cloud set the charge point's HTTP Basic key and it accepted: keep it for the
+        listener and the cloud session (:mod:`actors.credentials`)."""
+        try:
+            payload = orjson.loads(call.text)[3]
+        except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
+            return
+        if not isinstance(payload, dict):
+            return
+        new = credentials.rotation(call.action, payload, answer)
+        if new is None:
+            return
+        cp = self.broker.charge_point(self.cp_id)
+        site_password = None if cp is None else cp.ocpp.password
+        store = self.ctx.system.require_store()
+        record = credentials.rotated(
+            credentials.load(store, self.cp_id),
+            new,
+            site_password=site_password,
+            site_cloud_password=None if cp is None else cp.ocpp.cloud_password,
+            action=call.action,
+            now_utc=utc_text(self.broker.now()),
+        )
+        self.stage(("put", credentials.TABLE, self.cp_id.encode(), record.to_bytes()))
+        log.info("%s: the cloud rotated its key (%s, accepted)", self.cp_id, call.action)
+        audit(
+            self,
+            AuditKind.KEY_ROTATED,
+            decision="key rotated",
+            charge_point_id=self.cp_id,
+            reason=f"the cloud's {call.action} of the charge point's key was accepted: the "
+            "listener and its cloud session use the new key"
+            + ("; the previous one until it connects with the new" if record.previous else ""),
+            inputs={"action": call.action, "message_id": call.message_id},
+        )
+
+    def _key_status(self) -> dict[str, Any] | None:
+        cp = self.broker.charge_point(self.cp_id)
+        stored = credentials.load(self.ctx.system.require_store(), self.cp_id)
+        return credentials.status(stored, None if cp is None else cp.ocpp.password)
+
+    def _new_key_used(self) -> None:
+        """Connected with its rotated key: the previous one is no longer accepted."""
+        stored = credentials.load(self.ctx.system.require_store(), self.cp_id)
+        if stored is None or stored.previous is None:
+            return
+        cp = self.broker.charge_point(self.cp_id)
+        current, _ = credentials.listener_passwords(
+            stored, None if cp is None else cp.ocpp.password
+        )
+        if current != stored.password:
+            return  # the site file overrides the rotation: nothing of it is in use
+        done = replace(stored, previous=None)
+        self.stage(("put", credentials.TABLE, self.cp_id.encode(), done.to_bytes()))
+        log.info("%s: connected with its rotated key; the previous key is retired", self.cp_id)
 
     def _down_failed(self, call: DownCall, reason: str) -> None:
         if call.origin == "cloud":

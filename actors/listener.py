@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from actors import credentials
 from actors.broker_context import BrokerContext, Link
 from actors.charge_point import ChargePoint
 from actors.cloud_link import CloudLink
@@ -90,8 +91,11 @@ class Listener(Actor):
         versions = tuple(OcppVersion)
         if cp.ocpp.ocpp_version is not None:
             versions = (cp.ocpp.ocpp_version,)
-        password = None if cp.ocpp.password is None else cp.ocpp.password.reveal()
-        return ChargePointAccess(password=password, ocpp_versions=versions)
+        stored = credentials.load(self.ctx.system.require_store(), cp.id)
+        password, previous = credentials.listener_passwords(stored, cp.ocpp.password)
+        return ChargePointAccess(
+            password=password, previous_password=previous, ocpp_versions=versions
+        )
 
     async def _actor_for(self, conn: OcppConnection) -> tuple[str, ActorRef] | None:
         cp = self.broker.charge_point(conn.charge_point_id)

@@ -62,11 +62,13 @@ class OcppConnection:
         charge_point_id: str,
         ocpp_version: OcppVersion,
         auto_registered: bool = False,
+        key_used: str = "",
     ) -> None:
         self._ws = websocket
         self.charge_point_id = charge_point_id
         self.ocpp_version = ocpp_version
         self.auto_registered = auto_registered
+        self.key_used = key_used  # which of its passwords it authenticated with (server.py)
         self.remote_address = format_address(websocket.remote_address)
 
     def __repr__(self) -> str:

@@ -51,10 +51,13 @@ class ChargePointAccess:
     """What the listener needs to admit one charge point; ``lookup`` returns it for known ids.
 
     ``password`` is the charge point's HTTP Basic password (AuthorizationKey) for security
-    profiles 1 and 2; ``ocpp_versions`` the versions it may speak (all when not configured).
+    profiles 1 and 2; ``previous_password`` one it is still allowed while a rotated key is new
+    (:mod:`actors.credentials`); ``ocpp_versions`` the versions it may speak (all when not
+    configured).
     """
 
     password: str | None = field(default=None, repr=False)
+    previous_password: str | None = field(default=None, repr=False)
     ocpp_versions: tuple[OcppVersion, ...] = tuple(OcppVersion)
 
 
@@ -153,6 +156,7 @@ class _Admission:
     charge_point_id: str
     access: ChargePointAccess
     auto_registered: bool
+    key_used: str  # "password", "previous_password" or "" (security profile 0)
 
 
 class _OcppServerConnection(ServerConnection):
@@ -252,9 +256,16 @@ class OcppListener:
                 log.info("refused unknown charge point %r from %s", charge_point_id, peer)
                 return _respond(connection, http.HTTPStatus.NOT_FOUND, "Unknown charge point")
             access, auto = ChargePointAccess(), True
-        if o.security_profile >= 1 and not basic_auth_ok(
-            _authorization(request.headers), charge_point_id, access.password
-        ):
+        key_used = ""
+        if o.security_profile >= 1:
+            header = _authorization(request.headers)
+            if basic_auth_ok(header, charge_point_id, access.password):
+                key_used = "password"
+            elif access.previous_password is not None and basic_auth_ok(
+                header, charge_point_id, access.previous_password
+            ):
+                key_used = "previous_password"
+        if o.security_profile >= 1 and not key_used:
             log.warning("refused charge point %r from %s: bad credentials", charge_point_id, peer)
             return _respond(
                 connection,
@@ -263,7 +274,7 @@ class OcppListener:
                 WWW_Authenticate='Basic realm="OCPP", charset="UTF-8"',
             )
         cast(_OcppServerConnection, connection).admission = _Admission(
-            charge_point_id=charge_point_id, access=access, auto_registered=auto
+            charge_point_id=charge_point_id, access=access, auto_registered=auto, key_used=key_used
         )
         return None
 
@@ -298,6 +309,7 @@ class OcppListener:
             charge_point_id=admission.charge_point_id,
             ocpp_version=OcppVersion.from_subprotocol(subprotocol),
             auto_registered=admission.auto_registered,
+            key_used=admission.key_used,
         )
         log.info("charge point connected: %r", connection)
         await self._on_connect(connection)

@@ -90,7 +90,9 @@ class Store:
         readonly: bool = False,
     ) -> None:
         if not readonly:
-            path.mkdir(parents=True, exist_ok=True)
+            # Only the runtime's user: the store holds the audit trail and keys the cloud
+            # rotated (actors/credentials.py).
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         elif not (path / "data.mdb").exists():
             raise StoreError(f"no store at {path}")
         self.path = path
@@ -105,6 +107,7 @@ class Store:
             lock=True,
             readahead=False,
             readonly=readonly,
+            mode=0o600,
         )
         # A reader slot left by a killed process would pin old pages forever.
         self.stale_readers_cleared = self.env.reader_check()

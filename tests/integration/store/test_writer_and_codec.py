@@ -235,3 +235,10 @@ def test_unregistered_dataclasses_are_refused() -> None:
 
     with pytest.raises(codec.CodecError, match="not registered"):
         codec.encode(Loose(x=1))
+
+
+def test_a_new_store_is_readable_by_its_user_only(tmp_path: Path) -> None:
+    s = open_store(tmp_path / "node" / "lmdb")
+    s.close()
+    assert (tmp_path / "node" / "lmdb").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "node" / "lmdb" / "data.mdb").stat().st_mode & 0o077 == 0

@@ -1,0 +1,180 @@
+"""The cloud rotates a charge point's key (security profile 1) through the edge.
+
+The cloud sends ChangeConfiguration AuthorizationKey (1.6) or SetVariables
+SecurityCtrlr.BasicAuthPassword (2.0.1) to the charge point through the edge; the charge point
+accepts. From then on the charge point connects to the edge with the new key, and the cloud
+expects the new key from the edge's session for that identity. Before this, the edge kept asking
+the charge point for the site file's password (locked out after the first reconnect) and sent the
+cloud the old one (refused with 401).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from drivers.store.audit_log import AUDIT_TABLE, decode_record
+from sim.cloud import SimCloud
+from tests.helpers import wait_for
+from tests.integration.broker.edge import Edge
+from tests.integration.broker.raw_cp import RawChargePoint
+from tests.integration.broker_faults.site import site_toml, start_edge
+
+SITE_KEY = "cp1-secret-0123456789"
+CLOUD_KEY = "cloud-secret-for-CP1"
+NEW_KEY = "rotated-by-the-cloud-42"
+OPERATOR_KEY = "operator-wrote-this-key"
+
+
+def records(edge: Edge) -> list[Any]:
+    return [decode_record(v) for _, v in edge.system.store.scan(AUDIT_TABLE)]
+
+
+async def refused(edge: Edge, password: str, version: str = "ocpp1.6") -> int:
+    with pytest.raises(InvalidStatus) as exc:
+        await RawChargePoint("CP1", version=version).connect(edge.url, password=password)
+    return int(exc.value.response.status_code)
+
+
+async def connects(edge: Edge, password: str, version: str = "ocpp1.6") -> None:
+    cp = await RawChargePoint("CP1", version=version).connect(edge.url, password=password)
+    await wait_for(lambda: edge.cp("CP1")["connected"], what="CP1 connected")
+    await cp.close()
+    await wait_for(lambda: not edge.cp("CP1")["connected"], what="CP1 gone")
+
+
+ROTATIONS = {
+    "ocpp1.6": (
+        "ChangeConfiguration",
+        {"key": "AuthorizationKey", "value": NEW_KEY},
+        {"status": "Accepted"},
+    ),
+    "ocpp2.0.1": (
+        "SetVariables",
+        {
+            "setVariableData": [
+                {
+                    "attributeValue": NEW_KEY,
+                    "component": {"name": "SecurityCtrlr"},
+                    "variable": {"name": "BasicAuthPassword"},
+                }
+            ]
+        },
+        {
+            "setVariableResult": [
+                {
+                    "attributeStatus": "Accepted",
+                    "component": {"name": "SecurityCtrlr"},
+                    "variable": {"name": "BasicAuthPassword"},
+                }
+            ]
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+async def test_a_key_the_cloud_rotates_is_taken_by_the_listener_and_sent_upstream(
+    tmp_path: Path, version: str
+) -> None:
+    cloud = SimCloud(passwords={"CP1": CLOUD_KEY})
+    await cloud.start()
+    text = site_toml(
+        tmp_path,
+        cloud_url=cloud.url,
+        listener={"security_profile": 1},
+        charge_points={"CP1": {"password": SITE_KEY, "cloud_password": CLOUD_KEY}},
+    )
+    edge = await start_edge(tmp_path, text)
+    try:
+        cp = await RawChargePoint("CP1", version=version).connect(edge.url, password=SITE_KEY)
+        await wait_for(lambda: edge.cloud("CP1")["online"], what="cloud session")
+        action, payload, answer = ROTATIONS[version]
+        cp.answers[action] = answer
+        assert await cloud.call("CP1", action, payload) == answer
+        await wait_for(lambda: edge.cp("CP1")["key_rotation"] is not None, what="key kept")
+        status = edge.cp("CP1")["key_rotation"]
+        assert status["by"] == action
+        assert status["previous_accepted"] is True
+        assert NEW_KEY not in str(edge.cp("CP1"))
+        assert NEW_KEY not in str(records(edge))
+        rotated = [r for r in records(edge) if r.kind.value == "key_rotated"]
+        assert len(rotated) == 1
+        assert rotated[0].charge_point_id == "CP1"
+        await cp.close()
+        await wait_for(lambda: not edge.cp("CP1")["connected"], what="CP1 gone")
+
+        # The old key still works until the charge point has used the new one; then only the new.
+        await connects(edge, SITE_KEY, version)
+        await connects(edge, NEW_KEY, version)
+        await wait_for(
+            lambda: edge.cp("CP1")["key_rotation"]["previous_accepted"] is False,
+            what="previous key retired",
+        )
+        assert await refused(edge, SITE_KEY, version) == 401
+
+        # The cloud now expects the new key from this identity: the edge's next session sends it.
+        cloud.passwords = {"CP1": NEW_KEY}
+        await cloud.stop()
+        await cloud.start()
+        rejected_before = cloud.rejected_connections
+        cp = await RawChargePoint("CP1", version=version).connect(edge.url, password=NEW_KEY)
+        await wait_for(lambda: cloud.connected("CP1"), what="cloud session with the new key")
+        assert cloud.rejected_connections == rejected_before
+        await cp.close()
+    finally:
+        await edge.stop()
+        await cloud.stop()
+
+    # Kept across a restart of the edge.
+    edge = await start_edge(tmp_path, text)
+    try:
+        await connects(edge, NEW_KEY, version)
+        assert await refused(edge, SITE_KEY, version) == 401
+    finally:
+        await edge.stop()
+
+    # An operator who writes another password in the site file overrides the rotation.
+    edge = await start_edge(
+        tmp_path,
+        text.replace(SITE_KEY, OPERATOR_KEY),
+    )
+    try:
+        await connects(edge, OPERATOR_KEY, version)
+        assert await refused(edge, NEW_KEY, version) == 401
+        assert edge.cp("CP1")["key_rotation"]["in_force"] is False
+    finally:
+        await edge.stop()
+
+
+async def test_a_key_the_charge_point_refuses_changes_nothing(tmp_path: Path) -> None:
+    cloud = SimCloud(passwords={"CP1": CLOUD_KEY})
+    await cloud.start()
+    text = site_toml(
+        tmp_path,
+        cloud_url=cloud.url,
+        listener={"security_profile": 1},
+        charge_points={"CP1": {"password": SITE_KEY, "cloud_password": CLOUD_KEY}},
+    )
+    edge = await start_edge(tmp_path, text)
+    try:
+        cp = await RawChargePoint("CP1").connect(edge.url, password=SITE_KEY)
+        await wait_for(lambda: edge.cloud("CP1")["online"], what="cloud session")
+        cp.answers["ChangeConfiguration"] = {"status": "Rejected"}
+        payload = {"key": "AuthorizationKey", "value": NEW_KEY}
+        assert await cloud.call("CP1", "ChangeConfiguration", payload) == {"status": "Rejected"}
+        # Another key accepted afterwards is not a rotation either.
+        cp.answers["ChangeConfiguration"] = {"status": "Accepted"}
+        payload = {"key": "HeartbeatInterval", "value": "60"}
+        assert await cloud.call("CP1", "ChangeConfiguration", payload) == {"status": "Accepted"}
+        await cp.close()
+        await wait_for(lambda: not edge.cp("CP1")["connected"], what="CP1 gone")
+        assert edge.cp("CP1")["key_rotation"] is None
+        assert await refused(edge, NEW_KEY) == 401
+        await connects(edge, SITE_KEY)
+    finally:
+        await edge.stop()
+        await cloud.stop()
