@@ -53,6 +53,10 @@ class ProfileWrites:
             "received_ns": time.monotonic_ns(),
             "first_ns": 0,
             "last_ns": 0,
+            # this node's loop thread CPU time, at receipt and at the last frame written: with
+            # the wall time between, whether the fan-out ran or waited for a core
+            "cpu0_ns": time.thread_time_ns(),
+            "cpu_ns": 0,
         }
         while len(self.batches) > self.KEPT:
             self.batches.popitem(last=False)
@@ -65,6 +69,7 @@ class ProfileWrites:
         entry["written"] += 1
         entry["first_ns"] = entry["first_ns"] or now
         entry["last_ns"] = now
+        entry["cpu_ns"] = time.thread_time_ns()
 
     def report(self) -> list[dict[str, Any]]:
         return [
@@ -78,6 +83,8 @@ class ProfileWrites:
                 "received_ms": _ms(e["received_ns"], t),
                 "first_written_ms": _ms(e["first_ns"], t),
                 "last_written_ms": _ms(e["last_ns"], t),
+                # CPU this node's loop spent from receipt to the last frame written
+                "cpu_ms": _ms(e["cpu_ns"], e["cpu0_ns"]),
             }
             for t, e in self.batches.items()
         ]

@@ -199,13 +199,14 @@ class Bench:
         step_ms = None
         if site.get("last_step") == "meter shows overload":
             step_ms = float(site.get("last_step_ms", 0.0))
-        stages = await self.edge_stages(since, read_s)
+        stages, broker_cpu_ms = await self.edge_stages(since, read_s)
         if self.verbose:
             say(
                 f"step {step}: first {(min(times) - read_s) * 1000:.1f} ms, last "
                 f"{(max(times) - read_s) * 1000:.1f} ms, limits {sorted({a for _, a in arrived})}, "
                 f"allocator step {step_ms} ms; edge stages (sent, received, first and last "
                 f"written) {'-' if stages is None else ' / '.join(f'{x:.1f}' for x in stages)} ms"
+                f", broker CPU from receipt to the last frame {broker_cpu_ms} ms"
             )
         # The next step only once this one has settled: the cars follow within
         # energy_cps.FOLLOW_S, and after settle_s the allocator counts them at their offer.
@@ -219,12 +220,16 @@ class Bench:
             step_ms=step_ms,
             written_ms=None if stages is None else stages[-1],
             stages=stages,
+            broker_cpu_ms=broker_cpu_ms,
         )
 
-    async def edge_stages(self, since_s: float, read_s: float) -> tuple[float, ...] | None:
+    async def edge_stages(
+        self, since_s: float, read_s: float
+    ) -> tuple[tuple[float, ...] | None, float | None]:
         """The edge's stamps for the batch this step caused (the batch triggered after the
         change with the most frames written), ms from read_s: the allocator sent it, the broker
-        received it, its first and its last SetChargingProfile written."""
+        received it, its first and its last SetChargingProfile written; and the CPU time the
+        broker's loop spent from receipt to the last frame."""
         profiles = (await self.node("broker"))["site"].get("profiles") or {}
         batches = [
             b
@@ -232,14 +237,15 @@ class Bench:
             if b["trigger_monotonic_ns"] >= since_s * 1e9 and b["last_written_ms"] is not None
         ]
         if not batches:
-            return None
+            return None, None
         b = max(batches, key=lambda b: b["written"])
         shift = b["trigger_monotonic_ns"] / 1e6 - read_s * 1000
         stages = tuple(
             None if b.get(k) is None else float(b[k]) + shift
             for k in ("sent_ms", "received_ms", "first_written_ms", "last_written_ms")
         )
-        return stages if None not in stages else None
+        cpu = b.get("cpu_ms")
+        return (stages if None not in stages else None), (None if cpu is None else float(cpu))
 
     async def restore(self, n: int) -> None:
         await asyncio.sleep(DWELL_S)

@@ -51,6 +51,9 @@ class Cut:
     # the edge's stages, ms from the same read: sent by the allocator, received by the broker,
     # first and last frame written (None if not reported)
     stages: tuple[float, ...] | None = None
+    # CPU time of the broker's loop from receipt to the last frame (with the wall time between
+    # the two stages: whether the fan-out ran or waited for a core)
+    broker_cpu_ms: float | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -99,6 +102,13 @@ def phase_line(ph: Phase) -> str:
             f"; edge stages p50 from the sample: allocator sent {p50[0]:.1f} ms, broker received "
             f"{p50[1]:.1f} ms, first frame written {p50[2]:.1f} ms, last {p50[3]:.1f} ms"
         )
+        cpu = sorted(c.broker_cpu_ms for c in ph.cuts if c.broker_cpu_ms is not None)
+        if cpu:
+            wall = sorted(s[3] - s[1] for s in staged)
+            text += (
+                f" (broker received -> last frame: wall p50 {percentile(wall, 0.5):.1f} ms, "
+                f"its loop's CPU p50 {percentile(cpu, 0.5):.1f} ms)"
+            )
     if ph.loaded:
         rate = len(ph.load_ms) / ph.load_s if ph.load_s else 0.0
         text += (
