@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.peers import step_aside
 from supervisors.gc_policy import gc_maintenance
 
 TX_ACTIONS = frozenset({"StartTransaction", "MeterValues", "StopTransaction", "TransactionEvent"})
@@ -159,4 +160,5 @@ async def main(kind: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=("sim", "fast"), default="fast")
+    step_aside()
     asyncio.run(main(parser.parse_args().kind))

@@ -33,6 +33,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
+from bench.peers import step_aside
+
 STAMP = "2026-11-28T10:00:00.000Z"
 
 
@@ -337,4 +339,5 @@ def _files(go: Path, stop: Path) -> tuple[bool, bool]:
 
 def worker_main(spec: LoadSpec) -> LoadResult:
     """Entry point in a worker process (spawned)."""
+    step_aside()
     return asyncio.run(_Worker(spec).run())

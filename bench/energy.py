@@ -1,7 +1,7 @@
 """Load-management figures (issue: load management): meter sample -> last SetChargingProfile.
 
     python bench/energy.py [--quick] [--cars 10,100,500] [--runs 5] [--bg-cps 400]
-                           [--bg-rate 1.5] [--car-workers 2] [--verbose]
+                           [--bg-rate 1.5] [--car-workers 2] [--verbose] [--peers-compete]
 
 For N charge points, each with a car charging (a transaction running, so TxProfiles apply), the
 latency from the meter sample that shows an overload to the LAST TxProfile with the lowered limit
@@ -16,7 +16,11 @@ charge points are ``bench/broker_load.py`` workers in ``mix`` mode (2 processes)
 the whole run, silent in the idle phases, sending the ``sim.loadgen`` mix (Heartbeat, MeterValues,
 StatusNotification) at ``--bg-rate`` each in the loaded ones, relayed to the cloud. So the idle
 and loaded figures differ by the traffic alone (same connections, same connectors in every
-ProfileBatch).
+ProfileBatch). The simulated peers (cars, cloud, other charge points) run at the lowest CPU
+priority, in sessions of their own (``bench/peers.py``): on a site they have their own
+processors; sharing the edge's two cores at its priority, they took half of them whenever both
+were busy (the kernel shares CPU between sessions first), and the fan-out's wall time was twice
+its CPU time. ``--peers-compete`` runs them as before, for comparison.
 
 The site (``bench/energy_site.py``): a static grid limit, margin 1 A, cars at most 16 A that
 follow their TxProfiles (their draw reaches the meter, and their charge point reports it). A
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -71,6 +76,7 @@ from bench.energy_site import (
     car_ids,
     energy_toml,
 )
+from bench.peers import STEP_ASIDE_ENV
 
 DWELL_S = 0.1
 CUT_TIMEOUT_S = 5.0
@@ -391,7 +397,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bg-rate", type=float, help="messages/s per other charge point")
     parser.add_argument("--car-workers", type=int, help="processes for the cars (2)")
     parser.add_argument("--verbose", action="store_true", help="print every step")
+    parser.add_argument(
+        "--peers-compete",
+        action="store_true",
+        help="the simulated peers at the edge's CPU priority (bench/peers.py; before 2026-11-29)",
+    )
     args = parser.parse_args(argv)
+    # Inherited by every peer this process starts (cars, cloud, load workers); not by the edge,
+    # which never reads it.
+    os.environ[STEP_ASIDE_ENV] = "0" if args.peers_compete else "1"
+
     base = QUICK if args.quick else FULL
     cars = tuple(int(x) for x in args.cars.split(",")) if args.cars else base.cars
     scale = Scale(
@@ -406,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     phases = asyncio.run(Bench(scale, verbose=args.verbose).run())
     print(f"(total {time.monotonic() - started:.0f} s)")
-    for line in report(phases, scale, args.quick):
+    for line in report(phases, scale, args.quick, peers_aside=not args.peers_compete):
         print(line)
     return 0
 

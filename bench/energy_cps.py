@@ -52,6 +52,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -60,6 +61,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Event
 from websockets.typing import Subprotocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.peers import step_aside
 
 CONFIGURATION = {
     "configurationKey": [
@@ -422,5 +427,6 @@ async def serve(draws: mmap.mmap) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python bench/energy_cps.py DRAWS_FILE")
+    step_aside()
     with open(sys.argv[1], "r+b") as f, mmap.mmap(f.fileno(), 0) as shared:
         asyncio.run(serve(shared))

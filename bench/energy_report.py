@@ -118,12 +118,20 @@ def phase_line(ph: Phase) -> str:
     return text
 
 
-def report(phases: list[Phase], scale: Scale, quick: bool) -> list[str]:
+def report(
+    phases: list[Phase], scale: Scale, quick: bool, *, peers_aside: bool = True
+) -> list[str]:
     lines = [
         f"bench/energy.py {'--quick ' if quick else ''}on {os.cpu_count()} cores: edge in nodes "
         f"mode, SDM630 simulator polled every {POLL_INTERVAL_S:g} s, cars in "
         f"{scale.car_workers} processes; {scale.bg_cps} other charge points connected (2 "
-        f"processes), silent when idle, {scale.bg_rate_hz:g} msg/s each when loaded"
+        f"processes), silent when idle, {scale.bg_rate_hz:g} msg/s each when loaded; "
+        + (
+            "the simulated peers (cars, cloud, other charge points) at the lowest CPU priority, "
+            "as if on their own processors (bench/peers.py)"
+            if peers_aside
+            else "the simulated peers at the edge's CPU priority (--peers-compete)"
+        )
     ]
     lines += [phase_line(ph) for ph in sorted(phases, key=lambda p: (p.n, p.loaded))]
     biggest = max(scale.cars)
