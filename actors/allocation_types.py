@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from actors.evolve import value
+
 PerPhase = tuple[float, float, float]
 PHASE_NAMES = ("L1", "L2", "L3")
 ZERO: PerPhase = (0.0, 0.0, 0.0)
@@ -81,7 +83,7 @@ class NodeInput:
     base_floor_a: PerPhase | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class ConnectorDemand:
     """What one connector wants and what it does now.
 
@@ -168,7 +170,7 @@ BindingKind = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class Binding:
     """The constraint that set a connector's limit.
 
@@ -184,7 +186,7 @@ class Binding:
     headroom_a: float = 0.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class ConnectorAllocation:
     connector_id: str
     limit_a: float
@@ -193,7 +195,7 @@ class ConnectorAllocation:
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class NodeHeadroom:
     """Headroom figures of one constraint: a node's phase or its total.
 

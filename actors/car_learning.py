@@ -40,17 +40,16 @@ offer of at least the minimum:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from actors.allocation_types import ConnectorDemand, PerPhase, cp_phases
-from actors.evolve import evolve
+from actors.evolve import evolve, value
 
 DRAWING_A = 1.0  # a phase drawing less than this is not in use
 CLEAR_DRAW_A = 3.0  # phases are learned only from a car drawing at least this on one phase
 NEVER_SAMPLED = -math.inf  # ConnectorDemand.sampled_s of a connector without any sample
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class CarKnowledge:
     session_s: float | None = None  # the arrival this knowledge is about
     phases: tuple[int, ...] = ()  # charge-point phases seen drawing (empty: not known)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from actors.allocation import ancestry
 from actors.allocation_types import ConnectorDemand, NodeInput, PerPhase, grid_phases
-from actors.evolve import evolve
+from actors.evolve import evolve, value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +49,7 @@ class Sample:
         return max(m - a for m, a in zip(self.measured_a, self.allowed_a, strict=True))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class Tracker:
     """The limits set (``(since_s, limit)``, oldest first) and the samples seen, within the
     window, and the current verdict."""

@@ -34,7 +34,7 @@ from actors.allocation_types import (
 )
 from actors.car_learning import CarKnowledge, as_counted, learn, reflects
 from actors.control_types import ConnectorState, ControlConfig, Mode, arriving
-from actors.evolve import evolve
+from actors.evolve import evolve, value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,7 +45,7 @@ class Counted:
     unseen: frozenset[str]  # an increase waits for a sample showing its draw since its change
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class Aim:
     target_a: float
     allocation: ConnectorAllocation  # the plan that set the target (its binding and reason)

@@ -15,6 +15,7 @@ from actors.allocation_types import (
     PerPhase,
 )
 from actors.car_learning import CarKnowledge
+from actors.evolve import value
 
 Mode = Literal["normal", "no_increase", "failsafe"]
 Action = Literal["unchanged", "decrease", "increase", "pause", "resume", "stop", "hold"]
@@ -61,7 +62,7 @@ class ControlConfig:
         return self.allocation.min_current_a if fs is None else fs
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class ConnectorState:
     limit_a: float = 0.0
     changed_s: float | None = None
@@ -95,7 +96,7 @@ class LoopState:
     bases: Mapping[str, tuple[tuple[float, PerPhase], ...]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class ConnectorDecision:
     connector_id: str
     previous_a: float

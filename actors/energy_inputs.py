@@ -12,6 +12,7 @@ A connector hangs on its charge point's node if there is one, else on its feeder
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -193,10 +194,17 @@ def arrival_s(report: ConnectorReport, default_s: float) -> float:
     """Wall-clock arrival as epoch seconds: only its order matters."""
     if report.arrived_utc is None:
         return default_s
+    epoch = _epoch_s(report.arrived_utc)
+    return default_s if epoch is None else epoch
+
+
+@functools.lru_cache(maxsize=8192)
+def _epoch_s(text: str) -> float | None:
+    # Every step asks again for every connector; an arrival stays the same for a whole session.
     try:
-        return parse_utc(report.arrived_utc, where="arrived_utc").timestamp()
+        return parse_utc(text, where="arrived_utc").timestamp()
     except ValueError:
-        return default_s
+        return None
 
 
 def demand_of(

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors.evolve import value
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+@value
 class ConnectorReport:
     charge_point_id: str
     connector_id: int
@@ -43,7 +45,7 @@ class DemandBatch:
     sent_monotonic_ns: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class ConnectorLimit:
     charge_point_id: str
     connector_id: int

@@ -1,4 +1,14 @@
-"""``evolve(obj, **changes)``: :func:`dataclasses.replace` for the frozen slotted dataclasses the
+"""Values the control loop and the profile fan-out make per connector per step, made cheaply.
+
+``@value``: a slotted, keyword-only dataclass that is frozen to the type checker (mypy --strict
+refuses any assignment to a field, as for ``@dataclass(frozen=True)``) but not at run time, so
+its ``__init__`` stores each field directly instead of through ``object.__setattr__``: 2.5x faster
+to build (0.44 against 1.09 us for eight fields). A 500-connector step builds some 5,000 of them
+(demands, decisions, states, allocations, bindings, limits), and building frozen ones was a
+quarter of the control loop's time (py-spy on bench/allocator.py). Equal values hash equal, as
+frozen dataclasses do.
+
+``evolve(obj, **changes)``: :func:`dataclasses.replace` for the frozen slotted dataclasses the
 control loop copies per connector per step, at a third of the cost.
 
 ``dataclasses.replace`` walks the class's fields and calls ``__init__`` with keywords on every
@@ -16,7 +26,18 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from typing_extensions import dataclass_transform
+
 T = TypeVar("T")
+
+
+@dataclass_transform(
+    frozen_default=True, kw_only_default=True, field_specifiers=(dataclasses.field,)
+)
+def value(cls: type[T]) -> type[T]:
+    """See the module: frozen to mypy, built at the speed of a plain slotted dataclass."""
+    return dataclasses.dataclass(slots=True, kw_only=True, unsafe_hash=True)(cls)
+
 
 _COPIERS: dict[type, Callable[[Any, dict[str, Any]], Any]] = {}
 
@@ -47,9 +68,14 @@ def _copier(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
         "    if ch.keys() - _known: _bad(_cls, ch, _known)",
         "    n = _new(_cls)",
     ]
+    frozen = cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
     for i, name in enumerate(names):
-        env[f"_set{i}"] = getattr(cls, name).__set__
-        lines.append(f"    _set{i}(n, ch[{name!r}] if {name!r} in ch else o.{name})")
+        pick = f"ch[{name!r}] if {name!r} in ch else o.{name}"
+        if frozen:
+            env[f"_set{i}"] = getattr(cls, name).__set__
+            lines.append(f"    _set{i}(n, {pick})")
+        else:  # @value: a plain store
+            lines.append(f"    n.{name} = {pick}")
     lines.append("    return n")
     exec("\n".join(lines), env)
     copier: Callable[[Any, dict[str, Any]], Any] = env["copy"]

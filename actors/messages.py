@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.energy_messages import ConnectorLimit, ConnectorReport
+from actors.evolve import value
 from drivers.store.codec import persisted
 
 # -- listener -> charge point -----------------------------------------------------------------------
@@ -144,7 +145,7 @@ class TransactionMapped:
 # -- edge-originated calls to a charge point (e.g. charging profiles from the energy node) ---------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class CallChargePoint:
     """Send ``action``/``payload`` to the charge point as the edge; the answer goes to
     ``reply_to`` (an actor path) as :class:`ChargePointAnswered`, or nowhere if empty."""
@@ -251,7 +252,7 @@ class LateDecision:
 # -- load management, inside the broker node ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@value
 class ApplyLimit:
     """From the profile router to a ChargePoint: the energy node's latest limit for a connector."""
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mypy import api as mypy_api
 
 from actors.allocation_types import Binding, ConnectorDemand
 from actors.car_learning import CarKnowledge
@@ -75,7 +77,42 @@ def test_a_class_with_post_init_still_validates() -> None:
         evolve(ComplianceConfig(), grace_s=-1.0)
 
 
-def test_the_copy_stays_frozen() -> None:
-    copy = evolve(DEMAND, offered_a=6.0)
+def test_a_frozen_dataclass_copy_stays_frozen() -> None:
+    copy = evolve(FailSafe(current_a=6.0), current_a=8.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        copy.offered_a = 8.0  # type: ignore[misc]
+        copy.current_a = 10.0  # type: ignore[misc]
+
+
+def test_values_are_equal_and_hash_equal_as_frozen_ones_do() -> None:
+    a = evolve(DEMAND, offered_a=6.0)
+    b = ConnectorDemand(
+        connector_id="CP1/1", node="site", active=True, max_current_a=16.0, offered_a=6.0
+    )
+    assert a == b
+    assert hash(a) == hash(b)
+    assert len({a, b, DEMAND}) == 2
+
+
+def test_a_value_is_read_only_to_the_type_checker(tmp_path: Path) -> None:
+    """@value classes are frozen where it is checked: mypy --strict (make test) refuses an
+    assignment to a field, as for a frozen dataclass."""
+    snippet = tmp_path / "assign.py"
+    snippet.write_text(
+        "from actors.allocation_types import ConnectorDemand\n"
+        "from actors.control_types import ConnectorDecision\n"
+        "def f(d: ConnectorDemand, e: ConnectorDecision) -> None:\n"
+        "    d.offered_a = 8.0\n"
+        "    e.limit_a = 0.0\n"
+    )
+    out, _, status = mypy_api.run(
+        [
+            "--strict",
+            "--follow-imports=silent",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(snippet),
+        ]
+    )
+    assert status == 1, out
+    assert 'Property "offered_a" defined in "ConnectorDemand" is read-only' in out
+    assert 'Property "limit_a" defined in "ConnectorDecision" is read-only' in out
