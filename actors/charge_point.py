@@ -108,6 +108,8 @@ class ChargePoint(LimitsAndCaps):
         if isinstance(msg, FrameFromChargePoint):
             if self.link is not None and msg.conn_no == self.link.conn_no:
                 await self._frame(msg.text)
+        elif isinstance(msg, ApplyLimit):  # early: a profile batch brings one to every CP at once
+            await self._apply_limit(msg)
         elif isinstance(msg, CloudAnswered):
             await self._cloud_answered(msg)
         elif isinstance(msg, CloudUnavailable):
@@ -141,8 +143,6 @@ class ChargePoint(LimitsAndCaps):
         elif isinstance(msg, TransactionMapped):
             self.state.mapped(msg.edge_id, msg.cloud_id)
             self._persist_state()
-        elif isinstance(msg, ApplyLimit):
-            await self._apply_limit(msg)
         elif isinstance(msg, ChargePointAnswered):
             await self._edge_answered(msg)
         elif isinstance(msg, CloudVerdict):

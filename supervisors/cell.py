@@ -245,8 +245,9 @@ class Cell:
             and all(env.reply is None and env.durable_key is None for env, _ in batch)
         ):
             self._commit_behind()
-        else:
+        elif self._ops or self._after or self._sends:
             await self._commit(None)
+        # else: nothing to commit (a batch that only sent frames, say): no await at all
         for env, result in batch:
             reply = env.reply
             if isinstance(result, Refused):
