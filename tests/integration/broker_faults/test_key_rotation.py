@@ -46,6 +46,19 @@ async def connects(edge: Edge, password: str, version: str = "ocpp1.6") -> None:
     await wait_for(lambda: not edge.cp("CP1")["connected"], what="CP1 gone")
 
 
+async def profile_1_site(tmp_path: Path) -> tuple[SimCloud, str, Edge]:
+    """A cloud that checks CP1's cloud key, and an edge whose listener asks CP1 for its own."""
+    cloud = SimCloud(passwords={"CP1": CLOUD_KEY})
+    await cloud.start()
+    text = site_toml(
+        tmp_path,
+        cloud_url=cloud.url,
+        listener={"security_profile": 1},
+        charge_points={"CP1": {"password": SITE_KEY, "cloud_password": CLOUD_KEY}},
+    )
+    return cloud, text, await start_edge(tmp_path, text)
+
+
 ROTATIONS = {
     "ocpp1.6": (
         "ChangeConfiguration",
@@ -80,15 +93,7 @@ ROTATIONS = {
 async def test_a_key_the_cloud_rotates_is_taken_by_the_listener_and_sent_upstream(
     tmp_path: Path, version: str
 ) -> None:
-    cloud = SimCloud(passwords={"CP1": CLOUD_KEY})
-    await cloud.start()
-    text = site_toml(
-        tmp_path,
-        cloud_url=cloud.url,
-        listener={"security_profile": 1},
-        charge_points={"CP1": {"password": SITE_KEY, "cloud_password": CLOUD_KEY}},
-    )
-    edge = await start_edge(tmp_path, text)
+    cloud, text, edge = await profile_1_site(tmp_path)
     try:
         cp = await RawChargePoint("CP1", version=version).connect(edge.url, password=SITE_KEY)
         await wait_for(lambda: edge.cloud("CP1")["online"], what="cloud session")
@@ -151,15 +156,7 @@ async def test_a_key_the_cloud_rotates_is_taken_by_the_listener_and_sent_upstrea
 
 
 async def test_a_key_the_charge_point_refuses_changes_nothing(tmp_path: Path) -> None:
-    cloud = SimCloud(passwords={"CP1": CLOUD_KEY})
-    await cloud.start()
-    text = site_toml(
-        tmp_path,
-        cloud_url=cloud.url,
-        listener={"security_profile": 1},
-        charge_points={"CP1": {"password": SITE_KEY, "cloud_password": CLOUD_KEY}},
-    )
-    edge = await start_edge(tmp_path, text)
+    cloud, _, edge = await profile_1_site(tmp_path)
     try:
         cp = await RawChargePoint("CP1").connect(edge.url, password=SITE_KEY)
         await wait_for(lambda: edge.cloud("CP1")["online"], what="cloud session")
