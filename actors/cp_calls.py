@@ -21,6 +21,7 @@ from actors.messages import (
     ChargePointAnswered,
 )
 from actors.ocpp_rules import utc_text
+from config.ocpp import Secret
 from drivers.ocpp.framing import (
     CallError,
     CallResult,
@@ -122,18 +123,16 @@ class DownstreamCalls(ChargePointBase):
         new = credentials.rotation(call.action, payload, answer)
         if new is None:
             return
-        cp = self.broker.charge_point(self.cp_id)
-        site_password = None if cp is None else cp.ocpp.password
-        store = self.ctx.system.require_store()
+        site_password, site_cloud_password = self._site_keys()
         record = credentials.rotated(
-            credentials.load(store, self.cp_id),
+            self._stored_key(),
             new,
             site_password=site_password,
-            site_cloud_password=None if cp is None else cp.ocpp.cloud_password,
+            site_cloud_password=site_cloud_password,
             action=call.action,
             now_utc=utc_text(self.broker.now()),
         )
-        self.stage(("put", credentials.TABLE, self.cp_id.encode(), record.to_bytes()))
+        self.stage(credentials.put_op(self.cp_id, record))
         log.info("%s: the cloud rotated its key (%s, accepted)", self.cp_id, call.action)
         audit(
             self,
@@ -146,24 +145,26 @@ class DownstreamCalls(ChargePointBase):
             inputs={"action": call.action, "message_id": call.message_id},
         )
 
-    def _key_status(self) -> dict[str, Any] | None:
+    def _site_keys(self) -> tuple[Secret | None, Secret | None]:
+        """The site file's password and cloud password for this charge point."""
         cp = self.broker.charge_point(self.cp_id)
-        stored = credentials.load(self.ctx.system.require_store(), self.cp_id)
-        return credentials.status(stored, None if cp is None else cp.ocpp.password)
+        return (None, None) if cp is None else (cp.ocpp.password, cp.ocpp.cloud_password)
+
+    def _stored_key(self) -> credentials.StoredKey | None:
+        return credentials.load(self.ctx.system.require_store(), self.cp_id)
+
+    def _key_status(self) -> dict[str, Any] | None:
+        return credentials.status(self._stored_key(), self._site_keys()[0])
 
     def _new_key_used(self) -> None:
         """Connected with its rotated key: the previous one is no longer accepted."""
-        stored = credentials.load(self.ctx.system.require_store(), self.cp_id)
+        stored = self._stored_key()
         if stored is None or stored.previous is None:
             return
-        cp = self.broker.charge_point(self.cp_id)
-        current, _ = credentials.listener_passwords(
-            stored, None if cp is None else cp.ocpp.password
-        )
+        current, _ = credentials.listener_passwords(stored, self._site_keys()[0])
         if current != stored.password:
             return  # the site file overrides the rotation: nothing of it is in use
-        done = replace(stored, previous=None)
-        self.stage(("put", credentials.TABLE, self.cp_id.encode(), done.to_bytes()))
+        self.stage(credentials.put_op(self.cp_id, replace(stored, previous=None)))
         log.info("%s: connected with its rotated key; the previous key is retired", self.cp_id)
 
     def _down_failed(self, call: DownCall, reason: str) -> None:

@@ -25,9 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from config.ocpp import Secret
+from drivers.store import codec
 from drivers.store.env import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ ACCEPTED = ("Accepted", "RebootRequired")
 ACTIONS = frozenset({"ChangeConfiguration", "SetVariables"})  # the cloud calls that can set it
 
 
+@codec.persisted(version=1)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredKey:
     password: str = field(repr=False)
@@ -47,17 +47,10 @@ class StoredKey:
     rotated_utc: str
     action: str  # the cloud call that set it
 
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "password": self.password,
-                "previous": self.previous,
-                "site_password_sha256": self.site_password_sha256,
-                "site_cloud_password_sha256": self.site_cloud_password_sha256,
-                "rotated_utc": self.rotated_utc,
-                "action": self.action,
-            }
-        )
+
+def put_op(cp_id: str, key: StoredKey) -> tuple[str, str, bytes, bytes]:
+    """The store op that keeps ``key`` (for the charge point actor's unit of work)."""
+    return ("put", TABLE, cp_id.encode(), codec.encode(key))
 
 
 def fingerprint(secret: Secret | None) -> str:
@@ -65,22 +58,12 @@ def fingerprint(secret: Secret | None) -> str:
 
 
 def load(store: Store, cp_id: str) -> StoredKey | None:
-    raw = store.get(TABLE, cp_id.encode())
-    if raw is None:
-        return None
     try:
-        doc = orjson.loads(raw)
-        return StoredKey(
-            password=str(doc["password"]),
-            previous=None if doc.get("previous") is None else str(doc["previous"]),
-            site_password_sha256=str(doc["site_password_sha256"]),
-            site_cloud_password_sha256=str(doc["site_cloud_password_sha256"]),
-            rotated_utc=str(doc["rotated_utc"]),
-            action=str(doc["action"]),
-        )
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        stored = store.get_value(TABLE, cp_id.encode())
+    except codec.CodecError as exc:
         log.error("%s: stored key unreadable (%s); the site file's password applies", cp_id, exc)
         return None
+    return stored if isinstance(stored, StoredKey) else None
 
 
 def listener_passwords(
