@@ -82,13 +82,19 @@ def limit_set(
 def _prune_limits(
     limits: tuple[tuple[float, PerPhase], ...], now_s: float, cfg: ComplianceConfig
 ) -> tuple[tuple[float, PerPhase], ...]:
-    # Keep the newest limit set before the horizon: it was still in force at the horizon.
-    horizon = now_s - max(cfg.window_s, cfg.react_s)
+    # Keep the newest limit set before the horizon: it was still in force at the horizon. A
+    # sample up to window_s old is judged against the limit in force react_s before it, so the
+    # horizon is that far back. The limits are in the order they were set (limit_set's clock is monotonic), so the scan
+    # stops at the first one after the horizon: pruned on every change, only the oldest one or
+    # two are before it (a scan of the whole history, 150 limits for a connector changed every
+    # 2 s, was a third of a 500-connector step).
+    horizon = now_s - cfg.window_s - cfg.react_s
     first = 0
     for i, (since, _) in enumerate(limits):
-        if since <= horizon:
-            first = i
-    return limits[first:]
+        if since > horizon:
+            break
+        first = i
+    return limits[first:] if first else limits
 
 
 def allowed_at(tracker: Tracker, at_s: float, cfg: ComplianceConfig) -> PerPhase | None:
@@ -97,9 +103,11 @@ def allowed_at(tracker: Tracker, at_s: float, cfg: ComplianceConfig) -> PerPhase
     ``react_s`` (the charge point had no time to follow it yet)."""
     start = at_s - cfg.react_s
     base_index: int | None = None
-    for i, (since, _) in enumerate(tracker.limits):
-        if since <= start:
+    limits = tracker.limits
+    for i in range(len(limits) - 1, -1, -1):  # from the newest: the last set before ``start``
+        if limits[i][0] <= start:
             base_index = i
+            break
     if base_index is None:
         return None
     candidates = [tracker.limits[base_index][1]]

@@ -4,7 +4,7 @@ becomes fixed load the others make room for."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from actors.allocation import allocate
@@ -115,6 +115,46 @@ def test_a_connector_within_its_limit_is_never_flagged(steps: list[tuple[float, 
         at += gap + 0.01
         t = observe(t, phases(min(draw, 16.0 + CFG.tolerance_a)), at_s=at, cfg=CFG)
         assert not t.flagged
+
+
+def _allowed_by_definition(
+    history: list[tuple[float, float]], at_s: float, cfg: ComplianceConfig
+) -> float | None:
+    """allowed_at as the module states it, over the whole history: the limit in force at
+    ``at_s - react_s`` and every one set since (up to ``at_s``)."""
+    before = [a for since, a in history if since <= at_s - cfg.react_s]
+    if not before:
+        return None
+    return max([before[-1], *(a for since, a in history if at_s - cfg.react_s < since <= at_s)])
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(min_value=0.1, max_value=120), st.sampled_from([0.0, 6.0, 10.0, 16.0])),
+        min_size=1,
+        max_size=60,
+    ),
+    st.floats(min_value=0, max_value=400),
+)
+# a sample window_s old, judged against a limit set react_s before the horizon of the pruning
+@example([(1.0, 0.0), (1.0, 6.0), (1.0, 0.0), (59.0, 0.0), (120.0, 0.0), (120.0, 6.0)], 291.0)
+def test_pruned_history_answers_as_the_whole_history(
+    changes: list[tuple[float, float]], late_s: float
+) -> None:
+    """The tracker keeps only the limits it may still need (pruned on every change, scanned
+    from the newest): a sample up to ``window_s`` old is judged against the same limit as with
+    the whole history kept."""
+    cfg = ComplianceConfig(tolerance_a=2.0, grace_s=30.0, react_s=10.0, window_s=300.0)
+    t, now, history = Tracker(), 0.0, []
+    for gap, limit in changes:
+        now += gap
+        t = limit_set(t, phases(limit), now_s=now, cfg=cfg)
+        if not history or history[-1][1] != limit:
+            history.append((now, limit))
+    assert len(t.limits) <= len(history)
+    at = now - min(late_s, cfg.window_s)
+    expected = _allowed_by_definition(history, at, cfg)
+    assert allowed_at(t, at, cfg) == (None if expected is None else phases(expected))
 
 
 # --- fixed load ------------------------------------------------------------------------------
