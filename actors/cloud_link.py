@@ -19,6 +19,7 @@ import contextlib
 import logging
 import random
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -44,6 +45,7 @@ from actors.messages import (
     EdgeTransactionMinted,
     EnqueueCall,
     LatestForNewSession,
+    ReconnectUpstream,
     RelayCall,
     TransactionMapped,
 )
@@ -52,7 +54,12 @@ from actors.outbox import Outbox, TxMap
 from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.connection import LinkError
 from drivers.ocpp.framing import Call, call_text, parse_frame
-from drivers.ocpp.upstream import ConnectFailed, connect_upstream, tls_client_context
+from drivers.ocpp.upstream import (
+    ConnectFailed,
+    Unauthorized,
+    connect_upstream,
+    tls_client_context,
+)
 from supervisors.intensity import Backoff, backoff_delay_s
 
 log = logging.getLogger(__name__)
@@ -103,9 +110,23 @@ class CloudLink(CloudLinkAnswers):
             password = credentials.cloud_password(stored, cp.ocpp.cloud_password)
             if password is not None:
                 return password
-        if self.cp_id == self.cloud.edge_identity and self.cloud.edge_password is not None:
-            return self.cloud.edge_password.reveal()
+        if self.cp_id == self.cloud.edge_identity:
+            return self._edge_password()[0]
         return None
+
+    def _edge_password(self) -> tuple[str | None, bool]:
+        """The edge's own key at the cloud, and whether it is the previous one: the rotated key,
+        or the previous while the cloud refuses the rotated one (:mod:`actors.credentials`)."""
+        stored = credentials.load_edge(self.ctx.system.require_store(), self.cp_id)
+        password = credentials.cloud_password(stored, self.cloud.edge_password)
+        if (
+            self.new_key_refused
+            and stored is not None
+            and stored.previous is not None
+            and password == stored.password
+        ):
+            return stored.previous, True
+        return password, False
 
     async def _link_loop(self) -> None:
         attempt, session = 0, self.session
@@ -124,6 +145,7 @@ class CloudLink(CloudLinkAnswers):
                 continue
             assert self.version is not None
             password = self._password()  # read at each attempt: the cloud may have rotated it
+            previous_key = self.cp_id == self.cloud.edge_identity and self._edge_password()[1]
             try:
                 conn = await connect_upstream(
                     self.cloud.url,
@@ -137,13 +159,16 @@ class CloudLink(CloudLinkAnswers):
                     max_frame_bytes=self.cloud.max_frame_bytes,
                 )
             except ConnectFailed as exc:
+                if isinstance(exc, Unauthorized):
+                    # The edge's own session after a rotation: try the other of its two keys next.
+                    self.new_key_refused = not self.new_key_refused
                 self.ref.tell(UpstreamFailed(reason=str(exc)))
                 await asyncio.sleep(backoff_delay_s(backoff, attempt, random.random()))
                 attempt += 1
                 continue
             attempt = 0
             session += 1
-            self.ref.tell(UpstreamUp(session=session, conn=conn))
+            self.ref.tell(UpstreamUp(session=session, conn=conn, previous_key=previous_key))
             try:
                 while True:
                     self.ref.tell(CloudFrame(session=session, text=await conn.recv()))
@@ -190,6 +215,13 @@ class CloudLink(CloudLinkAnswers):
             await self._cp_link(msg)
         elif isinstance(msg, UpstreamUp):
             await self._up(msg)
+            if self.cp_id == self.cloud.edge_identity:
+                self._edge_key_used(previous=msg.previous_key)
+        elif isinstance(msg, ReconnectUpstream):
+            if self.conn is not None:
+                log.info("%s: reconnecting to the cloud (%s)", self.cp_id, msg.reason)
+                self.new_key_refused = False
+                await self.conn.close(1000, msg.reason)  # the link loop opens the next session
         elif isinstance(msg, UpstreamDown):
             if msg.session == self.session:
                 await self._down(msg.reason)
@@ -287,6 +319,25 @@ class CloudLink(CloudLinkAnswers):
         )
         if not self.preamble:
             self._ready()
+
+    def _edge_key_used(self, *, previous: bool) -> None:
+        """The edge's own session is open: with its rotated key, the previous one is retired;
+        with the previous one, the cloud did not keep the rotation (said once per session)."""
+        stored = credentials.load_edge(self.ctx.system.require_store(), self.cp_id)
+        if stored is None or stored.previous is None:
+            return
+        if previous:
+            log.warning(
+                "%s: the cloud refused the edge's rotated key; connected with the previous one",
+                self.cp_id,
+            )
+            return
+        if credentials.cloud_password(stored, self.cloud.edge_password) != stored.password:
+            return  # the site file's edge_password overrides the rotation
+        self.stage(credentials.edge_put_op(self.cp_id, replace(stored, previous=None)))
+        log.info(
+            "%s: connected with the edge's rotated key; the previous key is retired", self.cp_id
+        )
 
     async def _down(self, reason: str) -> None:
         was_ready = self.ready

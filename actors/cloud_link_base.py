@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 class UpstreamUp:
     session: int
     conn: OcppConnection
+    previous_key: bool = False  # opened with the edge's previous key (the new one was refused)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +108,7 @@ class CloudLinkBase(Actor):
         self.timeouts_in_a_row = 0
         self.connecting = False
         self.cp_left_at = -1e9
+        self.new_key_refused = False  # the edge's own session: the cloud refused its rotated key
         self.wake = asyncio.Event()
         self.stats: dict[str, Any] = {
             "connects": 0,

@@ -15,6 +15,14 @@ password it replaced (compared by fingerprint). An operator who writes another p
 site file thereby overrides the rotation (each side, the charge point's and the cloud's,
 separately). Keys are never logged, audited or reported; the status says when and how a key was
 rotated.
+
+The edge's own key at the cloud (``[cloud] edge_identity`` / ``edge_password``) rotates the same
+way, with the edge in the charge point's place (:mod:`actors.edge_endpoint`): the cloud sends
+ChangeConfiguration AuthorizationKey to the edge's session; the edge keeps the key (table
+``edge_credentials``, so no charge point's listener entry can be confused with it), answers
+Accepted and reconnects with it (OCPP 1.6 security whitepaper, test case TC_073). Should the cloud
+then refuse the new key (it did not keep it), the session falls back to the previous key rather
+than lock the edge out; the first session opened with the new key retires the previous one.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from drivers.store.env import Store
 log = logging.getLogger(__name__)
 
 TABLE = "credentials"
+EDGE_TABLE = "edge_credentials"
+KEY_CHARS = (16, 40)  # OCPP: an AuthorizationKey of 16-20 bytes, up to 40 hex characters
 ACCEPTED = ("Accepted", "RebootRequired")
 ACTIONS = frozenset({"ChangeConfiguration", "SetVariables"})  # the cloud calls that can set it
 
@@ -51,6 +61,68 @@ class StoredKey:
 def put_op(cp_id: str, key: StoredKey) -> tuple[str, str, bytes, bytes]:
     """The store op that keeps ``key`` (for the charge point actor's unit of work)."""
     return ("put", TABLE, cp_id.encode(), codec.encode(key))
+
+
+def edge_put_op(identity: str, key: StoredKey) -> tuple[str, str, bytes, bytes]:
+    return ("put", EDGE_TABLE, identity.encode(), codec.encode(key))
+
+
+def load_edge(store: Store, identity: str) -> StoredKey | None:
+    """The edge's own key at the cloud, as the cloud last rotated it (None: the site file's)."""
+    try:
+        stored = store.get_value(EDGE_TABLE, identity.encode())
+    except codec.CodecError as exc:
+        log.error(
+            "the edge's stored key unreadable (%s); the site file's edge_password applies", exc
+        )
+        return None
+    return stored if isinstance(stored, StoredKey) else None
+
+
+def edge_key_problem(value: object) -> str | None:
+    """Why the edge does not take ``value`` as its new key (None: it does). Never the value."""
+    if not isinstance(value, str):
+        return f"the key is not a string but {type(value).__name__}"
+    low, high = KEY_CHARS
+    if not low <= len(value) <= high:
+        return f"the key has {len(value)} characters, not {low}-{high}"
+    if not value.isascii() or not value.isprintable():
+        return "the key has characters other than printable ASCII"
+    return None
+
+
+def edge_rotated(
+    stored: StoredKey | None,
+    new: str,
+    *,
+    site_password: Secret | None,
+    action: str,
+    now_utc: str,
+) -> StoredKey:
+    """The edge's key after the cloud set ``new``; the one in use now stays as the previous."""
+    current = cloud_password(stored, site_password)
+    return StoredKey(
+        password=new,
+        previous=current if current != new else None,
+        site_password_sha256="",
+        site_cloud_password_sha256=fingerprint(site_password),
+        rotated_utc=now_utc,
+        action=action,
+    )
+
+
+def edge_status(stored: StoredKey | None, site_password: Secret | None) -> dict[str, Any] | None:
+    """For the edge session's status: when its key was rotated and whether the previous one is
+    still kept (never a key)."""
+    if stored is None:
+        return None
+    in_force = stored.site_cloud_password_sha256 == fingerprint(site_password)
+    return {
+        "rotated_utc": stored.rotated_utc,
+        "by": stored.action,
+        "in_force": in_force,
+        "previous_kept": in_force and stored.previous is not None,
+    }
 
 
 def fingerprint(secret: Secret | None) -> str:

@@ -10,7 +10,9 @@ backoff are the same machinery), and:
   what ``run.py status`` shows as ``unsynced``;
 - takes the calls the cloud addresses to the edge: SendLocalList / GetLocalListVersion and
   DataTransfer ``RulesBundle`` / ``RulesRollback`` go to the authorizer, ``GridLimit`` to the energy
-  node; anything else is answered NotSupported.
+  node; ChangeConfiguration ``AuthorizationKey`` rotates the edge's own key (kept in the store,
+  answered Accepted, then the session reconnects with it: :mod:`actors.credentials`), any other
+  configuration key is answered NotSupported, and any other call a NotSupported CALLERROR.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any
 
 import orjson
 
-from actors.audit_records import record_to_json
+from actors import credentials
+from actors.audit import audit
+from actors.audit_records import AuditKind, record_to_json
 from actors.broker_context import BrokerContext
 from actors.energy_messages import CloudLimitPushed
 from actors.messages import (
@@ -33,8 +37,11 @@ from actors.messages import (
     CloudUnavailable,
     EdgeCallFromCloud,
     LatestForNewSession,
+    ReconnectUpstream,
     RelayCall,
 )
+from actors.ocpp_rules import utc_text
+from config.ocpp import Secret
 from drivers.ocpp.framing import (
     Call,
     CallResult,
@@ -100,7 +107,15 @@ class EdgeEndpoint(Actor):
             "synced_up_to": dict(self.hwm),
             "unsynced": self.unsynced(),
             "last_error": self.last_error,
+            "key_rotation": credentials.edge_status(
+                credentials.load_edge(self.ctx.system.require_store(), self.identity),
+                self._site_password(),
+            ),
         }
+
+    def _site_password(self) -> Secret | None:
+        cloud = self.broker.config.cloud
+        return None if cloud is None else cloud.edge_password
 
     def unsynced(self) -> dict[str, int]:
         out = {}
@@ -235,11 +250,65 @@ class EdgeEndpoint(Actor):
         if msg.action == "DataTransfer":
             self._answer(msg, call_result_text(msg.message_id, {"status": "UnknownVendorId"}))
             return
+        if msg.action == "ChangeConfiguration":
+            self._change_configuration(msg, payload)
+            return
         self._answer(
             msg,
             call_error_text(
                 msg.message_id, "NotSupported", f"the edge itself does not take {msg.action}"
             ),
+        )
+
+    def _change_configuration(self, msg: CallFromCloud, payload: dict[str, Any]) -> None:
+        """The edge's only configuration key is its key at the cloud (write-only)."""
+        if payload.get("key") != "AuthorizationKey":
+            self._answer(msg, call_result_text(msg.message_id, {"status": "NotSupported"}))
+            return
+        inputs = {"action": msg.action, "message_id": msg.message_id}
+        problem = credentials.edge_key_problem(payload.get("value"))
+        if problem is not None:
+            log.warning(
+                "%s: the cloud's new key for the edge is refused: %s", self.identity, problem
+            )
+            audit(
+                self,
+                AuditKind.KEY_ROTATED,
+                decision="key refused",
+                charge_point_id=self.identity,
+                reason=f"the cloud's new key for the edge's own session is refused: {problem}; "
+                "the key in use stays",
+                inputs=inputs,
+            )
+            self._answer(msg, call_result_text(msg.message_id, {"status": "Rejected"}))
+            return
+        store = self.ctx.system.require_store()
+        record = credentials.edge_rotated(
+            credentials.load_edge(store, self.identity),
+            str(payload["value"]),
+            site_password=self._site_password(),
+            action=msg.action,
+            now_utc=utc_text(self.broker.now()),
+        )
+        accepted = call_result_text(msg.message_id, {"status": "Accepted"})
+
+        def answer_then_reconnect() -> None:
+            # Only once the key is on disk: the cloud may drop the old one as soon as it reads
+            # Accepted, and the session that follows must find the new one.
+            self._answer(msg, accepted)
+            self.ctx.system.send(self._cloud_path(), ReconnectUpstream(reason="key rotated"))
+
+        self.stage(credentials.edge_put_op(self.identity, record), answer_then_reconnect)
+        log.info("%s: the cloud rotated the edge's key; reconnecting with it", self.identity)
+        audit(
+            self,
+            AuditKind.KEY_ROTATED,
+            decision="key rotated",
+            charge_point_id=self.identity,
+            reason="the cloud set the edge's own key (AuthorizationKey): the session reconnects "
+            "with it"
+            + ("; the previous one is kept should the cloud refuse it" if record.previous else ""),
+            inputs=inputs,
         )
 
     def _grid_limit(self, msg: CallFromCloud, payload: dict[str, Any]) -> None:

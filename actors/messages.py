@@ -103,6 +103,14 @@ class AnswerToCloud:
     text: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconnectUpstream:
+    """Close the session to the cloud and open a new one (its key changed): what was sent before
+    this message has gone out on the old session."""
+
+    reason: str
+
+
 # -- cloud link -> charge point ---------------------------------------------------------------------
 
 

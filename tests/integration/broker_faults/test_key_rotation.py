@@ -175,3 +175,137 @@ async def test_a_key_the_charge_point_refuses_changes_nothing(tmp_path: Path) ->
     finally:
         await edge.stop()
         await cloud.stop()
+
+
+# --- the edge's own key at the cloud ---------------------------------------------------------
+
+EDGE = "SITE-EDGE"
+EDGE_KEY = "edge-key-from-the-site-file"
+EDGE_NEW_KEY = "edge-key-the-cloud-set-7"
+
+
+async def edge_session_site(tmp_path: Path) -> tuple[SimCloud, str, Edge]:
+    """A cloud that checks the edge's own key, and an edge that opens its session."""
+    cloud = SimCloud(passwords={EDGE: EDGE_KEY})
+    await cloud.start()
+    text = site_toml(
+        tmp_path, cloud_url=cloud.url, cloud={"edge_identity": EDGE, "edge_password": EDGE_KEY}
+    )
+    edge = await start_edge(tmp_path, text)
+    await wait_for(lambda: edge.cloud(EDGE)["online"], what="the edge's session")
+    return cloud, text, edge
+
+
+def endpoint(edge: Edge) -> dict[str, Any]:
+    report: dict[str, Any] = edge.cp(EDGE)
+    return report
+
+
+async def rotate_edge_key(cloud: SimCloud, value: object) -> Any:
+    return await cloud.call(
+        EDGE, "ChangeConfiguration", {"key": "AuthorizationKey", "value": value}
+    )
+
+
+async def test_the_cloud_rotates_the_edges_own_key_and_the_edge_reconnects_with_it(
+    tmp_path: Path,
+) -> None:
+    cloud, text, edge = await edge_session_site(tmp_path)
+    try:
+        connects = edge.cloud(EDGE)["connects"]
+        cloud.passwords = {EDGE: EDGE_NEW_KEY}  # the cloud keeps the key it sends
+        assert await rotate_edge_key(cloud, EDGE_NEW_KEY) == {"status": "Accepted"}
+        # It closes its session and opens the next with the new key (TC_073), refused never.
+        await wait_for(
+            lambda: edge.cloud(EDGE)["connects"] > connects and edge.cloud(EDGE)["online"],
+            what="the edge's next session",
+        )
+        assert cloud.rejected_connections == 0
+        status = endpoint(edge)["key_rotation"]
+        assert status["by"] == "ChangeConfiguration"
+        assert status["in_force"] is True
+        # the session with the new key retires the old one
+        await wait_for(
+            lambda: endpoint(edge)["key_rotation"]["previous_kept"] is False,
+            what="previous key retired",
+        )
+        assert EDGE_NEW_KEY not in str(endpoint(edge)) + str(edge.cloud(EDGE))
+        assert EDGE_NEW_KEY not in str(records(edge))
+        rotated = [r for r in records(edge) if r.kind.value == "key_rotated"]
+        assert [(r.charge_point_id, r.decision) for r in rotated] == [(EDGE, "key rotated")]
+        # Any other configuration key: NotSupported, as a ChangeConfiguration answer.
+        payload = {"key": "HeartbeatInterval", "value": "60"}
+        assert await cloud.call(EDGE, "ChangeConfiguration", payload) == {"status": "NotSupported"}
+    finally:
+        await edge.stop()
+
+    # Kept across a restart: the first session already uses the new key.
+    edge = await start_edge(tmp_path, text)
+    try:
+        await wait_for(lambda: edge.cloud(EDGE)["online"], what="the edge's session")
+        assert cloud.rejected_connections == 0
+    finally:
+        await edge.stop()
+
+    # An operator who writes another edge_password in the site file overrides the rotation.
+    cloud.passwords = {EDGE: "operator-wrote-this-edge-key"}
+    edge = await start_edge(tmp_path, text.replace(EDGE_KEY, "operator-wrote-this-edge-key"))
+    try:
+        await wait_for(lambda: edge.cloud(EDGE)["online"], what="the edge's session")
+        assert endpoint(edge)["key_rotation"]["in_force"] is False
+        assert cloud.rejected_connections == 0
+    finally:
+        await edge.stop()
+        await cloud.stop()
+
+
+async def test_a_rotated_key_the_cloud_then_refuses_falls_back_to_the_previous(
+    tmp_path: Path,
+) -> None:
+    cloud, _, edge = await edge_session_site(tmp_path)
+    try:
+        connects = edge.cloud(EDGE)["connects"]
+        # The cloud answers nothing wrong but did not keep the key: 401 for the new one.
+        assert await rotate_edge_key(cloud, EDGE_NEW_KEY) == {"status": "Accepted"}
+        await wait_for(lambda: cloud.rejected_connections >= 1, what="the new key refused")
+        await wait_for(
+            lambda: edge.cloud(EDGE)["connects"] > connects and edge.cloud(EDGE)["online"],
+            what="a session with the previous key",
+        )
+        assert endpoint(edge)["key_rotation"]["previous_kept"] is True
+        # Once the cloud takes the new key, the next session opens with it and retires the old.
+        cloud.passwords = {EDGE: EDGE_NEW_KEY}
+        assert await rotate_edge_key(cloud, EDGE_NEW_KEY) == {"status": "Accepted"}
+        await wait_for(
+            lambda: endpoint(edge)["key_rotation"]["previous_kept"] is False,
+            what="the new key in use",
+        )
+    finally:
+        await edge.stop()
+        await cloud.stop()
+
+
+@pytest.mark.parametrize(
+    "value", ["short", "x" * 41, "a-tab\tin-the-middle-of-it", "schlüssel-mit-umlaut"]
+)
+async def test_a_key_the_edge_cannot_use_is_rejected_and_changes_nothing(
+    tmp_path: Path, value: str
+) -> None:
+    cloud, _, edge = await edge_session_site(tmp_path)
+    try:
+        connects = edge.cloud(EDGE)["connects"]
+        assert await rotate_edge_key(cloud, value) == {"status": "Rejected"}
+        assert endpoint(edge)["key_rotation"] is None
+        assert edge.cloud(EDGE)["connects"] == connects
+        assert edge.cloud(EDGE)["online"]
+        await wait_for(
+            lambda: (
+                [r.decision for r in records(edge) if r.kind.value == "key_rotated"]
+                == ["key refused"]
+            ),
+            what="the refusal recorded",
+        )
+        assert str(value) not in str(records(edge))
+    finally:
+        await edge.stop()
+        await cloud.stop()
