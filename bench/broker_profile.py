@@ -1,6 +1,7 @@
 """Where the broker's time goes under bench/broker.py's round-trip load (cProfile, loop stalls).
 
-    python bench/broker_profile.py [--cps 500] [--seconds 20] [--mix Heartbeat=1,...] [--top 30]
+    python bench/broker_profile.py [--quick] [--cps 500] [--seconds 20] [--mix Heartbeat=1,...]
+                                   [--top 30]
 
 The broker node runs in this process (single-process mode, the same actor tree as in nodes
 mode) under cProfile while ``sim.loadgen`` workers send 1 message/s per charge point through it to
@@ -231,4 +232,10 @@ if __name__ == "__main__":
     parser.add_argument("--gc-freeze", action="store_true")
     parser.add_argument("--census", action="store_true", help="count live objects by type")
     parser.add_argument("--snapshot-interval", type=float)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--quick", action="store_true", help="the same figures at 100 charge points for 5 s"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.cps, args.seconds = min(args.cps, 100), min(args.seconds, 5.0)
+    asyncio.run(main(args))
