@@ -5,7 +5,9 @@ backoff are the same machinery), and:
 
 - syncs the audit trail of every node to the cloud, in id order per node, at least once: batches
   of records as DataTransfer (vendorId ``site-edge``, messageId ``AuditRecords``, data = JSON
-  ``{"node": ..., "records": [...]}``); the cloud deduplicates by record id. The high-water mark
+  ``{"node": ..., "records": [...]}``); the cloud deduplicates by each record's ``uid``
+  (``<node>:<id>``): an id is unique within its node's store, not across nodes (each node counts
+  its own, so the broker's and the energy node's first records share ids). The high-water mark
   per node is persisted only after the cloud accepted a batch, so what is not yet synced is exactly
   what ``run.py status`` shows as ``unsynced``;
 - takes the calls the cloud addresses to the edge: SendLocalList / GetLocalListVersion and
@@ -180,7 +182,7 @@ class EdgeEndpoint(Actor):
             for record in audit_log.records_after(
                 store, self.hwm.get(node, 0), limit=BATCH_RECORDS
             ):
-                doc = record_to_json(record)
+                doc = {**record_to_json(record), "node": node, "uid": f"{node}:{record.id}"}
                 size += len(orjson.dumps(doc))
                 if out and size > BATCH_BYTES:
                     break

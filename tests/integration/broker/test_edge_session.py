@@ -27,7 +27,7 @@ class Cloud:
     def __init__(self) -> None:
         self.port = 0
         self.cs: CentralSystem | None = None
-        self.audit: dict[int, dict[str, Any]] = {}  # record id -> record: the cloud's dedup
+        self.audit: dict[str, dict[str, Any]] = {}  # record uid -> record: the cloud's dedup
         self.audit_deliveries = 0
         self.valid_tags = {"GOOD"}
 
@@ -45,7 +45,7 @@ class Cloud:
             doc = orjson.loads(data or "{}")
             for record in doc["records"]:
                 self.audit_deliveries += 1
-                self.audit[record["id"]] = record
+                self.audit[record["uid"]] = record
             return DataTransferStatus.ACCEPTED, None
 
         self.cs = CentralSystem(host="127.0.0.1", port=self.port, authorize=authorize)
@@ -250,12 +250,13 @@ async def test_every_offline_decision_is_recorded_and_reaches_the_cloud_once(
     await wait_for(
         lambda: sum(edge_session(edge)["unsynced"].values()) == 0, timeout=15, what="audit synced"
     )
-    records = all_records(edge)
+    records = {f"broker:{record_id}": r for record_id, r in all_records(edge).items()}
     assert set(cloud.audit) == set(records), "every record reached the cloud"
     assert "message_replayed" in [r.kind.value for r in records.values()]
-    assert len(cloud.audit) == len(records), "deduplicated by record id: each exactly once"
-    for record_id, record in records.items():
-        assert cloud.audit[record_id]["kind"] == record.kind.value
+    assert len(cloud.audit) == len(records), "deduplicated by record uid: each exactly once"
+    for uid, record in records.items():
+        assert cloud.audit[uid]["kind"] == record.kind.value
+        assert cloud.audit[uid]["node"] == "broker"
 
     # And the story is told: why CP1 got what it got while the cloud was away.
     from datetime import UTC, datetime

@@ -35,7 +35,13 @@ class FullSite:
 
 
 def site_file(
-    tmp_path: Path, *, meter_port: int, cloud_url: str, cps: list[str], energy: str
+    tmp_path: Path,
+    *,
+    meter_port: int,
+    cloud_url: str,
+    cps: list[str],
+    energy: str,
+    cloud_extra: str = "",
 ) -> str:
     cp_tables = "".join(f'[[charge_points]]\nid = "{cp}"\nmax_current_a = 32\n' for cp in cps)
     return f"""
@@ -51,6 +57,7 @@ port = 0
 url = "{cloud_url}"
 reconnect_min_s = 0.1
 reconnect_max_s = 0.5
+{cloud_extra}
 [[meters]]
 name = "grid"
 model = "sdm630"
@@ -64,7 +71,12 @@ timeout_s = 0.5
 
 
 async def start_full_site(
-    tmp_path: Path, spec: SiteSpec, *, energy: str, cloud_tags: tuple[str, ...] = ("DEMO-TAG",)
+    tmp_path: Path,
+    spec: SiteSpec,
+    *,
+    energy: str,
+    cloud_tags: tuple[str, ...] = ("DEMO-TAG",),
+    cloud_extra: str = "",
 ) -> FullSite:
     cloud = SimCloud(id_tags=list(cloud_tags))
     await cloud.start()
@@ -73,7 +85,12 @@ async def start_full_site(
     await probe.meter.start()
     ids = [cp.id for cp in probe.charge_points]
     text = site_file(
-        tmp_path, meter_port=probe.meter.port, cloud_url=cloud.url, cps=ids, energy=energy
+        tmp_path,
+        meter_port=probe.meter.port,
+        cloud_url=cloud.url,
+        cps=ids,
+        energy=energy,
+        cloud_extra=cloud_extra,
     )
     config = parse_site(text, source="e2e site", base_dir=tmp_path)
     edge = SingleProcessSite(config)
