@@ -116,13 +116,7 @@ def edge_status(stored: StoredKey | None, site_password: Secret | None) -> dict[
     still kept (never a key)."""
     if stored is None:
         return None
-    in_force = stored.site_cloud_password_sha256 == fingerprint(site_password)
-    return {
-        "rotated_utc": stored.rotated_utc,
-        "by": stored.action,
-        "in_force": in_force,
-        "previous_kept": in_force and stored.previous is not None,
-    }
+    return _status(stored, stored.site_cloud_password_sha256, site_password, "previous_kept")
 
 
 def fingerprint(secret: Secret | None) -> str:
@@ -213,10 +207,17 @@ def status(stored: StoredKey | None, site_password: Secret | None) -> dict[str, 
     """For the charge point's status: when and how its key was rotated (never the key)."""
     if stored is None:
         return None
-    in_force = stored.site_password_sha256 == fingerprint(site_password)
+    return _status(stored, stored.site_password_sha256, site_password, "previous_accepted")
+
+
+def _status(
+    stored: StoredKey, replaced_sha256: str, site_password: Secret | None, previous_name: str
+) -> dict[str, Any]:
+    """In force while the site file still holds the password the rotation replaced."""
+    in_force = replaced_sha256 == fingerprint(site_password)
     return {
         "rotated_utc": stored.rotated_utc,
         "by": stored.action,
         "in_force": in_force,
-        "previous_accepted": in_force and stored.previous is not None,
+        previous_name: in_force and stored.previous is not None,
     }
