@@ -149,3 +149,53 @@ def test_the_rotated_key_applies_while_the_site_file_holds_the_key_it_replaced()
     }
     assert "new-key" not in str(status)
     assert "new-key" not in repr(second)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("k" * 16, True),
+        ("k" * 40, True),
+        ("k" * 15, False),
+        ("k" * 41, False),
+        ("0123456789abcdef0123456789abcdef01234567", True),  # 20 bytes as hex
+        ("key with spaces ok", True),
+        ("tab\there-0123456789", False),
+        ("umlaut-ä-0123456789", False),
+        (1234567890123456, False),
+        (None, False),
+    ],
+)
+def test_which_keys_the_edge_takes_for_itself(value: object, ok: bool) -> None:
+    problem = credentials.edge_key_problem(value)
+    assert (problem is None) is ok
+    if problem is not None and isinstance(value, str):
+        assert value not in problem  # the reason never shows the key
+
+
+def test_the_edges_rotated_key_keeps_the_one_in_use_as_previous() -> None:
+    site = Secret("site-file-edge-key-0")
+    first = credentials.edge_rotated(
+        None, "k" * 16, site_password=site, action="ChangeConfiguration", now_utc="t1"
+    )
+    assert (first.password, first.previous) == ("k" * 16, "site-file-edge-key-0")
+    second = credentials.edge_rotated(
+        first, "j" * 16, site_password=site, action="ChangeConfiguration", now_utc="t2"
+    )
+    assert (second.password, second.previous) == ("j" * 16, "k" * 16)
+    again = credentials.edge_rotated(
+        second, "j" * 16, site_password=site, action="ChangeConfiguration", now_utc="t3"
+    )
+    assert again.previous is None
+    assert credentials.cloud_password(second, site) == "j" * 16
+    # another edge_password in the site file overrides it
+    assert (
+        credentials.cloud_password(second, Secret("operator-key-000000")) == "operator-key-000000"
+    )
+    assert credentials.edge_status(second, site) == {
+        "rotated_utc": "t2",
+        "by": "ChangeConfiguration",
+        "in_force": True,
+        "previous_kept": True,
+    }
+    assert "j" * 16 not in repr(second)
