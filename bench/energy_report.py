@@ -107,7 +107,9 @@ def phase_line(ph: Phase) -> str:
             wall = sorted(s[3] - s[1] for s in staged)
             text += (
                 f" (broker received -> last frame: wall p50 {percentile(wall, 0.5):.1f} ms, "
-                f"its loop's CPU p50 {percentile(cpu, 0.5):.1f} ms)"
+                f"its loop's CPU p50 {percentile(cpu, 0.5):.1f} ms, min {cpu[0]:.1f} max "
+                f"{cpu[-1]:.1f} ms for the same number of frames: how much the host's speed "
+                "varies)"
             )
     if ph.loaded:
         rate = len(ph.load_ms) / ph.load_s if ph.load_s else 0.0
