@@ -202,6 +202,11 @@ class Session:
         handler = self.core.dialect.make_handler(self.core, _Tap(self, ws))
         receive = asyncio.create_task(handler.start(), name=f"sim-cp-recv-{self.core.id}")
         work = asyncio.create_task(self._work(handler), name=f"sim-cp-work-{self.core.id}")
+        for task in (receive, work):
+            # Seen as soon as it ends: if this session is cancelled meanwhile (the simulator
+            # stopping as the edge closes the link), the link's ConnectionClosed is not left for
+            # asyncio to log as "never retrieved" at exit.
+            task.add_done_callback(failure)
         try:
             await asyncio.wait({receive, work}, return_when=asyncio.FIRST_COMPLETED)
         finally:
