@@ -14,7 +14,10 @@ backoff are the same machinery), and:
   DataTransfer ``RulesBundle`` / ``RulesRollback`` go to the authorizer, ``GridLimit`` to the energy
   node; ChangeConfiguration ``AuthorizationKey`` rotates the edge's own key (kept in the store,
   answered Accepted, then the session reconnects with it: :mod:`actors.credentials`), any other
-  configuration key is answered NotSupported, and any other call a NotSupported CALLERROR.
+  configuration key is answered NotSupported; GetConfiguration (Core profile, so a CSMS that reads
+  every charge point's settings does not see a failure) answers that the edge has no readable key
+  (``AuthorizationKey`` is write-only: neither listed nor reported unknown); any other call gets a
+  NotSupported CALLERROR.
 """
 
 from __future__ import annotations
@@ -254,6 +257,14 @@ class EdgeEndpoint(Actor):
             return
         if msg.action == "ChangeConfiguration":
             self._change_configuration(msg, payload)
+            return
+        if msg.action == "GetConfiguration":
+            asked = payload.get("key") or []
+            unknown = [k for k in asked if isinstance(k, str) and k != "AuthorizationKey"]
+            answer: dict[str, Any] = {"configurationKey": []}
+            if unknown:
+                answer["unknownKey"] = unknown
+            self._answer(msg, call_result_text(msg.message_id, answer))
             return
         self._answer(
             msg,

@@ -236,6 +236,11 @@ async def test_the_cloud_rotates_the_edges_own_key_and_the_edge_reconnects_with_
         # Any other configuration key: NotSupported, as a ChangeConfiguration answer.
         payload = {"key": "HeartbeatInterval", "value": "60"}
         assert await cloud.call(EDGE, "ChangeConfiguration", payload) == {"status": "NotSupported"}
+        # The key is write-only: GetConfiguration never shows it, nor calls it unknown.
+        everything = await cloud.call(EDGE, "GetConfiguration", {})
+        assert everything == {"configurationKey": []}
+        asked = await cloud.call(EDGE, "GetConfiguration", {"key": ["AuthorizationKey", "X"]})
+        assert asked == {"configurationKey": [], "unknownKey": ["X"]}
     finally:
         await edge.stop()
 
