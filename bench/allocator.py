@@ -27,11 +27,13 @@ import statistics
 import sys
 import tempfile
 import time
+import timeit
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from actors.compliance import ComplianceConfig, Tracker, limit_set
 from actors.energy_inputs import site_model
 from actors.energy_messages import ConnectorReport, DemandBatch, ProfileBatch
 from actors.energy_tree import charge_point_energy, energy_spec
@@ -177,6 +179,23 @@ def step_figures(n: int, rounds: int) -> None:
             )
 
 
+def compliance_figure() -> None:
+    """The compliance tracker of a connector whose limit changed every 2 s for 300 s (its window):
+    what one more limit costs (the step does this for every changed connector)."""
+    cfg = ComplianceConfig()
+    tracker, now = Tracker(), 0.0
+    for i in range(400):
+        now += 2.0
+        tracker = limit_set(tracker, (6.0 + i % 2,) * 3, now_s=now, cfg=cfg)
+    runs = timeit.repeat(
+        lambda: limit_set(tracker, (20.0,) * 3, now_s=now + 2.0, cfg=cfg), number=2000, repeat=5
+    )
+    print(
+        f"compliance: one more limit on a {len(tracker.limits)}-limit history: "
+        f"{min(runs) / 2000 * 1e6:.2f} us"
+    )
+
+
 async def end_to_end(n: int, events: int) -> None:
     from tests.integration.energy_node.harness import sdm630_server, set_meter
 
@@ -244,6 +263,7 @@ def main() -> None:
     if args.quick:
         args.connectors, args.rounds, args.events = 100, 60, 8
     step_figures(args.connectors, args.rounds)
+    compliance_figure()
     asyncio.run(end_to_end(args.connectors, args.events))
 
 
