@@ -10,6 +10,7 @@ cloud the old one (refused with 401).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -208,9 +209,10 @@ async def rotate_edge_key(cloud: SimCloud, value: object) -> Any:
 
 
 async def test_the_cloud_rotates_the_edges_own_key_and_the_edge_reconnects_with_it(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cloud, text, edge = await edge_session_site(tmp_path)
+    caplog.set_level(logging.DEBUG)
     try:
         connects = edge.cloud(EDGE)["connects"]
         cloud.passwords = {EDGE: EDGE_NEW_KEY}  # the cloud keeps the key it sends
@@ -233,6 +235,13 @@ async def test_the_cloud_rotates_the_edges_own_key_and_the_edge_reconnects_with_
         assert EDGE_NEW_KEY not in str(records(edge))
         rotated = [r for r in records(edge) if r.kind.value == "key_rotated"]
         assert [(r.charge_point_id, r.decision) for r in rotated] == [(EDGE, "key rotated")]
+        # The edge logs the rotation, never the key (the simulated cloud, on the ocpp package,
+        # logs its own frames: not the edge's).
+        edge_logs = "\n".join(
+            r.getMessage() for r in caplog.records if not r.name.startswith(("ocpp", "sim."))
+        )
+        assert "rotated the edge's key" in edge_logs
+        assert EDGE_NEW_KEY not in edge_logs
         # Any other configuration key: NotSupported, as a ChangeConfiguration answer.
         payload = {"key": "HeartbeatInterval", "value": "60"}
         assert await cloud.call(EDGE, "ChangeConfiguration", payload) == {"status": "NotSupported"}
