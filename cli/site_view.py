@@ -53,7 +53,8 @@ def render_site(doc: dict[str, Any], out: TextIO) -> None:
         unsynced = sum((edge.get("unsynced") or {}).values())
         out.write(
             f"Edge session {edge.get('identity')}: {'online' if edge.get('online') else 'offline'}, "
-            f"audit records synced {edge.get('synced_total', 0)}, not yet synced {unsynced}\n"
+            f"audit records synced {edge.get('synced_total', 0)}, not yet synced {unsynced}"
+            f"{_key_rotation(edge.get('key_rotation'))}\n"
         )
     for name, meter in (energy.get("meters") or {}).items():
         currents = meter.get("current_a") or []
@@ -109,3 +110,17 @@ def render_site(doc: dict[str, Any], out: TextIO) -> None:
         )
     if len(rows) > 1:
         _table(rows, out)
+
+
+def _key_rotation(rotation: object) -> str:
+    """The edge's own key as the cloud rotated it (never the key)."""
+    if not isinstance(rotation, dict):
+        return ""
+    if not rotation.get("in_force"):
+        return "; key rotated by the cloud, overridden by the site file's edge_password"
+    kept = (
+        "; the previous key kept until a session opens with the new one"
+        if rotation.get("previous_kept")
+        else ""
+    )
+    return f"; key rotated by the cloud {rotation.get('rotated_utc', '-')}{kept}"

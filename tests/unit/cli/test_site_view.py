@@ -44,3 +44,24 @@ def test_the_last_written_profile_batch_is_shown_with_its_latency() -> None:
 
 def test_no_batch_written_yet_shows_the_mode_alone() -> None:
     assert "Load management: normal\n" in rendered(doc([]))
+
+
+def test_the_edge_sessions_key_rotation_is_shown_without_the_key() -> None:
+    d = doc([])
+    edge = {"identity": "SITE-EDGE", "online": True, "synced_total": 3, "unsynced": {"broker": 1}}
+    d["nodes"][0]["site"]["edge_session"] = edge
+    assert "Edge session SITE-EDGE: online, audit records synced 3, not yet synced 1\n" in (
+        rendered(d)
+    )
+    edge["key_rotation"] = {
+        "rotated_utc": "2026-11-29T05:00:00.000Z",
+        "by": "ChangeConfiguration",
+        "in_force": True,
+        "previous_kept": True,
+    }
+    assert (
+        "not yet synced 1; key rotated by the cloud 2026-11-29T05:00:00.000Z; the previous key "
+        "kept until a session opens with the new one\n" in rendered(d)
+    )
+    edge["key_rotation"] = {**edge["key_rotation"], "in_force": False}
+    assert "overridden by the site file's edge_password" in rendered(d)
