@@ -103,16 +103,17 @@ class CloudLink(CloudLinkAnswers):
         lingering = time.monotonic() - self.cp_left_at < self.cloud.linger_s
         return self.cp_connected or lingering or len(self.outbox) > 0 or self.cloud.mode == "strict"
 
-    def _password(self) -> str | None:
+    def _password(self) -> tuple[str | None, bool]:
+        """The HTTP Basic password for this session, and whether it is the edge's previous key."""
         cp = self.broker.charge_point(self.cp_id)
         if cp is not None:
             stored = credentials.load(self.ctx.system.require_store(), cp.id)
             password = credentials.cloud_password(stored, cp.ocpp.cloud_password)
             if password is not None:
-                return password
+                return password, False
         if self.cp_id == self.cloud.edge_identity:
-            return self._edge_password()[0]
-        return None
+            return self._edge_password()
+        return None, False
 
     def _edge_password(self) -> tuple[str | None, bool]:
         """The edge's own key at the cloud, and whether it is the previous one: the rotated key,
@@ -144,8 +145,8 @@ class CloudLink(CloudLinkAnswers):
                 await self.wake.wait()
                 continue
             assert self.version is not None
-            password = self._password()  # read at each attempt: the cloud may have rotated it
-            previous_key = self.cp_id == self.cloud.edge_identity and self._edge_password()[1]
+            # read at each attempt: the cloud may have rotated it
+            password, previous_key = self._password()
             try:
                 conn = await connect_upstream(
                     self.cloud.url,
@@ -159,8 +160,8 @@ class CloudLink(CloudLinkAnswers):
                     max_frame_bytes=self.cloud.max_frame_bytes,
                 )
             except ConnectFailed as exc:
-                if isinstance(exc, Unauthorized):
-                    # The edge's own session after a rotation: try the other of its two keys next.
+                if isinstance(exc, Unauthorized) and self.cp_id == self.cloud.edge_identity:
+                    # After a rotation of the edge's key: try the other of its two keys next.
                     self.new_key_refused = not self.new_key_refused
                 self.ref.tell(UpstreamFailed(reason=str(exc)))
                 await asyncio.sleep(backoff_delay_s(backoff, attempt, random.random()))
