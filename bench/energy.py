@@ -65,7 +65,16 @@ import psutil
 from bench.broker import ids, run_workers, split
 from bench.broker_edge import CloudProcess, EdgeProcess
 from bench.broker_load import LoadResult
-from bench.energy_report import FULL, QUICK, Cut, Phase, Scale, report
+from bench.energy_report import (
+    FULL,
+    QUICK,
+    Cut,
+    Phase,
+    Scale,
+    histogram_change,
+    lag_histogram,
+    report,
+)
 from bench.energy_site import (
     CAR_MAX_A,
     CUT_A,
@@ -278,6 +287,7 @@ class Bench:
             self.go.touch()
             await asyncio.sleep(LOAD_SETTLE_S)
         energy, broker = await self.node("energy"), await self.node("broker")
+        lag0 = {"energy": lag_histogram(energy), "broker": lag_histogram(broker)}
         epid, bpid = int(energy["pid"]), int(broker["pid"])
         e0, b0, c0 = cpu_s(epid), cpu_s(bpid), await self.cars.cpu_s()
         batches0 = int(energy["site"].get("batches", 0))
@@ -296,7 +306,10 @@ class Bench:
         ph.cars_cpu_pct = (await self.cars.cpu_s() - c0) / ph.wall_s * 100
         if loaded:
             self.go.unlink()
-        site = (await self.node("energy"))["site"]
+        energy, broker = await self.node("energy"), await self.node("broker")
+        ph.energy_lag = histogram_change(lag0["energy"], lag_histogram(energy))
+        ph.broker_lag = histogram_change(lag0["broker"], lag_histogram(broker))
+        site = energy["site"]
         ph.max_step_ms = float(site.get("max_step_ms", 0.0))
         ph.batches = int(site.get("batches", 0)) - batches0
         return ph

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import statistics
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.energy_site import POLL_INTERVAL_S
 from sim.loadgen import percentile
+from supervisors.loop_lag import EVERY_S, histogram_percentile
 
 TARGET_MS = 50.0
 TARGET_N = 500
@@ -69,6 +71,29 @@ class Phase:
     batches: int = 0
     load_ms: list[float] = field(default_factory=list)  # background round trips
     load_s: float = 0.0
+    # each node's loop lag over the phase (supervisors/loop_lag.py: histogram, bucket -> count)
+    energy_lag: dict[str, int] = field(default_factory=dict)
+    broker_lag: dict[str, int] = field(default_factory=dict)
+
+
+def lag_histogram(node: dict[str, Any]) -> dict[str, int]:
+    """A node status's loop-lag histogram (counted since the node started)."""
+    return dict((node.get("loop_lag") or {}).get("histogram") or {})
+
+
+def histogram_change(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """What was counted between two readings (a restarted node counts from zero again)."""
+    if any(after.get(k, 0) < n for k, n in before.items()):
+        return dict(after)
+    return {k: n - before.get(k, 0) for k, n in after.items()}
+
+
+def lag_text(counts: dict[str, int]) -> str:
+    """p50 and p99 as the histogram's bucket bounds: the lag was at most that."""
+    p50, p99 = histogram_percentile(counts, 0.5), histogram_percentile(counts, 0.99)
+    if p50 is None or p99 is None:
+        return "not sampled"
+    return f"p50 <= {p50:g} ms p99 <= {p99:g} ms ({sum(counts.values())} samples)"
 
 
 def phase_line(ph: Phase) -> str:
@@ -111,6 +136,10 @@ def phase_line(ph: Phase) -> str:
                 f"{cpu[-1]:.1f} ms for the same number of frames: how much the host's speed "
                 "varies)"
             )
+    text += (
+        f"; loop lag (sampled every {EVERY_S:g} s) energy node {lag_text(ph.energy_lag)}, "
+        f"broker {lag_text(ph.broker_lag)}"
+    )
     if ph.loaded:
         rate = len(ph.load_ms) / ph.load_s if ph.load_s else 0.0
         text += (
@@ -159,7 +188,32 @@ def report(
         f"{'ok' if worst <= TARGET_MS else 'MISSED'} (received by the cars: idle "
         f"{received.get(False, 0.0):.1f} ms, loaded {received.get(True, 0.0):.1f} ms)"
     )
+    lines.append(energy_node_line(phases, biggest))
     return lines
+
+
+def energy_node_line(phases: list[Phase], n: int) -> str:
+    """The issue's "the energy node's loop unaffected by broker load", idle against loaded at
+    the biggest scale: the energy node's own part of the figure (meter sample -> its batch
+    handed to the broker), its step, and its loop's lag; the broker's lag beside it."""
+    by_load = {ph.loaded: ph for ph in phases if ph.n == n}
+    if set(by_load) != {False, True}:
+        return f"energy node under broker load: not measured (N={n} has no idle and loaded phase)"
+    parts = []
+    for loaded in (False, True):
+        ph = by_load[loaded]
+        sent = sorted(c.stages[0] for c in ph.cuts if c.stages is not None)
+        steps = sorted(c.step_ms for c in ph.cuts if c.step_ms is not None)
+        parts.append(
+            f"{'loaded' if loaded else 'idle'}: sample -> batch handed to the broker p50 "
+            f"{percentile(sent, 0.5):.1f} ms p99 {percentile(sent, 0.99):.1f} ms, step p50 "
+            f"{percentile(steps, 0.5):.1f} ms, CPU {ph.energy_cpu_pct:.0f}%, loop lag "
+            f"{lag_text(ph.energy_lag)} (the broker's {lag_text(ph.broker_lag)})"
+        )
+    return (
+        f"energy node under broker load, N={n} (its own process and loop; what the load can take "
+        f"is CPU on the shared cores): " + "; ".join(parts)
+    )
 
 
 def _written(c: Cut) -> float:

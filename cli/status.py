@@ -59,6 +59,13 @@ def _cell(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
+def loop_lag_cell(lag: dict[str, Any] | None) -> str:
+    """The node's loop lag over the last minute (supervisors/loop_lag.py): p99 and max."""
+    if not lag or not lag.get("samples"):
+        return "-"
+    return f"p99 {lag['p99_ms']:.1f} max {lag['max_ms']:.1f} ms"
+
+
 def _table(rows: list[list[str]], out: TextIO) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -93,7 +100,9 @@ def render(doc: dict[str, Any], out: TextIO) -> None:
             f"Site {doc['site']}: live ({doc['mode']} mode), launcher pid "
             f"{launcher.get('pid')}{extra}\n\n"
         )
-    rows = [["NODE", "KIND", "STATE", "PID", "RESTARTS", "DEAD LETTERS", "LAST FAILURE"]]
+    rows = [
+        ["NODE", "KIND", "STATE", "PID", "RESTARTS", "DEAD LETTERS", "LOOP LAG", "LAST FAILURE"]
+    ]
     for node in doc["nodes"]:
         failure = node.get("last_failure")
         if failure and node.get("last_failure_utc"):
@@ -106,6 +115,7 @@ def render(doc: dict[str, Any], out: TextIO) -> None:
                 _cell(node.get("pid")),
                 _cell(node.get("restarts")),
                 _cell(node.get("dead_letters")),
+                loop_lag_cell(node.get("loop_lag")),
                 _cell(failure),
             ]
         )

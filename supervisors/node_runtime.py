@@ -20,6 +20,7 @@ from typing import Any
 from drivers.store import codec
 from drivers.store.env import Store, open_store, peek_value
 from supervisors.gc_policy import gc_maintenance
+from supervisors.loop_lag import LoopLag, monitor
 from supervisors.messages import ChildReport, ExitReason
 from supervisors.node_links import NodeLinks
 from supervisors.system import ActorSystem
@@ -72,6 +73,8 @@ class NodeRuntime:
     started_utc: str = ""
     _snapshot_task: asyncio.Task[None] | None = None
     _gc_task: asyncio.Task[None] | None = None
+    lag: LoopLag = field(default_factory=LoopLag)
+    _lag_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         node_kind = NODE_KINDS.get(self.kind)
@@ -93,6 +96,7 @@ class NodeRuntime:
             )
         self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshots())
         self._gc_task = asyncio.get_running_loop().create_task(gc_maintenance())
+        self._lag_task = asyncio.get_running_loop().create_task(monitor(self.lag))
         log.info(
             "node %s (%s) started, pid %d, epoch %d",
             self.name,
@@ -139,6 +143,7 @@ class NodeRuntime:
             "epoch": None if store_info is None else store_info.epoch,
             "dead_letters": 0 if system is None else system.dead_letters_total,
             "links": None if self.links is None else self.links.report(),
+            "loop_lag": self.lag.report(),
             "tree": tree,
             "site": summary,
             "snapshot_utc": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -187,6 +192,8 @@ class NodeRuntime:
             self._snapshot_task.cancel()
         if self._gc_task is not None:
             self._gc_task.cancel()
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         if self.system is not None:
             await self._persist_snapshot()  # the final picture, before the tree goes down
             started = time.monotonic()

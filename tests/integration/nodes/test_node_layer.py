@@ -8,11 +8,15 @@ and persisted state, and `run.py status` shows it; crash safety counted over 20+
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,6 +220,42 @@ def test_killed_node_comes_back_with_its_state_and_status_shows_it(site: ProbeSi
     assert "exited without notice" in rows[0]["reason"]
 
     assert human.splitlines()[0].startswith("Site probe: live (nodes mode)")
+
+
+def test_a_frozen_node_shows_in_its_loop_lag_and_only_in_its_own(site: ProbeSite) -> None:
+    """Each node is its own process with its own loop: a node that gets no CPU for a second (its
+    process stopped) shows that second as its loop lag; the other node's loop ran on."""
+
+    def sampled() -> bool:
+        return all(site.node(n)["loop_lag"]["samples"] >= 5 for n in ("probe", "other"))
+
+    wait_for_sync(sampled, timeout=20, what="both nodes' loop lag sampled")
+    pid = int(site.node("probe")["pid"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.0)  # the fault: the probe node's process is stopped for a second
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for_sync(
+        lambda: (site.node("probe")["loop_lag"]["max_ms"] or 0) >= 800,
+        timeout=20,
+        what="the stopped second in the probe node's loop lag",
+    )
+    other = site.node("other")["loop_lag"]
+    assert other["max_ms"] < 800, other
+    assert site.node("probe")["restarts"] == 0, "a stopped node is late, not dead"
+    assert site.config is not None
+    human = subprocess.run(
+        [sys.executable, "run.py", "status", "--config", str(site.config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s(20),
+        check=True,
+    ).stdout
+    assert "LOOP LAG" in human
+    probe_row = next(line for line in human.splitlines() if line.startswith("probe "))
+    assert re.search(r"max (\d{4,}|[89]\d\d)(\.\d+)? ms", probe_row), probe_row
 
 
 def test_status_falls_back_to_the_persisted_state_marked_stale(site: ProbeSite) -> None:
