@@ -124,15 +124,17 @@ def as_counted(
     now_s: float,
     settle_s: float,
     recent_a: tuple[float, ...] = (),
+    reflecting: bool | None = None,
 ) -> tuple[ConnectorDemand, ConnectorDemand]:
     """The demand as the allocation counts it, high and low (the same demand once its sample
     reflects its offer): the offer in force, whether it settled, what was learned, and the draw
     counted while its sample is older than its last change. ``recent_a``: the other limits in
     force within the last ``settle_s`` (after several quick changes the car may still draw any
-    of them)."""
-    reflecting = reflects(
-        d, offered_a=offered_a, changed_s=changed_s, now_s=now_s, settle_s=settle_s
-    )
+    of them). ``reflecting``: :func:`reflects` of the same arguments, if the caller has it."""
+    if reflecting is None:
+        reflecting = reflects(
+            d, offered_a=offered_a, changed_s=changed_s, now_s=now_s, settle_s=settle_s
+        )
     settled_in_time = changed_s is None or now_s - changed_s >= settle_s
     counted = evolve(
         d,

@@ -32,7 +32,7 @@ new limits, the new state and a :class:`StepRecord` for the audit trail. Rules:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from actors.allocation import min_current, overloaded, rank_key
@@ -94,7 +94,10 @@ def step(
     *,
     now_s: float,
     cfg: ControlConfig,
+    decided: Callable[[tuple[ConnectorDecision, ...], Mode], None] | None = None,
 ) -> StepResult:
+    """``decided`` gets the step's decisions (in the order of ``demands``) and mode as soon as
+    they are final, before the next state and the record are built: a decrease can leave then."""
     age = meter_age_s(nodes, now_s)
     mode = mode_for(age, cfg)
     known = state.connectors
@@ -154,6 +157,20 @@ def step(
     if counted.low != counted.high:
         _fund_increases(decisions, nodes, counted.low, cfg.allocation)
 
+    for cid in parked:
+        decisions[cid] = ConnectorDecision(
+            connector_id=cid,
+            previous_a=0.0,
+            target_a=0.0,
+            limit_a=0.0,
+            action="unchanged",
+            binding=_INACTIVE,
+            reason=_NO_CAR_REASON,
+        )
+    ordered = tuple(decisions[d.connector_id] for d in every)
+    if decided is not None:
+        decided(ordered, mode)
+
     new_states: dict[str, ConnectorState] = {}
     decreased = changed = False
     for d in counted.high:
@@ -165,18 +182,7 @@ def step(
             decreased = True
         if d.active and dec.changed:
             changed = True
-    for cid, st in parked.items():
-        decisions[cid] = ConnectorDecision(
-            connector_id=cid,
-            previous_a=0.0,
-            target_a=0.0,
-            limit_a=0.0,
-            action="unchanged",
-            binding=_INACTIVE,
-            reason=_NO_CAR_REASON,
-        )
-        new_states[cid] = st
-    ordered = tuple(decisions[d.connector_id] for d in every)
+    new_states.update(parked)
     high_by_id = {d.connector_id: d for d in counted.high}
     record = StepRecord(
         now_s=now_s,

@@ -107,6 +107,7 @@ def count(
             now_s=now_s,
             settle_s=cfg.settle_s,
             recent_a=st.recent_a(now_s, cfg.settle_s),
+            reflecting=reflecting,
         )
         high.append(h)
         low.append(lo)

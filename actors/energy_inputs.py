@@ -67,11 +67,14 @@ class SiteModel:
         return self.charge_points.get(cp_id.casefold(), DEFAULT_CP)
 
     def node_of(self, cp_id: str) -> str:
+        return self.placed(cp_id)[1]
+
+    def placed(self, cp_id: str) -> tuple[ChargePointEnergy, str]:
+        """The charge point's settings and its node (one lookup of the id for both)."""
         folded = cp_id.casefold()
+        cp = self.charge_points.get(folded, DEFAULT_CP)
         node = self.cp_nodes.get(folded)
-        if node is not None:
-            return node
-        return self.charge_point(cp_id).feeder
+        return cp, (cp.feeder if node is None else node)
 
 
 def site_model(energy: EnergyConfig, charge_points: Mapping[str, ChargePointEnergy]) -> SiteModel:
@@ -217,11 +220,11 @@ def demand_of(
 ) -> ConnectorDemand:
     """The connector's demand; ``measured_a`` overrides the report's (see :func:`sample_as_of`)
     and ``sampled_s`` says when it was taken (monotonic; ``-inf``: never)."""
-    cp = model.charge_point(report.charge_point_id)
+    cp, node = model.placed(report.charge_point_id)
     measured: PerPhase = measured_a or report.measured_a or ZERO
     return ConnectorDemand(
         connector_id=connector_key(report.charge_point_id, report.connector_id),
-        node=model.node_of(report.charge_point_id),
+        node=node,
         # A charge point whose link is down still draws what it was last given: keep it counted.
         active=report.plugged and report.charging,
         max_current_a=cp.max_current_a,

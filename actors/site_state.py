@@ -22,6 +22,7 @@ from actors.compliance import ComplianceConfig, Tracker, as_fixed_load, limit_se
 from actors.control_loop import (
     ConnectorDecision,
     LoopState,
+    Mode,
     StepRecord,
     meter_age_s,
     mode_for,
@@ -243,8 +244,9 @@ class SiteState:
     ) -> StepOutput | None:
         """One control-loop step; None while a limit source has not reported yet.
 
-        ``urgent`` gets a batch that lowers a limit as soon as it is known, before the step's
-        audit records and compliance bookkeeping are built (a fifth of a 500-connector step)."""
+        ``urgent`` gets a batch that lowers a limit as soon as it is known: before the control
+        loop's next state and record, the step's audit records and its compliance bookkeeping
+        are built (a quarter of a 500-connector step)."""
         if not self.limits_known(now_s):
             self.mode = "waiting for limits"
             return None
@@ -270,15 +272,46 @@ class SiteState:
             trusted = mode_for(meter_age_s(nodes, now_s), model.control) != "failsafe"
             fixed = as_fixed_load(nodes, demands, flagged, meters_trusted=trusted)
             nodes, demands, draws = list(fixed.nodes), list(fixed.demands), fixed.draw_by_connector
-        result = step(self.loop, nodes, demands, now_s=now_s, cfg=model.control)
+        handed: list[tuple[dict[str, str], ProfileBatch | None, bool, bool]] = []
+
+        def decided(ordered: tuple[ConnectorDecision, ...], mode: Mode) -> None:
+            # Final decisions: the batch, and a decrease leaves at once, before the loop's next
+            # state, the step's record and its audit records are built.
+            sources = self._decided(ordered, mode, draws)
+            batch = self._batch(now_s, now_utc, trigger_ns, nodes)
+            lowers = any(d.limit_a < d.previous_a for d in ordered)
+            sent = False
+            if batch is not None and urgent is not None and lowers:
+                urgent(batch)
+                sent = True
+            handed.append((sources, batch, lowers, sent))
+
+        result = step(self.loop, nodes, demands, now_s=now_s, cfg=model.control, decided=decided)
+        ((sources, batch, lowers, sent),) = handed
         kept = {k: self.loop.connectors[k] for k in draws if k in self.loop.connectors}
         self.loop = replace(result.state, connectors={**result.state.connectors, **kept})
         rec = self.record = result.record
         self.mode = MODE_NAMES[rec.mode]
+        if batch is not None:
+            self._track(batch, now_s)
+        records = tuple(
+            self._limit_record(dec, sources[dec.connector_id], rec.mode, rec.meter_age_s, now_utc)
+            for dec in rec.decisions
+            if dec.changed
+        )
+        return StepOutput(records=records, batch=batch, lowers=lowers, sent=sent)
+
+    def _decided(
+        self,
+        ordered: tuple[ConnectorDecision, ...],
+        mode: Mode,
+        draws: Mapping[str, tuple[float, float, float]],
+    ) -> dict[str, str]:
+        """The decisions as the status and the batch see them; returns each one's binding source."""
         decisions: dict[str, dict[str, Any]] = {}
         sources: dict[str, str] = {}
-        for dec in rec.decisions:
-            source = sources[dec.connector_id] = binding_source(dec, rec.mode)
+        for dec in ordered:
+            source = sources[dec.connector_id] = binding_source(dec, mode)
             decisions[dec.connector_id] = {
                 "limit_a": dec.limit_a,
                 "target_a": dec.target_a,
@@ -296,20 +329,7 @@ class SiteState:
                 " per grid phase) counts as load nobody controls",
             }
         self.decisions = {k: decisions[k] for k in self.reports if k in decisions}
-        batch = self._batch(now_s, now_utc, trigger_ns, nodes)
-        lowers = any(d.limit_a < d.previous_a for d in rec.decisions)
-        sent = False
-        if batch is not None:
-            if urgent is not None and lowers:
-                urgent(batch)
-                sent = True
-            self._track(batch, now_s)
-        records = tuple(
-            self._limit_record(dec, sources[dec.connector_id], rec.mode, rec.meter_age_s, now_utc)
-            for dec in rec.decisions
-            if dec.changed
-        )
-        return StepOutput(records=records, batch=batch, lowers=lowers, sent=sent)
+        return sources
 
     def _track(self, batch: ProfileBatch, now_s: float) -> None:
         """Compliance: each limit sent is in force from now."""
@@ -333,16 +353,20 @@ class SiteState:
             or now_s - self.last_batch_s >= self.policy.resend_s
             or set(new) != set(self.sent)
         )
+        # (A limit equal to the one sent is never worth sending nor changed: no rounding needed
+        # for the many that stay as they are.)
+        sent = self.sent
         due = full or any(
-            worth_sending(a, self.sent.get(k), hysteresis_a=self.policy.hysteresis_a)
+            a != sent.get(k)
+            and worth_sending(a, sent.get(k), hysteresis_a=self.policy.hysteresis_a)
             for k, a in new.items()
         )
         if not due:
             return None
         keys = [
             k
-            for k in self.decisions
-            if full or round_limit_a(new[k]) != round_limit_a(self.sent.get(k, -1.0))
+            for k, a in new.items()
+            if full or (a != sent.get(k) and round_limit_a(a) != round_limit_a(sent.get(k, -1.0)))
         ]
 
         if trigger_ns is None:
