@@ -165,6 +165,16 @@ def test_every_charge_point_action_has_a_policy_and_nothing_else_is_transactiona
             "2024-05-01T12:00:00.005Z",
             id="offset",
         ),
+        pytest.param(
+            datetime(2024, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            "2024-12-31T23:59:59.999Z",
+            id="milliseconds-truncated",
+        ),
+        pytest.param(
+            datetime(2025, 1, 1, 0, 30, 0, 1000, tzinfo=timezone(timedelta(hours=1))),
+            "2024-12-31T23:30:00.001Z",
+            id="offset-across-the-year",
+        ),
     ],
 )
 def test_utc_text(now: datetime, text: str) -> None:
