@@ -27,6 +27,7 @@ from drivers.ocpp.framing import (
     CallResult,
     call_error_text,
     call_text,
+    call_text_json,
 )
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,9 @@ class DownstreamCalls(ChargePointBase):
             origin="edge",
             message_id=message_id,
             action=msg.action,
-            text=call_text(message_id, msg.action, msg.payload),
+            text=call_text_json(message_id, msg.action, msg.payload_json)
+            if msg.payload_json
+            else call_text(message_id, msg.action, msg.payload),
             reply_to=msg.reply_to,
             tag=msg.tag,
             replace_key=msg.replace_key,

@@ -23,10 +23,12 @@ from actors.messages import CallChargePoint
 from actors.ocpp_rules import utc_text
 from actors.profiles import (
     ChargePointCapabilities,
+    TxProfileTemplate,
     boot_profiles,
     capabilities_from_v16,
     capabilities_from_v201,
     tx_profile_request,
+    tx_profile_template,
     worth_sending,
 )
 from drivers.ocpp.codes import OcppVersion
@@ -58,6 +60,8 @@ class EnergySide:
         self.default_limit_a = SAFE_DEFAULT_A
         self.boot_installed = False
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
+        # connector -> (what its template depends on, the template)
+        self.templates: dict[int, tuple[tuple[Any, ...], TxProfileTemplate | None]] = {}
 
     def report(self) -> dict[str, Any]:
         return {
@@ -150,13 +154,35 @@ class EnergySide:
     ) -> list[CallChargePoint]:
         if not force and not worth_sending(limit.limit_a, self.sent.get(limit.connector_id)):
             return []
-        payload = tx_profile_request(
-            limit, version=self.version, caps=self.caps, transaction_id=tx_id
-        )
         tag = f"tx:{limit.connector_id}:{limit.limit_a}:{tx_id}"
+        replace_key = f"tx:{limit.connector_id}"
+        template = self._template(limit, tx_id)
+        if template is None:
+            payload = tx_profile_request(
+                limit, version=self.version, caps=self.caps, transaction_id=tx_id
+            )
+            return [self._call("SetChargingProfile", payload, tag, replace_key=replace_key)]
         return [
-            self._call("SetChargingProfile", payload, tag, replace_key=f"tx:{limit.connector_id}")
+            CallChargePoint(
+                action="SetChargingProfile",
+                payload={},
+                payload_json=template.json(limit.limit_a),
+                reply_to=self.reply_to,
+                tag=tag,
+                replace_key=replace_key,
+            )
         ]
+
+    def _template(self, limit: ConnectorLimit, tx_id: str) -> TxProfileTemplate | None:
+        """The connector's TxProfile template, made again when what it depends on changed."""
+        key = (tx_id, self.version, self.caps, limit.phases)
+        kept = self.templates.get(limit.connector_id)
+        if kept is None or kept[0] != key:
+            template = tx_profile_template(
+                limit, version=self.version, caps=self.caps, transaction_id=tx_id
+            )
+            kept = self.templates[limit.connector_id] = (key, template)
+        return kept[1]
 
     # -- answers --------------------------------------------------------------------------------
     def answered(

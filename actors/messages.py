@@ -156,13 +156,16 @@ class TransactionMapped:
 @value
 class CallChargePoint:
     """Send ``action``/``payload`` to the charge point as the edge; the answer goes to
-    ``reply_to`` (an actor path) as :class:`ChargePointAnswered`, or nowhere if empty."""
+    ``reply_to`` (an actor path) as :class:`ChargePointAnswered`, or nowhere if empty.
+    ``payload_json``, when given, is the payload as JSON text (sent as it is; ``payload`` is then
+    empty): a TxProfile from its template (:class:`actors.profiles.TxProfileTemplate`)."""
 
     action: str
     payload: dict[str, Any]
     reply_to: str = ""
     tag: str = ""
     replace_key: str = ""  # a newer call with the same key replaces a queued one
+    payload_json: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -306,6 +306,13 @@ def call_text(message_id: str, action: str, payload: dict[str, Any]) -> str:
     return _dumps([CALL, message_id, action, payload])
 
 
+def call_text_json(message_id: str, action: str, payload_json: str) -> str:
+    """:func:`call_text` for a payload that is JSON text already (a prepared profile): the same
+    frame, the payload not serialised again."""
+    _check_id(message_id)
+    return f"[{CALL},{_dumps(message_id)},{_dumps(action)},{payload_json}]"
+
+
 def call_result_text(message_id: str, payload: dict[str, Any]) -> str:
     _check_id(message_id)
     return _dumps([CALL_RESULT, message_id, payload])

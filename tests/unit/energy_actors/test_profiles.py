@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,10 +21,11 @@ from actors.profiles import (
     round_limit_a,
     tx_profile_id,
     tx_profile_request,
+    tx_profile_template,
     worth_sending,
 )
 from drivers.ocpp.codes import OcppVersion
-from drivers.ocpp.framing import PayloadViolation
+from drivers.ocpp.framing import PayloadViolation, call_text, call_text_json
 from drivers.ocpp.validation import validate_payload
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -238,3 +241,94 @@ def test_rounded_limits_never_exceed_and_pass_the_16_schema(value: float) -> Non
         limit(value), version=V16, caps=ChargePointCapabilities(), transaction_id="1"
     )
     validate_payload(V16, ACTION, payload, response=False)
+
+
+# -- the TxProfile template the broker writes from ---------------------------------------------
+
+
+@given(
+    version=st.sampled_from([V16, V201]),
+    caps=st.builds(
+        ChargePointCapabilities,
+        max_stack_level=st.integers(0, 9),
+        rate_units=st.sampled_from([("A",), ("W",), ("A", "W"), ("W", "A")]),
+        nominal_voltage_v=st.floats(100.0, 400.0),
+        profile_id_base=st.integers(1, 10**9),
+    ),
+    connector_id=st.integers(1, 40),
+    phases=st.integers(1, 3),
+    transaction_id=st.one_of(st.from_regex(r"[0-9]{1,10}", fullmatch=True), st.text(max_size=40)),
+    first_a=st.one_of(st.floats(-1e9, 1e9), st.sampled_from([math.nan, math.inf, -math.inf])),
+    limits_a=st.lists(
+        st.one_of(st.floats(-1e9, 1e9), st.sampled_from([math.nan, math.inf, -math.inf])),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_a_template_writes_exactly_the_payload_of_each_limit(
+    version: OcppVersion,
+    caps: ChargePointCapabilities,
+    connector_id: int,
+    phases: int,
+    transaction_id: str,
+    first_a: float,
+    limits_a: list[float],
+) -> None:
+    if version is V201 and not transaction_id:
+        with pytest.raises(ValueError, match="transaction id"):
+            tx_profile_template(
+                limit(first_a, connector_id=connector_id, phases=phases),
+                version=version,
+                caps=caps,
+                transaction_id=transaction_id,
+            )
+        return
+    template = tx_profile_template(
+        limit(first_a, connector_id=connector_id, phases=phases),
+        version=version,
+        caps=caps,
+        transaction_id=transaction_id,
+    )
+    assert template is not None
+    for a in limits_a:
+        payload = tx_profile_request(
+            limit(a, connector_id=connector_id, phases=phases),
+            version=version,
+            caps=caps,
+            transaction_id=transaction_id,
+        )
+        assert template.json(a) == orjson.dumps(payload).decode()
+
+
+def test_a_transaction_id_that_holds_the_hole_gets_no_template() -> None:
+    hole = "\u0000 the limit \u0000"
+    assert (
+        tx_profile_template(
+            limit(), version=V201, caps=ChargePointCapabilities(), transaction_id=hole
+        )
+        is None
+    )
+    # 1.6 takes only an integer transaction id: such a text is left out, the template stands
+    template = tx_profile_template(
+        limit(), version=V16, caps=ChargePointCapabilities(), transaction_id=hole
+    )
+    assert template is not None
+    assert (
+        template.json(10.0)
+        == orjson.dumps(
+            tx_profile_request(
+                limit(10.0), version=V16, caps=ChargePointCapabilities(), transaction_id=hole
+            )
+        ).decode()
+    )
+
+
+def test_the_frame_of_a_prepared_payload_is_the_frame_of_the_payload() -> None:
+    payload = tx_profile_request(
+        limit(), version=V16, caps=ChargePointCapabilities(), transaction_id="17"
+    )
+    assert call_text_json("edge-1f", ACTION, orjson.dumps(payload).decode()) == call_text(
+        "edge-1f", ACTION, payload
+    )
+    with pytest.raises(ValueError, match="message id"):
+        call_text_json("", ACTION, "{}")
