@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -131,13 +132,19 @@ class EnergySide:
 
     # -- limits ---------------------------------------------------------------------------------
     def limit(
-        self, limit: ConnectorLimit, default_limit_a: float, tx_id: str | None, now: datetime
+        self,
+        limit: ConnectorLimit,
+        default_limit_a: float,
+        tx_id: str | None,
+        now: Callable[[], datetime],
     ) -> list[CallChargePoint]:
+        """``now``: the clock, read only when the TxDefaultProfile is re-installed (not once per
+        limit of a batch)."""
         calls: list[CallChargePoint] = []
         if abs(default_limit_a - self.default_limit_a) > 1e-6:
             self.default_limit_a = default_limit_a
             if self.caps_known:
-                calls += self._boot_profiles(now)[:1]  # re-install the TxDefaultProfile
+                calls += self._boot_profiles(now())[:1]  # re-install the TxDefaultProfile
         self.limits[limit.connector_id] = limit
         if tx_id is not None:
             calls += self._tx_profile(limit, tx_id)

@@ -81,7 +81,7 @@ class LimitsAndCaps(DownstreamCalls):
         if self.link is None:
             self.energy.limits[connector] = limit
             return
-        for c in self.energy.limit(limit, msg.default_limit_a, tx_id, self.broker.now()):
+        for c in self.energy.limit(limit, msg.default_limit_a, tx_id, self.broker.now):
             if msg.trigger_monotonic_ns and c.replace_key:
                 self.profile_triggers[c.replace_key] = msg.trigger_monotonic_ns
             await self._edge_call(c)
