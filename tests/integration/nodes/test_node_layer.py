@@ -103,6 +103,19 @@ class Producer:
         self.sock = None
 
 
+def run_py(site: ProbeSite, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python run.py <args> --config <the site's file>``, as an operator runs it."""
+    assert site.config is not None
+    return subprocess.run(
+        [sys.executable, "run.py", *args, "--config", str(site.config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s(20),
+        check=check,
+    )
+
+
 def account(storage: Path, producer: Producer) -> dict[str, int]:
     store = Store(storage / "probe", readonly=True)
     try:
@@ -176,45 +189,14 @@ def test_killed_node_comes_back_with_its_state_and_status_shows_it(site: ProbeSi
     producer.pump_until_broken(limit=300)
     wait_for_sync(lambda: site.node("probe")["site"]["consumed"] == 300, what="300 consumed")
 
-    assert site.config is not None
-    shown = subprocess.run(
-        [sys.executable, "run.py", "status", "--config", str(site.config), "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s(20),
-        check=True,
-    )
+    shown = run_py(site, "status", "--json")
     doc = json.loads(shown.stdout)
     probe = next(n for n in doc["nodes"] if n["name"] == "probe")
     assert doc["stale"] is False
     assert probe["restarts"] == 1
-    human = subprocess.run(
-        [sys.executable, "run.py", "status", "--config", str(site.config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s(20),
-        check=True,
-    ).stdout
+    human = run_py(site, "status").stdout
     assert "exited without notice" in human
-    audit = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "audit",
-            "--kind",
-            "restart",
-            "--json",
-            "--config",
-            str(site.config),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s(20),
-        check=True,
-    ).stdout
+    audit = run_py(site, "audit", "--kind", "restart", "--json").stdout
     rows = [json.loads(line) for line in audit.splitlines()]
     assert [(r["node"], r["decision"]) for r in rows] == [("probe", "node restarted (restart 1)")]
     assert "exited without notice" in rows[0]["reason"]
@@ -244,15 +226,7 @@ def test_a_frozen_node_shows_in_its_loop_lag_and_only_in_its_own(site: ProbeSite
     other = site.node("other")["loop_lag"]
     assert other["max_ms"] < 800, other
     assert site.node("probe")["restarts"] == 0, "a stopped node is late, not dead"
-    assert site.config is not None
-    human = subprocess.run(
-        [sys.executable, "run.py", "status", "--config", str(site.config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s(20),
-        check=True,
-    ).stdout
+    human = run_py(site, "status").stdout
     assert "LOOP LAG" in human
     probe_row = next(line for line in human.splitlines() if line.startswith("probe "))
     assert re.search(r"max (\d{4,}|[89]\d\d)(\.\d+)? ms", probe_row), probe_row
@@ -269,27 +243,14 @@ def test_status_falls_back_to_the_persisted_state_marked_stale(site: ProbeSite) 
     pids = [p.pid for p in site.processes()]
     site.proc.kill()
     assert wait_gone(pids) == []
-    assert site.config is not None
-    result = subprocess.run(
-        [sys.executable, "run.py", "status", "--config", str(site.config), "--json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s(20),
-    )
+    result = run_py(site, "status", "--json", check=False)
     assert result.returncode == 1, result.stderr
     doc = json.loads(result.stdout)
     assert doc["stale"] is True
     assert doc["age_s"] >= 0
     probe = next(n for n in doc["nodes"] if n["name"] == "probe")
     assert probe["site"]["consumed"] == 40
-    human = subprocess.run(
-        [sys.executable, "run.py", "status", "--config", str(site.config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s(20),
-    ).stdout
+    human = run_py(site, "status", check=False).stdout
     assert "STALE" in human.splitlines()[0]
 
 
