@@ -340,9 +340,10 @@ class TxProfileTemplate:
     """One transaction's TxProfile payload as JSON text with a hole where the limit goes.
 
     The broker writes a TxProfile to every charge point of a batch; building the payload's nested
-    dicts and serialising them for each was a third of what a frame cost the broker itself
-    (bench/fanout.py). Only the limit changes from one batch to the next, so each connector keeps
-    its template (until the transaction, the capabilities, the version or the phases change).
+    dicts and serialising them was half of what turning a limit into a frame cost (2.3 of 4.5 us;
+    about 1 ms of the broker's 20-22 ms of CPU for 500 frames, bench/fanout.py). Only the limit
+    changes from one batch to the next, so each connector keeps its template (until the
+    transaction, the capabilities, the version or the phases change).
     ``json(limit_a)`` is exactly ``orjson.dumps(tx_profile_request(...))`` for that limit."""
 
     head: str

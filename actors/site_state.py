@@ -246,7 +246,7 @@ class SiteState:
 
         ``urgent`` gets a batch that lowers a limit as soon as it is known: before the control
         loop's next state and record, the step's audit records and its compliance bookkeeping
-        are built (a quarter of a 500-connector step)."""
+        are built (a third of a 500-connector step)."""
         if not self.limits_known(now_s):
             self.mode = "waiting for limits"
             return None

@@ -6,10 +6,10 @@ other work, collected garbage or waited for a core. ``status`` shows, per node, 
 p50, p99 and max (``loop_lag``) and a histogram counted since the node started: whoever reads it
 twice (``bench/energy.py`` at the start and end of a phase) gets the lag of what ran between.
 
-The issue's "the energy node's loop unaffected by broker load" is read here: each node is its own
-process with its own loop, so the broker's work never runs on the energy node's loop; what its
-load can still take is CPU time the two share, and that shows as the energy node's lag. In
-single-process mode every node shares one loop, so each node shows the same lag.
+Whether broker load reaches the energy node's loop is read here: each node is its own process
+with its own loop, so the broker's work never runs on the energy node's loop; what its load can
+still take is CPU time the two share, and that shows as the energy node's lag. In single-process
+mode every node shares one loop, so each node shows the same lag.
 """
 
 from __future__ import annotations
