@@ -76,10 +76,20 @@ class EnergySide:
         }
 
     def _call(
-        self, action: str, payload: dict[str, Any], tag: str, replace_key: str = ""
+        self,
+        action: str,
+        payload: dict[str, Any],
+        tag: str,
+        replace_key: str = "",
+        payload_json: str = "",
     ) -> CallChargePoint:
         return CallChargePoint(
-            action=action, payload=payload, reply_to=self.reply_to, tag=tag, replace_key=replace_key
+            action=action,
+            payload=payload,
+            reply_to=self.reply_to,
+            tag=tag,
+            replace_key=replace_key,
+            payload_json=payload_json,
         )
 
     # -- the link -------------------------------------------------------------------------------
@@ -170,13 +180,12 @@ class EnergySide:
             )
             return [self._call("SetChargingProfile", payload, tag, replace_key=replace_key)]
         return [
-            CallChargePoint(
-                action="SetChargingProfile",
-                payload={},
-                payload_json=template.json(limit.limit_a),
-                reply_to=self.reply_to,
-                tag=tag,
+            self._call(
+                "SetChargingProfile",
+                {},
+                tag,
                 replace_key=replace_key,
+                payload_json=template.json(limit.limit_a),
             )
         ]
 
