@@ -68,6 +68,12 @@ def test_the_demo_comes_up_whole_and_stops_cleanly(tmp_path: Path) -> None:
         seen: dict[str, Any] = {}
 
         def whole() -> bool:
+            if proc.poll() is not None:  # it will not come up: say why now, not after the timeout
+                log.flush()
+                tail = (tmp_path / "demo.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(
+                    f"run.py exited {proc.returncode} before the demo was up:\n{tail}"
+                )
             doc = status(env)
             if doc is None or doc["stale"]:
                 return False
