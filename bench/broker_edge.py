@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 
 from drivers import control
-from drivers.thespian.hygiene import free_tcp_port
+from drivers.ports import free_tcp_port
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.broker_edge import CloudProcess, site_text
 from config.schema import parse_site
+from drivers.ports import free_tcp_port
 from drivers.store.env import open_store
 from drivers.store.writer import GroupCommitWriter
-from drivers.thespian.hygiene import free_tcp_port
 from sim.loadgen import parse_mix, run_load_async
 from supervisors import node_runtime
 from supervisors.node_messages import NodeSpec

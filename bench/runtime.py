@@ -180,7 +180,7 @@ def node_restart_figures(quick: bool, workdir: Path) -> dict[str, float]:
     import subprocess
 
     from drivers import control
-    from drivers.thespian.hygiene import free_tcp_port
+    from drivers.ports import free_tcp_port
 
     repo = Path(__file__).resolve().parents[1]
     cfg = workdir / "site.toml"

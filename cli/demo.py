@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from config.schema import SiteConfig, load_site
-from drivers.thespian.hygiene import free_tcp_port
+from drivers.ports import free_tcp_port
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "config" / "demo-site.toml"

@@ -30,6 +30,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from drivers.ports import free_tcp_port
 from sim.clock import Clock, SystemClock
 from sim.cloud_calls import CloudCallError, CloudCalls, CloudError, CloudNotConnectedError
 from sim.cloud_handlers import CloudChargePoint, V16Cloud, V201Cloud
@@ -147,6 +148,9 @@ class SimCloud(CloudCalls):
     async def start(self) -> None:
         if self._server is not None:
             return
+        # Not bind(0) the first time: a port from the ephemeral range could be taken by an
+        # outgoing connection while stopped, and start() must reopen the same one.
+        self._port = self._port or free_tcp_port(self.host)
         self._server = await serve(
             self._handle,
             self.host,

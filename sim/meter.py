@@ -20,6 +20,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.ports import free_tcp_port
 from sim.base_load import BaseLoad
 from sim.clock import Clock, SystemClock
 from sim.register_maps import EASTRON_SDM630, MeterModel, encode
@@ -92,6 +93,9 @@ class SimMeter:
     async def start(self) -> None:
         if self._server is not None:
             return
+        # Not bind(0) the first time: a port from the ephemeral range could be taken by an
+        # outgoing connection while stopped, and start() must reopen the same one.
+        self._port = self._port or free_tcp_port(self.host)
         server = ModbusTcpServer(
             self._device(),
             address=(self.host, self._port),

@@ -25,6 +25,7 @@ from typing import Any
 
 from config.schema import SiteConfig
 from drivers import control
+from drivers.ports import free_tcp_port
 from drivers.thespian import hygiene
 from supervisors.node_messages import (
     NodePolicy,
@@ -84,7 +85,7 @@ class NodeLauncher:
         hygiene.die_with_launcher()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self.admin_port = cfg.runtime.admin_port or hygiene.free_tcp_port()
+        self.admin_port = cfg.runtime.admin_port or free_tcp_port()
         self.started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         # Children fork from here: freeze what is already allocated so copy-on-write pages stay
         # shared (measured: 15 MB per process without, 4 MB with).

@@ -17,7 +17,6 @@ import ctypes
 import os
 import select
 import signal
-import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -125,13 +124,6 @@ def stop_descendants(timeout_s: float = 3.0) -> list[int]:
     psutil.wait_procs(alive, timeout=timeout_s)
     reap_children()
     return [p.pid for p in procs]
-
-
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def configure_thespian_logfile(storage_dir: Path) -> None:

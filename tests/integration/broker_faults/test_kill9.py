@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from drivers.thespian.hygiene import free_tcp_port
+from drivers.ports import free_tcp_port
 from sim.cloud import SimCloud
 from tests.helpers import timeout_s, wait_for
 from tests.integration.broker_faults.accounting import Figures, account, cloud_markers

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 
 from drivers import control
-from drivers.thespian.hygiene import free_tcp_port
+from drivers.ports import free_tcp_port
 from tests.helpers import timeout_s, wait_for_sync
 
 REPO = Path(__file__).resolve().parents[3]
