@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Mapping
 
@@ -19,6 +18,7 @@ from drivers.modbus import (
     load_model,
 )
 from drivers.modbus.registers import RegisterMap
+from drivers.ports import free_tcp_port
 from tests.helpers import timeout_s
 from tests.integration.modbus.meter_server import MeterServer, encode, registers_for
 
@@ -212,9 +212,7 @@ async def test_meter_that_stops_answering_times_out_within_a_second() -> None:
 
 
 async def test_connection_refused_is_classified() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_tcp_port()  # nothing listens there
     (sdm,) = load_model("sdm630")
     meter = ModbusMeter(
         name="gone", host="127.0.0.1", port=port, register_maps=(sdm,), timeout_s=0.5

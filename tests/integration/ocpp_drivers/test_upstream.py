@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import http
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
@@ -29,6 +28,7 @@ from drivers.ocpp.upstream import (
     basic_authorization,
     connect_upstream,
 )
+from drivers.ports import free_tcp_port
 from tests.helpers import timeout_s
 from tests.integration.ocpp_drivers.conftest import TlsFiles
 
@@ -153,9 +153,7 @@ async def test_subprotocol_refused(cloud_factory: StartCloud) -> None:
 
 
 async def test_refused_port_is_unreachable() -> None:
-    with socket.socket() as sock:  # a port that was free a moment ago and has no listener
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_tcp_port()  # free a moment ago, no listener
     with pytest.raises(Unreachable):
         await connect_upstream(f"ws://127.0.0.1:{port}/ocpp", "CP1", OcppVersion.V16)
 
