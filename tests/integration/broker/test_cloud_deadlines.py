@@ -23,6 +23,7 @@ import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from actors import cp_calls
+from drivers.ports import free_tcp_port
 from tests.helpers import timeout_s, wait_for
 from tests.integration.broker.edge import Edge, start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
@@ -44,7 +45,9 @@ class SilentCloud:
         self.answers: dict[str, list[Any]] = {}  # answers to our calls, by message id
 
     async def start(self) -> None:
-        self.server = await serve(self._session, "127.0.0.1", 0, subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+        # a port outside the ephemeral range: the test brings this cloud back on it
+        port = free_tcp_port()
+        self.server = await serve(self._session, "127.0.0.1", port, subprotocols=["ocpp1.6"])  # type: ignore[list-item]
 
     async def _session(self, ws: ServerConnection) -> None:
         self.sessions += 1
