@@ -27,7 +27,9 @@ from drivers.ports import free_tcp_port
 REPO = Path(__file__).resolve().parents[1]
 
 
-def site_text(storage: Path, port: int, cloud_url: str, extra_toml: str = "") -> str:
+def site_text(
+    storage: Path, port: int, cloud_url: str, extra_toml: str = "", cpu_affinity: str = "auto"
+) -> str:
     # Reconnects capped at 2 s: the replay figure is the replay, not a reconnect backoff grown
     # during the outage. No websocket pings: they would add traffic the figures do not ask for.
     return f"""
@@ -38,6 +40,7 @@ storage_dir = "{storage}"
 [runtime]
 mode = "nodes"
 log_level = "WARNING"
+cpu_affinity = "{cpu_affinity}"
 
 [listener]
 port = {port}
@@ -59,12 +62,19 @@ unknown_id_offline = "accept"
 
 class EdgeProcess:
     def __init__(
-        self, cloud_url: str, *, extra_toml: str = "", prefix: str = "bench-broker-"
+        self,
+        cloud_url: str,
+        *,
+        extra_toml: str = "",
+        prefix: str = "bench-broker-",
+        cpu_affinity: str = "auto",
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.port = free_tcp_port()
         self.config = self.dir / "site.toml"
-        self.config.write_text(site_text(self.dir / "var", self.port, cloud_url, extra_toml))
+        self.config.write_text(
+            site_text(self.dir / "var", self.port, cloud_url, extra_toml, cpu_affinity)
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

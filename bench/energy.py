@@ -2,6 +2,7 @@
 
     python bench/energy.py [--quick] [--cars 10,100,500] [--runs 5] [--bg-cps 400]
                            [--bg-rate 1.5] [--car-workers 2] [--verbose] [--peers-compete]
+                           [--cpu-affinity auto|off]
 
 For N charge points, each with a car charging (a transaction running, so TxProfiles apply), the
 latency from the meter sample that shows an overload to the LAST TxProfile with the lowered limit
@@ -20,7 +21,9 @@ ProfileBatch). The simulated peers (cars, cloud, other charge points) run at the
 priority, in sessions of their own (``bench/peers.py``): on a site they have their own
 processors; sharing the edge's two cores at its priority, they took half of them whenever both
 were busy (the kernel shares CPU between sessions first), and the fan-out's wall time was twice
-its CPU time. ``--peers-compete`` runs them as before, for comparison.
+its CPU time. ``--peers-compete`` runs them as before, for comparison. The edge's nodes run each
+on a CPU of its own (``[runtime] cpu_affinity``, supervisors/affinity.py); ``--cpu-affinity off``
+lets the scheduler place them, as before 2026-11-29.
 
 The site (``bench/energy_site.py``): a static grid limit, margin 1 A, cars at most 16 A that
 follow their TxProfiles (their draw reaches the meter, and their charge point reports it). A
@@ -86,6 +89,7 @@ from bench.energy_site import (
     energy_toml,
 )
 from bench.peers import STEP_ASIDE_ENV
+from config.schema import CPU_AFFINITY
 
 DWELL_S = 0.1
 CUT_TIMEOUT_S = 5.0
@@ -106,9 +110,10 @@ def cpu_s(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, scale: Scale, *, verbose: bool = False) -> None:
+    def __init__(self, scale: Scale, *, verbose: bool = False, cpu_affinity: str = "auto") -> None:
         self.scale = scale
         self.verbose = verbose
+        self.cpu_affinity = cpu_affinity
         self.levels = Levels.for_cars(max(scale.cars))
         self.ids = car_ids(max(scale.cars))
         self.draws = SharedDraws(max(scale.cars))
@@ -334,6 +339,7 @@ class Bench:
             self.cloud.url,
             extra_toml=energy_toml(self.meter.port, self.levels, self.ids, self.scale.settle_s),
             prefix="bench-energy-",
+            cpu_affinity=self.cpu_affinity,
         )
         load: asyncio.Task[list[LoadResult]] | None = None
         try:
@@ -415,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the simulated peers at the edge's CPU priority (bench/peers.py; before 2026-11-29)",
     )
+    parser.add_argument(
+        "--cpu-affinity",
+        choices=CPU_AFFINITY,
+        default="auto",
+        help="the edge's [runtime] cpu_affinity (supervisors/affinity.py; off: before 2026-11-29)",
+    )
     args = parser.parse_args(argv)
     # Inherited by every peer this process starts (cars, cloud, load workers); not by the edge,
     # which never reads it.
@@ -432,9 +444,16 @@ def main(argv: list[str] | None = None) -> int:
         settle_s=base.settle_s,
     )
     started = time.monotonic()
-    phases = asyncio.run(Bench(scale, verbose=args.verbose).run())
+    phases = asyncio.run(Bench(scale, verbose=args.verbose, cpu_affinity=args.cpu_affinity).run())
     print(f"(total {time.monotonic() - started:.0f} s)")
-    for line in report(phases, scale, args.quick, peers_aside=not args.peers_compete):
+    report_lines = report(
+        phases,
+        scale,
+        args.quick,
+        peers_aside=not args.peers_compete,
+        cpu_affinity=args.cpu_affinity,
+    )
+    for line in report_lines:
         print(line)
     return 0
 

@@ -150,7 +150,12 @@ def phase_line(ph: Phase) -> str:
 
 
 def report(
-    phases: list[Phase], scale: Scale, quick: bool, *, peers_aside: bool = True
+    phases: list[Phase],
+    scale: Scale,
+    quick: bool,
+    *,
+    peers_aside: bool = True,
+    cpu_affinity: str = "auto",
 ) -> list[str]:
     lines = [
         f"bench/energy.py {'--quick ' if quick else ''}on {os.cpu_count()} cores: edge in nodes "
@@ -162,6 +167,11 @@ def report(
             "as if on their own processors (bench/peers.py)"
             if peers_aside
             else "the simulated peers at the edge's CPU priority (--peers-compete)"
+        )
+        + (
+            "; each edge node on a CPU of its own (cpu_affinity auto)"
+            if cpu_affinity == "auto"
+            else "; the edge's nodes free to move between CPUs (--cpu-affinity off)"
         )
     ]
     lines += [phase_line(ph) for ph in sorted(phases, key=lambda p: (p.n, p.loaded))]

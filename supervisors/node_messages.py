@@ -24,6 +24,7 @@ def _name_only(self: object) -> str:
 class NodeSpec:
     name: str
     kind: str
+    cpus: tuple[int, ...] = ()  # the CPUs its process runs on; empty: anywhere (affinity.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from drivers.store import codec
 from drivers.store.env import Store, open_store, peek_value
+from supervisors import affinity
 from supervisors.gc_policy import gc_maintenance
 from supervisors.loop_lag import LoopLag, monitor
 from supervisors.messages import ChildReport, ExitReason
@@ -136,6 +137,7 @@ class NodeRuntime:
             "name": self.name,
             "kind": self.kind,
             "pid": os.getpid(),
+            "cpus": affinity.current(),
             "started_utc": self.started_utc,
             "restarts": self.history.restarts,
             "last_failure": self.history.last_failure,

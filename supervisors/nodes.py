@@ -37,6 +37,7 @@ from thespian.actors import (
 from drivers.thespian import hygiene
 from drivers.thespian.bridge import PipeBridge
 from drivers.thespian.logs import install_process_logging
+from supervisors import affinity
 from supervisors.intensity import restart_allowed
 from supervisors.node_links import NodeLinks
 from supervisors.node_messages import (
@@ -104,6 +105,8 @@ class NodeActor(Actor):  # type: ignore[misc]
         self.root = sender
         hygiene.ignore_terminal_signals()
         install_process_logging(f"node={self.name} pid={os.getpid()}", msg.log_level)
+        if msg.spec.cpus:  # before the node's threads start: they inherit it
+            affinity.pin_process(msg.spec.cpus)
         self.bridge = PipeBridge()
         ready = threading.Event()
         thread = threading.Thread(

@@ -204,6 +204,28 @@ def test_killed_node_comes_back_with_its_state_and_status_shows_it(site: ProbeSi
     assert human.splitlines()[0].startswith("Site probe: live (nodes mode)")
 
 
+def thread_cpus(pid: int) -> set[tuple[int, ...]]:
+    """The CPU sets of every thread of the process, as the kernel has them."""
+    return {tuple(psutil.Process(t.id).cpu_affinity()) for t in psutil.Process(pid).threads()}
+
+
+def test_each_node_runs_on_a_cpu_of_its_own_and_keeps_it_after_a_restart(
+    site: ProbeSite,
+) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("one CPU: cpu_affinity 'auto' pins nothing")
+    probe, other = site.node("probe"), site.node("other")
+    # the declared order: probe on the first CPU the runtime may use, other on the second
+    assert (probe["cpus"], other["cpus"]) == ([cpus[0]], [cpus[1]])
+    assert thread_cpus(probe["pid"]) == {(cpus[0],)}, "every thread of the node, the loop's too"
+    assert thread_cpus(other["pid"]) == {(cpus[1],)}
+    assert f"node probe runs on CPU {cpus[0]}" in site.log_text()
+    node = site.wait_node_back("probe", site.kill_node("probe"))
+    assert node["cpus"] == [cpus[0]]
+    assert thread_cpus(node["pid"]) == {(cpus[0],)}, "a restarted node is pinned like the first"
+
+
 def test_a_frozen_node_shows_in_its_loop_lag_and_only_in_its_own(site: ProbeSite) -> None:
     """Each node is its own process with its own loop: a node that gets no CPU for a second (its
     process stopped) shows that second as its loop lag; the other node's loop ran on."""

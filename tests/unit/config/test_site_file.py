@@ -57,6 +57,12 @@ BASE = '[site]\nname = "s"\n'
         pytest.param(
             BASE + "[runtime]\nmode = 'threads'\n", "runtime.mode", "one of 'nodes'", id="choice"
         ),
+        pytest.param(
+            BASE + "[runtime]\ncpu_affinity = 'all'\n",
+            "runtime.cpu_affinity",
+            "one of 'auto', 'off'",
+            id="cpu-affinity",
+        ),
         pytest.param(BASE + "[listener]\nport = 'x'\n", "listener.port", "an integer", id="type"),
         pytest.param(
             BASE + "[listener]\nport = 70000\n", "listener.port", "a value <= 65535", id="range"
