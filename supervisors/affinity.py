@@ -1,13 +1,14 @@
 """Each node process on its own CPU (``[runtime] cpu_affinity``, "auto" by default).
 
-Measured (``bench/energy.py --cars 500``, two vCPUs, alternating runs): with the nodes free to
-move, the broker, woken by the energy node's batch, was started on the energy node's CPU (the
-scheduler places a woken process beside its waker) while the energy node finished its step
-there, and its 500 SetChargingProfile frames took 30-40 ms of wall time for 20-25 ms of CPU;
-with the energy node on CPU 0 and the broker on CPU 1 they took 21-23 ms for 20-21 ms, and meter
-sample -> last frame fell from p50 53-69 ms to 38-43 ms (p99 84-107 -> 56-71 ms). A node is one
-event loop thread (and its store's writer thread), so one CPU is all it can use anyway; the
-launcher, the Thespian admin and everything else on the machine stay free to run anywhere.
+Measured (``bench/energy.py --cars 500``, two vCPUs, five pairs of runs, each pair within a few
+minutes): with the nodes free to move, the broker, woken by the energy node's batch, was started
+on the energy node's CPU (the scheduler places a woken process beside its waker) while the energy
+node finished its step there, and its 500 SetChargingProfile frames took 27-40 ms of wall time
+for 20-25 ms of CPU; with the energy node on CPU 0 and the broker on CPU 1, 21-24 ms for 20-21
+ms, and meter sample -> last frame went from p50 51-69 ms to 38-51 ms (p99 58-107 -> 43-74 ms).
+A node's work is its event loop thread (its other threads mostly wait, and share its GIL), so one
+CPU is nearly all it can use; the launcher, the Thespian admin and everything else on the
+machine stay free to run anywhere.
 
 "auto" gives the nodes distinct CPUs, in the order they are declared, from the CPUs the runtime
 may use (systemd's ``CPUAffinity=`` narrows them); with fewer than two there is nothing to gain

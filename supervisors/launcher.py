@@ -87,7 +87,7 @@ class NodeLauncher:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.admin_port = cfg.runtime.admin_port or free_tcp_port()
-        self.nodes = affinity.assign(self.nodes, os.sched_getaffinity(0), cfg.runtime.cpu_affinity)
+        self.nodes = affinity.assign(self.nodes, affinity.current(), cfg.runtime.cpu_affinity)
         for node in self.nodes:
             if node.cpus:
                 log.info("node %s runs on CPU %s", node.name, ",".join(map(str, node.cpus)))
