@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def site_text(
-    storage: Path, port: int, cloud_url: str, extra_toml: str = "", cpu_affinity: str = "auto"
+    storage: Path, port: int, cloud_url: str, extra_toml: str = "", cpu_affinity: str = "off"
 ) -> str:
     # Reconnects capped at 2 s: the replay figure is the replay, not a reconnect backoff grown
     # during the outage. No websocket pings: they would add traffic the figures do not ask for.
@@ -67,7 +67,7 @@ class EdgeProcess:
         *,
         extra_toml: str = "",
         prefix: str = "bench-broker-",
-        cpu_affinity: str = "auto",
+        cpu_affinity: str = "off",
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.port = free_tcp_port()

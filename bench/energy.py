@@ -21,9 +21,9 @@ ProfileBatch). The simulated peers (cars, cloud, other charge points) run at the
 priority, in sessions of their own (``bench/peers.py``): on a site they have their own
 processors; sharing the edge's two cores at its priority, they took half of them whenever both
 were busy (the kernel shares CPU between sessions first), and the fan-out's wall time was twice
-its CPU time. ``--peers-compete`` runs them as before, for comparison. The edge's nodes run each
-on a CPU of its own (``[runtime] cpu_affinity``, supervisors/affinity.py); ``--cpu-affinity off``
-lets the scheduler place them, as before 2026-11-29.
+its CPU time. ``--peers-compete`` runs them as before, for comparison. ``--cpu-affinity auto``
+runs the edge with each node's event loop on a CPU of its own (``[runtime] cpu_affinity``,
+supervisors/affinity.py; the default, off, leaves them to the scheduler).
 
 The site (``bench/energy_site.py``): a static grid limit, margin 1 A, cars at most 16 A that
 follow their TxProfiles (their draw reaches the meter, and their charge point reports it). A
@@ -110,7 +110,7 @@ def cpu_s(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, scale: Scale, *, verbose: bool = False, cpu_affinity: str = "auto") -> None:
+    def __init__(self, scale: Scale, *, verbose: bool = False, cpu_affinity: str = "off") -> None:
         self.scale = scale
         self.verbose = verbose
         self.cpu_affinity = cpu_affinity
@@ -424,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cpu-affinity",
         choices=CPU_AFFINITY,
-        default="auto",
-        help="the edge's [runtime] cpu_affinity (supervisors/affinity.py; off: before 2026-11-29)",
+        default="off",
+        help="the edge's [runtime] cpu_affinity (off, the default; auto: supervisors/affinity.py)",
     )
     args = parser.parse_args(argv)
     # Inherited by every peer this process starts (cars, cloud, load workers); not by the edge,

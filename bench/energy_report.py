@@ -155,7 +155,7 @@ def report(
     quick: bool,
     *,
     peers_aside: bool = True,
-    cpu_affinity: str = "auto",
+    cpu_affinity: str = "off",
 ) -> list[str]:
     lines = [
         f"bench/energy.py {'--quick ' if quick else ''}on {os.cpu_count()} cores: edge in nodes "
@@ -169,9 +169,9 @@ def report(
             else "the simulated peers at the edge's CPU priority (--peers-compete)"
         )
         + (
-            "; each edge node on a CPU of its own (cpu_affinity auto)"
+            "; each edge node's loop on a CPU of its own (--cpu-affinity auto)"
             if cpu_affinity == "auto"
-            else "; the edge's nodes free to move between CPUs (--cpu-affinity off)"
+            else "; the edge's nodes placed by the scheduler (cpu_affinity off, the default)"
         )
     ]
     lines += [phase_line(ph) for ph in sorted(phases, key=lambda p: (p.n, p.loaded))]

@@ -44,7 +44,9 @@ class RuntimeConfig:
     shutdown_timeout_s: float = 15.0
     log_level: str = "INFO"
     status_timeout_s: float = 1.0
-    cpu_affinity: str = "auto"  # each node on its own CPU (supervisors/affinity.py) or "off"
+    cpu_affinity: str = (
+        "off"  # "auto": each node's loop on a CPU of its own (supervisors/affinity.py)
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,8 +93,8 @@ def runtime_from_table(t: Table) -> RuntimeConfig:
     """``[runtime]``: mode ("nodes": a Thespian root with broker and energy node processes;
     "single-process": the same actor trees in one process), admin_port, node_max_restarts /
     node_restart_period_s (node restart intensity; beyond it the runtime exits non-zero for systemd),
-    shutdown_timeout_s, log_level, status_timeout_s, cpu_affinity ("auto": each node process on
-    a CPU of its own; "off")."""
+    shutdown_timeout_s, log_level, status_timeout_s, cpu_affinity ("off"; "auto": each node's
+    event loop on a CPU of its own)."""
     r = RuntimeConfig(
         mode=t.string("mode", "nodes", choices=("nodes", "single-process")),
         admin_port=t.integer("admin_port", 0, min=0, max=65535),
@@ -101,7 +103,7 @@ def runtime_from_table(t: Table) -> RuntimeConfig:
         shutdown_timeout_s=t.number("shutdown_timeout_s", 15.0, min=0.1),
         log_level=t.string("log_level", "INFO", choices=LOG_LEVELS),
         status_timeout_s=t.number("status_timeout_s", 1.0, min=0.1, max=30),
-        cpu_affinity=t.string("cpu_affinity", "auto", choices=CPU_AFFINITY),
+        cpu_affinity=t.string("cpu_affinity", "off", choices=CPU_AFFINITY),
     )
     t.reject_unknown()
     return r

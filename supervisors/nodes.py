@@ -105,8 +105,6 @@ class NodeActor(Actor):  # type: ignore[misc]
         self.root = sender
         hygiene.ignore_terminal_signals()
         install_process_logging(f"node={self.name} pid={os.getpid()}", msg.log_level)
-        if msg.spec.cpus:  # before the node's threads start: they inherit it
-            affinity.pin_process(msg.spec.cpus)
         self.bridge = PipeBridge()
         ready = threading.Event()
         thread = threading.Thread(
@@ -151,6 +149,8 @@ class NodeActor(Actor):  # type: ignore[misc]
             log.exception("node %s failed to start", self.name)
             self._fail(f"start failed: {type(exc).__name__}: {exc}")
             return
+        if msg.spec.cpus:  # the loop's thread only, once the store's writer has started
+            affinity.pin_this_thread(msg.spec.cpus)
         self._post(self.root, NodeUp(name=self.name, pid=os.getpid()))
         reason = await runtime.terminated
         if self.stopping:  # an orderly stop: let _stop finish (it answers the root)

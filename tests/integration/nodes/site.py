@@ -33,6 +33,7 @@ storage_dir = "{tmp_path / "var"}"
 mode = "{mode}"
 log_level = "WARNING"
 node_max_restarts = 100
+cpu_affinity = "auto"
 {extra}
 """
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -40,25 +41,35 @@ def test_an_unknown_setting_is_named() -> None:
         assign(NODES, {0, 1}, "all")
 
 
-def test_pin_process_takes_every_thread_and_the_ones_started_later() -> None:
+def test_pin_this_thread_leaves_the_others_and_passes_on_to_its_own() -> None:
     script = textwrap.dedent(
         """
         import os, threading
-        from supervisors.affinity import current, pin_process
+        from supervisors.affinity import current, pin_this_thread
         started = threading.Event(); stop = threading.Event()
         def before():
             started.set(); stop.wait()
         t = threading.Thread(target=before); t.start(); started.wait()
         cpu = max(os.sched_getaffinity(0))
-        assert pin_process([cpu]) == []
+        assert pin_this_thread([cpu])
         seen = []
         later = threading.Thread(target=lambda: seen.append(current())); later.start(); later.join()
-        print(cpu, sorted(os.sched_getaffinity(t.native_id)), current(), seen[0])
+        print(cpu, len(os.sched_getaffinity(t.native_id)), current(), seen[0])
         stop.set(); t.join()
         """
     )
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split(maxsplit=1)
-    cpu = int(out[0])
-    assert out[1].split() == [f"[{cpu}]"] * 3, "a running thread, this one and a later one"
+    ).stdout.split()
+    cpu, before, this, later = int(out[0]), int(out[1]), out[2], out[3]
+    assert (this, later) == (f"[{cpu}]", f"[{cpu}]"), "this thread and one it starts later"
+    assert before == len(os.sched_getaffinity(0)), "a thread already running keeps its CPUs"
+
+
+def test_a_refused_pin_is_reported_not_raised() -> None:
+    script = "from supervisors.affinity import pin_this_thread; print(pin_this_thread([4095]))"
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+    assert "could not pin this thread to CPUs [4095]" in out.stderr
