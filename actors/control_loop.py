@@ -32,8 +32,8 @@ new limits, the new state and a :class:`StepRecord` for the audit trail. Rules:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
 
 from actors.allocation import min_current, overloaded, rank_key
 from actors.allocation_types import ZERO, AllocationConfig, Binding, ConnectorDemand, NodeInput
@@ -63,10 +63,24 @@ __all__ = [
     "Mode",
     "StepRecord",
     "StepResult",
+    "finish",
     "meter_age_s",
     "mode_for",
     "step",
+    "stepping",
 ]
+
+_R = TypeVar("_R")
+
+
+def finish(run: Generator[Any, None, _R]) -> _R:
+    """The return value of a generator resumed to its end (what it still yields is dropped)."""
+    while True:
+        try:
+            next(run)
+        except StopIteration as done:
+            result: _R = done.value
+            return result
 
 
 def meter_age_s(nodes: Sequence[NodeInput], now_s: float) -> float:
@@ -98,6 +112,24 @@ def step(
 ) -> StepResult:
     """``decided`` gets the step's decisions (in the order of ``demands``) and mode as soon as
     they are final, before the next state and the record are built: a decrease can leave then."""
+    run = stepping(state, nodes, demands, now_s=now_s, cfg=cfg)
+    ordered, mode = next(run)
+    if decided is not None:
+        decided(ordered, mode)
+    return finish(run)
+
+
+def stepping(
+    state: LoopState,
+    nodes: Sequence[NodeInput],
+    demands: Sequence[ConnectorDemand],
+    *,
+    now_s: float,
+    cfg: ControlConfig,
+) -> Generator[tuple[tuple[ConnectorDecision, ...], Mode], None, StepResult]:
+    """:func:`step` in two parts: yields the decisions and mode once they are final, and
+    returns the result when resumed (the caller may do other work in between: the decisions do
+    not change)."""
     age = meter_age_s(nodes, now_s)
     mode = mode_for(age, cfg)
     known = state.connectors
@@ -168,8 +200,7 @@ def step(
             reason=_NO_CAR_REASON,
         )
     ordered = tuple(decisions[d.connector_id] for d in every)
-    if decided is not None:
-        decided(ordered, mode)
+    yield ordered, mode
 
     new_states: dict[str, ConnectorState] = {}
     decreased = changed = False

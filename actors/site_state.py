@@ -10,7 +10,7 @@ parameters: ``now_s`` monotonic seconds, ``now_utc`` an aware datetime.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -24,9 +24,10 @@ from actors.control_loop import (
     LoopState,
     Mode,
     StepRecord,
+    finish,
     meter_age_s,
     mode_for,
-    step,
+    stepping,
 )
 from actors.energy_inputs import (
     MODE_NAMES,
@@ -246,7 +247,35 @@ class SiteState:
 
         ``urgent`` gets a batch that lowers a limit as soon as it is known: before the control
         loop's next state and record, the step's audit records and its compliance bookkeeping
-        are built (a third of a 500-connector step)."""
+        are built (a third of a 500-connector step). Without it, such a batch is in the output
+        like any other."""
+        run = self.stepping(
+            now_s=now_s, now_utc=now_utc, trigger_ns=trigger_ns, hand_over=urgent is not None
+        )
+        while True:
+            try:
+                batch = next(run)
+            except StopIteration as done:
+                out: StepOutput | None = done.value
+                return out
+            if urgent is not None:
+                urgent(batch)
+
+    def stepping(
+        self,
+        *,
+        now_s: float,
+        now_utc: datetime,
+        trigger_ns: int | None = None,
+        hand_over: bool = True,
+    ) -> Generator[ProfileBatch, None, StepOutput | None]:
+        """:meth:`step` in two parts, for a caller that lets other work run between them.
+
+        With ``hand_over``, a batch that lowers a limit is yielded as soon as it is known, for
+        the caller to send at once (the output then says ``sent``); the rest of the step (the
+        loop's next state, its record, the audit records and the compliance bookkeeping) is
+        built when the generator is resumed, and returned. Nothing of the state changes while
+        it waits, but the caller must resume it before the next fold or step."""
         if not self.limits_known(now_s):
             self.mode = "waiting for limits"
             return None
@@ -272,22 +301,19 @@ class SiteState:
             trusted = mode_for(meter_age_s(nodes, now_s), model.control) != "failsafe"
             fixed = as_fixed_load(nodes, demands, flagged, meters_trusted=trusted)
             nodes, demands, draws = list(fixed.nodes), list(fixed.demands), fixed.draw_by_connector
-        handed: list[tuple[dict[str, str], ProfileBatch | None, bool, bool]] = []
 
-        def decided(ordered: tuple[ConnectorDecision, ...], mode: Mode) -> None:
-            # Final decisions: the batch, and a decrease leaves at once, before the loop's next
-            # state, the step's record and its audit records are built.
-            sources = self._decided(ordered, mode, draws)
-            batch = self._batch(now_s, now_utc, trigger_ns, nodes)
-            lowers = any(d.limit_a < d.previous_a for d in ordered)
-            sent = False
-            if batch is not None and urgent is not None and lowers:
-                urgent(batch)
-                sent = True
-            handed.append((sources, batch, lowers, sent))
-
-        result = step(self.loop, nodes, demands, now_s=now_s, cfg=model.control, decided=decided)
-        ((sources, batch, lowers, sent),) = handed
+        loop = stepping(self.loop, nodes, demands, now_s=now_s, cfg=model.control)
+        # Final decisions: the batch, and a decrease leaves at once, before the loop's next
+        # state, the step's record and its audit records are built.
+        ordered, mode = next(loop)
+        sources = self._decided(ordered, mode, draws)
+        batch = self._batch(now_s, now_utc, trigger_ns, nodes)
+        lowers = any(d.limit_a < d.previous_a for d in ordered)
+        sent = False
+        if batch is not None and hand_over and lowers:
+            yield batch
+            sent = True
+        result = finish(loop)
         kept = {k: self.loop.connectors[k] for k in draws if k in self.loop.connectors}
         self.loop = replace(result.state, connectors={**result.state.connectors, **kept})
         rec = self.record = result.record

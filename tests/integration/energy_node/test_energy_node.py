@@ -22,14 +22,21 @@ from actors.allocation_types import PerPhase
 from actors.audit_records import AuditKind
 from actors.energy_messages import (
     CloudLimitPushed,
+    ProfileBatch,
     ProfileOutcome,
     ProfileOutcomes,
     SiteRulesChanged,
 )
+from actors.energy_tree import charge_point_energy
 from actors.explain import explain
-from actors.grid_limit import Clock, CloudLimitActor
-from actors.site_allocator import AllocatorSettings
+from actors.grid_limit import Clock, CloudLimitActor, GridLimitReported
+from actors.grid_limits import GridLimit, LimitValue
+from actors.meter import MeterActor, MeterRead
+from actors.site_allocator import AllocatorSettings, SiteAllocator
 from actors.utc import format_utc
+from drivers.store.env import open_store
+from supervisors.spec import ChildSpec, SupervisorSpec
+from supervisors.system import ActorSystem
 from supervisors.trees import NODE_KINDS
 from tests.helpers import timeout_s, wait_for
 from tests.integration.energy_node.harness import (
@@ -44,14 +51,14 @@ from tests.integration.energy_node.harness import (
 )
 
 
-def meter_toml(port: int) -> str:
+def meter_toml(port: int, poll_s: float = 0.1) -> str:
     return f"""
 [[meters]]
 name = "grid"
 model = "sdm630"
 host = "127.0.0.1"
 port = {port}
-poll_interval_s = 0.1
+poll_interval_s = {poll_s}
 timeout_s = 0.3
 """
 
@@ -89,6 +96,7 @@ async def running(
     tick_s: float = 0.1,
     charge_points: tuple[str, ...] = ("CP1", "CP2"),
     clock: Clock | None = None,
+    poll_s: float = 0.1,
 ) -> AsyncIterator[EnergyNode]:
     """The node with ``body`` as its energy sections, and (unless ``meter_a`` is None) a real
     SDM630 reading ``meter_a`` as its "grid" meter (``node.server``)."""
@@ -96,7 +104,7 @@ async def running(
         server = None
         if meter_a is not None:
             server = await stack.enter_async_context(sdm630_server(meter_a))
-            body = meter_toml(server.port) + body
+            body = meter_toml(server.port, poll_s) + body
         node = EnergyNode(
             tmp_path,
             site_config(tmp_path, body, charge_points=charge_points),
@@ -326,6 +334,188 @@ poll_interval_s = 0.05
         assert lowered.at_s - flipped < timeout_s(1.0)
         assert {x.binding_source for x in lowered.batch.limits} == {"grid_limit:14a/L1"}
         assert node.allocator().last_step_why == "limit from '14a' went down"
+
+
+def test_the_pause_after_a_lowering_batch_scales_with_it_between_bounds() -> None:
+    s = AllocatorSettings()
+    assert s.fan_out_pause_s(10) == 0.0, "a small batch: no pause (below 1 ms)"
+    assert s.fan_out_pause_s(20) == pytest.approx(0.001)
+    assert s.fan_out_pause_s(500) == pytest.approx(0.025)
+    assert s.fan_out_pause_s(5000) == 0.05, "capped"
+    assert AllocatorSettings(fan_out_pause_max_s=0.0).fan_out_pause_s(500) == 0.0
+
+
+async def test_a_big_lowering_batch_leaves_the_loop_free_before_the_rest_of_the_step(
+    tmp_path: Path,
+) -> None:
+    """40 connectors all lowered: the batch leaves, then the allocator pauses (2 ms here, see
+    AllocatorSettings.fan_out_pause_s) before it builds the rest of the step, so whatever
+    else wants the node's loop (in one process, the broker's fan-out) runs first; the step's
+    records follow. Without the pause, the step would end before anything else ran."""
+    cps = tuple(f"CP{i:02d}" for i in range(40))
+    dim = tmp_path / "dim"
+    contact(dim, closed=False)
+    body = (
+        FUSE_40.replace("40", "720")
+        + f"""
+[[grid_limits]]
+name = "dimming"
+kind = "contact"
+path = "{dim.name}"
+dimmed = {{ current_a = 300 }}
+poll_interval_s = 0.05
+"""
+        + FAST
+    )
+    base = 2.0 + 40 * 8.0
+    async with running(
+        tmp_path, body, meter_a=(base, base, base), charge_points=cps, tick_s=30.0
+    ) as node:
+        system = node.system
+        assert system is not None
+        loop = asyncio.get_running_loop()
+        inner = system.remote
+        assert inner is not None
+        # (steps when a batch left, steps when the loop next ran something else)
+        seen: list[tuple[int, int]] = []
+
+        def remote(path: str, msg: object) -> None:
+            inner(path, msg)
+            if isinstance(msg, ProfileBatch):
+                allocator = node.allocator()
+                at = allocator.steps
+                loop.call_soon(lambda: seen.append((at, allocator.steps)))
+
+        system.remote = remote
+        await node.wait_meter_read()
+        node.send(demand(*(report(cp, measured_a=8.0) for cp in cps)))
+        first = await node.wait_batch(
+            lambda b: len(b.limits()) == 40 and min(b.limits().values()) > 6.0,
+            what="40 cars charging",
+        )
+        count = len(node.batches)
+        contact(dim, closed=True)  # 300 A instead of 720: every car comes down
+        lowered = await node.wait_batch(
+            lambda b: (
+                len(b.limits()) == 40 and all(a < first.limits()[k] for k, a in b.limits().items())
+            ),
+            after=count,
+            what="every limit lowered",
+        )
+        index = node.batches.index(lowered)
+        await wait_for(lambda: len(seen) > index, what="the loop ran after the batch left")
+        at, next_ran = seen[index]
+        assert next_ran == at, "the loop ran something else before the step ended"
+        await wait_for(lambda: node.allocator().steps > at, what="the step ends")
+        step = node.allocator().last_step_ms
+        assert step < 1000.0
+        lowered_to = {k.split("/")[0]: a for k, a in lowered.limits().items()}
+        await wait_for(
+            lambda: (
+                {
+                    (r.charge_point_id, r.inputs.get("limit_a"))
+                    for r in node.audit()
+                    if r.kind is AuditKind.LIMIT
+                }
+                >= set(lowered_to.items())
+            ),
+            what="the decrease's records committed",
+        )
+
+
+async def test_ticks_step_right_after_the_meter_reads_not_between_them(tmp_path: Path) -> None:
+    """A tick's step waits for the meter's next read (SiteAllocator._tick), so a read never
+    waits for a tick's step: with a tick every 0.05 s and a read every 0.3 s, the steps come
+    one per read, not six."""
+    async with running(tmp_path, FUSE_40 + FAST, tick_s=0.05, poll_s=0.3) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=0.0), report("CP2", measured_a=0.0)))
+        await node.wait_batch(lambda b: len(b.limits()) == 2)
+        system = node.system
+        assert system is not None
+        meter = system.actor("energy/meters/grid")
+        assert isinstance(meter, MeterActor)
+        reads, steps = meter.reads, node.allocator().steps
+        await wait_for(lambda: meter.reads >= reads + 5, timeout=5.0, what="5 more reads")
+        read = meter.reads - reads
+        stepped = node.allocator().steps - steps
+        assert read - 1 <= stepped <= read + 1, (read, stepped)
+        assert node.allocator().last_step_why == "tick"
+
+
+async def test_ticks_go_on_without_a_meter_to_wait_for(tmp_path: Path) -> None:
+    """A meter that stops answering still paces the ticks with its failed reads."""
+    async with running(tmp_path, FUSE_40 + FAST, tick_s=0.05, poll_s=0.3) as node:
+        await node.wait_meter_read()
+        node.meter().stop_answering()
+        await wait_for(lambda: node.summary()["mode"] == "stale", what="stale mode")
+        steps = node.allocator().steps
+        await wait_for(lambda: node.allocator().steps >= steps + 3, what="3 more steps")
+
+
+async def test_ticks_go_on_when_the_meter_actor_is_gone(tmp_path: Path) -> None:
+    """The allocator alone, its meter's actor never started: after one reading (told by hand),
+    nothing more comes from the meter. The first tick waits for it poll + timeout + 0.1 s
+    (0.7 s), then steps; from two waits after the meter was last heard of, ticks step at once."""
+    config = site_config(tmp_path, meter_toml(9, poll_s=0.3) + FUSE_40 + FAST)
+    assert config.energy is not None
+    store = open_store(tmp_path / "lmdb")
+    system = ActorSystem("energy", store=store)
+    system.remote = lambda path, msg: None
+    settings = AllocatorSettings(tick_s=0.05)
+    try:
+        await system.start(
+            SupervisorSpec(
+                children=(
+                    ChildSpec(
+                        id="allocator",
+                        start=lambda ctx: SiteAllocator(
+                            ctx,
+                            energy=config.energy,
+                            charge_points=charge_point_energy(config),
+                            settings=settings,
+                        ),
+                    ),
+                )
+            )
+        )
+        ref = system.lookup("energy/allocator")
+        assert ref is not None
+        now = time.monotonic()
+        fuse = GridLimit(source="main fuse", node="site", value=LimitValue(current_a=(40.0,) * 3))
+        await ref.ask(
+            GridLimitReported(
+                source="main fuse",
+                node="site",
+                limit=fuse,
+                fallback=None,
+                heartbeat_s=600.0,
+                reported_monotonic_s=now,
+            )
+        )
+        await ref.ask(
+            MeterRead(
+                meter="grid",
+                node="site",
+                current_a=(2.0, 2.0, 2.0),
+                total_power_w=None,
+                read_monotonic_s=now,
+                read_utc=datetime.now(UTC),
+                duration_s=0.001,
+            )
+        )
+        allocator = system.actor("energy/allocator")
+        assert isinstance(allocator, SiteAllocator)
+        steps = allocator.steps
+        await wait_for(lambda: allocator.steps > steps, timeout=3.0, what="the waited tick")
+        waited_s = time.monotonic() - now
+        assert waited_s >= 0.6, "the first tick waited for the meter"
+        await wait_for(
+            lambda: allocator.steps >= steps + 20, timeout=5.0, what="ticks at once again"
+        )
+    finally:
+        await system.stop(5.0)
+        store.close()
 
 
 async def test_schedule_step_edge_lowers_profiles(tmp_path: Path) -> None:

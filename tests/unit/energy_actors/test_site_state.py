@@ -450,6 +450,60 @@ def test_a_lowering_batch_goes_to_urgent_before_its_records_an_increase_does_not
     assert tracker.limits[-1][1][0] == limits_of(out.batch)["CP1/1"], "compliance tracks it"
 
 
+def test_stepping_yields_a_lowering_batch_and_builds_the_rest_only_when_resumed() -> None:
+    """The allocator sends the yielded batch and leaves the broker the CPU before it resumes:
+    until then nothing of the step beyond the batch is applied (the loop's state, its record,
+    the mode, the compliance trackers); resumed, the output is the step's as ``step`` gives it."""
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 8.0})
+    assert site.step() is not None  # CP1 starts
+    site.at(101.0)
+    site.demand({"CP1": 8.0})
+    site.meter(60.0)  # base load jumps: CP1 must come down at once
+    loop, record, trackers = site.state.loop, site.state.record, dict(site.state.trackers)
+    run = site.state.stepping(now_s=site.now_s, now_utc=site.utc)
+    batch = next(run)
+    assert limits_of(batch)["CP1/1"] < 8.0
+    assert site.state.loop is loop, "the loop's next state waits"
+    assert site.state.record is record, "the step's record waits"
+    assert site.state.trackers == trackers, "compliance bookkeeping waits"
+    with pytest.raises(StopIteration) as done:
+        next(run)
+    out = done.value.value
+    assert out is not None
+    assert out.sent
+    assert out.lowers
+    assert out.batch is batch
+    assert out.records
+    assert out.records[0].inputs["action"] in ("decrease", "pause")
+    assert site.state.loop is not loop
+    assert site.state.loop.connectors["CP1/1"].limit_a == limits_of(batch)["CP1/1"]
+    assert site.state.trackers["CP1/1"].limits[-1][1][0] == limits_of(batch)["CP1/1"]
+
+
+def test_stepping_without_hand_over_yields_nothing() -> None:
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 8.0})
+    assert site.step() is not None
+    site.at(101.0)
+    site.demand({"CP1": 8.0})
+    site.meter(60.0)
+    run = site.state.stepping(now_s=site.now_s, now_utc=site.utc, hand_over=False)
+    with pytest.raises(StopIteration) as done:
+        next(run)
+    out = done.value.value
+    assert out is not None
+    assert out.lowers
+    assert not out.sent
+    assert limits_of(out.batch)["CP1/1"] < 8.0
+
+
 def test_a_demand_batch_overtaken_on_the_way_is_dropped() -> None:
     """The broker sent two complete snapshots; the older arrives last (it took the root's path
     while the direct link came up): the newer one stands, and the status counts the drop."""
