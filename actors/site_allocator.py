@@ -72,8 +72,10 @@ class AllocatorSettings:
     # the broker, woken by this node, on this node's busy CPU, and the 500 frames took 24-33
     # ms of wall for 20 of CPU. Waiting about as long as the broker takes (its CPU per
     # SetChargingProfile is about 40 us here) gave 22-25 ms and meter sample -> last profile
-    # written p50 39-43 against 43-52 ms (bench/energy.py --cars 500, three pairs). The
-    # decrease is already out; its records commit that much later.
+    # written p50 39-43 against 42-52 ms (bench/energy.py --cars 500 --runs 5, four pairs,
+    # two of them with the pause as a blocking sleep); the p99 (20 steps) moved within the
+    # host's noise, 50-78 against 57-71 ms. The decrease is already out; its records commit
+    # that much later.
     # Below fan_out_pause_min_s (a batch of fewer than 20 limits) the rest of the step is too
     # short to be worth a pause: none.
     fan_out_pause_per_limit_s: float = 50e-6
@@ -211,11 +213,14 @@ class SiteAllocator(Actor):
     async def _tick(self) -> None:
         """A tick steps right after the meters' next read (or failed read), not at once: a
         step takes 15-30 ms at 500 connectors, and a read that came while a tick's step ran
-        waited for it, the overload it showed lowered that much later (bench/energy.py: the
-        hand-over's p99 26-28 ms against a p50 of 14-17). Stepping after a read, the next read
-        is a poll interval away. Without a meter, or when none was heard from for two of its
-        waits (its actor restarting), the tick steps at once; if the read does not come within
-        ``meter_wait_s`` (poll interval + timeout + 0.1 s), on time without it."""
+        waited for it, the overload it showed lowered that much later; stepping after a read,
+        the next read is a poll interval away, and the step works on a fresh reading. (On
+        bench/energy.py at 500 cars the hand-over's p99 stayed 25-34 ms against a p50 of
+        14-17, before and after: its tail is mostly steps where the host ran both nodes
+        slower, the broker's CPU for the same frames up by half too.) Without a meter, or when
+        none was heard from for two of its waits (its actor restarting), the tick steps at
+        once; if the read does not come within ``meter_wait_s`` (poll interval + timeout +
+        0.1 s), on time without it."""
         wait_s = self.meter_wait_s
         heard_s = self.meter_heard_s
         if wait_s is None or heard_s is None or self.monotonic() - heard_s > 2 * wait_s:

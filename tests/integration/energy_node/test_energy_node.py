@@ -70,6 +70,19 @@ kind = "static"
 current_a = 40
 """
 
+
+def contact_toml(name: str, path: object, dimmed_a: float) -> str:
+    """A contact grid-limit source at ``path``, polled every 0.05 s."""
+    return f"""
+[[grid_limits]]
+name = "{name}"
+kind = "contact"
+path = "{path}"
+dimmed = {{ current_a = {dimmed_a:g} }}
+poll_interval_s = 0.05
+"""
+
+
 # The meter shows the base load (2 A) plus what the cars report drawing (8 A each): the base load
 # the allocation works out is meter - managed draw, so the two must agree.
 TWO_CARS_AT_8 = (18.0, 18.0, 18.0)
@@ -259,18 +272,7 @@ async def test_meter_overload_decreases_without_waiting_for_the_tick(tmp_path: P
 async def test_stale_meter_holds_then_falls_back_to_failsafe(tmp_path: Path) -> None:
     dim = tmp_path / "dim"
     contact(dim, closed=True)
-    body = (
-        FUSE_40
-        + f"""
-[[grid_limits]]
-name = "dimming"
-kind = "contact"
-path = "{dim}"
-dimmed = {{ current_a = 20 }}
-poll_interval_s = 0.05
-"""
-        + FAST
-    )
+    body = FUSE_40 + contact_toml("dimming", dim, 20) + FAST
     async with running(tmp_path, body) as node:
         await node.wait_meter_read()
         sim = CarSim(node, node.meter(), base_a=2.0, charge_points=("CP1", "CP2"))
@@ -309,18 +311,7 @@ poll_interval_s = 0.05
 async def test_contact_flip_lowers_profiles_within_one_loop(tmp_path: Path) -> None:
     dim = tmp_path / "dim"
     contact(dim, closed=False)
-    body = (
-        FUSE_40
-        + f"""
-[[grid_limits]]
-name = "14a"
-kind = "contact"
-path = "{dim.name}"
-dimmed = {{ current_a = 16 }}
-poll_interval_s = 0.05
-"""
-        + FAST
-    )
+    body = FUSE_40 + contact_toml("14a", dim.name, 16) + FAST
     async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, tick_s=30.0) as node:
         await node.wait_meter_read()
         node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
@@ -355,18 +346,7 @@ async def test_a_big_lowering_batch_leaves_the_loop_free_before_the_rest_of_the_
     cps = tuple(f"CP{i:02d}" for i in range(40))
     dim = tmp_path / "dim"
     contact(dim, closed=False)
-    body = (
-        FUSE_40.replace("40", "720")
-        + f"""
-[[grid_limits]]
-name = "dimming"
-kind = "contact"
-path = "{dim.name}"
-dimmed = {{ current_a = 300 }}
-poll_interval_s = 0.05
-"""
-        + FAST
-    )
+    body = FUSE_40.replace("40", "720") + contact_toml("dimming", dim.name, 300) + FAST
     base = 2.0 + 40 * 8.0
     async with running(
         tmp_path, body, meter_a=(base, base, base), charge_points=cps, tick_s=30.0

@@ -450,10 +450,8 @@ def test_a_lowering_batch_goes_to_urgent_before_its_records_an_increase_does_not
     assert tracker.limits[-1][1][0] == limits_of(out.batch)["CP1/1"], "compliance tracks it"
 
 
-def test_stepping_yields_a_lowering_batch_and_builds_the_rest_only_when_resumed() -> None:
-    """The allocator sends the yielded batch and leaves the broker the CPU before it resumes:
-    until then nothing of the step beyond the batch is applied (the loop's state, its record,
-    the mode, the compliance trackers); resumed, the output is the step's as ``step`` gives it."""
+def must_lower() -> Site:
+    """CP1 charging at 8 A, then the base load jumps: its next step must lower it at once."""
     site = Site()
     site.limits()
     site.limits("ems")
@@ -462,7 +460,15 @@ def test_stepping_yields_a_lowering_batch_and_builds_the_rest_only_when_resumed(
     assert site.step() is not None  # CP1 starts
     site.at(101.0)
     site.demand({"CP1": 8.0})
-    site.meter(60.0)  # base load jumps: CP1 must come down at once
+    site.meter(60.0)
+    return site
+
+
+def test_stepping_yields_a_lowering_batch_and_builds_the_rest_only_when_resumed() -> None:
+    """The allocator sends the yielded batch and leaves the broker the CPU before it resumes:
+    until then nothing of the step beyond the batch is applied (the loop's state, its record,
+    the mode, the compliance trackers); resumed, the output is the step's as ``step`` gives it."""
+    site = must_lower()
     loop, record, trackers = site.state.loop, site.state.record, dict(site.state.trackers)
     run = site.state.stepping(now_s=site.now_s, now_utc=site.utc)
     batch = next(run)
@@ -485,15 +491,7 @@ def test_stepping_yields_a_lowering_batch_and_builds_the_rest_only_when_resumed(
 
 
 def test_stepping_without_hand_over_yields_nothing() -> None:
-    site = Site()
-    site.limits()
-    site.limits("ems")
-    site.meter(2.0)
-    site.demand({"CP1": 8.0})
-    assert site.step() is not None
-    site.at(101.0)
-    site.demand({"CP1": 8.0})
-    site.meter(60.0)
+    site = must_lower()
     run = site.state.stepping(now_s=site.now_s, now_utc=site.utc, hand_over=False)
     with pytest.raises(StopIteration) as done:
         next(run)
