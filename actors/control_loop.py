@@ -74,13 +74,15 @@ _R = TypeVar("_R")
 
 
 def finish(run: Generator[Any, None, _R]) -> _R:
-    """The return value of a generator resumed to its end (what it still yields is dropped)."""
-    while True:
-        try:
-            next(run)
-        except StopIteration as done:
-            result: _R = done.value
-            return result
+    """The return value of a generator that has nothing more to yield, resumed to its end.
+    Anything it would still yield (a batch nobody sends) is a bug: RuntimeError."""
+    try:
+        extra = next(run)
+    except StopIteration as done:
+        result: _R = done.value
+        return result
+    run.close()
+    raise RuntimeError(f"finish(): the generator yielded again: {extra!r:.200}")
 
 
 def meter_age_s(nodes: Sequence[NodeInput], now_s: float) -> float:

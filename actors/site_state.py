@@ -274,8 +274,9 @@ class SiteState:
         With ``hand_over``, a batch that lowers a limit is yielded as soon as it is known, for
         the caller to send at once (the output then says ``sent``); the rest of the step (the
         loop's next state, its record, the audit records and the compliance bookkeeping) is
-        built when the generator is resumed, and returned. Nothing of the state changes while
-        it waits, but the caller must resume it before the next fold or step."""
+        built when the generator is resumed, and returned. The decisions (status) and the
+        limits sent are recorded before it yields; the caller must resume it before the next
+        fold or step."""
         if not self.limits_known(now_s):
             self.mode = "waiting for limits"
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from actors.allocation_types import PerPhase
 from actors.audit_records import AuditKind
 from actors.compliance import ComplianceConfig
+from actors.control_loop import finish
 from actors.energy_inputs import measured_as_of, site_model
 from actors.energy_messages import ConnectorReport, DemandBatch, ProfileBatch, SiteRulesChanged
 from actors.energy_tree import charge_point_energy
@@ -518,3 +520,23 @@ def test_a_demand_batch_overtaken_on_the_way_is_dropped() -> None:
     assert set(site.state.reports) == {"CP1/1"}
     site.demand({"CP1": 10.0, "CP3": 10.0}, complete=True)  # no stamp (an older broker): applied
     assert set(site.state.reports) == {"CP1/1", "CP3/1"}
+
+
+def test_finish_refuses_a_generator_that_still_yields() -> None:
+    def two() -> Generator[int, None, str]:
+        yield 1
+        yield 2
+        return "done"
+
+    run = two()
+    assert next(run) == 1
+    with pytest.raises(RuntimeError, match="yielded again: 2"):
+        finish(run)
+
+    def one() -> Generator[int, None, str]:
+        yield 1
+        return "done"
+
+    run = one()
+    next(run)
+    assert finish(run) == "done"
