@@ -387,8 +387,6 @@ async def test_a_big_lowering_batch_leaves_the_loop_free_before_the_rest_of_the_
         at, next_ran = seen[index]
         assert next_ran == at, "the loop ran something else before the step ended"
         await wait_for(lambda: node.allocator().steps > at, what="the step ends")
-        step = node.allocator().last_step_ms
-        assert step < 1000.0
         lowered_to = {k.split("/")[0]: a for k, a in lowered.limits().items()}
         await wait_for(
             lambda: (
