@@ -35,6 +35,7 @@ ACTION = "SetChargingProfile"
 DEFAULT_PROFILE_ID_BASE = 900_000
 HYSTERESIS_A = 0.5
 _RESOLUTION_A = 0.1  # 1.6 limits are multiples of 0.1
+_TENTHS_PER_A = 10
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,10 +159,15 @@ def tx_profile_id(caps: ChargePointCapabilities, connector_id: int) -> int:
 
 
 def round_limit_a(limit_a: float) -> float:
-    """Down to 0.1 A (never offer more than allocated), as a float 1.6's ``multipleOf`` takes."""
+    """Down to 0.1 A (never offer more than allocated), as a float 1.6's ``multipleOf`` takes.
+
+    ``tenths / 10`` (an int divided, correctly rounded) is the float nearest to the decimal,
+    as ``round(tenths * 0.1, 1)`` was, at a fifth of the cost (70 against 315 ns; it runs three
+    times per SetChargingProfile and twice per connector in the allocator's batch)."""
     if not math.isfinite(limit_a) or limit_a <= 0:
         return 0.0
-    return round(math.floor(limit_a / _RESOLUTION_A + 1e-6) * _RESOLUTION_A, 1)
+    tenths = math.floor(limit_a / _RESOLUTION_A + 1e-6)
+    return tenths / _TENTHS_PER_A
 
 
 def schedule_limit(

@@ -243,6 +243,25 @@ def test_rounded_limits_never_exceed_and_pass_the_16_schema(value: float) -> Non
     validate_payload(V16, ACTION, payload, response=False)
 
 
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=1e9),
+        st.integers(min_value=0, max_value=10**7).map(lambda k: k / 10),
+        st.integers(min_value=0, max_value=10**7).map(lambda k: k / 100),
+        st.sampled_from([math.nan, math.inf, -math.inf, -0.0, -1.0, 1e-300]),
+    )
+)
+def test_rounding_is_the_decimal_one_to_the_last_bit(value: float) -> None:
+    """The same float as rounding the tenths to one decimal (the former, slower formula)."""
+    expected = (
+        round(math.floor(value / 0.1 + 1e-6) * 0.1, 1)
+        if math.isfinite(value) and value > 0
+        else 0.0
+    )
+    assert round_limit_a(value) == expected
+    assert repr(round_limit_a(value)) == repr(expected)
+
+
 # -- the TxProfile template the broker writes from ---------------------------------------------
 
 
