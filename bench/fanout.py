@@ -13,7 +13,9 @@ The baseline, measured in the same run: a bare websockets server in this process
 of the same size to each of N connections held by one client process (plain websocket clients
 that answer each frame), ``await ws.send(frame)`` in a loop: what the frames cost without the
 broker (the library, the loopback sockets and the other process's wake-ups on these cores).
-Printed: both, and their ratio. ``--profile``: cProfile of the broker during the fan-outs.
+Printed: both, and their ratio; and the CPU time of the same writes through websockets' send
+and through ``OcppConnection.send`` (the broker's), alternating batch by batch. ``--profile``:
+cProfile of the broker during the fan-outs.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from actors.listener import Listener
 from bench.broker_edge import CloudProcess
 from bench.energy_site import CarWorkers, SharedDraws, car_ids
 from config.schema import parse_site
+from drivers.ocpp.codes import OcppVersion
+from drivers.ocpp.connection import OcppConnection
 from supervisors.node_messages import NodeSpec
 from supervisors.single import SingleProcessSite
 
@@ -164,7 +168,11 @@ async def broker_fanout(n: int, batches: int, profile: bool) -> tuple[list[float
             await cloud.close()
 
 
-async def bare_fanout(n: int, batches: int) -> list[float]:
+async def bare_fanout(n: int, batches: int) -> tuple[list[float], list[float], list[float]]:
+    """The baseline: wall time per batch of ``await ws.send(frame)`` (websockets' own send),
+    and this thread's CPU time per batch for it and for ``OcppConnection.send`` (the broker's
+    write, which skips websockets' async context manager on an open socket with room in its
+    buffer), the two alternating batch by batch so both see the same host."""
     conns: list[ServerConnection] = []
     ready = asyncio.Event()
 
@@ -183,18 +191,32 @@ async def bare_fanout(n: int, batches: int) -> list[float]:
         )
         try:
             await asyncio.wait_for(ready.wait(), 60)
+            ours = [
+                OcppConnection(ws, charge_point_id=f"cp{i}", ocpp_version=OcppVersion.V16)
+                for i, ws in enumerate(conns)
+            ]
             took: list[float] = []
-            for i in range(batches + 2):
-                started = time.perf_counter()
-                for ws in conns:
-                    await ws.send(FRAME)
+            cpu_ws: list[float] = []
+            cpu_ours: list[float] = []
+            for i in range(2 * batches + 2):
+                started, cpu = time.perf_counter(), time.thread_time()
+                if i % 2:
+                    for conn in ours:
+                        await conn.send(FRAME)
+                else:
+                    for ws in conns:
+                        await ws.send(FRAME)
                 if i >= 2:
-                    took.append((time.perf_counter() - started) * 1000)
+                    spent = (time.thread_time() - cpu) * 1000
+                    if i % 2:
+                        cpu_ours.append(spent)
+                    else:
+                        took.append((time.perf_counter() - started) * 1000)
+                        cpu_ws.append(spent)
                 await asyncio.sleep(SETTLE_S)
-            return took
+            return took, cpu_ws, cpu_ours
         finally:
             client.kill()
-            await client.wait()
 
 
 async def client_main(port: int, n: int) -> None:
@@ -224,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     n, batches = (100, 8) if args.quick else (args.cps, args.batches)
     started = time.monotonic()
     took, cpu = asyncio.run(broker_fanout(n, batches, args.profile))
-    bare = asyncio.run(bare_fanout(n, batches))
+    bare, cpu_ws, cpu_ours = asyncio.run(bare_fanout(n, batches))
     b50, f50 = statistics.median(took), statistics.median(bare)
+    w50, o50 = statistics.median(cpu_ws), statistics.median(cpu_ours)
     print(f"(total {time.monotonic() - started:.0f} s, {os.cpu_count()} cores)")
     print(
         f"broker fan-out of {n} SetChargingProfile (batch received -> last frame written): "
@@ -236,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         f"bare websockets, the same frame to {n} connections: p50 {f50:.1f} ms p99 "
         f"{pct(bare, 0.99):.1f} ms ({f50 * 1000 / n:.0f} us per frame); "
         f"broker / bare: {b50 / f50:.2f}"
+    )
+    print(
+        f"the same writes, CPU of this thread per batch (alternating): websockets' send p50 "
+        f"{w50:.1f} ms, OcppConnection.send (the broker's) p50 {o50:.1f} ms; ratio {o50 / w50:.2f}"
     )
     return 0
 

@@ -5,65 +5,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
-from websockets.typing import Subprotocol
 
 from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.server import (
-    ChargePointAccess,
     ListenerOptions,
-    OcppListener,
     tls_server_context,
 )
 from drivers.ocpp.upstream import Unauthorized, basic_authorization, connect_upstream
 from tests.helpers import timeout_s, wait_for
-from tests.integration.ocpp_drivers.conftest import Echo, TlsFiles
-
-PASSWORD = "0123456789abcdef0123"
-KNOWN: dict[str, ChargePointAccess] = {
-    "CP1": ChargePointAccess(password=PASSWORD),
-    "RDAM 123": ChargePointAccess(password=PASSWORD),
-    "CP16": ChargePointAccess(password=PASSWORD, ocpp_versions=(OcppVersion.V16,)),
-}
-
-
-def lookup(charge_point_id: str) -> ChargePointAccess | None:
-    return KNOWN.get(charge_point_id)
-
-
-Listen = Callable[..., Awaitable[OcppListener]]
-
-
-@pytest.fixture
-async def listen(echo: Echo) -> AsyncIterator[Listen]:
-    started: list[OcppListener] = []
-
-    async def start(**options: object) -> OcppListener:
-        listener = OcppListener(echo, lookup, ListenerOptions(**options))  # type: ignore[arg-type]
-        await listener.start()
-        started.append(listener)
-        return listener
-
-    yield start
-    for listener in started:
-        await listener.stop()
-
-
-def url(listener: OcppListener, identity: str = "CP1", scheme: str = "ws") -> str:
-    return f"{scheme}://127.0.0.1:{listener.port}/ocpp/{identity}"
-
-
-def open_client(target: str, *protocols: str, **kwargs: object) -> connect:
-    return connect(
-        target,
-        subprotocols=[Subprotocol(p) for p in protocols] or None,
-        open_timeout=timeout_s(5),
-        **kwargs,  # type: ignore[arg-type]
-    )
+from tests.integration.ocpp_drivers.conftest import (
+    PASSWORD,
+    Echo,
+    Listen,
+    TlsFiles,
+    open_client,
+    url,
+)
 
 
 async def test_binds_loopback_by_default(listen: Listen, echo: Echo) -> None:

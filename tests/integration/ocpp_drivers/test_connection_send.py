@@ -1,0 +1,101 @@
+"""OcppConnection.send on real sockets: its direct write for an open socket with room in its
+buffer (drivers/ocpp/connection.py) keeps websockets' order, back-pressure and close errors."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+
+import pytest
+
+from drivers.ocpp.connection import LinkClosed
+from drivers.ocpp.server import tls_server_context
+from drivers.ocpp.upstream import basic_authorization
+from tests.helpers import timeout_s, wait_for
+from tests.integration.ocpp_drivers.conftest import (
+    PASSWORD,
+    Echo,
+    Listen,
+    TlsFiles,
+    open_client,
+    url,
+)
+
+
+def frame(i: int, size: int = 100) -> str:
+    """A frame of about ``size`` bytes that does not compress (permessage-deflate)."""
+    head = f'[2,"{i}","DataTransfer",{{"data":"'
+    body = random.Random(i).randbytes(max(0, size - len(head) - 3) // 2 + 1).hex()
+    return head + body[: max(0, size - len(head) - 3)] + '"}]'
+
+
+@pytest.mark.parametrize("secure", [False, True])
+async def test_frames_arrive_whole_and_in_order(
+    listen: Listen, echo: Echo, tls_files: TlsFiles, secure: bool
+) -> None:
+    """Sizes across websockets' length encodings (7 bit, 16 bit, 64 bit), plain and over TLS."""
+    if secure:
+        context = tls_server_context(tls_files.cert, tls_files.key)
+        listener = await listen(security_profile=2, ssl_context=context)
+        client = open_client(
+            url(listener, scheme="wss"),
+            "ocpp1.6",
+            ssl=tls_files.client_context(),
+            additional_headers={"Authorization": basic_authorization("CP1", PASSWORD)},
+        )
+    else:
+        listener = await listen()
+        client = open_client(url(listener), "ocpp1.6")
+    sizes = [10, 125, 126, 1000, 65535, 65536, 200_000] * 20
+    async with client as ws:
+        await wait_for(lambda: len(echo.connections) == 1, what="the connection")
+        (server,) = echo.connections
+        for i, size in enumerate(sizes):
+            await server.send(frame(i, size))
+        for i, size in enumerate(sizes):
+            assert await asyncio.wait_for(ws.recv(), timeout_s(5)) == frame(i, size)
+
+
+async def test_send_waits_while_the_peer_does_not_read(listen: Listen, echo: Echo) -> None:
+    """A charge point that stops reading: its socket's buffer stays bounded (send waits, as
+    websockets' own send does), and every frame arrives once it reads again."""
+    listener = await listen()
+    # Small kernel buffers, set before the connection opens (loopback's autotuning takes up to
+    # 32 MB before the sender has to wait).
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", listener.port))
+    async with open_client(url(listener), "ocpp1.6", max_queue=1, sock=sock) as ws:
+        await wait_for(lambda: len(echo.connections) == 1, what="the connection")
+        (server,) = echo.connections
+        transport = server._ws.transport
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        blocked: asyncio.Task[None] | None = None
+        sent = 0
+        for i in range(1000):  # 16 MB at most
+            task = asyncio.create_task(server.send(frame(i, 16_000)))
+            sent += 1
+            done, _ = await asyncio.wait({task}, timeout=timeout_s(0.3))
+            if not done:
+                blocked = task
+                break
+        assert blocked is not None, f"{sent} frames of 16 kB written and send never waited"
+        assert transport.get_write_buffer_size() <= 64 * 1024 + 16_000
+        for i in range(sent):
+            assert await asyncio.wait_for(ws.recv(), timeout_s(5)) == frame(i, 16_000)
+        await asyncio.wait_for(blocked, timeout_s(5))
+
+
+async def test_send_after_the_peer_closed_raises_link_closed(listen: Listen, echo: Echo) -> None:
+    listener = await listen()
+    async with open_client(url(listener), "ocpp1.6") as ws:
+        await wait_for(lambda: len(echo.connections) == 1, what="the connection")
+        (server,) = echo.connections
+        await server.send(frame(1))
+        assert await ws.recv() == frame(1)
+    await wait_for(lambda: server.closed, what="the server side to see the close")
+    with pytest.raises(LinkClosed) as caught:
+        await server.send(frame(2))
+    assert caught.value.code == 1000
