@@ -24,6 +24,7 @@ Every connector's result names the constraint that bound it, for the audit trail
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
@@ -96,7 +97,7 @@ def _cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, float | None
     with the draw that set it (None: the connector maximum)."""
     cap = d.max_current_a
     if d.settled and d.offered_a > 0:
-        drawn = max(d.measured_a[p] for p in cp_phases(d))
+        drawn = max([d.measured_a[p] for p in cp_phases(d)])
         undrawn_cap = max(min_current(d, cfg), drawn + cfg.draw_slack_a)
         if drawn < d.offered_a - cfg.draw_slack_a / 2 and undrawn_cap < cap:
             return undrawn_cap, drawn
@@ -185,7 +186,7 @@ def allocate(
             ConnectorAllocation(
                 connector_id=cid,
                 limit_a=limit,
-                grid_phases=tuple(PHASE_NAMES[p] for p in load_phases(d)),
+                grid_phases=_phase_names(load_phases(d)),
                 binding=binding,
                 reason=reason,
             )
@@ -207,11 +208,9 @@ def _fill(
     to explain); those frozen by a constraint get theirs in ``results``."""
     at_cap: set[str] = set()
     while rising:
-        step = math.inf
-        for cid in rising:
-            step = min(step, caps[cid] - level[cid])
+        step = min([caps[cid] - level[cid] for cid in rising])  # rising is not empty
         for c in constraints:
-            rate = sum(w for cid, w in c.weights.items() if cid in rising)
+            rate = sum([w for cid, w in c.weights.items() if cid in rising])
             if rate > 0:
                 step = min(step, c.left_a / rate)
         step = max(0.0, step)
@@ -267,6 +266,11 @@ def _where(c: Constraint) -> str:
     return f"node {c.node!r} {c.phase}{source}"
 
 
+@functools.lru_cache(maxsize=64)
+def _phase_names(phases: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(PHASE_NAMES[p] for p in phases)
+
+
 def _round_down(value: float, resolution: float) -> float:
     if value <= 0:
         return 0.0
@@ -287,7 +291,7 @@ def _report(
             managed_a=c.managed_a,
             base_load_a=c.base_load_a,
             headroom_a=c.headroom_a,
-            allocated_a=sum(w * allocated.get(cid, 0.0) for cid, w in c.weights.items()),
+            allocated_a=sum([w * allocated.get(cid, 0.0) for cid, w in c.weights.items()]),
         )
         for c in constraints
     )

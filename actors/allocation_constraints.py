@@ -35,10 +35,11 @@ class Constraint:
     headroom_a: float
     weights: dict[str, float] = field(default_factory=dict)
     used_a: float = 0.0  # what the allocation in progress has handed out on it
+    # max(0, headroom): what may be handed out (an attribute: read for every connector on it)
+    capacity_a: float = field(init=False)
 
-    @property
-    def capacity_a(self) -> float:
-        return max(0.0, self.headroom_a)
+    def __post_init__(self) -> None:
+        self.capacity_a = max(0.0, self.headroom_a)
 
     @property
     def left_a(self) -> float:
@@ -79,12 +80,16 @@ def managed_by_grid_phase(demand: ConnectorDemand) -> tuple[float, float, float]
     or charger ignoring its limit) and is left in the base load, so it is not handed out again.
     """
     mapping = grid_phases(demand.phase_rotation, 3)
+    measured = demand.measured_a
     out = [0.0, 0.0, 0.0]
-    for cp_phase, grid_phase in enumerate(mapping):
-        drawn = demand.measured_a[cp_phase]
-        if demand.settled:
-            drawn = min(drawn, demand.offered_a)
-        out[grid_phase] += drawn
+    if demand.settled:
+        offered = demand.offered_a
+        for cp_phase, grid_phase in enumerate(mapping):
+            drawn = measured[cp_phase]
+            out[grid_phase] += offered if offered < drawn else drawn  # min(drawn, offered)
+    else:
+        for cp_phase, grid_phase in enumerate(mapping):
+            out[grid_phase] += measured[cp_phase]
     return (out[0], out[1], out[2])
 
 
@@ -108,8 +113,10 @@ def build_constraints(
     for d in demands:
         drawn = managed_by_grid_phase(d)
         for name in paths[d.node]:
-            for p in range(3):
-                managed[name][p] += drawn[p]
+            m = managed[name]
+            m[0] += drawn[0]
+            m[1] += drawn[1]
+            m[2] += drawn[2]
 
     constraints: list[Constraint] = []
     for node in nodes:
@@ -156,17 +163,25 @@ def build_constraints(
                 )
             )
 
-    index = {(c.node, c.phase): c for c in constraints}
+    by_phase: dict[str, list[Constraint]] = {}
+    totals: dict[str, Constraint] = {}
+    for c in constraints:
+        if c.phase == "total":
+            totals[c.node] = c
+        else:
+            by_phase.setdefault(c.node, []).append(c)  # L1, L2, L3: built in that order
     for d in demands:
         if not d.active:
             continue  # never offered anything: it loads no constraint
         phases = load_phases(d)
+        cid = d.connector_id
         for name in paths[d.node]:
+            node_phases = by_phase[name]
             for p in phases:
-                index[(name, PHASE_NAMES[p])].weights[d.connector_id] = 1.0
-            total = index.get((name, "total"))
+                node_phases[p].weights[cid] = 1.0
+            total = totals.get(name)
             if total is not None:
-                total.weights[d.connector_id] = float(len(phases))
+                total.weights[cid] = float(len(phases))
     return constraints
 
 
