@@ -28,8 +28,10 @@ from actors.allocation_types import (
     NodeLimit,
     PerPhase,
 )
+from actors.car_learning import NEVER_SAMPLED
 from actors.control_loop import ConnectorDecision, ControlConfig, Mode
 from actors.energy_messages import ConnectorReport, SiteRulesChanged
+from actors.evolve import evolve
 from actors.grid_limits import GridLimit, LimitValue, effective_limits
 from actors.grid_limits_schedule import schedule_limit
 from actors.utc import parse_utc
@@ -235,6 +237,53 @@ def demand_of(
         measured_a=(max(0.0, measured[0]), max(0.0, measured[1]), max(0.0, measured[2])),
         sampled_s=sampled_s,
     )
+
+
+class DemandCache:
+    """:func:`demand_of` for every step, made again only when its inputs changed.
+
+    A step (five a second) asks for every connector's demand; its report, its sample and the
+    site model change at most once a second (a DemandBatch, the central rules), so the demand
+    is kept with the very objects it was made from and reused while they are the same objects
+    (reports, samples and the model are immutable and replaced on change). A connector without
+    an arrival time arrives "now" at each step: its kept demand gets the step's time.
+    Measured at 500 connectors: 1.6 -> 0.3 ms a step (python bench/allocator.py).
+    """
+
+    __slots__ = ("_kept",)
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[ConnectorReport, object, SiteModel, bool, ConnectorDemand]] = {}
+
+    def demand(
+        self,
+        key: str,
+        model: SiteModel,
+        report: ConnectorReport,
+        sample: tuple[float, PerPhase] | None,
+        *,
+        now_s: float,
+    ) -> ConnectorDemand:
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] is report and kept[1] is sample and kept[2] is model:
+            d = kept[4]
+            return evolve(d, arrived_s=now_s) if kept[3] and d.arrived_s != now_s else d
+        d = demand_of(
+            model,
+            report,
+            default_arrival_s=now_s,
+            measured_a=None if sample is None else sample[1],
+            sampled_s=NEVER_SAMPLED if sample is None else sample[0],
+        )
+        arrives_now = math.isnan(arrival_s(report, math.nan))
+        self._kept[key] = (report, sample, model, arrives_now, d)
+        return d
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop the connectors not in ``keep`` (gone from the reports)."""
+        keep = set(keep)
+        for key in [k for k in self._kept if k not in keep]:
+            del self._kept[key]
 
 
 def sample_as_of(

@@ -17,7 +17,6 @@ from typing import Any
 
 from actors.allocation_types import MeterSample, NodeInput, NodeLimit, PerPhase
 from actors.audit_records import AuditKind, AuditRecord, limit_record, new_record
-from actors.car_learning import NEVER_SAMPLED
 from actors.compliance import ComplianceConfig, Tracker, as_fixed_load, limit_set, observe
 from actors.control_loop import (
     ConnectorDecision,
@@ -31,10 +30,10 @@ from actors.control_loop import (
 )
 from actors.energy_inputs import (
     MODE_NAMES,
+    DemandCache,
     SiteModel,
     binding_source,
     connector_key,
-    demand_of,
     finite,
     is_decrease,
     limit_json,
@@ -109,6 +108,7 @@ class SiteState:
         self.effective: dict[str, NodeLimit] = {}
         self.reports: dict[str, ConnectorReport] = {}
         self.measured: dict[str, deque[tuple[float, PerPhase]]] = {}  # (monotonic s, per phase)
+        self.demand_cache = DemandCache()
         self.loop = LoopState()
         self.record: StepRecord | None = None  # the last step's inputs and decisions
         self.mode = "waiting for limits"
@@ -193,6 +193,7 @@ class SiteState:
                     records.extend(self._observe(key, r, at_s, now_utc))
         for gone in set(self.measured) - set(self.reports):
             del self.measured[gone]
+        self.demand_cache.forget(self.reports)
         new_car = any(
             r.plugged and r.charging and k not in was_active for k, r in self.reports.items()
         )
@@ -284,18 +285,11 @@ class SiteState:
         nodes = node_inputs(model, self.effective_limits(now_s, now_utc), self.samples)
         reads = [n.meter.read_s for n in nodes if n.metered and n.meter is not None]
         meter_s = min(reads) if reads else None
-        demands = []
-        for key, r in self.reports.items():
-            sample = sample_as_of(self.measured.get(key, ()), meter_s)
-            demands.append(
-                demand_of(
-                    model,
-                    r,
-                    default_arrival_s=now_s,
-                    measured_a=None if sample is None else sample[1],
-                    sampled_s=NEVER_SAMPLED if sample is None else sample[0],
-                )
-            )
+        measured, cached = self.measured, self.demand_cache
+        demands = [
+            cached.demand(key, model, r, sample_as_of(measured.get(key, ()), meter_s), now_s=now_s)
+            for key, r in self.reports.items()
+        ]
         flagged = [k for k, t in self.trackers.items() if t.flagged and k in self.reports]
         draws: Mapping[str, tuple[float, float, float]] = {}
         if flagged:

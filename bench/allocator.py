@@ -11,7 +11,8 @@ Prints:
 - the allocator's step time (SiteState.step: inputs, control loop, compliance, batch, audit
   records built) for N connectors on 10 feeders, p50/p99/max, in steady state and when every
   connector changes (a site-wide decrease), and for a decrease the time until the batch is
-  handed over (``urgent``: before its records and compliance bookkeeping are built);
+  handed over (``urgent``: before its records and compliance bookkeeping are built); and in
+  steady state at the meter's pace, between two DemandBatches (each connector's demand reused);
 - end to end on the real energy node in-process (pymodbus SDM630 on loopback, LMDB in a temp
   dir): meter sample taken -> ProfileBatch handed to the broker link (a decrease leaves before
   its audit records commit), p50/p99 over overload events.
@@ -96,17 +97,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def step_figures(n: int, rounds: int) -> None:
+def fused_site(n: int, now: float) -> SiteState:
+    """The allocator's state for :func:`site` with its static limit reported at ``now``."""
     config = site(n)
     assert config.energy is not None
-    now = 100.0
     state = SiteState(
         site_model(config.energy, charge_point_energy(config)), actor="bench", started_s=now
     )
-
-    def utc() -> datetime:
-        return T0 + timedelta(seconds=now - 100.0)
-
     state.limit_reported(
         GridLimitReported(
             source="fuse",
@@ -119,8 +116,18 @@ def step_figures(n: int, rounds: int) -> None:
             reported_monotonic_s=now,
         ),
         now,
-        utc(),
+        T0,
     )
+    return state
+
+
+def step_figures(n: int, rounds: int) -> None:
+    now = 100.0
+    state = fused_site(n, now)
+
+    def utc() -> datetime:
+        return T0 + timedelta(seconds=now - 100.0)
+
     # The energy node's GC policy (supervisors/gc_policy.py), here by rounds instead of a timer:
     # a round is a second of the site's time, and the node freezes every FREEZE_EVERY_S.
     gc.set_threshold(YOUNG_THRESHOLD, 10, 10)
@@ -177,6 +184,46 @@ def step_figures(n: int, rounds: int) -> None:
                 f"step, {n} connectors, {name}: p50 {statistics.median(values):.2f} ms, "
                 f"p99 {pct(values, 0.99):.2f} ms, max {max(values):.2f} ms ({len(values)} steps)"
             )
+
+
+def between_batches_figure(n: int, rounds: int) -> None:
+    """Steps at the meter's pace (every 0.2 s) with a DemandBatch every fifth, as on a site: the
+    four steps between two batches reuse each connector's demand (``DemandCache``)."""
+    now = 100.0
+    state = fused_site(n, now)
+
+    def utc() -> datetime:
+        return T0 + timedelta(seconds=now - 100.0)
+
+    gc.collect()
+    gc.freeze()
+    between: list[float] = []
+    for r in range(rounds):
+        now += 0.2
+        if r % 5 == 0:
+            state.demand(reports(n, 8.0, utc()), now, utc())
+        total = 10.0 + n * 8.0
+        state.meter_read(
+            MeterRead(
+                meter="grid",
+                node="site",
+                current_a=(total, total, total),
+                total_power_w=None,
+                read_monotonic_s=now,
+                read_utc=utc(),
+                duration_s=0.001,
+            ),
+            utc(),
+        )
+        started = time.perf_counter()
+        state.step(now_s=now, now_utc=utc())
+        if r % 5:
+            between.append((time.perf_counter() - started) * 1000)
+    print(
+        f"step, {n} connectors, between two DemandBatches (a step every 0.2 s, a batch every "
+        f"1 s): p50 {statistics.median(between):.2f} ms, p99 {pct(between, 0.99):.2f} ms "
+        f"({len(between)} steps)"
+    )
 
 
 def compliance_figure() -> None:
@@ -264,6 +311,7 @@ def main() -> None:
     if args.quick:
         args.connectors, args.rounds, args.events = 100, 60, 8
     step_figures(args.connectors, args.rounds)
+    between_batches_figure(args.connectors, args.rounds)
     compliance_figure()
     asyncio.run(end_to_end(args.connectors, args.events))
 
