@@ -83,12 +83,21 @@ def effective_cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, Bin
     (offer 9 A, draw 8 A stays capped, instead of rising to 13 A and falling back)."""
     cap, drawn = _cap(d, cfg)
     if drawn is None:
-        return cap, Binding(kind="car_max", limit_a=cap), f"connector maximum {cap:.1f} A"
+        return cap, Binding(kind="car_max", limit_a=cap), _max_reason(cap)
+    return cap, Binding(kind="undrawn", limit_a=cap), _undrawn_reason(drawn, d.offered_a, cap)
+
+
+# The same few texts for every connector at every step: made once each.
+@functools.lru_cache(maxsize=1024)
+def _max_reason(cap: float) -> str:
+    return f"connector maximum {cap:.1f} A"
+
+
+@functools.lru_cache(maxsize=4096)
+def _undrawn_reason(drawn: float, offered: float, cap: float) -> str:
     return (
-        cap,
-        Binding(kind="undrawn", limit_a=cap),
-        f"car draws {drawn:.1f} A of {d.offered_a:.1f} A offered; "
-        f"capped at {cap:.1f} A, the rest returns to the pool",
+        f"car draws {drawn:.1f} A of {offered:.1f} A offered; "
+        f"capped at {cap:.1f} A, the rest returns to the pool"
     )
 
 

@@ -345,12 +345,15 @@ def binding_source(decision: ConnectorDecision, mode: Mode) -> str:
     if b.kind in ("node", "paused"):
         where = b.source or f"node {b.node}"
         return f"grid_limit:{where}/{b.phase}"
-    return {
-        "car_max": "car max",
-        "undrawn": "car draw",
-        "below_min": "car max below minimum",
-        "inactive": "no car",
-    }.get(b.kind, b.kind)
+    return _KIND_SOURCES.get(b.kind, b.kind)
+
+
+_KIND_SOURCES = {
+    "car_max": "car max",
+    "undrawn": "car draw",
+    "below_min": "car max below minimum",
+    "inactive": "no car",
+}
 
 
 def finite(value: float | None, digits: int = 3) -> float | None:
