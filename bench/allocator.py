@@ -121,6 +121,22 @@ def fused_site(n: int, now: float) -> SiteState:
     return state
 
 
+def grid_read(state: SiteState, total_a: float, now: float, at: datetime) -> None:
+    """The grid meter shows ``total_a`` on every phase, read at ``now``."""
+    state.meter_read(
+        MeterRead(
+            meter="grid",
+            node="site",
+            current_a=(total_a, total_a, total_a),
+            total_power_w=None,
+            read_monotonic_s=now,
+            read_utc=at,
+            duration_s=0.001,
+        ),
+        at,
+    )
+
+
 def step_figures(n: int, rounds: int) -> None:
     now = 100.0
     state = fused_site(n, now)
@@ -147,18 +163,7 @@ def step_figures(n: int, rounds: int) -> None:
         # base load jumps every other round, so every connector decreases or rises back.
         base = 1500.0 if r > rounds // 2 and r % 2 else 10.0
         total = base + n * draw
-        state.meter_read(
-            MeterRead(
-                meter="grid",
-                node="site",
-                current_a=(total, total, total),
-                total_power_w=None,
-                read_monotonic_s=now,
-                read_utc=utc(),
-                duration_s=0.001,
-            ),
-            utc(),
-        )
+        grid_read(state, total, now, utc())
         marks: list[float] = []
         started = time.perf_counter()
         out = state.step(
@@ -203,18 +208,7 @@ def between_batches_figure(n: int, rounds: int) -> None:
         if r % 5 == 0:
             state.demand(reports(n, 8.0, utc()), now, utc())
         total = 10.0 + n * 8.0
-        state.meter_read(
-            MeterRead(
-                meter="grid",
-                node="site",
-                current_a=(total, total, total),
-                total_power_w=None,
-                read_monotonic_s=now,
-                read_utc=utc(),
-                duration_s=0.001,
-            ),
-            utc(),
-        )
+        grid_read(state, total, now, utc())
         started = time.perf_counter()
         state.step(now_s=now, now_utc=utc())
         if r % 5:
