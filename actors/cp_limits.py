@@ -87,9 +87,11 @@ class LimitsAndCaps(DownstreamCalls):
             await self._edge_call(c)
 
     def _running_tx(self, connector: int) -> str | None:
+        wanted = str(connector)
         for tx_id, tx in self.state.transactions.items():
-            if tx.get("state") == "running" and str(tx.get("connector", "")).split(":")[0] == str(
-                connector
+            if (
+                tx.get("state") == "running"
+                and str(tx.get("connector", "")).partition(":")[0] == wanted
             ):
                 return tx_id
         return None

@@ -16,6 +16,7 @@ Other modules open their own tables with :meth:`Store.table`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 from collections.abc import Iterator
@@ -122,8 +123,9 @@ class Store:
             for name in BUILTIN_TABLES:
                 self.table(name)
             self.epoch = self._bump_epoch()
-        self._seq = 0
-        self._seq_lock = threading.Lock()
+        # Ids of this boot: 1, 2, ... next() on an itertools.count is one C call, atomic under
+        # the GIL, so threads need no lock (a Lock around an int cost 4 % of a profile fan-out).
+        self._seq = itertools.count(1)
         self.writer: Any = None  # set by the store-writer actor while it runs
         self.closed = False
 
@@ -152,9 +154,7 @@ class Store:
 
     def next_id(self) -> int:
         """An id unique across restarts of this node: boot epoch, then a counter."""
-        with self._seq_lock:
-            self._seq += 1
-            seq = self._seq
+        seq = next(self._seq)
         if seq >= 1 << EPOCH_SHIFT:
             raise StoreError("id counter exhausted for this boot epoch")
         return (self.epoch << EPOCH_SHIFT) | seq

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,11 @@ import pytest
 
 from actors.store_writer import StoreWriter
 from drivers.store.codec import persisted
-from drivers.store.env import Store, mailbox_prefix, open_store
+from drivers.store.env import EPOCH_SHIFT, Store, mailbox_prefix, open_store
 from supervisors.actor import Actor, ActorContext
 from supervisors.spec import ChildSpec, SupervisorSpec
 from supervisors.system import ActorSystem
-from tests.helpers import wait_for
+from tests.helpers import timeout_s, wait_for
 
 
 @persisted(name="test.Deposit")
@@ -284,6 +285,27 @@ def test_ids_never_repeat_across_restarts(tmp_path: Path) -> None:
     assert epochs == [1, 2, 3]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_ids_from_several_threads_never_repeat(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "ids")
+    per_thread: list[list[int]] = [[] for _ in range(4)]
+
+    def draw(out: list[int]) -> None:
+        out.extend(store.next_id() for _ in range(20_000))
+
+    threads = [threading.Thread(target=draw, args=(out,)) for out in per_thread]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout_s(30))
+    store.close()
+    ids = [i for out in per_thread for i in out]
+    assert len(ids) == 80_000
+    assert len(set(ids)) == len(ids)
+    assert all(out == sorted(out) for out in per_thread)  # increasing within each thread
+    assert {i >> EPOCH_SHIFT for i in ids} == {1}
+    assert {i & ((1 << EPOCH_SHIFT) - 1) for i in ids} == set(range(1, 80_001))
 
 
 @pytest.fixture
