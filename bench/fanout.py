@@ -217,6 +217,7 @@ async def bare_fanout(n: int, batches: int) -> tuple[list[float], list[float], l
             return took, cpu_ws, cpu_ours
         finally:
             client.kill()
+            await client.wait()
 
 
 async def client_main(port: int, n: int) -> None:
