@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from actors.allocation import min_current, overloaded, rank_key
 from actors.allocation_types import ZERO, AllocationConfig, Binding, ConnectorDemand, NodeInput
 from actors.car_learning import CarKnowledge
-from actors.control_plan import count, hold_base, plan
+from actors.control_plan import CountMemo, count, hold_base, plan
 from actors.control_types import (
     Action,
     ConnectorDecision,
@@ -128,10 +128,11 @@ def stepping(
     *,
     now_s: float,
     cfg: ControlConfig,
+    memo: CountMemo | None = None,
 ) -> Generator[tuple[tuple[ConnectorDecision, ...], Mode], None, StepResult]:
     """:func:`step` in two parts: yields the decisions and mode once they are final, and
     returns the result when resumed (the caller may do other work in between: the decisions do
-    not change)."""
+    not change). ``memo``: the caller's :class:`CountMemo`, kept from step to step."""
     age = meter_age_s(nodes, now_s)
     mode = mode_for(age, cfg)
     known = state.connectors
@@ -147,7 +148,7 @@ def stepping(
         else:
             live.append(d)
     demands = live
-    counted = count(demands, known, now_s=now_s, cfg=cfg)
+    counted = count(demands, known, now_s=now_s, cfg=cfg, memo=memo)
     # Room freed or taken by a change (earlier, or a decrease in this very step) is not known
     # until the cars follow and the meter shows it.
     settled_before = not (
@@ -281,7 +282,7 @@ def _decide(
             target_a=target,
             limit_a=limit,
             action=action if limit != prev or action == "hold" else "unchanged",
-            binding=Binding(kind="inactive"),
+            binding=_INACTIVE,
             reason=reason,
         )
 

@@ -79,44 +79,105 @@ class Plan:
         )
 
 
+class CountMemo:
+    """:func:`count`'s work per connector, made again only when its inputs changed.
+
+    A step (five a second) counts every connector; between two DemandBatches a connector's
+    demand is the very same object (:class:`actors.energy_inputs.DemandCache`) and so is its
+    state while its limit and what is known of its car hold (``_next_state`` keeps it). Its car
+    knowledge and counts are kept with those objects and reused while they are the same objects
+    and the step's time gives the same answers: whether its sample reflects its offer, whether
+    its change settled, the limits it may still be following. The memo holds the connectors of
+    the last count only.
+    """
+
+    __slots__ = ("_kept",)
+
+    def __init__(self) -> None:
+        self._kept: dict[str, _Counted] = {}
+
+    def __len__(self) -> int:
+        """The connectors held."""
+        return len(self._kept)
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    demand: ConnectorDemand
+    state: ConnectorState
+    cfg: ControlConfig
+    reflecting: bool
+    settled: bool
+    recent_a: tuple[float, ...]
+    car: CarKnowledge
+    high: ConnectorDemand
+    low: ConnectorDemand
+
+
 def count(
     demands: Sequence[ConnectorDemand],
     known: Mapping[str, ConnectorState],
     *,
     now_s: float,
     cfg: ControlConfig,
+    memo: CountMemo | None = None,
 ) -> Counted:
     """Every demand as the plans count it; what we offered, whether it settled and what the
-    car does are the loop's own knowledge, not the reporter's."""
+    car does are the loop's own knowledge, not the reporter's. ``memo``: reuse what an earlier
+    count made of the same inputs (the result is the same with or without)."""
     high: list[ConnectorDemand] = []
     low: list[ConnectorDemand] = []
     cars: dict[str, CarKnowledge] = {}
     unseen: set[str] = set()
+    kept = {} if memo is None else memo._kept
+    now_kept: dict[str, _Counted] = {}
+    settle_s = cfg.settle_s
     for d in demands:
-        first = d.connector_id not in known
-        st = arriving(now_s, cfg) if first else known[d.connector_id]
+        cid = d.connector_id
+        first = cid not in known
+        st = arriving(now_s, cfg) if first else known[cid]
+        changed_s = st.changed_s
         reflecting = reflects(
-            d, offered_a=st.limit_a, changed_s=st.changed_s, now_s=now_s, settle_s=cfg.settle_s
+            d, offered_a=st.limit_a, changed_s=changed_s, now_s=now_s, settle_s=settle_s
         )
-        car = cars[d.connector_id] = _learn(st.car, d, st.limit_a, reflecting=reflecting, cfg=cfg)
-        h, lo = as_counted(
-            d,
-            car,
-            offered_a=st.limit_a,
-            changed_s=st.changed_s,
-            now_s=now_s,
-            settle_s=cfg.settle_s,
-            recent_a=st.recent_a(now_s, cfg.settle_s),
-            reflecting=reflecting,
-        )
+        settled = changed_s is None or now_s - changed_s >= settle_s
+        recent = st.recent_a(now_s, settle_s)
+        was = kept.get(cid)
+        if (
+            was is not None
+            and was.demand is d
+            and was.state is st
+            and was.cfg is cfg
+            and was.reflecting == reflecting
+            and was.settled == settled
+            and was.recent_a == recent
+        ):
+            car, h, lo = was.car, was.high, was.low
+            now_kept[cid] = was
+        else:
+            car = _learn(st.car, d, st.limit_a, reflecting=reflecting, cfg=cfg)
+            h, lo = as_counted(
+                d,
+                car,
+                offered_a=st.limit_a,
+                changed_s=changed_s,
+                now_s=now_s,
+                settle_s=settle_s,
+                recent_a=recent,
+                reflecting=reflecting,
+            )
+            now_kept[cid] = _Counted(d, st, cfg, reflecting, settled, recent, car, h, lo)
+        cars[cid] = car
         high.append(h)
         low.append(lo)
         # A connector that never reported a sample, or reports none after a change (no
         # periodic MeterValues), would wait forever: after sample_wait_s it ramps on time.
         timed = d.sampled_s is not None and d.sampled_s > -math.inf
-        recent = st.changed_s is not None and now_s - st.changed_s < cfg.sample_wait_s
-        if timed and recent and not reflecting and not first:
-            unseen.add(d.connector_id)
+        recent_change = changed_s is not None and now_s - changed_s < cfg.sample_wait_s
+        if timed and recent_change and not reflecting and not first:
+            unseen.add(cid)
+    if memo is not None:
+        memo._kept = now_kept
     return Counted(high=tuple(high), low=tuple(low), cars=cars, unseen=frozenset(unseen))
 
 

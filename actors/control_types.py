@@ -69,11 +69,14 @@ class ConnectorState:
     paused_s: float | None = None
     charging_s: float | None = None
     car: CarKnowledge = field(default_factory=CarKnowledge)
-    # (ended_s, limit_a) of the limits replaced within the last settle_s: a car may still draw
-    # any of them while it follows quick changes.
+    # (ended_s, limit_a) of the limits replaced within the last settle_s, oldest first: a car
+    # may still draw any of them while it follows quick changes.
     replaced: tuple[tuple[float, float], ...] = ()
 
     def recent_a(self, now_s: float, settle_s: float) -> tuple[float, ...]:
+        replaced = self.replaced
+        if not replaced or now_s - replaced[-1][0] >= settle_s:
+            return ()  # (oldest first: the newest is past too)
         return tuple(a for ended_s, a in self.replaced if now_s - ended_s < settle_s)
 
 

@@ -28,6 +28,7 @@ from actors.control_loop import (
     mode_for,
     stepping,
 )
+from actors.control_plan import CountMemo
 from actors.energy_inputs import (
     MODE_NAMES,
     DemandCache,
@@ -109,6 +110,7 @@ class SiteState:
         self.reports: dict[str, ConnectorReport] = {}
         self.measured: dict[str, deque[tuple[float, PerPhase]]] = {}  # (monotonic s, per phase)
         self.demand_cache = DemandCache()
+        self.count_memo = CountMemo()
         self.loop = LoopState()
         self.record: StepRecord | None = None  # the last step's inputs and decisions
         self.mode = "waiting for limits"
@@ -297,7 +299,9 @@ class SiteState:
             fixed = as_fixed_load(nodes, demands, flagged, meters_trusted=trusted)
             nodes, demands, draws = list(fixed.nodes), list(fixed.demands), fixed.draw_by_connector
 
-        loop = stepping(self.loop, nodes, demands, now_s=now_s, cfg=model.control)
+        loop = stepping(
+            self.loop, nodes, demands, now_s=now_s, cfg=model.control, memo=self.count_memo
+        )
         # Final decisions: the batch, and a decrease leaves at once, before the loop's next
         # state, the step's record and its audit records are built.
         ordered, mode = next(loop)
