@@ -1,5 +1,7 @@
 """OcppConnection.send on real sockets: its direct write for an open socket with room in its
-buffer (drivers/ocpp/connection.py) keeps websockets' order, back-pressure and close errors."""
+buffer (drivers/ocpp/connection.py) keeps websockets' order, back-pressure and close errors, with
+the frames written as they are (no extension) and through websockets' Protocol (a charge point
+that negotiated permessage-deflate)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import random
 import socket
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.frames import Frame, Opcode
 
-from drivers.ocpp.connection import LinkClosed
+from drivers.ocpp.codes import OcppVersion
+from drivers.ocpp.connection import LinkClosed, text_frame_header
 from drivers.ocpp.server import tls_server_context
-from drivers.ocpp.upstream import basic_authorization
+from drivers.ocpp.upstream import basic_authorization, connect_upstream
 from tests.helpers import timeout_s, wait_for
 from tests.integration.ocpp_drivers.conftest import (
     PASSWORD,
@@ -30,11 +35,15 @@ def frame(i: int, size: int = 100) -> str:
     return head + body[: max(0, size - len(head) - 3)] + '"}]'
 
 
+COMPRESSION = pytest.mark.parametrize("compression", [None, "deflate"])
+
+
+@COMPRESSION
 @pytest.mark.parametrize("secure", [False, True])
 async def test_frames_arrive_whole_and_in_order(
-    listen: Listen, echo: Echo, tls_files: TlsFiles, secure: bool
+    listen: Listen, echo: Echo, tls_files: TlsFiles, secure: bool, compression: str | None
 ) -> None:
-    """Sizes across websockets' length encodings (7 bit, 16 bit, 64 bit), plain and over TLS."""
+    """Sizes across the frame's length encodings (7 bit, 16 bit, 64 bit), plain and over TLS."""
     if secure:
         context = tls_server_context(tls_files.cert, tls_files.key)
         listener = await listen(security_profile=2, ssl_context=context)
@@ -43,21 +52,26 @@ async def test_frames_arrive_whole_and_in_order(
             "ocpp1.6",
             ssl=tls_files.client_context(),
             additional_headers={"Authorization": basic_authorization("CP1", PASSWORD)},
+            compression=compression,
         )
     else:
         listener = await listen()
-        client = open_client(url(listener), "ocpp1.6")
+        client = open_client(url(listener), "ocpp1.6", compression=compression)
     sizes = [10, 125, 126, 1000, 65535, 65536, 200_000] * 20
     async with client as ws:
         await wait_for(lambda: len(echo.connections) == 1, what="the connection")
         (server,) = echo.connections
+        assert server._plain_frames is (compression is None)  # the path under test
         for i, size in enumerate(sizes):
             await server.send(frame(i, size))
         for i, size in enumerate(sizes):
             assert await asyncio.wait_for(ws.recv(), timeout_s(5)) == frame(i, size)
 
 
-async def test_send_waits_while_the_peer_does_not_read(listen: Listen, echo: Echo) -> None:
+@COMPRESSION
+async def test_send_waits_while_the_peer_does_not_read(
+    listen: Listen, echo: Echo, compression: str | None
+) -> None:
     """A charge point that stops reading: its socket's buffer stays bounded (send waits, as
     websockets' own send does), and every frame arrives once it reads again."""
     listener = await listen()
@@ -67,7 +81,9 @@ async def test_send_waits_while_the_peer_does_not_read(listen: Listen, echo: Ech
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", listener.port))
-    async with open_client(url(listener), "ocpp1.6", max_queue=1, sock=sock) as ws:
+    async with open_client(
+        url(listener), "ocpp1.6", max_queue=1, sock=sock, compression=compression
+    ) as ws:
         await wait_for(lambda: len(echo.connections) == 1, what="the connection")
         (server,) = echo.connections
         transport = server._ws.transport
@@ -88,9 +104,12 @@ async def test_send_waits_while_the_peer_does_not_read(listen: Listen, echo: Ech
         await asyncio.wait_for(blocked, timeout_s(5))
 
 
-async def test_send_after_the_peer_closed_raises_link_closed(listen: Listen, echo: Echo) -> None:
+@COMPRESSION
+async def test_send_after_the_peer_closed_raises_link_closed(
+    listen: Listen, echo: Echo, compression: str | None
+) -> None:
     listener = await listen()
-    async with open_client(url(listener), "ocpp1.6") as ws:
+    async with open_client(url(listener), "ocpp1.6", compression=compression) as ws:
         await wait_for(lambda: len(echo.connections) == 1, what="the connection")
         (server,) = echo.connections
         await server.send(frame(1))
@@ -99,3 +118,33 @@ async def test_send_after_the_peer_closed_raises_link_closed(listen: Listen, ech
     with pytest.raises(LinkClosed) as caught:
         await server.send(frame(2))
     assert caught.value.code == 1000
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 1 << 20])
+def test_the_header_is_websockets_own(length: int) -> None:
+    data = b"x" * length
+    assert text_frame_header(length) + data == Frame(Opcode.TEXT, data).serialize(mask=False)
+
+
+@COMPRESSION
+async def test_the_cloud_side_sends_masked_frames(compression: str | None) -> None:
+    """The edge as a client (its session to the cloud) must mask every frame: websockets' own
+    path. The cloud's websockets server fails the connection on an unmasked one."""
+    got: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            got.append(str(message))
+
+    async with serve(
+        handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"], compression=compression
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        conn = await connect_upstream(f"ws://127.0.0.1:{port}/", "CP1", OcppVersion.V16)
+        assert not conn._plain_frames
+        frames = [frame(i, size) for i, size in enumerate([10, 126, 70_000] * 3)]
+        for text in frames:
+            await conn.send(text)
+        await wait_for(lambda: len(got) == len(frames) or conn.closed, what="every frame")
+        assert got == frames
+        await conn.close(1000, "done")
