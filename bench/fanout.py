@@ -11,7 +11,7 @@ SetChargingProfile frames (``profile_writes``), and the broker thread's CPU time
 
 The baseline, measured in the same run: a bare websockets server in this process writes one frame
 of the same size to each of N connections held by one client process (plain websocket clients
-that answer each frame), ``await ws.send(frame)`` in a loop: what the frames cost without the
+that answer each frame; no permessage-deflate, like the cars), ``await ws.send(frame)`` in a loop: what the frames cost without the
 broker (the library, the loopback sockets and the other process's wake-ups on these cores).
 Printed: both, and their ratio; and the CPU time of the same writes through websockets' send
 and through ``OcppConnection.send`` (the broker's), alternating batch by batch. ``--profile``:
@@ -222,7 +222,10 @@ async def bare_fanout(n: int, batches: int) -> tuple[list[float], list[float], l
 
 async def client_main(port: int, n: int) -> None:
     """The baseline's peers: answer each frame, as a charge point would."""
-    conns = [await connect(f"ws://127.0.0.1:{port}/", ping_interval=None) for _ in range(n)]
+    conns = [
+        await connect(f"ws://127.0.0.1:{port}/", ping_interval=None, compression=None)
+        for _ in range(n)
+    ]
 
     async def answer(ws: ClientConnection) -> None:
         with contextlib.suppress(Exception):
