@@ -11,8 +11,9 @@ SetChargingProfile frames (``profile_writes``), and the broker thread's CPU time
 
 The baseline, measured in the same run: a bare websockets server in this process writes one frame
 of the same size to each of N connections held by one client process (plain websocket clients
-that answer each frame; no permessage-deflate, like the cars), ``await ws.send(frame)`` in a loop: what the frames cost without the
-broker (the library, the loopback sockets and the other process's wake-ups on these cores).
+that answer each frame; no permessage-deflate, like the cars), ``await ws.send(frame)`` in a
+loop: what the frames cost without the broker (the library, the loopback sockets and the other
+process's wake-ups on these cores).
 Printed: both, and their ratio; and the CPU time of the same writes through websockets' send
 and through ``OcppConnection.send`` (the broker's), alternating batch by batch. ``--profile``:
 cProfile of the broker during the fan-outs.
