@@ -179,12 +179,19 @@ class SiteState:
             self.demand_overtaken += 1
             return None, []
         self.demand_sent_ns = max(self.demand_sent_ns, msg.sent_monotonic_ns)
-        was_active = {k for k, r in self.reports.items() if r.plugged and r.charging}
+        previous = self.reports
+        was_active = {k for k, r in previous.items() if r.plugged and r.charging}
         if msg.complete:
             self.reports = {}
         records: list[AuditRecord] = []
         for r in msg.reports:
             key = connector_key(r.charge_point_id, r.connector_id)
+            old = previous.get(key)
+            if old is not None and old == r:
+                # The broker sends every connector every second, changed or not: the same
+                # report keeps its object, so the demand and count made of it are reused
+                # (DemandCache, CountMemo: they go by identity).
+                r = old
             self.reports[key] = r
             at_s = sampled_s(r, now_s, now_utc)
             if r.measured_a is not None and at_s is not None:

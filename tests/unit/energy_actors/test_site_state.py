@@ -318,6 +318,18 @@ def test_complete_batch_forgets_connectors_it_does_not_name() -> None:
     assert set(limits_of(site.step())) == {"CP1/1"}
 
 
+def test_a_report_equal_to_the_last_keeps_its_object() -> None:
+    """The broker sends every connector every second, changed or not: an unchanged report keeps
+    the object its demand and count were made of (DemandCache and CountMemo go by identity)."""
+    site = Site()
+    site.demand({"CP1": 8.0, "CP3": 8.0})
+    first = dict(site.state.reports)
+    site.demand({"CP1": 8.0, "CP3": 9.0}, complete=True)
+    assert site.state.reports["CP1/1"] is first["CP1/1"]
+    assert site.state.reports["CP3/1"] is not first["CP3/1"]
+    assert site.state.reports["CP3/1"].measured_a == (9.0, 9.0, 9.0)
+
+
 def test_feeder_connector_is_bound_by_the_feeder() -> None:
     site = Site()
     site.limits()
