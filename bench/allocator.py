@@ -13,6 +13,9 @@ Prints:
   connector changes (a site-wide decrease), and for a decrease the time until the batch is
   handed over (``urgent``: before its records and compliance bookkeeping are built); and in
   steady state at the meter's pace, between two DemandBatches (each connector's demand reused);
+  and on bench/energy.py's site at its pace (steps on the tick and on overloads, a DemandBatch
+  of every connector each second, the cars following), an overload until its batch is handed
+  over;
 - end to end on the real energy node in-process (pymodbus SDM630 on loopback, LMDB in a temp
   dir): meter sample taken -> ProfileBatch handed to the broker link (a decrease leaves before
   its audit records commit), p50/p99 over overload events.
@@ -35,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.compliance import ComplianceConfig, Tracker, limit_set
+from actors.control_loop import finish
 from actors.energy_inputs import site_model
 from actors.energy_messages import ConnectorReport, DemandBatch, ProfileBatch
 from actors.energy_tree import charge_point_energy, energy_spec
@@ -44,6 +48,7 @@ from actors.meter import MeterRead
 from actors.site_allocator import AllocatorSettings
 from actors.site_state import SiteState
 from actors.utc import format_utc
+from bench.energy_site import Levels, car_ids, energy_toml
 from config.schema import SiteConfig, parse_site
 from drivers.store.env import open_store
 from supervisors.gc_policy import FREEZE_EVERY_S, YOUNG_THRESHOLD
@@ -220,6 +225,114 @@ def between_batches_figure(n: int, rounds: int) -> None:
     )
 
 
+def site_pace_figure(n: int, rounds: int) -> None:
+    """bench/energy.py's site at its pace, on the allocator's state alone: the meter read every
+    0.2 s, a DemandBatch of every connector each second (new objects; a car's report changes
+    only when its draw does), the cars drawing what they were last given; the other load up by
+    2 A a car four times, 1.8 s apart, then back down. Steps when the allocator takes them: on
+    a read that shows an overload, and on the tick (each second, after the read). The figure:
+    an overload's step until its lowering batch is handed over."""
+    levels = Levels.for_cars(n)
+    ids = car_ids(n)
+    config = parse_site(
+        '[site]\nname = "bench"\n' + energy_toml(502, levels, ids, settle_s=1.5),
+        source="<bench>",
+        base_dir=Path("."),
+    )
+    assert config.energy is not None
+    now = 100.0
+    state = SiteState(
+        site_model(config.energy, charge_point_energy(config)), actor="bench", started_s=now
+    )
+    limit = GridLimit(source="fuse", node="site", value=LimitValue(current_a=(levels.limit_a,) * 3))
+    state.limit_reported(
+        GridLimitReported(
+            source="fuse",
+            node="site",
+            limit=limit,
+            fallback=None,
+            heartbeat_s=1e9,
+            reported_monotonic_s=now,
+        ),
+        now,
+        T0,
+    )
+
+    def utc() -> datetime:
+        return T0 + timedelta(seconds=now - 100.0)
+
+    draw = dict.fromkeys(ids, 0.0)
+    sampled = dict.fromkeys(ids, T0)
+
+    def batch() -> DemandBatch:
+        return DemandBatch(
+            reports=tuple(
+                ConnectorReport(
+                    charge_point_id=cp,
+                    connector_id=1,
+                    connected=True,
+                    plugged=True,
+                    charging=True,
+                    transaction_id=str(i),
+                    arrived_utc=format_utc(T0 + timedelta(seconds=i)),
+                    status="Charging",
+                    measured_a=(draw[cp],) * 3,
+                    offered_a=None,
+                    power_w=None,
+                    energy_wh=None,
+                    sampled_utc=format_utc(sampled[cp]),
+                )
+                for i, cp in enumerate(ids)
+            ),
+            sent_utc=format_utc(utc()),
+            complete=True,
+        )
+
+    gc.collect()
+    gc.freeze()
+    handed: list[float] = []
+    cut = 0
+    for r in range(rounds * 5):
+        now += 0.2
+        if r % 5 == 0:
+            state.demand(batch(), now, utc())
+        if r >= 25 and r % 9 == 0:
+            cut = (cut + 1) % 5
+        other = levels.other_a(n, cut)
+        total = other + sum(draw.values())
+        read = MeterRead(
+            meter="grid",
+            node="site",
+            current_a=(total, total, total),
+            total_power_w=None,
+            read_monotonic_s=now,
+            read_utc=utc(),
+            duration_s=0.001,
+        )
+        why, _ = state.meter_read(read, utc())
+        if why is None and r % 5:
+            continue  # no overload, no tick: no step
+        started = time.perf_counter()
+        run = state.stepping(now_s=now, now_utc=utc())
+        try:
+            next(run)
+        except StopIteration as done:
+            out = done.value
+        else:
+            if why is not None:
+                handed.append((time.perf_counter() - started) * 1000)
+            out = finish(run)
+        if out is not None and out.batch is not None:
+            for lim in out.batch.limits:
+                draw[lim.charge_point_id] = lim.limit_a
+                sampled[lim.charge_point_id] = utc()
+    print(
+        f"step, {n} connectors, bench/energy.py's site at its pace (a DemandBatch each second): "
+        f"overload -> lowering batch handed over p50 {statistics.median(handed):.2f} ms, p99 "
+        f"{pct(handed, 0.99):.2f} ms ({len(handed)} overloads)"
+    )
+
+
 def compliance_figure() -> None:
     """The compliance tracker of a connector whose limit changed every 2 s for 300 s (its window):
     what one more limit costs (the step does this for every changed connector)."""
@@ -306,6 +419,7 @@ def main() -> None:
         args.connectors, args.rounds, args.events = 100, 60, 8
     step_figures(args.connectors, args.rounds)
     between_batches_figure(args.connectors, args.rounds)
+    site_pace_figure(args.connectors, args.rounds)
     compliance_figure()
     asyncio.run(end_to_end(args.connectors, args.events))
 
