@@ -10,6 +10,7 @@ Never one message per OCPP frame between the nodes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from actors.energy_messages import (
 from actors.messages import ApplyLimit, ConnectorsReported
 from actors.ocpp_rules import utc_text
 from supervisors.actor import Actor, ActorContext
+from supervisors.gc_policy import collections_deferred
 
 ENERGY_ALLOCATOR = "energy/allocator"
 DEMAND_INTERVAL_S = 1.0
@@ -127,15 +129,18 @@ class ProfileRouter(Actor):
             self.broker.profile_writes.batch(
                 msg.trigger_monotonic_ns, len(msg.limits), sent_ns=msg.sent_monotonic_ns
             )
-            for limit in msg.limits:
-                self.ctx.system.send(
-                    self.broker.cp_path(limit.charge_point_id),
-                    ApplyLimit(
-                        limit=limit,
-                        default_limit_a=msg.default_limit_a,
-                        trigger_monotonic_ns=msg.trigger_monotonic_ns,
-                    ),
-                )
+            # The charge point actors write their frames in the loop's next turn: no garbage
+            # collection until they have (gc_policy.collections_deferred).
+            with collections_deferred(asyncio.get_running_loop()):
+                for limit in msg.limits:
+                    self.ctx.system.send(
+                        self.broker.cp_path(limit.charge_point_id),
+                        ApplyLimit(
+                            limit=limit,
+                            default_limit_a=msg.default_limit_a,
+                            trigger_monotonic_ns=msg.trigger_monotonic_ns,
+                        ),
+                    )
         elif isinstance(msg, ProfileOutcome):
             self.outcomes.append(msg)
             if msg.status != "Accepted" and not msg.status.endswith("(retrying)"):

@@ -47,6 +47,7 @@ from actors.site_state import Policy, SiteState, StepOutput
 from actors.site_status import site_summary
 from config.energy import ChargePointEnergy, EnergyConfig
 from supervisors.actor import Actor, ActorContext
+from supervisors.gc_policy import collections_deferred
 
 log = logging.getLogger(__name__)
 
@@ -243,12 +244,17 @@ class SiteAllocator(Actor):
         run = self.state.stepping(
             now_s=self.monotonic(), now_utc=self.utc_now(), trigger_ns=trigger_ns
         )
-        try:
-            lowering = next(run)
-        except StopIteration as done:
-            out: StepOutput | None = done.value
-        else:
-            self._send(lowering)
+        out: StepOutput | None = None
+        lowering: ProfileBatch | None = None
+        # Until a lowering batch is out, no garbage collection (gc_policy.collections_deferred).
+        with collections_deferred():
+            try:
+                lowering = next(run)
+            except StopIteration as done:
+                out = done.value
+            else:
+                self._send(lowering)
+        if lowering is not None:
             pause_s = self.settings.fan_out_pause_s(len(lowering.limits))
             if pause_s > 0.0:
                 # The broker writes the batch now: leave it the CPU (see AllocatorSettings).

@@ -4,6 +4,7 @@ direct): the router applies the newest and drops an older one that arrives after
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from actors.energy_messages import ConnectorLimit, ProfileBatch
@@ -58,6 +59,7 @@ async def test_an_overtaken_batch_is_dropped_and_the_newest_limit_stays(tmp_path
         )
         edge.system.send("broker/profiles", batch(10.0, sent_ns=2_000))
         await wait_for(lambda: cp.offered_a(1) == 10.0, what="the newer batch applied")
+        assert gc.isenabled(), "the collector left off after the fan-out"
         edge.system.send("broker/profiles", batch(12.0, sent_ns=1_000))  # older, arrives late
         edge.system.send("broker/profiles", batch(8.0, sent_ns=3_000))
         await wait_for(lambda: cp.offered_a(1) == 8.0, what="the newest batch applied")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -323,6 +324,7 @@ async def test_contact_flip_lowers_profiles_within_one_loop(tmp_path: Path) -> N
             lambda b: b.limits() == {"CP1/1": 6.5, "CP2/1": 6.5}, after=count, what="dimmed"
         )
         assert lowered.at_s - flipped < timeout_s(1.0)
+        assert gc.isenabled(), "the collector left off after the step"
         assert {x.binding_source for x in lowered.batch.limits} == {"grid_limit:14a/L1"}
         assert node.allocator().last_step_why == "limit from '14a' went down"
 
