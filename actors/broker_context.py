@@ -43,12 +43,13 @@ class ProfileWrites:
     def __init__(self) -> None:
         self.batches: OrderedDict[int, dict[str, int]] = OrderedDict()
 
-    def batch(self, trigger_ns: int, limits: int, *, sent_ns: int = 0) -> None:
+    def batch(self, trigger_ns: int, limits: int, *, sent_ns: int = 0, step_ns: int = 0) -> None:
         if trigger_ns <= 0:
             return
         self.batches[trigger_ns] = {
             "limits": limits,
             "written": 0,
+            "step_ns": step_ns,
             "sent_ns": sent_ns,
             "received_ns": time.monotonic_ns(),
             "first_ns": 0,
@@ -79,8 +80,9 @@ class ProfileWrites:
                 "trigger_monotonic_ns": t,
                 "limits": e["limits"],
                 "written": e["written"],
-                # the stages, ms from the meter sample: the allocator sent the batch, this node
-                # received it, the first and the last of its frames were written
+                # the stages, ms from the meter sample: the allocator's step began, it sent the
+                # batch, this node received it, the first and the last of its frames were written
+                "step_ms": _ms(e["step_ns"], t),
                 "sent_ms": _ms(e["sent_ns"], t),
                 "received_ms": _ms(e["received_ns"], t),
                 "first_written_ms": _ms(e["first_ns"], t),

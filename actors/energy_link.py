@@ -127,7 +127,10 @@ class ProfileRouter(Actor):
             self.batches += 1
             self.last_batch = msg
             self.broker.profile_writes.batch(
-                msg.trigger_monotonic_ns, len(msg.limits), sent_ns=msg.sent_monotonic_ns
+                msg.trigger_monotonic_ns,
+                len(msg.limits),
+                sent_ns=msg.sent_monotonic_ns,
+                step_ns=msg.step_monotonic_ns,
             )
             # The charge point actors write their frames in the loop's next turn: no garbage
             # collection until they have (gc_policy.collections_deferred).

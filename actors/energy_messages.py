@@ -68,6 +68,7 @@ class ProfileBatch:
     trigger_monotonic_ns: int = 0  # when the meter sample that caused it was taken (benchmarks)
     full: bool = True
     sent_monotonic_ns: int = 0  # when the allocator handed it to the broker link (status, bench)
+    step_monotonic_ns: int = 0  # when the allocator's step that made it began (status, bench)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

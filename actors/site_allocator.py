@@ -236,6 +236,7 @@ class SiteAllocator(Actor):
         assert self.state is not None
         self.tick_due = 0  # any step does a tick's work
         started = time.perf_counter()
+        step_ns = time.monotonic_ns()
         paused_s = 0.0
         # A decrease or a pause is a safety action: it leaves at once, before its records are
         # even built, and they commit right after (one group commit later, a few ms). Should the
@@ -253,7 +254,7 @@ class SiteAllocator(Actor):
             except StopIteration as done:
                 out = done.value
             else:
-                self._send(lowering)
+                self._send(lowering, step_ns)
         if lowering is not None:
             pause_s = self.settings.fan_out_pause_s(len(lowering.limits))
             if pause_s > 0.0:
@@ -268,20 +269,21 @@ class SiteAllocator(Actor):
             self.batches += 1
         batch = None if out.sent else out.batch
         if batch is not None and (out.lowers or not out.records):
-            self._send(batch)
+            self._send(batch, step_ns)
             batch = None
         if out.records:
             # Increases leave only once the records explaining them are on disk.
-            after = None if batch is None else functools.partial(self._send, batch)
+            after = None if batch is None else functools.partial(self._send, batch, step_ns)
             self._stage_all(out.records, after_commit=after)
         self.steps += 1
         self.last_step_why = why
         self.last_step_ms = (time.perf_counter() - started - paused_s) * 1000
         self.max_step_ms = max(self.max_step_ms, self.last_step_ms)
 
-    def _send(self, batch: ProfileBatch) -> None:
+    def _send(self, batch: ProfileBatch, step_ns: int) -> None:
         self.ctx.system.send(
-            self.settings.profiles_path, replace(batch, sent_monotonic_ns=time.monotonic_ns())
+            self.settings.profiles_path,
+            replace(batch, sent_monotonic_ns=time.monotonic_ns(), step_monotonic_ns=step_ns),
         )
 
     def _stage_all(

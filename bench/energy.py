@@ -224,8 +224,8 @@ class Bench:
             say(
                 f"step {step}: first {(min(times) - read_s) * 1000:.1f} ms, last "
                 f"{(max(times) - read_s) * 1000:.1f} ms, limits {sorted({a for _, a in arrived})}, "
-                f"allocator step {step_ms} ms; edge stages (sent, received, first and last "
-                f"written) {'-' if stages is None else ' / '.join(f'{x:.1f}' for x in stages)} ms"
+                f"allocator step {step_ms} ms; edge stages (step began, sent, received, first and "
+                f"last written) {'-' if stages is None else ' / '.join(f'{x:.1f}' for x in stages)} ms"
                 f", broker CPU from receipt to the last frame {broker_cpu_ms} ms"
             )
         # The next step only once this one has settled: the cars follow within
@@ -247,8 +247,8 @@ class Bench:
         self, since_s: float, read_s: float
     ) -> tuple[tuple[float, ...] | None, float | None]:
         """The edge's stamps for the batch this step caused (the batch triggered after the
-        change with the most frames written), ms from read_s: the allocator sent it, the broker
-        received it, its first and its last SetChargingProfile written; and the CPU time the
+        change with the most frames written), ms from read_s: the allocator's step that made it
+        began, the allocator sent it, the broker received it, its first and its last SetChargingProfile written; and the CPU time the
         broker's loop spent from receipt to the last frame."""
         profiles = (await self.node("broker"))["site"].get("profiles") or {}
         batches = [
@@ -262,7 +262,7 @@ class Bench:
         shift = b["trigger_monotonic_ns"] / 1e6 - read_s * 1000
         stages = tuple(
             None if b.get(k) is None else float(b[k]) + shift
-            for k in ("sent_ms", "received_ms", "first_written_ms", "last_written_ms")
+            for k in ("step_ms", "sent_ms", "received_ms", "first_written_ms", "last_written_ms")
         )
         cpu = b.get("cpu_ms")
         return (stages if None not in stages else None), (None if cpu is None else float(cpu))

@@ -50,8 +50,8 @@ class Cut:
     # the edge's own stamp: the last of the batch's SetChargingProfile frames written to its
     # socket (the broker's "profiles" status), ms from the same read; None if not reported
     written_ms: float | None = None
-    # the edge's stages, ms from the same read: sent by the allocator, received by the broker,
-    # first and last frame written (None if not reported)
+    # the edge's stages, ms from the same read: the allocator's step began, it sent the batch,
+    # the broker received it, first and last frame written (None if not reported)
     stages: tuple[float, ...] | None = None
     # CPU time of the broker's loop from receipt to the last frame (with the wall time between
     # the two stages: whether the fan-out ran or waited for a core)
@@ -122,14 +122,15 @@ def phase_line(ph: Phase) -> str:
     )
     staged = [c.stages for c in ph.cuts if c.stages is not None]
     if staged:
-        p50 = [percentile(sorted(s[i] for s in staged), 0.5) for i in range(4)]
+        p50 = [percentile(sorted(s[i] for s in staged), 0.5) for i in range(5)]
         text += (
-            f"; edge stages p50 from the sample: allocator sent {p50[0]:.1f} ms, broker received "
-            f"{p50[1]:.1f} ms, first frame written {p50[2]:.1f} ms, last {p50[3]:.1f} ms"
+            f"; edge stages p50 from the sample: allocator step began {p50[0]:.1f} ms, sent "
+            f"{p50[1]:.1f} ms, broker received {p50[2]:.1f} ms, first frame written "
+            f"{p50[3]:.1f} ms, last {p50[4]:.1f} ms"
         )
         cpu = sorted(c.broker_cpu_ms for c in ph.cuts if c.broker_cpu_ms is not None)
         if cpu:
-            wall = sorted(s[3] - s[1] for s in staged)
+            wall = sorted(s[4] - s[2] for s in staged)
             text += (
                 f" (broker received -> last frame: wall p50 {percentile(wall, 0.5):.1f} ms, "
                 f"its loop's CPU p50 {percentile(cpu, 0.5):.1f} ms, min {cpu[0]:.1f} max "
@@ -212,11 +213,16 @@ def energy_node_line(phases: list[Phase], n: int) -> str:
     parts = []
     for loaded in (False, True):
         ph = by_load[loaded]
-        sent = sorted(c.stages[0] for c in ph.cuts if c.stages is not None)
+        began = sorted(c.stages[0] for c in ph.cuts if c.stages is not None)
+        sent = sorted(c.stages[1] for c in ph.cuts if c.stages is not None)
+        making = sorted(c.stages[1] - c.stages[0] for c in ph.cuts if c.stages is not None)
         steps = sorted(c.step_ms for c in ph.cuts if c.step_ms is not None)
         parts.append(
-            f"{'loaded' if loaded else 'idle'}: sample -> batch handed to the broker p50 "
-            f"{percentile(sent, 0.5):.1f} ms p99 {percentile(sent, 0.99):.1f} ms, step p50 "
+            f"{'loaded' if loaded else 'idle'}: sample -> step began p50 "
+            f"{percentile(began, 0.5):.1f} ms p99 {percentile(began, 0.99):.1f} ms, -> batch "
+            f"handed to the broker p50 {percentile(sent, 0.5):.1f} ms p99 "
+            f"{percentile(sent, 0.99):.1f} ms (the step until then p50 "
+            f"{percentile(making, 0.5):.1f} ms p99 {percentile(making, 0.99):.1f} ms), step p50 "
             f"{percentile(steps, 0.5):.1f} ms, CPU {ph.energy_cpu_pct:.0f}%, loop lag "
             f"{lag_text(ph.energy_lag)} (the broker's {lag_text(ph.broker_lag)})"
         )

@@ -109,7 +109,7 @@ async def test_cars_share_the_headroom_and_a_limit_step_down_lowers_them_within_
         assert b["written"] <= b["limits"], b
         assert 0 < b["first_written_ms"] <= b["last_written_ms"] < 5000, b
         # the stages in order: the allocator sent it, the broker received it, then wrote it
-        assert 0 < b["sent_ms"] <= b["received_ms"] <= b["first_written_ms"], b
+        assert 0 < b["step_ms"] <= b["sent_ms"] <= b["received_ms"] <= b["first_written_ms"], b
         # the broker's own CPU meanwhile (once all of them are written): no more than the wall
         # time from receipt to the last
         if b["written"] < b["limits"]:
