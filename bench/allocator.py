@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import timeit
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -74,10 +75,24 @@ def site(n: int, meter_port: int = 502) -> SiteConfig:
 
 
 def reports(n: int, draw_a: float, at: datetime) -> DemandBatch:
+    """Connectors CP0000.. each drawing ``draw_a``, sampled at ``at``."""
+    ids = [f"CP{i:04d}" for i in range(n)]
+    return demand_batch(ids, dict.fromkeys(ids, draw_a), dict.fromkeys(ids, at), at)
+
+
+def demand_batch(
+    ids: list[str],
+    draw_a: Mapping[str, float],
+    sampled: Mapping[str, datetime],
+    at: datetime,
+    *,
+    complete: bool = False,
+) -> DemandBatch:
+    """Each charge point's connector 1 charging, its car arrived i s after T0."""
     return DemandBatch(
         reports=tuple(
             ConnectorReport(
-                charge_point_id=f"CP{i:04d}",
+                charge_point_id=cp,
                 connector_id=1,
                 connected=True,
                 plugged=True,
@@ -85,15 +100,16 @@ def reports(n: int, draw_a: float, at: datetime) -> DemandBatch:
                 transaction_id=str(i),
                 arrived_utc=format_utc(T0 + timedelta(seconds=i)),
                 status="Charging",
-                measured_a=(draw_a, draw_a, draw_a),
+                measured_a=(draw_a[cp],) * 3,
                 offered_a=None,
                 power_w=None,
                 energy_wh=None,
-                sampled_utc=format_utc(at),
+                sampled_utc=format_utc(sampled[cp]),
             )
-            for i in range(n)
+            for i, cp in enumerate(ids)
         ),
         sent_utc=format_utc(at),
+        complete=complete,
     )
 
 
@@ -109,12 +125,18 @@ def fused_site(n: int, now: float) -> SiteState:
     state = SiteState(
         site_model(config.energy, charge_point_energy(config)), actor="bench", started_s=now
     )
+    static_limit(state, n * 10.0, now)
+    return state
+
+
+def static_limit(state: SiteState, current_a: float, now: float) -> None:
+    """The static source "fuse" reports ``current_a`` per phase on the site at ``now``."""
     state.limit_reported(
         GridLimitReported(
             source="fuse",
             node="site",
             limit=GridLimit(
-                source="fuse", node="site", value=LimitValue(current_a=(n * 10.0,) * 3)
+                source="fuse", node="site", value=LimitValue(current_a=(current_a,) * 3)
             ),
             fallback=None,
             heartbeat_s=1e9,
@@ -123,12 +145,12 @@ def fused_site(n: int, now: float) -> SiteState:
         now,
         T0,
     )
-    return state
 
 
-def grid_read(state: SiteState, total_a: float, now: float, at: datetime) -> None:
-    """The grid meter shows ``total_a`` on every phase, read at ``now``."""
-    state.meter_read(
+def grid_read(state: SiteState, total_a: float, now: float, at: datetime) -> str | None:
+    """The grid meter shows ``total_a`` on every phase, read at ``now``; why it steps at once
+    (an overload), if it does."""
+    why, _ = state.meter_read(
         MeterRead(
             meter="grid",
             node="site",
@@ -140,6 +162,7 @@ def grid_read(state: SiteState, total_a: float, now: float, at: datetime) -> Non
         ),
         at,
     )
+    return why
 
 
 def step_figures(n: int, rounds: int) -> None:
@@ -244,49 +267,13 @@ def site_pace_figure(n: int, rounds: int) -> None:
     state = SiteState(
         site_model(config.energy, charge_point_energy(config)), actor="bench", started_s=now
     )
-    limit = GridLimit(source="fuse", node="site", value=LimitValue(current_a=(levels.limit_a,) * 3))
-    state.limit_reported(
-        GridLimitReported(
-            source="fuse",
-            node="site",
-            limit=limit,
-            fallback=None,
-            heartbeat_s=1e9,
-            reported_monotonic_s=now,
-        ),
-        now,
-        T0,
-    )
+    static_limit(state, levels.limit_a, now)
 
     def utc() -> datetime:
         return T0 + timedelta(seconds=now - 100.0)
 
     draw = dict.fromkeys(ids, 0.0)
     sampled = dict.fromkeys(ids, T0)
-
-    def batch() -> DemandBatch:
-        return DemandBatch(
-            reports=tuple(
-                ConnectorReport(
-                    charge_point_id=cp,
-                    connector_id=1,
-                    connected=True,
-                    plugged=True,
-                    charging=True,
-                    transaction_id=str(i),
-                    arrived_utc=format_utc(T0 + timedelta(seconds=i)),
-                    status="Charging",
-                    measured_a=(draw[cp],) * 3,
-                    offered_a=None,
-                    power_w=None,
-                    energy_wh=None,
-                    sampled_utc=format_utc(sampled[cp]),
-                )
-                for i, cp in enumerate(ids)
-            ),
-            sent_utc=format_utc(utc()),
-            complete=True,
-        )
 
     gc.collect()
     gc.freeze()
@@ -295,21 +282,12 @@ def site_pace_figure(n: int, rounds: int) -> None:
     for r in range(rounds * 5):
         now += 0.2
         if r % 5 == 0:
-            state.demand(batch(), now, utc())
+            state.demand(demand_batch(ids, draw, sampled, utc(), complete=True), now, utc())
         if r >= 25 and r % 9 == 0:
             cut = (cut + 1) % 5
         other = levels.other_a(n, cut)
         total = other + sum(draw.values())
-        read = MeterRead(
-            meter="grid",
-            node="site",
-            current_a=(total, total, total),
-            total_power_w=None,
-            read_monotonic_s=now,
-            read_utc=utc(),
-            duration_s=0.001,
-        )
-        why, _ = state.meter_read(read, utc())
+        why = grid_read(state, total, now, utc())
         if why is None and r % 5:
             continue  # no overload, no tick: no step
         started = time.perf_counter()
