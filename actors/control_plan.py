@@ -82,13 +82,16 @@ class Plan:
 class CountMemo:
     """:func:`count`'s work per connector, made again only when its inputs changed.
 
-    A step (five a second) counts every connector; between two DemandBatches a connector's
-    demand is the very same object (:class:`actors.energy_inputs.DemandCache`) and so is its
-    state while its limit and what is known of its car hold (``_next_state`` keeps it). Its car
-    knowledge and counts are kept with those objects and reused while they are the same objects
-    and the step's time gives the same answers: whether its sample reflects its offer, whether
-    its change settled, the limits it may still be following. The memo holds the connectors of
-    the last count only.
+    A step (each tick, a second apart, and on events) counts every connector. While its report
+    and sample do not change a connector's demand is the very same object
+    (:class:`actors.energy_inputs.DemandCache`, and SiteState keeps an equal report's object), and
+    so is its state while its limit and what is known of its car hold (``_next_state`` keeps
+    it). Its car knowledge and counts are kept with those objects and reused while they are the
+    same objects and the step's time gives the same answers: whether its sample reflects its
+    offer, whether its change settled, the limits it may still be following. So a steady site
+    counts little; a step as a change settles (an overload on bench/energy.py's site comes just
+    then) counts the changed connectors again. The memo holds the connectors of the last count
+    only.
     """
 
     __slots__ = ("_kept",)
