@@ -248,8 +248,9 @@ class Bench:
     ) -> tuple[tuple[float, ...] | None, float | None]:
         """The edge's stamps for the batch this step caused (the batch triggered after the
         change with the most frames written), ms from read_s: the allocator's step that made it
-        began, the allocator sent it, the broker received it, its first and its last SetChargingProfile written; and the CPU time the
-        broker's loop spent from receipt to the last frame."""
+        began, the allocator sent it, the broker received it, its first and its last
+        SetChargingProfile written; and the CPU time the broker's loop spent from receipt to the
+        last frame."""
         profiles = (await self.node("broker"))["site"].get("profiles") or {}
         batches = [
             b

@@ -51,7 +51,7 @@ _HEADER_64 = struct.Struct("!BBQ").pack
 
 
 def text_frame_header(length: int) -> bytes:
-    """What websockets' ``Frame(OP_TEXT, data).serialize(mask=False)`` puts before the data."""
+    """What websockets' ``Frame(Opcode.TEXT, data).serialize(mask=False)`` puts before the data."""
     if length < 126:
         return _SHORT_HEADERS[length]
     if length < 65536:
