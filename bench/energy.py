@@ -221,11 +221,12 @@ class Bench:
             step_ms = float(site.get("last_step_ms", 0.0))
         stages, broker_cpu_ms = await self.edge_stages(since, read_s)
         if self.verbose:
+            shown = "-" if stages is None else " / ".join(f"{x:.1f}" for x in stages)
             say(
                 f"step {step}: first {(min(times) - read_s) * 1000:.1f} ms, last "
                 f"{(max(times) - read_s) * 1000:.1f} ms, limits {sorted({a for _, a in arrived})}, "
                 f"allocator step {step_ms} ms; edge stages (step began, sent, received, first and "
-                f"last written) {'-' if stages is None else ' / '.join(f'{x:.1f}' for x in stages)} ms"
+                f"last written) {shown} ms"
                 f", broker CPU from receipt to the last frame {broker_cpu_ms} ms"
             )
         # The next step only once this one has settled: the cars follow within
