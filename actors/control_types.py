@@ -77,7 +77,7 @@ class ConnectorState:
         replaced = self.replaced
         if not replaced or now_s - replaced[-1][0] >= settle_s:
             return ()  # (oldest first: the newest is past too)
-        return tuple(a for ended_s, a in self.replaced if now_s - ended_s < settle_s)
+        return tuple(a for ended_s, a in replaced if now_s - ended_s < settle_s)
 
 
 def arriving(now_s: float, cfg: ControlConfig) -> ConnectorState:
