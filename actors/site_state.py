@@ -271,6 +271,14 @@ class SiteState:
             if urgent is not None:
                 urgent(batch)
 
+    def settles_s(self) -> float | None:
+        """When the loop's last change (a limit raised, lowered or paused) has settled, on the
+        steps' clock: from then an increase may follow it (actors.control_loop). None before
+        any change."""
+        loop = self.loop
+        times = [t for t in (loop.last_change_s, loop.last_decrease_s) if t is not None]
+        return max(times) + self.model.control.settle_s if times else None
+
     def stepping(
         self,
         *,

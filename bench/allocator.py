@@ -253,8 +253,9 @@ def site_pace_figure(n: int, rounds: int) -> None:
     0.2 s, a DemandBatch of every connector each second (new objects; a car's report changes
     only when its draw does), the cars drawing what they were last given; the other load up by
     2 A a car four times, 1.8 s apart, then back down. Steps when the allocator takes them: on
-    a read that shows an overload, and on the tick (each second, after the read). The figure:
-    an overload's step until its lowering batch is handed over."""
+    a read that shows an overload, on the tick (each second, after the read) and on the first
+    read after the last change settled (SiteAllocator._settled). The figure: an overload's step
+    until its lowering batch is handed over."""
     levels = Levels.for_cars(n)
     ids = car_ids(n)
     config = parse_site(
@@ -279,6 +280,7 @@ def site_pace_figure(n: int, rounds: int) -> None:
     gc.freeze()
     handed: list[float] = []
     cut = 0
+    last_step_s = now
     for r in range(rounds * 5):
         now += 0.2
         if r % 5 == 0:
@@ -288,8 +290,11 @@ def site_pace_figure(n: int, rounds: int) -> None:
         other = levels.other_a(n, cut)
         total = other + sum(draw.values())
         why = grid_read(state, total, now, utc())
-        if why is None and r % 5:
-            continue  # no overload, no tick: no step
+        settles_s = state.settles_s()
+        settled = settles_s is not None and last_step_s < settles_s <= now
+        if why is None and r % 5 and not settled:
+            continue  # no overload, no tick, no change settled since the last step: no step
+        last_step_s = now
         started = time.perf_counter()
         run = state.stepping(now_s=now, now_utc=utc())
         try:

@@ -238,7 +238,10 @@ async def test_ramp_keeps_the_sum_within_headroom_and_audits_every_change(tmp_pa
 
 
 async def test_meter_overload_decreases_without_waiting_for_the_tick(tmp_path: Path) -> None:
-    async with running(tmp_path, FUSE_40 + FAST, meter_a=(22.0, 22.0, 22.0), tick_s=30.0) as node:
+    # No step when the decrease settles within the test (a settle step's reason is asserted
+    # in test_an_increase_comes_when_the_last_change_settles_not_at_the_next_tick).
+    body = FUSE_40 + FAST.replace("settle_s = 0.1", "settle_s = 60.0")
+    async with running(tmp_path, body, meter_a=(22.0, 22.0, 22.0), tick_s=30.0) as node:
         await node.wait_meter_read()
         node.send(demand(report("CP1", measured_a=6.0), report("CP2", measured_a=6.0)))
         first = await node.wait_batch(lambda b: len(b.batch.limits) == 2, what="first")
@@ -265,6 +268,38 @@ async def test_meter_overload_decreases_without_waiting_for_the_tick(tmp_path: P
         sample_s = lowered.batch.trigger_monotonic_ns / 1e9
         assert changed_at - 0.2 <= sample_s <= lowered.at_s
         assert node.allocator().last_step_why == "meter shows overload"
+
+
+async def test_an_increase_comes_when_the_last_change_settles_not_at_the_next_tick(
+    tmp_path: Path,
+) -> None:
+    """No tick for 30 s. An overload lowers both cars; the base load goes back down at once, but
+    an increase waits until the decrease has settled (settle_s 0.6 s): the allocator steps then
+    (after the meter's next read) and raises them, rather than at the next tick."""
+    body = FUSE_40 + FAST.replace("settle_s = 0.1", "settle_s = 0.6")
+    async with running(tmp_path, body, meter_a=(22.0, 22.0, 22.0), tick_s=30.0) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=6.0), report("CP2", measured_a=6.0)))
+        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0}, what="first")
+        count = len(node.batches)
+        await set_meter(node.meter(), (41.0, 41.0, 41.0))  # base load 25 A: 7 A each
+        lowered = await node.wait_batch(
+            lambda b: b.limits() == {"CP1/1": 7.0, "CP2/1": 7.0}, after=count, what="decrease"
+        )
+        assert node.allocator().last_step_why == "meter shows overload"
+        steps = node.allocator().steps
+        # The cars follow; the base load is back where it was.
+        await set_meter(node.meter(), (24.0, 24.0, 24.0))
+        node.send(demand(report("CP1", measured_a=7.0), report("CP2", measured_a=7.0)))
+        raised = await node.wait_batch(
+            lambda b: b.limits() and min(b.limits().values()) > 7.0,
+            after=node.batches.index(lowered) + 1,
+            what="an increase without a tick",
+        )
+        assert raised.at_s - lowered.at_s >= 0.6, "not before the decrease settled"
+        assert raised.at_s - lowered.at_s < 0.6 + timeout_s(1.5)
+        assert node.allocator().steps == steps + 1, "one step: the one at the settle"
+        assert node.allocator().last_step_why == "a change settled"
 
 
 # --- stale meter: no increases, then fail-safe -----------------------------------------------
@@ -312,7 +347,11 @@ async def test_stale_meter_holds_then_falls_back_to_failsafe(tmp_path: Path) -> 
 async def test_contact_flip_lowers_profiles_within_one_loop(tmp_path: Path) -> None:
     dim = tmp_path / "dim"
     contact(dim, closed=False)
-    body = FUSE_40 + contact_toml("14a", dim.name, 16) + FAST
+    body = (
+        FUSE_40
+        + contact_toml("14a", dim.name, 16)
+        + FAST.replace("settle_s = 0.1", "settle_s = 60.0")
+    )
     async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, tick_s=30.0) as node:
         await node.wait_meter_read()
         node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
