@@ -192,8 +192,10 @@ def stepping(
     if counted.low != counted.high:
         _fund_increases(decisions, nodes, counted.low, cfg.allocation)
 
+    was_parked = {} if memo is None else memo.parked
+    now_parked: dict[str, ConnectorDecision] = {}
     for cid in parked:
-        decisions[cid] = ConnectorDecision(
+        decisions[cid] = now_parked[cid] = was_parked.get(cid) or ConnectorDecision(
             connector_id=cid,
             previous_a=0.0,
             target_a=0.0,
@@ -202,6 +204,8 @@ def stepping(
             binding=_INACTIVE,
             reason=_NO_CAR_REASON,
         )
+    if memo is not None:
+        memo.parked = now_parked
     ordered = tuple(decisions[d.connector_id] for d in every)
     yield ordered, mode
 
@@ -252,7 +256,7 @@ def _parked(st: ConnectorState) -> bool:
         and st.paused_s is None
         and st.charging_s is None
         and not st.replaced
-        and st.car == _NO_CAR
+        and (st.car is _NO_CAR or st.car == _NO_CAR)
     )
 
 

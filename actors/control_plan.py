@@ -33,7 +33,13 @@ from actors.allocation_types import (
     PerPhase,
 )
 from actors.car_learning import CarKnowledge, as_counted, learn, reflects
-from actors.control_types import ConnectorState, ControlConfig, Mode, arriving
+from actors.control_types import (
+    ConnectorDecision,
+    ConnectorState,
+    ControlConfig,
+    Mode,
+    arriving,
+)
 from actors.evolve import evolve, value
 
 
@@ -94,10 +100,13 @@ class CountMemo:
     only.
     """
 
-    __slots__ = ("_kept",)
+    __slots__ = ("_kept", "parked")
 
     def __init__(self) -> None:
         self._kept: dict[str, _Counted] = {}
+        # The decision of each connector without a car (actors.control_loop), the same object
+        # from step to step while it stays so: the status made of it is kept too (SiteState).
+        self.parked: dict[str, ConnectorDecision] = {}
 
     def __len__(self) -> int:
         """The connectors held."""

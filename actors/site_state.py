@@ -115,6 +115,8 @@ class SiteState:
         self.record: StepRecord | None = None  # the last step's inputs and decisions
         self.mode = "waiting for limits"
         self.decisions: dict[str, dict[str, Any]] = {}
+        # each connector's decision of the last step, its mode and its entry in decisions
+        self.decided_as: dict[str, tuple[ConnectorDecision, Mode, dict[str, Any]]] = {}
         self.sent: dict[str, float] = {}
         self.last_batch_s: float | None = None
         self.trackers: dict[str, Tracker] = {}
@@ -350,15 +352,27 @@ class SiteState:
         """The decisions as the status and the batch see them; returns each one's binding source."""
         decisions: dict[str, dict[str, Any]] = {}
         sources: dict[str, str] = {}
+        # A decision kept from the last step (a connector without a car, see CountMemo.parked)
+        # keeps its entry: the entries are read, never changed.
+        was = self.decided_as
+        now: dict[str, tuple[ConnectorDecision, Mode, dict[str, Any]]] = {}
         for dec in ordered:
-            source = sources[dec.connector_id] = binding_source(dec, mode)
-            decisions[dec.connector_id] = {
-                "limit_a": dec.limit_a,
-                "target_a": dec.target_a,
-                "action": dec.action,
-                "binding_source": source,
-                "reason": dec.reason,
-            }
+            cid = dec.connector_id
+            kept = was.get(cid)
+            if kept is not None and kept[0] is dec and kept[1] == mode:
+                entry = kept[2]
+            else:
+                entry = {
+                    "limit_a": dec.limit_a,
+                    "target_a": dec.target_a,
+                    "action": dec.action,
+                    "binding_source": binding_source(dec, mode),
+                    "reason": dec.reason,
+                }
+            now[cid] = (dec, mode, entry)
+            decisions[cid] = entry
+            sources[cid] = entry["binding_source"]
+        self.decided_as = now
         for key, draw in draws.items():
             decisions[key] = {
                 "limit_a": self.sent.get(key, 0.0),

@@ -7,9 +7,10 @@ from dataclasses import replace
 import pytest
 
 from actors.allocation_types import ConnectorDemand
+from actors.control_loop import finish, stepping
 from actors.control_plan import Counted, CountMemo, count
-from actors.control_types import ConnectorState, ControlConfig
-from tests.unit.energy.builders import car, phases
+from actors.control_types import ConnectorState, ControlConfig, LoopState
+from tests.unit.energy.builders import car, node, phases
 from tests.unit.energy.test_control_loop import CFG
 
 
@@ -113,3 +114,30 @@ def test_the_memo_holds_the_last_counts_connectors_only() -> None:
     assert len(memo) == 2
     count([demand("b")], {"b": state()}, now_s=121, cfg=CFG, memo=memo)
     assert len(memo) == 1
+
+
+def test_a_connector_without_a_car_keeps_its_decision_object_with_a_memo() -> None:
+    """The decision of a connector without a car is the same object from step to step while it
+    stays so (SiteState keeps the status made of it); equal to the one made without a memo."""
+    memo = CountMemo()
+    nodes = [node(limit_a=32.0, meter_a=phases(2.0), read_s=100.0)]
+    idle = [replace(car(f"e{i}"), active=False) for i in range(2)]
+    state = LoopState()
+    seen = []
+    for now in (100.0, 101.0, 102.0):
+        run = stepping(state, nodes, idle, now_s=now, cfg=CFG, memo=memo)
+        decisions, _ = next(run)
+        plain, _ = next(stepping(state, nodes, idle, now_s=now, cfg=CFG))
+        assert decisions == plain
+        seen.append(decisions)
+        state = finish(run).state
+    # the first step makes them; from the second on (the state parked) they are kept
+    assert all(a is b for a, b in zip(seen[1], seen[2], strict=True))
+    assert set(memo.parked) == {"e0", "e1"}
+    # a car arrives at e0: planned like any other, its decision made anew
+    arrived = [car("e0"), idle[1]]
+    run = stepping(state, nodes, arrived, now_s=103.0, cfg=CFG, memo=memo)
+    decisions, _ = next(run)
+    assert decisions[0].binding.kind != "inactive"
+    assert decisions[1] is seen[2][1]
+    assert set(memo.parked) == {"e1"}

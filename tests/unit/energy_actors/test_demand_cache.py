@@ -97,13 +97,30 @@ def test_each_changed_input_gives_demand_ofs_answer() -> None:
     assert got == fresh(ruled, newer_report, None, 11.0)
 
 
-def test_a_connector_without_arrival_arrives_at_each_step() -> None:
+def test_a_charging_connector_without_arrival_arrives_at_each_step() -> None:
     cache, m = DemandCache(), model()
-    for r in (report(arrived=None), replace(report(), arrived_utc="not a time")):
+    charging = replace(report(), arrived_utc=None)
+    for r in (charging, replace(report(), arrived_utc="not a time")):
+        assert r.plugged
+        assert r.charging
         for now in (10.0, 10.2, 10.4):
             got = cache.demand(r.charge_point_id + "/1", m, r, None, now_s=now)
             assert got == fresh(m, r, None, now)
             assert got.arrived_s == now
+
+
+def test_an_idle_connector_keeps_its_demand_object() -> None:
+    """Without a car there is nothing to rank: its arrival stays that of the step that made the
+    demand, and the next steps get the very same object (the loop's work for it stays the same
+    objects too, actors.control_loop)."""
+    cache, m = DemandCache(), model()
+    idle = report(arrived=None)
+    assert not idle.charging
+    first = cache.demand("CP1/1", m, idle, None, now_s=10.0)
+    assert first == fresh(m, idle, None, 10.0)
+    assert not first.active
+    assert cache.demand("CP1/1", m, idle, None, now_s=10.2) is first
+    assert cache.demand("CP1/1", m, idle, None, now_s=10.4) is first
 
 
 def test_forget_drops_connectors_that_are_gone() -> None:

@@ -330,6 +330,50 @@ def test_a_report_equal_to_the_last_keeps_its_object() -> None:
     assert site.state.reports["CP3/1"].measured_a == (9.0, 9.0, 9.0)
 
 
+def test_an_idle_connector_keeps_its_status_entry_from_step_to_step() -> None:
+    """A connector without a car gets the same decision object each step (CountMemo.parked):
+    its status entry is kept too, and made anew once a car arrives."""
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 8.0})
+    idle = ConnectorReport(
+        charge_point_id="CP3",
+        connector_id=1,
+        connected=True,
+        plugged=False,
+        charging=False,
+        transaction_id=None,
+        arrived_utc=None,
+        status="Available",
+        measured_a=None,
+        offered_a=None,
+        power_w=None,
+        energy_wh=None,
+        sampled_utc=None,
+    )
+    site.state.demand(DemandBatch(reports=(idle,), sent_utc=format_utc(site.utc)), 100.0, site.utc)
+    entries = []
+    for s in (100.0, 101.0, 102.0):
+        site.at(s)
+        site.step()
+        entries.append(site.state.decisions["CP3/1"])
+    assert entries[0] == {
+        "limit_a": 0.0,
+        "target_a": 0.0,
+        "action": "unchanged",
+        "binding_source": "no car",
+        "reason": "no car wants energy; allocation: no car wants energy",
+    }
+    assert entries[2] is entries[1]
+    site.at(103.0)
+    site.demand({"CP3": 0.0})
+    site.step()
+    assert site.state.decisions["CP3/1"] is not entries[2]
+    assert site.state.decisions["CP3/1"]["binding_source"] != "no car"
+
+
 def test_feeder_connector_is_bound_by_the_feeder() -> None:
     site = Site()
     site.limits()
