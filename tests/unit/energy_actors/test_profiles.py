@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import pickle
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.energy_messages import ConnectorLimit
+from actors.energy_messages import ConnectorLimit, ProfileBatch
 from actors.profiles import (
     ACTION,
     ChargePointCapabilities,
@@ -351,3 +353,25 @@ def test_the_frame_of_a_prepared_payload_is_the_frame_of_the_payload() -> None:
     )
     with pytest.raises(ValueError, match="message id"):
         call_text_json("", ACTION, "{}")
+
+
+def test_a_batch_crosses_the_node_link_whole() -> None:
+    """ConnectorLimit pickles as its fields in order (ConnectorLimit.__reduce__): every field,
+    each set to a value no other has, comes back (a field added to the class but not to its
+    __reduce__ would come back as its default, or not at all)."""
+    values: dict[str, object] = {}
+    for i, f in enumerate(dataclasses.fields(ConnectorLimit)):
+        values[f.name] = {"str": f"v{i} é", "int": 10 + i, "float": 10.5 + i}[str(f.type)]
+    limit = ConnectorLimit(**values)  # type: ignore[arg-type]
+    batch = ProfileBatch(
+        limits=(limit, dataclasses.replace(limit, connector_id=2)),
+        default_limit_a=6.0,
+        computed_utc="2026-01-01T00:00:00.000Z",
+        trigger_monotonic_ns=7,
+        full=False,
+    )
+    back = pickle.loads(pickle.dumps(("broker/profiles", batch), pickle.HIGHEST_PROTOCOL))
+    assert back == ("broker/profiles", batch)
+    assert [dataclasses.asdict(x) for x in back[1].limits] == [
+        dataclasses.asdict(x) for x in batch.limits
+    ]
