@@ -256,7 +256,7 @@ def _parked(st: ConnectorState) -> bool:
         and st.paused_s is None
         and st.charging_s is None
         and not st.replaced
-        and (st.car is _NO_CAR or st.car == _NO_CAR)
+        and st.car == _NO_CAR
     )
 
 
