@@ -288,6 +288,8 @@ async def test_an_increase_comes_when_the_last_change_settles_not_at_the_next_ti
         )
         assert node.allocator().last_step_why == "meter shows overload"
         steps = node.allocator().steps
+        decreased_s = node.allocator().last_step_s  # the decrease's step began (monotonic)
+        assert decreased_s is not None
         # The cars follow; the base load is back where it was.
         await set_meter(node.meter(), (24.0, 24.0, 24.0))
         node.send(demand(report("CP1", measured_a=7.0), report("CP2", measured_a=7.0)))
@@ -296,8 +298,8 @@ async def test_an_increase_comes_when_the_last_change_settles_not_at_the_next_ti
             after=node.batches.index(lowered) + 1,
             what="an increase without a tick",
         )
-        assert raised.at_s - lowered.at_s >= 0.6, "not before the decrease settled"
-        assert raised.at_s - lowered.at_s < 0.6 + timeout_s(1.5)
+        assert raised.at_s - decreased_s >= 0.6, "not before the decrease settled"
+        assert raised.at_s - decreased_s < 0.6 + timeout_s(1.5)
         assert node.allocator().steps == steps + 1, "one step: the one at the settle"
         assert node.allocator().last_step_why == "a change settled"
 
