@@ -32,7 +32,7 @@ new limits, the new state and a :class:`StepRecord` for the audit trail. Rules:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from actors.allocation import min_current, overloaded, rank_key
@@ -66,6 +66,7 @@ __all__ = [
     "finish",
     "meter_age_s",
     "mode_for",
+    "prepare",
     "step",
     "stepping",
 ]
@@ -137,17 +138,7 @@ def stepping(
     mode = mode_for(age, cfg)
     known = state.connectors
     every = demands
-    # Connectors without a car that draw nothing and hold nothing (most of a big site's, most
-    # of the time) change nothing in the plans: decided here, the rest planned below.
-    parked: dict[str, ConnectorState] = {}
-    live: list[ConnectorDemand] = []
-    for d in every:
-        st_known = known.get(d.connector_id)
-        if not d.active and d.measured_a == ZERO and (st_known is None or _parked(st_known)):
-            parked[d.connector_id] = st_known or ConnectorState(limit_a=0.0, changed_s=now_s)
-        else:
-            live.append(d)
-    demands = live
+    parked, demands = _split_parked(demands, known, now_s)
     counted = count(demands, known, now_s=now_s, cfg=cfg, memo=memo)
     # Room freed or taken by a change (earlier, or a decrease in this very step) is not known
     # until the cars follow and the meter shows it.
@@ -242,6 +233,39 @@ def stepping(
         limits={dec.connector_id: dec.limit_a for dec in ordered},
         record=record,
     )
+
+
+def prepare(
+    state: LoopState,
+    demands: Sequence[ConnectorDemand],
+    *,
+    now_s: float,
+    cfg: ControlConfig,
+    memo: CountMemo,
+) -> None:
+    """Count the connectors as the next step would (into ``memo``), deciding nothing: a step
+    until ``now_s`` changes ``state`` and the counts' time-dependent parts (settled, reflecting,
+    recent limits) then finds them made. For a quiet moment after new demand came in, so the
+    step of an overload that follows it does not count 500 connectors again (3.5-4 ms)."""
+    _, live = _split_parked(demands, state.connectors, now_s)
+    count(live, state.connectors, now_s=now_s, cfg=cfg, memo=memo)
+
+
+def _split_parked(
+    demands: Sequence[ConnectorDemand], known: Mapping[str, ConnectorState], now_s: float
+) -> tuple[dict[str, ConnectorState], list[ConnectorDemand]]:
+    """Connectors without a car that draw nothing and hold nothing (most of a big site's, most
+    of the time) change nothing in the plans: their states (decided without planning), and the
+    rest (planned)."""
+    parked: dict[str, ConnectorState] = {}
+    live: list[ConnectorDemand] = []
+    for d in demands:
+        st_known = known.get(d.connector_id)
+        if not d.active and d.measured_a == ZERO and (st_known is None or _parked(st_known)):
+            parked[d.connector_id] = st_known or ConnectorState(limit_a=0.0, changed_s=now_s)
+        else:
+            live.append(d)
+    return parked, live
 
 
 _INACTIVE = Binding(kind="inactive")

@@ -105,6 +105,12 @@ class TickWaited:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Prepare:
+    """New demand came in on a site without meters and no step followed: make the next step's
+    demands and counts (SiteAllocator._prepare)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settled:
     """The loop's last change settles at ``at_s`` (the allocator's monotonic clock): from then
     increases may follow it, so a step then, after the meters' next read, rather than at the
@@ -117,6 +123,7 @@ _UNMANAGED_IGNORED = (
     Tick,
     TickWaited,
     Settled,
+    Prepare,
     MeterRead,
     MeterFailed,
     GridLimitReported,
@@ -161,6 +168,10 @@ class SiteAllocator(Actor):
         self.tick_due = 0  # the tick waiting for the meters' next read, 0: none
         self.tick_why = "tick"  # the reason the step it waits for will give
         self.settle_due: float | None = None  # the Settled message on its way (its at_s)
+        # New demand came in and no step has made its counts yet: prepare them after the
+        # meters' next read (SiteAllocator._prepare).
+        self.prepare_due = False
+        self.prepared = 0
         self.last_step_s: float | None = None  # when the last step began (monotonic)
         self.cloud_paths = dict(cloud_paths or {})
         self.monotonic = monotonic
@@ -205,6 +216,8 @@ class SiteAllocator(Actor):
                 await self._step(why, trigger_ns=int(msg.read_monotonic_s * 1e9))
             elif self.tick_due:
                 await self._step(self.tick_why)
+            elif self.prepare_due:
+                self._prepare()
         elif isinstance(msg, MeterFailed):
             state.meter_failed(msg)
             if self.tick_due:
@@ -218,6 +231,13 @@ class SiteAllocator(Actor):
             self._stage_all(records)
             if why is not None:
                 await self._step(why)
+            else:
+                self.prepare_due = True
+                if self.meter_wait_s is None:  # no meter to wait for: after what waits now
+                    self.send_after(0.0, Prepare())
+        elif isinstance(msg, Prepare):
+            if self.prepare_due:
+                self._prepare()
         elif isinstance(msg, ProfileOutcomes):
             for o in msg.outcomes:
                 state.outcome(o)
@@ -269,9 +289,22 @@ class SiteAllocator(Actor):
             return
         await self._tick("a change settled")
 
+    def _prepare(self) -> None:
+        """New demand came in (a DemandBatch) and no step has counted it yet: make the next
+        step's demands and counts now (SiteState.prepare), after the meters' next read (which
+        sample of each connector counts depends on the meter's read time, and the samples of a
+        batch are older than the read after it) while nothing waits. An overload's step often
+        comes right after a DemandBatch: it then counts only what changed since, not every car
+        again."""
+        assert self.state is not None
+        self.prepare_due = False
+        if self.state.prepare(self.monotonic()):
+            self.prepared += 1
+
     async def _step(self, why: str, *, trigger_ns: int | None = None) -> None:
         assert self.state is not None
         self.tick_due = 0  # any step does a tick's work
+        self.prepare_due = False  # and counts what came in
         self.last_step_s = self.monotonic()
         started = time.perf_counter()
         step_ns = time.monotonic_ns()
@@ -371,6 +404,7 @@ class SiteAllocator(Actor):
             "steps": self.steps,
             "batches": self.batches,
             "audit_records": self.audited,
+            "prepared": self.prepared,
             "last_step_ms": round(self.last_step_ms, 3),
             "max_step_ms": round(self.max_step_ms, 3),
             "last_step": self.last_step_why,

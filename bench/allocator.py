@@ -251,11 +251,13 @@ def between_batches_figure(n: int, rounds: int) -> None:
 def site_pace_figure(n: int, rounds: int) -> None:
     """bench/energy.py's site at its pace, on the allocator's state alone: the meter read every
     0.2 s, a DemandBatch of every connector each second (new objects; a car's report changes
-    only when its draw does), the cars drawing what they were last given; the other load up by
-    2 A a car four times, 1.8 s apart, then back down. Steps when the allocator takes them: on
-    a read that shows an overload, on the tick (each second, after the read) and on the first
-    read after the last change settled (SiteAllocator._settled). The figure: an overload's step
-    until its lowering batch is handed over."""
+    only when its draw does) between two ticks, as the broker's come, the cars drawing what they
+    were last given; the other load up by 2 A a car four times, 1.8 s apart, then back down.
+    Steps when the allocator takes them: on a read that shows an overload, on the tick (each
+    second, after the read) and on the first read after the last change settled
+    (SiteAllocator._settled); after a DemandBatch that no step followed, the next read without
+    a step prepares the next step's counts (SiteAllocator._prepare). The figure: an overload's
+    step until its lowering batch is handed over."""
     levels = Levels.for_cars(n)
     ids = car_ids(n)
     config = parse_site(
@@ -281,10 +283,12 @@ def site_pace_figure(n: int, rounds: int) -> None:
     handed: list[float] = []
     cut = 0
     last_step_s = now
+    prepare_due = False
     for r in range(rounds * 5):
         now += 0.2
-        if r % 5 == 0:
+        if r % 5 == 2:
             state.demand(demand_batch(ids, draw, sampled, utc(), complete=True), now, utc())
+            prepare_due = True
         if r >= 25 and r % 9 == 0:
             cut = (cut + 1) % 5
         other = levels.other_a(n, cut)
@@ -293,7 +297,12 @@ def site_pace_figure(n: int, rounds: int) -> None:
         settles_s = state.settles_s()
         settled = settles_s is not None and last_step_s < settles_s <= now
         if why is None and r % 5 and not settled:
-            continue  # no overload, no tick, no change settled since the last step: no step
+            # no overload, no tick, no change settled since the last step: no step
+            if prepare_due:
+                state.prepare(now)
+            prepare_due = False
+            continue
+        prepare_due = False
         last_step_s = now
         started = time.perf_counter()
         run = state.stepping(now_s=now, now_utc=utc())

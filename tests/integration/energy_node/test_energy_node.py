@@ -304,6 +304,52 @@ async def test_an_increase_comes_when_the_last_change_settles_not_at_the_next_ti
         assert node.allocator().last_step_why == "a change settled"
 
 
+async def test_new_demand_is_counted_after_the_meters_next_read_and_the_overload_reuses_it(
+    tmp_path: Path,
+) -> None:
+    """A DemandBatch that does not step (no new car) is counted after the meter's next read,
+    when the samples it brought are older than the reading and so the ones a step would take
+    (SiteAllocator._prepare); the step of an overload that follows reuses every count."""
+    body = FUSE_40 + FAST.replace("settle_s = 0.1", "settle_s = 60.0")
+    async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, tick_s=30.0) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
+        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0})
+        alloc = node.allocator()
+        assert alloc.state is not None
+        steps = alloc.steps
+        assert alloc.prepared == 0, "a batch that steps is counted by its step"
+        node.send(demand(report("CP1", measured_a=7.5), report("CP2", measured_a=7.0)))
+        await wait_for(lambda: alloc.prepared == 1, what="the new demand counted")
+        assert alloc.steps == steps
+        kept = alloc.state.count_memo._kept
+        made = {cid: kept[cid].high for cid in ("CP1/1", "CP2/1")}
+        assert kept["CP1/1"].demand.measured_a == (7.5,) * 3, "the batch's sample, not the last"
+        await set_meter(node.meter(), (41.0, 41.0, 41.0))
+        await wait_for(lambda: alloc.steps == steps + 1, what="the overload's step")
+        assert alloc.last_step_why == "meter shows overload"
+        record = alloc.state.record
+        assert record is not None
+        assert {d.connector_id for d in record.demands} == set(made)
+        assert all(d is made[d.connector_id] for d in record.demands), "every count reused"
+
+
+async def test_without_a_meter_new_demand_is_counted_once_the_waiting_messages_are_done(
+    tmp_path: Path,
+) -> None:
+    body = FUSE_40 + FAST.replace("settle_s = 0.1", "settle_s = 60.0")
+    async with running(tmp_path, body, meter_a=None, tick_s=30.0) as node:
+        node.send(demand(report("CP1", measured_a=8.0)))
+        await node.wait_batch(lambda b: "CP1/1" in b.limits())
+        alloc = node.allocator()
+        steps = alloc.steps
+        node.send(demand(report("CP1", measured_a=7.0)))
+        await wait_for(lambda: alloc.prepared == 1, what="the new demand counted")
+        assert alloc.steps == steps
+        assert alloc.state is not None
+        assert alloc.state.count_memo._kept["CP1/1"].demand.measured_a == (7.0, 7.0, 7.0)
+
+
 # --- stale meter: no increases, then fail-safe -----------------------------------------------
 
 

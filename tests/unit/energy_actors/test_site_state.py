@@ -596,3 +596,48 @@ def test_finish_refuses_a_generator_that_still_yields() -> None:
     run = one()
     next(run)
     assert finish(run) == "done"
+
+
+def test_prepare_makes_the_counts_the_next_step_reuses_and_changes_no_decision() -> None:
+    """New samples came in and no step followed: prepare() counts the connectors as the next
+    step would, so that step reuses every count (and decides what it decides without it)."""
+    sites = [Site(), Site()]  # prepared, and its twin that is not
+    for site in sites:
+        site.limits()
+        site.limits("ems")
+        site.meter(20.0)
+        site.demand({"CP1": 8.0, "CP2": 8.0, "CP3": 8.0})
+        site.step()
+        site.at(103.0)
+        site.meter(22.0)
+        site.demand({"CP1": 10.0, "CP2": 7.0, "CP3": 9.0})
+    prepared, twin = sites
+    decisions = dict(prepared.state.decisions)
+    loop = prepared.state.loop
+    assert prepared.state.prepare(103.5)
+    assert prepared.state.decisions == decisions  # nothing decided
+    assert prepared.state.loop is loop
+    made = {cid: prepared.state.count_memo._kept[cid].high for cid in ("CP1/1", "CP2/1", "CP3/1")}
+    assert made["CP1/1"].measured_a == (10.0, 10.0, 10.0)  # the new sample counted
+    for site in sites:
+        site.at(104.0)
+        site.meter(22.0)
+        site.step()
+    record, twin_record = prepared.state.record, twin.state.record
+    assert record is not None
+    assert twin_record is not None
+    assert all(d is made[d.connector_id] for d in record.demands)  # reused, every one
+    assert not any(d is made[d.connector_id] for d in twin_record.demands)
+    assert record.demands == twin_record.demands
+    assert record.decisions == twin_record.decisions
+    assert prepared.state.decisions == twin.state.decisions
+    assert prepared.batches == twin.batches
+
+
+def test_prepare_before_every_limit_is_known_does_nothing() -> None:
+    site = Site()
+    site.limits()  # "ems" has not reported, and the grace is not over
+    site.meter(20.0)
+    site.demand({"CP1": 8.0})
+    assert not site.state.prepare(100.5)
+    assert len(site.state.count_memo) == 0
