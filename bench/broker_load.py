@@ -11,11 +11,11 @@ package), like ``sim/loadgen_worker.py``:
   the same message is sent again 50 ms later, so every message counted is one acknowledged.
 - ``idle``: boot, then hold the connection until ``stop_file`` exists.
 - ``mix`` (bench/energy.py): boot and report the connector Available, then, while ``go_file``
-  exists, the ``sim.loadgen`` mix (Heartbeat, MeterValues without a transaction,
-  StatusNotification; 1:3:1) at ``rate_hz``, one outstanding CALL; silent (answering the edge's
-  calls) while it does not; until ``stop_file`` exists. Each period with ``go_file`` is a
-  segment with its own round trips (``segments_ms``, ``segments_s``), so one set of connected
-  charge points can load the broker in some phases and leave it idle in others.
+  exists, the ``sim.loadgen`` mix (Heartbeat, MeterValues without a transaction and with no
+  current drawn, StatusNotification; 1:3:1) at ``rate_hz``, one outstanding CALL; silent
+  (answering the edge's calls) while it does not; until ``stop_file`` exists. Each period with
+  ``go_file`` is a segment with its own round trips (``segments_ms``, ``segments_s``), so one
+  set of connected charge points can load the broker in some phases and leave it idle in others.
 """
 
 from __future__ import annotations
@@ -273,7 +273,12 @@ class _Worker:
             elif action == "MeterValues":
                 sampled = [
                     {"value": str(n * 10), "measurand": "Energy.Active.Import.Register"},
-                    {"value": "16.0", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+                    # No car, no current: 16 A here (as sim.loadgen sends) made each of these
+                    # connectors one the allocator counts as drawing 16 A on L1, which the meter
+                    # never showed, so the loaded phase differed from the idle one by the energy
+                    # node's inputs as well as by the traffic (the step's time barely: p50
+                    # 10.3-10.6 against 10.8-11.2 ms loaded, two pairs of --runs 5).
+                    {"value": "0.0", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
                 ]
                 payload = {
                     "connectorId": 1,
