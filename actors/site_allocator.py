@@ -168,9 +168,9 @@ class SiteAllocator(Actor):
         self.tick_due = 0  # the tick waiting for the meters' next read, 0: none
         self.tick_why = "tick"  # the reason the step it waits for will give
         self.settle_due: float | None = None  # the Settled message on its way (its at_s)
-        # New demand came in and no step has made its counts yet: prepare them after the
-        # meters' next read (SiteAllocator._prepare).
-        self.prepare_due = False
+        # New demand came in (at this time, monotonic) and no step has made its counts yet:
+        # prepare them after a meter read begun since (SiteAllocator._prepare). None: none due.
+        self.prepare_due: float | None = None
         self.prepared = 0
         self.last_step_s: float | None = None  # when the last step began (monotonic)
         self.cloud_paths = dict(cloud_paths or {})
@@ -216,7 +216,7 @@ class SiteAllocator(Actor):
                 await self._step(why, trigger_ns=int(msg.read_monotonic_s * 1e9))
             elif self.tick_due:
                 await self._step(self.tick_why)
-            elif self.prepare_due:
+            elif self.prepare_due is not None and msg.read_monotonic_s >= self.prepare_due:
                 self._prepare()
         elif isinstance(msg, MeterFailed):
             state.meter_failed(msg)
@@ -232,11 +232,12 @@ class SiteAllocator(Actor):
             if why is not None:
                 await self._step(why)
             else:
-                self.prepare_due = True
-                if self.meter_wait_s is None:  # no meter to wait for: after what waits now
+                first = self.prepare_due is None
+                self.prepare_due = self.monotonic()  # after a read begun once this batch was in
+                if first and self.meter_wait_s is None:  # no meter: after what waits now
                     self.send_after(0.0, Prepare())
         elif isinstance(msg, Prepare):
-            if self.prepare_due:
+            if self.prepare_due is not None:
                 self._prepare()
         elif isinstance(msg, ProfileOutcomes):
             for o in msg.outcomes:
@@ -291,20 +292,21 @@ class SiteAllocator(Actor):
 
     def _prepare(self) -> None:
         """New demand came in (a DemandBatch) and no step has counted it yet: make the next
-        step's demands and counts now (SiteState.prepare), after the meters' next read (which
-        sample of each connector counts depends on the meter's read time, and the samples of a
-        batch are older than the read after it) while nothing waits. An overload's step often
+        step's demands and counts now (SiteState.prepare), after a meter read that began once the
+        batch was in (which sample of each connector counts depends on the meter's read time, and
+        the samples of a batch are older than such a read; a read under way when the batch came
+        would have picked the samples before them) while nothing waits. An overload's step often
         comes right after a DemandBatch: it then counts only what changed since, not every car
         again."""
         assert self.state is not None
-        self.prepare_due = False
+        self.prepare_due = None
         if self.state.prepare(self.monotonic()):
             self.prepared += 1
 
     async def _step(self, why: str, *, trigger_ns: int | None = None) -> None:
         assert self.state is not None
         self.tick_due = 0  # any step does a tick's work
-        self.prepare_due = False  # and counts what came in
+        self.prepare_due = None  # and counts what came in
         self.last_step_s = self.monotonic()
         started = time.perf_counter()
         step_ns = time.monotonic_ns()

@@ -334,9 +334,49 @@ async def test_new_demand_is_counted_after_the_meters_next_read_and_the_overload
         assert all(d is made[d.connector_id] for d in record.demands), "every count reused"
 
 
+async def test_new_demand_waits_for_a_meter_read_begun_after_it(tmp_path: Path) -> None:
+    """A read under way when the batch came in would pick the samples before the batch's: the
+    counts are prepared after a read begun once the batch was in. The meter stops answering and
+    the reads are handed to the allocator here, so their times are the test's."""
+    body = FUSE_40 + FAST.replace("settle_s = 0.1", "settle_s = 60.0")
+    async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, tick_s=30.0) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
+        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0})
+        node.meter().stop_answering()
+        await wait_for(
+            lambda: node.summary()["meters"]["grid"]["error"] is not None, what="a failed read"
+        )
+        alloc = node.allocator()
+        state = alloc.state
+        assert state is not None
+
+        def read(at_s: float) -> MeterRead:
+            return MeterRead(
+                meter="grid",
+                node="site",
+                current_a=(22.0, 22.0, 22.0),
+                total_power_w=None,
+                read_monotonic_s=at_s,
+                read_utc=datetime.now(UTC),
+                duration_s=0.001,
+            )
+
+        under_way = time.monotonic()
+        node.send(demand(report("CP1", measured_a=7.5), report("CP2", measured_a=7.0)))
+        node.send(read(under_way))
+        await wait_for(lambda: state.samples["site"].read_s == under_way, what="the read")
+        assert alloc.prepared == 0, "a read begun before the batch came in"
+        node.send(read(time.monotonic()))
+        await wait_for(lambda: alloc.prepared == 1, what="the new demand counted")
+        assert state.count_memo._kept["CP1/1"].demand.measured_a == (7.5, 7.5, 7.5)
+
+
 async def test_without_a_meter_new_demand_is_counted_once_the_waiting_messages_are_done(
     tmp_path: Path,
 ) -> None:
+    """No meter to wait for: the allocator counts the new demand after the messages that were
+    already waiting (a Prepare message to itself)."""
     body = FUSE_40 + FAST.replace("settle_s = 0.1", "settle_s = 60.0")
     async with running(tmp_path, body, meter_a=None, tick_s=30.0) as node:
         node.send(demand(report("CP1", measured_a=8.0)))

@@ -617,8 +617,9 @@ def test_prepare_makes_the_counts_the_next_step_reuses_and_changes_no_decision()
     assert prepared.state.prepare(103.5)
     assert prepared.state.decisions == decisions  # nothing decided
     assert prepared.state.loop is loop
-    made = {cid: prepared.state.count_memo._kept[cid].high for cid in ("CP1/1", "CP2/1", "CP3/1")}
-    assert made["CP1/1"].measured_a == (10.0, 10.0, 10.0)  # the new sample counted
+    kept = prepared.state.count_memo._kept
+    made = {cid: kept[cid].high for cid in ("CP1/1", "CP2/1", "CP3/1")}
+    assert kept["CP1/1"].demand.measured_a == (10.0, 10.0, 10.0)  # the new sample counted
     for site in sites:
         site.at(104.0)
         site.meter(22.0)
