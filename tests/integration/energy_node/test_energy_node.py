@@ -64,6 +64,19 @@ timeout_s = 0.3
 """
 
 
+def grid_read(at_s: float, current_a: PerPhase) -> MeterRead:
+    """A read of the "grid" meter begun at ``at_s`` (monotonic), as its actor sends it."""
+    return MeterRead(
+        meter="grid",
+        node="site",
+        current_a=current_a,
+        total_power_w=None,
+        read_monotonic_s=at_s,
+        read_utc=datetime.now(UTC),
+        duration_s=0.001,
+    )
+
+
 FUSE_40 = """
 [[grid_limits]]
 name = "main fuse"
@@ -350,24 +363,12 @@ async def test_new_demand_waits_for_a_meter_read_begun_after_it(tmp_path: Path) 
         alloc = node.allocator()
         state = alloc.state
         assert state is not None
-
-        def read(at_s: float) -> MeterRead:
-            return MeterRead(
-                meter="grid",
-                node="site",
-                current_a=(22.0, 22.0, 22.0),
-                total_power_w=None,
-                read_monotonic_s=at_s,
-                read_utc=datetime.now(UTC),
-                duration_s=0.001,
-            )
-
         under_way = time.monotonic()
         node.send(demand(report("CP1", measured_a=7.5), report("CP2", measured_a=7.0)))
-        node.send(read(under_way))
+        node.send(grid_read(under_way, (22.0, 22.0, 22.0)))
         await wait_for(lambda: state.samples["site"].read_s == under_way, what="the read")
         assert alloc.prepared == 0, "a read begun before the batch came in"
-        node.send(read(time.monotonic()))
+        node.send(grid_read(time.monotonic(), (22.0, 22.0, 22.0)))
         await wait_for(lambda: alloc.prepared == 1, what="the new demand counted")
         assert state.count_memo._kept["CP1/1"].demand.measured_a == (7.5, 7.5, 7.5)
 
@@ -604,17 +605,7 @@ async def test_ticks_go_on_when_the_meter_actor_is_gone(tmp_path: Path) -> None:
                 reported_monotonic_s=now,
             )
         )
-        await ref.ask(
-            MeterRead(
-                meter="grid",
-                node="site",
-                current_a=(2.0, 2.0, 2.0),
-                total_power_w=None,
-                read_monotonic_s=now,
-                read_utc=datetime.now(UTC),
-                duration_s=0.001,
-            )
-        )
+        await ref.ask(grid_read(now, (2.0, 2.0, 2.0)))
         allocator = system.actor("energy/allocator")
         assert isinstance(allocator, SiteAllocator)
         steps = allocator.steps
