@@ -19,16 +19,19 @@ closed when that coroutine returns, so it must run for the life of the connectio
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import hmac
 import http
 import logging
+import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Final, cast
+from pathlib import Path
+from typing import Any, Final, cast
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -38,6 +41,7 @@ from websockets.typing import Subprotocol
 
 from drivers.ocpp.codes import SUBPROTOCOLS, OcppVersion
 from drivers.ocpp.connection import OcppConnection, format_address
+from drivers.ocpp.handover import HandoverError, hand_over, request_target
 from drivers.ocpp.identity import identity_problem
 from drivers.ocpp.redact import websockets_logger
 
@@ -63,6 +67,9 @@ class ChargePointAccess:
 
 Lookup = Callable[[str], ChargePointAccess | None]
 OnConnect = Callable[[OcppConnection], Awaitable[None]]
+# Broker shards (drivers/ocpp/handover.py): the Unix socket of the node that serves a charge
+# point, or None when this node does.
+Route = Callable[[str], Path | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,18 +180,41 @@ def _respond(
 
 
 class OcppListener:
-    """The websocket server; ``async with OcppListener(...)`` or ``start()`` / ``stop()``."""
+    """The websocket server; ``async with OcppListener(...)`` or ``start()`` / ``stop()``.
+
+    Broker shards (drivers/ocpp/handover.py): with ``route``, this is the front: it accepts
+    every connection on the port itself and passes each one that ``route`` maps to another
+    node's Unix socket there before the handshake; the rest (and anything that is not an OCPP
+    request line, which its websocket server then answers) it serves. With ``listening=False``
+    it opens no port and serves only the connections handed to :meth:`adopt`."""
 
     def __init__(
         self,
         on_connect: OnConnect,
         lookup: Lookup,
         options: ListenerOptions | None = None,
+        *,
+        route: Route | None = None,
+        listening: bool = True,
     ) -> None:
         self.options = options or ListenerOptions()
+        if route is not None and self.options.ssl_context is not None:
+            raise ValueError(
+                "broker shards need plain ws:// on the OCPP port: behind TLS the request line "
+                "is encrypted and a TLS session cannot move to another process (terminate TLS "
+                "in front of the edge, or run one broker node)"
+            )
+        if route is not None and not listening:
+            raise ValueError("a front (route) listens on the OCPP port")
         self._on_connect = on_connect
         self._lookup = lookup
+        self._route = route
+        self._listening = listening
         self._server: Server | None = None
+        self._front: socket.socket | None = None  # the OCPP port, accepted by us (route)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.handed_over = 0
+        self.handover_failed = 0
 
     async def __aenter__(self) -> OcppListener:
         await self.start()
@@ -195,22 +225,31 @@ class OcppListener:
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the listener is not started")
+        if self._front is not None:
+            return int(self._front.getsockname()[1])
+        if self._server is None or not self._listening:
+            raise RuntimeError("the listener is not started, or has no port (listening=False)")
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
     def bound_addresses(self) -> list[str]:
-        if self._server is None:
+        if self._front is not None:
+            return [str(self._front.getsockname()[0])]
+        if self._server is None or not self._listening:
             return []
         return [str(s.getsockname()[0]) for s in self._server.sockets]
 
     async def start(self) -> None:
         o = self.options
+        where: dict[str, object] = {"host": o.host, "port": o.port}
+        if self._route is not None or not self._listening:
+            # The websocket server accepts nothing itself: its connections come through
+            # adopt(). asyncio needs a socket for it; this one is never bound nor listened on.
+            where = {"sock": socket.socket(socket.AF_INET, socket.SOCK_STREAM)}
+            where["start_serving"] = False
         self._server = await serve(
             self._handle,
-            o.host,
-            o.port,
+            **where,  # type: ignore[arg-type]
             create_connection=_OcppServerConnection,
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
@@ -223,18 +262,95 @@ class OcppListener:
             ssl=o.ssl_context,
             logger=websockets_logger("drivers.ocpp.websockets.server"),
         )
-        log.info(
-            "OCPP listener on %s port %d (security profile %d)",
-            o.host,
-            self.port,
-            o.security_profile,
-        )
+        if "sock" in where:
+            # Serving, as far as websockets' handshake asks (it answers 503 otherwise), without
+            # accepting on that socket (asyncio.Server.close() clears it).
+            self._server.server._serving = True  # type: ignore[attr-defined]
+        if self._route is not None:
+            front = socket.create_server((o.host, o.port), backlog=512)
+            front.setblocking(False)
+            self._front = front
+            self._spawn(self._accept_loop(front))
+        if self._listening:
+            log.info(
+                "OCPP listener on %s port %d (security profile %d%s)",
+                o.host,
+                self.port,
+                o.security_profile,
+                ", the front of the broker nodes" if self._route is not None else "",
+            )
 
     async def stop(self) -> None:
+        if self._front is not None:
+            self._front.close()
+            self._front = None
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    async def adopt(self, sock: socket.socket) -> None:
+        """Serve a connection accepted elsewhere (the front, another node): its handshake has not
+        begun; the bytes of its request wait in the socket."""
+        if self._server is None:
+            sock.close()
+            raise RuntimeError("the listener is not started")
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        # websockets' protocol factory, as its own accept would use it (asyncio.Server keeps it).
+        factory = self._server.server._protocol_factory  # type: ignore[attr-defined]
+        await loop.connect_accepted_socket(factory, sock)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_loop(self, front: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(front)
+            except OSError as exc:  # out of descriptors, say: the listener goes on
+                log.warning("OCPP listener: accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._spawn(self._dispatch(conn))
+
+    async def _dispatch(self, conn: socket.socket) -> None:
+        """Serve ``conn`` here or pass it to the node that serves its charge point."""
+        assert self._route is not None
+        conn.setblocking(False)
+        peer = format_address(conn.getpeername())
+        try:
+            async with asyncio.timeout(self.options.open_timeout_s):
+                target = await request_target(conn)
+        except (TimeoutError, OSError) as exc:
+            log.info("OCPP listener: %s sent no request line (%s); closed", peer, exc or "timeout")
+            conn.close()
+            return
+        node = None
+        if target is not None:
+            with contextlib.suppress(InvalidIdentity):
+                node = self._route(charge_point_id_from_path(target, self.options.path_prefix))
+        if node is None:
+            await self.adopt(conn)  # ours, or not an OCPP request: our handshake answers it
+            return
+        try:
+            await hand_over(node, conn)
+            self.handed_over += 1
+        except HandoverError as exc:
+            self.handover_failed += 1
+            log.warning("OCPP listener: could not pass %s (%s) on: %s", peer, target, exc)
+            with contextlib.suppress(OSError):
+                conn.send(_UNAVAILABLE)
+        finally:
+            conn.close()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         o = self.options
@@ -313,6 +429,13 @@ class OcppListener:
         )
         log.info("charge point connected: %r", connection)
         await self._on_connect(connection)
+
+
+# To a charge point whose broker node is not there (restarting): it reconnects later.
+_UNAVAILABLE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 41\r\n"
+    b"Connection: close\r\n\r\nIts broker node is not ready; try again.\n"
+)
 
 
 def _authorization(headers: Headers) -> str | None:

@@ -1,0 +1,267 @@
+"""Broker shards: the front passes a charge point's connection, before its handshake, to the
+node that serves it (drivers/ocpp/handover.py). The other node is a real process; the sockets
+are real (loopback TCP, a Unix socket with SCM_RIGHTS)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from drivers.ocpp.handover import request_target
+from drivers.ocpp.server import ListenerOptions, OcppListener, tls_server_context
+from drivers.ocpp.upstream import basic_authorization
+from tests.helpers import timeout_s
+from tests.integration.ocpp_drivers.conftest import (
+    PASSWORD,
+    Echo,
+    TlsFiles,
+    lookup,
+    open_client,
+    url,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def peer_path(tmp_path: Path) -> Iterator[Path]:
+    """A node process serving what is handed to ``tmp_path/peer.sock``."""
+    path = tmp_path / "peer.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.ocpp_drivers.shard_peer", str(path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        yield path
+    finally:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout_s(10))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        finally:
+            proc.stdout.close()
+
+
+@pytest.fixture
+async def front(echo: Echo, peer_path: Path) -> AsyncIterator[OcppListener]:
+    """The front: charge points whose id starts with "X" are the peer's, the rest its own."""
+
+    def route(charge_point_id: str) -> Path | None:
+        return peer_path if charge_point_id.startswith("X") else None
+
+    listener = OcppListener(
+        echo, lookup, ListenerOptions(security_profile=1, open_timeout_s=timeout_s(2)), route=route
+    )
+    await listener.start()
+    yield listener
+    await listener.stop()
+
+
+def auth(identity: str) -> dict[str, object]:
+    return {"additional_headers": {"Authorization": basic_authorization(identity, PASSWORD)}}
+
+
+async def test_the_front_serves_its_own_charge_points(front: OcppListener, echo: Echo) -> None:
+    async with open_client(url(front, "CP1"), "ocpp1.6", **auth("CP1")) as ours:
+        await ours.send('[2,"1","Heartbeat",{}]')
+        assert await ours.recv() == '[2,"1","Heartbeat",{}]'  # the front's own echo
+    assert [c.charge_point_id for c in echo.connections] == ["CP1"]
+    assert front.handed_over == 0
+
+
+async def test_the_handshake_runs_in_the_node_it_was_handed_to(
+    front: OcppListener, echo: Echo
+) -> None:
+    # "XCP1" is the peer's; the peer looks it up in its own table, where it is unknown: the 404
+    # comes from the peer (the front hands X ids over without looking them up).
+    with pytest.raises(InvalidStatus) as refused:
+        async with open_client(url(front, "XCP1"), "ocpp1.6", **auth("XCP1")):
+            pass
+    assert refused.value.response.status_code == 404
+    assert front.handed_over == 1
+    assert echo.connections == []
+
+
+async def test_frames_flow_through_the_node_it_was_handed_to(
+    tmp_path: Path, echo: Echo, peer_path: Path
+) -> None:
+    """Every id routed to the peer: its frames are answered by the peer's process, both ways,
+    for several charge points at once."""
+    front = OcppListener(
+        echo,
+        lookup,
+        ListenerOptions(security_profile=1, open_timeout_s=timeout_s(2)),
+        route=lambda cp: peer_path,
+    )
+    await front.start()
+    try:
+        ids = ["CP1", "RDAM 123", "CP16"]
+
+        async def session(identity: str) -> list[dict[str, object]]:
+            quoted = identity.replace(" ", "%20")
+            async with open_client(url(front, quoted), "ocpp1.6", **auth(identity)) as ws:
+                got = []
+                for n in range(3):
+                    await ws.send(f'[2,"{n}","Heartbeat",{{}}]')
+                    got.append(orjson.loads(await ws.recv()))
+                return got
+
+        answers = await asyncio.gather(*(session(i) for i in ids))
+        for identity, got in zip(ids, answers, strict=True):
+            assert [a["id"] for a in got] == [identity] * 3
+            assert [a["frame"] for a in got] == [f'[2,"{n}","Heartbeat",{{}}]' for n in range(3)]
+            assert {a["pid"] for a in got} != {os.getpid()}
+        assert front.handed_over == 3
+        assert echo.connections == []
+    finally:
+        await front.stop()
+
+
+async def test_bad_credentials_are_refused_by_the_serving_node(
+    tmp_path: Path, echo: Echo, peer_path: Path
+) -> None:
+    front = OcppListener(
+        echo, lookup, ListenerOptions(security_profile=1), route=lambda cp: peer_path
+    )
+    await front.start()
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            async with open_client(url(front, "CP1"), "ocpp1.6"):
+                pass
+        assert refused.value.response.status_code == 401
+        assert front.handed_over == 1
+    finally:
+        await front.stop()
+
+
+async def test_a_request_line_in_pieces_is_routed(front: OcppListener, echo: Echo) -> None:
+    """The front peeks until the request line is complete; the handshake sees every byte."""
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection(("127.0.0.1", front.port))
+    sock.setblocking(False)
+    try:
+        request = (
+            b"GET /ocpp/XCP1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request[:9])  # "GET /ocpp"
+        await asyncio.sleep(0.05)  # the rest comes in another segment, later
+        await loop.sock_sendall(sock, request[9:])
+        async with asyncio.timeout(timeout_s(5)):
+            answer = await loop.sock_recv(sock, 4096)
+        # The peer looked XCP1 up (unknown there): its 404, not the front's.
+        assert answer.startswith(b"HTTP/1.1 404"), answer
+        assert front.handed_over == 1
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        pytest.param(b"GET /other/XCP1 HTTP/1.1", b"404", id="outside-the-prefix"),
+        pytest.param(b"GET /ocpp/X/Y HTTP/1.1", b"400", id="bad-identity"),
+        # not routed: the front's own handshake looks the id up (unknown to the front)
+        pytest.param(b"POST /ocpp/XCP1 HTTP/1.1", b"404", id="not-a-get"),
+    ],
+)
+async def test_what_is_not_an_ocpp_request_is_answered_by_the_front(
+    front: OcppListener, request_line: bytes, status: bytes
+) -> None:
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection(("127.0.0.1", front.port))
+    sock.setblocking(False)
+    try:
+        await loop.sock_sendall(
+            sock,
+            request_line + b"\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        async with asyncio.timeout(timeout_s(5)):
+            answer = await loop.sock_recv(sock, 4096)
+        assert answer.split(b" ")[1] == status, answer
+        assert front.handed_over == 0
+    finally:
+        sock.close()
+
+
+async def test_a_node_that_is_not_there_gets_a_503(tmp_path: Path, echo: Echo) -> None:
+    front = OcppListener(
+        echo, lookup, ListenerOptions(security_profile=1), route=lambda cp: tmp_path / "gone.sock"
+    )
+    await front.start()
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            async with open_client(url(front, "CP1"), "ocpp1.6", **auth("CP1")):
+                pass
+        assert refused.value.response.status_code == 503
+        assert front.handover_failed == 1
+        assert echo.connections == []
+    finally:
+        await front.stop()
+
+
+async def test_a_silent_connection_is_closed_after_the_open_timeout(
+    tmp_path: Path, echo: Echo
+) -> None:
+    front = OcppListener(
+        echo,
+        lookup,
+        ListenerOptions(open_timeout_s=timeout_s(0.3)),
+        route=lambda cp: tmp_path / "never.sock",
+    )
+    await front.start()
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection(("127.0.0.1", front.port))
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(timeout_s(5)):
+            assert await loop.sock_recv(sock, 10) == b""  # closed by the front, nothing sent
+        assert front.handed_over == front.handover_failed == 0
+    finally:
+        sock.close()
+        await front.stop()
+
+
+async def test_request_target_waits_for_the_whole_line() -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        peek = asyncio.ensure_future(request_target(a))
+        b.sendall(b"GET /ocpp/CP")
+        await asyncio.sleep(0.01)
+        assert not peek.done()
+        b.sendall(b"1 HTTP/1.1\r\nHost: x\r\n")
+        async with asyncio.timeout(timeout_s(5)):
+            assert await peek == "/ocpp/CP1"
+        assert a.recv(100).startswith(b"GET /ocpp/CP1 HTTP/1.1\r\n")  # still there
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_front_refuses_tls(tls_files: TlsFiles, echo: Echo) -> None:
+    options = ListenerOptions(
+        security_profile=2, ssl_context=tls_server_context(tls_files.cert, tls_files.key)
+    )
+    with pytest.raises(ValueError, match="plain ws://"):
+        OcppListener(echo, lookup, options, route=lambda cp: None)
