@@ -34,12 +34,14 @@ class ConnectorReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemandBatch:
-    """Each report replaces the previous one of its connector. ``complete``: the batch names
-    every connector the broker knows, so the allocator forgets the ones it does not name."""
+    """Each report replaces the previous one of its connector."""
 
     reports: tuple[ConnectorReport, ...]
     sent_utc: str
+    # ``complete``: every connector of the sending broker node (``shard``, actors/shards.py):
+    # the allocator forgets the ones that node reported before and does not name now.
     complete: bool = False
+    shard: int = 0
     # CLOCK_MONOTONIC when the broker sent it (one clock for every process on the host): a batch
     # that overtook this one on the way (node link vs the root, supervisors/node_links.py) is
     # newer, and this one is then dropped. 0: unknown (never dropped).

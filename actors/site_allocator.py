@@ -35,6 +35,7 @@ from actors.control_loop import finish
 from actors.energy_inputs import site_model
 from actors.energy_messages import (
     CloudLimitPushed,
+    ConnectorLimit,
     DemandBatch,
     ProfileBatch,
     ProfileOutcomes,
@@ -43,6 +44,7 @@ from actors.energy_messages import (
 from actors.grid_limit import GridLimitReported
 from actors.meter import MeterFailed, MeterRead
 from actors.profiles import HYSTERESIS_A
+from actors.shards import broker_node, shard_of
 from actors.site_state import Policy, SiteState, StepOutput
 from actors.site_status import site_summary
 from config.energy import ChargePointEnergy, EnergyConfig
@@ -67,7 +69,8 @@ class AllocatorSettings:
     tick_s: float = 1.0
     resend_s: float = 60.0
     hysteresis_a: float = HYSTERESIS_A
-    profiles_path: str = "broker/profiles"
+    profiles_path: str = "broker/profiles"  # of shard 0; shard k's is on broker_node(k)
+    broker_shards: int = 1  # broker nodes: each gets the limits of its charge points
     compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
     # After a batch that lowers limits leaves, the allocator waits (its other messages wait
     # too) before it builds the rest of the step: the loop's next state, the audit records,
@@ -368,10 +371,25 @@ class SiteAllocator(Actor):
         self.send_after(delay_s + SETTLE_SLACK_S, Settled(at_s=at_s))
 
     def _send(self, batch: ProfileBatch, step_ns: int) -> None:
-        self.ctx.system.send(
-            self.settings.profiles_path,
-            replace(batch, sent_monotonic_ns=time.monotonic_ns(), step_monotonic_ns=step_ns),
-        )
+        shards = self.settings.broker_shards
+        if shards == 1:
+            parts = [(self.settings.profiles_path, batch)]
+        else:
+            # Each broker node its own charge points' limits (a node with none of them still
+            # gets its empty part: a full batch says what it says for every node).
+            by_shard: list[list[ConnectorLimit]] = [[] for _ in range(shards)]
+            for limit in batch.limits:
+                by_shard[shard_of(limit.charge_point_id, shards)].append(limit)
+            _, _, rest = self.settings.profiles_path.partition("/")
+            parts = [
+                (f"{broker_node(k)}/{rest}", replace(batch, limits=tuple(limits)))
+                for k, limits in enumerate(by_shard)
+            ]
+        for path, part in parts:
+            self.ctx.system.send(
+                path,
+                replace(part, sent_monotonic_ns=time.monotonic_ns(), step_monotonic_ns=step_ns),
+            )
 
     def _stage_all(
         self,

@@ -123,7 +123,9 @@ class SiteState:
         self.trackers: dict[str, Tracker] = {}
         self.node_trackers: dict[str, Tracker] = {}
         self.outcomes: dict[str, ProfileOutcome] = {}
-        self.demand_sent_ns = 0  # the newest DemandBatch applied (its sent_monotonic_ns)
+        # per broker node (shard): the newest DemandBatch applied (its sent_monotonic_ns)
+        self.demand_sent_ns: dict[int, int] = {}
+        self.report_shard: dict[str, int] = {}  # connector key -> the shard that reported it
         self.demand_overtaken = 0  # older batches that arrived after it, dropped
 
     # -- folds: each returns why a step is due now, or None ------------------------------------
@@ -176,19 +178,23 @@ class SiteState:
     def demand(
         self, msg: DemandBatch, now_s: float, now_utc: datetime
     ) -> tuple[str | None, list[AuditRecord]]:
-        if 0 < msg.sent_monotonic_ns < self.demand_sent_ns:
+        shard = msg.shard
+        if 0 < msg.sent_monotonic_ns < self.demand_sent_ns.get(shard, 0):
             # Overtaken on the way (the direct node link and the root's path at the moment
             # one of them comes or goes): the newer snapshot stands.
             self.demand_overtaken += 1
             return None, []
-        self.demand_sent_ns = max(self.demand_sent_ns, msg.sent_monotonic_ns)
+        self.demand_sent_ns[shard] = max(self.demand_sent_ns.get(shard, 0), msg.sent_monotonic_ns)
         previous = self.reports
         was_active = {k for k, r in previous.items() if r.plugged and r.charging}
         if msg.complete:
-            self.reports = {}
+            # What the other broker nodes (shards) reported stands.
+            origin = self.report_shard
+            self.reports = {k: r for k, r in previous.items() if origin.get(k, 0) != shard}
         records: list[AuditRecord] = []
         for r in msg.reports:
             key = connector_key(r.charge_point_id, r.connector_id)
+            self.report_shard[key] = shard
             old = previous.get(key)
             if old is not None and old == r:
                 # The broker sends every connector every second, changed or not: the same
@@ -205,6 +211,8 @@ class SiteState:
                     records.extend(self._observe(key, r, at_s, now_utc))
         for gone in set(self.measured) - set(self.reports):
             del self.measured[gone]
+        for gone in set(self.report_shard) - set(self.reports):
+            del self.report_shard[gone]
         self.demand_cache.forget(self.reports)
         new_car = any(
             r.plugged and r.charging and k not in was_active for k, r in self.reports.items()

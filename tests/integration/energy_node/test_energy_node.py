@@ -13,6 +13,7 @@ import gc
 import itertools
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from actors.explain import explain
 from actors.grid_limit import Clock, CloudLimitActor, GridLimitReported
 from actors.grid_limits import GridLimit, LimitValue
 from actors.meter import MeterActor, MeterRead
+from actors.shards import shard_of
 from actors.site_allocator import AllocatorSettings, SiteAllocator
 from actors.utc import format_utc
 from drivers.store.env import open_store
@@ -778,3 +780,60 @@ stale_after_s = 0.3
             lambda: node.summary()["limits"]["site"]["L1"]["limit_a"] == 10.0, what="fail-safe"
         )
         assert node.summary()["sources"]["14a"]["stale"] is True
+
+
+# --- broker shards ---------------------------------------------------------------------------
+
+
+async def test_each_broker_node_gets_the_limits_of_its_charge_points(tmp_path: Path) -> None:
+    """Two broker nodes (actors/shards.py): each step's batch leaves in two parts, one per node,
+    each with that node's charge points; the demand comes from both, each complete for its
+    own."""
+    ids = ("A", "B", "C", "D", "E", "F")
+    shard = {cp: shard_of(cp, 2) for cp in ids}
+    assert set(shard.values()) == {0, 1}  # both nodes have charge points here
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(sdm630_server((2.0, 2.0, 2.0)))
+        node = EnergyNode(
+            tmp_path,
+            site_config(tmp_path, meter_toml(server.port) + FUSE_40 + FAST, charge_points=ids),
+            AllocatorSettings(tick_s=0.1, resend_s=60.0, broker_shards=2),
+            server=server,
+        )
+        await node.start()
+        stack.push_async_callback(node.stop)
+        await node.wait_meter_read()
+        for k in (0, 1):
+            batch = demand(*(report(cp) for cp in ids if shard[cp] == k))
+            node.send(replace(batch, complete=True, shard=k))
+        got = await node.wait_batch(lambda b: len(b.batch.limits) > 0, what="shard 0's part")
+
+        def parts_of_shard_1() -> list[ProfileBatch]:
+            return [
+                m
+                for p, m in node.other
+                if p == "broker-1/profiles" and isinstance(m, ProfileBatch) and m.limits
+            ]
+
+        await wait_for(lambda: bool(parts_of_shard_1()), what="shard 1's part")
+        other = parts_of_shard_1()[0]
+        assert {x.charge_point_id for x in got.batch.limits} == {cp for cp in ids if shard[cp] == 0}
+        assert {x.charge_point_id for x in other.limits} == {cp for cp in ids if shard[cp] == 1}
+        # The same step: its stamps, and the limits fit the headroom together.
+        assert other.trigger_monotonic_ns == got.batch.trigger_monotonic_ns
+        assert other.computed_utc == got.batch.computed_utc
+        total = sum(x.limit_a for x in (*got.batch.limits, *other.limits))
+        assert 0 < total <= 40.0 - 1.0 - 2.0
+        # Shard 1's next complete batch, without C, leaves shard 0's charge points alone.
+        gone = next(cp for cp in ids if shard[cp] == 1)
+        node.send(
+            replace(
+                demand(*(report(cp) for cp in ids if shard[cp] == 1 and cp != gone)),
+                complete=True,
+                shard=1,
+            )
+        )
+        await wait_for(
+            lambda: f"{gone}/1" not in node.summary()["connectors"], what=f"{gone} forgotten"
+        )
+        assert {k.split("/")[0] for k in node.summary()["connectors"]} == set(ids) - {gone}

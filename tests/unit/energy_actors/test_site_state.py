@@ -119,7 +119,7 @@ class Site:
         return why
 
     def demand(
-        self, draws: dict[str, float], *, complete: bool = False, sent_ns: int = 0
+        self, draws: dict[str, float], *, complete: bool = False, sent_ns: int = 0, shard: int = 0
     ) -> str | None:
         reports = tuple(
             ConnectorReport(
@@ -145,6 +145,7 @@ class Site:
                 sent_utc=format_utc(self.utc),
                 complete=complete,
                 sent_monotonic_ns=sent_ns,
+                shard=shard,
             ),
             self.now_s,
             self.utc,
@@ -316,6 +317,47 @@ def test_complete_batch_forgets_connectors_it_does_not_name() -> None:
     site.at(101.0)
     site.demand({"CP1": 8.0}, complete=True)
     assert set(limits_of(site.step())) == {"CP1/1"}
+
+
+def test_a_complete_batch_of_one_broker_node_forgets_only_that_nodes_connectors() -> None:
+    """Broker shards: each node's DemandBatch is complete for its own charge points."""
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 0.0, "CP2": 0.0}, complete=True, shard=0)
+    site.demand({"CP3": 0.0}, complete=True, shard=1)
+    assert set(limits_of(site.step())) == {"CP1/1", "CP2/1", "CP3/1"}
+    site.at(101.0)
+    site.demand({"CP3": 8.0}, complete=True, shard=1)  # shard 0's stand
+    assert set(site.state.reports) == {"CP1/1", "CP2/1", "CP3/1"}
+    site.demand({"CP1": 8.0}, complete=True, shard=0)  # CP2 gone from shard 0
+    assert set(site.state.reports) == {"CP1/1", "CP3/1"}
+    site.demand({}, complete=True, shard=1)
+    assert set(site.state.reports) == {"CP1/1"}
+    assert set(limits_of(site.step())) == {"CP1/1"}
+
+
+def test_a_charge_point_that_moved_to_another_node_is_kept_by_it() -> None:
+    """A charge point now reported by another broker node (the shard count changed): the old
+    node's next complete batch, without it, does not forget it."""
+    site = Site()
+    site.demand({"CP1": 8.0, "CP2": 8.0}, complete=True, shard=0)
+    site.demand({"CP2": 8.0}, complete=True, shard=1)
+    site.demand({"CP1": 8.0}, complete=True, shard=0)
+    assert set(site.state.reports) == {"CP1/1", "CP2/1"}
+
+
+def test_overtaking_is_judged_per_broker_node() -> None:
+    site = Site()
+    site.demand({"CP1": 8.0}, complete=True, sent_ns=2_000, shard=0)
+    # Shard 1's clock stamp is older than shard 0's batch: not overtaken, another sender.
+    site.demand({"CP3": 8.0}, complete=True, sent_ns=1_000, shard=1)
+    assert set(site.state.reports) == {"CP1/1", "CP3/1"}
+    assert site.state.demand_overtaken == 0
+    assert site.demand({}, complete=True, sent_ns=500, shard=1) is None  # older than shard 1's
+    assert site.state.demand_overtaken == 1
+    assert set(site.state.reports) == {"CP1/1", "CP3/1"}
 
 
 def test_a_report_equal_to_the_last_keeps_its_object() -> None:
