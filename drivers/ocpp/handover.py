@@ -20,8 +20,9 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from drivers.control import bind_control_socket
 
@@ -100,6 +101,26 @@ async def hand_over(path: Path, sock: socket.socket) -> None:
         link.close()
 
 
+class Tasks:
+    """The background tasks of a listener (accept loops, connections being passed on): kept
+    referenced while they run, cancelled together at its stop."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
 class HandoverServer:
     """A broker node's end: takes the connections the front passes and hands each to
     ``adopt`` (the node's websocket server). Only from this user (``SO_PEERCRED``)."""
@@ -110,23 +131,18 @@ class HandoverServer:
         self.adopted = 0
         self.refused = 0
         self._sock: socket.socket | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
 
     async def start(self) -> None:
         self._sock = bind_control_socket(self.path)
         self._sock.setblocking(False)
-        self._spawn(self._accept_loop(self._sock))
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._accept_loop(self._sock))
 
     async def _accept_loop(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
             link, _ = await loop.sock_accept(sock)
-            self._spawn(self._take(link))
+            self._tasks.spawn(self._take(link))
 
     async def _take(self, link: socket.socket) -> None:
         try:
@@ -153,11 +169,7 @@ class HandoverServer:
             link.close()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.cancel()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

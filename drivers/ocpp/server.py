@@ -28,10 +28,10 @@ import http
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Final, cast
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -41,7 +41,7 @@ from websockets.typing import Subprotocol
 
 from drivers.ocpp.codes import SUBPROTOCOLS, OcppVersion
 from drivers.ocpp.connection import OcppConnection, format_address
-from drivers.ocpp.handover import HandoverError, hand_over, request_target
+from drivers.ocpp.handover import HandoverError, Tasks, hand_over, request_target
 from drivers.ocpp.identity import identity_problem
 from drivers.ocpp.redact import websockets_logger
 
@@ -212,7 +212,7 @@ class OcppListener:
         self._listening = listening
         self._server: Server | None = None
         self._front: socket.socket | None = None  # the OCPP port, accepted by us (route)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks()
         self.handed_over = 0
         self.handover_failed = 0
 
@@ -270,7 +270,7 @@ class OcppListener:
             front = socket.create_server((o.host, o.port), backlog=512)
             front.setblocking(False)
             self._front = front
-            self._spawn(self._accept_loop(front))
+            self._tasks.spawn(self._accept_loop(front))
         if self._listening:
             log.info(
                 "OCPP listener on %s port %d (security profile %d%s)",
@@ -284,11 +284,7 @@ class OcppListener:
         if self._front is not None:
             self._front.close()
             self._front = None
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -306,11 +302,6 @@ class OcppListener:
         factory = self._server.server._protocol_factory  # type: ignore[attr-defined]
         await loop.connect_accepted_socket(factory, sock)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _accept_loop(self, front: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -320,7 +311,7 @@ class OcppListener:
                 log.warning("OCPP listener: accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            self._spawn(self._dispatch(conn))
+            self._tasks.spawn(self._dispatch(conn))
 
     async def _dispatch(self, conn: socket.socket) -> None:
         """Serve ``conn`` here or pass it to the node that serves its charge point."""
