@@ -14,8 +14,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from actors.shards import broker_node, shard_of, shard_of_node
 from config.schema import ChargePointConfig, SiteConfig
 from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.connection import OcppConnection
@@ -119,6 +121,23 @@ class BrokerContext:
         return energy is not None and bool(
             getattr(energy, "meters", ()) or getattr(energy, "grid_limits", ())
         )
+
+    @property
+    def shard(self) -> int:
+        """This broker node's shard (actors/shards.py)."""
+        return shard_of_node(self.node)
+
+    @property
+    def shards(self) -> int:
+        return self.config.runtime.broker_shards
+
+    def serves(self, cp_id: str) -> bool:
+        """Whether this broker node serves charge point ``cp_id`` (always, with one node)."""
+        return shard_of(cp_id, self.shards) == self.shard
+
+    def handover_socket(self, shard: int) -> Path:
+        """Where broker node ``shard`` takes the connections the front passes it."""
+        return self.config.storage_dir / f"{broker_node(shard)}.handover.sock"
 
     def cp_path(self, cp_id: str) -> str:
         return f"{self.node}/charge_points/{cp_id}"

@@ -27,9 +27,10 @@ from supervisors.trees import NodeContext, store_writer_spec
 
 def build_broker(ctx: NodeContext) -> SupervisorSpec:
     broker = BrokerContext(config=ctx.config, node=ctx.name)
-    cps = [cp.id for cp in ctx.config.charge_points]
+    # With several broker nodes (shards), each runs the actors of its own charge points.
+    cps = [cp.id for cp in ctx.config.charge_points if broker.serves(cp.id)]
     cloud = ctx.config.cloud
-    edge_id = None if cloud is None else cloud.edge_identity
+    edge_id = None if cloud is None or broker.shard != 0 else cloud.edge_identity
     links = [*cps, edge_id] if edge_id else cps
     children: list[ChildSpec] = [
         store_writer_spec(),

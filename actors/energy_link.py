@@ -79,12 +79,14 @@ class DemandCollector(Actor):
         # Sent every interval even when unchanged: a restarted energy node converges at once.
         self.ctx.system.send(
             ENERGY_ALLOCATOR,
-            # Every connector the broker knows: the energy node forgets the others.
+            # Every connector this broker node knows: the energy node forgets the others it
+            # reported before.
             DemandBatch(
                 reports=tuple(r for cp in self.reports.values() for r in cp),
                 sent_utc=utc_text(datetime.now(UTC)),
                 complete=True,
                 sent_monotonic_ns=time.monotonic_ns(),
+                shard=self.broker.shard,
             ),
         )
         self.dirty = False

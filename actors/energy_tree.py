@@ -127,6 +127,7 @@ def build_energy(ctx: NodeContext) -> SupervisorSpec:
         energy if isinstance(energy, EnergyConfig) else None,
         charge_point_energy(config),
         node=ctx.name,
+        settings=AllocatorSettings(broker_shards=config.runtime.broker_shards),
     )
 
 

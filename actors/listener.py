@@ -10,6 +10,7 @@ charge point cannot starve the others.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from actors import credentials
@@ -17,8 +18,10 @@ from actors.broker_context import BrokerContext, Link
 from actors.charge_point import ChargePoint
 from actors.cloud_link import CloudLink
 from actors.messages import ChargePointConnected, ChargePointDisconnected, FrameFromChargePoint
+from actors.shards import shard_of
 from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.connection import LinkClosed, LinkError, OcppConnection
+from drivers.ocpp.handover import HandoverServer
 from drivers.ocpp.server import ChargePointAccess, ListenerOptions, OcppListener, tls_server_context
 from supervisors.actor import Actor, ActorContext, ActorRef
 from supervisors.intensity import Backoff
@@ -48,6 +51,7 @@ class Listener(Actor):
         super().__init__(ctx)
         self.broker = broker
         self.server: OcppListener | None = None
+        self.handover: HandoverServer | None = None  # broker nodes other than the front
         self.accepted = 0
 
     async def started(self) -> None:
@@ -65,21 +69,48 @@ class Listener(Actor):
             ping_interval_s=cfg.ping_interval_s,
             ping_timeout_s=cfg.ping_timeout_s,
         )
-        self.server = OcppListener(self._on_connect, self._lookup, options)
+        broker = self.broker
+        if broker.shards == 1:
+            self.server = OcppListener(self._on_connect, self._lookup, options)
+        elif broker.shard == 0:
+            # The front: every connection comes in here; those of the other broker nodes'
+            # charge points go to them before their handshake (drivers/ocpp/handover.py).
+            self.server = OcppListener(self._on_connect, self._lookup, options, route=self._route)
+        else:
+            self.server = OcppListener(self._on_connect, self._lookup, options, listening=False)
+            self.handover = HandoverServer(broker.handover_socket(broker.shard), self.server.adopt)
         await self.server.start()
-        self.broker.listener_port = self.server.port
-        log.info("OCPP listener on %s", ", ".join(self.server.bound_addresses))
+        if self.handover is not None:
+            await self.handover.start()
+            log.info("OCPP connections handed over on %s", self.handover.path)
+        else:
+            broker.listener_port = self.server.port
+            log.info("OCPP listener on %s", ", ".join(self.server.bound_addresses))
+
+    def _route(self, cp_id: str) -> Path | None:
+        shard = shard_of(cp_id, self.broker.shards)
+        return None if shard == 0 else self.broker.handover_socket(shard)
 
     async def terminate(self, reason: object) -> None:
+        if self.handover is not None:
+            await self.handover.close()
         if self.server is not None:
             await self.server.stop()
 
     def report(self) -> dict[str, Any]:
-        return {
-            "addresses": [] if self.server is None else self.server.bound_addresses,
+        server, handover = self.server, self.handover
+        report: dict[str, Any] = {
+            "addresses": [] if server is None else server.bound_addresses,
             "connected": len(self.broker.links),
             "accepted_total": self.accepted,
         }
+        if server is not None and self.broker.shards > 1:
+            report["handed_over"] = server.handed_over
+            report["handover_failed"] = server.handover_failed
+        if handover is not None:
+            report["handover_socket"] = str(handover.path)
+            report["adopted"] = handover.adopted
+        return report
 
     async def receive(self, msg: object) -> Any:
         return await super().receive(msg)

@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from actors.shards import broker_node
 from drivers import control
 from drivers.ports import free_tcp_port
 
@@ -28,7 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def site_text(
-    storage: Path, port: int, cloud_url: str, extra_toml: str = "", cpu_affinity: str = "off"
+    storage: Path,
+    port: int,
+    cloud_url: str,
+    extra_toml: str = "",
+    cpu_affinity: str = "off",
+    broker_shards: int = 1,
 ) -> str:
     # Reconnects capped at 2 s: the replay figure is the replay, not a reconnect backoff grown
     # during the outage. No websocket pings: they would add traffic the figures do not ask for.
@@ -41,6 +47,7 @@ storage_dir = "{storage}"
 mode = "nodes"
 log_level = "WARNING"
 cpu_affinity = "{cpu_affinity}"
+broker_shards = {broker_shards}
 
 [listener]
 port = {port}
@@ -68,13 +75,18 @@ class EdgeProcess:
         extra_toml: str = "",
         prefix: str = "bench-broker-",
         cpu_affinity: str = "off",
+        broker_shards: int = 1,
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.port = free_tcp_port()
         self.config = self.dir / "site.toml"
         self.config.write_text(
-            site_text(self.dir / "var", self.port, cloud_url, extra_toml, cpu_affinity)
+            site_text(
+                self.dir / "var", self.port, cloud_url, extra_toml, cpu_affinity, broker_shards
+            )
         )
+        # The broker nodes (actors/shards.py): the first listens on the port.
+        self.brokers = [broker_node(k) for k in range(broker_shards)]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -96,11 +108,11 @@ class EdgeProcess:
     async def start(self, timeout_s: float = 60.0) -> None:
         self.proc = await asyncio.to_thread(self._spawn)
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while await self.broker() is None:
+        while any([await self.node(name) is None for name in self.brokers]):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"run.py exited with {self.proc.returncode}: {self.log()}")
             if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"the broker node did not answer in {timeout_s:g} s")
+                raise RuntimeError(f"the broker nodes did not answer in {timeout_s:g} s")
             await asyncio.sleep(0.1)
 
     def log(self) -> str:

@@ -110,10 +110,18 @@ def cpu_s(pid: int) -> float:
 
 
 class Bench:
-    def __init__(self, scale: Scale, *, verbose: bool = False, cpu_affinity: str = "off") -> None:
+    def __init__(
+        self,
+        scale: Scale,
+        *,
+        verbose: bool = False,
+        cpu_affinity: str = "off",
+        broker_shards: int = 1,
+    ) -> None:
         self.scale = scale
         self.verbose = verbose
         self.cpu_affinity = cpu_affinity
+        self.broker_shards = broker_shards
         self.levels = Levels.for_cars(max(scale.cars))
         self.ids = car_ids(max(scale.cars))
         self.draws = SharedDraws(max(scale.cars))
@@ -132,6 +140,17 @@ class Bench:
         if doc is None:
             raise RuntimeError(f"the {name} node does not answer; run.py log: {self.edge.log()}")
         return doc
+
+    async def brokers(self) -> list[dict[str, Any]]:
+        """Every broker node's status (one per ``--broker-shards``; the first is the front)."""
+        assert self.edge is not None
+        return [await self.node(name) for name in self.edge.brokers]
+
+    async def broker_site(self) -> dict[str, int]:
+        """The broker nodes' counts, summed."""
+        keys = ("charge_points_connected", "cloud_sessions_online", "queued_for_cloud")
+        sites = [b["site"] for b in await self.brokers()]
+        return {k: sum(int(site[k]) for site in sites) for k in keys}
 
     async def wait(self, what: str, cond: Any, timeout_s: float, interval_s: float = 0.2) -> None:
         deadline = time.monotonic() + timeout_s
@@ -181,7 +200,7 @@ class Bench:
         own traffic (sessions opening, boots and transactions relayed) is over."""
 
         async def quiet() -> bool:
-            site = (await self.node("broker"))["site"]
+            site = await self.broker_site()
             return bool(
                 site["cloud_sessions_online"] >= site["charge_points_connected"]
                 and site["queued_for_cloud"] == 0
@@ -252,22 +271,32 @@ class Bench:
         began, the allocator sent it, the broker received it, its first and its last
         SetChargingProfile written; and the CPU time the broker's loop spent from receipt to the
         last frame."""
-        profiles = (await self.node("broker"))["site"].get("profiles") or {}
-        batches = [
-            b
-            for b in profiles.get("recent_batches", ())
-            if b["trigger_monotonic_ns"] >= since_s * 1e9 and b["last_written_ms"] is not None
-        ]
-        if not batches:
+        parts = []
+        for broker in await self.brokers():
+            profiles = broker["site"].get("profiles") or {}
+            batches = [
+                b
+                for b in profiles.get("recent_batches", ())
+                if b["trigger_monotonic_ns"] >= since_s * 1e9 and b["last_written_ms"] is not None
+            ]
+            if batches:
+                parts.append(max(batches, key=lambda b: b["written"]))
+        if not parts:
             return None, None
-        b = max(batches, key=lambda b: b["written"])
-        shift = b["trigger_monotonic_ns"] / 1e6 - read_s * 1000
-        stages = tuple(
-            None if b.get(k) is None else float(b[k]) + shift
-            for k in ("step_ms", "sent_ms", "received_ms", "first_written_ms", "last_written_ms")
-        )
-        cpu = b.get("cpu_ms")
-        return (stages if None not in stages else None), (None if cpu is None else float(cpu))
+        # With several broker nodes, each wrote its part of the step's batch (the same trigger):
+        # the earliest send, receipt and first frame, the latest last frame and the most CPU.
+        trigger = max(parts, key=lambda b: b["written"])["trigger_monotonic_ns"]
+        parts = [b for b in parts if b["trigger_monotonic_ns"] == trigger]
+        shift = trigger / 1e6 - read_s * 1000
+        keys = ("step_ms", "sent_ms", "received_ms", "first_written_ms", "last_written_ms")
+        stages: list[float | None] = []
+        for k in keys:
+            values = [float(b[k]) for b in parts if b.get(k) is not None]
+            pick = max if k == "last_written_ms" else min
+            stages.append(pick(values) + shift if len(values) == len(parts) else None)
+        cpus = [float(b["cpu_ms"]) for b in parts if b.get("cpu_ms") is not None]
+        cpu = max(cpus) if len(cpus) == len(parts) else None
+        return (tuple(stages) if None not in stages else None), cpu  # type: ignore[return-value]
 
     async def restore(self, n: int) -> None:
         await asyncio.sleep(DWELL_S)
@@ -295,8 +324,9 @@ class Bench:
             await asyncio.sleep(LOAD_SETTLE_S)
         energy, broker = await self.node("energy"), await self.node("broker")
         lag0 = {"energy": lag_histogram(energy), "broker": lag_histogram(broker)}
-        epid, bpid = int(energy["pid"]), int(broker["pid"])
-        e0, b0, c0 = cpu_s(epid), cpu_s(bpid), await self.cars.cpu_s()
+        epid = int(energy["pid"])
+        bpids = [int(b["pid"]) for b in await self.brokers()]
+        e0, b0, c0 = cpu_s(epid), sum(map(cpu_s, bpids)), await self.cars.cpu_s()
         batches0 = int(energy["site"].get("batches", 0))
         started = time.monotonic()
         for run in range(s.runs):
@@ -309,7 +339,7 @@ class Bench:
                 await self.restore(n)
         ph.wall_s = time.monotonic() - started
         ph.energy_cpu_pct = (cpu_s(epid) - e0) / ph.wall_s * 100
-        ph.broker_cpu_pct = (cpu_s(bpid) - b0) / ph.wall_s * 100
+        ph.broker_cpu_pct = (sum(map(cpu_s, bpids)) - b0) / ph.wall_s * 100
         ph.cars_cpu_pct = (await self.cars.cpu_s() - c0) / ph.wall_s * 100
         if loaded:
             self.go.unlink()
@@ -342,6 +372,7 @@ class Bench:
             extra_toml=energy_toml(self.meter.port, self.levels, self.ids, self.scale.settle_s),
             prefix="bench-energy-",
             cpu_affinity=self.cpu_affinity,
+            broker_shards=self.broker_shards,
         )
         load: asyncio.Task[list[LoadResult]] | None = None
         try:
@@ -389,7 +420,7 @@ class Bench:
         async def up() -> bool:
             if load.done():
                 raise RuntimeError(f"background charge points ended early: {load.result()}")
-            site = (await self.node("broker"))["site"]
+            site = await self.broker_site()
             return int(site["charge_points_connected"]) >= n + bg
 
         await self.wait(f"{bg} background charge points connected", up, 90, 0.5)
@@ -429,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         default="off",
         help="the edge's [runtime] cpu_affinity (off, the default; auto: supervisors/affinity.py)",
     )
+    parser.add_argument(
+        "--broker-shards",
+        type=int,
+        default=1,
+        help="the edge's [runtime] broker_shards: broker node processes (1, the default)",
+    )
     args = parser.parse_args(argv)
     # Inherited by every peer this process starts (cars, cloud, load workers); not by the edge,
     # which never reads it.
@@ -446,7 +483,13 @@ def main(argv: list[str] | None = None) -> int:
         settle_s=base.settle_s,
     )
     started = time.monotonic()
-    phases = asyncio.run(Bench(scale, verbose=args.verbose, cpu_affinity=args.cpu_affinity).run())
+    bench = Bench(
+        scale,
+        verbose=args.verbose,
+        cpu_affinity=args.cpu_affinity,
+        broker_shards=args.broker_shards,
+    )
+    phases = asyncio.run(bench.run())
     print(f"(total {time.monotonic() - started:.0f} s)")
     report_lines = report(
         phases,
@@ -454,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         args.quick,
         peers_aside=not args.peers_compete,
         cpu_affinity=args.cpu_affinity,
+        broker_shards=args.broker_shards,
     )
     for line in report_lines:
         print(line)

@@ -157,6 +157,7 @@ def report(
     *,
     peers_aside: bool = True,
     cpu_affinity: str = "off",
+    broker_shards: int = 1,
 ) -> list[str]:
     lines = [
         f"bench/energy.py {'--quick ' if quick else ''}on {os.cpu_count()} cores: edge in nodes "
@@ -173,6 +174,12 @@ def report(
             "; each edge node's loop on a CPU of its own (--cpu-affinity auto)"
             if cpu_affinity == "auto"
             else "; the edge's nodes placed by the scheduler (cpu_affinity off, the default)"
+        )
+        + (
+            f"; {broker_shards} broker nodes (--broker-shards), the charge points spread over "
+            "them; the broker's CPU is theirs together, its loop lag the first's"
+            if broker_shards > 1
+            else ""
         )
     ]
     lines += [phase_line(ph) for ph in sorted(phases, key=lambda p: (p.n, p.loaded))]

@@ -20,6 +20,25 @@ def _node(doc: dict[str, Any], kind: str) -> dict[str, Any]:
     return site if isinstance(site, dict) else {}
 
 
+def _brokers(doc: dict[str, Any]) -> dict[str, Any]:
+    """The broker nodes' site parts as one (several with ``[runtime] broker_shards``: each has
+    its own charge points); the edge session, listener and profiles of the first (the front)."""
+    parts = [
+        n["site"]
+        for n in doc.get("nodes", [])
+        if n.get("kind") == "broker" and isinstance(n.get("site"), dict)
+    ]
+    if len(parts) <= 1:
+        return parts[0] if parts else {}
+    merged = dict(parts[0])
+    merged["charge_points"] = {
+        k: v for p in parts for k, v in (p.get("charge_points") or {}).items()
+    }
+    for key in ("charge_points_connected", "cloud_sessions_online", "queued_for_cloud"):
+        merged[key] = sum(int(p.get(key) or 0) for p in parts)
+    return merged
+
+
 def _table(rows: list[list[str]], out: TextIO) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -41,7 +60,7 @@ def _last_batch(broker: dict[str, Any]) -> str:
 
 
 def render_site(doc: dict[str, Any], out: TextIO) -> None:
-    broker, energy = _node(doc, "broker"), _node(doc, "energy")
+    broker, energy = _brokers(doc), _node(doc, "energy")
     cps: dict[str, Any] = broker.get("charge_points") or {}
     out.write(
         f"Charge points: {broker.get('charge_points_connected', 0)}/{len(cps)} connected; "

@@ -33,6 +33,7 @@ from config.ocpp import (
 Mode = Literal["nodes", "single-process"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 CPU_AFFINITY = ("auto", "off")  # supervisors/affinity.py
+MAX_BROKER_SHARDS = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +48,7 @@ class RuntimeConfig:
     cpu_affinity: str = (
         "off"  # "auto": each node's loop on a CPU of its own (supervisors/affinity.py)
     )
+    broker_shards: int = 1  # broker node processes; the charge points spread over them
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,7 +96,8 @@ def runtime_from_table(t: Table) -> RuntimeConfig:
     "single-process": the same actor trees in one process), admin_port, node_max_restarts /
     node_restart_period_s (node restart intensity; beyond it the runtime exits non-zero for systemd),
     shutdown_timeout_s, log_level, status_timeout_s, cpu_affinity ("off"; "auto": each node's
-    event loop on a CPU of its own)."""
+    event loop on a CPU of its own), broker_shards (broker node processes, 1 to 8: the charge
+    points spread over them by their id, actors/shards.py)."""
     r = RuntimeConfig(
         mode=t.string("mode", "nodes", choices=("nodes", "single-process")),
         admin_port=t.integer("admin_port", 0, min=0, max=65535),
@@ -104,6 +107,7 @@ def runtime_from_table(t: Table) -> RuntimeConfig:
         log_level=t.string("log_level", "INFO", choices=LOG_LEVELS),
         status_timeout_s=t.number("status_timeout_s", 1.0, min=0.1, max=30),
         cpu_affinity=t.string("cpu_affinity", "off", choices=CPU_AFFINITY),
+        broker_shards=t.integer("broker_shards", 1, min=1, max=MAX_BROKER_SHARDS),
     )
     t.reject_unknown()
     return r
@@ -146,6 +150,8 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
             raise ConfigError(
                 source, "cloud.edge_identity", "an identity no charge point uses", clash
             )
+    if runtime.broker_shards > 1:
+        _check_shards(runtime, listener, cloud, source=source)
     energy, cp_energy = _energy_sections(top, cp_tables)
     auth = _auth_section(top)
     for t in cp_tables:
@@ -164,6 +170,35 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
         energy=energy,
         auth=auth,
     )
+
+
+def _check_shards(
+    runtime: RuntimeConfig, listener: ListenerConfig, cloud: CloudConfig | None, *, source: str
+) -> None:
+    """What several broker nodes cannot do (yet), refused at start rather than half done."""
+    got = f"broker_shards = {runtime.broker_shards}"
+    if runtime.mode != "nodes":
+        raise ConfigError(source, "runtime.broker_shards", "1 with mode single-process", got)
+    if listener.security_profile == 2:
+        # The front reads each connection's request line to pass it to its node: behind TLS it
+        # is encrypted, and a TLS session cannot move to another process.
+        raise ConfigError(
+            source,
+            "runtime.broker_shards",
+            "1 with TLS on the listener (security_profile 2; terminate TLS in front of the "
+            "edge to run several broker nodes)",
+            got,
+        )
+    if cloud is not None and cloud.edge_identity is not None:
+        # The edge session brings the local list and the central rules to the broker node that
+        # holds it; the other nodes would not have them.
+        raise ConfigError(
+            source,
+            "runtime.broker_shards",
+            "1 with [cloud] edge_identity (the local list and central rules from the cloud "
+            "reach one broker node only, so far)",
+            got,
+        )
 
 
 def _energy_sections(top: Table, cp_tables: list[Table]) -> tuple[Any, list[Any]]:

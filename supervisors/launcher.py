@@ -27,7 +27,7 @@ from config.schema import SiteConfig
 from drivers import control
 from drivers.ports import free_tcp_port
 from drivers.thespian import hygiene
-from supervisors import affinity
+from supervisors import affinity, reshard
 from supervisors.node_messages import (
     NodePolicy,
     NodeSpec,
@@ -45,6 +45,17 @@ from supervisors.status_doc import status_document
 log = logging.getLogger(__name__)
 
 DEFAULT_NODES = (NodeSpec(name="energy", kind="energy"), NodeSpec(name="broker", kind="broker"))
+
+
+def site_nodes(config: SiteConfig) -> tuple[NodeSpec, ...]:
+    """The site's nodes: the energy node and ``[runtime] broker_shards`` broker nodes
+    (``broker``, ``broker-1``, ...: actors/shards.py)."""
+    extra = tuple(
+        NodeSpec(name=f"broker-{k}", kind="broker") for k in range(1, config.runtime.broker_shards)
+    )
+    return (*DEFAULT_NODES, *extra)
+
+
 PING_INTERVAL_S = 1.0
 PING_TIMEOUT_S = 2.0
 MISSED_PINGS_BEFORE_TEARDOWN = 2
@@ -56,9 +67,9 @@ EXIT_NODES_GAVE_UP = 3
 
 
 class NodeLauncher:
-    def __init__(self, config: SiteConfig, nodes: tuple[NodeSpec, ...] = DEFAULT_NODES) -> None:
+    def __init__(self, config: SiteConfig, nodes: tuple[NodeSpec, ...] | None = None) -> None:
         self.config = config
-        self.nodes = nodes
+        self.nodes = site_nodes(config) if nodes is None else nodes
         self.stop_requested = False
         self.started_utc = ""
         self.admin_port = 0
@@ -80,6 +91,11 @@ class NodeLauncher:
 
         cfg = self.config
         cfg.storage_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything forks: the stores are opened read-only and closed again.
+        refused = reshard.refusal(cfg.storage_dir, cfg.runtime.broker_shards)
+        if refused is not None:
+            log.error("not starting: %s", refused)
+            return EXIT_START_FAILED
         hygiene.force_loopback_bind()
         hygiene.configure_thespian_logfile(cfg.storage_dir)
         hygiene.become_subreaper()

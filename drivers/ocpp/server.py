@@ -41,7 +41,13 @@ from websockets.typing import Subprotocol
 
 from drivers.ocpp.codes import SUBPROTOCOLS, OcppVersion
 from drivers.ocpp.connection import OcppConnection, format_address
-from drivers.ocpp.handover import HandoverError, Tasks, hand_over, request_target
+from drivers.ocpp.handover import (
+    MAX_CONCURRENT,
+    HandoverError,
+    Tasks,
+    hand_over,
+    request_target,
+)
 from drivers.ocpp.identity import identity_problem
 from drivers.ocpp.redact import websockets_logger
 
@@ -213,6 +219,7 @@ class OcppListener:
         self._server: Server | None = None
         self._front: socket.socket | None = None  # the OCPP port, accepted by us (route)
         self._tasks = Tasks()
+        self._handovers = asyncio.Semaphore(MAX_CONCURRENT)
         self.handed_over = 0
         self.handover_failed = 0
 
@@ -333,7 +340,7 @@ class OcppListener:
             await self.adopt(conn)  # ours, or not an OCPP request: our handshake answers it
             return
         try:
-            await hand_over(node, conn)
+            await hand_over(node, conn, self._handovers)
             self.handed_over += 1
         except HandoverError as exc:
             self.handover_failed += 1

@@ -265,3 +265,20 @@ def test_a_front_refuses_tls(tls_files: TlsFiles, echo: Echo) -> None:
     )
     with pytest.raises(ValueError, match="plain ws://"):
         OcppListener(echo, lookup, options, route=lambda cp: None)
+
+
+async def test_a_burst_of_connections_all_reach_their_node(front: OcppListener) -> None:
+    """A site coming back: 200 charge points of the other node at once. Each handshake is
+    answered by the peer (its 404: the ids are unknown there), none refused on the way (an
+    AF_UNIX connect to a full backlog fails: the front bounds its hand-overs at once)."""
+
+    async def one(n: int) -> int:
+        try:
+            async with open_client(url(front, f"X{n:04d}"), "ocpp1.6", **auth(f"X{n:04d}")):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    statuses = await asyncio.gather(*(one(n) for n in range(200)))
+    assert set(statuses) == {404}
+    assert (front.handed_over, front.handover_failed) == (200, 0)

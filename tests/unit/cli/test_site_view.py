@@ -65,3 +65,26 @@ def test_the_edge_sessions_key_rotation_is_shown_without_the_key() -> None:
     )
     edge["key_rotation"] = {**edge["key_rotation"], "in_force": False}
     assert "overridden by the site file's edge_password" in rendered(d)
+
+
+def test_the_charge_points_of_every_broker_node_are_shown_together() -> None:
+    """``[runtime] broker_shards``: each broker node reports its own charge points."""
+
+    def broker(cps: list[str], online: int, queued: int) -> dict[str, Any]:
+        return {
+            "charge_points_connected": len(cps),
+            "cloud_sessions_online": online,
+            "queued_for_cloud": queued,
+            "charge_points": {cp: {"connected": True, "cloud": {"online": True}} for cp in cps},
+        }
+
+    d = {
+        "nodes": [
+            {"kind": "energy", "site": {"mode": "normal"}},
+            {"name": "broker", "kind": "broker", "site": broker(["CP1", "CP3"], 2, 1)},
+            {"name": "broker-1", "kind": "broker", "site": broker(["CP2"], 0, 4)},
+        ]
+    }
+    text = rendered(d)
+    assert "Charge points: 3/3 connected; cloud sessions online 2; queued for the cloud 5" in text
+    assert [line.split()[0] for line in text.splitlines()[-3:]] == ["CP1", "CP2", "CP3"]

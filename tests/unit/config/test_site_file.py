@@ -96,6 +96,38 @@ BASE = '[site]\nname = "s"\n'
             id="cp-typo",
         ),
         pytest.param("[site\n", "<syntax>", "valid TOML", id="syntax"),
+        pytest.param(
+            BASE + "[runtime]\nbroker_shards = 0\n",
+            "runtime.broker_shards",
+            "a value >= 1",
+            id="shards-zero",
+        ),
+        pytest.param(
+            BASE + "[runtime]\nbroker_shards = 9\n",
+            "runtime.broker_shards",
+            "a value <= 8",
+            id="shards-too-many",
+        ),
+        pytest.param(
+            BASE + "[runtime]\nbroker_shards = 2\nmode = 'single-process'\n",
+            "runtime.broker_shards",
+            "1 with mode single-process",
+            id="shards-single-process",
+        ),
+        pytest.param(
+            BASE + "[runtime]\nbroker_shards = 2\n[listener]\nsecurity_profile = 2\n"
+            "tls_cert_file = 'c.pem'\ntls_key_file = 'k.pem'\n",
+            "runtime.broker_shards",
+            "1 with TLS on the listener",
+            id="shards-tls",
+        ),
+        pytest.param(
+            BASE + "[runtime]\nbroker_shards = 2\n[cloud]\nurl = 'ws://x/o'\n"
+            "edge_identity = 'EDGE'\n",
+            "runtime.broker_shards",
+            "1 with [cloud] edge_identity",
+            id="shards-edge-session",
+        ),
     ],
 )
 def test_errors_name_the_file_the_key_and_what_was_expected(
@@ -124,3 +156,18 @@ def test_run_py_exits_78_on_a_bad_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 78
     assert f"{bad}: listener.port: expected an integer, got 'nine'" in result.stderr
+
+
+def test_broker_shards_make_broker_nodes(tmp_path: Path) -> None:
+    from supervisors.launcher import site_nodes
+
+    one = parse_site(BASE, source="s", base_dir=tmp_path)
+    assert one.runtime.broker_shards == 1
+    assert [n.name for n in site_nodes(one)] == ["energy", "broker"]
+    three = parse_site(BASE + "[runtime]\nbroker_shards = 3\n", source="s", base_dir=tmp_path)
+    assert [(n.name, n.kind) for n in site_nodes(three)] == [
+        ("energy", "energy"),
+        ("broker", "broker"),
+        ("broker-1", "broker"),
+        ("broker-2", "broker"),
+    ]

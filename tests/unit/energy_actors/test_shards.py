@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.shards import broker_node, shard_of
+from actors.shards import broker_node, shard_of, shard_of_node
 
 IDS = [f"CP{i:04d}" for i in range(500)]
 
@@ -49,6 +49,14 @@ def test_every_process_agrees(tmp_path: Path) -> None:
 
 def test_node_names() -> None:
     assert [broker_node(k) for k in range(3)] == ["broker", "broker-1", "broker-2"]
+    assert [shard_of_node(broker_node(k)) for k in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="not a broker node name: 'energy'"):
+        shard_of_node("energy")
+
+
+def test_ids_are_matched_without_case() -> None:
+    """A charge point that connects as "cp0001" is configured "CP0001": the same node."""
+    assert [shard_of(i.lower(), 3) for i in IDS] == [shard_of(i, 3) for i in IDS]
 
 
 def test_a_count_below_one_is_refused() -> None:

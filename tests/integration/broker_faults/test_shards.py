@@ -1,0 +1,239 @@
+"""Broker shards in nodes mode (``python run.py --config FILE`` with ``[runtime] broker_shards =
+2``): the charge points connect to one port and each is served by the broker node its id maps to
+(actors/shards.py); the front passes the other node's connections on before their handshake
+(drivers/ocpp/handover.py). Transaction messages are accounted as in test_kill9.py: nothing lost,
+in order, under the cloud's ids; also when the second broker node is killed (kill -9) in the
+middle of an offline transaction and its charge points come back through the front."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.shards import broker_node, shard_of
+from drivers import control
+from drivers.ports import free_tcp_port
+from sim.cloud import SimCloud
+from supervisors.launcher import EXIT_START_FAILED
+from tests.helpers import timeout_s, wait_for
+from tests.integration.broker_faults.accounting import account
+from tests.integration.broker_faults.ledger_cp import LedgerChargePoint
+from tests.integration.broker_faults.site import REPO, NodesRuntime, runtime_env, site_toml
+from tests.integration.broker_faults.test_kill9 import check
+
+pytestmark = [pytest.mark.nodes, pytest.mark.slow]
+
+CPS = ("CP1", "CP2", "CP3", "CP4", "CP5", "CP6")
+SHARD = {cp: shard_of(cp, 2) for cp in CPS}
+
+
+def test_both_nodes_have_charge_points() -> None:
+    assert set(SHARD.values()) == {0, 1}
+
+
+async def nodes(rt: NodesRuntime) -> dict[str, dict[str, Any]]:
+    """Each running, answering broker node's status by name."""
+    try:
+        doc = await rt.status()
+    except control.ControlUnavailable:
+        return {}
+    return {
+        n["name"]: n
+        for n in doc.get("nodes", [])
+        if n.get("kind") == "broker" and n.get("answered") and n.get("state") == "running"
+    }
+
+
+async def cloud_online(rt: NodesRuntime, want: bool) -> bool:
+    found = await nodes(rt)
+    for cp in CPS:
+        node = found.get(broker_node(SHARD[cp]))
+        state = None if node is None else node["site"]["charge_points"].get(cp)
+        if state is None or bool(state["cloud"]["online"]) is not want:
+            return False
+    return True
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, cloud: SimCloud) -> AsyncIterator[NodesRuntime]:
+    port = free_tcp_port()
+    text = site_toml(
+        tmp_path,
+        mode="nodes",
+        port=port,
+        cloud_url=cloud.url,
+        charge_points=CPS,
+        runtime={"broker_shards": 2},
+    )
+    rt = NodesRuntime(tmp_path, text, port)
+    await rt.start()
+
+    async def both() -> bool:
+        return set(await nodes(rt)) == {"broker", "broker-1"}
+
+    await wait_for(both, timeout=30, what="both broker nodes answering")
+    yield rt
+    rt.cleanup()
+
+
+async def connect(rt: NodesRuntime, ledger_cps: list[LedgerChargePoint]) -> None:
+    for cp_id in CPS:
+        ledger_cps.append(await LedgerChargePoint(cp_id, rt.url).start())
+    await wait_for(lambda: all(cp.online for cp in ledger_cps), timeout=10, what="connected")
+    await wait_for(lambda: cloud_online(rt, True), timeout=10, what="cloud sessions up")
+
+
+async def queued(rt: NodesRuntime) -> int | None:
+    found = await nodes(rt)
+    if set(found) != {"broker", "broker-1"}:
+        return None
+    return sum(int(n["site"]["queued_for_cloud"]) for n in found.values())
+
+
+async def test_each_charge_point_is_served_by_its_node_and_nothing_is_lost(
+    runtime: NodesRuntime, cloud: SimCloud, ledger_cps: list[LedgerChargePoint]
+) -> None:
+    await connect(runtime, ledger_cps)
+    found = await nodes(runtime)
+    for name, node in found.items():
+        mine = {cp for cp in CPS if broker_node(SHARD[cp]) == name}
+        assert set(node["site"]["charge_points"]) == mine, name
+        assert node["site"]["charge_points_connected"] == len(mine), name
+    front = found["broker"]["site"]["listener"]
+    assert front["handed_over"] == sum(1 for s in SHARD.values() if s == 1)
+    assert found["broker-1"]["site"]["listener"]["adopted"] == front["handed_over"]
+    assert found["broker"]["pid"] != found["broker-1"]["pid"]
+
+    for cp in ledger_cps:
+        cp.transaction(meter_values=5)
+    await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=30, what="acknowledged")
+
+    async def empty() -> bool:
+        return await queued(runtime) == 0
+
+    await wait_for(empty, timeout=30, what="the edge's queues empty")
+    check(account(ledger_cps, cloud), "none: two broker nodes")
+
+
+async def test_the_second_node_killed_during_an_offline_transaction(
+    runtime: NodesRuntime, cloud: SimCloud, ledger_cps: list[LedgerChargePoint]
+) -> None:
+    await connect(runtime, ledger_cps)
+    await cloud.stop()
+    await wait_for(lambda: cloud_online(runtime, False), timeout=10, what="the outage seen")
+    txs = {cp.cp_id: cp.start_transaction() for cp in ledger_cps}
+    for cp in ledger_cps:
+        cp.meter_values(txs[cp.cp_id], count=5)
+    await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=20, what="acknowledged")
+
+    victim = (await nodes(runtime))["broker-1"]
+    theirs = [cp for cp in ledger_cps if SHARD[cp.cp_id] == 1]
+    connects = {cp.cp_id: cp.connects for cp in theirs}
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+
+    async def back() -> bool:
+        node = (await nodes(runtime)).get("broker-1")
+        return node is not None and node["pid"] != victim["pid"]
+
+    await wait_for(back, timeout=30, what="broker-1 restarted")
+    await wait_for(
+        lambda: all(cp.connects > connects[cp.cp_id] and cp.online for cp in theirs),
+        timeout=20,
+        what="its charge points back through the front",
+    )
+    for cp in ledger_cps:
+        cp.meter_values(txs[cp.cp_id], count=5)
+        cp.stop_transaction(txs[cp.cp_id])
+    await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=20, what="acknowledged")
+    front = (await nodes(runtime))["broker"]
+    assert front["restarts"] == 0  # the front's own charge points never noticed
+
+    await cloud.start()
+    await wait_for(lambda: cloud_online(runtime, True), timeout=20, what="cloud sessions back")
+
+    async def empty() -> bool:
+        return await queued(runtime) == 0
+
+    await wait_for(empty, timeout=30, what="the edge's queues empty")
+    check(account(ledger_cps, cloud), "broker-1 during an offline transaction")
+
+
+async def test_a_new_shard_count_waits_for_what_would_move(
+    tmp_path: Path, cloud: SimCloud, ledger_cps: list[LedgerChargePoint]
+) -> None:
+    """Queued messages and running transactions stay in the store of the node that served the
+    charge point: the runtime refuses a count that would move such a charge point, names it, and
+    starts with it once they are delivered and finished."""
+    port = free_tcp_port()
+
+    def text(shards: int) -> str:
+        return site_toml(
+            tmp_path,
+            mode="nodes",
+            port=port,
+            cloud_url=cloud.url,
+            charge_points=CPS,
+            runtime={"broker_shards": shards},
+        )
+
+    rt = NodesRuntime(tmp_path, text(1), port)
+    try:
+        await rt.start()
+        for cp_id in CPS:
+            ledger_cps.append(await LedgerChargePoint(cp_id, rt.url).start())
+        await wait_for(lambda: all(cp.online for cp in ledger_cps), timeout=10, what="connected")
+        await cloud.stop()
+        moving = next(cp for cp in ledger_cps if SHARD[cp.cp_id] == 1)
+        staying = next(cp for cp in ledger_cps if SHARD[cp.cp_id] == 0)
+        for cp in (moving, staying):
+            cp.transaction(meter_values=2)  # queued: the cloud is down
+        await wait_for(lambda: moving.drained and staying.drained, timeout=20, what="acked")
+        assert await rt.terminate() == 0
+        for cp in ledger_cps:
+            await cp.stop()
+
+        rt.config.write_text(text(2))
+        refused = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "run.py", "--config", str(rt.config)],
+            cwd=REPO,
+            env=runtime_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s(60),
+        )
+        assert refused.returncode == EXIT_START_FAILED, refused.stdout + refused.stderr
+        said = refused.stdout + refused.stderr
+        assert f"{moving.cp_id}: 4 messages queued for the cloud in broker" in said, said
+        assert f"{staying.cp_id}:" not in said  # stays in broker: no reason to refuse
+
+        # With the previous count, the queue drains to the cloud; then the change is taken.
+        rt.config.write_text(text(1))
+        await cloud.start()
+        await rt.start()
+
+        async def drained() -> bool:
+            return await rt.queued() == 0
+
+        await wait_for(drained, timeout=30, what="the queue delivered")
+        assert await rt.terminate() == 0
+        rt.config.write_text(text(2))
+        await rt.start()
+        found: dict[str, Any] = {}
+
+        async def both() -> bool:
+            found.update(await nodes(rt))
+            return set(found) == {"broker", "broker-1"}
+
+        await wait_for(both, timeout=30, what="both broker nodes")
+        check(account([moving, staying], cloud), "none: the shard count changed when drained")
+    finally:
+        rt.cleanup()
