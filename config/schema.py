@@ -12,6 +12,7 @@ does not start half-configured.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ Mode = Literal["nodes", "single-process"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 CPU_AFFINITY = ("auto", "off")  # supervisors/affinity.py
 MAX_BROKER_SHARDS = 8
+MAX_UNIX_PATH = 107  # bytes of an AF_UNIX path on Linux
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,6 +154,17 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
             )
     if runtime.broker_shards > 1:
         _check_shards(runtime, listener, cloud, source=source)
+        longest = (
+            base_dir / storage
+        ).resolve() / f"broker-{runtime.broker_shards - 1}.handover.sock"
+        if len(os.fsencode(str(longest))) > MAX_UNIX_PATH:
+            raise ConfigError(
+                source,
+                "site.storage_dir",
+                f"a path short enough for the broker nodes' Unix sockets (at most {MAX_UNIX_PATH} "
+                "bytes with the socket's name)",
+                str(longest),
+            )
     energy, cp_energy = _energy_sections(top, cp_tables)
     auth = _auth_section(top)
     for t in cp_tables:

@@ -174,7 +174,7 @@ class HandoverServer:
                 await self.adopt(conn)
             except Exception:
                 conn.close()
-                raise
+                log.exception("a connection handed over on %s could not be adopted", self.path)
         except OSError as exc:
             log.warning("hand-over on %s failed: %s", self.path, exc)
         finally:

@@ -324,8 +324,9 @@ class OcppListener:
         """Serve ``conn`` here or pass it to the node that serves its charge point."""
         assert self._route is not None
         conn.setblocking(False)
-        peer = format_address(conn.getpeername())
+        peer = "?"
         try:
+            peer = format_address(conn.getpeername())
             async with asyncio.timeout(self.options.open_timeout_s):
                 target = await request_target(conn)
         except (TimeoutError, OSError) as exc:

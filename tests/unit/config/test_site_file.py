@@ -128,6 +128,12 @@ BASE = '[site]\nname = "s"\n'
             "1 with [cloud] edge_identity",
             id="shards-edge-session",
         ),
+        pytest.param(
+            '[site]\nname = "s"\nstorage_dir = "/' + "d" * 90 + '"\n[runtime]\nbroker_shards = 2\n',
+            "site.storage_dir",
+            "a path short enough for the broker nodes' Unix sockets",
+            id="shards-socket-path-too-long",
+        ),
     ],
 )
 def test_errors_name_the_file_the_key_and_what_was_expected(
