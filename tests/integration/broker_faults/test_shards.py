@@ -98,6 +98,18 @@ async def queued(rt: NodesRuntime) -> int | None:
     return sum(int(n["site"]["queued_for_cloud"]) for n in found.values())
 
 
+async def accounted(
+    rt: NodesRuntime, cloud: SimCloud, cps: list[LedgerChargePoint], name: str
+) -> None:
+    """Once the edge's queues are empty: every acknowledged message at the cloud, in order."""
+
+    async def empty() -> bool:
+        return await queued(rt) == 0
+
+    await wait_for(empty, timeout=30, what="the edge's queues empty")
+    check(account(cps, cloud), name)
+
+
 async def test_each_charge_point_is_served_by_its_node_and_nothing_is_lost(
     runtime: NodesRuntime, cloud: SimCloud, ledger_cps: list[LedgerChargePoint]
 ) -> None:
@@ -115,12 +127,7 @@ async def test_each_charge_point_is_served_by_its_node_and_nothing_is_lost(
     for cp in ledger_cps:
         cp.transaction(meter_values=5)
     await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=30, what="acknowledged")
-
-    async def empty() -> bool:
-        return await queued(runtime) == 0
-
-    await wait_for(empty, timeout=30, what="the edge's queues empty")
-    check(account(ledger_cps, cloud), "none: two broker nodes")
+    await accounted(runtime, cloud, ledger_cps, "none: two broker nodes")
 
 
 async def test_the_second_node_killed_during_an_offline_transaction(
@@ -158,12 +165,7 @@ async def test_the_second_node_killed_during_an_offline_transaction(
 
     await cloud.start()
     await wait_for(lambda: cloud_online(runtime, True), timeout=20, what="cloud sessions back")
-
-    async def empty() -> bool:
-        return await queued(runtime) == 0
-
-    await wait_for(empty, timeout=30, what="the edge's queues empty")
-    check(account(ledger_cps, cloud), "broker-1 during an offline transaction")
+    await accounted(runtime, cloud, ledger_cps, "broker-1 during an offline transaction")
 
 
 async def test_a_new_shard_count_waits_for_what_would_move(
