@@ -274,7 +274,8 @@ class OcppListener:
             # accepting on that socket (asyncio.Server.close() clears it).
             self._server.server._serving = True  # type: ignore[attr-defined]
         if self._route is not None:
-            front = socket.create_server((o.host, o.port), backlog=512)
+            family = socket.getaddrinfo(o.host, o.port, type=socket.SOCK_STREAM)[0][0]
+            front = socket.create_server((o.host, o.port), family=family, backlog=512)
             front.setblocking(False)
             self._front = front
             self._tasks.spawn(self._accept_loop(front))
@@ -288,10 +289,10 @@ class OcppListener:
             )
 
     async def stop(self) -> None:
+        await self._tasks.cancel()  # the accept loop first: then the port closes quietly
         if self._front is not None:
             self._front.close()
             self._front = None
-        await self._tasks.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

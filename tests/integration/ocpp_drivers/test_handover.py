@@ -282,3 +282,26 @@ async def test_a_burst_of_connections_all_reach_their_node(front: OcppListener) 
     statuses = await asyncio.gather(*(one(n) for n in range(200)))
     assert set(statuses) == {404}
     assert (front.handed_over, front.handover_failed) == (200, 0)
+
+
+async def test_a_front_on_an_ipv6_address(echo: Echo, peer_path: Path) -> None:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    front = OcppListener(
+        echo,
+        lookup,
+        ListenerOptions(host="::1", security_profile=1),
+        route=lambda cp: peer_path,
+    )
+    await front.start()
+    try:
+        assert front.bound_addresses == ["::1"]
+        target = f"ws://[::1]:{front.port}/ocpp/CP1"
+        async with open_client(target, "ocpp1.6", **auth("CP1")) as ws:
+            await ws.send('[2,"1","Heartbeat",{}]')
+            assert orjson.loads(await ws.recv())["id"] == "CP1"  # the peer's answer
+        assert front.handed_over == 1
+    finally:
+        await front.stop()
