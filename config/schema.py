@@ -12,7 +12,6 @@ does not start half-configured.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +29,12 @@ from config.ocpp import (
     cloud_from_table,
     listener_from_table,
 )
+from drivers.control import MAX_UNIX_PATH, unix_path_fits
 
 Mode = Literal["nodes", "single-process"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 CPU_AFFINITY = ("auto", "off")  # supervisors/affinity.py
 MAX_BROKER_SHARDS = 8
-MAX_UNIX_PATH = 107  # bytes of an AF_UNIX path on Linux
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,7 +156,7 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
         longest = (
             base_dir / storage
         ).resolve() / f"broker-{runtime.broker_shards - 1}.handover.sock"
-        if len(os.fsencode(str(longest))) > MAX_UNIX_PATH:
+        if not unix_path_fits(longest):
             raise ConfigError(
                 source,
                 "site.storage_dir",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,20 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 class ControlUnavailable(RuntimeError):
     """The runtime did not answer on its control socket (not running, or too slow)."""
+
+
+MAX_UNIX_PATH = 107  # bytes of an AF_UNIX path on Linux, without the terminating NUL
+
+
+def unix_path_fits(path: Path) -> bool:
+    return len(os.fsencode(str(path))) <= MAX_UNIX_PATH
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The user id of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
 
 
 def bind_control_socket(path: Path) -> socket.socket:

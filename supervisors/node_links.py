@@ -26,18 +26,16 @@ import contextlib
 import logging
 import os
 import pickle
-import socket
 import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drivers.control import bind_control_socket
+from drivers.control import MAX_UNIX_PATH, bind_control_socket, peer_uid, unix_path_fits
 
 log = logging.getLogger(__name__)
 
-MAX_SUN_PATH = 107  # bytes of an AF_UNIX path on Linux, without the terminating NUL
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 MAX_BUFFERED_BYTES = 8 * 1024 * 1024  # a peer that stops reading: fall back, do not grow
 RETRY_S = 1.0
@@ -48,17 +46,9 @@ def link_socket(storage_dir: Path, node: str) -> Path:
     return storage_dir / f"{node}.link.sock"
 
 
-def _usable(path: Path) -> bool:
-    return len(os.fsencode(str(path))) <= MAX_SUN_PATH
-
-
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
     sock = writer.get_extra_info("socket")
-    if sock is None:
-        return None
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    return None if sock is None else peer_uid(sock)
 
 
 class NodeLinks:
@@ -93,13 +83,13 @@ class NodeLinks:
 
     # -- listening ------------------------------------------------------------------------------
     async def start(self) -> None:
-        if not _usable(self.path):
+        if not unix_path_fits(self.path):
             log.warning(
                 "node %s: no direct node link, the socket path %s is longer than %d bytes; "
                 "messages between nodes go through the Thespian root",
                 self.name,
                 self.path,
-                MAX_SUN_PATH,
+                MAX_UNIX_PATH,
             )
             return
         sock = bind_control_socket(self.path)
@@ -168,7 +158,7 @@ class NodeLinks:
         if time.monotonic() < self.next_try_s.get(node, 0.0):
             return
         path = link_socket(self.storage_dir, node)
-        if not _usable(path):
+        if not unix_path_fits(path):
             return
         task = asyncio.get_running_loop().create_task(self._connect(node, path))
         self.connecting[node] = task

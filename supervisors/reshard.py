@@ -16,13 +16,13 @@ from pathlib import Path
 
 import lmdb
 
+from actors.outbox import TABLE as OUTBOX_TABLE
 from actors.shards import shard_of, shard_of_node
 from drivers.store import codec
 from drivers.store.audit_log import reading
 from drivers.store.env import SEP, Store
 
-OUTBOX = "outbox"  # actors/outbox.py
-STATE = "state"
+STATE = "state"  # the actors' persisted state (supervisors/cell.py), and a ChargePoint's key
 
 
 def pending_moves(storage_dir: Path, shards: int) -> dict[str, list[str]]:
@@ -44,7 +44,7 @@ def pending_moves(storage_dir: Path, shards: int) -> dict[str, list[str]]:
 
 def _pending(store: Store, node: str) -> Iterator[tuple[str, str]]:
     queued: dict[str, int] = {}
-    for key, _ in _scan(store, OUTBOX, b""):
+    for key, _ in _scan(store, OUTBOX_TABLE, b""):
         cp_id = key.split(b"\x00", 1)[0].decode()
         queued[cp_id] = queued.get(cp_id, 0) + 1
     for cp_id, n in queued.items():

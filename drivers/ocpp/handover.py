@@ -19,12 +19,11 @@ import contextlib
 import logging
 import os
 import socket
-import struct
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from drivers.control import bind_control_socket
+from drivers.control import bind_control_socket, peer_uid
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +157,7 @@ class HandoverServer:
 
     async def _take(self, link: socket.socket) -> None:
         try:
-            creds = link.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            if struct.unpack("3i", creds)[1] != os.getuid():
+            if peer_uid(link) != os.getuid():
                 self.refused += 1
                 log.warning("hand-over from another user refused on %s", self.path)
                 return

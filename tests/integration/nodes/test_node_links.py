@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisors.node_links import MAX_SUN_PATH, NodeLinks, link_socket
+from drivers.control import MAX_UNIX_PATH
+from supervisors.node_links import NodeLinks, link_socket
 from tests.helpers import wait_for
 
 
@@ -135,7 +136,7 @@ async def test_a_malformed_frame_is_dropped_and_the_link_keeps_serving(short_dir
 async def test_a_socket_path_too_long_for_af_unix_means_the_root_carries_everything(
     short_dir: Path,
 ) -> None:
-    deep = short_dir / ("d" * (MAX_SUN_PATH - len(str(short_dir))))
+    deep = short_dir / ("d" * (MAX_UNIX_PATH - len(str(short_dir))))
     deep.mkdir()
     broker, energy = Node("broker", deep), Node("energy", deep)
     await broker.links.start()
