@@ -65,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil
 
+from bench.allocator import measure_yardstick, yardstick_line
 from bench.broker import ids, run_workers, split
 from bench.broker_edge import CloudProcess, EdgeProcess
 from bench.broker_load import LoadResult
@@ -483,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         settle_s=base.settle_s,
     )
     started = time.monotonic()
+    # The host's speed for the edge's code, before and (but for --quick) after; nothing else
+    # runs meanwhile.
+    yardstick = [measure_yardstick()]
     bench = Bench(
         scale,
         verbose=args.verbose,
@@ -490,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         broker_shards=args.broker_shards,
     )
     phases = asyncio.run(bench.run())
+    if not args.quick:
+        yardstick.append(measure_yardstick())
     print(f"(total {time.monotonic() - started:.0f} s)")
     report_lines = report(
         phases,
@@ -499,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_affinity=args.cpu_affinity,
         broker_shards=args.broker_shards,
     )
+    report_lines.append(yardstick_line(yardstick))
     for line in report_lines:
         print(line)
     return 0
