@@ -68,6 +68,7 @@ class Listener(Actor):
             auto_register=cfg.auto_register,
             ping_interval_s=cfg.ping_interval_s,
             ping_timeout_s=cfg.ping_timeout_s,
+            compression=cfg.compression == "deflate",
         )
         broker = self.broker
         if broker.shards == 1:

@@ -47,6 +47,7 @@ import asyncio
 import collections
 import contextlib
 import mmap
+import os
 import struct
 import sys
 import time
@@ -74,6 +75,8 @@ CONFIGURATION = {
     "unknownKey": [],
 }
 ANSWER_TIMEOUT_S = 30.0
+# "deflate": the cars offer permessage-deflate (bench/fanout.py --deflate); unset, they do not.
+COMPRESSION_ENV = "BENCH_CARS_COMPRESSION"
 NOMINAL_V = 230.0
 FOLLOW_S = 0.05  # a car draws a lower limit this long after it arrives (<< the site's settle_s)
 REPORT_S = 0.3  # and its charge point reports it this long after (once the fan-out is over)
@@ -257,7 +260,7 @@ class Fleet:
                 create_connection=TimedConnection,
                 open_timeout=ANSWER_TIMEOUT_S,
                 ping_interval=None,
-                compression=None,
+                compression=os.environ.get(COMPRESSION_ENV) or None,
                 proxy=None,
                 close_timeout=1.0,
             )

@@ -1,6 +1,6 @@
 """The broker's fan-out of a profile batch against the websockets floor, in one run.
 
-    python bench/fanout.py [--quick] [--cps 500] [--batches 20] [--profile]
+    python bench/fanout.py [--quick] [--cps 500] [--batches 20] [--profile] [--deflate]
     python bench/fanout.py --processes K [--quick] [--cps 500] [--batches 20] [--rounds 3]
 
 The broker node runs in this process (single-process mode, broker only; the cloud is
@@ -17,7 +17,8 @@ loop: what the frames cost without the broker (the library, the loopback sockets
 process's wake-ups on these cores).
 Printed: both, and their ratio; and the CPU time of the same writes through websockets' send
 and through ``OcppConnection.send`` (the broker's), alternating batch by batch. ``--profile``:
-cProfile of the broker during the fan-outs.
+cProfile of the broker during the fan-outs. ``--deflate``: the cars offer permessage-deflate
+and the listener accepts it (``[listener] compression = "deflate"``; the default declines it).
 
 ``--processes K``: what spreading the charge points over K broker processes would give (the
 edge has one broker node; ARCHITECTURE.md). One broker process with N charge points, then K
@@ -55,6 +56,7 @@ from actors.broker_context import BrokerContext
 from actors.energy_messages import ConnectorLimit, ProfileBatch
 from actors.listener import Listener
 from bench.broker_edge import CloudProcess
+from bench.energy_cps import COMPRESSION_ENV
 from bench.energy_site import CarWorkers, SharedDraws, car_ids
 from bench.peers import STEP_ASIDE_ENV
 from config.schema import parse_site
@@ -76,7 +78,7 @@ SETTLE_S = 0.5  # between batches: the cars answer, the broker takes the answers
 PART_PERIOD_S = 0.6  # --processes: between the instants at which every process gets its part
 
 
-def site_text(storage: str, cloud_url: str, ids: list[str]) -> str:
+def site_text(storage: str, cloud_url: str, ids: list[str], compression: str = "off") -> str:
     cps = "".join(f'[[charge_points]]\nid = "{c}"\nmax_current_a = 16\nphases = 3\n' for c in ids)
     return f"""
 [site]
@@ -89,6 +91,7 @@ log_level = "ERROR"
 port = 0
 auto_register = true
 ping_interval_s = 0
+compression = "{compression}"
 [cloud]
 url = "{cloud_url}"
 ping_interval_s = 0
@@ -108,7 +111,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 @contextlib.asynccontextmanager
-async def running_broker(ids: list[str]) -> AsyncIterator[tuple[ActorSystem, BrokerContext]]:
+async def running_broker(
+    ids: list[str], compression: str = "off"
+) -> AsyncIterator[tuple[ActorSystem, BrokerContext]]:
     """The broker node in this process (single-process mode, broker only) with the simulated
     cloud and the charge points ``ids`` (bench/energy_cps.py, two processes), each charging,
     their boots' own traffic over."""
@@ -119,7 +124,7 @@ async def running_broker(ids: list[str]) -> AsyncIterator[tuple[ActorSystem, Bro
     site: SingleProcessSite | None = None
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         try:
-            text = site_text(f"{tmp}/var", cloud.url, ids)
+            text = site_text(f"{tmp}/var", cloud.url, ids, compression)
             config = parse_site(text, source="bench/fanout.py", base_dir=Path(tmp))
             site = SingleProcessSite(config, (NodeSpec(name="broker", kind="broker"),))
             await site.start()
@@ -175,10 +180,12 @@ async def all_written(broker: BrokerContext, trigger_ns: int, n: int, what: str)
     return last_ns
 
 
-async def broker_fanout(n: int, batches: int, profile: bool) -> tuple[list[float], list[float]]:
+async def broker_fanout(
+    n: int, batches: int, profile: bool, compression: str = "off"
+) -> tuple[list[float], list[float]]:
     """(ms to the last frame written, broker thread CPU ms) per batch."""
     ids = car_ids(n)
-    async with running_broker(ids) as (system, broker):
+    async with running_broker(ids, compression) as (system, broker):
         prof = cProfile.Profile()
         took: list[float] = []
         cpu: list[float] = []
@@ -339,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="the cars offer permessage-deflate and the listener accepts it (compression = deflate)",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=0,
@@ -362,7 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     if args.processes:
         return processes_main(n, args.processes, batches, 1 if args.quick else args.rounds)
-    took, cpu = asyncio.run(broker_fanout(n, batches, args.profile))
+    compression = "off"
+    if args.deflate:
+        compression = "deflate"
+        os.environ[COMPRESSION_ENV] = compression  # the cars' processes offer it
+    took, cpu = asyncio.run(broker_fanout(n, batches, args.profile, compression))
     bare, cpu_ws, cpu_ours = asyncio.run(bare_fanout(n, batches))
     b50, f50 = statistics.median(took), statistics.median(bare)
     w50, o50 = statistics.median(cpu_ws), statistics.median(cpu_ours)
@@ -370,7 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"broker fan-out of {n} SetChargingProfile (batch received -> last frame written): "
         f"p50 {b50:.1f} ms p99 {pct(took, 0.99):.1f} ms ({b50 * 1000 / n:.0f} us per frame), "
-        f"broker thread CPU p50 {statistics.median(cpu):.1f} ms; {len(took)} batches"
+        f"broker thread CPU p50 {statistics.median(cpu):.1f} ms; {len(took)} batches; "
+        + (
+            "permessage-deflate offered by the cars and accepted (--deflate)"
+            if args.deflate
+            else "plain frames"
+        )
     )
     print(
         f"bare websockets, the same frame to {n} connections: p50 {f50:.1f} ms p99 "

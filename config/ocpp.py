@@ -105,6 +105,12 @@ class ListenerConfig:
     auto_register: bool = False
     ping_interval_s: float | None = 30.0
     ping_timeout_s: float | None = 30.0
+    # permessage-deflate when a charge point offers it ("deflate") or never ("off"): see
+    # drivers/ocpp/server.py COMPRESSION.
+    compression: str = "off"
+
+
+COMPRESSIONS = ("off", "deflate")
 
 
 def listener_from_table(t: Table) -> ListenerConfig:
@@ -131,6 +137,7 @@ def listener_from_table(t: Table) -> ListenerConfig:
         auto_register=auto,
         ping_interval_s=t.number("ping_interval_s", 30.0, min=0.0) or None,
         ping_timeout_s=t.number("ping_timeout_s", 30.0, min=0.0) or None,
+        compression=t.string("compression", "off", choices=COMPRESSIONS),
     )
     t.reject_unknown()
     return config

@@ -78,6 +78,16 @@ OnConnect = Callable[[OcppConnection], Awaitable[None]]
 Route = Callable[[str], Path | None]
 
 
+# permessage-deflate (RFC 7692), off unless configured ([listener] compression = "deflate"):
+# websockets' serve() accepts it by default, and many charge points offer it (OkHttp, websockets
+# and libwebsockets clients do). OCPP frames are a few hundred bytes on a site's LAN; compressed,
+# each costs the broker zlib state per connection and CPU per frame, and a profile fan-out loses
+# the direct frame write (OcppConnection.send). Measured (bench/fanout.py, the cars offering it):
+# see the README's benchmark table. Declining is always within the protocol: the client then
+# sends and expects plain frames.
+COMPRESSION = "deflate"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListenerOptions:
     host: str = "127.0.0.1"
@@ -91,6 +101,7 @@ class ListenerOptions:
     ping_timeout_s: float | None = 30.0
     open_timeout_s: float = 10.0
     close_timeout_s: float = 5.0
+    compression: bool = False  # see COMPRESSION
 
     def __post_init__(self) -> None:
         if self.security_profile not in (0, 1, 2):
@@ -266,6 +277,7 @@ class OcppListener:
             ping_timeout=o.ping_timeout_s,
             close_timeout=o.close_timeout_s,
             max_size=o.max_frame_bytes,
+            compression=COMPRESSION if o.compression else None,
             ssl=o.ssl_context,
             logger=websockets_logger("drivers.ocpp.websockets.server"),
         )

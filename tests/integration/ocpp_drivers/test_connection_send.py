@@ -46,7 +46,9 @@ async def test_frames_arrive_whole_and_in_order(
     """Sizes across the frame's length encodings (7 bit, 16 bit, 64 bit), plain and over TLS."""
     if secure:
         context = tls_server_context(tls_files.cert, tls_files.key)
-        listener = await listen(security_profile=2, ssl_context=context)
+        listener = await listen(
+            security_profile=2, ssl_context=context, compression=compression is not None
+        )
         client = open_client(
             url(listener, scheme="wss"),
             "ocpp1.6",
@@ -55,7 +57,7 @@ async def test_frames_arrive_whole_and_in_order(
             compression=compression,
         )
     else:
-        listener = await listen()
+        listener = await listen(compression=compression is not None)
         client = open_client(url(listener), "ocpp1.6", compression=compression)
     sizes = [10, 125, 126, 1000, 65535, 65536, 200_000] * 20
     async with client as ws:
@@ -82,7 +84,7 @@ async def test_send_waits_while_the_peer_does_not_read(
 ) -> None:
     """A charge point that stops reading: its socket's buffer stays bounded (send waits, as
     websockets' own send does), and every frame arrives once it reads again."""
-    listener = await listen()
+    listener = await listen(compression=compression is not None)
     # Small kernel buffers, set before the connection opens (loopback's autotuning takes up to
     # 32 MB before the sender has to wait).
     sock = socket.socket()
@@ -116,7 +118,7 @@ async def test_send_waits_while_the_peer_does_not_read(
 async def test_send_after_the_peer_closed_raises_link_closed(
     listen: Listen, echo: Echo, compression: str | None
 ) -> None:
-    listener = await listen()
+    listener = await listen(compression=compression is not None)
     async with open_client(url(listener), "ocpp1.6", compression=compression) as ws:
         await wait_for(lambda: len(echo.connections) == 1, what="the connection")
         (server,) = echo.connections
@@ -126,6 +128,24 @@ async def test_send_after_the_peer_closed_raises_link_closed(
     with pytest.raises(LinkClosed) as caught:
         await server.send(frame(2))
     assert caught.value.code == 1000
+
+
+@pytest.mark.parametrize("accept", [False, True])
+async def test_permessage_deflate_only_when_configured(
+    listen: Listen, echo: Echo, accept: bool
+) -> None:
+    """websockets' client offers permessage-deflate, as many charge points' do: the listener
+    declines it ([listener] compression = "off", the default) and the frames go plain, or
+    accepts it when configured."""
+    listener = await listen(compression=True) if accept else await listen()
+    async with open_client(url(listener), "ocpp1.6", compression="deflate") as ws:
+        await wait_for(lambda: len(echo.connections) == 1, what="the connection")
+        (server,) = echo.connections
+        negotiated = [e.name for e in ws.protocol.extensions]
+        assert negotiated == (["permessage-deflate"] if accept else [])
+        assert server._plain_frames is not accept
+        await server.send(frame(1))
+        assert await ws.recv() == frame(1)
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 1 << 20])

@@ -31,6 +31,7 @@ def table(data: dict[str, Any], source: str = "/site/site.toml", path: str = "x"
 def test_listener_defaults_bind_loopback() -> None:
     assert listener_from_table(table({})) == ListenerConfig()
     assert ListenerConfig().host == "127.0.0.1"
+    assert ListenerConfig().compression == "off"
 
 
 def test_listener_full() -> None:
@@ -45,6 +46,7 @@ def test_listener_full() -> None:
                 "max_frame_bytes": 65536,
                 "ping_interval_s": 0,
                 "ping_timeout_s": 10,
+                "compression": "deflate",
             }
         )
     )
@@ -57,6 +59,7 @@ def test_listener_full() -> None:
         max_frame_bytes=65536,
         ping_interval_s=None,
         ping_timeout_s=10.0,
+        compression="deflate",
     )
 
 
@@ -76,6 +79,7 @@ def test_listener_full() -> None:
         ),
         pytest.param({"max_frame_bytes": 100}, "x.max_frame_bytes", ">= 4096", id="tiny-frames"),
         pytest.param({"port": "9000"}, "x.port", "an integer", id="port-string"),
+        pytest.param({"compression": "gzip"}, "x.compression", "'deflate'", id="compression"),
         pytest.param({"prot": 9000}, "x.prot", "misspelt", id="unknown-key"),
     ],
 )
