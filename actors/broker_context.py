@@ -102,6 +102,34 @@ def _ms(at_ns: int, since_ns: int) -> float | None:
     return None if at_ns == 0 else round((at_ns - since_ns) / 1e6, 3)
 
 
+def merge_batch_reports(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Several broker nodes' :meth:`ProfileWrites.report` as one (``[runtime] broker_shards``),
+    a batch per trigger: each node wrote its part of the energy node's batch (the same trigger).
+    Limits and frames written add up; the earliest step, send, receipt and first frame, the
+    latest frame written so far; the CPU of the longest loop, once every part with limits has
+    written them all (None until then, as in one node's report)."""
+    by_trigger: dict[int, list[dict[str, Any]]] = {}
+    for report in parts:
+        for b in report:
+            by_trigger.setdefault(b["trigger_monotonic_ns"], []).append(b)
+    merged = []
+    for t in sorted(by_trigger):
+        bs = by_trigger[t]
+        m: dict[str, Any] = {
+            "trigger_monotonic_ns": t,
+            "limits": sum(b["limits"] for b in bs),
+            "written": sum(b["written"] for b in bs),
+        }
+        for key in ("step_ms", "sent_ms", "received_ms", "first_written_ms", "last_written_ms"):
+            values = [b[key] for b in bs if b.get(key) is not None]
+            pick = max if key == "last_written_ms" else min
+            m[key] = pick(values) if values else None
+        cpus = [b.get("cpu_ms") for b in bs if b["limits"]]
+        m["cpu_ms"] = max(cpus) if cpus and None not in cpus else None  # type: ignore[type-var]
+        merged.append(m)
+    return merged
+
+
 @dataclass
 class BrokerContext:
     config: SiteConfig

@@ -65,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil
 
+from actors.broker_context import merge_batch_reports
 from bench.allocator import measure_yardstick, yardstick_line
 from bench.broker import ids, run_workers, split
 from bench.broker_edge import CloudProcess, EdgeProcess
@@ -272,32 +273,25 @@ class Bench:
         began, the allocator sent it, the broker received it, its first and its last
         SetChargingProfile written; and the CPU time the broker's loop spent from receipt to the
         last frame."""
-        parts = []
-        for broker in await self.brokers():
-            profiles = broker["site"].get("profiles") or {}
-            batches = [
-                b
-                for b in profiles.get("recent_batches", ())
-                if b["trigger_monotonic_ns"] >= since_s * 1e9 and b["last_written_ms"] is not None
-            ]
-            if batches:
-                parts.append(max(batches, key=lambda b: b["written"]))
-        if not parts:
-            return None, None
         # With several broker nodes, each wrote its part of the step's batch (the same trigger):
-        # the earliest send, receipt and first frame, the latest last frame and the most CPU.
-        trigger = max(parts, key=lambda b: b["written"])["trigger_monotonic_ns"]
-        parts = [b for b in parts if b["trigger_monotonic_ns"] == trigger]
-        shift = trigger / 1e6 - read_s * 1000
+        # merged as run.py status merges them.
+        reports = [
+            list((broker["site"].get("profiles") or {}).get("recent_batches", ()))
+            for broker in await self.brokers()
+        ]
+        batches = [
+            b
+            for b in merge_batch_reports(reports)
+            if b["trigger_monotonic_ns"] >= since_s * 1e9 and b["last_written_ms"] is not None
+        ]
+        if not batches:
+            return None, None
+        batch = max(batches, key=lambda b: b["written"])
+        shift = batch["trigger_monotonic_ns"] / 1e6 - read_s * 1000
         keys = ("step_ms", "sent_ms", "received_ms", "first_written_ms", "last_written_ms")
-        stages: list[float | None] = []
-        for k in keys:
-            values = [float(b[k]) for b in parts if b.get(k) is not None]
-            pick = max if k == "last_written_ms" else min
-            stages.append(pick(values) + shift if len(values) == len(parts) else None)
-        cpus = [float(b["cpu_ms"]) for b in parts if b.get("cpu_ms") is not None]
-        cpu = max(cpus) if len(cpus) == len(parts) else None
-        return (tuple(stages) if None not in stages else None), cpu  # type: ignore[return-value]
+        if any(batch[k] is None for k in keys):
+            return None, batch["cpu_ms"]
+        return tuple(float(batch[k]) + shift for k in keys), batch["cpu_ms"]
 
     async def restore(self, n: int) -> None:
         await asyncio.sleep(DWELL_S)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from actors.broker_context import merge_batch_reports
+
 
 def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
     if value is None:
@@ -22,7 +24,8 @@ def _node(doc: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def _brokers(doc: dict[str, Any]) -> dict[str, Any]:
     """The broker nodes' site parts as one (several with ``[runtime] broker_shards``: each has
-    its own charge points); the edge session, listener and profiles of the first (the front)."""
+    its own charge points); the edge session and listener of the first (the front); the profile
+    batches' parts merged (each node writes its charge points' part of a batch)."""
     parts = [
         n["site"]
         for n in doc.get("nodes", [])
@@ -36,6 +39,14 @@ def _brokers(doc: dict[str, Any]) -> dict[str, Any]:
     }
     for key in ("charge_points_connected", "cloud_sessions_online", "queued_for_cloud"):
         merged[key] = sum(int(p.get(key) or 0) for p in parts)
+    profiles = [p.get("profiles") for p in parts]
+    if all(isinstance(p, dict) for p in profiles):
+        merged["profiles"] = {
+            **profiles[0],
+            "recent_batches": merge_batch_reports(
+                [list(p.get("recent_batches") or ()) for p in profiles]
+            ),
+        }
     return merged
 
 

@@ -88,3 +88,22 @@ def test_the_charge_points_of_every_broker_node_are_shown_together() -> None:
     text = rendered(d)
     assert "Charge points: 3/3 connected; cloud sessions online 2; queued for the cloud 5" in text
     assert [line.split()[0] for line in text.splitlines()[-3:]] == ["CP1", "CP2", "CP3"]
+
+
+def test_the_last_profile_batch_counts_every_broker_nodes_part() -> None:
+    """Each broker node writes its charge points' part of a batch (the same trigger): the line
+    adds the parts up and shows the latest frame of any."""
+
+    def broker(recent: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"charge_points": {}, "profiles": {"recent_batches": recent}}
+
+    front = [{"trigger_monotonic_ns": 7, "limits": 250, "written": 250, "last_written_ms": 31.0}]
+    other = [{"trigger_monotonic_ns": 7, "limits": 250, "written": 249, "last_written_ms": 44.4}]
+    d = {
+        "nodes": [
+            {"kind": "energy", "site": {"mode": "normal"}},
+            {"name": "broker", "kind": "broker", "site": broker(front)},
+            {"name": "broker-1", "kind": "broker", "site": broker(other)},
+        ]
+    }
+    assert "last profile batch: 499 of 500 limits written, the last 44 ms after" in rendered(d)

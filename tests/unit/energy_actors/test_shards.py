@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from actors.broker_context import ProfileWrites, merge_batch_reports
 from actors.shards import broker_node, shard_of, shard_of_node
 
 IDS = [f"CP{i:04d}" for i in range(500)]
@@ -62,3 +63,42 @@ def test_ids_are_matched_without_case() -> None:
 def test_a_count_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1, got 0"):
         shard_of("CP1", 0)
+
+
+def test_the_nodes_parts_of_a_batch_merge_into_one() -> None:
+    """run.py status and bench/energy.py: each node's report of its part of the same batch (the
+    same trigger) as one batch; an empty part neither counts nor holds the CPU figure back."""
+    nodes = [ProfileWrites() for _ in range(3)]
+    trigger = 10**12  # the meter sample, long before now (monotonic ns)
+    for node, limits in zip(nodes, (2, 3, 0), strict=True):
+        node.batch(trigger, limits, sent_ns=trigger + 5_000_000)
+    nodes[0].written(trigger)
+    nodes[1].written(trigger)
+
+    def merged() -> dict[str, object]:
+        (batch,) = merge_batch_reports([n.report() for n in nodes])
+        return batch
+
+    first = merged()
+    assert (first["limits"], first["written"]) == (5, 2)
+    assert first["cpu_ms"] is None  # neither part with limits is done
+    assert first["sent_ms"] == 5.0
+    nodes[0].written(trigger)
+    nodes[1].written(trigger)
+    assert merged()["cpu_ms"] is None  # the second part has one frame to go
+    nodes[1].written(trigger)
+    done = merged()
+    parts = [n.report()[0] for n in nodes[:2]]
+    assert done["written"] == 5
+    assert done["first_written_ms"] == min(p["first_written_ms"] for p in parts)
+    assert done["last_written_ms"] == parts[1]["last_written_ms"]  # written last
+    assert done["cpu_ms"] == max(p["cpu_ms"] for p in parts)
+
+
+def test_batches_of_different_triggers_stay_apart_in_order() -> None:
+    a, b = ProfileWrites(), ProfileWrites()
+    a.batch(2000, 1)
+    b.batch(1000, 1)
+    b.batch(2000, 1)
+    got = merge_batch_reports([a.report(), b.report()])
+    assert [(x["trigger_monotonic_ns"], x["limits"]) for x in got] == [(1000, 1), (2000, 2)]
