@@ -20,6 +20,7 @@ the allocator (rest_for_one) and report again at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -50,6 +51,7 @@ from actors.site_status import site_summary
 from config.energy import ChargePointEnergy, EnergyConfig
 from supervisors.actor import Actor, ActorContext
 from supervisors.gc_policy import collections_deferred
+from supervisors.priority import background
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +218,7 @@ class SiteAllocator(Actor):
             why, records = state.meter_read(msg, self.utc_now())
             self._stage_all(records)
             if why is not None:
-                await self._step(why, trigger_ns=int(msg.read_monotonic_s * 1e9))
+                await self._step(why, urgent=True, trigger_ns=int(msg.read_monotonic_s * 1e9))
             elif self.tick_due:
                 await self._step(self.tick_why)
             elif self.prepare_due is not None and msg.read_monotonic_s >= self.prepare_due:
@@ -228,12 +230,13 @@ class SiteAllocator(Actor):
         elif isinstance(msg, GridLimitReported):
             why = state.limit_reported(msg, self.monotonic(), self.utc_now())
             if why is not None:
-                await self._step(why)
+                await self._step(why, urgent=True)
         elif isinstance(msg, DemandBatch):
-            why, records = state.demand(msg, self.monotonic(), self.utc_now())
-            self._stage_all(records)
-            if why is not None:
-                await self._step(why)
+            with background():  # folding every connector's report: not urgent
+                why, records = state.demand(msg, self.monotonic(), self.utc_now())
+                self._stage_all(records)
+            if why is not None:  # a new car: room for it is made at once
+                await self._step(why, urgent=True)
             else:
                 first = self.prepare_due is None
                 self.prepare_due = self.monotonic()  # after a read begun once this batch was in
@@ -303,10 +306,15 @@ class SiteAllocator(Actor):
         again."""
         assert self.state is not None
         self.prepare_due = None
-        if self.state.prepare(self.monotonic()):
-            self.prepared += 1
+        with background():
+            if self.state.prepare(self.monotonic()):
+                self.prepared += 1
 
-    async def _step(self, why: str, *, trigger_ns: int | None = None) -> None:
+    async def _step(self, why: str, *, urgent: bool = False, trigger_ns: int | None = None) -> None:
+        """``urgent``: a step that can lower limits at once (a meter read over a limit, a limit
+        gone down, a new car): until its lowering batch is out it runs at the loop's priority
+        (real-time where ``[runtime] realtime_nodes`` has this node); the rest, and every other
+        step (a tick, a change settled, new rules), at normal priority (supervisors/priority.py)."""
         assert self.state is not None
         self.tick_due = 0  # any step does a tick's work
         self.prepare_due = None  # and counts what came in
@@ -324,7 +332,7 @@ class SiteAllocator(Actor):
         out: StepOutput | None = None
         lowering: ProfileBatch | None = None
         # Until a lowering batch is out, no garbage collection (gc_policy.collections_deferred).
-        with collections_deferred():
+        with contextlib.nullcontext() if urgent else background(), collections_deferred():
             try:
                 lowering = next(run)
             except StopIteration as done:
@@ -338,9 +346,15 @@ class SiteAllocator(Actor):
                 mark = time.perf_counter()
                 await asyncio.sleep(pause_s)
                 paused_s = time.perf_counter() - mark
-            out = finish(run)
-        if out is None:
-            return
+        with background():
+            if lowering is not None:
+                out = finish(run)
+            if out is not None:
+                self._after_step(out, why, step_ns, started, paused_s)
+
+    def _after_step(
+        self, out: StepOutput, why: str, step_ns: int, started: float, paused_s: float
+    ) -> None:
         if out.batch is not None:
             self.batches += 1
         batch = None if out.sent else out.batch

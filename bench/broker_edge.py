@@ -35,6 +35,7 @@ def site_text(
     extra_toml: str = "",
     cpu_affinity: str = "off",
     broker_shards: int = 1,
+    realtime_nodes: tuple[str, ...] = (),
 ) -> str:
     # Reconnects capped at 2 s: the replay figure is the replay, not a reconnect backoff grown
     # during the outage. No websocket pings: they would add traffic the figures do not ask for.
@@ -48,6 +49,7 @@ mode = "nodes"
 log_level = "WARNING"
 cpu_affinity = "{cpu_affinity}"
 broker_shards = {broker_shards}
+realtime_nodes = [{", ".join(f'"{n}"' for n in realtime_nodes)}]
 
 [listener]
 port = {port}
@@ -76,13 +78,20 @@ class EdgeProcess:
         prefix: str = "bench-broker-",
         cpu_affinity: str = "off",
         broker_shards: int = 1,
+        realtime_nodes: tuple[str, ...] = (),
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.port = free_tcp_port()
         self.config = self.dir / "site.toml"
         self.config.write_text(
             site_text(
-                self.dir / "var", self.port, cloud_url, extra_toml, cpu_affinity, broker_shards
+                self.dir / "var",
+                self.port,
+                cloud_url,
+                extra_toml,
+                cpu_affinity,
+                broker_shards,
+                realtime_nodes,
             )
         )
         # The broker nodes (actors/shards.py): the first listens on the port.

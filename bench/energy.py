@@ -2,7 +2,7 @@
 
     python bench/energy.py [--quick] [--cars 10,100,500] [--runs 5] [--bg-cps 400]
                            [--bg-rate 1.5] [--car-workers 2] [--verbose] [--peers-compete]
-                           [--cpu-affinity auto|off]
+                           [--cpu-affinity auto|off] [--broker-shards N] [--realtime-energy]
 
 For N charge points, each with a car charging (a transaction running, so TxProfiles apply), the
 latency from the meter sample that shows an overload to the LAST TxProfile with the lowered limit
@@ -119,11 +119,13 @@ class Bench:
         verbose: bool = False,
         cpu_affinity: str = "off",
         broker_shards: int = 1,
+        realtime_nodes: tuple[str, ...] = (),
     ) -> None:
         self.scale = scale
         self.verbose = verbose
         self.cpu_affinity = cpu_affinity
         self.broker_shards = broker_shards
+        self.realtime_nodes = realtime_nodes
         self.levels = Levels.for_cars(max(scale.cars))
         self.ids = car_ids(max(scale.cars))
         self.draws = SharedDraws(max(scale.cars))
@@ -368,6 +370,7 @@ class Bench:
             prefix="bench-energy-",
             cpu_affinity=self.cpu_affinity,
             broker_shards=self.broker_shards,
+            realtime_nodes=self.realtime_nodes,
         )
         load: asyncio.Task[list[LoadResult]] | None = None
         try:
@@ -461,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="the edge's [runtime] broker_shards: broker node processes (1, the default)",
     )
+    parser.add_argument(
+        "--realtime-energy",
+        action="store_true",
+        help='the edge\'s [runtime] realtime_nodes = ["energy"] (supervisors/priority.py)',
+    )
     args = parser.parse_args(argv)
     # Inherited by every peer this process starts (cars, cloud, load workers); not by the edge,
     # which never reads it.
@@ -486,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         cpu_affinity=args.cpu_affinity,
         broker_shards=args.broker_shards,
+        realtime_nodes=("energy",) if args.realtime_energy else (),
     )
     phases = asyncio.run(bench.run())
     if not args.quick:
@@ -498,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         peers_aside=not args.peers_compete,
         cpu_affinity=args.cpu_affinity,
         broker_shards=args.broker_shards,
+        realtime_energy=args.realtime_energy,
     )
     report_lines.append(yardstick_line(yardstick))
     for line in report_lines:

@@ -158,6 +158,7 @@ def report(
     peers_aside: bool = True,
     cpu_affinity: str = "off",
     broker_shards: int = 1,
+    realtime_energy: bool = False,
 ) -> list[str]:
     lines = [
         f"bench/energy.py {'--quick ' if quick else ''}on {os.cpu_count()} cores: edge in nodes "
@@ -179,6 +180,11 @@ def report(
             f"; {broker_shards} broker nodes (--broker-shards), the charge points spread over "
             "them; the broker's CPU is theirs together, its loop lag the first's"
             if broker_shards > 1
+            else ""
+        )
+        + (
+            "; the energy node's loop at real-time priority (--realtime-energy)"
+            if realtime_energy
             else ""
         )
     ]

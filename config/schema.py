@@ -50,6 +50,8 @@ class RuntimeConfig:
         "off"  # "auto": each node's loop on a CPU of its own (supervisors/affinity.py)
     )
     broker_shards: int = 1  # broker node processes; the charge points spread over them
+    # nodes whose event loop runs at real-time priority (supervisors/priority.py), e.g. energy
+    realtime_nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +100,8 @@ def runtime_from_table(t: Table) -> RuntimeConfig:
     node_restart_period_s (node restart intensity; beyond it the runtime exits non-zero for systemd),
     shutdown_timeout_s, log_level, status_timeout_s, cpu_affinity ("off"; "auto": each node's
     event loop on a CPU of its own), broker_shards (broker node processes, 1 to 8: the charge
-    points spread over them by their id, actors/shards.py)."""
+    points spread over them by their id, actors/shards.py), realtime_nodes (node names whose
+    event loop runs at real-time priority, supervisors/priority.py)."""
     r = RuntimeConfig(
         mode=t.string("mode", "nodes", choices=("nodes", "single-process")),
         admin_port=t.integer("admin_port", 0, min=0, max=65535),
@@ -109,9 +112,20 @@ def runtime_from_table(t: Table) -> RuntimeConfig:
         status_timeout_s=t.number("status_timeout_s", 1.0, min=0.1, max=30),
         cpu_affinity=t.string("cpu_affinity", "off", choices=CPU_AFFINITY),
         broker_shards=t.integer("broker_shards", 1, min=1, max=MAX_BROKER_SHARDS),
+        realtime_nodes=_names(t, "realtime_nodes"),
     )
     t.reject_unknown()
+    if r.realtime_nodes and r.mode != "nodes":
+        # One loop for every node: its priority would be every node's.
+        raise t.error("realtime_nodes", "[] with mode single-process", list(r.realtime_nodes))
     return r
+
+
+def _names(t: Table, name: str) -> tuple[str, ...]:
+    raw = t.raw(name, [])
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        raise t.error(name, 'a list of node names, e.g. ["energy"]', raw)
+    return tuple(dict.fromkeys(raw))
 
 
 def load_site(path: Path) -> SiteConfig:

@@ -21,6 +21,7 @@ import selectors
 import signal
 import socket
 import time
+from dataclasses import replace
 from typing import Any
 
 from config.schema import SiteConfig
@@ -104,6 +105,18 @@ class NodeLauncher:
         signal.signal(signal.SIGINT, self._on_signal)
         self.admin_port = cfg.runtime.admin_port or free_tcp_port()
         self.nodes = affinity.assign(self.nodes, affinity.current(), cfg.runtime.cpu_affinity)
+        names = {n.name for n in self.nodes}
+        unknown = [n for n in cfg.runtime.realtime_nodes if n not in names]
+        if unknown:
+            log.error(
+                "not starting: [runtime] realtime_nodes names %s, not a node of this site (%s)",
+                ", ".join(map(repr, unknown)),
+                ", ".join(sorted(names)),
+            )
+            return EXIT_START_FAILED
+        self.nodes = tuple(
+            replace(n, realtime=n.name in cfg.runtime.realtime_nodes) for n in self.nodes
+        )
         for node in self.nodes:
             if node.cpus:
                 log.info("node %s runs on CPU %s", node.name, ",".join(map(str, node.cpus)))

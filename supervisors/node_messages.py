@@ -25,6 +25,7 @@ class NodeSpec:
     name: str
     kind: str
     cpus: tuple[int, ...] = ()  # the CPUs its process runs on; empty: anywhere (affinity.py)
+    realtime: bool = False  # its loop at real-time priority (priority.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

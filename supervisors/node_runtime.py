@@ -19,7 +19,7 @@ from typing import Any
 
 from drivers.store import codec
 from drivers.store.env import Store, open_store, peek_value
-from supervisors import affinity
+from supervisors import affinity, priority
 from supervisors.gc_policy import gc_maintenance
 from supervisors.loop_lag import LoopLag, monitor
 from supervisors.messages import ChildReport, ExitReason
@@ -138,6 +138,7 @@ class NodeRuntime:
             "kind": self.kind,
             "pid": os.getpid(),
             "cpus": affinity.current(),
+            "realtime": priority.is_realtime(),
             "started_utc": self.started_utc,
             "restarts": self.history.restarts,
             "last_failure": self.history.last_failure,

@@ -37,7 +37,7 @@ from thespian.actors import (
 from drivers.thespian import hygiene
 from drivers.thespian.bridge import PipeBridge
 from drivers.thespian.logs import install_process_logging
-from supervisors import affinity
+from supervisors import affinity, priority
 from supervisors.intensity import restart_allowed
 from supervisors.node_links import NodeLinks
 from supervisors.node_messages import (
@@ -151,6 +151,8 @@ class NodeActor(Actor):  # type: ignore[misc]
             return
         if msg.spec.cpus:  # the loop's thread only, once the store's writer has started
             affinity.pin_this_thread(msg.spec.cpus)
+        if msg.spec.realtime:  # the same thread
+            priority.realtime_this_thread(self.name)
         self._post(self.root, NodeUp(name=self.name, pid=os.getpid()))
         reason = await runtime.terminated
         if self.stopping:  # an orderly stop: let _stop finish (it answers the root)

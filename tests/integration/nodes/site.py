@@ -47,13 +47,14 @@ class ProbeSite:
     port: int = field(default_factory=free_tcp_port)
     proc: subprocess.Popen[bytes] | None = None
     config: Path | None = None
+    extra: str = ""  # more [runtime] keys
 
     @property
     def control_socket(self) -> Path:
         return self.tmp_path / "var" / "control.sock"
 
     def start(self) -> None:
-        self.config = write_config(self.tmp_path)
+        self.config = write_config(self.tmp_path, extra=self.extra)
         args = [
             sys.executable,
             "-m",

@@ -7,10 +7,12 @@ and persisted state, and `run.py status` shows it; crash safety counted over 20+
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -232,6 +234,51 @@ def test_each_node_runs_on_a_cpu_of_its_own_and_keeps_it_after_a_restart(
     node = site.wait_node_back("probe", site.kill_node("probe"))
     assert node["cpus"] == [cpus[0]], "a restarted node is pinned like the first"
     assert pinned_alone(node["pid"], cpus[0], tuple(cpus)), thread_cpus(node["pid"])
+
+
+def realtime_threads(pid: int) -> int:
+    """How many threads of the process run at a real-time policy, as the kernel has it
+    (``/proc/PID/task/TID/stat`` field 41: 1 SCHED_FIFO, 2 SCHED_RR)."""
+    count = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            count += int(fields[41 - 3]) in (1, 2)
+    return count
+
+
+def test_a_realtime_nodes_loop_runs_at_real_time_priority_and_again_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """``[runtime] realtime_nodes``: the named node's loop thread (only it) at SCHED_RR, in the
+    kernel and in its status; the other node's none; a node restarted after kill -9 the same."""
+    if os.geteuid() != 0 and resource.getrlimit(resource.RLIMIT_RTPRIO)[0] < 1:
+        pytest.skip("real-time scheduling not allowed here (no root, RLIMIT_RTPRIO 0)")
+    site = ProbeSite(tmp_path, extra='realtime_nodes = ["probe"]')
+    site.start()
+    try:
+        probe, other = site.node("probe"), site.node("other")
+        assert (probe["realtime"], other["realtime"]) == (True, False)
+        assert realtime_threads(probe["pid"]) == 1
+        assert realtime_threads(other["pid"]) == 0
+        node = site.wait_node_back("probe", site.kill_node("probe"))
+        assert node["realtime"] is True, "a restarted node gets its priority again"
+        assert realtime_threads(node["pid"]) == 1
+    finally:
+        site.cleanup()
+
+
+def test_realtime_nodes_naming_no_node_of_the_site_is_refused_at_start(tmp_path: Path) -> None:
+    site = ProbeSite(tmp_path, extra='realtime_nodes = ["enrgy"]')
+    try:
+        with pytest.raises(AssertionError, match="site exited with 1"):
+            site.start()
+        assert (
+            "realtime_nodes names 'enrgy', not a node of this site (other, probe)"
+            in site.log_text()
+        ), site.log_text()
+    finally:
+        site.cleanup()
 
 
 def test_a_frozen_node_shows_in_its_loop_lag_and_only_in_its_own(site: ProbeSite) -> None:

@@ -63,6 +63,18 @@ BASE = '[site]\nname = "s"\n'
             "one of 'auto', 'off'",
             id="cpu-affinity",
         ),
+        pytest.param(
+            BASE + "[runtime]\nrealtime_nodes = 'energy'\n",
+            "runtime.realtime_nodes",
+            'a list of node names, e.g. ["energy"]',
+            id="realtime-nodes-not-a-list",
+        ),
+        pytest.param(
+            BASE + "[runtime]\nrealtime_nodes = ['energy']\nmode = 'single-process'\n",
+            "runtime.realtime_nodes",
+            "[] with mode single-process",
+            id="realtime-nodes-single-process",
+        ),
         pytest.param(BASE + "[listener]\nport = 'x'\n", "listener.port", "an integer", id="type"),
         pytest.param(
             BASE + "[listener]\nport = 70000\n", "listener.port", "a value <= 65535", id="range"
