@@ -239,12 +239,13 @@ YARDSTICK_CONNECTORS = 500
 # 9 lowering steps, about 2.5 s; the reference is of 200 rounds (bench/allocator.py's default),
 # within this host's noise of 40: 31.4 ms against 20-33 ms in three --yardstick runs.
 YARDSTICK_ROUNDS = 40
+YARDSTICK_QUICK_ROUNDS = 24  # --quick runs: 5 lowering steps, about 1.5 s
 
 
-def yardstick_ms() -> float:
+def yardstick_ms(rounds: int = YARDSTICK_ROUNDS) -> float:
     """This host's :data:`YARDSTICK_REFERENCE_MS` figure, now (in a process of its own: the
     step runs under the nodes' GC policy, which this sets)."""
-    _, _, handed = step_times(YARDSTICK_CONNECTORS, YARDSTICK_ROUNDS)
+    _, _, handed = step_times(YARDSTICK_CONNECTORS, rounds)
     return statistics.median(handed)
 
 
@@ -260,10 +261,12 @@ def yardstick_line(measured_ms: list[float]) -> str:
     )
 
 
-def measure_yardstick() -> float:
-    """:func:`yardstick_ms` in a child process (nothing else of the caller's runs meanwhile)."""
+def measure_yardstick(quick: bool = False) -> float:
+    """:func:`yardstick_ms` in a child process (nothing else of the caller's runs meanwhile);
+    ``quick``: fewer rounds (a --quick run stays under 30 s)."""
     out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--yardstick"],
+        [sys.executable, str(Path(__file__).resolve()), "--yardstick"]
+        + (["--quick"] if quick else []),
         check=True,
         capture_output=True,
         text=True,
@@ -466,7 +469,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.yardstick:
-        print(f"{yardstick_ms():.2f}")
+        print(f"{yardstick_ms(YARDSTICK_QUICK_ROUNDS if args.quick else YARDSTICK_ROUNDS):.2f}")
         return
     if args.quick:
         args.connectors, args.rounds, args.events = 100, 60, 8

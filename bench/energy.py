@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     # The host's speed for the edge's code, before and (but for --quick) after; nothing else
     # runs meanwhile.
-    yardstick = [measure_yardstick()]
+    yardstick = [measure_yardstick(args.quick)]
     bench = Bench(
         scale,
         verbose=args.verbose,
