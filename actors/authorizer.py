@@ -8,11 +8,18 @@ RulesRollback) are answered here. A rules bundle is validated whole and applied 
 at all; the applied version is reported back and the previous one kept for rollback; its energy part
 goes to the energy node. Every decision is written to the audit trail in the same commit as the
 state it changes.
+
+With broker shards (``[runtime] broker_shards``) the cloud's calls to the edge reach the front's
+authorizer (``broker``) only: it shares its local list and rules, whole, with the other broker
+nodes' authorizers whenever they change and when one starts (:class:`AuthorityShared`); they keep
+the last they got (persisted, so a node restarted while the front is down still has it). Their
+rules file is the front's to apply; each node keeps its own authorization cache.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -35,6 +42,8 @@ from actors.local_list import from_dict as list_from_dict
 from actors.local_list import to_dict as list_to_dict
 from actors.messages import (
     AnswerToCloud,
+    AuthorityShared,
+    AuthorityWanted,
     AuthorizedLocally,
     AuthorizeLocally,
     CloudAuthorized,
@@ -43,6 +52,7 @@ from actors.messages import (
     LateVerdict,
 )
 from actors.rules import RulesOutcome, RulesState, apply, rollback, state_from_dict, state_to_dict
+from actors.shards import broker_node
 from actors.utc import format_utc
 from drivers.ocpp.framing import call_result_text
 from supervisors.actor import Actor, ActorContext
@@ -57,6 +67,9 @@ class Authorizer(Actor):
         auth = broker.config.auth
         self.settings = auth.settings if auth is not None else AuthSettings()
         self.decisions = 0
+        # Broker shards: the front's list and rules go to the others (AuthorityShared).
+        self.front = broker.shard == 0
+        self.shared_stamp_ns = 0  # the last AuthorityShared applied (another node's)
 
     async def started(self) -> None:
         raw_list = self.load("local_list")
@@ -64,10 +77,48 @@ class Authorizer(Actor):
         self.cache = cache_from_entries([entry_from_dict(e) for e in self.load("cache", [])])
         raw_rules = self.load("rules")
         self.rules = state_from_dict(raw_rules) if raw_rules is not None else RulesState()
+        if not self.front:
+            # The front applies the rules file and tells the energy node; ask it for its state.
+            self.ctx.system.send(
+                f"{broker_node(0)}/authorizer", AuthorityWanted(reply_to=self.ctx.path)
+            )
+            return
         auth = self.broker.config.auth
         if auth is not None and auth.rules_file is not None:
             self._rules_from_file(auth.rules_file)
         self._publish_rules()
+        for k in range(1, self.broker.shards):  # those that asked before this node was up
+            self._share(f"{broker_node(k)}/authorizer")
+
+    def _share(self, to: str) -> None:
+        self.ctx.system.send(
+            to,
+            AuthorityShared(
+                local_list=list_to_dict(self.local_list),
+                rules=state_to_dict(self.rules),
+                stamp_ns=time.monotonic_ns(),
+            ),
+        )
+
+    def _share_all(self) -> None:
+        for k in range(1, self.broker.shards):
+            self._share(f"{broker_node(k)}/authorizer")
+
+    def _shared(self, msg: AuthorityShared) -> None:
+        """Another node's: the front's local list and rules, in force here from now on."""
+        if msg.stamp_ns <= self.shared_stamp_ns:
+            return
+        self.shared_stamp_ns = msg.stamp_ns
+        self.local_list = list_from_dict(msg.local_list)
+        self.rules = state_from_dict(msg.rules)
+        self.persist("local_list", msg.local_list)
+        self.persist("rules", msg.rules)
+        self._drop_listed_from_cache()
+        log.info(
+            "local list version %s and rules version %s from the front",
+            self.local_list.version,
+            None if self.rules.current is None else self.rules.current.version,
+        )
 
     def _rules_from_file(self, path: Any) -> None:
         try:
@@ -116,6 +167,7 @@ class Authorizer(Actor):
             self.rules = outcome.state
             self.persist("rules", state_to_dict(self.rules))
             self._publish_rules()
+            self._share_all()
 
     def _publish_rules(self) -> None:
         current = self.rules.current
@@ -143,6 +195,12 @@ class Authorizer(Actor):
             "cache_entries": len(self.cache),
             "local_decisions": self.decisions,
         }
+
+    def _drop_listed_from_cache(self) -> None:
+        """An id now in the local list is never answered from the cache."""
+        self._apply_cache(
+            CacheChange(remove=tuple(k for k in self.cache.entries if self.local_list.get(k)))
+        )
 
     def _apply_cache(self, change: CacheChange) -> None:
         if change:
@@ -209,6 +267,14 @@ class Authorizer(Actor):
         if isinstance(msg, EdgeCallFromCloud):
             self._edge_call(msg)
             return None
+        if isinstance(msg, AuthorityShared):
+            if not self.front:
+                self._shared(msg)
+            return None
+        if isinstance(msg, AuthorityWanted):
+            if self.front:
+                self._share(msg.reply_to)
+            return None
         if isinstance(msg, LateVerdict):
             self._late(msg)
             return None
@@ -269,12 +335,8 @@ class Authorizer(Actor):
             if result.status.value == "Accepted":
                 self.local_list = result.local_list
                 self.persist("local_list", list_to_dict(self.local_list))
-                # An id now in the list is never answered from the cache.
-                self._apply_cache(
-                    CacheChange(
-                        remove=tuple(k for k in self.cache.entries if self.local_list.get(k))
-                    )
-                )
+                self._drop_listed_from_cache()
+                self._share_all()
             audit(
                 self,
                 AuditKind.LOCAL_LIST_UPDATED,

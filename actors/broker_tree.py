@@ -20,6 +20,7 @@ from actors.cloud_link import CloudLink
 from actors.edge_endpoint import EdgeEndpoint
 from actors.energy_link import DemandCollector, ProfileRouter
 from actors.listener import Listener, charge_point_spec, cloud_link_spec
+from actors.shards import broker_node
 from supervisors.spec import ChildSpec, SupervisorSpec
 from supervisors.system import ActorSystem
 from supervisors.trees import NodeContext, store_writer_spec
@@ -67,8 +68,10 @@ def build_broker(ctx: NodeContext) -> SupervisorSpec:
 
 
 def edge_endpoint_spec(broker: BrokerContext, identity: str, node: str) -> ChildSpec:
-    # Whose audit trail to sync: every node of the site (they share the storage directory).
-    nodes = tuple(dict.fromkeys((node, "energy")))
+    # Whose audit trail to sync: every node of the site (they share the storage directory), the
+    # other broker nodes' too (``[runtime] broker_shards``).
+    others = (broker_node(k) for k in range(broker.shards))
+    nodes = tuple(dict.fromkeys((node, "energy", *others)))
     return ChildSpec(id=identity, start=lambda c: EdgeEndpoint(c, broker, identity, nodes))
 
 

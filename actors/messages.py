@@ -215,6 +215,26 @@ class CloudAuthorized:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorityShared:
+    """Broker shards (``[runtime] broker_shards``): the front's authorizer (``broker``, where
+    the edge session lands the cloud's SendLocalList and rules bundles) to another broker node's:
+    its local list and rules state as persisted, whole. ``stamp_ns``: when it was taken
+    (CLOCK_MONOTONIC, one clock for the machine's processes); an older one than the last
+    applied is ignored (two links may reorder)."""
+
+    local_list: dict[str, Any]
+    rules: dict[str, Any]
+    stamp_ns: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthorityWanted:
+    """Another broker node's authorizer, started, asks the front's for :class:`AuthorityShared`."""
+
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EdgeCallFromCloud:
     """A call from the cloud addressed to the edge itself (SendLocalList, GetLocalListVersion,
     DataTransfer RulesBundle/RulesRollback). The handler answers with :class:`AnswerToCloud` to

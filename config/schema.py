@@ -166,7 +166,7 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
                 source, "cloud.edge_identity", "an identity no charge point uses", clash
             )
     if runtime.broker_shards > 1:
-        _check_shards(runtime, listener, cloud, source=source)
+        _check_shards(runtime, listener, source=source)
         longest = (
             base_dir / storage
         ).resolve() / f"broker-{runtime.broker_shards - 1}.handover.sock"
@@ -199,7 +199,7 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
 
 
 def _check_shards(
-    runtime: RuntimeConfig, listener: ListenerConfig, cloud: CloudConfig | None, *, source: str
+    runtime: RuntimeConfig, listener: ListenerConfig, *, source: str
 ) -> None:
     """What several broker nodes cannot do (yet), refused at start rather than half done."""
     got = f"broker_shards = {runtime.broker_shards}"
@@ -213,16 +213,6 @@ def _check_shards(
             "runtime.broker_shards",
             "1 with TLS on the listener (security_profile 2; terminate TLS in front of the "
             "edge to run several broker nodes)",
-            got,
-        )
-    if cloud is not None and cloud.edge_identity is not None:
-        # The edge session brings the local list and the central rules to the broker node that
-        # holds it; the other nodes would not have them.
-        raise ConfigError(
-            source,
-            "runtime.broker_shards",
-            "1 with [cloud] edge_identity (the local list and central rules from the cloud "
-            "reach one broker node only, so far)",
             got,
         )
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from actors.shards import broker_node, shard_of
@@ -24,6 +25,7 @@ from drivers.ports import free_tcp_port
 from sim.cloud import SimCloud
 from supervisors.launcher import EXIT_START_FAILED
 from tests.helpers import timeout_s, wait_for
+from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker_faults.accounting import account
 from tests.integration.broker_faults.ledger_cp import LedgerChargePoint
 from tests.integration.broker_faults.site import REPO, NodesRuntime, runtime_env, site_toml
@@ -238,4 +240,116 @@ async def test_a_new_shard_count_waits_for_what_would_move(
         await wait_for(both, timeout=30, what="both broker nodes")
         check(account([moving, staying], cloud), "none: the shard count changed when drained")
     finally:
+        rt.cleanup()
+
+
+EDGE = "SITE-EDGE"
+LIST = [
+    {"idTag": "LISTED", "idTagInfo": {"status": "Accepted"}},
+    {"idTag": "BANNED", "idTagInfo": {"status": "Blocked"}},
+]
+
+
+async def list_versions(rt: NodesRuntime) -> dict[str, object]:
+    return {
+        name: (n["site"].get("authorization") or {}).get("local_list_version")
+        for name, n in (await nodes(rt)).items()
+    }
+
+
+def synced_uids(cloud: SimCloud, node: str) -> set[str]:
+    """The audit records of ``node`` the edge session delivered (DataTransfer AuditRecords)."""
+    uids: set[str] = set()
+    for m in cloud.received(EDGE, "DataTransfer"):
+        doc = orjson.loads(m.payload.get("data") or "{}")
+        if m.payload.get("messageId") == "AuditRecords" and doc.get("node") == node:
+            uids.update(r["uid"] for r in doc["records"])
+    return uids
+
+
+async def test_the_edge_sessions_local_list_decides_on_every_node_and_every_nodes_audit_syncs(
+    tmp_path: Path, cloud: SimCloud
+) -> None:
+    """``[cloud] edge_identity`` with two broker nodes: the session lives in the front, which
+    shares the cloud's local list with the other node (the decisions there follow it offline,
+    also after that node is killed and restarted); the other node's audit records reach the cloud
+    through the session."""
+    port = free_tcp_port()
+    text = site_toml(
+        tmp_path,
+        mode="nodes",
+        port=port,
+        cloud_url=cloud.url,
+        charge_points=CPS,
+        runtime={"broker_shards": 2},
+        cloud={"edge_identity": EDGE},
+        authorization={"unknown_id_offline": "reject"},
+    )
+    rt = NodesRuntime(tmp_path, text, port)
+    cp: RawChargePoint | None = None
+    try:
+        await rt.start()
+
+        async def both() -> bool:
+            return set(await nodes(rt)) == {"broker", "broker-1"}
+
+        await wait_for(both, timeout=30, what="both broker nodes answering")
+        await wait_for(lambda: cloud.connected(EDGE), timeout=20, what="the edge session")
+        answer = await cloud.call(
+            EDGE,
+            "SendLocalList",
+            {"listVersion": 3, "updateType": "Full", "localAuthorizationList": LIST},
+        )
+        assert answer["status"] == "Accepted"
+
+        async def shared() -> bool:
+            return await list_versions(rt) == {"broker": 3, "broker-1": 3}
+
+        await wait_for(shared, timeout=10, what="the list on both nodes")
+
+        theirs = next(c for c in CPS if SHARD[c] == 1)
+        cp = await RawChargePoint(theirs).connect(rt.url)
+        await cloud.stop()
+
+        async def offline() -> bool:
+            node = (await nodes(rt)).get("broker-1")
+            state = None if node is None else node["site"]["charge_points"].get(theirs)
+            return state is not None and not state["cloud"]["online"]
+
+        await wait_for(offline, timeout=10, what="the outage seen by broker-1")
+
+        async def decisions() -> list[str]:
+            assert cp is not None
+            out = []
+            for tag in ("LISTED", "BANNED", "STRANGER"):
+                got = await cp.call("Authorize", {"idTag": tag})
+                out.append(got[2]["idTagInfo"]["status"])
+            return out
+
+        assert await decisions() == ["Accepted", "Blocked", "Invalid"]
+
+        victim = (await nodes(rt))["broker-1"]
+        os.kill(int(victim["pid"]), signal.SIGKILL)
+
+        async def back() -> bool:
+            node = (await nodes(rt)).get("broker-1")
+            return node is not None and node["pid"] != victim["pid"]
+
+        await wait_for(back, timeout=30, what="broker-1 restarted")
+        await wait_for(shared, timeout=10, what="the list on the restarted node")
+        await cp.close()
+        cp = await RawChargePoint(theirs).connect(rt.url)
+        assert await decisions() == ["Accepted", "Blocked", "Invalid"]
+
+        # broker-1's offline decisions are in its own audit trail: the session syncs them.
+        await cloud.start()
+        await wait_for(
+            lambda: len(synced_uids(cloud, "broker-1")) >= 6,
+            timeout=30,
+            what="broker-1's audit records at the cloud",
+        )
+        assert synced_uids(cloud, "broker")  # the front's (the list it took) as before
+    finally:
+        if cp is not None:
+            await cp.close()
         rt.cleanup()

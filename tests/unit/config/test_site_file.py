@@ -134,13 +134,6 @@ BASE = '[site]\nname = "s"\n'
             id="shards-tls",
         ),
         pytest.param(
-            BASE + "[runtime]\nbroker_shards = 2\n[cloud]\nurl = 'ws://x/o'\n"
-            "edge_identity = 'EDGE'\n",
-            "runtime.broker_shards",
-            "1 with [cloud] edge_identity",
-            id="shards-edge-session",
-        ),
-        pytest.param(
             '[site]\nname = "s"\nstorage_dir = "/' + "d" * 90 + '"\n[runtime]\nbroker_shards = 2\n',
             "site.storage_dir",
             "a path short enough for the broker nodes' Unix sockets",
