@@ -87,8 +87,7 @@ class Authorizer(Actor):
         if auth is not None and auth.rules_file is not None:
             self._rules_from_file(auth.rules_file)
         self._publish_rules()
-        for k in range(1, self.broker.shards):  # those that asked before this node was up
-            self._share(f"{broker_node(k)}/authorizer")
+        self._share_all()  # to those that asked before this node was up
 
     def _share(self, to: str) -> None:
         self.ctx.system.send(

@@ -246,8 +246,11 @@ class SiteAllocator(Actor):
             if self.prepare_due is not None:
                 self._prepare()
         elif isinstance(msg, ProfileOutcomes):
-            for o in msg.outcomes:
-                state.outcome(o)
+            # The charge points' answers to a batch, while the broker nodes may still be writing
+            # it: bookkeeping, not urgent.
+            with background():
+                for o in msg.outcomes:
+                    state.outcome(o)
         elif isinstance(msg, SiteRulesChanged):
             self.persist(RULES_KEY, _rules_doc(msg))
             await self._step(state.rules_changed(msg))

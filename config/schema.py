@@ -198,9 +198,7 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
     )
 
 
-def _check_shards(
-    runtime: RuntimeConfig, listener: ListenerConfig, *, source: str
-) -> None:
+def _check_shards(runtime: RuntimeConfig, listener: ListenerConfig, *, source: str) -> None:
     """What several broker nodes cannot do (yet), refused at start rather than half done."""
     got = f"broker_shards = {runtime.broker_shards}"
     if runtime.mode != "nodes":

@@ -24,6 +24,8 @@ import gc
 import time
 from collections.abc import Iterator
 
+from supervisors.priority import background
+
 YOUNG_THRESHOLD = 20000
 FREEZE_EVERY_S = 10.0  # gc.freeze() is cheap: it moves lists
 FULL_EVERY_S = 3600.0
@@ -41,7 +43,8 @@ async def gc_maintenance(
         await asyncio.sleep(freeze_every_s)
         if time.monotonic() - last_full >= full_every_s:
             gc.unfreeze()
-            gc.collect()
+            with background():  # a node's real-time loop (priority.py): not urgent
+                gc.collect()
             last_full = time.monotonic()
         gc.freeze()
 

@@ -127,7 +127,8 @@ class NodeRuntime:
             node_kind = NODE_KINDS[self.kind]
             try:
                 if node_kind.summary_steps is None:
-                    summary = node_kind.summary(system)
+                    with priority.background():  # a status is never urgent
+                        summary = node_kind.summary(system)
                 else:
                     summary = await _in_steps(node_kind.summary_steps(system))
             except Exception as exc:  # the status must survive a bad summary

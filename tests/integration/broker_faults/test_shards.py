@@ -64,24 +64,48 @@ async def cloud_online(rt: NodesRuntime, want: bool) -> bool:
     return True
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path, cloud: SimCloud) -> AsyncIterator[NodesRuntime]:
+async def start_two(tmp_path: Path, sim: SimCloud, **site: Any) -> NodesRuntime:
+    """The site with two broker nodes, both answering, its cloud ``sim`` (``site``: more of
+    site_toml's tables)."""
     port = free_tcp_port()
     text = site_toml(
         tmp_path,
         mode="nodes",
         port=port,
-        cloud_url=cloud.url,
+        cloud_url=sim.url,
         charge_points=CPS,
         runtime={"broker_shards": 2},
+        **site,
     )
     rt = NodesRuntime(tmp_path, text, port)
-    await rt.start()
 
     async def both() -> bool:
         return set(await nodes(rt)) == {"broker", "broker-1"}
 
-    await wait_for(both, timeout=30, what="both broker nodes answering")
+    try:
+        await rt.start()
+        await wait_for(both, timeout=30, what="both broker nodes answering")
+    except BaseException:
+        rt.cleanup()
+        raise
+    return rt
+
+
+async def kill_second(rt: NodesRuntime) -> None:
+    """kill -9 of broker-1; back once another process of it answers."""
+    victim = (await nodes(rt))["broker-1"]
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+
+    async def back() -> bool:
+        node = (await nodes(rt)).get("broker-1")
+        return node is not None and node["pid"] != victim["pid"]
+
+    await wait_for(back, timeout=30, what="broker-1 restarted")
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, cloud: SimCloud) -> AsyncIterator[NodesRuntime]:
+    rt = await start_two(tmp_path, cloud)
     yield rt
     rt.cleanup()
 
@@ -143,16 +167,9 @@ async def test_the_second_node_killed_during_an_offline_transaction(
         cp.meter_values(txs[cp.cp_id], count=5)
     await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=20, what="acknowledged")
 
-    victim = (await nodes(runtime))["broker-1"]
     theirs = [cp for cp in ledger_cps if SHARD[cp.cp_id] == 1]
     connects = {cp.cp_id: cp.connects for cp in theirs}
-    os.kill(int(victim["pid"]), signal.SIGKILL)
-
-    async def back() -> bool:
-        node = (await nodes(runtime)).get("broker-1")
-        return node is not None and node["pid"] != victim["pid"]
-
-    await wait_for(back, timeout=30, what="broker-1 restarted")
+    await kill_second(runtime)
     await wait_for(
         lambda: all(cp.connects > connects[cp.cp_id] and cp.online for cp in theirs),
         timeout=20,
@@ -274,26 +291,14 @@ async def test_the_edge_sessions_local_list_decides_on_every_node_and_every_node
     shares the cloud's local list with the other node (the decisions there follow it offline,
     also after that node is killed and restarted); the other node's audit records reach the cloud
     through the session."""
-    port = free_tcp_port()
-    text = site_toml(
+    rt = await start_two(
         tmp_path,
-        mode="nodes",
-        port=port,
-        cloud_url=cloud.url,
-        charge_points=CPS,
-        runtime={"broker_shards": 2},
+        cloud,
         cloud={"edge_identity": EDGE},
         authorization={"unknown_id_offline": "reject"},
     )
-    rt = NodesRuntime(tmp_path, text, port)
     cp: RawChargePoint | None = None
     try:
-        await rt.start()
-
-        async def both() -> bool:
-            return set(await nodes(rt)) == {"broker", "broker-1"}
-
-        await wait_for(both, timeout=30, what="both broker nodes answering")
         await wait_for(lambda: cloud.connected(EDGE), timeout=20, what="the edge session")
         answer = await cloud.call(
             EDGE,
@@ -328,14 +333,7 @@ async def test_the_edge_sessions_local_list_decides_on_every_node_and_every_node
 
         assert await decisions() == ["Accepted", "Blocked", "Invalid"]
 
-        victim = (await nodes(rt))["broker-1"]
-        os.kill(int(victim["pid"]), signal.SIGKILL)
-
-        async def back() -> bool:
-            node = (await nodes(rt)).get("broker-1")
-            return node is not None and node["pid"] != victim["pid"]
-
-        await wait_for(back, timeout=30, what="broker-1 restarted")
+        await kill_second(rt)
         await wait_for(shared, timeout=10, what="the list on the restarted node")
         await cp.close()
         cp = await RawChargePoint(theirs).connect(rt.url)
