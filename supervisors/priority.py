@@ -18,7 +18,13 @@ same hour): the energy node's sample -> batch handed over, loaded, p50 26.9-28.7
 39.7-51.2 (idle 27.3-30.1 / 38.1-42.2) against 32.3-32.6 / 56.0-80.1; meter sample -> last
 frame written p99 loaded 103.4-109.1 ms against 124.9-137.5, idle 98.8-100.6 against 88.0-91.1
 (the broker nodes' fan-out of the batch 36-40 ms of wall idle against 34-36: what stays at
-real-time priority still takes a core from them now and then).
+real-time priority still takes a core from them now and then). 100 steps a phase (``--runs 25``),
+against the same the hour before without: batch out loaded p50 29.5 / p99 48.9 (idle 27.5 /
+46.3) against 35.7 / 78.6; last frame p99 100.2 / 112.0 idle / loaded against 102.8 / 121.9; the
+broker nodes' fan-out, loaded, 44.4 ms of wall against 36.7. What overlapped it were the
+charge points' answers to the batch (ProfileOutcomes, 500 at once) handled at real-time
+priority: now at normal priority too, as a node's status summary and the hourly full garbage
+collection; then (one ``--runs 5``) fan-out 39.1 ms loaded, last frame p99 101.7 / 96.6 ms.
 
 Only the loop's thread (threads it starts later inherit it; the store's writer has started
 before). SCHED_RESET_ON_FORK: nothing it forks inherits it. The kernel allows it to root, to
