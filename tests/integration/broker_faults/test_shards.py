@@ -267,11 +267,13 @@ LIST = [
 ]
 
 
-async def list_versions(rt: NodesRuntime) -> dict[str, object]:
-    return {
-        name: (n["site"].get("authorization") or {}).get("local_list_version")
-        for name, n in (await nodes(rt)).items()
-    }
+async def versions(rt: NodesRuntime) -> dict[str, tuple[object, object]]:
+    """Each broker node's local list and rules versions."""
+    out = {}
+    for name, n in (await nodes(rt)).items():
+        auth = n["site"].get("authorization") or {}
+        out[name] = (auth.get("local_list_version"), auth.get("rules_version"))
+    return out
 
 
 def synced_uids(cloud: SimCloud, node: str) -> set[str]:
@@ -288,9 +290,9 @@ async def test_the_edge_sessions_local_list_decides_on_every_node_and_every_node
     tmp_path: Path, cloud: SimCloud
 ) -> None:
     """``[cloud] edge_identity`` with two broker nodes: the session lives in the front, which
-    shares the cloud's local list with the other node (the decisions there follow it offline,
-    also after that node is killed and restarted); the other node's audit records reach the cloud
-    through the session."""
+    shares the cloud's local list and rules with the other node (the decisions there follow them
+    offline, also after that node is killed and restarted); the other node's audit records reach
+    the cloud through the session."""
     rt = await start_two(
         tmp_path,
         cloud,
@@ -306,11 +308,27 @@ async def test_the_edge_sessions_local_list_decides_on_every_node_and_every_node
             {"listVersion": 3, "updateType": "Full", "localAuthorizationList": LIST},
         )
         assert answer["status"] == "Accepted"
+        # The site file rejects unknown ids offline; the cloud's rules accept them.
+        rules = {
+            "kind": "edge-rules",
+            "version": 5,
+            "authorization": {"unknown_id_offline": "accept"},
+        }
+        answer = await cloud.call(
+            EDGE,
+            "DataTransfer",
+            {
+                "vendorId": "site-edge",
+                "messageId": "RulesBundle",
+                "data": orjson.dumps(rules).decode(),
+            },
+        )
+        assert answer["status"] == "Accepted", answer
 
         async def shared() -> bool:
-            return await list_versions(rt) == {"broker": 3, "broker-1": 3}
+            return await versions(rt) == {"broker": (3, 5), "broker-1": (3, 5)}
 
-        await wait_for(shared, timeout=10, what="the list on both nodes")
+        await wait_for(shared, timeout=10, what="the list and the rules on both nodes")
 
         theirs = next(c for c in CPS if SHARD[c] == 1)
         cp = await RawChargePoint(theirs).connect(rt.url)
@@ -331,13 +349,13 @@ async def test_the_edge_sessions_local_list_decides_on_every_node_and_every_node
                 out.append(got[2]["idTagInfo"]["status"])
             return out
 
-        assert await decisions() == ["Accepted", "Blocked", "Invalid"]
+        assert await decisions() == ["Accepted", "Blocked", "Accepted"]
 
         await kill_second(rt)
-        await wait_for(shared, timeout=10, what="the list on the restarted node")
+        await wait_for(shared, timeout=10, what="the list and the rules on the restarted node")
         await cp.close()
         cp = await RawChargePoint(theirs).connect(rt.url)
-        assert await decisions() == ["Accepted", "Blocked", "Invalid"]
+        assert await decisions() == ["Accepted", "Blocked", "Accepted"]
 
         # broker-1's offline decisions are in its own audit trail: the session syncs them.
         await cloud.start()
