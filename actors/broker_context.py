@@ -76,6 +76,14 @@ class ProfileWrites:
             # the thread clock is a system call (0.6 us): read once, at the batch's last frame
             entry["cpu_ns"] = time.thread_time_ns()
 
+    def write_s_per_limit(self, at_least: int) -> float | None:
+        """Wall seconds per limit, receipt to last frame, of the latest batch of at least
+        ``at_least`` limits written whole; None if there is none."""
+        for e in reversed(self.batches.values()):
+            if e["limits"] >= at_least and e["written"] == e["limits"]:
+                return (e["last_ns"] - e["received_ns"]) / 1e9 / e["limits"]
+        return None
+
     def report(self) -> list[dict[str, Any]]:
         return [
             {

@@ -18,6 +18,7 @@ from typing import Any
 
 from actors.broker_context import BrokerContext
 from actors.energy_messages import (
+    FAN_OUT_LEARNED_MIN,
     ConnectorReport,
     DemandBatch,
     ProfileBatch,
@@ -155,8 +156,14 @@ class ProfileRouter(Actor):
 
         elif isinstance(msg, Flush):
             if self.outcomes:
+                writes = self.broker.profile_writes
                 self.ctx.system.send(
-                    ENERGY_ALLOCATOR, ProfileOutcomes(outcomes=tuple(self.outcomes))
+                    ENERGY_ALLOCATOR,
+                    ProfileOutcomes(
+                        outcomes=tuple(self.outcomes),
+                        node=self.broker.node,
+                        write_s_per_limit=writes.write_s_per_limit(FAN_OUT_LEARNED_MIN),
+                    ),
                 )
                 self.outcomes = []
             self.send_after(OUTCOMES_INTERVAL_S, Flush())

@@ -117,6 +117,14 @@ class ProfileOutcome:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProfileOutcomes:
     outcomes: tuple[ProfileOutcome, ...]
+    # The broker node that sends them, and how long it took, per limit, to write its latest
+    # whole batch of at least FAN_OUT_LEARNED_MIN limits (receipt -> last frame, wall seconds;
+    # None: none yet): the site allocator leaves it the CPU about that long after a lowering batch.
+    node: str = ""
+    write_s_per_limit: float | None = None
+
+
+FAN_OUT_LEARNED_MIN = 20  # limits: a smaller batch's per-limit time is mostly fixed costs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -87,13 +87,29 @@ class AllocatorSettings:
     # that much later.
     # Below fan_out_pause_min_s (a batch of fewer than 20 limits) the rest of the step is too
     # short to be worth a pause: none.
+    # Learned since: each broker node reports how long its latest batch took it per limit
+    # (ProfileOutcomes.write_s_per_limit), and the pause is the longest of the nodes' parts at
+    # that pace (fan_out_pause_per_limit_s until a node has reported). On a host where 250
+    # frames took a node 26 ms of CPU, the fixed 25 ms pause let the rest of the step overlap the
+    # fan-out's end: 36-39 ms of wall; a 40 ms pause, 30-34 ms, and meter sample -> last frame
+    # p50 61.5 / 66.0 against 63.9 / 74.5 ms idle / loaded (bench/energy.py --cars 500 --runs 5
+    # --broker-shards 2 --realtime-energy, one run each). Learned, two runs against four with
+    # the fixed pace: the fan-out idle 32.7-33.4 ms of wall against 35.9-39.6, meter sample ->
+    # last frame p50 62.4-62.5 against 63.9-70.1 ms; loaded, where the broker nodes' own
+    # traffic shares their loops, 40.7-41.2 against 39.1-50.6 and p50 68.6-74.6 against
+    # 71.3-79.5; the p99s within the host's noise (91.7-126.5 idle, 97.8-138.9 loaded).
     fan_out_pause_per_limit_s: float = 50e-6
     fan_out_pause_min_s: float = 0.001
     fan_out_pause_max_s: float = 0.05
 
-    def fan_out_pause_s(self, limits: int) -> float:
-        """How long to leave the broker the CPU after a lowering batch of ``limits`` limits."""
-        pause_s = min(self.fan_out_pause_max_s, self.fan_out_pause_per_limit_s * limits)
+    def fan_out_pause_s(self, parts: list[tuple[int, float | None]]) -> float:
+        """How long to leave the broker nodes the CPU after a lowering batch: ``parts``, each
+        node's number of limits and its learned seconds per limit (None: not learned yet)."""
+        pause_s = max(
+            (n * (per_limit or self.fan_out_pause_per_limit_s) for n, per_limit in parts),
+            default=0.0,
+        )
+        pause_s = min(self.fan_out_pause_max_s, pause_s)
         return pause_s if pause_s >= self.fan_out_pause_min_s else 0.0
 
 
@@ -187,6 +203,8 @@ class SiteAllocator(Actor):
         self.last_step_ms = 0.0
         self.max_step_ms = 0.0
         self.last_step_why = ""
+        self.write_s_per_limit: dict[str, float] = {}  # per broker node (ProfileOutcomes)
+        self.last_pause_ms = 0.0  # after the last lowering batch (AllocatorSettings)
 
     async def started(self) -> None:
         if self.state is not None:
@@ -251,6 +269,8 @@ class SiteAllocator(Actor):
             with background():
                 for o in msg.outcomes:
                     state.outcome(o)
+            if msg.node and msg.write_s_per_limit is not None:
+                self.write_s_per_limit[msg.node] = msg.write_s_per_limit
         elif isinstance(msg, SiteRulesChanged):
             self.persist(RULES_KEY, _rules_doc(msg))
             await self._step(state.rules_changed(msg))
@@ -334,6 +354,7 @@ class SiteAllocator(Actor):
         )
         out: StepOutput | None = None
         lowering: ProfileBatch | None = None
+        parts: list[tuple[str, int]] = []  # the broker nodes the lowering batch went to
         # Until a lowering batch is out, no garbage collection (gc_policy.collections_deferred).
         with contextlib.nullcontext() if urgent else background(), collections_deferred():
             try:
@@ -341,14 +362,17 @@ class SiteAllocator(Actor):
             except StopIteration as done:
                 out = done.value
             else:
-                self._send(lowering, step_ns)
+                parts = self._send(lowering, step_ns)
         if lowering is not None:
-            pause_s = self.settings.fan_out_pause_s(len(lowering.limits))
+            pause_s = self.settings.fan_out_pause_s(
+                [(n, self.write_s_per_limit.get(node)) for node, n in parts]
+            )
             if pause_s > 0.0:
                 # The broker writes the batch now: leave it the CPU (see AllocatorSettings).
                 mark = time.perf_counter()
                 await asyncio.sleep(pause_s)
                 paused_s = time.perf_counter() - mark
+            self.last_pause_ms = pause_s * 1000
         with background():
             if lowering is not None:
                 out = finish(run)
@@ -366,7 +390,7 @@ class SiteAllocator(Actor):
             batch = None
         if out.records:
             # Increases leave only once the records explaining them are on disk.
-            after = None if batch is None else functools.partial(self._send, batch, step_ns)
+            after = None if batch is None else functools.partial(self._send_now, batch, step_ns)
             self._stage_all(out.records, after_commit=after)
         self.steps += 1
         self.last_step_why = why
@@ -387,7 +411,11 @@ class SiteAllocator(Actor):
         self.settle_due = at_s
         self.send_after(delay_s + SETTLE_SLACK_S, Settled(at_s=at_s))
 
-    def _send(self, batch: ProfileBatch, step_ns: int) -> None:
+    def _send_now(self, batch: ProfileBatch, step_ns: int) -> None:
+        self._send(batch, step_ns)
+
+    def _send(self, batch: ProfileBatch, step_ns: int) -> list[tuple[str, int]]:
+        """The batch to the broker node(s), each its part; the nodes and their parts' sizes."""
         shards = self.settings.broker_shards
         if shards == 1:
             parts = [(self.settings.profiles_path, batch)]
@@ -407,6 +435,7 @@ class SiteAllocator(Actor):
                 path,
                 replace(part, sent_monotonic_ns=time.monotonic_ns(), step_monotonic_ns=step_ns),
             )
+        return [(path.partition("/")[0], len(part.limits)) for path, part in parts]
 
     def _stage_all(
         self,
@@ -443,6 +472,7 @@ class SiteAllocator(Actor):
             "audit_records": self.audited,
             "prepared": self.prepared,
             "last_step_ms": round(self.last_step_ms, 3),
+            "last_fan_out_pause_ms": round(self.last_pause_ms, 3),
             "max_step_ms": round(self.max_step_ms, 3),
             "last_step": self.last_step_why,
         }

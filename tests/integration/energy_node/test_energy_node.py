@@ -461,20 +461,25 @@ async def test_contact_flip_lowers_profiles_within_one_loop(tmp_path: Path) -> N
 
 def test_the_pause_after_a_lowering_batch_scales_with_it_between_bounds() -> None:
     s = AllocatorSettings()
-    assert s.fan_out_pause_s(10) == 0.0, "a small batch: no pause (below 1 ms)"
-    assert s.fan_out_pause_s(20) == pytest.approx(0.001)
-    assert s.fan_out_pause_s(500) == pytest.approx(0.025)
-    assert s.fan_out_pause_s(5000) == 0.05, "capped"
-    assert AllocatorSettings(fan_out_pause_max_s=0.0).fan_out_pause_s(500) == 0.0
+    assert s.fan_out_pause_s([(10, None)]) == 0.0, "a small batch: no pause (below 1 ms)"
+    assert s.fan_out_pause_s([(20, None)]) == pytest.approx(0.001)
+    assert s.fan_out_pause_s([(500, None)]) == pytest.approx(0.025)
+    assert s.fan_out_pause_s([(5000, None)]) == 0.05, "capped"
+    assert AllocatorSettings(fan_out_pause_max_s=0.0).fan_out_pause_s([(500, None)]) == 0.0
+    # Learned from the broker nodes: the longest part at its node's pace.
+    assert s.fan_out_pause_s([(250, 100e-6), (250, 60e-6)]) == pytest.approx(0.025)
+    assert s.fan_out_pause_s([(250, 20e-6), (250, None)]) == pytest.approx(0.0125)
+    assert s.fan_out_pause_s([]) == 0.0
 
 
 async def test_a_big_lowering_batch_leaves_the_loop_free_before_the_rest_of_the_step(
     tmp_path: Path,
 ) -> None:
-    """40 connectors all lowered: the batch leaves, then the allocator pauses (2 ms here, see
-    AllocatorSettings.fan_out_pause_s) before it builds the rest of the step, so whatever
-    else wants the node's loop (in one process, the broker's fan-out) runs first; the step's
-    records follow. Without the pause, the step would end before anything else ran."""
+    """40 connectors all lowered: the batch leaves, then the allocator pauses (as long as the
+    broker node said its last batch took it, 1 ms a limit here; AllocatorSettings.fan_out_pause_s)
+    before it builds the rest of the step, so whatever else wants the node's loop (in one
+    process, the broker's fan-out) runs first; the step's records follow. Without the pause, the
+    step would end before anything else ran."""
     cps = tuple(f"CP{i:02d}" for i in range(40))
     dim = tmp_path / "dim"
     contact(dim, closed=False)
@@ -506,6 +511,7 @@ async def test_a_big_lowering_batch_leaves_the_loop_free_before_the_rest_of_the_
             what="40 cars charging",
         )
         count = len(node.batches)
+        node.send(ProfileOutcomes(outcomes=(), node="broker", write_s_per_limit=0.001))
         contact(dim, closed=True)  # 300 A instead of 720: every car comes down
         lowered = await node.wait_batch(
             lambda b: (
@@ -519,6 +525,7 @@ async def test_a_big_lowering_batch_leaves_the_loop_free_before_the_rest_of_the_
         at, next_ran = seen[index]
         assert next_ran == at, "the loop ran something else before the step ended"
         await wait_for(lambda: node.allocator().steps > at, what="the step ends")
+        assert node.allocator().report()["last_fan_out_pause_ms"] == pytest.approx(40.0)
         lowered_to = {k.split("/")[0]: a for k, a in lowered.limits().items()}
         await wait_for(
             lambda: (

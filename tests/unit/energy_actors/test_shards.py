@@ -102,3 +102,23 @@ def test_batches_of_different_triggers_stay_apart_in_order() -> None:
     b.batch(2000, 1)
     got = merge_batch_reports([a.report(), b.report()])
     assert [(x["trigger_monotonic_ns"], x["limits"]) for x in got] == [(1000, 1), (2000, 2)]
+
+
+def test_a_nodes_pace_is_its_latest_whole_batch_of_enough_limits() -> None:
+    """What a broker node tells the site allocator (ProfileOutcomes.write_s_per_limit): wall
+    seconds per limit, receipt to last frame, of its latest batch written whole."""
+    writes = ProfileWrites()
+    assert writes.write_s_per_limit(20) is None
+    writes.batch(1, 40)
+    for _ in range(40):
+        writes.written(1)
+    done = writes.batches[1]
+    pace = writes.write_s_per_limit(20)
+    assert pace == (done["last_ns"] - done["received_ns"]) / 1e9 / 40
+    writes.batch(2, 40)  # newer, not written whole: the older one still counts
+    writes.written(2)
+    writes.batch(3, 5)  # written whole, but too small to say much
+    for _ in range(5):
+        writes.written(3)
+    assert writes.write_s_per_limit(20) == pace
+    assert writes.write_s_per_limit(50) is None
