@@ -26,8 +26,8 @@ charge points' answers to the batch (ProfileOutcomes, 500 at once) handled at re
 priority: now at normal priority too, as a node's status summary and the hourly full garbage
 collection; then (one ``--runs 5``) fan-out 39.1 ms loaded, last frame p99 101.7 / 96.6 ms.
 
-Only the loop's thread (threads it starts later inherit it; the store's writer has started
-before). SCHED_RESET_ON_FORK: nothing it forks inherits it. The kernel allows it to root, to
+Only the loop's thread: with SCHED_RESET_ON_FORK, neither the threads it starts later nor what
+it forks inherit it (the store's writer thread, started before, stays normal too). The kernel allows it to root, to
 CAP_SYS_NICE, or up to the RLIMIT_RTPRIO soft limit (systemd: ``LimitRTPRIO=1``, the unit in
 deploy/ sets it); refused, the node runs at normal priority and says so once. Real-time
 throttling (``/proc/sys/kernel/sched_rt_runtime_us``, 95 % by default) leaves the other tasks
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 PRIORITY = 1  # the lowest real-time priority: above every normal task, below the kernel's own
 _realtime: set[int] = set()  # the threads running at it (threading.get_ident())
+_demoted: set[int] = set()  # those of them inside background() now
 
 
 def _rr() -> tuple[int, os.sched_param]:
@@ -80,15 +81,18 @@ def is_realtime() -> bool:
 @contextlib.contextmanager
 def background() -> Iterator[None]:
     """Work that is not urgent, at normal priority while it runs, on a real-time loop thread
-    (elsewhere: nothing changes, no system call). Two system calls (a few microseconds)."""
+    (elsewhere, or nested in another: nothing changes, no system call). Two system calls (a few
+    microseconds)."""
     ident = threading.get_ident()
-    if ident not in _realtime:
+    if ident not in _realtime or ident in _demoted:
         yield
         return
     os.sched_setscheduler(0, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, os.sched_param(0))
+    _demoted.add(ident)
     try:
         yield
     finally:
+        _demoted.discard(ident)
         try:
             os.sched_setscheduler(0, *_rr())
         except OSError as exc:  # the limit was lowered meanwhile: stay normal, say so once

@@ -106,6 +106,21 @@ def test_refused_the_node_stays_normal_and_says_how_to_allow_it() -> None:
     assert "LimitRTPRIO=1 in the systemd unit" in log, log
 
 
+@pytest.mark.skipif(not root(), reason="real-time scheduling as root (CAP_SYS_NICE)")
+def test_nested_background_work_stays_normal_until_the_outer_ends_and_no_thread_inherits() -> None:
+    got = run_case(
+        "priority.realtime_this_thread('energy')\n"
+        "with priority.background():\n"
+        "    with priority.background():\n"
+        "        pass\n"
+        "    out['after_inner'] = priority.is_realtime()\n"
+        "out['after_outer'] = priority.is_realtime()\n"
+        "child = threading.Thread(target=lambda: out.update(child=priority.is_realtime()))\n"
+        "child.start(); child.join()\n"
+    )
+    assert (got["after_inner"], got["after_outer"], got["child"]) == (False, True, False), got
+
+
 def test_background_changes_nothing_on_a_thread_at_normal_priority() -> None:
     got = run_case(
         "with priority.background():\n"
