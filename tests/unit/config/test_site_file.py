@@ -26,6 +26,7 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert [m.name for m in config.energy.meters] == ["grid"]
     assert len(config.energy.grid_limits) == 5
     assert config.charge_points[0].energy.max_current_a == 32
+    assert config.runtime.realtime_nodes == ("energy",)  # with the unit's LimitRTPRIO=1
 
 
 def test_the_demo_template_loads_once_filled(tmp_path: Path) -> None:
