@@ -75,6 +75,14 @@ async def front(echo: Echo, peer_path: Path) -> AsyncIterator[OcppListener]:
     await listener.stop()
 
 
+async def refused_with(front: OcppListener, cp_id: str, **kwargs: object) -> int:
+    """The HTTP status that refuses ``cp_id``'s handshake through ``front`` (fails if none)."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with open_client(url(front, cp_id), "ocpp1.6", **kwargs):
+            pass
+    return refused.value.response.status_code
+
+
 def auth(identity: str) -> dict[str, object]:
     return {"additional_headers": {"Authorization": basic_authorization(identity, PASSWORD)}}
 
@@ -92,10 +100,7 @@ async def test_the_handshake_runs_in_the_node_it_was_handed_to(
 ) -> None:
     # "XCP1" is the peer's; the peer looks it up in its own table, where it is unknown: the 404
     # comes from the peer (the front hands X ids over without looking them up).
-    with pytest.raises(InvalidStatus) as refused:
-        async with open_client(url(front, "XCP1"), "ocpp1.6", **auth("XCP1")):
-            pass
-    assert refused.value.response.status_code == 404
+    assert await refused_with(front, "XCP1", **auth("XCP1")) == 404
     assert front.handed_over == 1
     assert echo.connections == []
 
@@ -143,10 +148,7 @@ async def test_bad_credentials_are_refused_by_the_serving_node(
     )
     await front.start()
     try:
-        with pytest.raises(InvalidStatus) as refused:
-            async with open_client(url(front, "CP1"), "ocpp1.6"):
-                pass
-        assert refused.value.response.status_code == 401
+        assert await refused_with(front, "CP1") == 401
         assert front.handed_over == 1
     finally:
         await front.stop()
@@ -210,10 +212,7 @@ async def test_a_node_that_is_not_there_gets_a_503(tmp_path: Path, echo: Echo) -
     )
     await front.start()
     try:
-        with pytest.raises(InvalidStatus) as refused:
-            async with open_client(url(front, "CP1"), "ocpp1.6", **auth("CP1")):
-                pass
-        assert refused.value.response.status_code == 503
+        assert await refused_with(front, "CP1", **auth("CP1")) == 503
         assert front.handover_failed == 1
         assert echo.connections == []
     finally:
