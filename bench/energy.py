@@ -28,7 +28,7 @@ supervisors/affinity.py; the default, off, leaves them to the scheduler).
 The site (``bench/energy_site.py``): a static grid limit, margin 1 A, cars at most 16 A that
 follow their TxProfiles (their draw reaches the meter, and their charge point reports it). A
 step raises the other load by 2 A per car: an overload, so every car must drop by 2 A at once.
-Four steps down (16 -> 8 A; --quick: three), each once the last one has settled (settle_s: the
+Four steps down (16 -> 8 A; --quick: two), each once the last one has settled (settle_s: the
 cars have followed and the allocator counts them at their new draw; 1.5 s, --quick 0.4 s), then
 the other load goes back down and the allocator raises the cars to 16 A on its next tick; a
 restore costs 2-3 s, so it comes after every four steps rather than after each. The meter is
@@ -312,7 +312,10 @@ class Bench:
         await asyncio.sleep(DWELL_S)
 
     # -- one phase --------------------------------------------------------------------------------
-    async def phase(self, n: int, loaded: bool, last: bool) -> Phase:
+    async def phase(self, n: int, loaded: bool, restore_last: bool) -> Phase:
+        """``restore_last``: bring the cars back to their maximum after the last run too (not
+        when what follows brings them back itself: a grow, which waits for every car at its
+        maximum, or the end)."""
         s = self.scale
         say(f"{n} cars, broker {'loaded' if loaded else 'idle'}: {s.runs * s.steps} steps")
         ph = Phase(n=n, loaded=loaded)
@@ -332,7 +335,7 @@ class Bench:
                 if cut is None:
                     raise RuntimeError(f"step {step}: no car got a lowered TxProfile in time")
                 ph.cuts.append(cut)
-            if not (last and run == s.runs - 1):
+            if restore_last or run < s.runs - 1:
                 await self.restore(n)
         ph.wall_s = time.monotonic() - started
         ph.energy_cpu_pct = (cpu_s(epid) - e0) / ph.wall_s * 100
@@ -385,15 +388,15 @@ class Bench:
             load = asyncio.get_running_loop().create_task(self.background())
             phases: list[Phase] = []
             have = 0
-            for i, n in enumerate(self.scale.cars):
+            for n in self.scale.cars:
                 await self.grow(have, n)
                 if have == 0:
                     await self.wait_background(n, load)
                 await self.broker_settled()
                 have = n
+                # The loaded phase is followed by a grow or the end: no restore after it.
                 for loaded in (False, True):
-                    last = i == len(self.scale.cars) - 1 and loaded
-                    phases.append(await self.phase(n, loaded, last))
+                    phases.append(await self.phase(n, loaded, restore_last=not loaded))
             self.stop.touch()
             self.split_background(await load, phases)
         except BaseException:
