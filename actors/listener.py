@@ -75,7 +75,8 @@ class Listener(Actor):
             self.server = OcppListener(self._on_connect, self._lookup, options)
         elif broker.shard == 0:
             # The front: every connection comes in here; those of the other broker nodes'
-            # charge points go to them before their handshake (drivers/ocpp/handover.py).
+            # charge points go to them before their handshake, or with TLS after its handshake,
+            # relayed by the front (drivers/ocpp/handover.py).
             self.server = OcppListener(self._on_connect, self._lookup, options, route=self._route)
         else:
             self.server = OcppListener(self._on_connect, self._lookup, options, listening=False)
@@ -108,6 +109,9 @@ class Listener(Actor):
         if server is not None and self.broker.shards > 1:
             report["handed_over"] = server.handed_over
             report["handover_failed"] = server.handover_failed
+            if server.options.ssl_context is not None and handover is None:
+                report["relayed"] = server.relayed
+                report["relays_open"] = server.relays_open
         if handover is not None:
             report["handover_socket"] = str(handover.path)
             report["adopted"] = handover.adopted

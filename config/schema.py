@@ -166,7 +166,7 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
                 source, "cloud.edge_identity", "an identity no charge point uses", clash
             )
     if runtime.broker_shards > 1:
-        _check_shards(runtime, listener, source=source)
+        _check_shards(runtime, source=source)
         longest = (
             base_dir / storage
         ).resolve() / f"broker-{runtime.broker_shards - 1}.handover.sock"
@@ -198,21 +198,13 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
     )
 
 
-def _check_shards(runtime: RuntimeConfig, listener: ListenerConfig, *, source: str) -> None:
+def _check_shards(runtime: RuntimeConfig, *, source: str) -> None:
     """What several broker nodes cannot do (yet), refused at start rather than half done."""
     got = f"broker_shards = {runtime.broker_shards}"
     if runtime.mode != "nodes":
         raise ConfigError(source, "runtime.broker_shards", "1 with mode single-process", got)
-    if listener.security_profile == 2:
-        # The front reads each connection's request line to pass it to its node: behind TLS it
-        # is encrypted, and a TLS session cannot move to another process.
-        raise ConfigError(
-            source,
-            "runtime.broker_shards",
-            "1 with TLS on the listener (security_profile 2; terminate TLS in front of the "
-            "edge to run several broker nodes)",
-            got,
-        )
+    # TLS (security_profile 2) is the front's: it relays the other nodes' charge points
+    # (drivers/ocpp/handover.py).
 
 
 def _energy_sections(top: Table, cp_tables: list[Table]) -> tuple[Any, list[Any]]:

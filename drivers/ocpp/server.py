@@ -23,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import hmac
 import http
 import logging
@@ -31,7 +32,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, cast
+from typing import Any, Final, cast
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -44,8 +45,10 @@ from drivers.ocpp.connection import OcppConnection, format_address
 from drivers.ocpp.handover import (
     MAX_CONCURRENT,
     HandoverError,
+    Sniffer,
     Tasks,
     hand_over,
+    relay_to,
     request_target,
 )
 from drivers.ocpp.identity import identity_problem
@@ -185,6 +188,15 @@ class _Admission:
 
 class _OcppServerConnection(ServerConnection):
     admission: _Admission | None = None
+    # The charge point's address when the front relays its connection (TLS with broker shards):
+    # this node's socket is then a local one.
+    relayed_from: str | None = None
+
+    @property
+    def remote_address(self) -> Any:
+        if self.relayed_from is not None:
+            return self.relayed_from
+        return super().remote_address
 
 
 def _respond(
@@ -201,9 +213,11 @@ class OcppListener:
 
     Broker shards (drivers/ocpp/handover.py): with ``route``, this is the front: it accepts
     every connection on the port itself and passes each one that ``route`` maps to another
-    node's Unix socket there before the handshake; the rest (and anything that is not an OCPP
+    node's Unix socket there before the handshake (with TLS: after the TLS handshake, which the
+    front does, relaying the decrypted stream); the rest (and anything that is not an OCPP
     request line, which its websocket server then answers) it serves. With ``listening=False``
-    it opens no port and serves only the connections handed to :meth:`adopt`."""
+    it opens no port and serves only the connections handed to :meth:`adopt` (plain: TLS ends
+    at the front)."""
 
     def __init__(
         self,
@@ -215,12 +229,6 @@ class OcppListener:
         listening: bool = True,
     ) -> None:
         self.options = options or ListenerOptions()
-        if route is not None and self.options.ssl_context is not None:
-            raise ValueError(
-                "broker shards need plain ws:// on the OCPP port: behind TLS the request line "
-                "is encrypted and a TLS session cannot move to another process (terminate TLS "
-                "in front of the edge, or run one broker node)"
-            )
         if route is not None and not listening:
             raise ValueError("a front (route) listens on the OCPP port")
         self._on_connect = on_connect
@@ -232,6 +240,8 @@ class OcppListener:
         self._tasks = Tasks()
         self._handovers = asyncio.Semaphore(MAX_CONCURRENT)
         self.handed_over = 0
+        self.relayed = 0  # of those handed over, relayed by this front (TLS)
+        self._relays: set[asyncio.Transport] = set()  # their TLS connections (relay_to)
         self.handover_failed = 0
 
     async def __aenter__(self) -> OcppListener:
@@ -278,7 +288,9 @@ class OcppListener:
             close_timeout=o.close_timeout_s,
             max_size=o.max_frame_bytes,
             compression=COMPRESSION if o.compression else None,
-            ssl=o.ssl_context,
+            # A front does the TLS handshake itself (_dispatch_tls); the other nodes get the
+            # decrypted stream from it.
+            ssl=o.ssl_context if "sock" not in where else None,
             logger=websockets_logger("drivers.ocpp.websockets.server"),
         )
         if "sock" in where:
@@ -302,6 +314,8 @@ class OcppListener:
 
     async def stop(self) -> None:
         await self._tasks.cancel()  # the accept loop first: then the port closes quietly
+        for transport in list(self._relays):  # each closes its node's end too (Relay)
+            transport.close()
         if self._front is not None:
             self._front.close()
             self._front = None
@@ -310,17 +324,32 @@ class OcppListener:
             await self._server.wait_closed()
             self._server = None
 
-    async def adopt(self, sock: socket.socket) -> None:
+    async def adopt(self, sock: socket.socket, relayed_from: str | None = None) -> None:
         """Serve a connection accepted elsewhere (the front, another node): its handshake has not
-        begun; the bytes of its request wait in the socket."""
+        begun; the bytes of its request wait in the socket. ``relayed_from``: the socket is the
+        front's relay of the charge point at that address (TLS ended at the front)."""
         if self._server is None:
             sock.close()
             raise RuntimeError("the listener is not started")
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        # websockets' protocol factory, as its own accept would use it (asyncio.Server keeps it).
-        factory = self._server.server._protocol_factory  # type: ignore[attr-defined]
+        factory = self._factory()
+        if relayed_from is not None:
+            serve_it = factory
+
+            def factory() -> _OcppServerConnection:
+                connection = serve_it()
+                connection.relayed_from = relayed_from
+                return connection
+
         await loop.connect_accepted_socket(factory, sock)
+
+    def _factory(self) -> Callable[[], _OcppServerConnection]:
+        """websockets' protocol factory, as its own accept would use it (asyncio.Server keeps
+        it)."""
+        assert self._server is not None
+        factory: Callable[[], _OcppServerConnection] = self._server.server._protocol_factory  # type: ignore[attr-defined]
+        return factory
 
     async def _accept_loop(self, front: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -337,6 +366,9 @@ class OcppListener:
         """Serve ``conn`` here or pass it to the node that serves its charge point."""
         assert self._route is not None
         conn.setblocking(False)
+        if self.options.ssl_context is not None:
+            await self._dispatch_tls(conn, self.options.ssl_context)
+            return
         peer = "?"
         try:
             peer = format_address(conn.getpeername())
@@ -363,6 +395,73 @@ class OcppListener:
                 conn.send(_UNAVAILABLE)
         finally:
             conn.close()
+
+    async def _dispatch_tls(self, conn: socket.socket, context: ssl.SSLContext) -> None:
+        """:meth:`_dispatch` behind TLS: the handshake here, the request line read from the
+        decrypted stream; another node's charge point is relayed to it (handover.relay_to)."""
+        assert self._route is not None
+        loop = asyncio.get_running_loop()
+        timeout_s = self.options.open_timeout_s
+        peer = "?"
+        sniffer = Sniffer()
+        transport: asyncio.BaseTransport | None = None
+        try:
+            peer = format_address(conn.getpeername())
+            async with asyncio.timeout(timeout_s):
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: sniffer, conn, ssl=context, ssl_handshake_timeout=timeout_s
+                )
+                target = await sniffer.line
+        except BaseException as exc:
+            if transport is not None:
+                transport.close()
+            else:
+                conn.close()
+            if not isinstance(exc, TimeoutError | OSError | ssl.SSLError):
+                raise  # the listener stopping
+            log.info(
+                "OCPP listener: %s sent no request line over TLS (%s); closed",
+                peer,
+                exc or "timeout",
+            )
+            return
+        assert isinstance(transport, asyncio.Transport)
+        node = None
+        if target is not None:
+            with contextlib.suppress(InvalidIdentity):
+                node = self._route(charge_point_id_from_path(target, self.options.path_prefix))
+        if transport.is_closing():  # gone already
+            return
+        if node is None:  # ours, or not an OCPP request: our handshake answers it
+            sniffer.take(transport, self._factory()())
+            return
+        self._relays.add(transport)
+        try:
+            await relay_to(
+                node,
+                transport,
+                sniffer,
+                peer,
+                self._handovers,
+                functools.partial(self._relays.discard, transport),
+            )
+            self.handed_over += 1
+            self.relayed += 1
+        except HandoverError as exc:
+            self._relays.discard(transport)
+            self.handover_failed += 1
+            log.warning("OCPP listener: could not pass %s (%s) on: %s", peer, target, exc)
+            transport.write(_UNAVAILABLE)
+            transport.close()
+        except BaseException:  # the listener stopping, or no descriptor left for the relay
+            self._relays.discard(transport)
+            transport.close()
+            raise
+
+    @property
+    def relays_open(self) -> int:
+        """Charge points of other nodes this front relays now (TLS)."""
+        return len(self._relays)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         o = self.options

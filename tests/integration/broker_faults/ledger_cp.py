@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import logging
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any
 
 import orjson
@@ -72,6 +73,7 @@ class LedgerChargePoint:
         url: str,
         *,
         password: str | None = None,
+        ssl: SSLContext | None = None,
         answer_timeout_s: float = 10.0,
         retry_s: float = 0.05,
         reconnect_s: float = 0.05,
@@ -79,6 +81,7 @@ class LedgerChargePoint:
         self.cp_id = cp_id
         self.url = url.rstrip("/") + "/" + cp_id
         self.password = password
+        self.ssl = ssl  # for a wss:// url: trust this (the edge's self-signed certificate)
         self.answer_timeout_s = answer_timeout_s
         self.retry_s = retry_s
         self.reconnect_s = reconnect_s
@@ -184,6 +187,7 @@ class LedgerChargePoint:
                     close_timeout=1,
                     compression=None,
                     proxy=None,
+                    **({"ssl": self.ssl} if self.ssl is not None else {}),
                 )
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 self.connect_errors.append(f"{type(exc).__name__}: {exc}")

@@ -30,10 +30,12 @@ from tests.integration.broker_faults.accounting import account
 from tests.integration.broker_faults.ledger_cp import LedgerChargePoint
 from tests.integration.broker_faults.site import REPO, NodesRuntime, runtime_env, site_toml
 from tests.integration.broker_faults.test_kill9 import check
+from tests.tls_files import TlsFiles, self_signed
 
 pytestmark = [pytest.mark.nodes, pytest.mark.slow]
 
 CPS = ("CP1", "CP2", "CP3", "CP4", "CP5", "CP6")
+PASSWORD = "0123456789abcdef0123"  # every charge point's, with security_profile 2
 SHARD = {cp: shard_of(cp, 2) for cp in CPS}
 
 
@@ -73,7 +75,7 @@ async def start_two(tmp_path: Path, sim: SimCloud, **site: Any) -> NodesRuntime:
         mode="nodes",
         port=port,
         cloud_url=sim.url,
-        charge_points=CPS,
+        charge_points=site.pop("charge_points", CPS),
         runtime={"broker_shards": 2},
         **site,
     )
@@ -110,9 +112,18 @@ async def runtime(tmp_path: Path, cloud: SimCloud) -> AsyncIterator[NodesRuntime
     rt.cleanup()
 
 
-async def connect(rt: NodesRuntime, ledger_cps: list[LedgerChargePoint]) -> None:
+async def connect(
+    rt: NodesRuntime, ledger_cps: list[LedgerChargePoint], tls: TlsFiles | None = None
+) -> None:
+    """Every charge point of CPS connected (over TLS with ``tls``: with its password) and its
+    cloud session up."""
     for cp_id in CPS:
-        ledger_cps.append(await LedgerChargePoint(cp_id, rt.url).start())
+        if tls is None:
+            cp = LedgerChargePoint(cp_id, rt.url)
+        else:
+            url = rt.url.replace("ws://", "wss://", 1)
+            cp = LedgerChargePoint(cp_id, url, password=PASSWORD, ssl=tls.client_context())
+        ledger_cps.append(await cp.start())
     await wait_for(lambda: all(cp.online for cp in ledger_cps), timeout=10, what="connected")
     await wait_for(lambda: cloud_online(rt, True), timeout=10, what="cloud sessions up")
 
@@ -154,6 +165,55 @@ async def test_each_charge_point_is_served_by_its_node_and_nothing_is_lost(
         cp.transaction(meter_values=5)
     await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=30, what="acknowledged")
     await accounted(runtime, cloud, ledger_cps, "none: two broker nodes")
+
+
+async def test_tls_the_front_relays_the_other_nodes_charge_points(
+    tmp_path: Path, cloud: SimCloud, ledger_cps: list[LedgerChargePoint]
+) -> None:
+    """security_profile 2 with two broker nodes: every charge point connects over TLS to the
+    one port, each served by its node (broker-1's relayed by the front, which ends TLS); its
+    transactions accounted, nothing lost; also across kill -9 of broker-1 (the front's relays
+    to it end, its charge points come back through the front) while the front's own charge
+    points never notice."""
+    tls = self_signed(tmp_path)
+    rt = await start_two(
+        tmp_path,
+        cloud,
+        listener={"security_profile": 2, "tls_cert_file": tls.cert, "tls_key_file": tls.key},
+        charge_points={cp: {"password": PASSWORD} for cp in CPS},
+    )
+    try:
+        await connect(rt, ledger_cps, tls)
+        found = await nodes(rt)
+        for name, node in found.items():
+            mine = {cp for cp in CPS if broker_node(SHARD[cp]) == name}
+            assert set(node["site"]["charge_points"]) == mine, name
+        theirs = [cp for cp in ledger_cps if SHARD[cp.cp_id] == 1]
+        front = found["broker"]["site"]["listener"]
+        assert front["relayed"] == front["relays_open"] == len(theirs)
+        assert found["broker-1"]["site"]["listener"]["adopted"] == len(theirs)
+        for cp in ledger_cps:
+            cp.transaction(meter_values=3)
+        await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=30, what="acked")
+
+        connects = {cp.cp_id: cp.connects for cp in ledger_cps}
+        await kill_second(rt)
+        await wait_for(
+            lambda: all(cp.connects > connects[cp.cp_id] and cp.online for cp in theirs),
+            timeout=20,
+            what="broker-1's charge points back through the front",
+        )
+        for cp in ledger_cps:
+            cp.transaction(meter_values=3)
+        await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=30, what="acked")
+        assert all(cp.connects == connects[cp.cp_id] for cp in ledger_cps if cp not in theirs)
+        front_node = (await nodes(rt))["broker"]
+        assert front_node["restarts"] == 0
+        assert front_node["site"]["listener"]["relays_open"] == len(theirs)
+        await wait_for(lambda: cloud_online(rt, True), timeout=20, what="cloud sessions")
+        await accounted(rt, cloud, ledger_cps, "TLS, broker-1 killed")
+    finally:
+        rt.cleanup()
 
 
 async def test_the_second_node_killed_during_an_offline_transaction(

@@ -3,12 +3,8 @@ listener on a free loopback port."""
 
 from __future__ import annotations
 
-import shutil
-import ssl
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -18,51 +14,13 @@ from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.connection import LinkClosed, OcppConnection
 from drivers.ocpp.server import ChargePointAccess, ListenerOptions, OcppListener
 from tests.helpers import timeout_s
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TlsFiles:
-    cert: str
-    key: str
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.cert)
+from tests.tls_files import TlsFiles, self_signed
 
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    """A self-signed certificate for 127.0.0.1, made with the openssl CLI."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed")
-    folder: Path = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return TlsFiles(cert=str(cert), key=str(key))
+    """A self-signed certificate for 127.0.0.1."""
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @dataclass(slots=True)

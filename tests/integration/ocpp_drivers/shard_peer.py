@@ -1,5 +1,6 @@
 """Another broker node's end of a hand-over, in its own process: an OCPP listener without a port
-that serves what the front passes to its Unix socket, each frame answered with this process's id.
+that serves what the front passes to its Unix socket, each frame answered with this process's id
+and the charge point's address as this end sees it.
 
     python -m tests.integration.ocpp_drivers.shard_peer SOCKET_PATH
 
@@ -26,7 +27,12 @@ async def answer(connection: OcppConnection) -> None:
             text = await connection.recv()
             await connection.send(
                 orjson.dumps(
-                    {"pid": os.getpid(), "id": connection.charge_point_id, "frame": text}
+                    {
+                        "pid": os.getpid(),
+                        "id": connection.charge_point_id,
+                        "remote": connection.remote_address,
+                        "frame": text,
+                    }
                 ).decode()
             )
     except LinkClosed:

@@ -16,10 +16,11 @@ import orjson
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from drivers.ocpp.handover import request_target
+from drivers.ocpp.connection import format_address
+from drivers.ocpp.handover import Relay, request_target
 from drivers.ocpp.server import ListenerOptions, OcppListener, tls_server_context
 from drivers.ocpp.upstream import basic_authorization
-from tests.helpers import timeout_s
+from tests.helpers import timeout_s, wait_for
 from tests.integration.ocpp_drivers.conftest import (
     PASSWORD,
     Echo,
@@ -258,12 +259,195 @@ async def test_request_target_waits_for_the_whole_line() -> None:
         b.close()
 
 
-def test_a_front_refuses_tls(tls_files: TlsFiles, echo: Echo) -> None:
+# -- TLS: the front ends it and relays the other node's charge points ----------------------------
+
+
+@pytest.fixture
+async def tls_front(
+    echo: Echo, peer_path: Path, tls_files: TlsFiles
+) -> AsyncIterator[OcppListener]:
+    """:func:`front` behind TLS (security profile 2)."""
+
+    def route(charge_point_id: str) -> Path | None:
+        return peer_path if charge_point_id.startswith("X") else None
+
+    options = ListenerOptions(
+        security_profile=2,
+        ssl_context=tls_server_context(tls_files.cert, tls_files.key),
+        open_timeout_s=timeout_s(2),
+    )
+    listener = OcppListener(echo, lookup, options, route=route)
+    await listener.start()
+    yield listener
+    await listener.stop()
+
+
+def tls(tls_files: TlsFiles, identity: str) -> dict[str, object]:
+    return {"ssl": tls_files.client_context(), **auth(identity)}
+
+
+async def test_tls_the_front_serves_its_own_charge_points(
+    tls_front: OcppListener, echo: Echo, tls_files: TlsFiles
+) -> None:
+    target = url(tls_front, "CP1", scheme="wss")
+    async with open_client(target, "ocpp1.6", **tls(tls_files, "CP1")) as ours:
+        await ours.send('[2,"1","Heartbeat",{}]')
+        assert await ours.recv() == '[2,"1","Heartbeat",{}]'  # the front's own echo
+        assert echo.connections[0].remote_address == format_address(ours.local_address)
+    assert [c.charge_point_id for c in echo.connections] == ["CP1"]
+    assert tls_front.handed_over == 0
+
+
+async def test_tls_frames_flow_through_the_node_it_was_relayed_to(
+    echo: Echo, peer_path: Path, tls_files: TlsFiles
+) -> None:
+    """Every id routed to the peer: the front ends TLS, the peer's process answers each frame
+    (both ways, several charge points at once, a frame of 300 kB among them: more than the
+    relay's buffers hold) and sees each charge point's own address."""
     options = ListenerOptions(
         security_profile=2, ssl_context=tls_server_context(tls_files.cert, tls_files.key)
     )
-    with pytest.raises(ValueError, match="plain ws://"):
-        OcppListener(echo, lookup, options, route=lambda cp: None)
+    front = OcppListener(echo, lookup, options, route=lambda cp: peer_path)
+    await front.start()
+    try:
+        ids = ["CP1", "RDAM 123", "CP16"]
+        big = "x" * 300_000
+
+        async def session(identity: str) -> tuple[str, list[dict[str, object]]]:
+            target = url(front, identity.replace(" ", "%20"), scheme="wss")
+            async with open_client(target, "ocpp1.6", **tls(tls_files, identity)) as ws:
+                got = []
+                for n in range(3):
+                    await ws.send(f'[2,"{n}","DataTransfer",{{"data":"{big if n == 1 else n}"}}]')
+                    got.append(orjson.loads(await ws.recv()))
+                return format_address(ws.local_address), got
+
+        answers = await asyncio.gather(*(session(i) for i in ids))
+        for identity, (local, got) in zip(ids, answers, strict=True):
+            assert [a["id"] for a in got] == [identity] * 3
+            assert [a["remote"] for a in got] == [local] * 3
+            assert orjson.loads(str(got[1]["frame"]))[3]["data"] == big
+            assert {a["pid"] for a in got} != {os.getpid()}
+        assert (front.handed_over, front.relayed) == (3, 3)
+        assert echo.connections == []
+    finally:
+        await front.stop()
+
+
+async def tls_to_peer(echo: Echo, peer_path: Path, tls_files: TlsFiles) -> OcppListener:
+    """A TLS front (started) that relays every charge point to the peer."""
+    options = ListenerOptions(
+        security_profile=2,
+        ssl_context=tls_server_context(tls_files.cert, tls_files.key),
+        open_timeout_s=timeout_s(2),
+    )
+    front = OcppListener(echo, lookup, options, route=lambda cp: peer_path)
+    await front.start()
+    return front
+
+
+async def test_tls_refusals_come_from_the_serving_node(
+    echo: Echo, peer_path: Path, tls_files: TlsFiles
+) -> None:
+    front = await tls_to_peer(echo, peer_path, tls_files)
+    try:
+        for identity, kwargs, status in (
+            ("NOPE", tls(tls_files, "NOPE"), 404),  # unknown to the peer
+            ("CP1", {"ssl": tls_files.client_context()}, 401),  # no credentials
+        ):
+            with pytest.raises(InvalidStatus) as refused:
+                async with open_client(url(front, identity, scheme="wss"), "ocpp1.6", **kwargs):
+                    pass
+            assert refused.value.response.status_code == status
+        assert front.relayed == 2
+        # the peer closed each refused connection: the front's relays end with it
+        await wait_for(lambda: front.relays_open == 0, what="the relays to end")
+    finally:
+        await front.stop()
+
+
+async def test_tls_a_node_that_is_not_there_gets_a_503(
+    tmp_path: Path, echo: Echo, tls_files: TlsFiles
+) -> None:
+    options = ListenerOptions(
+        security_profile=2, ssl_context=tls_server_context(tls_files.cert, tls_files.key)
+    )
+    front = OcppListener(echo, lookup, options, route=lambda cp: tmp_path / "gone.sock")
+    await front.start()
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            async with open_client(
+                url(front, "CP1", scheme="wss"), "ocpp1.6", **tls(tls_files, "CP1")
+            ):
+                pass
+        assert refused.value.response.status_code == 503
+        assert (front.handover_failed, front.relayed) == (1, 0)
+    finally:
+        await front.stop()
+
+
+async def test_tls_the_charge_point_leaving_ends_its_relay(
+    echo: Echo, peer_path: Path, tls_files: TlsFiles
+) -> None:
+    """A charge point of the peer disconnects: its relay ends (the front holds nothing of it);
+    its next connection is relayed afresh. The listener stopping ends the relays it holds."""
+    front = await tls_to_peer(echo, peer_path, tls_files)
+    try:
+        target = url(front, "CP1", scheme="wss")
+        for n in range(2):
+            async with open_client(target, "ocpp1.6", **tls(tls_files, "CP1")) as ws:
+                await ws.send(f'[2,"{n}","Heartbeat",{{}}]')
+                assert orjson.loads(await ws.recv())["frame"] == f'[2,"{n}","Heartbeat",{{}}]'
+                assert front.relays_open == 1
+            await wait_for(lambda: front.relays_open == 0, what="the relays to end")
+        assert front.relayed == 2
+        async with open_client(target, "ocpp1.6", **tls(tls_files, "CP1")) as ws:
+            await ws.send('[2,"9","Heartbeat",{}]')
+            await ws.recv()
+            await front.stop()
+            async with asyncio.timeout(timeout_s(5)):
+                await ws.wait_closed()
+        assert front.relays_open == 0
+    finally:
+        await front.stop()
+
+
+async def test_tls_what_is_not_tls_or_says_nothing_is_closed(
+    tls_front: OcppListener, echo: Echo
+) -> None:
+    loop = asyncio.get_running_loop()
+    for payload in (b"GET /ocpp/XCP1 HTTP/1.1\r\nHost: x\r\n\r\n", b""):
+        sock = socket.create_connection(("127.0.0.1", tls_front.port))
+        sock.setblocking(False)
+        try:
+            if payload:
+                await loop.sock_sendall(sock, payload)  # plain HTTP to the TLS port
+            async with asyncio.timeout(timeout_s(5)):
+                while await loop.sock_recv(sock, 4096):  # a TLS alert at most, then closed
+                    pass
+        finally:
+            sock.close()
+    assert (tls_front.handed_over, tls_front.handover_failed) == (0, 0)
+    assert echo.connections == []
+
+
+async def test_tls_a_burst_of_connections_all_reach_their_node(
+    tls_front: OcppListener, tls_files: TlsFiles
+) -> None:
+    async def one(n: int) -> int:
+        try:
+            async with open_client(
+                url(tls_front, f"X{n:04d}", scheme="wss"),
+                "ocpp1.6",
+                **tls(tls_files, f"X{n:04d}"),
+            ):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    statuses = await asyncio.gather(*(one(n) for n in range(100)))
+    assert set(statuses) == {404}
+    assert (tls_front.relayed, tls_front.handover_failed) == (100, 0)
 
 
 async def test_a_burst_of_connections_all_reach_their_node(front: OcppListener) -> None:
@@ -304,3 +488,41 @@ async def test_a_front_on_an_ipv6_address(echo: Echo, peer_path: Path) -> None:
         assert front.handed_over == 1
     finally:
         await front.stop()
+
+
+async def test_a_relay_holds_back_what_the_other_side_cannot_take() -> None:
+    """Relay flow control: while one side does not read, the relay stops reading the other
+    (nothing piles up in the front's memory); once it reads, every byte arrives, in order."""
+    loop = asyncio.get_running_loop()
+    a_far, a_near = socket.socketpair()
+    b_near, b_far = socket.socketpair()
+    for s in (a_far, a_near, b_near, b_far):
+        s.setblocking(False)
+    from_a, to_b = Relay(), Relay()
+    ta, _ = await loop.connect_accepted_socket(lambda: from_a, a_near)
+    tb, _ = await loop.connect_accepted_socket(lambda: to_b, b_near)
+    assert isinstance(ta, asyncio.Transport)
+    assert isinstance(tb, asyncio.Transport)
+    from_a.other, to_b.other = tb, ta
+    data = os.urandom(8 << 20)
+    sender = asyncio.ensure_future(loop.sock_sendall(a_far, data))
+    try:
+        # b_far reads nothing: the relay's write buffer towards it fills, it stops reading a
+        await wait_for(lambda: not ta.is_reading(), what="the relay to stop reading a")
+        assert tb.get_write_buffer_size() < 1 << 20  # bounded, not the 8 MiB sent
+        got = bytearray()
+        async with asyncio.timeout(timeout_s(20)):
+            while len(got) < len(data):
+                got += await loop.sock_recv(b_far, 1 << 16)
+            await sender
+        assert bytes(got) == data
+        assert ta.is_reading()
+        a_far.close()  # one side ends: the relay closes the other
+        async with asyncio.timeout(timeout_s(5)):
+            assert await loop.sock_recv(b_far, 10) == b""
+    finally:
+        sender.cancel()
+        for t in (ta, tb):
+            t.close()
+        for s in (a_far, b_far):
+            s.close()
