@@ -180,7 +180,7 @@ def test_broker_shards_make_broker_nodes(tmp_path: Path) -> None:
 
 def test_broker_shards_with_tls_on_the_listener(tmp_path: Path) -> None:
     """The front ends TLS and relays the other nodes' charge points (drivers/ocpp/handover.py);
-    refused until 2026-11-30."""
+    refused before 2026-11-29 evening."""
     text = (
         BASE + "[runtime]\nbroker_shards = 2\n[listener]\nsecurity_profile = 2\n"
         "tls_cert_file = 'c.pem'\ntls_key_file = 'k.pem'\n"
