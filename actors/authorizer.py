@@ -13,13 +13,16 @@ With broker shards (``[runtime] broker_shards``) the cloud's calls to the edge r
 authorizer (``broker``) only: it shares its local list and rules, whole, with the other broker
 nodes' authorizers whenever they change and when one starts (:class:`AuthorityShared`); they keep
 the last they got (persisted, so a node restarted while the front is down still has it). Their
-rules file is the front's to apply; each node keeps its own authorization cache.
+rules file is the front's to apply. Each node keeps its own authorization cache and passes what it
+learns from the cloud on to the others' (:class:`CloudAuthorized` with ``from_node``): a driver
+who charged at one node's charge point is known offline at every node's.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -53,7 +56,7 @@ from actors.messages import (
 )
 from actors.rules import RulesOutcome, RulesState, apply, rollback, state_from_dict, state_to_dict
 from actors.shards import broker_node
-from actors.utc import format_utc
+from actors.utc import format_utc, parse_utc
 from drivers.ocpp.framing import call_result_text
 from supervisors.actor import Actor, ActorContext
 
@@ -244,24 +247,7 @@ class Authorizer(Actor):
             )
             return None
         if isinstance(msg, CloudAuthorized):
-            try:
-                if "status" in msg.id_tag_info and ":" in msg.id_token:
-                    info = parse_id_token_info(msg.id_tag_info)
-                else:
-                    info = parse_id_tag_info(msg.id_tag_info)
-            except ValueError:
-                return None
-            result = decide(
-                msg.id_token,
-                online=True,
-                cloud_answer=info,
-                local_list=self.local_list,
-                cache=self.cache,
-                settings=self.settings_for(msg.charge_point_id),
-                now=self.broker.now(),
-            )
-            if isinstance(result, AuthDecision):
-                self._apply_cache(result.cache_change)
+            self._learned(msg)
             return None
         if isinstance(msg, EdgeCallFromCloud):
             self._edge_call(msg)
@@ -278,6 +264,45 @@ class Authorizer(Actor):
             self._late(msg)
             return None
         return await super().receive(msg)
+
+    def _learned(self, msg: CloudAuthorized) -> None:
+        """The cloud's answer for an id, into the cache: learned here (then passed on to the
+        other broker nodes' authorizers) or by another node (unless this one has learned a
+        newer answer for that id meanwhile)."""
+        try:
+            if "status" in msg.id_tag_info and ":" in msg.id_token:
+                info = parse_id_token_info(msg.id_tag_info)
+            else:
+                info = parse_id_tag_info(msg.id_tag_info)
+        except ValueError:
+            return
+        now = self.broker.now()
+        if msg.from_node:
+            try:
+                now = parse_utc(msg.learned_utc, where=f"CloudAuthorized from {msg.from_node}")
+            except ValueError:
+                return
+            known = self.cache.entries.get(msg.id_token)
+            if known is not None and known.stored_utc >= now:
+                return
+        result = decide(
+            msg.id_token,
+            online=True,
+            cloud_answer=info,
+            local_list=self.local_list,
+            cache=self.cache,
+            settings=self.settings_for(msg.charge_point_id),
+            now=now,
+        )
+        if not isinstance(result, AuthDecision) or not result.cache_change:
+            return
+        self._apply_cache(result.cache_change)
+        if msg.from_node or self.broker.shards == 1:
+            return
+        shared = replace(msg, from_node=self.broker.node, learned_utc=format_utc(now))
+        for k in range(self.broker.shards):
+            if k != self.broker.shard:
+                self.ctx.system.send(f"{broker_node(k)}/authorizer", shared)
 
     def _late(self, msg: LateVerdict) -> None:
         try:

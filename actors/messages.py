@@ -204,11 +204,17 @@ class AuthorizedLocally:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloudAuthorized:
-    """What the cloud answered for an id token (feeds the authorization cache)."""
+    """What the cloud answered for an id token (feeds the authorization cache).
+
+    Broker shards: the authorizer that learned it passes it on to the other broker nodes'
+    (``from_node``: the node that learned it, ``learned_utc``: when), so an id that charged at
+    one node's charge point is known offline at every node's."""
 
     charge_point_id: str
     id_token: str
     id_tag_info: dict[str, Any]
+    from_node: str = ""
+    learned_utc: str = ""
 
 
 # -- the edge's own session ---------------------------------------------------------------------------

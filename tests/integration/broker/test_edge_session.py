@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +315,43 @@ async def test_a_later_rejection_stops_an_offline_accepted_transaction(
     finally:
         await edge.stop()
     await asyncio.sleep(0)
+
+
+async def test_an_answer_another_broker_node_learned_enters_the_cache_unless_older(
+    edge: Edge,
+) -> None:
+    """Broker shards pass what each node's authorizer learns from the cloud to the others'
+    (CloudAuthorized with from_node): here it arrives as broker-1's would. It is stored with the
+    time it was learned; an answer learned before the one this node holds does not replace it;
+    one with an unreadable time is dropped."""
+    from actors.messages import CloudAuthorized
+    from actors.utc import format_utc
+
+    actor = edge.system.actor("broker/authorizer")
+    assert actor is not None
+    now = datetime.now(UTC)
+
+    def learned(tag: str, status: str, at: datetime | str) -> CloudAuthorized:
+        return CloudAuthorized(
+            charge_point_id="CP1",
+            id_token=tag,
+            id_tag_info={"status": status},
+            from_node="broker-1",
+            learned_utc=at if isinstance(at, str) else format_utc(at),
+        )
+
+    def status(tag: str) -> str | None:
+        entry = actor.cache.entries.get(tag)  # type: ignore[attr-defined]
+        return None if entry is None else str(entry.info.status.value)
+
+    system = edge.system
+    system.send("broker/authorizer", learned("T1", "Blocked", now))
+    await wait_for(lambda: status("T1") == "Blocked", what="T1 learned")
+    assert actor.cache.entries["T1"].stored_utc == now  # type: ignore[attr-defined]
+    system.send("broker/authorizer", learned("T1", "Accepted", now - timedelta(seconds=5)))
+    system.send("broker/authorizer", learned("T1", "Accepted", "not a time"))
+    system.send("broker/authorizer", learned("T2", "Accepted", now))  # after those two
+    await wait_for(lambda: status("T2") == "Accepted", what="T2 learned")
+    assert status("T1") == "Blocked"  # the older answer and the unreadable one: dropped
+    system.send("broker/authorizer", learned("T1", "Accepted", now + timedelta(seconds=5)))
+    await wait_for(lambda: status("T1") == "Accepted", what="the newer answer")

@@ -429,3 +429,59 @@ async def test_the_edge_sessions_local_list_decides_on_every_node_and_every_node
         if cp is not None:
             await cp.close()
         rt.cleanup()
+
+
+async def test_an_id_learned_at_one_node_is_known_offline_at_the_other(
+    tmp_path: Path, cloud: SimCloud
+) -> None:
+    """Each broker node's authorization cache learns what the other's charge points learned
+    from the cloud: a driver accepted online at one node's charge point is accepted offline at
+    the other's (unknown ids are rejected offline here), both ways, and still after kill -9 of
+    broker-1 (it keeps what it was told)."""
+    rt = await start_two(tmp_path, cloud, authorization={"unknown_id_offline": "reject"})
+    ours = next(c for c in CPS if SHARD[c] == 0)
+    theirs = next(c for c in CPS if SHARD[c] == 1)
+    cps: list[RawChargePoint] = []
+    try:
+        for cp_id in (ours, theirs):
+            cps.append(await RawChargePoint(cp_id).connect(rt.url))
+        front_cp, their_cp = cps
+
+        async def session(cp_id: str, online: bool) -> bool:
+            node = (await nodes(rt)).get(broker_node(SHARD[cp_id]))
+            state = None if node is None else node["site"]["charge_points"].get(cp_id)
+            return state is not None and bool(state["cloud"]["online"]) is online
+
+        for cp_id in (ours, theirs):
+            await wait_for(lambda c=cp_id: session(c, True), timeout=10, what="online")
+        for cp, tag in ((front_cp, "DRIVER-F"), (their_cp, "DRIVER-1")):
+            got = await cp.call("Authorize", {"idTag": tag})
+            assert got[2]["idTagInfo"]["status"] == "Accepted"  # the cloud's answer
+
+        async def cached() -> bool:
+            found = await nodes(rt)
+            return len(found) == 2 and all(
+                n["site"]["authorization"]["cache_entries"] == 2 for n in found.values()
+            )
+
+        await wait_for(cached, timeout=10, what="both ids in both nodes' caches")
+        await cloud.stop()
+        for cp_id in (ours, theirs):
+            await wait_for(lambda c=cp_id: session(c, False), timeout=10, what="offline")
+
+        async def offline_status(cp: RawChargePoint, tag: str) -> str:
+            got = await cp.call("Authorize", {"idTag": tag})
+            return str(got[2]["idTagInfo"]["status"])
+
+        assert await offline_status(their_cp, "DRIVER-F") == "Accepted"  # learned at the front
+        assert await offline_status(front_cp, "DRIVER-1") == "Accepted"  # learned at broker-1
+        assert await offline_status(their_cp, "STRANGER") == "Invalid"
+
+        await kill_second(rt)
+        await their_cp.close()
+        cps[1] = their_cp = await RawChargePoint(theirs).connect(rt.url)
+        assert await offline_status(their_cp, "DRIVER-F") == "Accepted"
+    finally:
+        for cp in cps:
+            await cp.close()
+        rt.cleanup()
