@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -36,10 +37,16 @@ from actors.auth_cache import (
     entry_to_dict,
 )
 from actors.auth_settings import AuthSettings
-from actors.authorization import AuthDecision, DecisionPath, decide, on_late_answer
+from actors.authorization import (
+    AuthDecision,
+    AwaitCloud,
+    DecisionPath,
+    decide,
+    on_late_answer,
+)
 from actors.broker_context import BrokerContext
 from actors.energy_messages import SiteRulesChanged
-from actors.id_tags import AuthStatus, parse_id_tag_info, parse_id_token_info
+from actors.id_tags import AuthStatus, IdTagInfo, parse_id_tag_info, parse_id_token_info
 from actors.local_list import LocalList, handle_send_local_list, local_list_version
 from actors.local_list import from_dict as list_from_dict
 from actors.local_list import to_dict as list_to_dict
@@ -212,15 +219,7 @@ class Authorizer(Actor):
     async def receive(self, msg: object) -> Any:
         if isinstance(msg, AuthorizeLocally):
             now = self.broker.now()
-            result = decide(
-                msg.id_token,
-                online=False,
-                cloud_answer=None,
-                local_list=self.local_list,
-                cache=self.cache,
-                settings=self.settings_for(msg.charge_point_id),
-                now=now,
-            )
+            result = self._decide(msg.id_token, msg.charge_point_id, now)
             assert isinstance(result, AuthDecision)  # offline always decides
             self._apply_cache(result.cache_change)
             self.decisions += 1
@@ -265,6 +264,21 @@ class Authorizer(Actor):
             return None
         return await super().receive(msg)
 
+    def _decide(
+        self, id_token: str, charge_point_id: str, now: datetime, cloud: IdTagInfo | None = None
+    ) -> AuthDecision | AwaitCloud:
+        """:func:`decide` with this node's list, cache and settings: offline, or on the
+        cloud's answer ``cloud``."""
+        return decide(
+            id_token,
+            online=cloud is not None,
+            cloud_answer=cloud,
+            local_list=self.local_list,
+            cache=self.cache,
+            settings=self.settings_for(charge_point_id),
+            now=now,
+        )
+
     def _learned(self, msg: CloudAuthorized) -> None:
         """The cloud's answer for an id, into the cache: learned here (then passed on to the
         other broker nodes' authorizers) or by another node (unless this one has learned a
@@ -285,15 +299,7 @@ class Authorizer(Actor):
             known = self.cache.entries.get(msg.id_token)
             if known is not None and known.stored_utc >= now:
                 return
-        result = decide(
-            msg.id_token,
-            online=True,
-            cloud_answer=info,
-            local_list=self.local_list,
-            cache=self.cache,
-            settings=self.settings_for(msg.charge_point_id),
-            now=now,
-        )
+        result = self._decide(msg.id_token, msg.charge_point_id, now, info)
         if not isinstance(result, AuthDecision) or not result.cache_change:
             return
         self._apply_cache(result.cache_change)

@@ -93,6 +93,20 @@ async def start_two(tmp_path: Path, sim: SimCloud, **site: Any) -> NodesRuntime:
     return rt
 
 
+async def kill_second_and_wait(rt: NodesRuntime, cps: list[LedgerChargePoint]) -> dict[str, int]:
+    """:func:`kill_second`; returns once each of ``cps`` that broker-1 serves has connected
+    again (through the front) and is online; the connection counts of ``cps`` before it."""
+    theirs = [cp for cp in cps if SHARD[cp.cp_id] == 1]
+    connects = {cp.cp_id: cp.connects for cp in cps}
+    await kill_second(rt)
+    await wait_for(
+        lambda: all(cp.connects > connects[cp.cp_id] and cp.online for cp in theirs),
+        timeout=20,
+        what="broker-1's charge points back through the front",
+    )
+    return connects
+
+
 async def kill_second(rt: NodesRuntime) -> None:
     """kill -9 of broker-1; back once another process of it answers."""
     victim = (await nodes(rt))["broker-1"]
@@ -196,13 +210,7 @@ async def test_tls_the_front_relays_the_other_nodes_charge_points(
             cp.transaction(meter_values=3)
         await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=30, what="acked")
 
-        connects = {cp.cp_id: cp.connects for cp in ledger_cps}
-        await kill_second(rt)
-        await wait_for(
-            lambda: all(cp.connects > connects[cp.cp_id] and cp.online for cp in theirs),
-            timeout=20,
-            what="broker-1's charge points back through the front",
-        )
+        connects = await kill_second_and_wait(rt, ledger_cps)
         for cp in ledger_cps:
             cp.transaction(meter_values=3)
         await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=30, what="acked")
@@ -227,14 +235,7 @@ async def test_the_second_node_killed_during_an_offline_transaction(
         cp.meter_values(txs[cp.cp_id], count=5)
     await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=20, what="acknowledged")
 
-    theirs = [cp for cp in ledger_cps if SHARD[cp.cp_id] == 1]
-    connects = {cp.cp_id: cp.connects for cp in theirs}
-    await kill_second(runtime)
-    await wait_for(
-        lambda: all(cp.connects > connects[cp.cp_id] and cp.online for cp in theirs),
-        timeout=20,
-        what="its charge points back through the front",
-    )
+    await kill_second_and_wait(runtime, ledger_cps)
     for cp in ledger_cps:
         cp.meter_values(txs[cp.cp_id], count=5)
         cp.stop_transaction(txs[cp.cp_id])

@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from drivers.ocpp.connection import format_address
 from drivers.ocpp.handover import Relay, request_target
-from drivers.ocpp.server import ListenerOptions, OcppListener, tls_server_context
+from drivers.ocpp.server import ListenerOptions, OcppListener, Route, tls_server_context
 from drivers.ocpp.upstream import basic_authorization
 from tests.helpers import timeout_s, wait_for
 from tests.integration.ocpp_drivers.conftest import (
@@ -76,10 +76,12 @@ async def front(echo: Echo, peer_path: Path) -> AsyncIterator[OcppListener]:
     await listener.stop()
 
 
-async def refused_with(front: OcppListener, cp_id: str, **kwargs: object) -> int:
+async def refused_with(
+    front: OcppListener, cp_id: str, scheme: str = "ws", **kwargs: object
+) -> int:
     """The HTTP status that refuses ``cp_id``'s handshake through ``front`` (fails if none)."""
     with pytest.raises(InvalidStatus) as refused:
-        async with open_client(url(front, cp_id), "ocpp1.6", **kwargs):
+        async with open_client(url(front, cp_id, scheme=scheme), "ocpp1.6", **kwargs):
             pass
     return refused.value.response.status_code
 
@@ -262,22 +264,26 @@ async def test_request_target_waits_for_the_whole_line() -> None:
 # -- TLS: the front ends it and relays the other node's charge points ----------------------------
 
 
-@pytest.fixture
-async def tls_front(
-    echo: Echo, peer_path: Path, tls_files: TlsFiles
-) -> AsyncIterator[OcppListener]:
-    """:func:`front` behind TLS (security profile 2)."""
-
-    def route(charge_point_id: str) -> Path | None:
-        return peer_path if charge_point_id.startswith("X") else None
-
+async def start_tls_front(echo: Echo, tls_files: TlsFiles, route: Route) -> OcppListener:
+    """A front behind TLS (security profile 2), started."""
     options = ListenerOptions(
         security_profile=2,
         ssl_context=tls_server_context(tls_files.cert, tls_files.key),
         open_timeout_s=timeout_s(2),
     )
-    listener = OcppListener(echo, lookup, options, route=route)
-    await listener.start()
+    front = OcppListener(echo, lookup, options, route=route)
+    await front.start()
+    return front
+
+
+@pytest.fixture
+async def tls_front(
+    echo: Echo, peer_path: Path, tls_files: TlsFiles
+) -> AsyncIterator[OcppListener]:
+    """:func:`front` behind TLS: the ids starting with "X" are the peer's."""
+    listener = await start_tls_front(
+        echo, tls_files, lambda cp: peer_path if cp.startswith("X") else None
+    )
     yield listener
     await listener.stop()
 
@@ -304,11 +310,7 @@ async def test_tls_frames_flow_through_the_node_it_was_relayed_to(
     """Every id routed to the peer: the front ends TLS, the peer's process answers each frame
     (both ways, several charge points at once, a frame of 300 kB among them: more than the
     relay's buffers hold) and sees each charge point's own address."""
-    options = ListenerOptions(
-        security_profile=2, ssl_context=tls_server_context(tls_files.cert, tls_files.key)
-    )
-    front = OcppListener(echo, lookup, options, route=lambda cp: peer_path)
-    await front.start()
+    front = await start_tls_front(echo, tls_files, lambda cp: peer_path)
     try:
         ids = ["CP1", "RDAM 123", "CP16"]
         big = "x" * 300_000
@@ -334,31 +336,14 @@ async def test_tls_frames_flow_through_the_node_it_was_relayed_to(
         await front.stop()
 
 
-async def tls_to_peer(echo: Echo, peer_path: Path, tls_files: TlsFiles) -> OcppListener:
-    """A TLS front (started) that relays every charge point to the peer."""
-    options = ListenerOptions(
-        security_profile=2,
-        ssl_context=tls_server_context(tls_files.cert, tls_files.key),
-        open_timeout_s=timeout_s(2),
-    )
-    front = OcppListener(echo, lookup, options, route=lambda cp: peer_path)
-    await front.start()
-    return front
-
-
 async def test_tls_refusals_come_from_the_serving_node(
     echo: Echo, peer_path: Path, tls_files: TlsFiles
 ) -> None:
-    front = await tls_to_peer(echo, peer_path, tls_files)
+    front = await start_tls_front(echo, tls_files, lambda cp: peer_path)
     try:
-        for identity, kwargs, status in (
-            ("NOPE", tls(tls_files, "NOPE"), 404),  # unknown to the peer
-            ("CP1", {"ssl": tls_files.client_context()}, 401),  # no credentials
-        ):
-            with pytest.raises(InvalidStatus) as refused:
-                async with open_client(url(front, identity, scheme="wss"), "ocpp1.6", **kwargs):
-                    pass
-            assert refused.value.response.status_code == status
+        # unknown to the peer, then no credentials: both the peer's answers
+        assert await refused_with(front, "NOPE", "wss", **tls(tls_files, "NOPE")) == 404
+        assert await refused_with(front, "CP1", "wss", ssl=tls_files.client_context()) == 401
         assert front.relayed == 2
         # the peer closed each refused connection: the front's relays end with it
         await wait_for(lambda: front.relays_open == 0, what="the relays to end")
@@ -369,18 +354,9 @@ async def test_tls_refusals_come_from_the_serving_node(
 async def test_tls_a_node_that_is_not_there_gets_a_503(
     tmp_path: Path, echo: Echo, tls_files: TlsFiles
 ) -> None:
-    options = ListenerOptions(
-        security_profile=2, ssl_context=tls_server_context(tls_files.cert, tls_files.key)
-    )
-    front = OcppListener(echo, lookup, options, route=lambda cp: tmp_path / "gone.sock")
-    await front.start()
+    front = await start_tls_front(echo, tls_files, lambda cp: tmp_path / "gone.sock")
     try:
-        with pytest.raises(InvalidStatus) as refused:
-            async with open_client(
-                url(front, "CP1", scheme="wss"), "ocpp1.6", **tls(tls_files, "CP1")
-            ):
-                pass
-        assert refused.value.response.status_code == 503
+        assert await refused_with(front, "CP1", "wss", **tls(tls_files, "CP1")) == 503
         assert (front.handover_failed, front.relayed) == (1, 0)
     finally:
         await front.stop()
@@ -391,7 +367,7 @@ async def test_tls_the_charge_point_leaving_ends_its_relay(
 ) -> None:
     """A charge point of the peer disconnects: its relay ends (the front holds nothing of it);
     its next connection is relayed afresh. The listener stopping ends the relays it holds."""
-    front = await tls_to_peer(echo, peer_path, tls_files)
+    front = await start_tls_front(echo, tls_files, lambda cp: peer_path)
     try:
         target = url(front, "CP1", scheme="wss")
         for n in range(2):
@@ -434,18 +410,10 @@ async def test_tls_what_is_not_tls_or_says_nothing_is_closed(
 async def test_tls_a_burst_of_connections_all_reach_their_node(
     tls_front: OcppListener, tls_files: TlsFiles
 ) -> None:
-    async def one(n: int) -> int:
-        try:
-            async with open_client(
-                url(tls_front, f"X{n:04d}", scheme="wss"),
-                "ocpp1.6",
-                **tls(tls_files, f"X{n:04d}"),
-            ):
-                return 101
-        except InvalidStatus as exc:
-            return exc.response.status_code
-
-    statuses = await asyncio.gather(*(one(n) for n in range(100)))
+    ids = [f"X{n:04d}" for n in range(100)]
+    statuses = await asyncio.gather(
+        *(refused_with(tls_front, i, "wss", **tls(tls_files, i)) for i in ids)
+    )
     assert set(statuses) == {404}
     assert (tls_front.relayed, tls_front.handover_failed) == (100, 0)
 
@@ -455,14 +423,8 @@ async def test_a_burst_of_connections_all_reach_their_node(front: OcppListener) 
     answered by the peer (its 404: the ids are unknown there), none refused on the way (an
     AF_UNIX connect to a full backlog fails: the front bounds its hand-overs at once)."""
 
-    async def one(n: int) -> int:
-        try:
-            async with open_client(url(front, f"X{n:04d}"), "ocpp1.6", **auth(f"X{n:04d}")):
-                return 101
-        except InvalidStatus as exc:
-            return exc.response.status_code
-
-    statuses = await asyncio.gather(*(one(n) for n in range(200)))
+    ids = [f"X{n:04d}" for n in range(200)]
+    statuses = await asyncio.gather(*(refused_with(front, i, **auth(i)) for i in ids))
     assert set(statuses) == {404}
     assert (front.handed_over, front.handover_failed) == (200, 0)
 
