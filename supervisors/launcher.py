@@ -92,11 +92,13 @@ class NodeLauncher:
 
         cfg = self.config
         cfg.storage_dir.mkdir(parents=True, exist_ok=True)
-        # Before anything forks: the stores are opened read-only and closed again.
+        # Before anything forks: the stores are opened (read-only unless a key moves) and closed.
         refused = reshard.refusal(cfg.storage_dir, cfg.runtime.broker_shards)
         if refused is not None:
             log.error("not starting: %s", refused)
             return EXIT_START_FAILED
+        for moved in reshard.move_keys(cfg.storage_dir, cfg.runtime.broker_shards):
+            log.warning("broker_shards = %d: %s", cfg.runtime.broker_shards, moved)
         hygiene.force_loopback_bind()
         hygiene.configure_thespian_logfile(cfg.storage_dir)
         hygiene.become_subreaper()

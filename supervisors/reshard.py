@@ -7,6 +7,12 @@ queued transaction message would never reach the cloud and a running transaction
 ids: the runtime refuses to start while any charge point that moves has such state, and names
 them. Run with the previous count until they are delivered and finished (``run.py status``:
 ``queued for the cloud`` 0, no transaction running on them), then change it.
+
+A key the cloud rotated (actors/credentials.py, table ``credentials``) is the one state that never
+drains: without it, the charge point's new node would ask it for the site file's password and
+lock it out. :func:`move_keys` carries each such key to the node that serves its charge point
+under the new count, before the nodes start (the latest, should several stores hold one; the
+copies elsewhere removed, so a later move back cannot revive an older key).
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from pathlib import Path
 
 import lmdb
 
+from actors.credentials import TABLE as CREDENTIALS_TABLE
+from actors.credentials import StoredKey
 from actors.outbox import TABLE as OUTBOX_TABLE
-from actors.shards import shard_of, shard_of_node
+from actors.shards import broker_node, shard_of, shard_of_node
 from drivers.store import codec
 from drivers.store.audit_log import reading
-from drivers.store.env import SEP, Store
+from drivers.store.env import SEP, Op, Store
 
 STATE = "state"  # the actors' persisted state (supervisors/cell.py), and a ChargePoint's key
 
@@ -30,16 +38,57 @@ def pending_moves(storage_dir: Path, shards: int) -> dict[str, list[str]]:
     store holds its pending state: what is pending there ("3 messages queued for the cloud in
     broker", "a transaction running in broker-1")."""
     found: dict[str, list[str]] = {}
-    for node in sorted(p.parent.name for p in storage_dir.glob("*/data.mdb")):
-        try:
-            shard = shard_of_node(node)
-        except ValueError:
-            continue  # the energy node, ...
+    for node, shard in _broker_stores(storage_dir):
         with reading(storage_dir / node) as store:
             for cp_id, what in _pending(store, node):
                 if shard_of(cp_id, shards) != shard:
                     found.setdefault(cp_id, []).append(f"{what} in {node}")
     return found
+
+
+def move_keys(storage_dir: Path, shards: int) -> list[str]:
+    """Each rotated key into the store of the broker node that serves its charge point with
+    ``shards`` nodes (see the module's text); what was moved, for the log (never a key). Only
+    while no node runs: the stores that change are opened for writing here."""
+    held: dict[str, list[tuple[str, bytes, str]]] = {}  # cp -> [(node, record, rotated_utc)]
+    for node, _ in _broker_stores(storage_dir):
+        with reading(storage_dir / node) as store:
+            for key, raw in _scan(store, CREDENTIALS_TABLE, b""):
+                try:
+                    value = codec.decode(raw)
+                except codec.CodecError:
+                    value = None  # moved as it is; its node reports it unreadable
+                rotated = value.rotated_utc if isinstance(value, StoredKey) else ""
+                held.setdefault(key.decode(), []).append((node, raw, rotated))
+    ops: dict[str, list[Op]] = {}
+    moved: list[str] = []
+    for cp_id, copies in sorted(held.items()):
+        home = broker_node(shard_of(cp_id, shards))
+        if all(node == home for node, _, _ in copies):
+            continue
+        node, raw, _ = max(copies, key=lambda c: c[2])  # the latest (ISO 8601 UTC text)
+        if node != home:
+            ops.setdefault(home, []).append(("put", CREDENTIALS_TABLE, cp_id.encode(), raw))
+            moved.append(f"{cp_id}: its rotated key moved from {node} to {home}")
+        for other, _, _ in copies:
+            if other != home:
+                ops.setdefault(other, []).append(("del", CREDENTIALS_TABLE, cp_id.encode()))
+    for node, node_ops in sorted(ops.items()):
+        store = Store(storage_dir / node)
+        try:
+            store.write_now(node_ops)
+        finally:
+            store.close()
+    return moved
+
+
+def _broker_stores(storage_dir: Path) -> Iterator[tuple[str, int]]:
+    """(name, shard) of each broker node that has a store under ``storage_dir``."""
+    for node in sorted(p.parent.name for p in storage_dir.glob("*/data.mdb")):
+        try:
+            yield node, shard_of_node(node)
+        except ValueError:
+            continue  # the energy node, ...
 
 
 def _pending(store: Store, node: str) -> Iterator[tuple[str, str]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from actors.shards import broker_node, shard_of
 from drivers import control
@@ -484,5 +485,74 @@ async def test_an_id_learned_at_one_node_is_known_offline_at_the_other(
         assert await offline_status(their_cp, "DRIVER-F") == "Accepted"
     finally:
         for cp in cps:
+            await cp.close()
+        rt.cleanup()
+
+
+async def test_a_rotated_key_follows_its_charge_point_to_its_new_node(
+    tmp_path: Path, cloud: SimCloud
+) -> None:
+    """The cloud rotates a charge point's key on a site with one broker node; the site then
+    runs with two, where that charge point is broker-1's: it connects with the rotated key (the
+    launcher moved it; broker-1 would otherwise ask for the site file's password and refuse
+    it), and the key's state came along whole (the site file's password, still accepted
+    until the rotated one was used, is refused after it)."""
+    port = free_tcp_port()
+    moving = next(c for c in CPS if SHARD[c] == 1)
+    site_key, new_key = "site-file-key-0123456", "rotated-by-the-cloud-42"
+
+    def text(shards: int) -> str:
+        return site_toml(
+            tmp_path,
+            mode="nodes",
+            port=port,
+            cloud_url=cloud.url,
+            listener={"security_profile": 1},
+            charge_points={moving: {"password": site_key}},
+            runtime={"broker_shards": shards},
+        )
+
+    async def served(node: str) -> bool:
+        found = await nodes(rt)
+        state = found.get(node, {}).get("site", {}).get("charge_points", {}).get(moving)
+        return state is not None and bool(state["connected"])
+
+    rt = NodesRuntime(tmp_path, text(1), port)
+    cp: RawChargePoint | None = None
+    try:
+        await rt.start()
+        cp = await RawChargePoint(moving).connect(rt.url, password=site_key)
+
+        async def online() -> bool:
+            state = await rt.cloud_state(moving)
+            return state is not None and bool(state["online"])
+
+        await wait_for(online, timeout=10, what="its cloud session")
+        cp.answers["ChangeConfiguration"] = {"status": "Accepted"}
+        change = {"key": "AuthorizationKey", "value": new_key}
+        assert await cloud.call(moving, "ChangeConfiguration", change) == {"status": "Accepted"}
+
+        async def kept() -> bool:
+            state = (await nodes(rt))["broker"]["site"]["charge_points"][moving]
+            return state.get("key_rotation") is not None
+
+        await wait_for(kept, timeout=10, what="the rotated key kept")
+        await cp.close()
+        cp = None
+        assert await rt.terminate() == 0
+
+        rt.config.write_text(text(2))
+        await rt.start()
+        assert f"{moving}: its rotated key moved from broker to broker-1" in rt.log_text()
+        assert new_key not in rt.log_text()
+        cp = await RawChargePoint(moving).connect(rt.url, password=new_key)
+        await wait_for(lambda: served("broker-1"), timeout=10, what="served by broker-1")
+        await cp.close()
+        cp = None
+        with pytest.raises(InvalidStatus) as refused:
+            await RawChargePoint(moving).connect(rt.url, password=site_key)
+        assert refused.value.response.status_code == 401
+    finally:
+        if cp is not None:
             await cp.close()
         rt.cleanup()
