@@ -108,16 +108,16 @@ async def kill_second_and_wait(rt: NodesRuntime, cps: list[LedgerChargePoint]) -
     return connects
 
 
-async def kill_second(rt: NodesRuntime) -> None:
-    """kill -9 of broker-1; back once another process of it answers."""
-    victim = (await nodes(rt))["broker-1"]
+async def kill_second(rt: NodesRuntime, name: str = "broker-1") -> None:
+    """kill -9 of broker node ``name``; back once another process of it answers."""
+    victim = (await nodes(rt))[name]
     os.kill(int(victim["pid"]), signal.SIGKILL)
 
     async def back() -> bool:
-        node = (await nodes(rt)).get("broker-1")
+        node = (await nodes(rt)).get(name)
         return node is not None and node["pid"] != victim["pid"]
 
-    await wait_for(back, timeout=30, what="broker-1 restarted")
+    await wait_for(back, timeout=30, what=f"{name} restarted")
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ async def test_tls_the_front_relays_the_other_nodes_charge_points(
     one port, each served by its node (broker-1's relayed by the front, which ends TLS); its
     transactions accounted, nothing lost; also across kill -9 of broker-1 (the front's relays
     to it end, its charge points come back through the front) while the front's own charge
-    points never notice."""
+    points never notice, and across kill -9 of the front (every charge point comes back)."""
     tls = self_signed(tmp_path)
     rt = await start_two(
         tmp_path,
@@ -219,8 +219,20 @@ async def test_tls_the_front_relays_the_other_nodes_charge_points(
         front_node = (await nodes(rt))["broker"]
         assert front_node["restarts"] == 0
         assert front_node["site"]["listener"]["relays_open"] == len(theirs)
+
+        # kill -9 of the front: every charge point's TLS connection was its, all come back.
+        connects = {cp.cp_id: cp.connects for cp in ledger_cps}
+        await kill_second(rt, "broker")
+        await wait_for(
+            lambda: all(cp.connects > connects[cp.cp_id] and cp.online for cp in ledger_cps),
+            timeout=20,
+            what="every charge point back through the restarted front",
+        )
+        for cp in ledger_cps:
+            cp.transaction(meter_values=3)
+        await wait_for(lambda: all(cp.drained for cp in ledger_cps), timeout=30, what="acked")
         await wait_for(lambda: cloud_online(rt, True), timeout=20, what="cloud sessions")
-        await accounted(rt, cloud, ledger_cps, "TLS, broker-1 killed")
+        await accounted(rt, cloud, ledger_cps, "TLS, broker-1 killed, then the front")
     finally:
         rt.cleanup()
 
