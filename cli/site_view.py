@@ -41,11 +41,12 @@ def _brokers(doc: dict[str, Any]) -> dict[str, Any]:
         merged[key] = sum(int(p.get(key) or 0) for p in parts)
     profiles = [p.get("profiles") for p in parts]
     if all(isinstance(p, dict) for p in profiles):
+        # Only what adds up across nodes; each node's own counters are in its status.
         merged["profiles"] = {
-            **profiles[0],
             "recent_batches": merge_batch_reports(
                 [list(p.get("recent_batches") or ()) for p in profiles]
             ),
+            "profiles_rejected": sum(int(p.get("profiles_rejected") or 0) for p in profiles),
         }
     return merged
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from cli.site_view import render_site
+from cli.site_view import _brokers, render_site
 
 
 def doc(recent: list[dict[str, Any]]) -> dict[str, Any]:
@@ -94,16 +94,20 @@ def test_the_last_profile_batch_counts_every_broker_nodes_part() -> None:
     """Each broker node writes its charge points' part of a batch (the same trigger): the line
     adds the parts up and shows the latest frame of any."""
 
-    def broker(recent: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"charge_points": {}, "profiles": {"recent_batches": recent}}
+    def broker(recent: list[dict[str, Any]], rejected: int = 0) -> dict[str, Any]:
+        profiles = {"recent_batches": recent, "profiles_rejected": rejected, "batches_received": 9}
+        return {"charge_points": {}, "profiles": profiles}
 
     front = [{"trigger_monotonic_ns": 7, "limits": 250, "written": 250, "last_written_ms": 31.0}]
     other = [{"trigger_monotonic_ns": 7, "limits": 250, "written": 249, "last_written_ms": 44.4}]
     d = {
         "nodes": [
             {"kind": "energy", "site": {"mode": "normal"}},
-            {"name": "broker", "kind": "broker", "site": broker(front)},
-            {"name": "broker-1", "kind": "broker", "site": broker(other)},
+            {"name": "broker", "kind": "broker", "site": broker(front, 1)},
+            {"name": "broker-1", "kind": "broker", "site": broker(other, 2)},
         ]
     }
     assert "last profile batch: 499 of 500 limits written, the last 44 ms after" in rendered(d)
+    # what adds up is added up; no node's own counter passes for the site's
+    assert _brokers(d)["profiles"]["profiles_rejected"] == 3
+    assert "batches_received" not in _brokers(d)["profiles"]
