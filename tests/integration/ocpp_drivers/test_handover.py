@@ -5,8 +5,10 @@ are real (loopback TCP, a Unix socket with SCM_RIGHTS)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -488,3 +490,39 @@ async def test_a_relay_holds_back_what_the_other_side_cannot_take() -> None:
             t.close()
         for s in (a_far, b_far):
             s.close()
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        pytest.param(b"GET /other/XCP1 HTTP/1.1", b"404", id="outside-the-prefix"),
+        pytest.param(b"POST /ocpp/XCP1 HTTP/1.1", b"404", id="not-a-get"),
+        pytest.param(None, None, id="silent-after-the-tls-handshake"),
+    ],
+)
+async def test_tls_what_is_not_an_ocpp_request_is_answered_or_closed_by_the_front(
+    tls_front: OcppListener, tls_files: TlsFiles, request_line: bytes | None, status: bytes | None
+) -> None:
+    """Over TLS as without it: the front's own handshake answers what it cannot route; a
+    connection that completes its TLS handshake and says nothing is closed after the open
+    timeout. Nothing is relayed."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", tls_front.port, ssl=tls_files.client_context()
+    )
+    try:
+        if request_line is not None:
+            writer.write(
+                request_line + b"\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+        async with asyncio.timeout(timeout_s(10)):
+            answer = await reader.read(4096)
+        if status is None:
+            assert answer == b""  # closed by the front, nothing sent
+        else:
+            assert answer.split(b" ")[1] == status, answer
+        assert (tls_front.handed_over, tls_front.relayed) == (0, 0)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
