@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,10 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.ocpp.server import ListenerOptions, OcppListener, tls_server_context
+from tests.integration.ocpp_drivers import shard_peer
 from tests.integration.ocpp_drivers.conftest import KNOWN, PASSWORD, Echo, lookup
 from tests.tls_files import TlsFiles, self_signed
-
-REPO = Path(__file__).resolve().parents[1]
 
 # The charge points' process: N wss:// clients (the ids the peer and the front know, in turn),
 # each connected before the go, then FRAMES frames one at a time.
@@ -88,23 +86,10 @@ class Peer:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.ocpp_drivers.shard_peer", str(path)],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("the peer node did not start")
+        self.proc = shard_peer.spawn(path)
 
     def close(self) -> None:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.close()
-        self.proc.wait(30)
-        self.proc.stdout.close()
+        shard_peer.stop(self.proc, 30.0)
 
 
 async def one_run(

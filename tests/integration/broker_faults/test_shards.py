@@ -67,19 +67,25 @@ async def cloud_online(rt: NodesRuntime, want: bool) -> bool:
     return True
 
 
-async def start_two(tmp_path: Path, sim: SimCloud, **site: Any) -> NodesRuntime:
-    """The site with two broker nodes, both answering, its cloud ``sim`` (``site``: more of
-    site_toml's tables)."""
-    port = free_tcp_port()
-    text = site_toml(
+def nodes_site(tmp_path: Path, port: int, sim: SimCloud, shards: int, **site: Any) -> str:
+    """The site file in nodes mode with ``shards`` broker nodes, the charge points CPS unless
+    ``site`` names others (``site``: more of site_toml's tables)."""
+    return site_toml(
         tmp_path,
         mode="nodes",
         port=port,
         cloud_url=sim.url,
         charge_points=site.pop("charge_points", CPS),
-        runtime={"broker_shards": 2},
+        runtime={"broker_shards": shards},
         **site,
     )
+
+
+async def start_two(tmp_path: Path, sim: SimCloud, **site: Any) -> NodesRuntime:
+    """The site with two broker nodes, both answering, its cloud ``sim`` (``site``: more of
+    site_toml's tables)."""
+    port = free_tcp_port()
+    text = nodes_site(tmp_path, port, sim, 2, **site)
     rt = NodesRuntime(tmp_path, text, port)
 
     async def both() -> bool:
@@ -270,14 +276,7 @@ async def test_a_new_shard_count_waits_for_what_would_move(
     port = free_tcp_port()
 
     def text(shards: int) -> str:
-        return site_toml(
-            tmp_path,
-            mode="nodes",
-            port=port,
-            cloud_url=cloud.url,
-            charge_points=CPS,
-            runtime={"broker_shards": shards},
-        )
+        return nodes_site(tmp_path, port, cloud, shards)
 
     rt = NodesRuntime(tmp_path, text(1), port)
     try:
@@ -514,14 +513,13 @@ async def test_a_rotated_key_follows_its_charge_point_to_its_new_node(
     site_key, new_key = "site-file-key-0123456", "rotated-by-the-cloud-42"
 
     def text(shards: int) -> str:
-        return site_toml(
+        return nodes_site(
             tmp_path,
-            mode="nodes",
-            port=port,
-            cloud_url=cloud.url,
+            port,
+            cloud,
+            shards,
             listener={"security_profile": 1},
             charge_points={moving: {"password": site_key}},
-            runtime={"broker_shards": shards},
         )
 
     async def served(node: str) -> bool:

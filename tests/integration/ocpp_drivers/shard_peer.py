@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from drivers.ocpp.connection import LinkClosed, OcppConnection
 from drivers.ocpp.handover import HandoverServer
 from drivers.ocpp.server import ListenerOptions, OcppListener
 from tests.integration.ocpp_drivers.conftest import lookup
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 async def answer(connection: OcppConnection) -> None:
@@ -37,6 +40,37 @@ async def answer(connection: OcppConnection) -> None:
             )
     except LinkClosed:
         pass
+
+
+def spawn(path: Path) -> subprocess.Popen[str]:
+    """This module in a process of its own, serving ``path``; returns once it is ready."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.ocpp_drivers.shard_peer", str(path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"the shard peer for {path} did not start")
+    return proc
+
+
+def stop(proc: subprocess.Popen[str], timeout_s: float = 10.0) -> None:
+    """Close its stdin (it stops then); kill it if it has not within ``timeout_s``."""
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    proc.stdin.close()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    finally:
+        proc.stdout.close()
 
 
 async def main(path: Path) -> None:

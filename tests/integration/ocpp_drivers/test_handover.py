@@ -9,8 +9,6 @@ import contextlib
 import os
 import socket
 import ssl
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from drivers.ocpp.handover import Relay, request_target
 from drivers.ocpp.server import ListenerOptions, OcppListener, Route, tls_server_context
 from drivers.ocpp.upstream import basic_authorization
 from tests.helpers import timeout_s, wait_for
+from tests.integration.ocpp_drivers import shard_peer
 from tests.integration.ocpp_drivers.conftest import (
     PASSWORD,
     Echo,
@@ -32,35 +31,16 @@ from tests.integration.ocpp_drivers.conftest import (
     url,
 )
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 @pytest.fixture
 def peer_path(tmp_path: Path) -> Iterator[Path]:
     """A node process serving what is handed to ``tmp_path/peer.sock``."""
     path = tmp_path / "peer.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.ocpp_drivers.shard_peer", str(path)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = shard_peer.spawn(path)
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
         yield path
     finally:
-        assert proc.stdin is not None
-        assert proc.stdout is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout_s(10))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        finally:
-            proc.stdout.close()
+        shard_peer.stop(proc, timeout_s(10))
 
 
 @pytest.fixture
