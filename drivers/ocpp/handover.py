@@ -141,13 +141,8 @@ class Relay(asyncio.Protocol):
     buffer on its own transport pauses reading on ``other``; either side's end closes both."""
 
     def __init__(self, ended: Callable[[], None] | None = None) -> None:
-        self.transport: asyncio.Transport | None = None
         self.other: asyncio.Transport | None = None
         self.ended = ended  # called once its own transport is gone
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         if self.other is not None and not self.other.is_closing():

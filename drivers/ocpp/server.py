@@ -378,10 +378,7 @@ class OcppListener:
             log.info("OCPP listener: %s sent no request line (%s); closed", peer, exc or "timeout")
             conn.close()
             return
-        node = None
-        if target is not None:
-            with contextlib.suppress(InvalidIdentity):
-                node = self._route(charge_point_id_from_path(target, self.options.path_prefix))
+        node = self._node_for(target)
         if node is None:
             await self.adopt(conn)  # ours, or not an OCPP request: our handshake answers it
             return
@@ -395,6 +392,17 @@ class OcppListener:
                 conn.send(_UNAVAILABLE)
         finally:
             conn.close()
+
+    def _node_for(self, target: str | None) -> Path | None:
+        """The Unix socket of the node that serves the request-target ``target``; None: this
+        node's (its own charge point, or no OCPP request, which its handshake answers)."""
+        assert self._route is not None
+        if target is None:
+            return None
+        try:
+            return self._route(charge_point_id_from_path(target, self.options.path_prefix))
+        except InvalidIdentity:
+            return None
 
     async def _dispatch_tls(self, conn: socket.socket, context: ssl.SSLContext) -> None:
         """:meth:`_dispatch` behind TLS: the handshake here, the request line read from the
@@ -426,10 +434,7 @@ class OcppListener:
             )
             return
         assert isinstance(transport, asyncio.Transport)
-        node = None
-        if target is not None:
-            with contextlib.suppress(InvalidIdentity):
-                node = self._route(charge_point_id_from_path(target, self.options.path_prefix))
+        node = self._node_for(target)
         if transport.is_closing():  # gone already
             return
         if node is None:  # ours, or not an OCPP request: our handshake answers it
