@@ -20,11 +20,13 @@ from actors.audit import audit
 from actors.audit_records import AuditKind
 from actors.cp_base import (
     HEARTBEAT_INTERVAL_S,
+    QUIET_RECONNECT_S,
     RATE_PER_S,
     V16,
     V201,
     DownCallTimedOut,
     Pending,
+    QuietReconnect,
     StrictCheck,
     _id_token,
 )
@@ -132,6 +134,8 @@ class ChargePoint(LimitsAndCaps):
             await self._edge_call(msg)
         elif isinstance(msg, StrictCheck):
             await self._strict_check(msg)
+        elif isinstance(msg, QuietReconnect):
+            await self._quiet_reconnect(msg)
         elif isinstance(msg, DownCallTimedOut):
             await self._down_deadline()
         elif isinstance(msg, ChargePointConnected):
@@ -178,6 +182,8 @@ class ChargePoint(LimitsAndCaps):
             cloud = self.broker.config.cloud
             grace = (cloud.open_timeout_s if cloud is not None else 10.0) + 1.0
             self.send_after(0.0 if self.cloud_heard else grace, StrictCheck(conn_no=link.conn_no))
+        if self.broker.energy_managed and self.state.registration == "Accepted":
+            self.send_after(QUIET_RECONNECT_S, QuietReconnect(conn_no=link.conn_no))
 
         await self._pump_down()
 
@@ -270,6 +276,8 @@ class ChargePoint(LimitsAndCaps):
         self.dirty = True
 
     async def _call(self, call: Call) -> None:
+        if self.link is not None:
+            self.heard_on = self.link.conn_no
         now = self.broker.now()
         if self.state.on_call(call.action, call.payload, now):
             self.dirty = True

@@ -53,6 +53,17 @@ class StrictCheck:
     conn_no: int
 
 
+# A charge point accepted on an earlier connection that has not spoken this long after it came
+# back gets the edge's own calls anyway (LimitsAndCaps._quiet_reconnect). One that rebooted sends
+# its BootNotification first thing, well within it.
+QUIET_RECONNECT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuietReconnect:
+    conn_no: int
+
+
 class TokenBucket:
     def __init__(self, rate_per_s: float, burst: float) -> None:
         self.rate, self.burst = rate_per_s, burst
@@ -94,6 +105,7 @@ class ChargePointBase(Actor):
             phases=int(getattr(energy, "phases", 3)),
         )
         self.energy_ready = False  # energy calls wait for the first answer on a connection
+        self.heard_on = 0  # the last connection (conn_no) the charge point sent a CALL on
         # replace_key of a profile call -> the trigger of the batch it came from (ProfileWrites)
         self.profile_triggers: dict[str, int] = {}
 

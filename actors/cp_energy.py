@@ -3,7 +3,10 @@
 - On every (re)connection: learn what the charge point takes (1.6 GetConfiguration
   ChargeProfileMaxStackLevel / ChargingScheduleAllowedChargingRateUnit, 2.0.1 GetVariables), then
   install the safe TxDefaultProfile and, where supported, the ChargePointMaxProfile. A charge point
-  that reboots (BootNotification) gets them again.
+  that reboots (BootNotification) gets them again. One that reconnects without a boot also gets
+  the TxProfile of each transaction still running, at its last limit: its controller may have
+  restarted and lost them (it would give the car its full current), and the energy node sends a
+  limit again only when it changes (or in its periodic full batch).
 - Each limit from the energy node becomes a TxProfile for the running transaction (fixed profile id
   per connector: a new one replaces the old); a newer limit replaces a queued one (``replace_key``),
   so a slow charge point never holds up the loop. Increases below the hysteresis are not sent,
@@ -60,6 +63,7 @@ class EnergySide:
         self.sent: dict[int, float] = {}
         self.default_limit_a = SAFE_DEFAULT_A
         self.boot_installed = False
+        self.resume_tx = False  # once the capabilities are known: TxProfiles of a reconnect
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
         # connector -> (what its template depends on, the template)
         self.templates: dict[int, tuple[tuple[Any, ...], TxProfileTemplate | None]] = {}
@@ -93,11 +97,14 @@ class EnergySide:
         )
 
     # -- the link -------------------------------------------------------------------------------
-    def connected(self, version: OcppVersion) -> list[CallChargePoint]:
-        """A new connection: what it had installed may be gone (reboot) or stale."""
+    def connected(self, version: OcppVersion, *, rebooted: bool = False) -> list[CallChargePoint]:
+        """A new connection: what it had installed may be gone (reboot) or stale. ``rebooted``:
+        it began with a BootNotification (its transactions ended with the reboot: their
+        TxProfiles are not installed again)."""
         self.version = version
         self.sent.clear()
         self.boot_installed = False
+        self.resume_tx = not rebooted
         if version is OcppVersion.V16:
             return [self._call("GetConfiguration", {"key": CAPS_KEYS_16}, "caps")]
         return [
@@ -123,6 +130,7 @@ class EnergySide:
         """BootNotification: a rebooted charge point forgot its profiles."""
         self.sent.clear()
         self.boot_installed = False
+        self.resume_tx = False
         return self._boot_profiles(now) if self.caps_known else []
 
     def _boot_profiles(self, now: datetime) -> list[CallChargePoint]:
@@ -202,13 +210,23 @@ class EnergySide:
 
     # -- answers --------------------------------------------------------------------------------
     def answered(
-        self, answer: Answer, now: datetime
+        self,
+        answer: Answer,
+        now: datetime,
+        running_tx: Callable[[int], str | None] | None = None,
     ) -> tuple[list[CallChargePoint], ProfileOutcome | None, float]:
         """Calls to send (after the returned delay, in seconds) and the outcome for the energy
-        node."""
+        node. ``running_tx``: the transaction running on a connector, if any."""
         if answer.tag == "caps":
             self._learn(answer)
-            return (self._boot_profiles(now) if not self.boot_installed else []), None, 0.0
+            calls = self._boot_profiles(now) if not self.boot_installed else []
+            if self.resume_tx and running_tx is not None:
+                self.resume_tx = False
+                for held, last in sorted(self.limits.items()):
+                    running = running_tx(held)
+                    if running is not None:
+                        calls += self._tx_profile(last, running)
+            return calls, None, 0.0
         if not answer.tag.startswith("tx:"):
             return [], None, 0.0
         _, connector, limit_a, tx_id = answer.tag.split(":", 3)

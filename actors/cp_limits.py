@@ -10,6 +10,7 @@ from typing import Any
 
 from actors.audit import audit
 from actors.audit_records import AuditKind
+from actors.cp_base import QuietReconnect
 from actors.cp_calls import DownstreamCalls
 from actors.cp_energy import Answer
 from actors.messages import (
@@ -40,7 +41,7 @@ class LimitsAndCaps(DownstreamCalls):
             calls = self.energy.booted(self.broker.now()) if self.energy_ready else []
             if not self.energy_ready:
                 self.energy_ready = True
-                calls = self.energy.connected(self.version)
+                calls = self.energy.connected(self.version, rebooted=True)
         elif not self.energy_ready:
             self.energy_ready = True
             calls = self.energy.connected(self.version)
@@ -58,6 +59,23 @@ class LimitsAndCaps(DownstreamCalls):
             self._report_connectors(
                 urgent=call.action != "MeterValues" and call.action != "StatusNotification"
             )
+
+    async def _quiet_reconnect(self, msg: QuietReconnect) -> None:
+        """Accepted on an earlier connection and back without a word for QUIET_RECONNECT_S. A
+        charge point does not boot again on a mere reconnect and may stay silent until its next
+        meter interval (10 s and more), while what it held may have gone with a restart of its
+        controller (it would then give the car its full current): learn what it takes and
+        install its profiles now, the running transactions' included, rather than at its first
+        message."""
+        link = self.link
+        if link is None or link.conn_no != msg.conn_no or self.energy_ready:
+            return
+        if self.heard_on == msg.conn_no or self.state.registration != "Accepted":
+            return  # it called (a BootNotification the cloud has yet to answer, say): its answer
+            # opens the way (_answered_call)
+        self.energy_ready = True
+        for c in self.energy.connected(self.version):
+            await self._edge_call(c)
 
     def _report_connectors(self, *, urgent: bool) -> None:
         if not self.broker.energy_managed:
@@ -98,7 +116,9 @@ class LimitsAndCaps(DownstreamCalls):
 
     async def _edge_answered(self, msg: ChargePointAnswered) -> None:
         answer = Answer(tag=msg.tag, ok=msg.ok, payload=msg.payload, error=msg.error)
-        retries, outcome, delay = self.energy.answered(answer, self.broker.now())
+        retries, outcome, delay = self.energy.answered(
+            answer, self.broker.now(), running_tx=self._running_tx
+        )
         for c in retries:
             if delay > 0:
                 self.send_after(delay, c)  # comes back as a CallChargePoint to this actor

@@ -12,8 +12,10 @@ import pytest
 
 from sim.base_load import BaseLoad
 from sim.car import CarSpec
+from sim.charge_point import SimChargePoint
 from sim.cp_config import Behaviour, quirk
 from sim.site import SiteSpec
+from sim.smart_charging import ProfileStore
 from tests.helpers import wait_for
 from tests.integration.site.full_site import FullSite, start_full_site
 
@@ -187,3 +189,55 @@ async def test_charge_points_that_refuse_stack_levels_or_amperes_are_adapted_to(
         )
     finally:
         await site.stop()
+
+
+def purposes(cp: SimChargePoint) -> dict[str, list[int]]:
+    """The charge point's installed profiles: connector ids by purpose."""
+    held: dict[str, list[int]] = {}
+    for p in cp.profiles.profiles:
+        held.setdefault(p.purpose.value, []).append(p.connector_id)
+    return held
+
+
+def forget_profiles(cp: SimChargePoint) -> None:
+    """What a charger whose controller restarted holds: no profile, so its connector's maximum."""
+    cp.profiles = ProfileStore()
+    cp.applied_profiles = ProfileStore()
+    cp.refresh()
+
+
+async def test_a_charge_point_that_lost_its_profiles_gets_them_again_when_it_reconnects(
+    site: FullSite,
+) -> None:
+    await wait_for(lambda: all(cp.connected for cp in site.sim.charge_points), what="connected")
+    await site.sim.arrive_all()
+    await wait_for(
+        lambda: all(8 <= a <= 15 for a in offered(site)),
+        timeout=15,
+        what=f"fair shares under the fuse, offered {offered(site)}",
+    )
+    cp = site.sim.charge_points[0]
+    share = cp.offered_a(1)
+    # At boot the edge installed its safe default on the station, the station maximum where the
+    # charge point takes one, and the transaction's own profile.
+    held = purposes(cp)
+    assert held.get("TxDefaultProfile") == [0], held
+    assert held.get("ChargePointMaxProfile") == [0], held
+    assert held.get("TxProfile") == [1], held
+
+    # The charge point's controller restarts with the car still charging: it lost its profiles
+    # (it would give the car its full 32 A) and its link, and it reconnects without a boot.
+    forget_profiles(cp)
+    assert cp.offered_a(1) == 32.0
+    await cp.drop_connection()
+    # Back at once: not at its first message (its next meter values, 10 s away) nor at the
+    # allocator's periodic full batch (60 s): the station's profiles and the transaction's, at
+    # the share it had.
+    await wait_for(
+        lambda: (
+            sorted(purposes(cp)) == ["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"]
+            and abs(cp.offered_a(1) - share) <= 1.0
+        ),
+        timeout=3,
+        what="the profiles installed again after the reconnect",
+    )

@@ -1,0 +1,131 @@
+"""A charge point that comes back gets its profiles again, without waiting for the energy node.
+
+The energy node sends a connector's limit when it changes (and every connector's in its periodic
+full batch, a minute apart); what a charge point held may be gone when it comes back (its
+controller restarted: it would then give the car its full current). Here no batch follows the
+first one: whatever the charge point holds afterwards, the broker installed by itself."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sim.car import CarSpec
+from sim.charge_point import SimChargePoint
+from sim.cloud import SimCloud
+from sim.smart_charging import ProfileStore
+from tests.helpers import wait_for
+from tests.integration.broker.edge import Edge, start_edge
+from tests.integration.broker.test_profile_batches import ENERGY, batch
+from tests.integration.sim.conftest import GOOD_TAG, fast_config
+
+STATION = ["ChargePointMaxProfile", "TxDefaultProfile"]
+
+
+@dataclass
+class Charging:
+    cloud: SimCloud
+    edge: Edge
+    cp: SimChargePoint
+
+    def held(self) -> list[str]:
+        return sorted(p.purpose.value for p in self.cp.profiles.profiles)
+
+    def forget(self) -> None:
+        """Its controller restarted: no profile, so the connector's maximum for the car."""
+        self.cp.profiles = ProfileStore()
+        self.cp.applied_profiles = ProfileStore()
+        self.cp.refresh()
+        assert self.cp.offered_a(1) == 32.0
+        assert self.held() == []
+
+    def energy(self) -> dict[str, object]:
+        report: dict[str, object] = self.edge.cp("CP1")["energy"]
+        return report
+
+    def accepted(self) -> object:
+        """The limits the charge point accepted, as the broker knows them."""
+        return self.energy()["sent_a"]
+
+
+@pytest.fixture(params=["ocpp1.6", "ocpp2.0.1"])
+async def charging(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Charging]:
+    """CP1 charging at a limit of 10 A from one batch; silent between its messages for longer
+    than any test here waits (meter values every 60 s, the cloud's heartbeat interval 300 s)."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    cp = SimChargePoint(fast_config(edge.url, request.param, meter_interval_s=60.0))
+    c = Charging(cloud=cloud, edge=edge, cp=cp)
+    try:
+        await cp.start()
+        await wait_for(lambda: cp.connected, what="CP1 online")
+        await cp.plug_in(1, CarSpec(max_current_a=32.0, energy_need_wh=1e9))
+        await cp.start_transaction(1, GOOD_TAG)
+        await wait_for(
+            lambda: bool(edge.cp("CP1")["transactions"]) and not cp.outbox,
+            what="the transaction known to the edge, its start answered",
+        )
+        edge.system.send("broker/profiles", batch(10.0, sent_ns=1_000))
+        await wait_for(
+            lambda: (
+                c.held() == [*STATION, "TxProfile"]
+                and c.accepted() == {"1": 10.0}
+                and edge.cp("CP1")["down_queue"] == 0
+            ),
+            what="the station's profiles and the TxProfile at 10 A, accepted",
+        )
+        assert cp.offered_a(1) == 10.0
+        yield c
+    finally:
+        await cp.stop()
+        await edge.stop()
+        await cloud.stop()
+
+
+async def test_back_without_a_boot_it_gets_the_station_profiles_and_the_running_limit(
+    charging: Charging,
+) -> None:
+    c = charging
+    c.forget()
+    await c.cp.drop_connection()
+    await wait_for(
+        lambda: c.held() == [*STATION, "TxProfile"] and c.accepted() == {"1": 10.0},
+        timeout=3,
+        what="every profile installed again, the transaction's at its last limit",
+    )
+    assert c.cp.offered_a(1) == 10.0
+    assert c.energy()["caps"] == {"max_stack_level": 20, "rate_units": ["A", "W"]}
+
+
+async def test_after_a_reboot_the_station_profiles_come_back_and_a_new_transaction_gets_its_limit(
+    charging: Charging,
+) -> None:
+    c = charging
+    c.forget()
+    # The cloud answers the boot late: the charge point has spoken, so the broker waits for that
+    # answer, and no TxProfile goes out for the transaction the reboot ended (the charge point
+    # would refuse it, and the broker would learn the wrong lesson from that: stack level 0).
+    c.cloud.inject_fault("BootNotification", delay_s=2.0, times=1)
+    boots = c.cloud.count("CP1", "BootNotification")
+    c.cp.reset("PowerLoss")
+    await wait_for(
+        lambda: c.cloud.count("CP1", "BootNotification") > boots, timeout=5, what="the new boot"
+    )
+    await wait_for(lambda: c.held() == STATION, timeout=5, what="the station's profiles again")
+    await wait_for(lambda: not c.edge.cp("CP1")["transactions"], what="the old transaction ended")
+    assert c.energy()["caps"] == {"max_stack_level": 20, "rate_units": ["A", "W"]}
+
+    await c.cp.start_transaction(1, GOOD_TAG)
+    await wait_for(
+        lambda: c.held() == [*STATION, "TxProfile"] and c.accepted() == {"1": 10.0},
+        timeout=3,
+        what="the new transaction's TxProfile at the connector's last limit",
+    )
+    assert c.cp.offered_a(1) == 10.0
+    profiles = c.edge.system.actor("broker/profiles").report()
+    assert profiles["profiles_rejected"] == 0, profiles["last_rejection"]
+    assert c.energy()["caps"] == {"max_stack_level": 20, "rate_units": ["A", "W"]}
