@@ -12,7 +12,7 @@ from sim.car import CarSpec
 from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
 from tests.helpers import wait_for
-from tests.integration.broker.edge import start_edge
+from tests.integration.broker.edge import Edge, start_edge
 from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
 ENERGY = """
@@ -44,19 +44,26 @@ def batch(limit_a: float, sent_ns: int) -> ProfileBatch:
     )
 
 
+async def charge(edge: Edge, cp: SimChargePoint) -> None:
+    """Start CP1 (``cp``), plug a car in and start a transaction: known to the edge, its start
+    answered (so the broker sends no TxProfile of its own for it afterwards)."""
+    await cp.start()
+    await wait_for(lambda: cp.connected, what="CP1 online")
+    await cp.plug_in(1, CarSpec(max_current_a=32.0, energy_need_wh=1e9))
+    await cp.start_transaction(1, GOOD_TAG)
+    await wait_for(
+        lambda: bool(edge.cp("CP1")["transactions"]) and not cp.outbox,
+        what="the transaction known to the edge, its start answered",
+    )
+
+
 async def test_an_overtaken_batch_is_dropped_and_the_newest_limit_stays(tmp_path: Path) -> None:
     cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
     await cloud.start()
     edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
     cp = SimChargePoint(fast_config(edge.url, "ocpp1.6"))
     try:
-        await cp.start()
-        await wait_for(lambda: cp.connected, what="CP1 online")
-        await cp.plug_in(1, CarSpec(max_current_a=32.0, energy_need_wh=1e9))
-        await cp.start_transaction(1, GOOD_TAG)
-        await wait_for(
-            lambda: bool(edge.cp("CP1")["transactions"]), what="the transaction known to the edge"
-        )
+        await charge(edge, cp)
         edge.system.send("broker/profiles", batch(10.0, sent_ns=2_000))
         await wait_for(lambda: cp.offered_a(1) == 10.0, what="the newer batch applied")
         assert gc.isenabled(), "the collector left off after the fan-out"

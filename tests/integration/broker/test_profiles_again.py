@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from sim.car import CarSpec
 from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
 from sim.smart_charging import ProfileStore
 from tests.helpers import wait_for
 from tests.integration.broker.edge import Edge, start_edge
-from tests.integration.broker.test_profile_batches import ENERGY, batch
+from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
 from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
 STATION = ["ChargePointMaxProfile", "TxDefaultProfile"]
@@ -61,14 +60,7 @@ async def charging(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncItera
     cp = SimChargePoint(fast_config(edge.url, request.param, meter_interval_s=60.0))
     c = Charging(cloud=cloud, edge=edge, cp=cp)
     try:
-        await cp.start()
-        await wait_for(lambda: cp.connected, what="CP1 online")
-        await cp.plug_in(1, CarSpec(max_current_a=32.0, energy_need_wh=1e9))
-        await cp.start_transaction(1, GOOD_TAG)
-        await wait_for(
-            lambda: bool(edge.cp("CP1")["transactions"]) and not cp.outbox,
-            what="the transaction known to the edge, its start answered",
-        )
+        await charge(edge, cp)
         edge.system.send("broker/profiles", batch(10.0, sent_ns=1_000))
         await wait_for(
             lambda: (

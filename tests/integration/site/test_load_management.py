@@ -60,6 +60,18 @@ def site_current(site: FullSite) -> float:
     return max(reading.currents_a)
 
 
+async def fair_shares(site: FullSite) -> None:
+    """Every charge point connected, a car charging at each, at its share of the headroom."""
+    await wait_for(lambda: all(cp.connected for cp in site.sim.charge_points), what="connected")
+    await site.sim.arrive_all()
+    # 50 A fuse - 2 A margin - 4 A base = 44 A for three cars: about 14.6 A each.
+    await wait_for(
+        lambda: all(8 <= a <= 15 for a in offered(site)),
+        timeout=15,
+        what=f"fair shares under the fuse, offered {offered(site)}",
+    )
+
+
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[FullSite]:
     contact = tmp_path / "dim"
@@ -73,14 +85,7 @@ async def site(tmp_path: Path) -> AsyncIterator[FullSite]:
 async def test_cars_share_the_headroom_and_a_limit_step_down_lowers_them_within_a_loop(
     site: FullSite, tmp_path: Path
 ) -> None:
-    await wait_for(lambda: all(cp.connected for cp in site.sim.charge_points), what="connected")
-    await site.sim.arrive_all()
-    # 50 A fuse - 2 A margin - 4 A base = 44 A for three cars: about 14.6 A each.
-    await wait_for(
-        lambda: all(8 <= a <= 15 for a in offered(site)),
-        timeout=15,
-        what=f"fair shares under the fuse, offered {offered(site)}",
-    )
+    await fair_shares(site)
     assert sum(offered(site)) <= 44.0 + 1e-6
     await wait_for(
         lambda: site_current(site) <= 48.0 and site_current(site) > 30,
@@ -209,13 +214,7 @@ def forget_profiles(cp: SimChargePoint) -> None:
 async def test_a_charge_point_that_lost_its_profiles_gets_them_again_when_it_reconnects(
     site: FullSite,
 ) -> None:
-    await wait_for(lambda: all(cp.connected for cp in site.sim.charge_points), what="connected")
-    await site.sim.arrive_all()
-    await wait_for(
-        lambda: all(8 <= a <= 15 for a in offered(site)),
-        timeout=15,
-        what=f"fair shares under the fuse, offered {offered(site)}",
-    )
+    await fair_shares(site)
     cp = site.sim.charge_points[0]
     share = cp.offered_a(1)
     # At boot the edge installed its safe default on the station, the station maximum where the
