@@ -23,6 +23,9 @@ class Behaviour:
     slow_apply_s: float = 0.0
     # Sends BootNotification again on every reconnect (most chargers do not).
     boot_on_reconnect: bool = False
+    # Answers SetChargingProfile only after this many seconds (a busy controller); it reads
+    # nothing else meanwhile.
+    profile_answer_delay_s: float = 0.0
 
 
 QUIRKS: dict[str, Behaviour] = {

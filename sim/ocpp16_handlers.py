@@ -9,7 +9,7 @@ from sim.clock import ocpp_timestamp
 from sim.cp_config import valid_value
 from sim.dialect import Msg
 from sim.ocpp16 import sampled_values
-from sim.ocpp_lib import V16ChargePoint, bind, v16_call_result
+from sim.ocpp_lib import V16ChargePoint, answer_later, bind, v16_call_result
 from sim.smart_charging import ProfileError, Purpose, profile_from_v16
 
 if TYPE_CHECKING:
@@ -91,14 +91,15 @@ class _Handlers:
 
     def set_charging_profile(self, connector_id: int, cs_charging_profiles: Any, **_: Any) -> Any:
         self._seen("SetChargingProfile")
+        delay_s = self.core.config.behaviour.profile_answer_delay_s
         core = self.core
         try:
             profile = profile_from_v16(
                 connector_id, cs_charging_profiles, installed_utc=core.clock.utc()
             )
         except (ProfileError, KeyError, ValueError):
-            return R.SetChargingProfile(status="Rejected")
-        return R.SetChargingProfile(status=core.install_profile(profile))
+            return answer_later(R.SetChargingProfile(status="Rejected"), delay_s)
+        return answer_later(R.SetChargingProfile(status=core.install_profile(profile)), delay_s)
 
     def clear_charging_profile(
         self,

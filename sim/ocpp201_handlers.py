@@ -12,7 +12,7 @@ from sim.clock import ocpp_timestamp
 from sim.cp_config import valid_value
 from sim.dialect import Msg
 from sim.ocpp201 import meter_value
-from sim.ocpp_lib import V201ChargePoint, bind, v201_call_result
+from sim.ocpp_lib import V201ChargePoint, answer_later, bind, v201_call_result
 from sim.smart_charging import ProfileError, Purpose, profile_from_v201
 
 if TYPE_CHECKING:
@@ -105,12 +105,13 @@ class _Handlers:
 
     def set_charging_profile(self, evse_id: int, charging_profile: Any, **_: Any) -> Any:
         self._seen("SetChargingProfile")
+        delay_s = self.core.config.behaviour.profile_answer_delay_s
         core = self.core
         try:
             profile = profile_from_v201(evse_id, charging_profile, installed_utc=core.clock.utc())
         except (ProfileError, KeyError, ValueError):
-            return R.SetChargingProfile(status="Rejected")
-        return R.SetChargingProfile(status=core.install_profile(profile))
+            return answer_later(R.SetChargingProfile(status="Rejected"), delay_s)
+        return answer_later(R.SetChargingProfile(status=core.install_profile(profile)), delay_s)
 
     def clear_charging_profile(
         self,

@@ -9,6 +9,7 @@ as snake_case keyword arguments and return a call_result dataclass, as with ``@o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -52,6 +53,18 @@ def bind(
         for action, handler in handlers.items()
     }
     return peer
+
+
+def answer_later(result: Any, delay_s: float) -> Any:
+    """``result``, or after ``delay_s`` (the ``ocpp`` package awaits a handler's awaitable)."""
+    if delay_s <= 0:
+        return result
+
+    async def later() -> Any:
+        await asyncio.sleep(delay_s)
+        return result
+
+    return later()
 
 
 def error_code(exc: BaseException) -> str:

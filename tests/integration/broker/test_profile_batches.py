@@ -1,6 +1,7 @@
-"""Profile batches reaching the broker out of order (supervisors/node_links.py: while the path
+"""Profile batches at the broker. Out of order (supervisors/node_links.py: while the path
 between the nodes switches, one sent through the Thespian root can arrive after a newer one sent
-direct): the router applies the newest and drops an older one that arrives after it."""
+direct): the router applies the newest and drops an older one that arrives after it. To a slow
+charge point: the latest limit replaces one still waiting, and nobody else waits for it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from actors.energy_messages import ConnectorLimit, ProfileBatch
 from sim.car import CarSpec
 from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
+from sim.cp_config import Behaviour
 from tests.helpers import wait_for
 from tests.integration.broker.edge import Edge, start_edge
 from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
+CPS = ("CP1", "CP2")
 ENERGY = """
 [[grid_limits]]
 name = "fuse"
@@ -24,17 +27,18 @@ current_a = 100
 """
 
 
-def batch(limit_a: float, sent_ns: int) -> ProfileBatch:
+def batch(limit_a: float, sent_ns: int, cps: tuple[str, ...] = ("CP1",)) -> ProfileBatch:
     return ProfileBatch(
-        limits=(
+        limits=tuple(
             ConnectorLimit(
-                charge_point_id="CP1",
+                charge_point_id=cp,
                 connector_id=1,
                 limit_a=limit_a,
                 phases=3,
                 binding_source="grid_limit:fuse/L1",
                 reason="test",
-            ),
+            )
+            for cp in cps
         ),
         default_limit_a=6.0,
         computed_utc="2026-01-01T00:00:00.000Z",
@@ -45,15 +49,15 @@ def batch(limit_a: float, sent_ns: int) -> ProfileBatch:
 
 
 async def charge(edge: Edge, cp: SimChargePoint) -> None:
-    """Start CP1 (``cp``), plug a car in and start a transaction: known to the edge, its start
+    """Start ``cp``, plug a car in and start a transaction: known to the edge, its start
     answered (so the broker sends no TxProfile of its own for it afterwards)."""
     await cp.start()
-    await wait_for(lambda: cp.connected, what="CP1 online")
+    await wait_for(lambda: cp.connected, what=f"{cp.id} online")
     await cp.plug_in(1, CarSpec(max_current_a=32.0, energy_need_wh=1e9))
     await cp.start_transaction(1, GOOD_TAG)
     await wait_for(
-        lambda: bool(edge.cp("CP1")["transactions"]) and not cp.outbox,
-        what="the transaction known to the edge, its start answered",
+        lambda: bool(edge.cp(cp.id)["transactions"]) and not cp.outbox,
+        what=f"{cp.id}'s transaction known to the edge, its start answered",
     )
 
 
@@ -75,5 +79,47 @@ async def test_an_overtaken_batch_is_dropped_and_the_newest_limit_stays(tmp_path
         assert router["batches_received"] == 2
     finally:
         await cp.stop()
+        await edge.stop()
+        await cloud.stop()
+
+
+async def test_a_slow_charge_point_gets_the_latest_limit_next_and_holds_up_nobody(
+    tmp_path: Path,
+) -> None:
+    """One call in flight per charge point (OCPP-J): limits that come while a slow charge point
+    has not answered wait, and each newer one replaces the one waiting."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY, charge_points=CPS)
+    slow = SimChargePoint(
+        fast_config(edge.url, "ocpp1.6", behaviour=Behaviour(profile_answer_delay_s=1.0))
+    )
+    quick = SimChargePoint(fast_config(edge.url, "ocpp1.6", charge_point_id="CP2"))
+    try:
+        for cp in (slow, quick):
+            await charge(edge, cp)
+        await wait_for(
+            lambda: all(edge.cp(cp)["down_queue"] == 0 for cp in CPS),
+            timeout=5,
+            what="the station's profiles installed (one a second on the slow one)",
+        )
+        sent_before = slow.stats.received["SetChargingProfile"]
+        for i, limit_a in enumerate((12.0, 11.0, 10.0, 9.0)):
+            edge.system.send("broker/profiles", batch(limit_a, sent_ns=1_000 + i, cps=CPS))
+        await wait_for(lambda: quick.offered_a(1) == 9.0, what="the quick one at the latest")
+        assert slow.offered_a(1) == 12.0, "the slow one still answering the first"
+        await wait_for(
+            lambda: edge.cp("CP1")["energy"]["sent_a"] == {"1": 9.0},
+            timeout=5,
+            what="the slow one at the latest limit, accepted",
+        )
+        assert slow.offered_a(1) == 9.0
+        # 12 A went at once; 11 and 10 A were replaced while they waited: 9 A went next.
+        assert slow.stats.received["SetChargingProfile"] - sent_before == 2
+        profiles = edge.system.actor("broker/profiles").report()
+        assert profiles["profiles_rejected"] == 0, profiles["last_rejection"]
+    finally:
+        await quick.stop()
+        await slow.stop()
         await edge.stop()
         await cloud.stop()
