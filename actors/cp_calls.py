@@ -81,6 +81,8 @@ class DownstreamCalls(ChargePointBase):
             self._cloud(AnswerToCloud(session=call.session, text=frame.raw))
             if isinstance(frame, CallResult) and call.action in credentials.ACTIONS:
                 self._key_rotated(call, frame.payload)
+            if isinstance(frame, CallResult):
+                await self._cloud_call_done(call, frame.payload)
         elif call.reply_to:
             if isinstance(frame, CallResult):
                 ok, payload, error = True, frame.payload, ""
@@ -98,6 +100,9 @@ class DownstreamCalls(ChargePointBase):
                 ),
             )
         await self._pump_down()
+
+    async def _cloud_call_done(self, call: DownCall, answer: dict[str, Any]) -> None:
+        """The charge point answered a call of the cloud's (CALLRESULT): what else it needs."""
 
     async def _down_deadline(self) -> None:
         self.down_timer.fired()

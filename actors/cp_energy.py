@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,7 @@ from actors.profiles import (
     boot_profiles,
     capabilities_from_v16,
     capabilities_from_v201,
+    is_edge_profile_id,
     tx_profile_request,
     tx_profile_template,
     worth_sending,
@@ -222,10 +223,7 @@ class EnergySide:
             calls = self._boot_profiles(now) if not self.boot_installed else []
             if self.resume_tx and running_tx is not None:
                 self.resume_tx = False
-                for held, last in sorted(self.limits.items()):
-                    running = running_tx(held)
-                    if running is not None:
-                        calls += self._tx_profile(last, running)
+                calls += self._running_profiles(running_tx)
             return calls, None, 0.0
         if not answer.tag.startswith("tx:"):
             return [], None, 0.0
@@ -255,6 +253,37 @@ class EnergySide:
             written_utc=utc_text(now),
         )
         return retry, outcome, delay
+
+    def cloud_cleared(
+        self,
+        request: Mapping[str, Any],
+        now: datetime,
+        running_tx: Callable[[int], str | None],
+    ) -> list[CallChargePoint]:
+        """The charge point accepted the cloud's ClearChargingProfile ``request``: the edge's
+        profiles it may have removed, again. Not when it named a profile id or a stack level
+        that is not the edge's (the cloud clearing its own)."""
+        criteria = request.get("chargingProfileCriteria")
+        if not isinstance(criteria, Mapping):
+            criteria = request
+        named = request.get("id", request.get("chargingProfileId"))
+        if isinstance(named, int) and not is_edge_profile_id(self.caps, named):
+            return []
+        level = criteria.get("stackLevel")
+        if isinstance(level, int) and level != self.caps.stack_level:
+            return []
+        self.sent.clear()
+        calls = self._boot_profiles(now) if self.caps_known else []
+        return calls + self._running_profiles(running_tx)
+
+    def _running_profiles(self, running_tx: Callable[[int], str | None]) -> list[CallChargePoint]:
+        """The TxProfile of each running transaction, at its connector's last limit."""
+        calls: list[CallChargePoint] = []
+        for held, last in sorted(self.limits.items()):
+            running = running_tx(held)
+            if running is not None:
+                calls += self._tx_profile(last, running)
+        return calls
 
     def _adapt(self, connector_id: int, tx_id: str) -> list[CallChargePoint]:
         """Rejected: try what charge points commonly need instead, once each."""

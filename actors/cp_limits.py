@@ -8,10 +8,13 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from actors.audit import audit
 from actors.audit_records import AuditKind
 from actors.cp_base import QuietReconnect
 from actors.cp_calls import DownstreamCalls
+from actors.cp_downstream import DownCall
 from actors.cp_energy import Answer
 from actors.messages import (
     ApplyLimit,
@@ -75,6 +78,28 @@ class LimitsAndCaps(DownstreamCalls):
             # opens the way (_answered_call)
         self.energy_ready = True
         for c in self.energy.connected(self.version):
+            await self._edge_call(c)
+
+    async def _cloud_call_done(self, call: DownCall, answer: dict[str, Any]) -> None:
+        """A ClearChargingProfile of the cloud's that the charge point accepted may have removed
+        the edge's profiles (without criteria it removes them all, and the car gets its full
+        current): those it may have removed are installed again at once."""
+        if call.action != "ClearChargingProfile" or answer.get("status") != "Accepted":
+            return
+        if not self.broker.energy_managed or not self.energy_ready:
+            return
+        try:
+            request = orjson.loads(call.text)[3]
+        except (orjson.JSONDecodeError, IndexError, TypeError):
+            return
+        if not isinstance(request, dict):
+            return
+        calls = self.energy.cloud_cleared(request, self.broker.now(), self._running_tx)
+        if calls:
+            log.info(
+                "%s: the cloud cleared charging profiles; the edge's installed again", self.cp_id
+            )
+        for c in calls:
             await self._edge_call(c)
 
     def _report_connectors(self, *, urgent: bool) -> None:

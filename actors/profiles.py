@@ -151,6 +151,13 @@ def max_profile_id(caps: ChargePointCapabilities) -> int:
     return caps.profile_id_base + 1
 
 
+def is_edge_profile_id(caps: ChargePointCapabilities, profile_id: int) -> bool:
+    """One of the ids the edge's profiles take (:func:`tx_default_profile_id`,
+    :func:`max_profile_id`, :func:`tx_profile_id` of any connector)."""
+    offset = profile_id - caps.profile_id_base
+    return offset in (0, 1) or 100 < offset < 1000
+
+
 def tx_profile_id(caps: ChargePointCapabilities, connector_id: int) -> int:
     """Fixed per connector: every TxProfile for this connector replaces the previous one."""
     if connector_id < 1:

@@ -15,6 +15,7 @@ import pytest
 
 from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
+from sim.profile_payloads import profile_for
 from sim.smart_charging import ProfileStore
 from tests.helpers import wait_for
 from tests.integration.broker.edge import Edge, start_edge
@@ -121,3 +122,41 @@ async def test_after_a_reboot_the_station_profiles_come_back_and_a_new_transacti
     profiles = c.edge.system.actor("broker/profiles").report()
     assert profiles["profiles_rejected"] == 0, profiles["last_rejection"]
     assert c.energy()["caps"] == {"max_stack_level": 20, "rate_units": ["A", "W"]}
+
+
+def clear_all(protocol: str) -> dict[str, object]:
+    """A ClearChargingProfile without criteria: every profile on the charge point."""
+    return {} if protocol == "ocpp1.6" else {"chargingProfileCriteria": {}}
+
+
+async def test_a_clear_all_from_the_cloud_is_followed_by_the_edges_profiles_again(
+    charging: Charging,
+) -> None:
+    c = charging
+    answer = await c.cloud.call("CP1", "ClearChargingProfile", clear_all(c.cp.config.protocol))
+    assert answer["status"] == "Accepted"
+    await wait_for(
+        lambda: c.held() == [*STATION, "TxProfile"] and c.accepted() == {"1": 10.0},
+        timeout=3,
+        what="the edge's profiles installed again after the cloud's clear",
+    )
+    assert c.cp.offered_a(1) == 10.0
+
+
+async def test_the_cloud_clearing_its_own_profile_leaves_the_edges_alone(
+    charging: Charging,
+) -> None:
+    c = charging
+    protocol = c.cp.config.protocol
+    own = profile_for(protocol, limit=20.0, profile_id=7, purpose="TxDefaultProfile")
+    assert (await c.cloud.set_charging_profile("CP1", 0, own))["status"] == "Accepted"
+    sent = c.cp.stats.received["SetChargingProfile"]
+    by_id = {"id": 7} if protocol == "ocpp1.6" else {"chargingProfileId": 7}
+    answer = await c.cloud.call("CP1", "ClearChargingProfile", by_id)
+    assert answer["status"] == "Accepted"
+    # The next limit is the next call the edge makes: had it installed anything again after the
+    # clear, that would have gone first.
+    c.edge.system.send("broker/profiles", batch(9.0, sent_ns=2_000))
+    await wait_for(lambda: c.accepted() == {"1": 9.0}, what="the next limit")
+    assert c.cp.stats.received["SetChargingProfile"] == sent + 1
+    assert c.held() == [*STATION, "TxProfile"]

@@ -1,0 +1,104 @@
+"""The energy side of one charge point (actors.cp_energy), pure: which calls it makes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from actors.cp_energy import Answer, EnergySide
+from actors.energy_messages import ConnectorLimit
+from actors.messages import CallChargePoint
+from actors.profiles import (
+    DEFAULT_PROFILE_ID_BASE,
+    ChargePointCapabilities,
+    is_edge_profile_id,
+    max_profile_id,
+    tx_default_profile_id,
+    tx_profile_id,
+)
+from drivers.ocpp.codes import OcppVersion
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+CAPS_16 = {"configurationKey": [{"key": "ChargeProfileMaxStackLevel", "value": "5"}]}
+
+
+def limit(connector: int, limit_a: float) -> ConnectorLimit:
+    return ConnectorLimit(
+        charge_point_id="CP1",
+        connector_id=connector,
+        limit_a=limit_a,
+        phases=3,
+        binding_source="grid_limit:fuse/L1",
+        reason="test",
+    )
+
+
+def caps_answer() -> Answer:
+    return Answer(tag="caps", ok=True, payload=CAPS_16, error="")
+
+
+def tags(calls: list[CallChargePoint]) -> list[str]:
+    return [c.tag for c in calls]
+
+
+def charging_side() -> EnergySide:
+    """Connected, capabilities known (stack level 5), connector 1 charging at 10 A (tx "7"),
+    connector 2 holding a limit but no transaction."""
+    side = EnergySide("CP1", reply_to="x", max_current_a=32.0, phases=3)
+    side.connected(OcppVersion.V16, rebooted=True)
+    side.answered(caps_answer(), NOW)
+    side.limit(limit(1, 10.0), 6.0, "7", lambda: NOW)
+    side.limit(limit(2, 8.0), 6.0, None, lambda: NOW)
+    side.sent[1] = 10.0
+    return side
+
+
+def running(connector: int) -> str | None:
+    return "7" if connector == 1 else None
+
+
+def test_the_edges_profile_ids() -> None:
+    caps = ChargePointCapabilities()
+    for pid in (tx_default_profile_id(caps), max_profile_id(caps), tx_profile_id(caps, 1)):
+        assert is_edge_profile_id(caps, pid)
+    for pid in (1, 7, DEFAULT_PROFILE_ID_BASE - 1, DEFAULT_PROFILE_ID_BASE + 2):
+        assert not is_edge_profile_id(caps, pid)
+
+
+def test_back_without_a_boot_the_running_transactions_profile_follows() -> None:
+    side = charging_side()
+    assert tags(side.connected(OcppVersion.V16)) == ["caps"]
+    calls, _, _ = side.answered(caps_answer(), NOW, running_tx=running)
+    assert tags(calls) == ["boot:0", "boot:1", "tx:1:10.0:7"]
+
+
+def test_after_a_reboot_no_profile_for_the_transactions_it_ended() -> None:
+    side = charging_side()
+    assert tags(side.connected(OcppVersion.V16, rebooted=True)) == ["caps"]
+    calls, _, _ = side.answered(caps_answer(), NOW, running_tx=running)
+    assert tags(calls) == ["boot:0", "boot:1"]
+
+
+@pytest.mark.parametrize(
+    ("request_", "again"),
+    [
+        pytest.param({}, True, id="all"),
+        pytest.param({"connectorId": 1}, True, id="connector"),
+        pytest.param({"chargingProfilePurpose": "TxProfile"}, True, id="purpose"),
+        pytest.param({"stackLevel": 5}, True, id="the-edges-stack-level"),
+        pytest.param({"stackLevel": 0}, False, id="another-stack-level"),
+        pytest.param({"id": DEFAULT_PROFILE_ID_BASE + 101}, True, id="the-edges-id"),
+        pytest.param({"id": 7}, False, id="the-clouds-id"),
+        pytest.param({"chargingProfileCriteria": {"stackLevel": 5}}, True, id="201-edges-level"),
+        pytest.param({"chargingProfileCriteria": {"stackLevel": 1}}, False, id="201-other-level"),
+        pytest.param({"chargingProfileId": 7}, False, id="201-the-clouds-id"),
+    ],
+)
+def test_a_clear_from_the_cloud_brings_the_edges_profiles_back_if_it_may_have_removed_them(
+    request_: dict[str, object], again: bool
+) -> None:
+    side = charging_side()
+    calls = side.cloud_cleared(request_, NOW, running)
+    assert tags(calls) == (["boot:0", "boot:1", "tx:1:10.0:7"] if again else [])
+    assert side.sent == ({} if again else {1: 10.0})
