@@ -74,8 +74,9 @@ class LimitsAndCaps(DownstreamCalls):
         if link is None or link.conn_no != msg.conn_no or self.energy_ready:
             return
         if self.heard_on == msg.conn_no or self.state.registration != "Accepted":
-            return  # it called (a BootNotification the cloud has yet to answer, say): its answer
-            # opens the way (_answered_call)
+            # It called (a BootNotification the cloud has yet to answer, say): the answer opens
+            # the way (_answered_call), as a boot's must.
+            return
         self.energy_ready = True
         for c in self.energy.connected(self.version):
             await self._edge_call(c)
