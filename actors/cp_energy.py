@@ -244,7 +244,12 @@ class EnergySide:
             if count == 1 and limit is not None:
                 retry, delay = self._tx_profile(limit, tx_id, force=True), RETRY_AFTER_S
             else:
+                caps = self.caps
                 retry = self._adapt(connector_id, tx_id)
+                if self.caps != caps and self.boot_installed:
+                    # What it refused, it refused in the station's profiles too (sent first,
+                    # their answers not read): they go again as it takes them.
+                    retry = self._boot_profiles(now) + retry
         outcome = ProfileOutcome(
             charge_point_id=self.cp_id,
             connector_id=connector_id,

@@ -17,6 +17,9 @@ class Behaviour:
     ignores_profiles: bool = False
     # Highest stack level accepted; some chargers report and accept only 0.
     max_stack_level: int = 20
+    # What it reports as ChargeProfileMaxStackLevel when that is not what it accepts (None: the
+    # truth); some report 20 and refuse anything above 0.
+    reported_max_stack_level: int | None = None
     # Rejects profiles in A (ChargingScheduleAllowedChargingRateUnit = Power).
     watts_only: bool = False
     # Applies an accepted profile only after this many seconds.
@@ -150,7 +153,13 @@ def default_configuration(config: ChargePointConfig) -> dict[str, ConfigKey]:
         "LocalAuthListMaxLength": ConfigKey(value="1000", kind="int", readonly=True),
         "SendLocalListMaxLength": ConfigKey(value="100", kind="int", readonly=True),
         "ChargeProfileMaxStackLevel": ConfigKey(
-            value=str(b.max_stack_level), kind="int", readonly=True
+            value=str(
+                b.max_stack_level
+                if b.reported_max_stack_level is None
+                else b.reported_max_stack_level
+            ),
+            kind="int",
+            readonly=True,
         ),
         "ChargingScheduleAllowedChargingRateUnit": ConfigKey(
             value=rate_units, kind="csl", readonly=True

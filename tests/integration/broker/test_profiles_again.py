@@ -15,6 +15,7 @@ import pytest
 
 from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
+from sim.cp_config import Behaviour
 from sim.profile_payloads import profile_for
 from sim.smart_charging import ProfileStore
 from tests.helpers import wait_for
@@ -160,3 +161,32 @@ async def test_the_cloud_clearing_its_own_profile_leaves_the_edges_alone(
     await wait_for(lambda: c.accepted() == {"1": 9.0}, what="the next limit")
     assert c.cp.stats.received["SetChargingProfile"] == sent + 1
     assert c.held() == [*STATION, "TxProfile"]
+
+
+async def test_a_charge_point_that_overstates_its_stack_level_gets_every_profile_at_one_it_takes(
+    tmp_path: Path,
+) -> None:
+    """It reports ChargeProfileMaxStackLevel 20 and refuses anything above 0: the station's
+    profiles, sent first, are refused as the TxProfile is; once the TxProfile taught the broker
+    the level, they go again at it."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    quirk = Behaviour(max_stack_level=0, reported_max_stack_level=20)
+    c = Charging(cloud, edge, SimChargePoint(fast_config(edge.url, "ocpp1.6", behaviour=quirk)))
+    try:
+        await charge(edge, c.cp)
+        assert c.held() == [], "the station's profiles refused at level 20"
+        edge.system.send("broker/profiles", batch(10.0, sent_ns=1_000))
+        await wait_for(
+            lambda: c.held() == [*STATION, "TxProfile"] and c.accepted() == {"1": 10.0},
+            timeout=5,
+            what="every profile taken at stack level 0",
+        )
+        assert c.energy()["caps"] == {"max_stack_level": 0, "rate_units": ["A", "W"]}
+        assert {p.stack_level for p in c.cp.profiles.profiles} == {0}
+        assert c.cp.offered_a(1) == 10.0
+    finally:
+        await c.cp.stop()
+        await edge.stop()
+        await cloud.stop()

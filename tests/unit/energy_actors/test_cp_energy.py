@@ -102,3 +102,13 @@ def test_a_clear_from_the_cloud_brings_the_edges_profiles_back_if_it_may_have_re
     calls = side.cloud_cleared(request_, NOW, running)
     assert tags(calls) == (["boot:0", "boot:1", "tx:1:10.0:7"] if again else [])
     assert side.sent == ({} if again else {1: 10.0})
+
+
+def test_a_lesson_from_a_refused_tx_profile_sends_the_station_profiles_again() -> None:
+    side = charging_side()
+    refused = Answer(tag="tx:1:10.0:7", ok=True, payload={"status": "Rejected"}, error="")
+    retry, _, delay = side.answered(refused, NOW, running_tx=running)
+    assert (tags(retry), delay) == (["tx:1:10.0:7"], 1.0)  # once more as it was
+    retry, _, _ = side.answered(refused, NOW, running_tx=running)
+    assert side.caps.max_stack_level == 0
+    assert tags(retry) == ["boot:0", "boot:1", "tx:1:10.0:7"]
