@@ -1,9 +1,11 @@
-"""A charge point that comes back gets its profiles again, without waiting for the energy node.
+"""The edge's profiles go in again, without waiting for the energy node, wherever they may be
+gone: a charge point back without a boot, after a reboot, after the cloud's ClearChargingProfile,
+and where the charge point refused them at a stack level it overstated.
 
 The energy node sends a connector's limit when it changes (and every connector's in its periodic
-full batch, a minute apart); what a charge point held may be gone when it comes back (its
-controller restarted: it would then give the car its full current). Here no batch follows the
-first one: whatever the charge point holds afterwards, the broker installed by itself."""
+full batch, a minute apart); what a charge point held may be gone meanwhile (its controller
+restarted: it would then give the car its full current). Here no batch follows the first one:
+whatever the charge point holds afterwards, the broker installed by itself."""
 
 from __future__ import annotations
 
