@@ -311,6 +311,13 @@ class SimChargePoint(CloudOperations):
                 return c
         return None
 
+    def lose_profiles(self) -> None:
+        """What a restart of its controller does on many chargers: every charging profile gone,
+        so each connector offers its maximum (the car keeps charging)."""
+        self.profiles = ProfileStore()
+        self.applied_profiles = ProfileStore()
+        self.refresh()
+
     # -- physics and reporting ---------------------------------------------------------------------
 
     def refresh(self) -> None:

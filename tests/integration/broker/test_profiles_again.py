@@ -19,7 +19,6 @@ from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
 from sim.cp_config import Behaviour
 from sim.profile_payloads import profile_for
-from sim.smart_charging import ProfileStore
 from tests.helpers import wait_for
 from tests.integration.broker.edge import Edge, start_edge
 from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
@@ -39,9 +38,7 @@ class Charging:
 
     def forget(self) -> None:
         """Its controller restarted: no profile, so the connector's maximum for the car."""
-        self.cp.profiles = ProfileStore()
-        self.cp.applied_profiles = ProfileStore()
-        self.cp.refresh()
+        self.cp.lose_profiles()
         assert self.cp.offered_a(1) == 32.0
         assert self.held() == []
 

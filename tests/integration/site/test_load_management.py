@@ -15,7 +15,6 @@ from sim.car import CarSpec
 from sim.charge_point import SimChargePoint
 from sim.cp_config import Behaviour, quirk
 from sim.site import SiteSpec
-from sim.smart_charging import ProfileStore
 from tests.helpers import wait_for
 from tests.integration.site.full_site import FullSite, start_full_site
 
@@ -204,13 +203,6 @@ def purposes(cp: SimChargePoint) -> dict[str, list[int]]:
     return held
 
 
-def forget_profiles(cp: SimChargePoint) -> None:
-    """What a charger whose controller restarted holds: no profile, so its connector's maximum."""
-    cp.profiles = ProfileStore()
-    cp.applied_profiles = ProfileStore()
-    cp.refresh()
-
-
 async def test_a_charge_point_that_lost_its_profiles_gets_them_again_when_it_reconnects(
     site: FullSite,
 ) -> None:
@@ -226,7 +218,7 @@ async def test_a_charge_point_that_lost_its_profiles_gets_them_again_when_it_rec
 
     # The charge point's controller restarts with the car still charging: it lost its profiles
     # (it would give the car its full 32 A) and its link, and it reconnects without a boot.
-    forget_profiles(cp)
+    cp.lose_profiles()
     assert cp.offered_a(1) == 32.0
     await cp.drop_connection()
     # Back at once: not at its first message (its next meter values, 10 s away) nor at the
