@@ -91,6 +91,16 @@ class ChargePoint(LimitsAndCaps):
         self.link = self.broker.links.get(self.cp_id)  # a connection outlives our restarts
         if self.link is not None:
             self.state.ocpp_version = self.link.version.value
+        if self.broker.energy_managed:
+            if self.link is not None and self.state.registration == "Accepted":
+                # Restarted under a live connection: what the last incarnation learned of the
+                # charge point (its version, its stack level) is gone, and a limit sent before
+                # it is learned again would go as 1.6 at level 0: as on a reconnect, learn it
+                # and install the station's profiles (the TxProfiles follow the energy node's
+                # next limits, or its full batch).
+                self.energy_ready = True
+                for c in self.energy.connected(self.version):
+                    await self._edge_call(c)
 
     def report(self) -> dict[str, Any]:
         link = self.link

@@ -189,3 +189,30 @@ async def test_a_charge_point_that_overstates_its_stack_level_gets_every_profile
         await c.cp.stop()
         await edge.stop()
         await cloud.stop()
+
+
+async def test_a_restarted_charge_point_actor_learns_the_charge_point_again(
+    charging: Charging,
+) -> None:
+    """Its actor restarts under the live connection (killed; its supervisor starts it again):
+    what it had learned (the version's payloads, the stack level) is learned again, the
+    station's profiles go again, and the next limit goes as the charge point takes it (before,
+    a 2.0.1 charge point got a 1.6 payload and refused it as malformed)."""
+    c = charging
+    path = "broker/charge_points/CP1"
+    old = c.edge.system.actor(path)
+    sets = c.cp.stats.received["SetChargingProfile"]
+    c.edge.system.cells[path].kill()
+    await wait_for(
+        lambda: c.edge.system.cells[path].running and c.edge.system.actor(path) is not old,
+        what="the actor restarted",
+    )
+    await wait_for(
+        lambda: c.cp.stats.received["SetChargingProfile"] >= sets + len(STATION),
+        what="the station's profiles again",
+    )
+    c.edge.system.send("broker/profiles", batch(9.0, sent_ns=2_000))
+    await wait_for(lambda: c.accepted() == {"1": 9.0}, timeout=3, what="the next limit taken")
+    assert c.cp.offered_a(1) == 9.0
+    assert c.held() == [*STATION, "TxProfile"]
+    assert c.energy()["caps"] == {"max_stack_level": 20, "rate_units": ["A", "W"]}
