@@ -24,6 +24,7 @@ from actors.cp_base import (
     RATE_PER_S,
     V16,
     V201,
+    CloudCapDue,
     DownCallTimedOut,
     Pending,
     QuietReconnect,
@@ -92,6 +93,7 @@ class ChargePoint(LimitsAndCaps):
         if self.link is not None:
             self.state.ocpp_version = self.link.version.value
         if self.broker.energy_managed:
+            await self._cloud_caps_again(force=False, send=False, restored=True)
             if self.link is not None and self.state.registration == "Accepted":
                 # Restarted under a live connection: what the last incarnation learned of the
                 # charge point (its version, its stack level) is gone, and a limit sent before
@@ -146,6 +148,8 @@ class ChargePoint(LimitsAndCaps):
             await self._strict_check(msg)
         elif isinstance(msg, QuietReconnect):
             await self._quiet_reconnect(msg)
+        elif isinstance(msg, CloudCapDue):
+            await self._cloud_cap_due(msg)
         elif isinstance(msg, DownCallTimedOut):
             await self._down_deadline()
         elif isinstance(msg, ChargePointConnected):

@@ -64,6 +64,13 @@ class QuietReconnect:
     conn_no: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudCapDue:
+    """A cloud TxProfile's value may change now (actors.cp_cloud_caps)."""
+
+    at_utc: str
+
+
 class TokenBucket:
     def __init__(self, rate_per_s: float, burst: float) -> None:
         self.rate, self.burst = rate_per_s, burst

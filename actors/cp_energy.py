@@ -66,6 +66,9 @@ class EnergySide:
         self.boot_installed = False
         self.resume_tx = False  # once the capabilities are known: TxProfiles of a reconnect
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
+        # connector -> the cloud's limit on its transaction now, A (actors.cloud_profiles): the
+        # TxProfile carries the lower of it and the energy node's
+        self.cloud_caps: dict[int, float] = {}
         # connector -> (what its template depends on, the template)
         self.templates: dict[int, tuple[tuple[Any, ...], TxProfileTemplate | None]] = {}
 
@@ -77,6 +80,7 @@ class EnergySide:
             },
             "limits_a": {str(c): lim.limit_a for c, lim in self.limits.items()},
             "sent_a": {str(c): a for c, a in self.sent.items()},
+            "cloud_caps_a": {str(c): a for c, a in self.cloud_caps.items()},
             "default_limit_a": self.default_limit_a,
         }
 
@@ -178,6 +182,9 @@ class EnergySide:
     def _tx_profile(
         self, limit: ConnectorLimit, tx_id: str, force: bool = False
     ) -> list[CallChargePoint]:
+        cap_a = self.cloud_caps.get(limit.connector_id)
+        if cap_a is not None and cap_a < limit.limit_a:
+            limit = replace(limit, limit_a=cap_a)
         if not force and not worth_sending(limit.limit_a, self.sent.get(limit.connector_id)):
             return []
         tag = f"tx:{limit.connector_id}:{limit.limit_a}:{tx_id}"
@@ -197,6 +204,21 @@ class EnergySide:
                 payload_json=template.json(limit.limit_a),
             )
         ]
+
+    def cloud_capped(
+        self, connector_id: int, cap_a: float | None, tx_id: str | None, *, force: bool
+    ) -> list[CallChargePoint]:
+        """The cloud's limit on the connector's transaction is now ``cap_a`` (None: none): its
+        TxProfile again, if the energy node has given the connector a limit. ``force``: even if
+        the value is the one sent last (the cloud's own profile may have replaced the edge's)."""
+        if cap_a is None:
+            self.cloud_caps.pop(connector_id, None)
+        else:
+            self.cloud_caps[connector_id] = cap_a
+        limit = self.limits.get(connector_id)
+        if limit is None or tx_id is None:
+            return []
+        return self._tx_profile(limit, tx_id, force=force)
 
     def _template(self, limit: ConnectorLimit, tx_id: str) -> TxProfileTemplate | None:
         """The connector's TxProfile template, made again when what it depends on changed."""

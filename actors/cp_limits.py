@@ -13,7 +13,7 @@ import orjson
 from actors.audit import audit
 from actors.audit_records import AuditKind
 from actors.cp_base import QuietReconnect
-from actors.cp_calls import DownstreamCalls
+from actors.cp_cloud_caps import CloudProfiles
 from actors.cp_downstream import DownCall
 from actors.cp_energy import Answer
 from actors.messages import (
@@ -32,7 +32,7 @@ from drivers.ocpp.framing import (
 log = logging.getLogger(__name__)
 
 
-class LimitsAndCaps(DownstreamCalls):
+class LimitsAndCaps(CloudProfiles):
     async def _answered_call(self, call: Call) -> None:
         """After the charge point got an answer: the first one on a connection opens the way for
         the edge's own calls (never before its BootNotification is answered)."""
@@ -82,12 +82,14 @@ class LimitsAndCaps(DownstreamCalls):
             await self._edge_call(c)
 
     async def _cloud_call_done(self, call: DownCall, answer: dict[str, Any]) -> None:
-        """A ClearChargingProfile of the cloud's that the charge point accepted may have removed
-        the edge's profiles (without criteria it removes them all, and the car gets its full
-        current): those it may have removed are installed again at once."""
-        if call.action != "ClearChargingProfile" or answer.get("status") != "Accepted":
+        """The cloud's TxProfile, once the charge point accepted it, caps the edge's
+        (actors.cp_cloud_caps). A ClearChargingProfile of the cloud's drops what it names from
+        those, and if the charge point accepted it, it may have removed the edge's profiles
+        (without criteria it removes them all, and the car gets its full current): those it may
+        have removed are installed again at once."""
+        if call.action not in ("SetChargingProfile", "ClearChargingProfile"):
             return
-        if not self.broker.energy_managed or not self.energy_ready:
+        if not self.broker.energy_managed:
             return
         try:
             request = orjson.loads(call.text)[3]
@@ -95,12 +97,23 @@ class LimitsAndCaps(DownstreamCalls):
             return
         if not isinstance(request, dict):
             return
-        calls = self.energy.cloud_cleared(request, self.broker.now(), self._running_tx)
+        accepted = answer.get("status") == "Accepted"
+        if call.action == "SetChargingProfile":
+            if accepted:
+                await self._cloud_profile_set(request)
+            return
+        held = []
+        if self._cloud_profiles_cleared(request):
+            # The caps it dropped, before the edge's profiles go again with them.
+            held = await self._cloud_caps_again(force=False, send=False)
+        calls = []
+        if accepted and self.energy_ready:
+            calls = self.energy.cloud_cleared(request, self.broker.now(), self._running_tx)
         if calls:
             log.info(
                 "%s: the cloud cleared charging profiles; the edge's installed again", self.cp_id
             )
-        for c in calls:
+        for c in calls or held:
             await self._edge_call(c)
 
     def _report_connectors(self, *, urgent: bool) -> None:
@@ -130,16 +143,6 @@ class LimitsAndCaps(DownstreamCalls):
                 self.profile_triggers[c.replace_key] = msg.trigger_monotonic_ns
             await self._edge_call(c)
 
-    def _running_tx(self, connector: int) -> str | None:
-        wanted = str(connector)
-        for tx_id, tx in self.state.transactions.items():
-            if (
-                tx.get("state") == "running"
-                and str(tx.get("connector", "")).partition(":")[0] == wanted
-            ):
-                return tx_id
-        return None
-
     async def _edge_answered(self, msg: ChargePointAnswered) -> None:
         answer = Answer(tag=msg.tag, ok=msg.ok, payload=msg.payload, error=msg.error)
         retries, outcome, delay = self.energy.answered(
@@ -167,6 +170,8 @@ class LimitsAndCaps(DownstreamCalls):
                 await self._transaction_started(int(evse["id"]), str(info["transactionId"]))
 
     async def _transaction_started(self, connector: int, tx_id: str) -> None:
+        # The cap of the connector's last transaction is not this one's.
+        self.energy.cloud_caps.pop(connector, None)
         for c in self.energy.transaction_started(connector, tx_id):
             await self._edge_call(c)
 

@@ -1,0 +1,314 @@
+"""The cloud's TxProfiles beside the edge's (pure: no I/O, no clock reads; ``now`` is a parameter).
+
+The edge's TxProfile sits at the charge point's highest stack level with a fixed id per connector
+(:mod:`actors.profiles`). Within the TxProfile purpose a charge point follows the highest stack
+level alone (OCPP 1.6 3.13.2, 2.0.1 K01), so by itself:
+
+- a TxProfile the cloud sets at a lower level is shadowed by the edge's: the cloud's limit (a
+  tariff, a customer's choice, a fleet's cap) is ignored whenever the edge's is above it;
+- one at the edge's level (on the many charge points that take only level 0 there is no other)
+  replaces the edge's: the car follows the cloud's limit and the site's is ignored until the
+  energy node changes that connector's limit.
+
+So the broker keeps what the cloud set for each transaction, once the charge point accepted it,
+and the edge's TxProfile carries min(the edge's limit, the cloud's limit at that moment); when the
+cloud's schedule changes its value (a period begins, its duration or validity ends, a recurrence
+begins again) the broker sends it again (``CloudCap.until``). Only the first schedule of a 2.0.1
+profile is read (the others are ISO 15118 offers, K01.FR.70); a schedule in watts becomes amperes
+per phase over its periods' ``numberPhases`` (3 when absent, as OCPP says) at the nominal voltage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from actors.utc import format_utc, parse_utc
+from drivers.ocpp.codes import OcppVersion
+
+DEFAULT_PHASES = 3  # a period without numberPhases: three (1.6 and 2.0.1 alike)
+_RECURRENCE_S = {"Daily": 86_400.0, "Weekly": 604_800.0}
+DOC_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudTxProfile:
+    """One TxProfile of the cloud's, as the broker keeps it with its transaction (``to_doc``).
+    ``periods``: (start offset s, limit in ``unit``, phases or None)."""
+
+    profile_id: int
+    stack_level: int
+    kind: str  # Absolute, Relative, Recurring
+    recurrency: str | None
+    valid_from: datetime | None
+    valid_to: datetime | None
+    start: datetime | None  # startSchedule
+    duration_s: float | None
+    unit: str  # "A" or "W"
+    periods: tuple[tuple[float, float, int | None], ...]
+    set_utc: datetime  # when the charge point accepted it
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "v": DOC_VERSION,
+            "id": self.profile_id,
+            "stack_level": self.stack_level,
+            "kind": self.kind,
+            "recurrency": self.recurrency,
+            "valid_from": _text(self.valid_from),
+            "valid_to": _text(self.valid_to),
+            "start": _text(self.start),
+            "duration_s": self.duration_s,
+            "unit": self.unit,
+            "periods": [list(p) for p in self.periods],
+            "set_utc": format_utc(self.set_utc),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> CloudTxProfile:
+        if doc.get("v") != DOC_VERSION:
+            raise ValueError(f"cloud profile record: unknown version {doc.get('v')!r}")
+        return cls(
+            profile_id=int(doc["id"]),
+            stack_level=int(doc["stack_level"]),
+            kind=str(doc["kind"]),
+            recurrency=doc.get("recurrency"),
+            valid_from=_time(doc.get("valid_from"), "valid_from"),
+            valid_to=_time(doc.get("valid_to"), "valid_to"),
+            start=_time(doc.get("start"), "start"),
+            duration_s=None if doc.get("duration_s") is None else float(doc["duration_s"]),
+            unit=str(doc["unit"]),
+            periods=tuple(
+                (float(s), float(lim), None if ph is None else int(ph))
+                for s, lim, ph in doc["periods"]
+            ),
+            set_utc=parse_utc(doc["set_utc"], where="set_utc"),
+        )
+
+
+def _text(value: datetime | None) -> str | None:
+    return None if value is None else format_utc(value)
+
+
+def _time(value: Any, where: str) -> datetime | None:
+    return None if value is None else parse_utc(value, where=where)
+
+
+# -- the cloud's requests ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudTxSet:
+    """A SetChargingProfile of the cloud's that sets a TxProfile: on which connector (1.6) or
+    EVSE (2.0.1), for which transaction (None: the one running there), and the profile."""
+
+    connector_id: int
+    transaction_id: str | None
+    profile: CloudTxProfile
+
+
+def tx_set(version: OcppVersion, request: Mapping[str, Any], now: datetime) -> CloudTxSet | None:
+    """The TxProfile a SetChargingProfile request sets (None: it sets another purpose). Raises
+    ValueError naming the field when the profile cannot be read."""
+    if version is OcppVersion.V16:
+        profile = request.get("csChargingProfiles")
+        connector = request.get("connectorId")
+        id_key = "chargingProfileId"
+    else:
+        profile = request.get("chargingProfile")
+        connector = request.get("evseId")
+        id_key = "id"
+    if not isinstance(profile, Mapping) or profile.get("chargingProfilePurpose") != "TxProfile":
+        return None
+    schedule = profile.get("chargingSchedule")
+    if version is not OcppVersion.V16:
+        if not isinstance(schedule, list) or not schedule:
+            raise ValueError(f"chargingProfile.chargingSchedule: expected a list, got {schedule!r}")
+        schedule = schedule[0]
+    if not isinstance(schedule, Mapping):
+        raise ValueError(f"chargingSchedule: expected an object, got {schedule!r}")
+    if not isinstance(connector, int) or connector < 1:
+        raise ValueError(f"a TxProfile needs a connector/EVSE id >= 1, got {connector!r}")
+    unit = schedule.get("chargingRateUnit")
+    if unit not in ("A", "W"):
+        raise ValueError(f"chargingSchedule.chargingRateUnit: expected A or W, got {unit!r}")
+    raw_periods = schedule.get("chargingSchedulePeriod")
+    if not isinstance(raw_periods, list) or not raw_periods:
+        raise ValueError(f"chargingSchedulePeriod: expected a non-empty list, got {raw_periods!r}")
+    periods: list[tuple[float, float, int | None]] = []
+    for i, p in enumerate(raw_periods):
+        where = f"chargingSchedulePeriod[{i}]"
+        start, limit, phases = p.get("startPeriod"), p.get("limit"), p.get("numberPhases")
+        if not _number(start) or start < 0:
+            raise ValueError(f"{where}.startPeriod: expected a number >= 0, got {start!r}")
+        if not _number(limit) or limit < 0:
+            raise ValueError(f"{where}.limit: expected a number >= 0, got {limit!r}")
+        if phases is not None and phases not in (1, 2, 3):
+            raise ValueError(f"{where}.numberPhases: expected 1, 2 or 3, got {phases!r}")
+        periods.append((float(start), float(limit), phases))
+    periods.sort(key=lambda p: p[0])
+    kind = profile.get("chargingProfileKind")
+    if kind not in ("Absolute", "Relative", "Recurring"):
+        raise ValueError(
+            f"chargingProfileKind: expected Absolute, Relative or Recurring, got {kind!r}"
+        )
+    recurrency = profile.get("recurrencyKind")
+    if kind == "Recurring" and recurrency not in _RECURRENCE_S:
+        raise ValueError(f"recurrencyKind: expected Daily or Weekly, got {recurrency!r}")
+    duration = schedule.get("duration")
+    if duration is not None and (not _number(duration) or duration < 0):
+        raise ValueError(f"chargingSchedule.duration: expected a number >= 0, got {duration!r}")
+    tx = profile.get("transactionId")
+    profile_id = profile.get(id_key)
+    level = profile.get("stackLevel")
+    if not isinstance(profile_id, int) or not isinstance(level, int):
+        raise ValueError(
+            f"{id_key} and stackLevel: expected integers, got {profile_id!r}, {level!r}"
+        )
+    return CloudTxSet(
+        connector_id=connector,
+        transaction_id=None if tx is None else str(tx),
+        profile=CloudTxProfile(
+            profile_id=profile_id,
+            stack_level=level,
+            kind=kind,
+            recurrency=recurrency if kind == "Recurring" else None,
+            valid_from=_time(profile.get("validFrom"), "validFrom"),
+            valid_to=_time(profile.get("validTo"), "validTo"),
+            start=_time(schedule.get("startSchedule"), "startSchedule"),
+            duration_s=None if duration is None else float(duration),
+            unit=unit,
+            periods=tuple(periods),
+            set_utc=now,
+        ),
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def clears(
+    version: OcppVersion, request: Mapping[str, Any], profile: CloudTxProfile, connector_id: int
+) -> bool:
+    """Whether a ClearChargingProfile ``request`` removes ``profile`` (a TxProfile on
+    ``connector_id``): every criterion it gives must match; with none, it clears all."""
+    if version is OcppVersion.V16:
+        named = request.get("id")
+        criteria: Mapping[str, Any] = request
+        connector = request.get("connectorId")
+    else:
+        named = request.get("chargingProfileId")
+        found = request.get("chargingProfileCriteria")
+        criteria = found if isinstance(found, Mapping) else {}
+        connector = criteria.get("evseId")
+    if isinstance(named, int):
+        # 1.6: an id clears that profile alone, whatever else the request says (3.13.5's
+        # "or"); 2.0.1: the id, or else the criteria.
+        if named == profile.profile_id:
+            return True
+        if version is OcppVersion.V16 or not criteria:
+            return False
+    purpose = criteria.get("chargingProfilePurpose")
+    level = criteria.get("stackLevel")
+    return (
+        (connector is None or connector == connector_id)
+        and (purpose is None or purpose == "TxProfile")
+        and (level is None or level == profile.stack_level)
+    )
+
+
+# -- the cloud's limit at a moment --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudCap:
+    """The cloud's limit on a transaction now, in amperes per phase (None: none now), the profile
+    it comes from, and when it may change next (None: not while these profiles hold)."""
+
+    limit_a: float | None
+    profile_id: int | None
+    until: datetime | None
+
+
+NO_CAP = CloudCap(limit_a=None, profile_id=None, until=None)
+
+
+def value_at(
+    profile: CloudTxProfile, now: datetime, *, tx_started: datetime | None
+) -> tuple[tuple[float, int | None] | None, datetime | None]:
+    """``profile``'s period at ``now`` (its limit in the profile's unit and its phases; None:
+    the profile gives no limit then) and the next moment that may change."""
+    if profile.valid_to is not None and now >= profile.valid_to:
+        return None, None
+    if profile.valid_from is not None and now < profile.valid_from:
+        return None, profile.valid_from
+    if profile.kind == "Relative":
+        # Relative to the transaction's start (a TxProfile's "situation-specific start point").
+        base = tx_started or profile.set_utc
+    else:
+        base = profile.start or profile.set_utc
+    offset_s = (now - base).total_seconds()
+    cycle_s = _RECURRENCE_S.get(profile.recurrency or "")
+    if cycle_s is not None and offset_s >= 0:
+        cycles = math.floor(offset_s / cycle_s)
+        base += timedelta(seconds=cycles * cycle_s)
+        offset_s -= cycles * cycle_s
+    if offset_s < 0:
+        return None, _within(profile, base)
+    cycle_end = None if cycle_s is None else base + timedelta(seconds=cycle_s)
+    if profile.duration_s is not None and offset_s >= profile.duration_s:
+        return None, _within(profile, cycle_end)
+    current: tuple[float, int | None] | None = None
+    next_s: float | None = None
+    for start_s, limit, phases in profile.periods:
+        if start_s <= offset_s:
+            current = (limit, phases)
+        else:
+            next_s = start_s
+            break
+    ends = [
+        t
+        for t in (
+            None if next_s is None else base + timedelta(seconds=next_s),
+            None if profile.duration_s is None else base + timedelta(seconds=profile.duration_s),
+            cycle_end,
+            profile.valid_to,
+        )
+        if t is not None and t > now
+    ]
+    return current, min(ends, default=None)
+
+
+def _within(profile: CloudTxProfile, moment: datetime | None) -> datetime | None:
+    if moment is None or (profile.valid_to is not None and moment >= profile.valid_to):
+        return None
+    return moment
+
+
+def cap_at(
+    profiles: Iterable[CloudTxProfile],
+    now: datetime,
+    *,
+    tx_started: datetime | None,
+    nominal_voltage_v: float,
+) -> CloudCap:
+    """The cloud's limit on the transaction at ``now``: that of its highest stack level with a
+    period then (as the charge point itself would choose among them), in A per phase."""
+    best: tuple[int, CloudTxProfile, float, int | None] | None = None
+    until: datetime | None = None
+    for profile in profiles:
+        value, changes = value_at(profile, now, tx_started=tx_started)
+        if changes is not None and (until is None or changes < until):
+            until = changes
+        if value is not None and (best is None or profile.stack_level > best[0]):
+            best = (profile.stack_level, profile, value[0], value[1])
+    if best is None:
+        return CloudCap(limit_a=None, profile_id=None, until=until)
+    _, profile, limit, phases = best
+    if profile.unit == "W":
+        limit = limit / ((phases or DEFAULT_PHASES) * nominal_voltage_v)
+    return CloudCap(limit_a=limit, profile_id=profile.profile_id, until=until)

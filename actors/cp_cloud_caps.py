@@ -1,0 +1,196 @@
+"""The ChargePoint's record of the cloud's TxProfiles, and the cap they put on the edge's.
+
+What the cloud sets for a transaction (a SetChargingProfile with a TxProfile that the charge point
+accepted) is kept with the transaction in the actor's persisted state (``cloud_profiles``); the
+edge's TxProfile for that connector then carries min(the energy node's limit, the cloud's limit
+now) (:mod:`actors.cloud_profiles` says why), and goes again when the cloud's schedule changes its
+value, when the cloud clears its profile, and after a restart of this actor. Each change of the
+cap is an audit record (kind ``limit``, binding source ``cloud profile``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from actors.audit import audit
+from actors.audit_records import AuditKind
+from actors.cloud_profiles import CloudTxProfile, cap_at, clears, tx_set
+from actors.cp_base import CloudCapDue
+from actors.cp_calls import DownstreamCalls
+from actors.messages import CallChargePoint
+from actors.utc import format_utc, parse_utc
+
+log = logging.getLogger(__name__)
+
+TIMER_SLACK_S = 0.01  # a timer may fire up to the clock's resolution early
+
+PROFILES_KEY = "cloud_profiles"
+
+
+class CloudProfiles(DownstreamCalls):
+    cloud_cap_due: datetime | None = None  # when the armed CloudCapDue comes (None: none)
+
+    async def _cloud_profile_set(self, request: Mapping[str, Any]) -> None:
+        """The charge point accepted the cloud's SetChargingProfile ``request``."""
+        now = self.broker.now()
+        try:
+            found = tx_set(self.version, request, now)
+        except ValueError as e:
+            log.warning(
+                "%s: the cloud's TxProfile cannot be read, so the edge's limit does not follow it: %s",
+                self.cp_id,
+                e,
+            )
+            return
+        if found is None:
+            return
+        tx_id = found.transaction_id or self._running_tx(found.connector_id)
+        tx = None if tx_id is None else self.state.transactions.get(tx_id)
+        if tx is None or tx.get("state") != "running":
+            return
+        new = found.profile
+        # Same id replaces, wherever it was; same stack level replaces within the transaction.
+        for other in self.state.transactions.values():
+            kept = other.get(PROFILES_KEY)
+            if kept:
+                other[PROFILES_KEY] = [d for d in kept if d.get("id") != new.profile_id]
+        tx[PROFILES_KEY] = [
+            d for d in tx.get(PROFILES_KEY, []) if d.get("stack_level") != new.stack_level
+        ] + [new.to_doc()]
+        self.dirty = True
+        await self._cloud_caps_again(force=True, only=found.connector_id)
+
+    def _running_tx(self, connector: int) -> str | None:
+        wanted = str(connector)
+        for tx_id, tx in self.state.transactions.items():
+            if (
+                tx.get("state") == "running"
+                and str(tx.get("connector", "")).partition(":")[0] == wanted
+            ):
+                return tx_id
+        return None
+
+    def _cloud_profiles_cleared(self, request: Mapping[str, Any]) -> set[int]:
+        """The charge point answered the cloud's ClearChargingProfile ``request`` (whatever it
+        said: a cloud profile the edge's replaced is unknown to it, yet the cloud wants it gone):
+        the kept profiles it names are dropped. Returns the connectors whose cap that changed."""
+        changed: set[int] = set()
+        for tx in self.state.transactions.values():
+            kept = tx.get(PROFILES_KEY)
+            if not kept:
+                continue
+            connector = _connector(tx)
+            left = [
+                d
+                for d in kept
+                if not clears(self.version, request, CloudTxProfile.from_doc(d), connector)
+            ]
+            if len(left) != len(kept):
+                tx[PROFILES_KEY] = left
+                self.dirty = True
+                changed.add(connector)
+        return changed
+
+    async def _cloud_cap_due(self, msg: CloudCapDue) -> None:
+        if self.cloud_cap_due is not None and msg.at_utc == format_utc(self.cloud_cap_due):
+            self.cloud_cap_due = None
+        await self._cloud_caps_again(force=False)
+
+    async def _cloud_caps_again(
+        self, *, force: bool, only: int | None = None, send: bool = True, restored: bool = False
+    ) -> list[CallChargePoint]:
+        """Each running transaction's cap from the cloud's profiles now; a TxProfile for each
+        connector whose cap changed (``force``: for ``only``, or all, even if not), and the
+        timer for the next change. ``send`` False: the TxProfiles are returned, not sent.
+        ``restored``: the caps of a restarted actor (not audited again)."""
+        held: list[CallChargePoint] = []
+        now = self.broker.now()
+        caps = self.energy.cloud_caps
+        next_due: datetime | None = None
+        running: dict[int, str] = {}
+        for key, t in self.state.transactions.items():
+            if t.get("state") == "running":
+                running[_connector(t)] = key
+        for connector in sorted(set(running) | set(caps)):
+            tx_id = running.get(connector)
+            tx = {} if tx_id is None else self.state.transactions[tx_id]
+            cap = cap_at(
+                [CloudTxProfile.from_doc(d) for d in tx.get(PROFILES_KEY, [])],
+                now,
+                tx_started=_started(tx),
+                nominal_voltage_v=self.energy.caps.nominal_voltage_v,
+            )
+            if cap.until is not None and (next_due is None or cap.until < next_due):
+                next_due = cap.until
+            before = caps.get(connector)
+            changed = before != cap.limit_a
+            if changed and tx_id is not None and not restored:
+                self._audit_cap(connector, tx_id, cap.limit_a, cap.profile_id, before)
+            if not (changed or (force and only in (None, connector))):
+                continue
+            calls = self.energy.cloud_capped(
+                connector, cap.limit_a, tx_id, force=force and only in (None, connector)
+            )
+            if not self.energy_ready:
+                continue  # its capabilities first: the TxProfiles follow them (cp_energy)
+            if not send:
+                held += calls
+                continue
+            for c in calls:
+                await self._edge_call(c)
+        if next_due is not None and (self.cloud_cap_due is None or next_due < self.cloud_cap_due):
+            self.cloud_cap_due = next_due
+            delay_s = max(0.0, (next_due - now).total_seconds()) + TIMER_SLACK_S
+            self.send_after(delay_s, CloudCapDue(at_utc=format_utc(next_due)))
+        return held
+
+    def _audit_cap(
+        self,
+        connector: int,
+        tx_id: str,
+        cap_a: float | None,
+        profile_id: int | None,
+        before: float | None,
+    ) -> None:
+        if cap_a is None:
+            decision = "no cloud cap"
+            reason = f"the cloud's TxProfile no longer limits connector {connector}"
+            if before is not None:
+                reason += f" (it held it at {before:.1f} A)"
+        else:
+            decision = f"at most {cap_a:.1f} A"
+            reason = (
+                f"the cloud's TxProfile {profile_id} limits connector {connector} to "
+                f"{cap_a:.1f} A: the edge's TxProfile carries the lower of it and the site's limit"
+            )
+        log.info("%s: %s", self.cp_id, reason)
+        audit(
+            self,
+            AuditKind.LIMIT,
+            decision=decision,
+            charge_point_id=self.cp_id,
+            reason=reason,
+            inputs={
+                "cloud_cap_a": cap_a,
+                "binding_source": "cloud profile",
+                "profile_id": profile_id,
+                "connector_id": connector,
+                "transaction_id": tx_id,
+            },
+            now=self.broker.now(),
+        )
+
+
+def _connector(tx: Mapping[str, Any]) -> int:
+    text = str(tx.get("connector", "")).partition(":")[0]
+    return int(text) if text.isdigit() else 0
+
+
+def _started(tx: Mapping[str, Any]) -> datetime | None:
+    try:
+        return parse_utc(tx.get("started_utc"), where="started_utc")
+    except ValueError:
+        return None

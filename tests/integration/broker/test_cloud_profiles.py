@@ -1,0 +1,167 @@
+"""The cloud's TxProfile and the edge's (actors.cp_cloud_caps): whatever the cloud sets for a
+transaction, the charge point ends up at the lower of the cloud's limit and the site's.
+
+At the edge's stack level the cloud's profile replaces the edge's in the charge point (the car
+would follow the cloud's limit, the site's ignored); below it, the edge's shadows the cloud's (the
+cloud's lower limit ignored). Either way the edge sends its own again at min(its limit, the
+cloud's now), follows the cloud's schedule as it changes, and lets go when the cloud clears it.
+Real edge (broker node with the energy side), simulated cloud and charge point over websockets;
+each case for 1.6 and 2.0.1 (the ``charging`` fixture: CP1 charging at 10 A from one batch)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from actors.audit import AUDIT_TABLE
+from actors.audit_records import decode_record
+from actors.utc import format_utc
+from sim.profile_payloads import profile_for
+from tests.helpers import wait_for
+from tests.integration.broker.test_profile_batches import batch
+from tests.integration.broker.test_profiles_again import STATION, Charging, charging
+from tests.integration.sim.conftest import GOOD_TAG
+
+__all__ = ["charging"]
+
+EDGE_LEVEL = 20  # the simulated charge point's ChargeProfileMaxStackLevel: the edge's level
+
+
+def tx_profile(c: Charging, limit: float, **kwargs: Any) -> dict[str, Any]:
+    return profile_for(c.cp.config.protocol, limit=limit, profile_id=42, **kwargs)
+
+
+async def cloud_sets(c: Charging, profile: dict[str, Any]) -> None:
+    answer = await c.cloud.set_charging_profile("CP1", 1, profile)
+    assert answer["status"] == "Accepted"
+
+
+def tx_profiles(c: Charging) -> list[tuple[int, int]]:
+    """The TxProfiles the charge point holds: (id, stack level)."""
+    return sorted(
+        (p.profile_id, p.stack_level)
+        for p in c.cp.profiles.profiles
+        if p.purpose.value == "TxProfile"
+    )
+
+
+async def test_a_cloud_profile_at_the_edges_level_cannot_lift_the_site_limit(
+    charging: Charging,
+) -> None:
+    """The cloud's 32 A replaces the edge's 10 A in the charge point; the edge's goes in again
+    at once, and the cloud's lower limit later holds the car below the site's."""
+    c = charging
+    await cloud_sets(c, tx_profile(c, 32.0, stack_level=EDGE_LEVEL))
+    await wait_for(
+        lambda: c.cp.offered_a(1) == 10.0 and len(tx_profiles(c)) == 1,
+        timeout=3,
+        what="the edge's TxProfile back at 10 A, replacing the cloud's",
+    )
+    assert tx_profiles(c)[0][0] != 42, "the edge's own id"
+    assert c.accepted() == {"1": 10.0}
+
+    await cloud_sets(c, tx_profile(c, 7.0, stack_level=EDGE_LEVEL))
+    await wait_for(
+        lambda: c.accepted() == {"1": 7.0} and tx_profiles(c)[0][0] != 42,
+        timeout=3,
+        what="the edge's TxProfile at the cloud's 7 A",
+    )
+    assert c.cp.offered_a(1) == 7.0
+    assert c.energy()["cloud_caps_a"] == {"1": 7.0}
+    # The energy node raises the limit: the cloud's still holds.
+    c.edge.system.send("broker/profiles", batch(12.0, sent_ns=2_000))
+    c.edge.system.send("broker/profiles", batch(5.0, sent_ns=3_000))
+    await wait_for(lambda: c.accepted() == {"1": 5.0}, what="the site's 5 A, below the cloud's")
+    c.edge.system.send("broker/profiles", batch(12.0, sent_ns=4_000))
+    await wait_for(lambda: c.accepted() == {"1": 7.0}, what="back at the cloud's 7 A")
+    assert c.cp.offered_a(1) == 7.0
+
+    records = [
+        r
+        for r in (decode_record(v) for _, v in c.edge.system.store.scan(AUDIT_TABLE))
+        if r.charge_point_id == "CP1" and (r.inputs or {}).get("binding_source") == "cloud profile"
+    ]
+    assert [r.decision for r in records] == ["at most 32.0 A", "at most 7.0 A"]
+    assert "TxProfile 42" in records[-1].reason
+
+
+async def test_a_cloud_profile_below_the_edges_level_is_followed_where_it_is_lower(
+    charging: Charging,
+) -> None:
+    c = charging
+    await cloud_sets(c, tx_profile(c, 8.0, stack_level=1))
+    await wait_for(
+        lambda: c.accepted() == {"1": 8.0} and c.cp.offered_a(1) == 8.0,
+        timeout=3,
+        what="the edge's TxProfile at the cloud's 8 A",
+    )
+    assert len(tx_profiles(c)) == 2, "the cloud's, shadowed, and the edge's"
+    # The cloud clears its own by id: the edge's limit alone again.
+    by_id = {"id": 42} if c.cp.config.protocol == "ocpp1.6" else {"chargingProfileId": 42}
+    assert (await c.cloud.call("CP1", "ClearChargingProfile", by_id))["status"] == "Accepted"
+    await wait_for(lambda: c.accepted() == {"1": 10.0}, timeout=3, what="the edge's 10 A again")
+    assert c.cp.offered_a(1) == 10.0
+    assert c.energy()["cloud_caps_a"] == {}
+
+
+async def test_a_cleared_cloud_profile_the_edges_replaced_lets_go_too(charging: Charging) -> None:
+    """At the edge's level the charge point no longer knows the cloud's profile (Unknown), yet
+    the cloud wants it gone: the edge's limit alone again."""
+    c = charging
+    await cloud_sets(c, tx_profile(c, 8.0, stack_level=EDGE_LEVEL))
+    await wait_for(lambda: c.accepted() == {"1": 8.0}, timeout=3, what="capped at 8 A")
+    by_id = {"id": 42} if c.cp.config.protocol == "ocpp1.6" else {"chargingProfileId": 42}
+    await c.cloud.call("CP1", "ClearChargingProfile", by_id)
+    await wait_for(lambda: c.accepted() == {"1": 10.0}, timeout=3, what="the edge's 10 A again")
+    assert c.cp.offered_a(1) == 10.0
+
+
+async def test_the_edge_follows_the_cloud_schedule_as_it_changes(charging: Charging) -> None:
+    """An Absolute schedule from now: 7 A for 2 s, then 16 A (above the site's 10 A)."""
+    c = charging
+    profile = tx_profile(
+        c, 0.0, stack_level=EDGE_LEVEL, kind="Absolute", periods=[(0, 7.0), (2, 16.0)]
+    )
+    start = format_utc(datetime.now(UTC) - timedelta(seconds=0.2))
+    schedule = profile["chargingSchedule"]
+    (schedule if isinstance(schedule, dict) else schedule[0])["startSchedule"] = start
+    await cloud_sets(c, profile)
+    await wait_for(lambda: c.accepted() == {"1": 7.0}, timeout=3, what="7 A while the first lasts")
+    await wait_for(
+        lambda: c.accepted() == {"1": 10.0}, timeout=5, what="the site's 10 A once 16 A begins"
+    )
+    assert c.cp.offered_a(1) == 10.0
+
+
+async def test_the_cap_survives_a_restart_of_the_charge_points_actor(charging: Charging) -> None:
+    c = charging
+    await cloud_sets(c, tx_profile(c, 8.0, stack_level=1))
+    await wait_for(lambda: c.accepted() == {"1": 8.0}, timeout=3, what="capped at 8 A")
+    path = "broker/charge_points/CP1"
+    old = c.edge.system.actor(path)
+    c.edge.system.cells[path].kill()
+    await wait_for(
+        lambda: c.edge.system.cells[path].running and c.edge.system.actor(path) is not old,
+        what="the actor restarted",
+    )
+    assert c.energy()["cloud_caps_a"] == {"1": 8.0}, "the cloud's cap back with it"
+    c.edge.system.send("broker/profiles", batch(12.0, sent_ns=5_000))
+    await wait_for(lambda: c.accepted() == {"1": 8.0}, timeout=3, what="12 A capped at 8 A")
+    assert c.cp.offered_a(1) == 8.0
+
+
+async def test_the_next_transaction_is_not_held_by_the_last_ones_cloud_profile(
+    charging: Charging,
+) -> None:
+    c = charging
+    await cloud_sets(c, tx_profile(c, 8.0, stack_level=1))
+    await wait_for(lambda: c.accepted() == {"1": 8.0}, timeout=3, what="capped at 8 A")
+    await c.cp.stop_transaction(1)
+    await wait_for(lambda: not c.edge.cp("CP1")["transactions"], what="the transaction ended")
+    await c.cp.start_transaction(1, GOOD_TAG)
+    await wait_for(
+        lambda: c.accepted() == {"1": 10.0} and STATION[1] in [p for p in c.held()],
+        timeout=3,
+        what="the new transaction at the site's 10 A",
+    )
+    assert c.energy()["cloud_caps_a"] == {}
