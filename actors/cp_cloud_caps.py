@@ -22,12 +22,16 @@ from actors.cp_base import CloudCapDue
 from actors.cp_calls import DownstreamCalls
 from actors.messages import CallChargePoint
 from actors.utc import format_utc, parse_utc
+from drivers.ocpp.codes import OcppVersion
 
 log = logging.getLogger(__name__)
 
 TIMER_SLACK_S = 0.01  # a timer may fire up to the clock's resolution early
 
 PROFILES_KEY = "cloud_profiles"
+# A remote start's TxProfile waits this long for its transaction (the driver plugs in; 1.6's
+# ConnectionTimeOut is typically 30-180 s).
+REMOTE_START_KEPT_S = 300.0
 
 
 class CloudProfiles(DownstreamCalls):
@@ -35,6 +39,42 @@ class CloudProfiles(DownstreamCalls):
 
     async def _cloud_profile_set(self, request: Mapping[str, Any]) -> None:
         """The charge point accepted the cloud's SetChargingProfile ``request``."""
+        connector = self._keep_cloud_profile(request)
+        if connector is not None:
+            await self._cloud_caps_again(force=True, only=connector)
+
+    async def _remote_start_accepted(self, request: Mapping[str, Any]) -> None:
+        """The charge point accepted the cloud's RemoteStartTransaction (1.6) or
+        RequestStartTransaction (2.0.1): a TxProfile in it is for the transaction it starts
+        (taken when that starts; at once if it already runs there: a charge point refuses a
+        remote start on a connector that is busy, so it is this one)."""
+        profile = request.get("chargingProfile")
+        if not isinstance(profile, Mapping) or profile.get("chargingProfilePurpose") != "TxProfile":
+            return
+        connector = request.get("connectorId" if self.version is OcppVersion.V16 else "evseId")
+        key = connector if isinstance(connector, int) else 0
+        self.remote_start_profiles[key] = (dict(profile), self.broker.now())
+        if key and self._running_tx(key) is not None and self._take_remote_start_profile(key):
+            await self._cloud_caps_again(force=True, only=key)
+
+    def _take_remote_start_profile(self, connector: int) -> bool:
+        """A transaction started on ``connector``: the TxProfile of a remote start for it (or
+        for any connector) becomes its own; whether there was one."""
+        now = self.broker.now()
+        for key in (connector, 0):
+            found = self.remote_start_profiles.pop(key, None)
+            if found is None or (now - found[1]).total_seconds() > REMOTE_START_KEPT_S:
+                continue
+            if self.version is OcppVersion.V16:
+                request = {"connectorId": connector, "csChargingProfiles": found[0]}
+            else:
+                request = {"evseId": connector, "chargingProfile": found[0]}
+            return self._keep_cloud_profile(request) is not None
+        return False
+
+    def _keep_cloud_profile(self, request: Mapping[str, Any]) -> int | None:
+        """The TxProfile a SetChargingProfile ``request`` of the cloud's sets, kept with its
+        transaction; its connector (None: not a TxProfile, unreadable, or no such transaction)."""
         now = self.broker.now()
         try:
             found = tx_set(self.version, request, now)
@@ -44,13 +84,13 @@ class CloudProfiles(DownstreamCalls):
                 self.cp_id,
                 e,
             )
-            return
+            return None
         if found is None:
-            return
+            return None
         tx_id = found.transaction_id or self._running_tx(found.connector_id)
         tx = None if tx_id is None else self.state.transactions.get(tx_id)
         if tx is None or tx.get("state") != "running":
-            return
+            return None
         new = found.profile
         # Same id replaces, wherever it was; same stack level replaces within the transaction.
         for other in self.state.transactions.values():
@@ -61,7 +101,7 @@ class CloudProfiles(DownstreamCalls):
             d for d in tx.get(PROFILES_KEY, []) if d.get("stack_level") != new.stack_level
         ] + [new.to_doc()]
         self.dirty = True
-        await self._cloud_caps_again(force=True, only=found.connector_id)
+        return found.connector_id
 
     def _running_tx(self, connector: int) -> str | None:
         wanted = str(connector)

@@ -31,6 +31,15 @@ from drivers.ocpp.framing import (
 
 log = logging.getLogger(__name__)
 
+_PROFILE_ACTIONS = frozenset(
+    {
+        "SetChargingProfile",
+        "ClearChargingProfile",
+        "RemoteStartTransaction",
+        "RequestStartTransaction",
+    }
+)
+
 
 class LimitsAndCaps(CloudProfiles):
     async def _answered_call(self, call: Call) -> None:
@@ -82,12 +91,12 @@ class LimitsAndCaps(CloudProfiles):
             await self._edge_call(c)
 
     async def _cloud_call_done(self, call: DownCall, answer: dict[str, Any]) -> None:
-        """The cloud's TxProfile, once the charge point accepted it, caps the edge's
-        (actors.cp_cloud_caps). A ClearChargingProfile of the cloud's drops what it names from
+        """The cloud's TxProfile, once the charge point accepted it (in a SetChargingProfile
+        or a remote start), caps the edge's (actors.cp_cloud_caps). A ClearChargingProfile of the cloud's drops what it names from
         those, and if the charge point accepted it, it may have removed the edge's profiles
         (without criteria it removes them all, and the car gets its full current): those it may
         have removed are installed again at once."""
-        if call.action not in ("SetChargingProfile", "ClearChargingProfile"):
+        if call.action not in _PROFILE_ACTIONS:
             return
         if not self.broker.energy_managed:
             return
@@ -101,6 +110,10 @@ class LimitsAndCaps(CloudProfiles):
         if call.action == "SetChargingProfile":
             if accepted:
                 await self._cloud_profile_set(request)
+            return
+        if call.action != "ClearChargingProfile":  # a remote start
+            if accepted:
+                await self._remote_start_accepted(request)
             return
         held = []
         if self._cloud_profiles_cleared(request):
@@ -170,8 +183,11 @@ class LimitsAndCaps(CloudProfiles):
                 await self._transaction_started(int(evse["id"]), str(info["transactionId"]))
 
     async def _transaction_started(self, connector: int, tx_id: str) -> None:
-        # The cap of the connector's last transaction is not this one's.
+        # The cap of the connector's last transaction is not this one's; a remote start's
+        # profile is (its TxProfile goes below, capped).
         self.energy.cloud_caps.pop(connector, None)
+        if self._take_remote_start_profile(connector):
+            await self._cloud_caps_again(force=False, send=False)
         for c in self.energy.transaction_started(connector, tx_id):
             await self._edge_call(c)
 

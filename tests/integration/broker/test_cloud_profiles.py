@@ -19,7 +19,7 @@ from actors.utc import format_utc
 from sim.profile_payloads import profile_for
 from tests.helpers import wait_for
 from tests.integration.broker.test_profile_batches import batch
-from tests.integration.broker.test_profiles_again import STATION, Charging, charging
+from tests.integration.broker.test_profiles_again import Charging, charging
 from tests.integration.sim.conftest import GOOD_TAG
 
 __all__ = ["charging"]
@@ -160,8 +160,23 @@ async def test_the_next_transaction_is_not_held_by_the_last_ones_cloud_profile(
     await wait_for(lambda: not c.edge.cp("CP1")["transactions"], what="the transaction ended")
     await c.cp.start_transaction(1, GOOD_TAG)
     await wait_for(
-        lambda: c.accepted() == {"1": 10.0} and STATION[1] in [p for p in c.held()],
+        lambda: c.accepted() == {"1": 10.0} and "TxProfile" in c.held(),
         timeout=3,
         what="the new transaction at the site's 10 A",
     )
     assert c.energy()["cloud_caps_a"] == {}
+
+
+async def test_a_remote_starts_profile_caps_the_transaction_it_starts(charging: Charging) -> None:
+    c = charging
+    await c.cp.stop_transaction(1)
+    await wait_for(lambda: not c.edge.cp("CP1")["transactions"], what="the transaction ended")
+    profile = tx_profile(c, 7.0, stack_level=EDGE_LEVEL)
+    answer = await c.cloud.remote_start("CP1", GOOD_TAG, connector_id=1, charging_profile=profile)
+    assert answer["status"] == "Accepted"
+    await wait_for(
+        lambda: c.accepted() == {"1": 7.0} and c.cp.offered_a(1) == 7.0,
+        timeout=3,
+        what="the remote start's transaction at the cloud's 7 A",
+    )
+    assert c.energy()["cloud_caps_a"] == {"1": 7.0}
