@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from actors.utc import format_utc, parse_utc
 from drivers.ocpp.codes import OcppVersion
@@ -141,6 +141,8 @@ def tx_set(version: OcppVersion, request: Mapping[str, Any], now: datetime) -> C
     periods: list[tuple[float, float, int | None]] = []
     for i, p in enumerate(raw_periods):
         where = f"chargingSchedulePeriod[{i}]"
+        if not isinstance(p, Mapping):
+            raise ValueError(f"{where}: expected an object, got {p!r}")
         start, limit, phases = p.get("startPeriod"), p.get("limit"), p.get("numberPhases")
         if not _number(start) or start < 0:
             raise ValueError(f"{where}.startPeriod: expected a number >= 0, got {start!r}")
@@ -187,7 +189,7 @@ def tx_set(version: OcppVersion, request: Mapping[str, Any], now: datetime) -> C
     )
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -232,9 +234,6 @@ class CloudCap:
     limit_a: float | None
     profile_id: int | None
     until: datetime | None
-
-
-NO_CAP = CloudCap(limit_a=None, profile_id=None, until=None)
 
 
 def value_at(

@@ -125,8 +125,8 @@ class CloudProfiles(DownstreamCalls):
             connector = _connector(tx)
             left = [
                 d
-                for d in kept
-                if not clears(self.version, request, CloudTxProfile.from_doc(d), connector)
+                for d, profile in zip(kept, self._kept_profiles(kept), strict=True)
+                if profile is None or not clears(self.version, request, profile, connector)
             ]
             if len(left) != len(kept):
                 tx[PROFILES_KEY] = left
@@ -158,7 +158,7 @@ class CloudProfiles(DownstreamCalls):
             tx_id = running.get(connector)
             tx = {} if tx_id is None else self.state.transactions[tx_id]
             cap = cap_at(
-                [CloudTxProfile.from_doc(d) for d in tx.get(PROFILES_KEY, [])],
+                [p for p in self._kept_profiles(tx.get(PROFILES_KEY, [])) if p is not None],
                 now,
                 tx_started=_started(tx),
                 nominal_voltage_v=self.energy.caps.nominal_voltage_v,
@@ -186,6 +186,20 @@ class CloudProfiles(DownstreamCalls):
             delay_s = max(0.0, (next_due - now).total_seconds()) + TIMER_SLACK_S
             self.send_after(delay_s, CloudCapDue(at_utc=format_utc(next_due)))
         return held
+
+    def _kept_profiles(self, docs: list[dict[str, Any]]) -> list[CloudTxProfile | None]:
+        """The kept records read (None: one that cannot be, named in the log: it no longer caps;
+        a record this actor cannot read must not stop it from starting)."""
+        profiles: list[CloudTxProfile | None] = []
+        for doc in docs:
+            try:
+                profiles.append(CloudTxProfile.from_doc(doc))
+            except (ValueError, KeyError, TypeError) as e:
+                log.warning(
+                    "%s: a kept cloud TxProfile is unreadable, ignored: %r (%s)", self.cp_id, doc, e
+                )
+                profiles.append(None)
+        return profiles
 
     def _audit_cap(
         self,

@@ -283,3 +283,10 @@ def test_the_value_holds_until_the_moment_it_names(
 )
 def test_what_a_clear_removes(version: OcppVersion, request_: Any, cleared: bool) -> None:
     assert clears(version, request_, profile(stack_level=2), 1) is cleared
+
+
+def test_a_period_that_is_not_an_object_is_named() -> None:
+    request = v16_request(limit=8.0)
+    request["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"] = [8.0]
+    with pytest.raises(ValueError, match=r"chargingSchedulePeriod\[0\]: expected an object"):
+        tx_set(V16, request, T0)
