@@ -83,13 +83,16 @@ def effective_cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, Bin
     (offer 9 A, draw 8 A stays capped, instead of rising to 13 A and falling back)."""
     cap, drawn = _cap(d, cfg)
     if drawn is None:
-        return cap, Binding(kind="car_max", limit_a=cap), _max_reason(cap)
+        binding = Binding(kind="car_max", limit_a=cap, source=d.max_source)
+        return cap, binding, _max_reason(cap, d.max_source)
     return cap, Binding(kind="undrawn", limit_a=cap), _undrawn_reason(drawn, d.offered_a, cap)
 
 
 # The same few texts for every connector at every step: made once each.
 @functools.lru_cache(maxsize=1024)
-def _max_reason(cap: float) -> str:
+def _max_reason(cap: float, source: str = "") -> str:
+    if source:
+        return f"maximum {cap:.1f} A set by the {source}"
     return f"connector maximum {cap:.1f} A"
 
 
@@ -149,9 +152,10 @@ def allocate(
             results[cid] = (Binding(kind="inactive"), "no car wants energy")
             continue
         if d.max_current_a < cfg.min_current_a - _EPS:
+            by = f" (set by the {d.max_source})" if d.max_source else ""
             results[cid] = (
-                Binding(kind="below_min", limit_a=d.max_current_a),
-                f"maximum {d.max_current_a:.1f} A is below the minimum "
+                Binding(kind="below_min", limit_a=d.max_current_a, source=d.max_source),
+                f"maximum {d.max_current_a:.1f} A{by} is below the minimum "
                 f"{cfg.min_current_a:.1f} A; paused",
             )
             continue

@@ -118,6 +118,9 @@ class ConnectorDemand:
     min_current_a: float = 0.0
     idle: bool = False
     sampled_s: float | None = None
+    # What sets max_current_a when not the connector's rating (e.g. "cloud profile"): named in
+    # the binding and the reason where that maximum binds
+    max_source: str = ""
 
 
 def cp_phases(d: ConnectorDemand) -> tuple[int, ...]:

@@ -274,17 +274,17 @@ def _plan(
     # car that holds in the band between the plans would still take room from others on the
     # high count, and they would be lowered for nothing at every flicker of the meter.
     capped = [
-        evolve(
-            d,
-            max_current_a=min(
-                d.max_current_a, max(d.offered_a, low_result.of(d.connector_id).limit_a)
-            ),
-        )
-        if d.active
-        else d
+        _capped(d, max(d.offered_a, low_result.of(d.connector_id).limit_a)) if d.active else d
         for d in high
     ]
     return Plan(high=_allocate(nodes, capped, mode, cfg), low=low_result)
+
+
+def _capped(d: ConnectorDemand, cap_a: float) -> ConnectorDemand:
+    """``d`` at most ``cap_a``: a lower maximum is no longer the one its ``max_source`` set."""
+    if cap_a >= d.max_current_a:
+        return evolve(d, max_current_a=d.max_current_a)
+    return evolve(d, max_current_a=cap_a, max_source="")
 
 
 def _allocate(
@@ -299,7 +299,7 @@ def _allocate(
         evolve(n, limit=_root_budget(n.limit, fs.total_a)) if n.parent is None else n for n in nodes
     ]
     fs_demands = [
-        evolve(d, max_current_a=min(d.max_current_a, fs.current_a), settled=False)
+        evolve(_capped(d, fs.current_a), settled=False)
         if fs.current_a is not None
         else evolve(d, settled=False)
         for d in demands

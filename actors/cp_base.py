@@ -17,6 +17,7 @@ from actors.broker_context import BrokerContext, Link
 from actors.cp_downstream import DownQueue
 from actors.cp_energy import EnergySide
 from actors.cp_state import ChargePointState
+from actors.messages import ConnectorsReported
 from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.connection import LinkError
 from drivers.ocpp.framing import (
@@ -139,6 +140,21 @@ class ChargePointBase(Actor):
     def _persist_state(self) -> None:
         self.persist("state", self.state.to_dict())
         self.dirty = False
+
+    def _report_connectors(self, *, urgent: bool) -> None:
+        """The connectors as the energy node counts them (ConnectorsReported, batched by the
+        node's demand actor)."""
+        if not self.broker.energy_managed:
+            return
+        reports = self.state.connector_reports(
+            connected=self.link is not None,
+            now=self.broker.now(),
+            cloud_caps=self.energy.cloud_caps,
+        )
+        self.ctx.system.send(
+            f"{self.broker.node}/demand",
+            ConnectorsReported(charge_point_id=self.cp_id, reports=tuple(reports), urgent=urgent),
+        )
 
     async def _send(self, text: str) -> None:
         link = self.link

@@ -20,6 +20,7 @@ from actors.audit_records import AuditKind
 from actors.cloud_profiles import CloudTxProfile, cap_at, clears, tx_set
 from actors.cp_base import CloudCapDue
 from actors.cp_calls import DownstreamCalls
+from actors.energy_messages import CLOUD_PROFILE
 from actors.messages import CallChargePoint
 from actors.utc import format_utc, parse_utc
 from drivers.ocpp.codes import OcppVersion
@@ -150,6 +151,7 @@ class CloudProfiles(DownstreamCalls):
         now = self.broker.now()
         caps = self.energy.cloud_caps
         next_due: datetime | None = None
+        reported = False
         running: dict[int, str] = {}
         for key, t in self.state.transactions.items():
             if t.get("state") == "running":
@@ -169,6 +171,8 @@ class CloudProfiles(DownstreamCalls):
             changed = before != cap.limit_a
             if changed and tx_id is not None and not restored:
                 self._audit_cap(connector, tx_id, cap.limit_a, cap.profile_id, before)
+            if changed and tx_id is not None:
+                reported = True  # after the loop: the energy node counts it as its maximum
             if not (changed or (force and only in (None, connector))):
                 continue
             calls = self.energy.cloud_capped(
@@ -181,6 +185,8 @@ class CloudProfiles(DownstreamCalls):
                 continue
             for c in calls:
                 await self._edge_call(c)
+        if reported:
+            self._report_connectors(urgent=False)
         if next_due is not None and (self.cloud_cap_due is None or next_due < self.cloud_cap_due):
             self.cloud_cap_due = next_due
             delay_s = max(0.0, (next_due - now).total_seconds()) + TIMER_SLACK_S
@@ -229,7 +235,7 @@ class CloudProfiles(DownstreamCalls):
             reason=reason,
             inputs={
                 "cloud_cap_a": cap_a,
-                "binding_source": "cloud profile",
+                "binding_source": CLOUD_PROFILE,
                 "profile_id": profile_id,
                 "connector_id": connector,
                 "transaction_id": tx_id,

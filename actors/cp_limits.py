@@ -21,7 +21,6 @@ from actors.messages import (
     CallChargePoint,
     ChargePointAnswered,
     CloudVerdict,
-    ConnectorsReported,
     LateDecision,
     LateVerdict,
 )
@@ -128,17 +127,6 @@ class LimitsAndCaps(CloudProfiles):
             )
         for c in calls or held:
             await self._edge_call(c)
-
-    def _report_connectors(self, *, urgent: bool) -> None:
-        if not self.broker.energy_managed:
-            return
-        reports = self.state.connector_reports(
-            connected=self.link is not None, now=self.broker.now()
-        )
-        self.ctx.system.send(
-            f"{self.broker.node}/demand",
-            ConnectorsReported(charge_point_id=self.cp_id, reports=tuple(reports), urgent=urgent),
-        )
 
     async def _apply_limit(self, msg: ApplyLimit) -> None:
         connector = msg.limit.connector_id

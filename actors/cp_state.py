@@ -233,7 +233,11 @@ class ChargePointState:
         }
 
     # -- reports --------------------------------------------------------------------------------
-    def connector_reports(self, *, connected: bool, now: datetime) -> list[ConnectorReport]:
+    def connector_reports(
+        self, *, connected: bool, now: datetime, cloud_caps: Mapping[int, float] | None = None
+    ) -> list[ConnectorReport]:
+        """``cloud_caps``: connector -> the cloud's limit on its transaction now."""
+        caps = cloud_caps or {}
         reports = []
         for key, c in sorted(self.connectors.items()):
             connector_id = _connector_number(key)
@@ -270,6 +274,7 @@ class ChargePointState:
                     energy_wh=m.get("energy_wh"),
                     sampled_utc=m.get("sampled_utc"),
                     energy_blocked=bool(tx is not None and tx[1].get("energy_blocked")),
+                    cloud_cap_a=None if tx is None else caps.get(connector_id),
                 )
             )
         return reports

@@ -30,7 +30,7 @@ from actors.allocation_types import (
 )
 from actors.car_learning import NEVER_SAMPLED
 from actors.control_loop import ConnectorDecision, ControlConfig, Mode
-from actors.energy_messages import ConnectorReport, SiteRulesChanged
+from actors.energy_messages import CLOUD_PROFILE, ConnectorReport, SiteRulesChanged
 from actors.evolve import evolve
 from actors.grid_limits import GridLimit, LimitValue, effective_limits
 from actors.grid_limits_schedule import schedule_limit
@@ -224,12 +224,17 @@ def demand_of(
     and ``sampled_s`` says when it was taken (monotonic; ``-inf``: never)."""
     cp, node = model.placed(report.charge_point_id)
     measured: PerPhase = measured_a or report.measured_a or ZERO
+    max_a, max_source = cp.max_current_a, ""
+    cloud_a = report.cloud_cap_a
+    if cloud_a is not None and cloud_a < max_a:
+        max_a, max_source = max(0.0, cloud_a), CLOUD_PROFILE
     return ConnectorDemand(
         connector_id=connector_key(report.charge_point_id, report.connector_id),
         node=node,
         # A charge point whose link is down still draws what it was last given: keep it counted.
         active=report.plugged and report.charging,
-        max_current_a=cp.max_current_a,
+        max_current_a=max_a,
+        max_source=max_source,
         phases=cp.phases,
         phase_rotation=cp.phase_rotation,
         priority=cp.priority,
@@ -348,6 +353,8 @@ def binding_source(decision: ConnectorDecision, mode: Mode) -> str:
     b: Binding = decision.binding
     if mode == "failsafe" and b.kind in ("car_max", "below_min"):
         return "fail-safe"
+    if b.source and b.kind in ("car_max", "below_min"):
+        return b.source  # "cloud profile": the maximum the cloud's TxProfile sets
     if b.kind in ("node", "paused"):
         where = b.source or f"node {b.node}"
         return f"grid_limit:{where}/{b.phase}"

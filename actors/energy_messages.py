@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 from actors.evolve import value
 
+# The binding source of a limit the cloud's TxProfile sets (actors.cp_cloud_caps): the broker's
+# audit records and the energy node's decisions name it so.
+CLOUD_PROFILE = "cloud profile"
+
 
 @value
 class ConnectorReport:
@@ -30,6 +34,9 @@ class ConnectorReport:
     energy_wh: float | None
     sampled_utc: str | None  # when the charge point took the meter sample
     energy_blocked: bool = False  # an energy cap is reached or the cloud refused the id: 0 A
+    # The cloud's TxProfile holds the transaction at this much now (actors.cp_cloud_caps): the
+    # connector's maximum while it does
+    cloud_cap_a: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

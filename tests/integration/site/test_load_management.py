@@ -14,6 +14,7 @@ from sim.base_load import BaseLoad
 from sim.car import CarSpec
 from sim.charge_point import SimChargePoint
 from sim.cp_config import Behaviour, quirk
+from sim.profile_payloads import profile_for
 from sim.site import SiteSpec
 from tests.helpers import wait_for
 from tests.integration.site.full_site import FullSite, start_full_site
@@ -233,3 +234,35 @@ async def test_a_charge_point_that_lost_its_profiles_gets_them_again_when_it_rec
         timeout=3,
         what="the profiles installed again after the reconnect",
     )
+
+
+async def test_a_cloud_profile_below_a_cars_share_gives_the_rest_to_the_others(
+    site: FullSite,
+) -> None:
+    """The cloud holds CP1's transaction at 8 A (a TxProfile below the edge's stack level): the
+    broker caps the edge's TxProfile and tells the energy node, which counts 8 A as that
+    connector's maximum, names the cloud's profile as what binds it, and shares the rest."""
+    await fair_shares(site)
+    first = site.sim.charge_points[0]
+    profile = profile_for(first.config.protocol, limit=8.0, profile_id=42, stack_level=1)
+    answer = await site.cloud.set_charging_profile(first.id, 1, profile)
+    assert answer["status"] == "Accepted"
+    key = f"{first.id}/1"
+
+    def decision() -> dict[str, object]:
+        found: dict[str, object] = site.allocator().summary()["connectors"].get(key, {})
+        return found
+
+    # 44 A of headroom: 8 A for CP1, 18 A for each of the others.
+    await wait_for(
+        lambda: (
+            first.offered_a(1) == 8.0
+            and decision().get("binding_source") == "cloud profile"
+            and all(a >= 17.0 for a in offered(site)[1:])
+        ),
+        timeout=10,
+        what=f"CP1 at the cloud's 8 A, the rest shared (offered {offered(site)}, {decision()})",
+    )
+    assert decision()["limit_a"] == 8.0
+    assert "set by the cloud profile" in str(decision()["reason"])
+    assert site_current(site) <= 48.0

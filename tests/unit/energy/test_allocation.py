@@ -8,6 +8,7 @@ import pytest
 
 from actors.allocation import allocate, ancestry
 from actors.allocation_types import AllocationConfig, ConnectorDemand, NodeInput
+from actors.evolve import evolve
 from tests.unit.energy.builders import car, node, phases
 
 CFG = AllocationConfig(margin_a=1.0, min_current_a=6.0, draw_slack_a=1.0, resolution_a=0.1)
@@ -281,3 +282,18 @@ def test_bad_rotation_rejected() -> None:
 def test_unlimited_node_gives_car_max() -> None:
     result = allocate([node(limit_a=math.inf)], [car("a", max_a=22)], CFG)
     assert result.limits() == {"a": 22.0}
+
+
+def test_a_maximum_the_cloud_sets_is_named_where_it_binds() -> None:
+    capped = evolve(car("a", max_a=8, arrived_s=1), max_source="cloud profile")
+    result = allocate([node(limit_a=32, meter_a=phases(1))], [capped, car("b", arrived_s=2)], CFG)
+    assert result.limits() == {"a": 8.0, "b": 22.0}, "what a does not take goes to b"
+    a = result.of("a")
+    assert (a.binding.kind, a.binding.source) == ("car_max", "cloud profile")
+    assert a.reason == "maximum 8.0 A set by the cloud profile"
+    paused = allocate([node()], [evolve(car("a", max_a=4), max_source="cloud profile")], CFG)
+    a = paused.of("a")
+    assert (a.limit_a, a.binding.kind, a.binding.source) == (0.0, "below_min", "cloud profile")
+    assert "4.0 A (set by the cloud profile) is below the minimum" in a.reason
+    plain = allocate([node(limit_a=math.inf)], [car("a", max_a=22)], CFG).of("a")
+    assert (plain.binding.source, plain.reason) == ("", "connector maximum 22.0 A")

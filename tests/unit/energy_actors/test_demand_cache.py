@@ -130,3 +130,12 @@ def test_forget_drops_connectors_that_are_gone() -> None:
     again = cache.demand("CP1/1", m, r, None, now_s=10.2)
     assert again == first
     assert again is not first
+
+
+def test_the_clouds_cap_below_the_rating_is_the_connectors_maximum() -> None:
+    m = model()
+    capped = fresh(m, replace(report(), cloud_cap_a=8.0), None, 10.0)
+    assert (capped.max_current_a, capped.max_source) == (8.0, "cloud profile")
+    above = fresh(m, replace(report(), cloud_cap_a=40.0), None, 10.0)
+    assert (above.max_current_a, above.max_source) == (32.0, ""), "the rating binds"
+    assert fresh(m, report(), None, 10.0).max_source == ""
