@@ -1,11 +1,12 @@
 """The ChargePoint's record of the cloud's TxProfiles, and the cap they put on the edge's.
 
-What the cloud sets for a transaction (a SetChargingProfile with a TxProfile that the charge point
-accepted) is kept with the transaction in the actor's persisted state (``cloud_profiles``); the
+What the cloud sets for a transaction (a TxProfile that the charge point accepted, in a
+SetChargingProfile or in a remote start) is kept with the transaction in the actor's persisted state (``cloud_profiles``); the
 edge's TxProfile for that connector then carries min(the energy node's limit, the cloud's limit
 now) (:mod:`actors.cloud_profiles` says why), and goes again when the cloud's schedule changes its
-value, when the cloud clears its profile, and after a restart of this actor. Each change of the
-cap is an audit record (kind ``limit``, binding source ``cloud profile``).
+value, when the cloud clears its profile, and after a restart of this actor; the energy node is
+told with the connector's report (its maximum while the cap holds). Each change of the cap is an
+audit record (kind ``limit``, binding source ``cloud profile``).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class CloudProfiles(DownstreamCalls):
     def _cloud_profiles_cleared(self, request: Mapping[str, Any]) -> set[int]:
         """The charge point answered the cloud's ClearChargingProfile ``request`` (whatever it
         said: a cloud profile the edge's replaced is unknown to it, yet the cloud wants it gone):
-        the kept profiles it names are dropped. Returns the connectors whose cap that changed."""
+        the kept profiles it names are dropped. Returns the connectors that lost one."""
         changed: set[int] = set()
         for tx in self.state.transactions.values():
             kept = tx.get(PROFILES_KEY)

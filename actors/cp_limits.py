@@ -90,11 +90,11 @@ class LimitsAndCaps(CloudProfiles):
             await self._edge_call(c)
 
     async def _cloud_call_done(self, call: DownCall, answer: dict[str, Any]) -> None:
-        """The cloud's TxProfile, once the charge point accepted it (in a SetChargingProfile
-        or a remote start), caps the edge's (actors.cp_cloud_caps). A ClearChargingProfile of the cloud's drops what it names from
-        those, and if the charge point accepted it, it may have removed the edge's profiles
-        (without criteria it removes them all, and the car gets its full current): those it may
-        have removed are installed again at once."""
+        """The cloud's TxProfile, once the charge point accepted it (in a SetChargingProfile or
+        a remote start), caps the edge's (actors.cp_cloud_caps). A ClearChargingProfile of the
+        cloud's drops what it names from those, and if the charge point accepted it, it may have
+        removed the edge's profiles (without criteria it removes them all, and the car gets its
+        full current): those it may have removed are installed again at once."""
         if call.action not in _PROFILE_ACTIONS:
             return
         if not self.broker.energy_managed:
@@ -175,7 +175,9 @@ class LimitsAndCaps(CloudProfiles):
         # profile is (its TxProfile goes below, capped).
         self.energy.cloud_caps.pop(connector, None)
         if self._take_remote_start_profile(connector):
-            await self._cloud_caps_again(force=False, send=False)
+            for c in await self._cloud_caps_again(force=False, send=False):
+                if c.replace_key != f"tx:{connector}":  # another connector's cap changed too
+                    await self._edge_call(c)
         for c in self.energy.transaction_started(connector, tx_id):
             await self._edge_call(c)
 
