@@ -171,13 +171,14 @@ class LimitsAndCaps(CloudProfiles):
                 await self._transaction_started(int(evse["id"]), str(info["transactionId"]))
 
     async def _transaction_started(self, connector: int, tx_id: str) -> None:
-        # The cap of the connector's last transaction is not this one's; a remote start's
-        # profile is (its TxProfile goes below, capped).
-        self.energy.cloud_caps.pop(connector, None)
-        if self._take_remote_start_profile(connector):
-            for c in await self._cloud_caps_again(force=False, send=False):
-                if c.replace_key != f"tx:{connector}":  # another connector's cap changed too
-                    await self._edge_call(c)
+        # The connector's cap is this transaction's now: not the last one's, a remote start's
+        # if one was waiting for it, or one the cloud set once the charge point had started it
+        # (its TransactionEvent can come before its answer to the remote start). The TxProfile
+        # goes below, capped.
+        self._take_remote_start_profile(connector)
+        for c in await self._cloud_caps_again(force=False, send=False):
+            if c.replace_key != f"tx:{connector}":  # another connector's cap changed too
+                await self._edge_call(c)
         for c in self.energy.transaction_started(connector, tx_id):
             await self._edge_call(c)
 

@@ -6,21 +6,28 @@ would follow the cloud's limit, the site's ignored); below it, the edge's shadow
 cloud's lower limit ignored). Either way the edge sends its own again at min(its limit, the
 cloud's now), follows the cloud's schedule as it changes, and lets go when the cloud clears it.
 Real edge (broker node with the energy side), simulated cloud and charge point over websockets;
-each case for 1.6 and 2.0.1 (the ``charging`` fixture: CP1 charging at 10 A from one batch)."""
+each case for 1.6 and 2.0.1 (the ``charging`` fixture: CP1 charging at 10 A from one batch); and
+once with a third-party 1.6 CSMS (PyPI ocpp-csms) as the cloud."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+from ocpp.v16 import call as v16_call
 
 from actors.audit import AUDIT_TABLE
 from actors.audit_records import decode_record
 from actors.utc import format_utc
+from sim.charge_point import SimChargePoint
 from sim.profile_payloads import profile_for
 from tests.helpers import wait_for
-from tests.integration.broker.test_profile_batches import batch
+from tests.integration.broker.edge import start_edge
+from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
 from tests.integration.broker.test_profiles_again import Charging, charging
-from tests.integration.sim.conftest import GOOD_TAG
+from tests.integration.broker.test_with_ocpp_csms import Cloud
+from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
 __all__ = ["charging"]
 
@@ -180,3 +187,48 @@ async def test_a_remote_starts_profile_caps_the_transaction_it_starts(charging: 
         what="the remote start's transaction at the cloud's 7 A",
     )
     assert c.energy()["cloud_caps_a"] == {"1": 7.0}
+
+
+async def test_a_third_party_csms_tx_profile_caps_the_edges(tmp_path: Path) -> None:
+    """The cloud is ocpp-csms (PyPI), its SetChargingProfile built and sent by the mobilityhouse
+    library: the 1.6 payload as a real CSMS writes it is read, and the edge's TxProfile follows."""
+    cloud = Cloud()
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    cp = SimChargePoint(fast_config(edge.url, "ocpp1.6", meter_interval_s=60.0))
+
+    def accepted() -> object:
+        return edge.cp("CP1")["energy"]["sent_a"]
+
+    try:
+        await charge(edge, cp)
+        edge.system.send("broker/profiles", batch(10.0, sent_ns=1_000))
+        await wait_for(lambda: accepted() == {"1": 10.0}, what="the edge's 10 A")
+        assert cloud.cs is not None
+        csms_cp = cloud.cs.charge_points["CP1"]
+        answer = await csms_cp.async_call(
+            v16_call.SetChargingProfile(
+                connector_id=1,
+                cs_charging_profiles={
+                    "charging_profile_id": 42,
+                    "stack_level": EDGE_LEVEL,
+                    "charging_profile_purpose": "TxProfile",
+                    "charging_profile_kind": "Relative",
+                    "charging_schedule": {
+                        "charging_rate_unit": "W",
+                        "charging_schedule_period": [{"start_period": 0, "limit": 4830.0}],
+                    },
+                },
+            )
+        )
+        assert answer.status == "Accepted"
+        # 4830 W over three phases at 230 V: 7 A.
+        await wait_for(
+            lambda: accepted() == {"1": 7.0} and cp.offered_a(1) == 7.0,
+            timeout=3,
+            what="the edge's TxProfile at the cloud's 7 A",
+        )
+    finally:
+        await cp.stop()
+        await edge.stop()
+        await cloud.stop()
