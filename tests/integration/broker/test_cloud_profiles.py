@@ -11,19 +11,23 @@ once with a third-party 1.6 CSMS (PyPI ocpp-csms) as the cloud."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from ocpp.v16 import call as v16_call
 
 from actors.audit import AUDIT_TABLE
 from actors.audit_records import decode_record
 from actors.utc import format_utc
 from sim.charge_point import SimChargePoint
+from sim.cloud import SimCloud
 from sim.profile_payloads import profile_for
 from tests.helpers import wait_for
 from tests.integration.broker.edge import start_edge
+from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
 from tests.integration.broker.test_profiles_again import Charging, charging
 from tests.integration.broker.test_with_ocpp_csms import Cloud
@@ -232,3 +236,69 @@ async def test_a_third_party_csms_tx_profile_caps_the_edges(tmp_path: Path) -> N
         await cp.stop()
         await edge.stop()
         await cloud.stop()
+
+
+async def test_a_remote_start_answered_after_its_transaction_began_keeps_its_cap(
+    tmp_path: Path,
+) -> None:
+    """2.0.1, frames in the order a charge point may send them: the TransactionEvent that
+    starts the transaction, then its answer to the cloud's RequestStartTransaction (whose
+    profile says 7 A), the cloud's answer to the TransactionEvent coming after both. Every
+    TxProfile of the transaction carries the 7 A (the start once dropped the cap its own
+    remote start had just set: the transaction went on at the site's 10 A)."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    cp = RawChargePoint("CP1", version="ocpp2.0.1")
+    cp.answers["GetVariables"] = {"getVariableResult": []}  # the safe defaults
+    cp.answers["SetChargingProfile"] = {"status": "Accepted"}
+    now = format_utc(datetime.now(UTC))
+    try:
+        await cp.connect(edge.url)
+        boot = {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
+        assert (await cp.call("BootNotification", boot))[2]["status"] == "Accepted"
+        status = {"timestamp": now, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1}
+        await cp.call("StatusNotification", status)
+        edge.system.send("broker/profiles", batch(10.0, sent_ns=1_000))
+        await wait_for(lambda: edge.cp("CP1")["energy"]["limits_a"] == {"1": 10.0}, what="10 A")
+
+        profile = profile_for("ocpp2.0.1", limit=7.0, profile_id=42, stack_level=0)
+        start = asyncio.create_task(
+            cloud.remote_start("CP1", GOOD_TAG, connector_id=1, charging_profile=profile)
+        )
+        await wait_for(lambda: bool(calls(cp, "RequestStartTransaction")), what="the request")
+        request_id = calls(cp, "RequestStartTransaction")[0][1]
+        started = {
+            "eventType": "Started",
+            "timestamp": now,
+            "triggerReason": "RemoteStart",
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": "T1", "remoteStartId": 1},
+            "evse": {"id": 1, "connectorId": 1},
+            "idToken": {"idToken": GOOD_TAG, "type": "ISO14443"},
+        }
+        assert cp.ws is not None
+        await cp.ws.send(orjson.dumps([2, "te-1", "TransactionEvent", started]).decode())
+        await cp.ws.send(orjson.dumps([3, request_id, {"status": "Accepted"}]).decode())
+        assert (await start)["status"] == "Accepted"
+        # Two TxProfiles: at the answer (the transaction already runs) and at its start.
+        await wait_for(lambda: len(tx_limits(cp)) >= 2, what="the transaction's TxProfiles")
+        assert tx_limits(cp) == [7.0] * len(tx_limits(cp))
+        assert edge.cp("CP1")["energy"]["cloud_caps_a"] == {"1": 7.0}
+    finally:
+        await cp.close()
+        await edge.stop()
+        await cloud.stop()
+
+
+def calls(cp: RawChargePoint, action: str) -> list[list[Any]]:
+    return [c for c in cp.received_calls if c[2] == action]
+
+
+def tx_limits(cp: RawChargePoint) -> list[float]:
+    """The limits of the TxProfiles the charge point got, in order."""
+    return [
+        c[3]["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"]
+        for c in calls(cp, "SetChargingProfile")
+        if c[3]["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+    ]
