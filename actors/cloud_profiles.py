@@ -13,7 +13,10 @@ level alone (OCPP 1.6 3.13.2, 2.0.1 K01), so by itself:
 So the broker keeps what the cloud set for each transaction, once the charge point accepted it,
 and the edge's TxProfile carries min(the edge's limit, the cloud's limit at that moment); when the
 cloud's schedule changes its value (a period begins, its duration or validity ends, a recurrence
-begins again) the broker sends it again (``CloudCap.until``). Only the first schedule of a 2.0.1
+begins again) the broker sends it again (``CloudCap.until``). Likewise the cloud's
+TxDefaultProfiles: the limit of a transaction without a TxProfile of the cloud's (the edge's
+TxProfile would shadow them too; a connector's own overrides the station's), and on the station
+a cap on the edge's safe TxDefaultProfile (the cloud's at the edge's level replaces it). Only the first schedule of a 2.0.1
 profile is read (the others are ISO 15118 offers, K01.FR.70); a schedule in watts becomes amperes
 per phase over its periods' ``numberPhases`` (3 when absent, as OCPP says) at the nominal voltage.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeGuard
 
@@ -35,7 +38,7 @@ DOC_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CloudTxProfile:
+class CloudProfile:
     """One TxProfile of the cloud's, as the broker keeps it with its transaction (``to_doc``).
     ``periods``: (start offset s, limit in ``unit``, phases or None)."""
 
@@ -68,7 +71,7 @@ class CloudTxProfile:
         }
 
     @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> CloudTxProfile:
+    def from_doc(cls, doc: Mapping[str, Any]) -> CloudProfile:
         if doc.get("v") != DOC_VERSION:
             raise ValueError(f"cloud profile record: unknown version {doc.get('v')!r}")
         return cls(
@@ -100,19 +103,25 @@ def _time(value: Any, where: str) -> datetime | None:
 # -- the cloud's requests ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CloudTxSet:
-    """A SetChargingProfile of the cloud's that sets a TxProfile: on which connector (1.6) or
-    EVSE (2.0.1), for which transaction (None: the one running there), and the profile."""
+TX_PROFILE = "TxProfile"
+TX_DEFAULT = "TxDefaultProfile"
 
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudSet:
+    """A SetChargingProfile of the cloud's that sets a TxProfile or a TxDefaultProfile: its
+    purpose, on which connector (1.6) or EVSE (2.0.1; 0: the station, a TxDefaultProfile only),
+    for which transaction (a TxProfile's; None: the one running there), and the profile."""
+
+    purpose: str
     connector_id: int
     transaction_id: str | None
-    profile: CloudTxProfile
+    profile: CloudProfile
 
 
-def tx_set(version: OcppVersion, request: Mapping[str, Any], now: datetime) -> CloudTxSet | None:
-    """The TxProfile a SetChargingProfile request sets (None: it sets another purpose). Raises
-    ValueError naming the field when the profile cannot be read."""
+def profile_set(version: OcppVersion, request: Mapping[str, Any], now: datetime) -> CloudSet | None:
+    """The TxProfile or TxDefaultProfile a SetChargingProfile request sets (None: it sets
+    another purpose). Raises ValueError naming the field when the profile cannot be read."""
     if version is OcppVersion.V16:
         profile = request.get("csChargingProfiles")
         connector = request.get("connectorId")
@@ -121,7 +130,10 @@ def tx_set(version: OcppVersion, request: Mapping[str, Any], now: datetime) -> C
         profile = request.get("chargingProfile")
         connector = request.get("evseId")
         id_key = "id"
-    if not isinstance(profile, Mapping) or profile.get("chargingProfilePurpose") != "TxProfile":
+    if not isinstance(profile, Mapping):
+        return None
+    purpose = profile.get("chargingProfilePurpose")
+    if purpose not in (TX_PROFILE, TX_DEFAULT):
         return None
     schedule = profile.get("chargingSchedule")
     if version is not OcppVersion.V16:
@@ -130,8 +142,9 @@ def tx_set(version: OcppVersion, request: Mapping[str, Any], now: datetime) -> C
         schedule = schedule[0]
     if not isinstance(schedule, Mapping):
         raise ValueError(f"chargingSchedule: expected an object, got {schedule!r}")
-    if not isinstance(connector, int) or connector < 1:
-        raise ValueError(f"a TxProfile needs a connector/EVSE id >= 1, got {connector!r}")
+    lowest = 1 if purpose == TX_PROFILE else 0
+    if not isinstance(connector, int) or connector < lowest:
+        raise ValueError(f"a {purpose} needs a connector/EVSE id >= {lowest}, got {connector!r}")
     unit = schedule.get("chargingRateUnit")
     if unit not in ("A", "W"):
         raise ValueError(f"chargingSchedule.chargingRateUnit: expected A or W, got {unit!r}")
@@ -170,10 +183,11 @@ def tx_set(version: OcppVersion, request: Mapping[str, Any], now: datetime) -> C
         raise ValueError(
             f"{id_key} and stackLevel: expected integers, got {profile_id!r}, {level!r}"
         )
-    return CloudTxSet(
+    return CloudSet(
+        purpose=str(purpose),
         connector_id=connector,
-        transaction_id=None if tx is None else str(tx),
-        profile=CloudTxProfile(
+        transaction_id=None if tx is None or purpose != TX_PROFILE else str(tx),
+        profile=CloudProfile(
             profile_id=profile_id,
             stack_level=level,
             kind=kind,
@@ -194,9 +208,13 @@ def _number(value: Any) -> TypeGuard[float]:
 
 
 def clears(
-    version: OcppVersion, request: Mapping[str, Any], profile: CloudTxProfile, connector_id: int
+    version: OcppVersion,
+    request: Mapping[str, Any],
+    profile: CloudProfile,
+    connector_id: int,
+    purpose: str = TX_PROFILE,
 ) -> bool:
-    """Whether a ClearChargingProfile ``request`` removes ``profile`` (a TxProfile on
+    """Whether a ClearChargingProfile ``request`` removes ``profile`` (of ``purpose``, on
     ``connector_id``): every criterion it gives must match; with none, it clears all."""
     if version is OcppVersion.V16:
         named = request.get("id")
@@ -214,11 +232,11 @@ def clears(
             return True
         if version is OcppVersion.V16 or not criteria:
             return False
-    purpose = criteria.get("chargingProfilePurpose")
+    wanted = criteria.get("chargingProfilePurpose")
     level = criteria.get("stackLevel")
     return (
         (connector is None or connector == connector_id)
-        and (purpose is None or purpose == "TxProfile")
+        and (wanted is None or wanted == purpose)
         and (level is None or level == profile.stack_level)
     )
 
@@ -237,7 +255,7 @@ class CloudCap:
 
 
 def value_at(
-    profile: CloudTxProfile, now: datetime, *, tx_started: datetime | None
+    profile: CloudProfile, now: datetime, *, tx_started: datetime | None
 ) -> tuple[tuple[float, int | None] | None, datetime | None]:
     """``profile``'s period at ``now`` (its limit in the profile's unit and its phases; None:
     the profile gives no limit then) and the next moment that may change."""
@@ -282,14 +300,40 @@ def value_at(
     return current, min(ends, default=None)
 
 
-def _within(profile: CloudTxProfile, moment: datetime | None) -> datetime | None:
+def _within(profile: CloudProfile, moment: datetime | None) -> datetime | None:
     if moment is None or (profile.valid_to is not None and moment >= profile.valid_to):
         return None
     return moment
 
 
+def default_cap_at(
+    defaults: Iterable[tuple[int, CloudProfile]],
+    connector_id: int,
+    now: datetime,
+    *,
+    tx_started: datetime | None,
+    nominal_voltage_v: float,
+) -> CloudCap:
+    """The cloud's TxDefaultProfiles' limit on a transaction on ``connector_id`` (``defaults``:
+    (connector, profile), 0 the station's): the connector's own where one has a period then,
+    else the station's (a TxDefaultProfile on a connector overrides the station's there)."""
+    own = [p for c, p in defaults if c == connector_id and connector_id != 0]
+    station = [p for c, p in defaults if c == 0]
+    first = cap_at(own, now, tx_started=tx_started, nominal_voltage_v=nominal_voltage_v)
+    if first.limit_a is not None:
+        return first
+    second = cap_at(station, now, tx_started=tx_started, nominal_voltage_v=nominal_voltage_v)
+    return replace(second, until=earliest(first.until, second.until))
+
+
+def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    return a if b is None or a < b else b
+
+
 def cap_at(
-    profiles: Iterable[CloudTxProfile],
+    profiles: Iterable[CloudProfile],
     now: datetime,
     *,
     tx_started: datetime | None,
@@ -297,7 +341,7 @@ def cap_at(
 ) -> CloudCap:
     """The cloud's limit on the transaction at ``now``: that of its highest stack level with a
     period then (as the charge point itself would choose among them), in A per phase."""
-    best: tuple[int, CloudTxProfile, float, int | None] | None = None
+    best: tuple[int, CloudProfile, float, int | None] | None = None
     until: datetime | None = None
     for profile in profiles:
         value, changes = value_at(profile, now, tx_started=tx_started)

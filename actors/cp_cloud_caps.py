@@ -1,24 +1,38 @@
-"""The ChargePoint's record of the cloud's TxProfiles, and the cap they put on the edge's.
+"""The ChargePoint's record of the cloud's TxProfiles and TxDefaultProfiles, and the cap they put
+on the edge's profiles.
 
 What the cloud sets for a transaction (a TxProfile that the charge point accepted, in a
-SetChargingProfile or in a remote start) is kept with the transaction in the actor's persisted state (``cloud_profiles``); the
-edge's TxProfile for that connector then carries min(the energy node's limit, the cloud's limit
-now) (:mod:`actors.cloud_profiles` says why), and goes again when the cloud's schedule changes its
-value, when the cloud clears its profile, and after a restart of this actor; the energy node is
-told with the connector's report (its maximum while the cap holds). Each change of the cap is an
-audit record (kind ``limit``, binding source ``cloud profile``).
+SetChargingProfile or in a remote start) is kept with the transaction in the actor's persisted
+state (``cloud_profiles``), its TxDefaultProfiles with the state (``cloud_defaults``); the edge's
+TxProfile for a connector then carries min(the energy node's limit, the cloud's limit now: its
+TxProfiles', else its TxDefaultProfiles'), and its TxDefaultProfile min(its default, the cloud's
+on the station) (:mod:`actors.cloud_profiles` says why). They go again when the cloud's schedule
+changes its value, when the cloud clears a profile, and after a restart of this actor; the energy
+node is told with the connector's report (its maximum while the cap holds). Each change of a cap
+is an audit record (kind ``limit``, binding source ``cloud profile``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from actors.audit import audit
 from actors.audit_records import AuditKind
-from actors.cloud_profiles import CloudTxProfile, cap_at, clears, tx_set
+from actors.cloud_profiles import (
+    TX_DEFAULT,
+    TX_PROFILE,
+    CloudProfile,
+    CloudSet,
+    cap_at,
+    clears,
+    default_cap_at,
+    earliest,
+    profile_set,
+)
 from actors.cp_base import CloudCapDue
 from actors.cp_calls import DownstreamCalls
 from actors.energy_messages import CLOUD_PROFILE
@@ -41,9 +55,17 @@ class CloudProfiles(DownstreamCalls):
 
     async def _cloud_profile_set(self, request: Mapping[str, Any]) -> None:
         """The charge point accepted the cloud's SetChargingProfile ``request``."""
-        connector = self._keep_cloud_profile(request)
-        if connector is not None:
-            await self._cloud_caps_again(force=True, only=connector)
+        found = self._keep_cloud_profile(request)
+        if found is None:
+            return
+        if found.purpose == TX_PROFILE:
+            await self._cloud_caps_again(force=True, only=found.connector_id)
+        else:  # on the station at the edge's level, it replaced the edge's TxDefaultProfile
+            replaced = (found.connector_id, found.profile.stack_level) == (
+                0,
+                self.energy.caps.stack_level,
+            )
+            await self._cloud_caps_again(force=False, station_again=replaced)
 
     async def _remote_start_accepted(self, request: Mapping[str, Any]) -> None:
         """The charge point accepted the cloud's RemoteStartTransaction (1.6) or
@@ -74,12 +96,13 @@ class CloudProfiles(DownstreamCalls):
             return self._keep_cloud_profile(request) is not None
         return False
 
-    def _keep_cloud_profile(self, request: Mapping[str, Any]) -> int | None:
+    def _keep_cloud_profile(self, request: Mapping[str, Any]) -> CloudSet | None:
         """The TxProfile a SetChargingProfile ``request`` of the cloud's sets, kept with its
-        transaction; its connector (None: not a TxProfile, unreadable, or no such transaction)."""
+        transaction, or the TxDefaultProfile, kept with the state (None: neither, unreadable,
+        or a TxProfile for no running transaction)."""
         now = self.broker.now()
         try:
-            found = tx_set(self.version, request, now)
+            found = profile_set(self.version, request, now)
         except ValueError as e:
             log.warning(
                 "%s: the cloud's TxProfile cannot be read, so the edge's limit does not follow it: %s",
@@ -89,21 +112,38 @@ class CloudProfiles(DownstreamCalls):
             return None
         if found is None:
             return None
+        new = found.profile
+        if found.purpose == TX_DEFAULT:
+            # Same id replaces, wherever it was; same stack level on the same connector too.
+            self._drop_id(new.profile_id)
+            self.state.cloud_defaults = [
+                d
+                for d in self.state.cloud_defaults
+                if (d.get("connector"), d.get("stack_level"))
+                != (found.connector_id, new.stack_level)
+            ] + [{**new.to_doc(), "connector": found.connector_id}]
+            self.dirty = True
+            return found
         tx_id = found.transaction_id or self._running_tx(found.connector_id)
         tx = None if tx_id is None else self.state.transactions.get(tx_id)
         if tx is None or tx.get("state") != "running":
             return None
-        new = found.profile
         # Same id replaces, wherever it was; same stack level replaces within the transaction.
-        for other in self.state.transactions.values():
-            kept = other.get(PROFILES_KEY)
-            if kept:
-                other[PROFILES_KEY] = [d for d in kept if d.get("id") != new.profile_id]
+        self._drop_id(new.profile_id)
         tx[PROFILES_KEY] = [
             d for d in tx.get(PROFILES_KEY, []) if d.get("stack_level") != new.stack_level
         ] + [new.to_doc()]
         self.dirty = True
-        return found.connector_id
+        return found
+
+    def _drop_id(self, profile_id: int) -> None:
+        for other in self.state.transactions.values():
+            kept = other.get(PROFILES_KEY)
+            if kept:
+                other[PROFILES_KEY] = [d for d in kept if d.get("id") != profile_id]
+        self.state.cloud_defaults = [
+            d for d in self.state.cloud_defaults if d.get("id") != profile_id
+        ]
 
     def _running_tx(self, connector: int) -> str | None:
         wanted = str(connector)
@@ -134,6 +174,17 @@ class CloudProfiles(DownstreamCalls):
                 tx[PROFILES_KEY] = left
                 self.dirty = True
                 changed.add(connector)
+        defaults = self.state.cloud_defaults
+        left = [
+            d
+            for d, profile in zip(defaults, self._kept_profiles(defaults), strict=True)
+            if profile is None
+            or not clears(self.version, request, profile, int(d.get("connector", 0)), TX_DEFAULT)
+        ]
+        if len(left) != len(defaults):
+            changed |= {int(d.get("connector", 0)) for d in defaults if d not in left}
+            self.state.cloud_defaults = left
+            self.dirty = True
         return changed
 
     async def _cloud_cap_due(self, msg: CloudCapDue) -> None:
@@ -142,16 +193,40 @@ class CloudProfiles(DownstreamCalls):
         await self._cloud_caps_again(force=False)
 
     async def _cloud_caps_again(
-        self, *, force: bool, only: int | None = None, send: bool = True, restored: bool = False
+        self,
+        *,
+        force: bool,
+        only: int | None = None,
+        send: bool = True,
+        restored: bool = False,
+        station_again: bool = False,
     ) -> list[CallChargePoint]:
-        """Each running transaction's cap from the cloud's profiles now; a TxProfile for each
-        connector whose cap changed (``force``: for ``only``, or all, even if not), and the
-        timer for the next change. ``send`` False: the TxProfiles are returned, not sent.
+        """Each running transaction's cap from the cloud's profiles now (its TxProfiles', else
+        the TxDefaultProfiles'), and the station's (the cloud's TxDefaultProfiles' on connector
+        0: the edge's own TxDefaultProfile carries the lower of it and its default); a TxProfile
+        for each connector whose cap changed (``force``: for ``only``, or all, even if not),
+        the TxDefaultProfile if the station's did (``station_again``: even if not), and the
+        timer for the next change. ``send`` False: the calls are returned, not sent.
         ``restored``: the caps of a restarted actor (not audited again)."""
         held: list[CallChargePoint] = []
         now = self.broker.now()
         caps = self.energy.cloud_caps
-        next_due: datetime | None = None
+        volts = self.energy.caps.nominal_voltage_v
+        defaults = [
+            (int(d.get("connector", 0)), p)
+            for d, p in zip(
+                self.state.cloud_defaults,
+                self._kept_profiles(self.state.cloud_defaults),
+                strict=True,
+            )
+            if p is not None
+        ]
+        station = default_cap_at(defaults, 0, now, tx_started=None, nominal_voltage_v=volts)
+        next_due = station.until
+        calls: list[CallChargePoint] = []
+        if station.limit_a != self.energy.cloud_default_a and not restored:
+            self._audit_cap(0, "", station.limit_a, station.profile_id, self.energy.cloud_default_a)
+        calls += self.energy.cloud_default_capped(station.limit_a, now, force=station_again)
         reported = False
         running: dict[int, str] = {}
         for key, t in self.state.transactions.items():
@@ -160,30 +235,37 @@ class CloudProfiles(DownstreamCalls):
         for connector in sorted(set(running) | set(caps)):
             tx_id = running.get(connector)
             tx = {} if tx_id is None else self.state.transactions[tx_id]
+            started = _started(tx)
             cap = cap_at(
                 [p for p in self._kept_profiles(tx.get(PROFILES_KEY, [])) if p is not None],
                 now,
-                tx_started=_started(tx),
-                nominal_voltage_v=self.energy.caps.nominal_voltage_v,
+                tx_started=started,
+                nominal_voltage_v=volts,
             )
-            if cap.until is not None and (next_due is None or cap.until < next_due):
-                next_due = cap.until
+            purpose = TX_PROFILE
+            if cap.limit_a is None and tx_id is not None:
+                fallback = default_cap_at(
+                    defaults, connector, now, tx_started=started, nominal_voltage_v=volts
+                )
+                cap = replace(fallback, until=earliest(cap.until, fallback.until))
+                purpose = TX_DEFAULT
+            next_due = earliest(next_due, cap.until)
             before = caps.get(connector)
             changed = before != cap.limit_a
             if changed and tx_id is not None and not restored:
-                self._audit_cap(connector, tx_id, cap.limit_a, cap.profile_id, before)
+                self._audit_cap(connector, tx_id, cap.limit_a, cap.profile_id, before, purpose)
             if changed and tx_id is not None:
                 reported = True  # after the loop: the energy node counts it as its maximum
             if not (changed or (force and only in (None, connector))):
                 continue
-            calls = self.energy.cloud_capped(
+            calls += self.energy.cloud_capped(
                 connector, cap.limit_a, tx_id, force=force and only in (None, connector)
             )
-            if not self.energy_ready:
-                continue  # its capabilities first: the TxProfiles follow them (cp_energy)
-            if not send:
-                held += calls
-                continue
+        if not self.energy_ready:
+            calls = []  # its capabilities first: the profiles follow them (cp_energy)
+        if not send:
+            held = calls
+        else:
             for c in calls:
                 await self._edge_call(c)
         if reported:
@@ -194,13 +276,13 @@ class CloudProfiles(DownstreamCalls):
             self.send_after(delay_s, CloudCapDue(at_utc=format_utc(next_due)))
         return held
 
-    def _kept_profiles(self, docs: list[dict[str, Any]]) -> list[CloudTxProfile | None]:
+    def _kept_profiles(self, docs: list[dict[str, Any]]) -> list[CloudProfile | None]:
         """The kept records read (None: one that cannot be, named in the log: it no longer caps;
         a record this actor cannot read must not stop it from starting)."""
-        profiles: list[CloudTxProfile | None] = []
+        profiles: list[CloudProfile | None] = []
         for doc in docs:
             try:
-                profiles.append(CloudTxProfile.from_doc(doc))
+                profiles.append(CloudProfile.from_doc(doc))
             except (ValueError, KeyError, TypeError) as e:
                 log.warning(
                     "%s: a kept cloud TxProfile is unreadable, ignored: %r (%s)", self.cp_id, doc, e
@@ -215,17 +297,22 @@ class CloudProfiles(DownstreamCalls):
         cap_a: float | None,
         profile_id: int | None,
         before: float | None,
+        purpose: str = TX_DEFAULT,
     ) -> None:
+        """``connector`` 0: the station's cap, on the edge's TxDefaultProfile."""
+        what = f"connector {connector}" if connector else "new transactions"
         if cap_a is None:
             decision = "no cloud cap"
-            reason = f"the cloud's TxProfile no longer limits connector {connector}"
+            reason = f"the cloud's {purpose}s no longer limit {what}"
             if before is not None:
-                reason += f" (it held it at {before:.1f} A)"
+                reason += f" (they held it at {before:.1f} A)"
         else:
             decision = f"at most {cap_a:.1f} A"
+            edge = "TxProfile" if connector else "TxDefaultProfile"
+            own = "the site's limit" if connector else "its own default"
             reason = (
-                f"the cloud's TxProfile {profile_id} limits connector {connector} to "
-                f"{cap_a:.1f} A: the edge's TxProfile carries the lower of it and the site's limit"
+                f"the cloud's {purpose} {profile_id} limits {what} to {cap_a:.1f} A: the "
+                f"edge's {edge} carries the lower of it and {own}"
             )
         log.info("%s: %s", self.cp_id, reason)
         audit(

@@ -69,6 +69,9 @@ class EnergySide:
         # connector -> the cloud's limit on its transaction now, A (actors.cloud_profiles): the
         # TxProfile carries the lower of it and the energy node's
         self.cloud_caps: dict[int, float] = {}
+        # the cloud's TxDefaultProfiles' limit on new transactions now, A: the edge's
+        # TxDefaultProfile carries the lower of it and default_limit_a
+        self.cloud_default_a: float | None = None
         # connector -> (what its template depends on, the template)
         self.templates: dict[int, tuple[tuple[Any, ...], TxProfileTemplate | None]] = {}
 
@@ -81,6 +84,7 @@ class EnergySide:
             "limits_a": {str(c): lim.limit_a for c, lim in self.limits.items()},
             "sent_a": {str(c): a for c, a in self.sent.items()},
             "cloud_caps_a": {str(c): a for c, a in self.cloud_caps.items()},
+            "cloud_default_a": self.cloud_default_a,
             "default_limit_a": self.default_limit_a,
         }
 
@@ -143,7 +147,7 @@ class EnergySide:
         payloads = boot_profiles(
             version=self.version,
             caps=self.caps,
-            default_limit_a=self.default_limit_a,
+            default_limit_a=self._default_a(),
             max_limit_a=self.max_current_a,
             phases=self.phases,
             now_utc=now,
@@ -219,6 +223,23 @@ class EnergySide:
         if limit is None or tx_id is None:
             return []
         return self._tx_profile(limit, tx_id, force=force)
+
+    def cloud_default_capped(
+        self, cap_a: float | None, now: datetime, *, force: bool
+    ) -> list[CallChargePoint]:
+        """The cloud's limit on new transactions is now ``cap_a`` (None: none): the edge's
+        TxDefaultProfile again if that changes it (``force``: even if not: the cloud's may have
+        replaced it), once the charge point's capabilities are known."""
+        before = self._default_a()
+        self.cloud_default_a = cap_a
+        if not self.caps_known or not (force or self._default_a() != before):
+            return []
+        return self._boot_profiles(now)[:1]
+
+    def _default_a(self) -> float:
+        """What the edge's TxDefaultProfile offers: its default, or the cloud's if lower."""
+        cloud_a = self.cloud_default_a
+        return self.default_limit_a if cloud_a is None else min(self.default_limit_a, cloud_a)
 
     def _template(self, limit: ConnectorLimit, tx_id: str) -> TxProfileTemplate | None:
         """The connector's TxProfile template, made again when what it depends on changed."""

@@ -84,6 +84,9 @@ class ChargePointState:
         self.history: list[dict[str, Any]] = list(d.get("history", []))
         self.edge_tx_hwm: int | None = d.get("edge_tx_hwm")
         self.counters: dict[str, int] = dict(d.get("counters", {}))
+        # The cloud's TxDefaultProfiles the charge point accepted (actors.cp_cloud_caps): each
+        # a CloudProfile record with its "connector" (0: the station's)
+        self.cloud_defaults: list[dict[str, Any]] = list(d.get("cloud_defaults", []))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,7 @@ class ChargePointState:
             "history": self.history,
             "edge_tx_hwm": self.edge_tx_hwm,
             "counters": self.counters,
+            "cloud_defaults": self.cloud_defaults,
         }
 
     # -- link events ----------------------------------------------------------------------------

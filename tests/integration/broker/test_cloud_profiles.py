@@ -21,6 +21,7 @@ from ocpp.v16 import call as v16_call
 
 from actors.audit import AUDIT_TABLE
 from actors.audit_records import decode_record
+from actors.profiles import ChargePointCapabilities, tx_default_profile_id
 from actors.utc import format_utc
 from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
@@ -302,3 +303,64 @@ def tx_limits(cp: RawChargePoint) -> list[float]:
         for c in calls(cp, "SetChargingProfile")
         if c[3]["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
     ]
+
+
+def defaults(c: Charging) -> list[tuple[int, float]]:
+    """The TxDefaultProfiles the charge point holds: (id, limit of the first period)."""
+    return sorted(
+        (p.profile_id, p.periods[0].limit)
+        for p in c.cp.profiles.profiles
+        if p.purpose.value == "TxDefaultProfile"
+    )
+
+
+async def test_a_cloud_default_caps_the_edges_default_and_the_transactions_without_its_own(
+    charging: Charging,
+) -> None:
+    """The cloud's TxDefaultProfile on the station: at the edge's level it replaces the edge's
+    safe default (6 A until the energy node speaks), which goes in again at once, at the lower
+    of the two; a running transaction without a TxProfile of the cloud's is held at it too; one
+    the cloud gives a TxProfile follows that instead."""
+    c = charging
+    edge_default = tx_default_profile_id(ChargePointCapabilities())
+    station = profile_for(
+        c.cp.config.protocol, limit=32.0, profile_id=43, purpose="TxDefaultProfile"
+    )
+    station["stackLevel"] = EDGE_LEVEL
+    answer = await c.cloud.set_charging_profile("CP1", 0, station)
+    assert answer["status"] == "Accepted"
+    await wait_for(
+        lambda: defaults(c) == [(edge_default, 6.0)],
+        timeout=3,
+        what="the edge's 6 A default back in place of the cloud's 32 A",
+    )
+    assert c.accepted() == {"1": 10.0}
+
+    station["chargingSchedule"] = profile_for(
+        c.cp.config.protocol, limit=4.0, purpose="TxDefaultProfile"
+    )["chargingSchedule"]
+    assert (await c.cloud.set_charging_profile("CP1", 0, station))["status"] == "Accepted"
+    await wait_for(
+        lambda: defaults(c) == [(edge_default, 4.0)] and c.accepted() == {"1": 4.0},
+        timeout=3,
+        what="the edge's default and the running transaction at the cloud's 4 A",
+    )
+    assert c.energy()["cloud_default_a"] == 4.0
+
+    await cloud_sets(c, tx_profile(c, 9.0, stack_level=1))
+    await wait_for(
+        lambda: c.accepted() == {"1": 9.0}, timeout=3, what="the cloud's TxProfile (9 A) first"
+    )
+    if c.cp.config.protocol == "ocpp1.6":
+        by_purpose: dict[str, object] = {"chargingProfilePurpose": "TxDefaultProfile"}
+    else:
+        by_purpose = {"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile"}}
+    await c.cloud.call("CP1", "ClearChargingProfile", by_purpose)
+    await wait_for(
+        lambda: defaults(c) == [(edge_default, 6.0)] and c.energy()["cloud_default_a"] is None,
+        timeout=3,
+        what="the edge's own 6 A default again",
+    )
+    # The clear took the edge's TxDefaultProfile too: the edge's profiles went in again.
+    await wait_for(lambda: c.accepted() == {"1": 9.0}, what="the TxProfile's cap stays")
+    assert c.cp.offered_a(1) == 9.0

@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.cloud_profiles import CloudTxProfile, cap_at, clears, tx_set, value_at
+from actors.cloud_profiles import (
+    CloudProfile,
+    cap_at,
+    clears,
+    default_cap_at,
+    profile_set,
+    value_at,
+)
 from drivers.ocpp.codes import OcppVersion
 from sim.profile_payloads import profile_v16, profile_v201
 
@@ -23,8 +30,8 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def profile(**changes: Any) -> CloudTxProfile:
-    base = CloudTxProfile(
+def profile(**changes: Any) -> CloudProfile:
+    base = CloudProfile(
         profile_id=42,
         stack_level=0,
         kind="Absolute",
@@ -59,7 +66,7 @@ def v201_request(**kwargs: Any) -> dict[str, Any]:
     ],
 )
 def test_a_tx_profile_is_read_in_either_version(version: OcppVersion, request_: Any) -> None:
-    found = tx_set(version, request_, T0)
+    found = profile_set(version, request_, T0)
     assert found is not None
     assert (found.connector_id, found.transaction_id) == (1, "3")
     p = found.profile
@@ -71,7 +78,7 @@ def test_a_tx_profile_is_read_in_either_version(version: OcppVersion, request_: 
 @pytest.mark.parametrize(
     ("version", "request_"),
     [
-        pytest.param(V16, v16_request(limit=8.0, purpose="TxDefaultProfile"), id="1.6-default"),
+        pytest.param(V16, v16_request(limit=8.0, purpose="ChargePointMaxProfile"), id="1.6-max"),
         pytest.param(
             V201, v201_request(limit=8.0, purpose="ChargePointMaxProfile"), id="2.0.1-max"
         ),
@@ -79,7 +86,41 @@ def test_a_tx_profile_is_read_in_either_version(version: OcppVersion, request_: 
     ],
 )
 def test_other_purposes_are_not_read(version: OcppVersion, request_: Any) -> None:
-    assert tx_set(version, request_, T0) is None
+    assert profile_set(version, request_, T0) is None
+
+
+@pytest.mark.parametrize(
+    ("version", "request_"),
+    [
+        pytest.param(
+            V16,
+            {
+                "connectorId": 0,
+                "csChargingProfiles": profile_v16(
+                    limit=8.0, purpose="TxDefaultProfile", transaction_id=3
+                ),
+            },
+            id="1.6",
+        ),
+        pytest.param(
+            V201,
+            {"evseId": 0, "chargingProfile": profile_v201(limit=8.0, purpose="TxDefaultProfile")},
+            id="2.0.1",
+        ),
+    ],
+)
+def test_a_tx_default_profile_is_read_on_the_station_too(
+    version: OcppVersion, request_: Any
+) -> None:
+    found = profile_set(version, request_, T0)
+    assert found is not None
+    assert (found.purpose, found.connector_id, found.transaction_id) == (
+        "TxDefaultProfile",
+        0,
+        None,
+    ), "a default belongs to no transaction"
+    with pytest.raises(ValueError, match="a TxProfile needs a connector/EVSE id >= 1"):
+        profile_set(V16, v16_request(limit=8.0) | {"connectorId": 0}, T0)
 
 
 def _bad(field: str, value: Any) -> dict[str, Any]:
@@ -104,21 +145,21 @@ def _bad(field: str, value: Any) -> dict[str, Any]:
         pytest.param("numberPhases", 4, "numberPhases", id="phases"),
         pytest.param("chargingProfileKind", "Sometimes", "chargingProfileKind", id="kind"),
         pytest.param("duration", -5, "duration", id="duration"),
-        pytest.param("connectorId", 0, "connector", id="connector-0"),
+        pytest.param("connectorId", -1, "connector", id="connector-negative"),
     ],
 )
 def test_an_unreadable_profile_names_the_field(field: str, value: Any, message: str) -> None:
     request = _bad(field, value)
     with pytest.raises(ValueError, match=message):
-        tx_set(V16, request, T0)
+        profile_set(V16, request, T0)
 
 
 def test_a_recurring_profile_needs_its_recurrency() -> None:
     request = v16_request(limit=8.0, kind="Recurring")
     with pytest.raises(ValueError, match="recurrencyKind"):
-        tx_set(V16, request, T0)
+        profile_set(V16, request, T0)
     request["csChargingProfiles"]["recurrencyKind"] = "Daily"
-    found = tx_set(V16, request, T0)
+    found = profile_set(V16, request, T0)
     assert found is not None
     assert found.profile.recurrency == "Daily"
 
@@ -133,9 +174,9 @@ def test_the_record_round_trips() -> None:
         unit="W",
         periods=((0.0, 11_000.0, 3), (60.0, 4_200.0, 1)),
     )
-    assert CloudTxProfile.from_doc(p.to_doc()) == p
+    assert CloudProfile.from_doc(p.to_doc()) == p
     with pytest.raises(ValueError, match="version"):
-        CloudTxProfile.from_doc({**p.to_doc(), "v": 99})
+        CloudProfile.from_doc({**p.to_doc(), "v": 99})
 
 
 # -- its limit at a moment ----------------------------------------------------------------------
@@ -178,7 +219,7 @@ def test_the_record_round_trips() -> None:
     ],
 )
 def test_value_at(
-    p: CloudTxProfile, seconds: float, value: float | None, until_s: float | None
+    p: CloudProfile, seconds: float, value: float | None, until_s: float | None
 ) -> None:
     found, until = value_at(p, at(seconds), tx_started=None)
     assert (None if found is None else found[0]) == value
@@ -213,6 +254,25 @@ def test_watts_become_amperes_per_phase(phases: int | None, expected_a: float) -
     p = profile(unit="W", periods=((0.0, 11_040.0, phases),))
     cap = cap_at([p], at(0), tx_started=None, nominal_voltage_v=230.0)
     assert cap.limit_a == pytest.approx(expected_a)
+
+
+def test_a_connectors_own_default_overrides_the_stations_while_it_has_a_period() -> None:
+    station = profile(profile_id=1, periods=((0.0, 10.0, None),))
+    own = profile(profile_id=2, start=at(100), duration_s=100.0, periods=((0.0, 7.0, None),))
+    defaults = [(0, station), (1, own)]
+
+    def cap(connector: int, seconds: float) -> tuple[float | None, int | None, datetime | None]:
+        c = default_cap_at(
+            defaults, connector, at(seconds), tx_started=None, nominal_voltage_v=230.0
+        )
+        return c.limit_a, c.profile_id, c.until
+
+    assert cap(1, 50) == (10.0, 1, at(100)), "the station's until its own begins"
+    assert cap(1, 150) == (7.0, 2, at(200))
+    assert cap(1, 250) == (10.0, 1, None)
+    assert cap(2, 150) == (10.0, 1, None), "another connector: the station's"
+    assert cap(0, 150) == (10.0, 1, None), "the station itself"
+    assert default_cap_at([], 1, at(0), tx_started=None, nominal_voltage_v=230.0).limit_a is None
 
 
 def test_no_profiles_no_cap() -> None:
@@ -285,8 +345,34 @@ def test_what_a_clear_removes(version: OcppVersion, request_: Any, cleared: bool
     assert clears(version, request_, profile(stack_level=2), 1) is cleared
 
 
+@pytest.mark.parametrize(
+    ("version", "request_", "cleared"),
+    [
+        pytest.param(V16, {"chargingProfilePurpose": "TxDefaultProfile"}, True, id="1.6-purpose"),
+        pytest.param(V16, {"chargingProfilePurpose": "TxProfile"}, False, id="1.6-other-purpose"),
+        pytest.param(V16, {"connectorId": 0}, True, id="1.6-the-station"),
+        pytest.param(V16, {"connectorId": 1}, False, id="1.6-a-connector"),
+        pytest.param(
+            V201,
+            {
+                "chargingProfileCriteria": {
+                    "evseId": 0,
+                    "chargingProfilePurpose": "TxDefaultProfile",
+                }
+            },
+            True,
+            id="2.0.1-station-default",
+        ),
+    ],
+)
+def test_what_a_clear_removes_of_a_station_default(
+    version: OcppVersion, request_: Any, cleared: bool
+) -> None:
+    assert clears(version, request_, profile(), 0, "TxDefaultProfile") is cleared
+
+
 def test_a_period_that_is_not_an_object_is_named() -> None:
     request = v16_request(limit=8.0)
     request["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"] = [8.0]
     with pytest.raises(ValueError, match=r"chargingSchedulePeriod\[0\]: expected an object"):
-        tx_set(V16, request, T0)
+        profile_set(V16, request, T0)

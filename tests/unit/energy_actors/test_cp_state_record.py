@@ -1,0 +1,51 @@
+"""ChargePointState's persisted document: the round trip, and a document from before a key
+existed (the cloud's kept profiles) reads as none kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from actors.cloud_profiles import CloudProfile
+from actors.cp_state import RECORD_VERSION, ChargePointState
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def kept(profile_id: int, limit: float) -> dict[str, object]:
+    return CloudProfile(
+        profile_id=profile_id,
+        stack_level=0,
+        kind="Relative",
+        recurrency=None,
+        valid_from=None,
+        valid_to=None,
+        start=None,
+        duration_s=None,
+        unit="A",
+        periods=((0.0, limit, None),),
+        set_utc=T0,
+    ).to_doc()
+
+
+def test_the_document_round_trips_with_the_clouds_profiles() -> None:
+    state = ChargePointState("CP1")
+    state.transactions["7"] = {
+        "state": "running",
+        "connector": "1",
+        "cloud_profiles": [kept(42, 8.0)],
+    }
+    state.cloud_defaults = [{**kept(43, 16.0), "connector": 0}]
+    doc = orjson.loads(orjson.dumps(state.to_dict()))  # as LMDB keeps it
+    again = ChargePointState("CP1", doc)
+    assert again.to_dict() == state.to_dict()
+    assert doc["v"] == RECORD_VERSION
+    (profile,) = again.transactions["7"]["cloud_profiles"]
+    assert CloudProfile.from_doc(profile).periods == ((0.0, 8.0, None),)
+
+
+def test_a_document_without_the_clouds_defaults_keeps_none() -> None:
+    doc = ChargePointState("CP1").to_dict()
+    del doc["cloud_defaults"]
+    assert ChargePointState("CP1", doc).cloud_defaults == []
