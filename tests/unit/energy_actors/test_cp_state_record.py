@@ -3,30 +3,15 @@ existed (the cloud's kept profiles) reads as none kept."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import orjson
 
 from actors.cloud_profiles import CloudProfile
 from actors.cp_state import RECORD_VERSION, ChargePointState
-
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+from tests.unit.energy_actors.test_cloud_profiles import profile
 
 
 def kept(profile_id: int, limit: float) -> dict[str, object]:
-    return CloudProfile(
-        profile_id=profile_id,
-        stack_level=0,
-        kind="Relative",
-        recurrency=None,
-        valid_from=None,
-        valid_to=None,
-        start=None,
-        duration_s=None,
-        unit="A",
-        periods=((0.0, limit, None),),
-        set_utc=T0,
-    ).to_doc()
+    return profile(profile_id=profile_id, periods=((0.0, limit, None),)).to_doc()
 
 
 def test_the_document_round_trips_with_the_clouds_profiles() -> None:
