@@ -10,15 +10,16 @@ level alone (OCPP 1.6 3.13.2, 2.0.1 K01), so by itself:
   replaces the edge's: the car follows the cloud's limit and the site's is ignored until the
   energy node changes that connector's limit.
 
-So the broker keeps what the cloud set for each transaction, once the charge point accepted it,
-and the edge's TxProfile carries min(the edge's limit, the cloud's limit at that moment); when the
+So the broker keeps what the cloud set for each transaction, once the charge point accepted it, and
+the edge's TxProfile carries min(the edge's limit, the cloud's limit at that moment); when the
 cloud's schedule changes its value (a period begins, its duration or validity ends, a recurrence
 begins again) the broker sends it again (``CloudCap.until``). Likewise the cloud's
 TxDefaultProfiles: the limit of a transaction without a TxProfile of the cloud's (the edge's
-TxProfile would shadow them too; a connector's own overrides the station's), and on the station
-a cap on the edge's safe TxDefaultProfile (the cloud's at the edge's level replaces it). Only the first schedule of a 2.0.1
-profile is read (the others are ISO 15118 offers, K01.FR.70); a schedule in watts becomes amperes
-per phase over its periods' ``numberPhases`` (3 when absent, as OCPP says) at the nominal voltage.
+TxProfile would shadow them too; a connector's own overrides the station's), and on the station a
+cap on the edge's safe TxDefaultProfile (the cloud's at the edge's level replaces it). Only the
+first schedule of a 2.0.1 profile is read (the others are ISO 15118 offers, K01.FR.70); a schedule
+in watts becomes amperes per phase over its periods' ``numberPhases`` (3 when absent, as OCPP says)
+at the nominal voltage.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ DOC_VERSION = 1
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloudProfile:
-    """One TxProfile of the cloud's, as the broker keeps it with its transaction (``to_doc``).
+    """One TxProfile (kept with its transaction) or TxDefaultProfile of the cloud's (``to_doc``).
     ``periods``: (start offset s, limit in ``unit``, phases or None)."""
 
     profile_id: int

@@ -105,7 +105,7 @@ class CloudProfiles(DownstreamCalls):
             found = profile_set(self.version, request, now)
         except ValueError as e:
             log.warning(
-                "%s: the cloud's TxProfile cannot be read, so the edge's limit does not follow it: %s",
+                "%s: the cloud's charging profile cannot be read, so the edge does not follow it: %s",
                 self.cp_id,
                 e,
             )
