@@ -35,6 +35,7 @@ from actors.cloud_profiles import (
 )
 from actors.cp_base import CloudCapDue
 from actors.cp_calls import DownstreamCalls
+from actors.cp_state import connector_number
 from actors.energy_messages import CLOUD_PROFILE
 from actors.messages import CallChargePoint
 from actors.utc import format_utc, parse_utc
@@ -333,8 +334,7 @@ class CloudProfiles(DownstreamCalls):
 
 
 def _connector(tx: Mapping[str, Any]) -> int:
-    text = str(tx.get("connector", "")).partition(":")[0]
-    return int(text) if text.isdigit() else 0
+    return connector_number(str(tx.get("connector", "")))
 
 
 def _started(tx: Mapping[str, Any]) -> datetime | None:

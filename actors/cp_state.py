@@ -244,7 +244,7 @@ class ChargePointState:
         caps = cloud_caps or {}
         reports = []
         for key, c in sorted(self.connectors.items()):
-            connector_id = _connector_number(key)
+            connector_id = connector_number(key)
             if connector_id == 0:
                 continue
             tx = next(
@@ -315,7 +315,7 @@ class ChargePointState:
         }
 
 
-def _connector_number(key: str) -> int:
+def connector_number(key: str) -> int:
     """``"2"`` (1.6 connector) or ``"1:1"`` (2.0.1 evse:connector; the evse is what we manage)."""
     head = key.split(":", 1)[0]
     try:
