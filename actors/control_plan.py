@@ -42,6 +42,9 @@ from actors.control_types import (
 )
 from actors.evolve import evolve, value
 
+# The binding source of a connector held at [allocation] failsafe_current_a in the fail-safe mode.
+FAILSAFE_CURRENT = "fail-safe current"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Counted:
@@ -280,11 +283,12 @@ def _plan(
     return Plan(high=_allocate(nodes, capped, mode, cfg), low=low_result)
 
 
-def _capped(d: ConnectorDemand, cap_a: float) -> ConnectorDemand:
-    """``d`` at most ``cap_a``: a lower maximum is no longer the one its ``max_source`` set."""
+def _capped(d: ConnectorDemand, cap_a: float, source: str = "") -> ConnectorDemand:
+    """``d`` at most ``cap_a``: a lower maximum is no longer the one its ``max_source`` set; it
+    is ``source``'s (empty: the connector's own)."""
     if cap_a >= d.max_current_a:
         return evolve(d, max_current_a=d.max_current_a)
-    return evolve(d, max_current_a=cap_a, max_source="")
+    return evolve(d, max_current_a=cap_a, max_source=source)
 
 
 def _allocate(
@@ -299,7 +303,7 @@ def _allocate(
         evolve(n, limit=_root_budget(n.limit, fs.total_a)) if n.parent is None else n for n in nodes
     ]
     fs_demands = [
-        evolve(_capped(d, fs.current_a), settled=False)
+        evolve(_capped(d, fs.current_a, FAILSAFE_CURRENT), settled=False)
         if fs.current_a is not None
         else evolve(d, settled=False)
         for d in demands

@@ -15,6 +15,9 @@ from actors.control_loop import (
     StepResult,
     step,
 )
+from actors.control_plan import FAILSAFE_CURRENT
+from actors.energy_messages import CLOUD_PROFILE as CLOUD
+from actors.evolve import evolve
 from tests.unit.energy.builders import car, node, phases
 
 CFG = ControlConfig(
@@ -148,6 +151,25 @@ def test_fail_safe_total_budget_shared_by_priority() -> None:
     # 20 A per phase, margin 0: three fit at 6 A and share it (6.6 each), the last arrival pauses.
     assert result.limits == {"a": 6.6, "b": 6.6, "c": 6.6, "d": 0.0}
     assert "fail-safe budget" in result.record.decisions[0].binding.source
+
+
+def test_fail_safe_names_what_binds_each_maximum() -> None:
+    """The fail-safe current caps each connector's maximum: where it binds the decision names it;
+    where the cloud's profile sets a lower maximum, the cloud's profile still binds."""
+    cfg = ControlConfig(allocation=CFG.allocation, failsafe=FailSafe(current_a=10.0))
+    state = two_cars_at(16.0)
+    demands = [
+        evolve(car(cid, measured_a=phases(16.0), arrived_s=i, max_a=max_a), max_source=CLOUD)
+        for i, (cid, max_a) in enumerate([("a", 8.0), ("b", 12.0)])
+    ]
+    nodes = site(0.0, {"a": 16.0, "b": 16.0}, read_s=0.0)
+    result = step(state, nodes, demands, now_s=100.0, cfg=cfg)
+    assert result.record.mode == "failsafe"
+    assert result.limits == {"a": 8.0, "b": 10.0}
+    a, b = result.record.decisions
+    assert (a.binding.source, b.binding.source) == (CLOUD, FAILSAFE_CURRENT)
+    assert a.reason.endswith("maximum 8.0 A set by the cloud profile")
+    assert b.reason.endswith("maximum 10.0 A set by the fail-safe current")
 
 
 def test_fail_safe_lets_a_stopped_connector_rise_to_the_budget_slowly() -> None:
