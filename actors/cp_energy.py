@@ -169,9 +169,12 @@ class EnergySide:
         limit of a batch)."""
         calls: list[CallChargePoint] = []
         if abs(default_limit_a - self.default_limit_a) > 1e-6:
+            before = self._default_a()
             self.default_limit_a = default_limit_a
-            if self.caps_known:
-                calls += self._boot_profiles(now())[:1]  # re-install the TxDefaultProfile
+            # The TxDefaultProfile again if what it offers changed (not while the cloud's lower
+            # default holds it where it was).
+            if self.caps_known and abs(self._default_a() - before) > 1e-6:
+                calls += self._boot_profiles(now())[:1]
         self.limits[limit.connector_id] = limit
         if tx_id is not None:
             calls += self._tx_profile(limit, tx_id)

@@ -66,6 +66,30 @@ def test_the_edges_profile_ids() -> None:
         assert not is_edge_profile_id(caps, pid)
 
 
+@pytest.mark.parametrize(
+    ("cloud_default_a", "new_default_a", "again"),
+    [
+        pytest.param(None, 8.0, True, id="no-cloud-default"),
+        pytest.param(4.0, 8.0, False, id="the-clouds-lower-default-holds"),
+        pytest.param(4.0, 3.0, True, id="below-the-clouds"),
+        pytest.param(7.0, 8.0, True, id="up-to-the-clouds"),
+    ],
+)
+def test_the_tx_default_profile_again_when_what_it_offers_changes(
+    cloud_default_a: float | None, new_default_a: float, again: bool
+) -> None:
+    side = charging_side()
+    side.cloud_default_a = cloud_default_a
+    before = side.report()["default_limit_a"]
+    calls = side.limit(limit(1, 10.0), new_default_a, "7", lambda: NOW)
+    assert tags(calls) == (["boot:0"] if again else [])
+    assert (before, side.report()["default_limit_a"]) == (6.0, new_default_a)
+    if again:
+        offered = min(new_default_a, cloud_default_a or new_default_a)
+        schedule = calls[0].payload["csChargingProfiles"]["chargingSchedule"]
+        assert schedule["chargingSchedulePeriod"][0]["limit"] == offered
+
+
 def test_back_without_a_boot_the_running_transactions_profile_follows() -> None:
     side = charging_side()
     assert tags(side.connected(OcppVersion.V16)) == ["caps"]
