@@ -40,10 +40,8 @@ from actors.control_types import (
     Mode,
     arriving,
 )
+from actors.energy_messages import FAILSAFE_CURRENT
 from actors.evolve import evolve, value
-
-# The binding source of a connector held at [allocation] failsafe_current_a in the fail-safe mode.
-FAILSAFE_CURRENT = "fail-safe current"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -351,10 +351,13 @@ def binding_source(decision: ConnectorDecision, mode: Mode) -> str:
     if decision.action == "hold" and mode == "no_increase":
         return "stale meter: no increase"
     b: Binding = decision.binding
-    if mode == "failsafe" and b.kind in ("car_max", "below_min"):
-        return "fail-safe"
-    if b.source and b.kind in ("car_max", "below_min"):
-        return b.source  # "cloud profile": the maximum the cloud's TxProfile sets
+    if b.kind in ("car_max", "below_min"):
+        if b.source == CLOUD_PROFILE:
+            return b.source  # the maximum the cloud's TxProfile sets, in every mode
+        if mode == "failsafe":
+            return "fail-safe"  # the fail-safe current (FAILSAFE_CURRENT), or below it
+        if b.source:
+            return b.source
     if b.kind in ("node", "paused"):
         where = b.source or f"node {b.node}"
         return f"grid_limit:{where}/{b.phase}"

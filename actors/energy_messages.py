@@ -16,6 +16,10 @@ from actors.evolve import value
 # The binding source of a limit the cloud's TxProfile sets (actors.cp_cloud_caps): the broker's
 # audit records and the energy node's decisions name it so.
 CLOUD_PROFILE = "cloud profile"
+# What holds a connector at [allocation] failsafe_current_a in the fail-safe mode, as its
+# decision's reason names it ("maximum 6.0 A set by the fail-safe current"); batches and audit
+# records call every limit the fail-safe mode sets "fail-safe" (energy_inputs.binding_source).
+FAILSAFE_CURRENT = "fail-safe current"
 
 
 @value

@@ -15,8 +15,9 @@ from actors.control_loop import (
     StepResult,
     step,
 )
-from actors.control_plan import FAILSAFE_CURRENT
+from actors.energy_inputs import binding_source
 from actors.energy_messages import CLOUD_PROFILE as CLOUD
+from actors.energy_messages import FAILSAFE_CURRENT
 from actors.evolve import evolve
 from tests.unit.energy.builders import car, node, phases
 
@@ -170,6 +171,8 @@ def test_fail_safe_names_what_binds_each_maximum() -> None:
     assert (a.binding.source, b.binding.source) == (CLOUD, FAILSAFE_CURRENT)
     assert a.reason.endswith("maximum 8.0 A set by the cloud profile")
     assert b.reason.endswith("maximum 10.0 A set by the fail-safe current")
+    # As the batch and the audit trail name them:
+    assert [binding_source(d, "failsafe") for d in (a, b)] == [CLOUD, "fail-safe"]
 
 
 def test_fail_safe_lets_a_stopped_connector_rise_to_the_budget_slowly() -> None:
