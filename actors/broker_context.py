@@ -46,7 +46,18 @@ class ProfileWrites:
         self.batches: OrderedDict[int, dict[str, int]] = OrderedDict()
 
     def batch(self, trigger_ns: int, limits: int, *, sent_ns: int = 0, step_ns: int = 0) -> None:
+        """A batch received. Another batch from the same sample (a later step before the next
+        meter read takes that read's time) joins the first's entry, as the broker nodes' parts of
+        one batch merge (:func:`merge_batch_reports`): its limits add up, the first's stamps stay
+        and the last frame of either is the last. (Replacing the entry lost the first batch's
+        stamps; with none of the second's frames written yet, nothing of the sample showed.)"""
         if trigger_ns <= 0:
+            return
+        entry = self.batches.get(trigger_ns)
+        if entry is not None:
+            entry["limits"] += limits
+            if entry["written"] < entry["limits"]:
+                entry["cpu_ns"] = 0  # not every limit written any more
             return
         self.batches[trigger_ns] = {
             "limits": limits,

@@ -95,6 +95,30 @@ def test_the_nodes_parts_of_a_batch_merge_into_one() -> None:
     assert done["cpu_ms"] == max(p["cpu_ms"] for p in parts)
 
 
+def test_a_later_batch_from_the_same_sample_keeps_the_first_ones_stamps() -> None:
+    """A step without a new meter read (a settle, a new car) takes the last read's time as its
+    trigger: its batch joins the first's entry, whose stamps stay (its limits added)."""
+    writes = ProfileWrites()
+    trigger = 10**12
+    writes.batch(trigger, 3, sent_ns=trigger + 5_000_000, step_ns=trigger + 1_000_000)
+    for _ in range(3):
+        writes.written(trigger)
+    (first,) = writes.report()
+    assert first["cpu_ms"] is not None
+    writes.batch(trigger, 2, sent_ns=trigger + 900_000_000, step_ns=trigger + 800_000_000)
+    (joined,) = writes.report()
+    assert (joined["limits"], joined["written"]) == (5, 3)
+    for key in ("step_ms", "sent_ms", "received_ms", "first_written_ms", "last_written_ms"):
+        assert joined[key] == first[key], key
+    assert joined["cpu_ms"] is None  # two limits to go
+    writes.written(trigger)
+    writes.written(trigger)
+    (done,) = writes.report()
+    assert done["written"] == 5
+    assert done["last_written_ms"] >= first["last_written_ms"]
+    assert done["cpu_ms"] is not None
+
+
 def test_batches_of_different_triggers_stay_apart_in_order() -> None:
     a, b = ProfileWrites(), ProfileWrites()
     a.batch(2000, 1)
