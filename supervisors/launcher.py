@@ -105,7 +105,7 @@ class NodeLauncher:
         hygiene.die_with_launcher()
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self.admin_port = cfg.runtime.admin_port or free_tcp_port()
+        self.admin_port = cfg.runtime.admin_port or free_tcp_port(admin=True)
         self.nodes = affinity.assign(self.nodes, affinity.current(), cfg.runtime.cpu_affinity)
         names = {n.name for n in self.nodes}
         unknown = [n for n in cfg.runtime.realtime_nodes if n not in names]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers import ports
 from drivers.ports import LINUX_EPHEMERAL, PICKED_FROM, ephemeral_range, free_tcp_port
 from sim.cloud import SimCloud
 from sim.meter import SimMeter
@@ -67,6 +68,34 @@ def test_a_port_in_use_is_passed_over() -> None:
         assert not bindable(busy), "the port the test holds is in use"
     finally:
         taken.close()
+
+
+def test_the_admins_ports_and_the_others_never_meet() -> None:
+    """The launcher picks the Thespian admin's port in its own process while the process that
+    started it may hold a pick not bound yet: the two come from either side of the range."""
+    low, high = ephemeral_range()
+    if low - 1 - PICKED_FROM < 1000 or 65535 - (high + 1) < 1000:
+        pytest.skip(f"this kernel's ephemeral range ({low}-{high}) leaves room on one side only")
+    admin = [free_tcp_port(admin=True) for _ in range(50)]
+    others = [free_tcp_port() for _ in range(50)]
+    assert all(p > high for p in admin), sorted(p for p in admin if p <= high)
+    assert all(PICKED_FROM <= p < low for p in others), sorted(p for p in others if p >= low)
+
+
+def test_a_port_handed_out_is_not_handed_out_again_while_free() -> None:
+    """Picked and not bound yet (its user binds it a moment later): free, but not given twice."""
+    low, _ = ephemeral_range()
+    if low - 1 - PICKED_FROM < 1000:
+        pytest.skip(f"this kernel leaves no room below its ephemeral range ({low})")
+    first = below_the_range(low, PICKED_FROM + random.randrange(1000))
+    while first in ports._handed_out:  # an earlier test's pick
+        first = below_the_range(low, first)
+    second = below_the_range(low, first)
+    while second in ports._handed_out:
+        second = below_the_range(low, second)
+    assert free_tcp_port(rng=Scripted([first])) == first  # type: ignore[arg-type]
+    assert bindable(first), "nobody bound it yet"
+    assert free_tcp_port(rng=Scripted([first, second])) == second  # type: ignore[arg-type]
 
 
 def test_no_room_outside_the_ephemeral_range_falls_back_to_the_kernel() -> None:
