@@ -147,12 +147,8 @@ class CloudProfiles(DownstreamCalls):
         ]
 
     def _running_tx(self, connector: int) -> str | None:
-        wanted = str(connector)
         for tx_id, tx in self.state.transactions.items():
-            if (
-                tx.get("state") == "running"
-                and str(tx.get("connector", "")).partition(":")[0] == wanted
-            ):
+            if tx.get("state") == "running" and _connector(tx) == connector:
                 return tx_id
         return None
 
@@ -286,7 +282,10 @@ class CloudProfiles(DownstreamCalls):
                 profiles.append(CloudProfile.from_doc(doc))
             except (ValueError, KeyError, TypeError) as e:
                 log.warning(
-                    "%s: a kept cloud TxProfile is unreadable, ignored: %r (%s)", self.cp_id, doc, e
+                    "%s: a kept cloud charging profile is unreadable, ignored: %r (%s)",
+                    self.cp_id,
+                    doc,
+                    e,
                 )
                 profiles.append(None)
         return profiles
