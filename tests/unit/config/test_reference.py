@@ -1,0 +1,111 @@
+"""The README's configuration reference and config/example-site.toml name every key the site file
+and a meter register map accept: a key a loader reads that the reference does not name is a
+setting an operator cannot find."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config import fields
+from config.schema import load_site
+from drivers.modbus.registers import MAPS_DIR, load_map_file
+
+REPO = Path(__file__).resolve().parents[3]
+README = REPO / "README.md"
+EXAMPLE = REPO / "config" / "example-site.toml"
+
+
+@pytest.fixture
+def keys_read(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str, str]]:
+    """Every (table path, key) a loader asks for while the test runs, present or not (the
+    readers' one way in, ``Table._get``, recorded and then run as it is)."""
+    asked: set[tuple[str, str, str]] = set()
+    get = fields.Table._get
+
+    def recording(self: fields.Table, name: str, default: Any) -> Any:
+        asked.add((self.source, re.sub(r"\[\d+\]", "", self.path), name))
+        return get(self, name, default)
+
+    monkeypatch.setattr(fields.Table, "_get", recording)
+    return asked
+
+
+def reference() -> str:
+    text = README.read_text()
+    start = text.index("### Configuration reference")
+    return text[start : text.index("\n### ", start + 1)]
+
+
+def named(name: str, ref: str) -> bool:
+    """``ref`` names the key as `name`, or the table as `[name]`, `[[name]]`, `[[parent.name]]`."""
+    return re.search(rf"`{name}`|`\[\[?([\w.]+\.)?{name}\]\]?`", ref) is not None
+
+
+def site_keys(asked: set[tuple[str, str, str]], tmp_path: Path) -> set[tuple[str, str]]:
+    """The (table path, key) pairs read from the example site file (not from the meter maps
+    its meters load)."""
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "CP-001.key").write_text("abcdefghijklmnop1234")
+    site = tmp_path / "site.toml"
+    site.write_text(EXAMPLE.read_text())
+    load_site(site)
+    return {(path, name) for source, path, name in asked if source == str(site)}
+
+
+def test_the_example_reads_every_kind_of_section(
+    keys_read: set[tuple[str, str, str]], tmp_path: Path
+) -> None:
+    # What makes the next test see every key: each grid-limit kind and each section is in the
+    # example, so its loader asked for all its keys.
+    asked = site_keys(keys_read, tmp_path)
+    tables = {path.partition(".")[0] for path, _ in asked}
+    assert {
+        "site",
+        "runtime",
+        "listener",
+        "cloud",
+        "authorization",
+        "meters",
+        "feeders",
+        "grid_limits",
+        "allocation",
+        "charge_points",
+    } <= tables | {name for path, name in asked if not path}
+    kinds = re.findall(r'^kind = "(\w+)"', EXAMPLE.read_text(), re.M)
+    assert sorted(kinds) == ["cloud", "contact", "modbus", "schedule", "static"]
+
+
+def test_every_site_file_key_is_in_the_reference_and_the_example(
+    keys_read: set[tuple[str, str, str]], tmp_path: Path
+) -> None:
+    asked = site_keys(keys_read, tmp_path)
+    sections = {name for path, name in asked if not path}  # [site], [[meters]], ...
+    ref = reference()
+    example = EXAMPLE.read_text()
+    unnamed = sorted(
+        f"{path}.{name}" if path else name for path, name in asked if not named(name, ref)
+    )
+    assert not unnamed, f"keys the README's configuration reference does not name: {unnamed}"
+    missing = sorted(
+        f"{path}.{name}"
+        for path, name in asked
+        if path and name not in sections
+        if not re.search(rf"(?<![\w.]){name} = |\[\[?([\w.]+\.)?{name}\]\]?", example)
+    )
+    assert not missing, f"keys config/example-site.toml does not show: {missing}"
+
+
+def test_every_register_map_key_is_in_the_reference(keys_read: set[tuple[str, str, str]]) -> None:
+    maps = sorted(MAPS_DIR.glob("*.toml"))
+    assert len(maps) >= 7
+    for path in maps:
+        load_map_file(path)
+    ref = reference()
+    asked = {name for _, _, name in keys_read}
+    assert {"max_gap", "scale_factor", "current_sign", "optional", "sunspec_models"} <= asked
+    unnamed = sorted(name for name in asked if not named(name, ref))
+    assert not unnamed, f"register map keys the README's configuration reference lacks: {unnamed}"
