@@ -30,7 +30,12 @@ from actors.allocation_types import (
 )
 from actors.car_learning import NEVER_SAMPLED
 from actors.control_loop import ConnectorDecision, ControlConfig, Mode
-from actors.energy_messages import CLOUD_PROFILE, ConnectorReport, SiteRulesChanged
+from actors.energy_messages import (
+    CLOUD_PROFILE,
+    FAILSAFE_CURRENT,
+    ConnectorReport,
+    SiteRulesChanged,
+)
 from actors.evolve import evolve
 from actors.grid_limits import GridLimit, LimitValue, effective_limits
 from actors.grid_limits_schedule import schedule_limit
@@ -352,12 +357,10 @@ def binding_source(decision: ConnectorDecision, mode: Mode) -> str:
         return "stale meter: no increase"
     b: Binding = decision.binding
     if b.kind in ("car_max", "below_min"):
-        if b.source == CLOUD_PROFILE:
-            return b.source  # the maximum the cloud's TxProfile sets, in every mode
-        if mode == "failsafe":
-            return "fail-safe"  # the fail-safe current (FAILSAFE_CURRENT), or below it
+        if b.source == FAILSAFE_CURRENT:
+            return "fail-safe"  # the fail-safe mode's cap on every connector's maximum
         if b.source:
-            return b.source
+            return b.source  # e.g. the cloud's TxProfile, in every mode
     if b.kind in ("node", "paused"):
         where = b.source or f"node {b.node}"
         return f"grid_limit:{where}/{b.phase}"

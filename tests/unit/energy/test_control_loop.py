@@ -173,6 +173,21 @@ def test_fail_safe_names_what_binds_each_maximum() -> None:
     assert b.reason.endswith("maximum 10.0 A set by the fail-safe current")
     # As the batch and the audit trail name them:
     assert [binding_source(d, "failsafe") for d in (a, b)] == [CLOUD, "fail-safe"]
+    # A connector whose own rating holds it below the fail-safe current: its rating binds, and
+    # batch and audit trail say so (they said fail-safe, beside a reason naming its maximum).
+    own = run(
+        LoopState(connectors={"c": charging(16.0)}),
+        base_a=0.0,
+        now_s=100.0,
+        read_s=0.0,
+        cfg=cfg,
+        demands=[car("c", measured_a=phases(16.0), max_a=8.0)],
+    )
+    assert own.record.mode == "failsafe"
+    assert own.limits == {"c": 8.0}
+    (c,) = own.record.decisions
+    assert c.reason.endswith("connector maximum 8.0 A")
+    assert binding_source(c, "failsafe") == "car max"
 
 
 def test_fail_safe_lets_a_stopped_connector_rise_to_the_budget_slowly() -> None:
