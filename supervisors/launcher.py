@@ -179,7 +179,7 @@ class NodeLauncher:
                 log.warning("thespian shutdown: %r", exc)
             left = hygiene.stop_descendants()
             if left:
-                log.info("stopped %d leftover process(es)", len(left))
+                log.info("stopped what was still running after the shutdown: %s", ", ".join(left))
 
     def _serve(self, asys: Any, root: Any, listener: socket.socket) -> int:
         sel = selectors.DefaultSelector()

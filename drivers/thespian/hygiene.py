@@ -108,22 +108,27 @@ def reap_children() -> list[int]:
         reaped.append(pid)
 
 
-def stop_descendants(timeout_s: float = 3.0) -> list[int]:
-    """SIGTERM every descendant, then SIGKILL what is left after ``timeout_s``. Returns pids."""
+def stop_descendants(timeout_s: float = 3.0, grace_s: float = 1.0) -> list[str]:
+    """Stop what is left below this process: each descendant gets ``grace_s`` to exit on its
+    own (the Thespian processes are still on their way out when ``shutdown`` returns), then
+    SIGTERM, then SIGKILL after ``timeout_s``. Returns those signalled, as "pid (command)"."""
     import psutil
 
     me = psutil.Process()
     procs = me.children(recursive=True)
-    for p in procs:
+    _, running = psutil.wait_procs(procs, timeout=grace_s)
+    named: list[str] = []
+    for p in running:
         with contextlib.suppress(psutil.Error):
+            named.append(f"{p.pid} ({' '.join(p.cmdline())[:200] or p.name()})")
             p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    _, alive = psutil.wait_procs(running, timeout=timeout_s)
     for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()
     psutil.wait_procs(alive, timeout=timeout_s)
     reap_children()
-    return [p.pid for p in procs]
+    return named
 
 
 def configure_thespian_logfile(storage_dir: Path) -> None:
