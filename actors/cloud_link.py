@@ -310,6 +310,9 @@ class CloudLink(CloudLinkAnswers):
                 continue
             self.preamble.append((action, orjson.loads(payload_json)))
 
+        log.info(
+            "%s: cloud link up (session %d, %d queued)", self.cp_id, msg.session, len(self.outbox)
+        )
         audit(
             self,
             AuditKind.CLOUD_LINK,
@@ -355,6 +358,7 @@ class CloudLink(CloudLinkAnswers):
             self._unavailable(message_id, "cloud link lost")
         if was_ready:
             self._tell_cp(CloudLinkChanged(online=False, reason=reason))
+        log.info("%s: cloud link down: %s (%d queued)", self.cp_id, reason, len(self.outbox))
         audit(
             self,
             AuditKind.CLOUD_LINK,

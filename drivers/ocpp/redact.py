@@ -1,4 +1,4 @@
-"""Loggers for websockets that never write a secret.
+"""Loggers for websockets that never write a secret (and do not repeat our own lines).
 
 At DEBUG level websockets logs every handshake header (the Authorization header carries the charge
 point's password in base64) and the first bytes of every frame (a ChangeConfiguration of
@@ -36,9 +36,26 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+# websockets' INFO lines for each connection's open and close name no charge point and no
+# cloud link; ours do (the listener's "charge point connected" / "charge point disconnected",
+# the cloud links' own): at INFO a 500-point site's start wrote each connection twice.
+_PER_CONNECTION = frozenset({"connection open", "connection closed"})
+
+
+class QuietPerConnection(logging.Filter):
+    """websockets' per-connection open and close lines, only where the logger is at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.msg in _PER_CONNECTION:
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def websockets_logger(name: str) -> logging.Logger:
-    """A logger for websockets' ``logger=`` option, with :class:`RedactSecrets` attached once."""
+    """A logger for websockets' ``logger=`` option, with :class:`RedactSecrets` and
+    :class:`QuietPerConnection` attached once."""
     logger = logging.getLogger(name)
-    if not any(isinstance(f, RedactSecrets) for f in logger.filters):
-        logger.addFilter(RedactSecrets())
+    for kind in (RedactSecrets, QuietPerConnection):
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
     return logger

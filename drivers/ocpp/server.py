@@ -29,6 +29,7 @@ import http
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -544,7 +545,20 @@ class OcppListener:
             key_used=admission.key_used,
         )
         log.info("charge point connected: %r", connection)
-        await self._on_connect(connection)
+        opened = time.monotonic()
+        try:
+            await self._on_connect(connection)
+        finally:
+            code = connection.close_code
+            log.info(
+                "charge point disconnected: %r after %.1f s, %s",
+                connection,
+                time.monotonic() - opened,
+                "closed by the edge"
+                if code is None
+                else f"close code {code}"
+                + (f" ({connection.close_reason!r})" if connection.close_reason else ""),
+            )
 
 
 # To a charge point whose broker node is not there (restarting): it reconnects later.

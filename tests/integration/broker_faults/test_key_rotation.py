@@ -11,6 +11,7 @@ cloud the old one (refused with 401).
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,9 @@ async def test_the_cloud_rotates_the_edges_own_key_and_the_edge_reconnects_with_
         )
         assert "rotated the edge's key" in edge_logs
         assert EDGE_NEW_KEY not in edge_logs
+        # and the session it closed and the next, by name (websockets' own lines name neither)
+        assert f"{EDGE}: cloud link down: " in edge_logs
+        assert re.search(rf"{EDGE}: cloud link up \(session \d+, \d+ queued\)", edge_logs)
         # Any other configuration key: NotSupported, as a ChangeConfiguration answer.
         payload = {"key": "HeartbeatInterval", "value": "60"}
         assert await cloud.call(EDGE, "ChangeConfiguration", payload) == {"status": "NotSupported"}

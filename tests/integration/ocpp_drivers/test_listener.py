@@ -260,3 +260,36 @@ async def test_stop_closes_open_connections(listen: Listen, echo: Echo) -> None:
             await asyncio.wait_for(ws.recv(), timeout_s(5))
     assert caught.value.rcvd is not None
     assert caught.value.rcvd.code == 1001
+
+
+async def test_a_connection_is_logged_once_each_way_by_charge_point(
+    listen: Listen, echo: Echo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Our lines name the charge point, its version and peer, and how the link ended;
+    websockets' own per-connection lines (which name none of it) only at DEBUG."""
+    caplog.set_level(logging.INFO)
+    listener = await listen()
+    async with open_client(url(listener, "CP1"), "ocpp1.6") as ws:
+        await ws.send('[2,"1","Heartbeat",{}]')
+        assert await ws.recv() == '[2,"1","Heartbeat",{}]'
+        await ws.close(1000, "going home")
+
+    def lines(start: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith(start)]
+
+    await wait_for(lambda: bool(lines("charge point disconnected")), what="the disconnect line")
+    (connected,) = lines("charge point connected")
+    (disconnected,) = lines("charge point disconnected")
+    assert "'CP1' OCPP 1.6 peer=127.0.0.1:" in connected
+    assert "'CP1' OCPP 1.6 peer=127.0.0.1:" in disconnected
+    assert disconnected.endswith("s, close code 1000 ('going home')")
+    assert not lines("connection open")
+    assert not lines("connection closed")
+    # At DEBUG websockets' lines are there as before.
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="drivers.ocpp.websockets.server")
+    async with open_client(url(listener, "CP1"), "ocpp1.6"):
+        pass
+    await wait_for(lambda: len(lines("charge point disconnected")) == 1, what="the second")
+    await wait_for(lambda: bool(lines("connection closed")), what="websockets' close line")
+    assert lines("connection open")
