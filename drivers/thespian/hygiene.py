@@ -119,9 +119,12 @@ def stop_descendants(timeout_s: float = 3.0, grace_s: float = 1.0) -> list[str]:
     _, running = psutil.wait_procs(procs, timeout=grace_s)
     named: list[str] = []
     for p in running:
+        command = ""
         with contextlib.suppress(psutil.Error):
-            named.append(f"{p.pid} ({' '.join(p.cmdline())[:200] or p.name()})")
-            p.terminate()
+            command = " ".join(p.cmdline())[:200] or p.name()
+        with contextlib.suppress(psutil.Error):
+            p.terminate()  # whether or not its command could be read
+            named.append(f"{p.pid} ({command or 'gone'})")
     _, alive = psutil.wait_procs(running, timeout=timeout_s)
     for p in alive:
         with contextlib.suppress(psutil.Error):
