@@ -18,7 +18,7 @@ from actors.evolve import value
 CLOUD_PROFILE = "cloud profile"
 # What holds a connector at [allocation] failsafe_current_a in the fail-safe mode, as its
 # decision's reason names it ("maximum 6.0 A set by the fail-safe current"); batches and audit
-# records call every limit the fail-safe mode sets "fail-safe" (energy_inputs.binding_source).
+# records call a limit it binds "fail-safe" (energy_inputs.binding_source).
 FAILSAFE_CURRENT = "fail-safe current"
 
 
