@@ -25,8 +25,11 @@ new limits, the new state and a :class:`StepRecord` for the audit trail. Rules:
 - Stale meter: if any metered node's reading is older than ``stale_no_increase_s`` nothing
   increases; older than ``stale_failsafe_s`` the fail-safe budget becomes the target (meters
   ignored, margin 0, a per-connector cap and/or a per-phase total at the root): limits above it
-  drop at once, and connectors below it may rise to it by the usual slow steps, since the
-  installer declared that budget safe whatever the meter would say.
+  drop at once. Connectors below it (a paused car, a new one) may rise to it by the usual slow
+  steps only where a per-phase total (``FailSafe.total_a``) is configured: the installer declared
+  that budget safe whatever the rest of the site draws. Without one, the site's own limits are
+  no such budget (they leave the household load unknown), so nothing rises: the EV load only
+  goes down, from what fitted with the last good reading.
 """
 
 from __future__ import annotations
@@ -339,6 +342,13 @@ def _decide(
     if target > prev:
         if mode == "no_increase":
             return out(prev, "hold", "no increase: meter data is stale"), False
+        if mode == "failsafe" and cfg.failsafe.total_a is None:
+            return out(
+                prev,
+                "hold",
+                "no increase: meter data lost, and no fail-safe total (failsafe_total_a) says "
+                "what the site can take without it",
+            ), False
         if settling:
             return out(prev, "hold", "no increase while a recent change settles"), False
         if waiting:

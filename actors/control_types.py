@@ -24,7 +24,8 @@ Action = Literal["unchanged", "decrease", "increase", "pause", "resume", "stop",
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FailSafe:
     """The budget when no meter can be trusted: a cap per connector, a per-phase total at the
-    root node, or both. The installer declares it safe whatever else the site draws."""
+    root node, or both. The installer declares the total safe whatever else the site draws;
+    without one, limits only go down in the fail-safe mode (actors.control_loop)."""
 
     current_a: float | None = 6.0
     total_a: PerPhase | None = None

@@ -190,11 +190,38 @@ def test_fail_safe_names_what_binds_each_maximum() -> None:
     assert binding_source(c, "failsafe") == "car max"
 
 
-def test_fail_safe_lets_a_stopped_connector_rise_to_the_budget_slowly() -> None:
+def test_fail_safe_with_a_total_lets_a_stopped_connector_rise_to_the_budget_slowly() -> None:
+    cfg = evolve(CFG, failsafe=FailSafe(current_a=6.0, total_a=(20.0, 20.0, 20.0)))
     state = LoopState(connectors={"a": ConnectorState(limit_a=0.0)})
-    result = run(state, base_a=0.0, now_s=100.0, read_s=0.0, demands=[car("a")])
+    result = run(state, base_a=0.0, now_s=100.0, read_s=0.0, cfg=cfg, demands=[car("a")])
     assert result.limits == {"a": 6.0}
     assert result.record.mode == "failsafe"
+
+
+def test_fail_safe_without_a_total_only_lowers_whatever_the_site_limit_leaves() -> None:
+    # A 32 A fuse, 20 A of household load: "a" charges at 11 A, "b", "c" and "d" are paused
+    # for want of room. The meter dies. The fuse alone is no budget (the household load is
+    # unknown without the meter): nobody starts, "a" goes down to the fail-safe current.
+    state = LoopState(
+        connectors={
+            "a": charging(11.0),
+            **{k: ConnectorState(limit_a=0.0, changed_s=-1000.0, paused_s=-1000.0) for k in "bcd"},
+        }
+    )
+    demands = [car("a", measured_a=phases(11.0), offered_a=11.0, settled=True)] + [
+        car(k, arrived_s=i + 1) for i, k in enumerate("bcd")
+    ]
+    nodes = [node(limit_a=32.0, meter_a=phases(31.0), read_s=0.0)]
+    seen: list[dict[str, float]] = []
+    for now_s in (1.0, 11.0, 30.0, 60.0, 120.0, 300.0):
+        result = step(state, nodes, demands, now_s=now_s, cfg=CFG)
+        state = result.state
+        seen.append(result.limits)
+    assert result.record.mode == "failsafe"
+    assert seen[0] == {"a": 11.0, "b": 0.0, "c": 0.0, "d": 0.0}  # the meter read 1 s ago
+    assert all(s == {"a": 6.0, "b": 0.0, "c": 0.0, "d": 0.0} for s in seen[1:])
+    (held,) = {d.reason for d in result.record.decisions if d.connector_id != "a"}
+    assert "failsafe_total_a" in held
 
 
 def test_dwell_keeps_a_fresh_start_at_minimum_instead_of_pausing() -> None:
