@@ -149,17 +149,22 @@ def build_constraints(
             )
         if math.isfinite(node.limit.total_a):
             base_total = sum(bases)
+            # A power limit on a node without a meter (a charge point dimmed under section 14a
+            # EnWG to 4.2 kW) caps only the cars' own currents, which the allocation sets: no
+            # margin for load it cannot see. 4.2 kW is itself set above 6 A x 3 x 230 V; three
+            # phases' margins would pause a 3-phase car there instead of dimming it.
+            total_margin_a = 3 * margin_a if node.metered else 0.0
             constraints.append(
                 Constraint(
                     node=node.name,
                     phase="total",
                     limit_a=node.limit.total_a,
                     source=node.limit.total_source,
-                    margin_a=3 * margin_a,
+                    margin_a=total_margin_a,
                     meter_a=None if meter is None else sum(meter),
                     managed_a=sum(managed[node.name]),
                     base_load_a=base_total,
-                    headroom_a=_headroom(node.limit.total_a, 3 * margin_a, base_total),
+                    headroom_a=_headroom(node.limit.total_a, total_margin_a, base_total),
                 )
             )
 

@@ -163,6 +163,36 @@ CASES = [
         id="power-limit-4200w-1-phase-gets-18a",
     ),
     case(
+        [
+            node(limit_a=63, meter_a=phases(20)),
+            node("cp1", parent="site", limit_a=math.inf, total_a=4200 / 230),
+        ],
+        [car("3ph", node="cp1")],
+        {"3ph": 6.0},
+        {"3ph": "node"},
+        cfg=AllocationConfig(margin_a=1.0),
+        id="14a-on-the-charge-point-at-the-shipped-margin-3-phase-gets-6a",
+    ),
+    case(
+        [
+            node(limit_a=63, meter_a=phases(20)),
+            node("cp1", parent="site", limit_a=math.inf, total_a=4200 / 230),
+        ],
+        [car("1ph", node="cp1", phases=1)],
+        {"1ph": 18.2},
+        cfg=AllocationConfig(margin_a=1.0),
+        id="14a-on-the-charge-point-at-the-shipped-margin-1-phase-gets-18a",
+    ),
+    case(
+        # On a metered node a power limit keeps a margin per phase: the base load it measures
+        # moves while the chargers react.
+        [node(limit_a=63, total_a=6900 / 230, meter_a=phases(0))],
+        [car("3ph")],
+        {"3ph": 9.0},
+        cfg=AllocationConfig(margin_a=1.0),
+        id="power-limit-on-a-metered-node-keeps-three-margins",
+    ),
+    case(
         [node(limit_a=63, meter_a=phases(0))],
         [car("tiny", max_a=5)],
         {"tiny": 0.0},
