@@ -157,7 +157,9 @@ def _constraints(
             weights = {
                 c.connector_id: float(len(_grid(c))) for c in cars if n.name in paths[c.node]
             }
-            cap = max(0.0, n.limit.total_a - 3.0 - sum(bases))
+            # a margin per phase on a metered node; none on a node without a meter (its load
+            # is only the cars' currents: a section 14a dimming to 4.2 kW leaves 3 x 6 A)
+            cap = max(0.0, n.limit.total_a - (3.0 if n.metered else 0.0) - sum(bases))
             out.append((f"{n.name}/total", cap, weights))
     return out
 
