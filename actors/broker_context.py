@@ -161,6 +161,13 @@ class BrokerContext:
     profile_writes: ProfileWrites = field(default_factory=ProfileWrites)
 
     @property
+    def nominal_voltage_v(self) -> float:
+        """The site's ``[allocation] nominal_voltage_v``: amperes to watts for a charge point
+        that takes only W, and the cloud's watts to amperes."""
+        allocation = getattr(self.config.energy, "allocation", None)
+        return float(getattr(allocation, "nominal_voltage_v", 230.0))
+
+    @property
     def energy_managed(self) -> bool:
         """Whether the site has load management (meters or grid limits): only then does the edge
         install charging profiles and report demand."""

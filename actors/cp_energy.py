@@ -52,12 +52,22 @@ class Answer:
 
 
 class EnergySide:
-    def __init__(self, cp_id: str, *, reply_to: str, max_current_a: float, phases: int) -> None:
+    def __init__(
+        self,
+        cp_id: str,
+        *,
+        reply_to: str,
+        max_current_a: float,
+        phases: int,
+        nominal_voltage_v: float = 230.0,
+    ) -> None:
         self.cp_id = cp_id
         self.reply_to = reply_to
         self.max_current_a = max_current_a
         self.phases = phases
-        self.caps = ChargePointCapabilities()
+        # the site's ([allocation] nominal_voltage_v): amperes to watts where only W is taken
+        self.nominal_voltage_v = nominal_voltage_v
+        self.caps = ChargePointCapabilities(nominal_voltage_v=nominal_voltage_v)
         self.caps_known = False
         self.version = OcppVersion.V16
         self.limits: dict[int, ConnectorLimit] = {}
@@ -246,7 +256,7 @@ class EnergySide:
 
     def _template(self, limit: ConnectorLimit, tx_id: str) -> TxProfileTemplate | None:
         """The connector's TxProfile template, made again when what it depends on changed."""
-        key = (tx_id, self.version, self.caps, limit.phases)
+        key = (tx_id, self.version, self.caps, limit.phases, limit.car_phases)
         kept = self.templates.get(limit.connector_id)
         if kept is None or kept[0] != key:
             template = tx_profile_template(
@@ -353,9 +363,12 @@ class EnergySide:
         if not answer.ok:
             self.caps_known = True  # keep the safe defaults (stack level 0, A or W)
             return
+        volts = self.nominal_voltage_v
         try:
             if self.version is OcppVersion.V16:
-                self.caps = capabilities_from_v16(answer.payload.get("configurationKey") or [])
+                self.caps = capabilities_from_v16(
+                    answer.payload.get("configurationKey") or [], nominal_voltage_v=volts
+                )
             else:
                 variables = {
                     f"{r['component']['name']}.{r['variable']['name']}": str(
@@ -364,7 +377,7 @@ class EnergySide:
                     for r in answer.payload.get("getVariableResult") or []
                     if r.get("attributeStatus") == "Accepted"
                 }
-                self.caps = capabilities_from_v201(variables)
+                self.caps = capabilities_from_v201(variables, nominal_voltage_v=volts)
         except (ValueError, KeyError, TypeError):
-            self.caps = ChargePointCapabilities()
+            self.caps = ChargePointCapabilities(nominal_voltage_v=volts)
         self.caps_known = True

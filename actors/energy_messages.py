@@ -67,6 +67,9 @@ class ConnectorLimit:
     phases: int  # numberPhases to put in the profile
     binding_source: str  # e.g. "grid_limit:fuse/L2", "car max", "fail-safe"
     reason: str
+    # the phases the car was seen drawing on, if fewer than ``phases`` (0: not known): a limit
+    # in watts is given over these (actors.profiles.period_phases)
+    car_phases: int = 0
 
     def __reduce__(self) -> tuple[Callable[..., ConnectorLimit], tuple[object, ...]]:
         """Pickled as its fields in order: a ProfileBatch carries one per connector across the
@@ -79,6 +82,7 @@ class ConnectorLimit:
             self.phases,
             self.binding_source,
             self.reason,
+            self.car_phases,
         )
 
 
@@ -89,6 +93,7 @@ def _connector_limit(
     phases: int,
     binding_source: str,
     reason: str,
+    car_phases: int,
 ) -> ConnectorLimit:
     return ConnectorLimit(
         charge_point_id=charge_point_id,
@@ -97,6 +102,7 @@ def _connector_limit(
         phases=phases,
         binding_source=binding_source,
         reason=reason,
+        car_phases=car_phases,
     )
 
 

@@ -178,22 +178,38 @@ def round_limit_a(limit_a: float) -> float:
 
 
 def schedule_limit(
-    limit_a: float, phases: int, caps: ChargePointCapabilities
+    limit_a: float, phases: int, caps: ChargePointCapabilities, car_phases: int = 0
 ) -> tuple[Unit, float]:
-    """The unit and value to put in a period: amperes per phase, or whole watts over the phases."""
+    """The unit and value to put in a period: amperes per phase, or whole watts over the period's
+    phases (:func:`period_phases`). A charge point turns watts back into amperes per phase over
+    the period's ``numberPhases`` (OCPP: power / (voltage x numberPhases)), the same way."""
     if phases not in (1, 2, 3):
         raise ValueError(f"phases must be 1, 2 or 3, got {phases!r}")
     amps = round_limit_a(limit_a)
     if caps.unit == "A":
         return "A", amps
-    return "W", float(math.floor(amps * phases * caps.nominal_voltage_v))
+    over = period_phases("W", phases, car_phases)
+    return "W", float(math.floor(amps * over * caps.nominal_voltage_v))
+
+
+def period_phases(unit: Unit, phases: int, car_phases: int) -> int:
+    """``numberPhases`` of a period: the charge point's phases; in watts, those the car was seen
+    drawing on where fewer (``car_phases``, 0: not known). Where only W is taken, charge points
+    differ in how they spread watts: by the period's ``numberPhases`` as OCPP says, or over the
+    phases the car uses (evcc-io/evcc#9883). With both the car's, a 1-phase car gets its amperes
+    either way; with three, one of them would let it draw three phases' worth on its one."""
+    return car_phases if unit == "W" and 0 < car_phases < phases else phases
 
 
 def _period(
-    limit_a: float, phases: int, caps: ChargePointCapabilities
+    limit_a: float, phases: int, caps: ChargePointCapabilities, car_phases: int = 0
 ) -> tuple[Unit, dict[str, Any]]:
-    unit, value = schedule_limit(limit_a, phases, caps)
-    return unit, {"startPeriod": 0, "limit": value, "numberPhases": phases}
+    unit, value = schedule_limit(limit_a, phases, caps, car_phases)
+    return unit, {
+        "startPeriod": 0,
+        "limit": value,
+        "numberPhases": period_phases(unit, phases, car_phases),
+    }
 
 
 # --- 1.6 -------------------------------------------------------------------------------------
@@ -209,8 +225,9 @@ def _profile_v16(
     caps: ChargePointCapabilities,
     start_utc: datetime | None = None,
     transaction_id: int | None = None,
+    car_phases: int = 0,
 ) -> dict[str, Any]:
-    unit, period = _period(limit_a, phases, caps)
+    unit, period = _period(limit_a, phases, caps, car_phases)
     schedule: dict[str, Any] = {"chargingRateUnit": unit, "chargingSchedulePeriod": [period]}
     if start_utc is not None:
         schedule["startSchedule"] = format_utc(start_utc)
@@ -233,8 +250,10 @@ def tx_profile_v16(
     phases: int,
     caps: ChargePointCapabilities,
     transaction_id: int | None = None,
+    car_phases: int = 0,
 ) -> dict[str, Any]:
-    """SetChargingProfile.req: the TxProfile of the transaction running on ``connector_id``."""
+    """SetChargingProfile.req: the TxProfile of the transaction running on ``connector_id``
+    (``car_phases``: :func:`schedule_limit`)."""
     return {
         "connectorId": connector_id,
         "csChargingProfiles": _profile_v16(
@@ -245,6 +264,7 @@ def tx_profile_v16(
             phases=phases,
             caps=caps,
             transaction_id=transaction_id,
+            car_phases=car_phases,
         ),
     }
 
@@ -262,8 +282,9 @@ def _profile_v201(
     caps: ChargePointCapabilities,
     start_utc: datetime | None = None,
     transaction_id: str | None = None,
+    car_phases: int = 0,
 ) -> dict[str, Any]:
-    unit, period = _period(limit_a, phases, caps)
+    unit, period = _period(limit_a, phases, caps, car_phases)
     schedule: dict[str, Any] = {
         "id": profile_id,
         "chargingRateUnit": unit,
@@ -290,6 +311,7 @@ def tx_profile_v201(
     phases: int,
     caps: ChargePointCapabilities,
     transaction_id: str,
+    car_phases: int = 0,
 ) -> dict[str, Any]:
     """SetChargingProfileRequest: the TxProfile of the transaction on ``evse_id`` (2.0.1 requires
     the transaction id on a TxProfile, K01.FR.03)."""
@@ -305,6 +327,7 @@ def tx_profile_v201(
             phases=phases,
             caps=caps,
             transaction_id=transaction_id,
+            car_phases=car_phases,
         ),
     }
 
@@ -335,6 +358,7 @@ def tx_profile_request(
             phases=limit.phases,
             caps=caps,
             transaction_id=tx,
+            car_phases=limit.car_phases,
         )
     return tx_profile_v201(
         evse_id=limit.connector_id,
@@ -342,6 +366,7 @@ def tx_profile_request(
         phases=limit.phases,
         caps=caps,
         transaction_id=transaction_id or "",
+        car_phases=limit.car_phases,
     )
 
 
@@ -363,9 +388,10 @@ class TxProfileTemplate:
     tail: str
     phases: int
     caps: ChargePointCapabilities
+    car_phases: int = 0
 
     def json(self, limit_a: float) -> str:
-        _, value = schedule_limit(limit_a, self.phases, self.caps)
+        _, value = schedule_limit(limit_a, self.phases, self.caps, self.car_phases)
         return self.head + orjson.dumps(value).decode() + self.tail
 
 
@@ -389,7 +415,9 @@ def tx_profile_template(
     head, hole, tail = orjson.dumps(payload).decode().partition(orjson.dumps(_LIMIT_HOLE).decode())
     if not hole or hole in head or hole in tail:
         return None
-    return TxProfileTemplate(head=head, tail=tail, phases=limit.phases, caps=caps)
+    return TxProfileTemplate(
+        head=head, tail=tail, phases=limit.phases, caps=caps, car_phases=limit.car_phases
+    )
 
 
 def boot_profiles(

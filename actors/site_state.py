@@ -462,11 +462,13 @@ class SiteState:
             reads = [n.meter.read_s for n in nodes if n.meter is not None]
             trigger_ns = int(max(reads) * 1e9) if reads else 0
         limits = []
+        known = self.loop.connectors
         for key in keys:
             d = self.decisions[key]
             r = self.reports[key]
 
             cp = self.model.charge_point(r.charge_point_id)
+            st = known.get(key)
             limits.append(
                 ConnectorLimit(
                     charge_point_id=r.charge_point_id,
@@ -475,6 +477,7 @@ class SiteState:
                     phases=cp.phases,
                     binding_source=d["binding_source"],
                     reason=d["reason"],
+                    car_phases=0 if st is None else _car_phases(st.car.phases, cp.phases),
                 )
             )
         failsafe = self.model.control.failsafe.current_a
@@ -585,3 +588,10 @@ class SiteState:
                 "headroom_a": finite(dec.binding.headroom_a),
             },
         )
+
+
+def _car_phases(learned: tuple[int, ...], wired: int) -> int:
+    """How many of the charge point's ``wired`` phases its car was seen drawing on, if fewer
+    (0: not known, or all of them)."""
+    n = sum(1 for p in learned if p < wired)
+    return n if 0 < n < wired else 0

@@ -136,3 +136,43 @@ def test_a_lesson_from_a_refused_tx_profile_sends_the_station_profiles_again() -
     retry, _, _ = side.answered(refused, NOW, running_tx=running)
     assert side.caps.max_stack_level == 0
     assert tags(retry) == ["boot:0", "boot:1", "tx:1:10.0:7"]
+
+
+@pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
+def test_a_charge_point_that_takes_only_watts_gets_them_at_the_sites_voltage(
+    version: OcppVersion,
+) -> None:
+    """The site's nominal voltage (``[allocation] nominal_voltage_v``) survives learning the
+    capabilities (and their failing), for the TxProfile and the station's profiles alike."""
+    side = EnergySide("CP1", reply_to="x", max_current_a=32.0, phases=3, nominal_voltage_v=220.0)
+    side.connected(version, rebooted=True)
+    if version is OcppVersion.V16:
+        payload = {
+            "configurationKey": [
+                {"key": "ChargingScheduleAllowedChargingRateUnit", "value": "Power"}
+            ]
+        }
+    else:
+        payload = {
+            "getVariableResult": [
+                {
+                    "attributeStatus": "Accepted",
+                    "component": {"name": "SmartChargingCtrlr"},
+                    "variable": {"name": "RateUnit"},
+                    "attributeValue": "W",
+                }
+            ]
+        }
+    boot, _, _ = side.answered(Answer(tag="caps", ok=True, payload=payload, error=""), NOW)
+    assert side.caps.rate_units == ("W",)
+    assert side.caps.nominal_voltage_v == 220.0
+    key = "csChargingProfiles" if version is OcppVersion.V16 else "chargingProfile"
+    default = boot[0].payload[key]["chargingSchedule"]
+    default = default if version is OcppVersion.V16 else default[0]
+    assert default["chargingSchedulePeriod"][0]["limit"] == float(int(6.0 * 3 * 220.0))
+    (call,) = side.limit(limit(1, 10.0), 6.0, "7", lambda: NOW)
+    assert '"limit":6600.0' in call.payload_json
+    # A broken answer keeps the site's voltage with the safe defaults.
+    side.connected(version, rebooted=True)
+    side.answered(Answer(tag="caps", ok=True, payload={"configurationKey": 5}, error=""), NOW)
+    assert side.caps.nominal_voltage_v == 220.0

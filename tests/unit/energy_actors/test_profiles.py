@@ -34,7 +34,9 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 V16, V201 = OcppVersion.V16, OcppVersion.V201
 
 
-def limit(limit_a: float = 16.37, *, connector_id: int = 2, phases: int = 3) -> ConnectorLimit:
+def limit(
+    limit_a: float = 16.37, *, connector_id: int = 2, phases: int = 3, car_phases: int = 0
+) -> ConnectorLimit:
     return ConnectorLimit(
         charge_point_id="CP1",
         connector_id=connector_id,
@@ -42,6 +44,7 @@ def limit(limit_a: float = 16.37, *, connector_id: int = 2, phases: int = 3) -> 
         phases=phases,
         binding_source="grid_limit:main fuse/L1",
         reason="test",
+        car_phases=car_phases,
     )
 
 
@@ -101,6 +104,30 @@ def test_tx_profile_is_valid_and_replaces(
     else:
         assert payload["evseId"] == 2
         assert p["transactionId"] == "4711"
+
+
+@pytest.mark.parametrize("version", [V16, V201])
+def test_watts_over_the_phases_the_car_draws_on_at_the_site_voltage(version: OcppVersion) -> None:
+    """A charge point that takes only W: 10 A per phase at the site's 220 V. A 3-phase charge
+    point's 1-phase car gets the watts of one phase with numberPhases 1: 10 A whether the charge
+    point divides by numberPhases (OCPP) or by the phases the car uses (the watts of three
+    would let it draw 30 A on its one). In amperes numberPhases stays the wired count."""
+    caps = ChargePointCapabilities(rate_units=("W",), nominal_voltage_v=220.0)
+
+    def period(car_phases: int, caps: ChargePointCapabilities = caps) -> tuple[str, Any, Any]:
+        payload = tx_profile_request(
+            limit(10.0, car_phases=car_phases), version=version, caps=caps, transaction_id="7"
+        )
+        validate_payload(version, ACTION, payload, response=False)
+        sched = schedule(payload, version)
+        (p,) = sched["chargingSchedulePeriod"]
+        return sched["chargingRateUnit"], p["limit"], p["numberPhases"]
+
+    assert period(0) == ("W", 6600.0, 3)  # not known: the wired phases
+    assert period(1) == ("W", 2200.0, 1)
+    assert period(2) == ("W", 4400.0, 2)
+    assert period(3) == ("W", 6600.0, 3)
+    assert period(1, ChargePointCapabilities()) == ("A", 10.0, 3)
 
 
 def test_same_connector_same_id_other_connector_other_id() -> None:
@@ -278,6 +305,7 @@ def test_rounding_is_the_decimal_one_to_the_last_bit(value: float) -> None:
     ),
     connector_id=st.integers(1, 40),
     phases=st.integers(1, 3),
+    car_phases=st.integers(0, 3),
     transaction_id=st.one_of(st.from_regex(r"[0-9]{1,10}", fullmatch=True), st.text(max_size=40)),
     first_a=st.one_of(st.floats(-1e9, 1e9), st.sampled_from([math.nan, math.inf, -math.inf])),
     limits_a=st.lists(
@@ -291,6 +319,7 @@ def test_a_template_writes_exactly_the_payload_of_each_limit(
     caps: ChargePointCapabilities,
     connector_id: int,
     phases: int,
+    car_phases: int,
     transaction_id: str,
     first_a: float,
     limits_a: list[float],
@@ -298,14 +327,14 @@ def test_a_template_writes_exactly_the_payload_of_each_limit(
     if version is V201 and not transaction_id:
         with pytest.raises(ValueError, match="transaction id"):
             tx_profile_template(
-                limit(first_a, connector_id=connector_id, phases=phases),
+                limit(first_a, connector_id=connector_id, phases=phases, car_phases=car_phases),
                 version=version,
                 caps=caps,
                 transaction_id=transaction_id,
             )
         return
     template = tx_profile_template(
-        limit(first_a, connector_id=connector_id, phases=phases),
+        limit(first_a, connector_id=connector_id, phases=phases, car_phases=car_phases),
         version=version,
         caps=caps,
         transaction_id=transaction_id,
@@ -313,7 +342,7 @@ def test_a_template_writes_exactly_the_payload_of_each_limit(
     assert template is not None
     for a in limits_a:
         payload = tx_profile_request(
-            limit(a, connector_id=connector_id, phases=phases),
+            limit(a, connector_id=connector_id, phases=phases, car_phases=car_phases),
             version=version,
             caps=caps,
             transaction_id=transaction_id,

@@ -684,3 +684,48 @@ def test_prepare_before_every_limit_is_known_does_nothing() -> None:
     site.demand({"CP1": 8.0})
     assert not site.state.prepare(100.5)
     assert len(site.state.count_memo) == 0
+
+
+def test_a_limit_names_the_phases_its_car_was_seen_drawing_on() -> None:
+    """A 1-phase car on a 3-phase charge point: once its samples show it drawing on L1 alone,
+    its limits say so (car_phases 1: a charge point that takes only watts gets one phase's)."""
+    site = Site()
+    site.limits()
+    site.limits("ems", None)
+    seen: list[tuple[float, int]] = []
+    for t in range(102, 112, 2):
+        site.at(float(t))
+        sent = {lim.charge_point_id: lim.limit_a for b in site.batches for lim in b.limits}
+        a = min(sent.get("CP1", 6.0), 16.0)  # the car follows its offer, up to 16 A, on L1
+        report = ConnectorReport(
+            charge_point_id="CP1",
+            connector_id=1,
+            connected=True,
+            plugged=True,
+            charging=True,
+            transaction_id="1",
+            arrived_utc=format_utc(T0),
+            status="Charging",
+            measured_a=(a, 0.0, 0.0),
+            offered_a=None,
+            power_w=None,
+            energy_wh=None,
+            sampled_utc=format_utc(site.utc),
+        )
+        site.state.demand(
+            DemandBatch(
+                reports=(report,),
+                sent_utc=format_utc(site.utc),
+                complete=True,
+                sent_monotonic_ns=0,
+                shard=0,
+            ),
+            site.now_s,
+            site.utc,
+        )
+        site.meter((5.0 + a, 5.0, 5.0))
+        batch = site.step()
+        seen += [(lim.limit_a, lim.car_phases) for lim in batch.limits] if batch else []
+    assert seen[0][1] == 0, "nothing learned before its first sample"
+    assert seen[-1][1] == 1, seen
+    assert all(lim.phases == 3 for b in site.batches for lim in b.limits)
