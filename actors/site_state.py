@@ -9,6 +9,7 @@ parameters: ``now_s`` monotonic seconds, ``now_utc`` an aware datetime.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
@@ -590,6 +591,7 @@ class SiteState:
         )
 
 
+@functools.lru_cache(maxsize=64)  # a few distinct arguments, once per limit of a batch
 def _car_phases(learned: tuple[int, ...], wired: int) -> int:
     """How many of the charge point's ``wired`` phases its car was seen drawing on, if fewer
     (0: not known, or all of them)."""
