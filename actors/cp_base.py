@@ -151,6 +151,7 @@ class ChargePointBase(Actor):
             connected=self.link is not None,
             now=self.broker.now(),
             cloud_caps=self.energy.cloud_caps,
+            phases=self.energy.phases,
         )
         self.ctx.system.send(
             f"{self.broker.node}/demand",

@@ -238,9 +238,17 @@ class ChargePointState:
 
     # -- reports --------------------------------------------------------------------------------
     def connector_reports(
-        self, *, connected: bool, now: datetime, cloud_caps: Mapping[int, float] | None = None
+        self,
+        *,
+        connected: bool,
+        now: datetime,
+        cloud_caps: Mapping[int, float] | None = None,
+        phases: int = 3,
     ) -> list[ConnectorReport]:
-        """``cloud_caps``: connector -> the cloud's limit on its transaction now."""
+        """``cloud_caps``: connector -> the cloud's limit on its transaction now. ``phases``: how
+        many the charge point is wired with; a current per phase is a measurement once each of
+        those has one (a 1-phase charge point that names its phase L1 reports no L2 or L3).
+        Without one, the connector is not measured (as one that sends no MeterValues)."""
         caps = cloud_caps or {}
         reports = []
         for key, c in sorted(self.connectors.items()):
@@ -256,11 +264,15 @@ class ChargePointState:
                 None,
             )
             m = self.meter.get(key, {})
-            phases = tuple(m.get(f"current_L{i}_a") for i in (1, 2, 3))
+            per_phase = tuple(m.get(f"current_L{i}_a") for i in (1, 2, 3))
             measured: tuple[float, float, float] | None = None
-            if all(isinstance(p, float) for p in phases):
-                measured = (float(phases[0] or 0), float(phases[1] or 0), float(phases[2] or 0))
-            elif isinstance(m.get("current_a"), float):
+            if all(isinstance(p, float) for p in per_phase[: max(1, phases)]):
+                a1, a2, a3 = (p if isinstance(p, float) else 0.0 for p in per_phase)
+                measured = (a1, a2, a3)
+            elif isinstance(m.get("current_a"), float) and phases == 1:
+                # A current without a phase says which phases only where there is one: on three
+                # it may be one phase's, their mean or their sum, and taken as L1's it would
+                # teach the loop a 1-phase car (counted on one phase, its others handed out).
                 measured = (float(m["current_a"]), 0.0, 0.0)
             reports.append(
                 ConnectorReport(
