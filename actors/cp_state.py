@@ -31,6 +31,18 @@ def _num(value: Any) -> float | None:
         return None
 
 
+# The connector's sample of its car's draw: forgotten when a transaction begins.
+SESSION_SAMPLE_KEYS = (
+    "current_L1_a",
+    "current_L2_a",
+    "current_L3_a",
+    "current_a",
+    "offered_a",
+    "power_w",
+    "sampled_utc",
+)
+
+
 def read_sampled_values(meter_values: Any) -> dict[str, Any]:
     """The newest sample of each measurand/phase we use, in A, W and Wh."""
     out: dict[str, Any] = {}
@@ -176,6 +188,8 @@ class ChargePointState:
         if connector is not None:
             tx["connector"] = connector
         if payload.get("eventType") == "Started":
+            if connector is not None:
+                self._new_session(connector)
             tx.update(
                 started_utc=payload.get("timestamp"),
                 id_tag=(payload.get("idToken") or {}).get("idToken"),
@@ -201,6 +215,7 @@ class ChargePointState:
         id_tag_info: Mapping[str, Any],
         start_key: str,
     ) -> None:
+        self._new_session(str(payload.get("connectorId")))
         self.transactions[str(transaction_id)] = {
             "state": "running",
             "connector": str(payload.get("connectorId")),
@@ -218,6 +233,14 @@ class ChargePointState:
                 del self.start_keys[key]
         if edge_minted:
             self.edge_tx_hwm = transaction_id
+
+    def _new_session(self, connector: str) -> None:
+        """A transaction begins: what the connector's last car drew is not the new car's (the
+        energy node would count it so until the first sample of the new session)."""
+        m = self.meter.get(connector)
+        if m:
+            for key in SESSION_SAMPLE_KEYS:
+                m.pop(key, None)
 
     def mapped(self, edge_id: int, cloud_id: int) -> None:
         tx = self.transactions.get(str(edge_id))

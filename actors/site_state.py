@@ -197,6 +197,12 @@ class SiteState:
             key = connector_key(r.charge_point_id, r.connector_id)
             self.report_shard[key] = shard
             old = previous.get(key)
+            if r.transaction_id is not None and (
+                old is None or old.transaction_id != r.transaction_id
+            ):
+                # A session begins: the samples of the connector's last car are not its car's
+                # (counted as its draw, and the car's phases learned from them).
+                self.measured.pop(key, None)
             if old is not None and old == r:
                 # The broker sends every connector every second, changed or not: the same
                 # report keeps its object, so the demand and count made of it are reused

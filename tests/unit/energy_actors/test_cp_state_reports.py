@@ -21,6 +21,7 @@ def state_with(*sampled: tuple[str, float]) -> ChargePointState:
         {"measurand": "Current.Import", "unit": "A", "value": str(a), **({"phase": p} if p else {})}
         for p, a in sampled
     ]
+    values.append({"measurand": "Energy.Active.Import.Register", "unit": "Wh", "value": "1000"})
     payload = {
         "connectorId": 1,
         "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": values}],
@@ -56,3 +57,54 @@ def test_every_phase_reported() -> None:
 def test_a_current_without_a_phase() -> None:
     assert measured(state_with(("", 12.0)), phases=1) == (12.0, 0.0, 0.0)
     assert measured(state_with(), phases=1) is None
+
+
+def test_a_new_transaction_forgets_what_the_last_car_drew() -> None:
+    """1.6: the last car's current is not the next one's (the energy node would count it, and
+    learn the new car's phases from it, until the new session's first sample)."""
+    state = state_with(("L1", 16.0), ("L2", 0.0), ("L3", 0.0))
+    assert measured(state, phases=3) == (16.0, 0.0, 0.0)
+    state.start_transaction(
+        transaction_id=2,
+        payload={"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "x"},
+        message_id="m",
+        edge_minted=True,
+        id_tag_info={"status": "Accepted"},
+        start_key="k",
+    )
+    assert measured(state, phases=3) is None
+    assert state.meter["1"]["energy_wh"] == 1000.0  # the register is the meter's, kept
+
+
+def test_a_201_transaction_started_forgets_the_last_car_and_takes_its_own_sample() -> None:
+    state = ChargePointState("CP1")
+    state.on_call(
+        "StatusNotification", {"evseId": 1, "connectorId": 1, "connectorStatus": "Occupied"}, NOW
+    )
+
+    def event(kind: str, amps: float | None, tx: str) -> None:
+        values = (
+            []
+            if amps is None
+            else [
+                {"measurand": "Current.Import", "phase": p, "value": amps}
+                for p in ("L1", "L2", "L3")
+            ]
+        )
+        payload: dict[str, object] = {
+            "eventType": kind,
+            "timestamp": "2026-01-01T00:00:00Z",
+            "transactionInfo": {"transactionId": tx},
+            "evse": {"id": 1, "connectorId": 1},
+        }
+        if values:
+            payload["meterValue"] = [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": values}]
+        state.on_call("TransactionEvent", payload, NOW)
+
+    event("Started", 16.0, "a")
+    event("Ended", None, "a")
+    assert state.meter["1:1"]["current_L1_a"] == 16.0
+    event("Started", None, "b")
+    assert "current_L1_a" not in state.meter["1:1"]
+    event("Started", 7.0, "c")
+    assert state.meter["1:1"]["current_L1_a"] == 7.0

@@ -729,3 +729,47 @@ def test_a_limit_names_the_phases_its_car_was_seen_drawing_on() -> None:
     assert seen[0][1] == 0, "nothing learned before its first sample"
     assert seen[-1][1] == 1, seen
     assert all(lim.phases == 3 for b in site.batches for lim in b.limits)
+
+
+def test_a_new_session_does_not_count_the_last_cars_samples() -> None:
+    """CP1's 1-phase car leaves; the next car's session begins before its first sample: the
+    energy node keeps none of the last car's samples for it (its draw and phases would be
+    taken from them)."""
+    site = Site()
+    site.limits()
+    site.limits("ems", None)
+
+    def demand(tx: str | None, measured: PerPhase | None) -> None:
+        r = ConnectorReport(
+            charge_point_id="CP1",
+            connector_id=1,
+            connected=True,
+            plugged=tx is not None,
+            charging=tx is not None,
+            transaction_id=tx,
+            arrived_utc=None if tx is None else format_utc(site.utc),
+            status="Charging" if tx else "Available",
+            measured_a=measured,
+            offered_a=None,
+            power_w=None,
+            energy_wh=None,
+            sampled_utc=None if measured is None else format_utc(site.utc),
+        )
+        batch = DemandBatch(
+            reports=(r,), sent_utc=format_utc(site.utc), complete=True, sent_monotonic_ns=0, shard=0
+        )
+        site.state.demand(batch, site.now_s, site.utc)
+
+    site.at(101.0)
+    demand("1", (16.0, 0.0, 0.0))
+    site.at(102.0)
+    demand("1", (16.0, 0.0, 0.0))
+    assert site.state.measured["CP1/1"]
+    site.at(103.0)
+    demand(None, None)
+    site.at(104.0)
+    demand("2", None)
+    assert not site.state.measured.get("CP1/1")
+    site.at(105.0)
+    demand("2", (7.0, 7.0, 7.0))
+    assert [a for _, a in site.state.measured["CP1/1"]] == [(7.0, 7.0, 7.0)]
