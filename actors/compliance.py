@@ -181,6 +181,7 @@ def as_fixed_load(
     paths = ancestry(nodes)
     current = {n.name: list(n.limit.current_a) for n in nodes}
     sources = {n.name: list(n.limit.sources) for n in nodes}
+    totals = {n.name: (n.limit.total_a, n.limit.total_source) for n in nodes}
     kept: list[ConnectorDemand] = []
     draws: dict[str, PerPhase] = {}
     wanted = set(flagged)
@@ -204,6 +205,15 @@ def as_fixed_load(
                     sources[name][p] = (
                         f"{base} less {draw[p]:.1f} A drawn by {cid} (ignores its profile)"
                     )
+            total_a, total_source = totals[name]
+            drawn = sum(draw)
+            if drawn > 0 and math.isfinite(total_a):
+                # A power limit's total too (a charge point dimmed under section 14a).
+                totals[name] = (
+                    max(0.0, total_a - drawn),
+                    f"{total_source or 'power limit'} less {drawn:.1f} A drawn by {cid} "
+                    "(ignores its profile)",
+                )
     new_nodes = tuple(
         evolve(
             n,
@@ -211,9 +221,11 @@ def as_fixed_load(
                 n.limit,
                 current_a=(current[n.name][0], current[n.name][1], current[n.name][2]),
                 sources=(sources[n.name][0], sources[n.name][1], sources[n.name][2]),
+                total_a=totals[n.name][0],
+                total_source=totals[n.name][1],
             ),
         )
-        if current[n.name] != list(n.limit.current_a)
+        if current[n.name] != list(n.limit.current_a) or totals[n.name][0] != n.limit.total_a
         else n
         for n in nodes
     )

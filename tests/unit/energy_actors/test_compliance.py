@@ -3,6 +3,8 @@ becomes fixed load the others make room for."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -180,6 +182,25 @@ def test_unmetered_node_loses_the_draw_and_the_others_share_what_is_left() -> No
     assert after["good"] < before["good"]
     # What the garage breaker carries: the offender's real draw plus what the others get.
     assert 24.0 + after["good"] <= 32.0 + 1e-6
+
+
+def test_a_power_limit_on_an_unmetered_node_loses_the_draw_too() -> None:
+    # Two connectors under one charge point's section 14a dimming (4.2 kW: 18.26 A in all):
+    # one ignores its profile at 6 A a phase; the other gets what the total has left.
+    nodes = [
+        node("site", limit_a=63.0, meter_a=(20.0, 20.0, 20.0)),
+        node("cp", parent="site", limit_a=math.inf, total_a=4200 / 230),
+    ]
+    demands = [
+        car("bad", node="cp", measured_a=(6.0, 6.0, 6.0), settled=True, offered_a=6.0),
+        car("good", node="cp", phases=1, measured_a=(8.0, 0.0, 0.0), offered_a=8.0),
+    ]
+    fixed = as_fixed_load(nodes, demands, ["bad"], meters_trusted=True)
+    cp = next(n for n in fixed.nodes if n.name == "cp")
+    assert cp.limit.total_a == pytest.approx(4200 / 230 - 18.0)
+    assert "less 18.0 A drawn by bad" in cp.limit.total_source
+    after = allocate(list(fixed.nodes), list(fixed.demands), AllocationConfig()).limits()
+    assert after["good"] == 0.0  # 0.26 A left: below the 6 A minimum
 
 
 def test_metered_node_keeps_its_limit_the_meter_sees_the_draw() -> None:
