@@ -177,6 +177,39 @@ def test_builtin_maps_plan_few_requests(model: str, requests: int) -> None:
         ),
         pytest.param("sunspec_int", "power_w", 18, "holding", "int16", "big", 1.0, id="ss-W"),
         pytest.param("sunspec_float", "power_w", 28, "holding", "float32", "big", 1.0, id="ssf-W"),
+        # The fields each map reads besides the current: ENERGY-NOTES.md's table (SDM630, UMG 604
+        # voltages), volkszaehler/mbmd (EM24 phase powers and energy, kWh/10), OpenEMS's UMG 604
+        # (its phase powers 1333-1337), the SunSpec 203 and 213 layouts (offsets from the model
+        # header: 203 PhVphA 8, V_SF 15; 213 AphA 4, PhVphA 12).
+        pytest.param(
+            "sdm630", "voltage_l2_v", 0x02, "input", "float32", "big", 1.0, id="sdm630-V2"
+        ),
+        pytest.param("sdm630", "power_l3_w", 0x10, "input", "float32", "big", 1.0, id="sdm630-P3"),
+        pytest.param(
+            "sdm630", "energy_export_wh", 0x4A, "input", "float32", "big", 1000, id="sdm630-kWh-out"
+        ),
+        pytest.param(
+            "umg604", "voltage_l3_v", 1321, "holding", "float32", "big", 1.0, id="umg604-V3"
+        ),
+        pytest.param(
+            "umg604", "power_l1_w", 1333, "holding", "float32", "big", 1.0, id="umg604-P1"
+        ),
+        pytest.param("em24", "power_l2_w", 0x14, "input", "int32", "little", 0.1, id="em24-P2"),
+        pytest.param(
+            "em24", "energy_import_wh", 0x42, "input", "int32", "little", 100, id="em24-kWh"
+        ),
+        pytest.param(
+            "em24", "energy_export_wh", 0x5C, "input", "int32", "little", 100, id="em24-kWh-out"
+        ),
+        pytest.param(
+            "sunspec_int", "voltage_l1_v", 8, "holding", "int16", "big", 1.0, id="ss-PhVphA"
+        ),
+        pytest.param(
+            "sunspec_float", "current_l1_a", 4, "holding", "float32", "big", 1.0, id="ssf-AphA"
+        ),
+        pytest.param(
+            "sunspec_float", "voltage_l1_v", 12, "holding", "float32", "big", 1.0, id="ssf-PhVphA"
+        ),
     ],
 )
 def test_datasheet_addresses(
@@ -193,6 +226,7 @@ def test_sunspec_scale_factor_registers() -> None:
     (m,) = load_model("sunspec_int")
     assert m.field("current_l1_a").scale_factor == 6  # type: ignore[union-attr]
     assert m.field("power_w").scale_factor == 22  # type: ignore[union-attr]
+    assert m.field("voltage_l1_v").scale_factor == 15  # type: ignore[union-attr]
     assert m.field("energy_import_wh").scale_factor == 54  # type: ignore[union-attr]
 
 
