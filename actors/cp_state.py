@@ -149,7 +149,10 @@ class ChargePointState:
             }
             return True
         if action == "MeterValues":
-            connector = str(payload.get("connectorId", payload.get("evseId")))
+            if "connectorId" in payload:
+                connector = str(payload.get("connectorId"))
+            else:
+                connector = self._evse_connector(payload.get("evseId"))
             self._meter(connector, payload.get("meterValue"), now)
             return False  # frequent: persisted with the next meaningful change or on stop
         if action == "StopTransaction":
@@ -233,6 +236,22 @@ class ChargePointState:
                 del self.start_keys[key]
         if edge_minted:
             self.edge_tx_hwm = transaction_id
+
+    def _evse_connector(self, evse_id: object) -> str:
+        """2.0.1 MeterValues name the EVSE only; its connector is kept as "evse:connector" (as
+        StatusNotification and TransactionEvent name it): the one with a running transaction,
+        else the EVSE's only (or first) connector; EVSE 0 (the station's meter) stays "0"."""
+        evse = str(evse_id)
+        if evse == "0":
+            return evse
+        keys = sorted(k for k in self.connectors if k.partition(":")[0] == evse and ":" in k)
+        running = {
+            t.get("connector") for t in self.transactions.values() if t.get("state") == "running"
+        }
+        for key in keys:
+            if key in running:
+                return key
+        return keys[0] if keys else f"{evse}:1"
 
     def _new_session(self, connector: str) -> None:
         """A transaction begins: what the connector's last car drew is not the new car's (the

@@ -108,3 +108,39 @@ def test_a_201_transaction_started_forgets_the_last_car_and_takes_its_own_sample
     assert "current_L1_a" not in state.meter["1:1"]
     event("Started", 7.0, "c")
     assert state.meter["1:1"]["current_L1_a"] == 7.0
+
+
+def test_201_meter_values_count_for_the_connector_of_their_evse() -> None:
+    """2.0.1 MeterValues name the EVSE; the connector is known as "evse:connector"."""
+    state = ChargePointState("CP1")
+    for evse in (1, 2):
+        state.on_call(
+            "StatusNotification",
+            {"evseId": evse, "connectorId": 1, "connectorStatus": "Occupied"},
+            NOW,
+        )
+    state.on_call(
+        "TransactionEvent",
+        {
+            "eventType": "Started",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "transactionInfo": {"transactionId": "t"},
+            "evse": {"id": 2, "connectorId": 1},
+        },
+        NOW,
+    )
+    values = [{"measurand": "Current.Import", "phase": p, "value": 9.5} for p in ("L1", "L2", "L3")]
+    state.on_call(
+        "MeterValues",
+        {
+            "evseId": 2,
+            "meterValue": [{"timestamp": "2026-01-01T00:00:01Z", "sampledValue": values}],
+        },
+        NOW,
+    )
+    reports = {
+        r.connector_id: r.measured_a
+        for r in state.connector_reports(connected=True, now=NOW, phases=3)
+    }
+    assert reports == {1: None, 2: (9.5, 9.5, 9.5)}
+    assert "2" not in state.meter, "kept under the EVSE's connector, not the EVSE"
