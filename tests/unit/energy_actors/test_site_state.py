@@ -121,24 +121,32 @@ class Site:
     def demand(
         self, draws: dict[str, float], *, complete: bool = False, sent_ns: int = 0, shard: int = 0
     ) -> str | None:
-        reports = tuple(
-            ConnectorReport(
-                charge_point_id=cp,
-                connector_id=1,
-                connected=True,
-                plugged=True,
-                charging=True,
-                transaction_id="1",
-                arrived_utc=format_utc(T0),
-                status="Charging",
-                measured_a=(a, a, a),
-                offered_a=None,
-                power_w=None,
-                energy_wh=None,
-                sampled_utc=format_utc(self.utc),
-            )
-            for cp, a in draws.items()
+        reports = tuple(self.report(cp, (a, a, a)) for cp, a in draws.items())
+        return self.reports(*reports, complete=complete, sent_ns=sent_ns, shard=shard)
+
+    def report(
+        self, cp: str, measured: PerPhase | None, *, tx: str | None = "1"
+    ) -> ConnectorReport:
+        """Connector 1 of ``cp``: charging in transaction ``tx`` (None: no car), sampled now."""
+        return ConnectorReport(
+            charge_point_id=cp,
+            connector_id=1,
+            connected=True,
+            plugged=tx is not None,
+            charging=tx is not None,
+            transaction_id=tx,
+            arrived_utc=None if tx is None else format_utc(T0),
+            status="Available" if tx is None else "Charging",
+            measured_a=measured,
+            offered_a=None,
+            power_w=None,
+            energy_wh=None,
+            sampled_utc=None if measured is None else format_utc(self.utc),
         )
+
+    def reports(
+        self, *reports: ConnectorReport, complete: bool = True, sent_ns: int = 0, shard: int = 0
+    ) -> str | None:
         why, records = self.state.demand(
             DemandBatch(
                 reports=reports,
@@ -697,32 +705,7 @@ def test_a_limit_names_the_phases_its_car_was_seen_drawing_on() -> None:
         site.at(float(t))
         sent = {lim.charge_point_id: lim.limit_a for b in site.batches for lim in b.limits}
         a = min(sent.get("CP1", 6.0), 16.0)  # the car follows its offer, up to 16 A, on L1
-        report = ConnectorReport(
-            charge_point_id="CP1",
-            connector_id=1,
-            connected=True,
-            plugged=True,
-            charging=True,
-            transaction_id="1",
-            arrived_utc=format_utc(T0),
-            status="Charging",
-            measured_a=(a, 0.0, 0.0),
-            offered_a=None,
-            power_w=None,
-            energy_wh=None,
-            sampled_utc=format_utc(site.utc),
-        )
-        site.state.demand(
-            DemandBatch(
-                reports=(report,),
-                sent_utc=format_utc(site.utc),
-                complete=True,
-                sent_monotonic_ns=0,
-                shard=0,
-            ),
-            site.now_s,
-            site.utc,
-        )
+        site.reports(site.report("CP1", (a, 0.0, 0.0)))
         site.meter((5.0 + a, 5.0, 5.0))
         batch = site.step()
         seen += [(lim.limit_a, lim.car_phases) for lim in batch.limits] if batch else []
@@ -740,25 +723,7 @@ def test_a_new_session_does_not_count_the_last_cars_samples() -> None:
     site.limits("ems", None)
 
     def demand(tx: str | None, measured: PerPhase | None) -> None:
-        r = ConnectorReport(
-            charge_point_id="CP1",
-            connector_id=1,
-            connected=True,
-            plugged=tx is not None,
-            charging=tx is not None,
-            transaction_id=tx,
-            arrived_utc=None if tx is None else format_utc(site.utc),
-            status="Charging" if tx else "Available",
-            measured_a=measured,
-            offered_a=None,
-            power_w=None,
-            energy_wh=None,
-            sampled_utc=None if measured is None else format_utc(site.utc),
-        )
-        batch = DemandBatch(
-            reports=(r,), sent_utc=format_utc(site.utc), complete=True, sent_monotonic_ns=0, shard=0
-        )
-        site.state.demand(batch, site.now_s, site.utc)
+        site.reports(site.report("CP1", measured, tx=tx))
 
     site.at(101.0)
     demand("1", (16.0, 0.0, 0.0))
