@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from actors.energy_messages import ConnectorReport
-from actors.ocpp_rules import utc_text
+from actors.ocpp_rules import start_dedup_key, utc_text
 
 RECORD_VERSION = 1
 HISTORY_MAX = 30
@@ -148,6 +148,12 @@ class ChargePointState:
                 "updated_utc": utc_text(now),
             }
             return True
+        if action == "StartTransaction":
+            # As the charge point asks (the answer may take a while, and the new session's
+            # first MeterValues may come before it); not again for a retried start.
+            if start_dedup_key(payload).text() not in self.start_keys:
+                self._new_session(str(payload.get("connectorId")))
+            return False
         if action == "MeterValues":
             if "connectorId" in payload:
                 connector = str(payload.get("connectorId"))
@@ -218,7 +224,6 @@ class ChargePointState:
         id_tag_info: Mapping[str, Any],
         start_key: str,
     ) -> None:
-        self._new_session(str(payload.get("connectorId")))
         self.transactions[str(transaction_id)] = {
             "state": "running",
             "connector": str(payload.get("connectorId")),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from actors.cp_state import ChargePointState
+from actors.ocpp_rules import start_dedup_key
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -61,19 +62,35 @@ def test_a_current_without_a_phase() -> None:
 
 def test_a_new_transaction_forgets_what_the_last_car_drew() -> None:
     """1.6: the last car's current is not the next one's (the energy node would count it, and
-    learn the new car's phases from it, until the new session's first sample)."""
+    learn the new car's phases from it, until the new session's first sample). Forgotten as the
+    charge point asks to start, not when the answer comes; a retried start keeps what the new
+    session sampled since."""
     state = state_with(("L1", 16.0), ("L2", 0.0), ("L3", 0.0))
     assert measured(state, phases=3) == (16.0, 0.0, 0.0)
-    state.start_transaction(
-        transaction_id=2,
-        payload={"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "x"},
-        message_id="m",
-        edge_minted=True,
-        id_tag_info={"status": "Accepted"},
-        start_key="k",
-    )
+    start = {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"}
+    state.on_call("StartTransaction", start, NOW)
     assert measured(state, phases=3) is None
     assert state.meter["1"]["energy_wh"] == 1000.0  # the register is the meter's, kept
+    values = [{"measurand": "Current.Import", "phase": p, "value": 7.0} for p in ("L1", "L2", "L3")]
+    state.on_call(
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "meterValue": [{"timestamp": "2026-01-01T00:00:05Z", "sampledValue": values}],
+        },
+        NOW,
+    )
+    state.start_transaction(
+        transaction_id=2,
+        payload=start,
+        message_id="m",
+        edge_minted=False,
+        id_tag_info={"status": "Accepted"},
+        start_key=start_dedup_key(start).text(),
+    )
+    assert measured(state, phases=3) == (7.0, 7.0, 7.0), "the answer keeps the new sample"
+    state.on_call("StartTransaction", start, NOW)  # the charge point retries it
+    assert measured(state, phases=3) == (7.0, 7.0, 7.0)
 
 
 def test_a_201_transaction_started_forgets_the_last_car_and_takes_its_own_sample() -> None:
