@@ -48,6 +48,37 @@ class UndefinedField(Exception):
         super().__init__(f"field {field!r} is undefined ({detail})")
 
 
+class ImplausibleField(UndefinedField):
+    """A required or optional field decodes to a value no meter measures (infinite, beyond any
+    site's range, or a float so small it is a word-order mistake): a failed read, not a reading
+    (one of -1e9 A would read as export and let every car rise)."""
+
+    def __init__(self, field: str, address: int | None, words: Sequence[int], why: str) -> None:
+        raw = " ".join(f"{w:04X}" for w in words)
+        Exception.__init__(self, f"field {field!r} is implausible: {why} (raw {raw})")
+        self.field = field
+        self.address = address
+        self.words = tuple(words)
+
+
+# Beyond these a value is not a measurement (a site's transformer stays far below).
+PLAUSIBLE_MAX = {"_a": 1e5, "_v": 1e5, "_w": 1e9, "_wh": 1e15}
+SMALLEST_FLOAT = 1e-20  # a float32 read in the wrong word order lands far below this
+SUNSPEC_SF_RANGE = range(-10, 11)  # sunssf: -10..10 (0x8000: not implemented)
+
+
+def _check_plausible(name: str, value: float, raw: float, words: Sequence[int]) -> str | None:
+    """Why ``value`` (``raw`` before scaling) is not a measurement, or None."""
+    if not math.isfinite(value):
+        return f"{value} is not a number"
+    if isinstance(raw, float) and 0.0 < abs(raw) < SMALLEST_FLOAT:
+        return f"{raw:g} (a float this small is read in the wrong word order)"
+    for suffix, bound in PLAUSIBLE_MAX.items():
+        if name.endswith(suffix) and abs(value) > bound:
+            return f"{value:g} is beyond {bound:g}"
+    return None
+
+
 def plan_blocks(m: RegisterMap) -> tuple[Block, ...]:
     """Group the map's registers (fields and scale-factor registers) into as few requests as
     possible, within ``max_block`` registers each and spanning at most ``max_gap`` unused ones."""
@@ -87,7 +118,7 @@ def decode_words(words: Sequence[int], type_: ValueType, word_order: WordOrder) 
 
 def is_undefined(value: int | float, type_: ValueType, policy: Undefined) -> bool:
     if isinstance(value, float):
-        return math.isnan(value)
+        return math.isnan(value)  # (infinity: ImplausibleField)
     if policy == "none":
         return False
     bits = int(type_[-2:])
@@ -122,12 +153,23 @@ def decode_fields(m: RegisterMap, regs: Registers) -> dict[str, float | None]:
         if f.scale_factor is not None:
             exponent = int(decode_words(regs.get(f.table, f.scale_factor, 1), "int16", "big"))
             undefined = undefined or exponent == _SUNSPEC_SF_UNDEFINED
+            if not undefined and exponent not in SUNSPEC_SF_RANGE:
+                sf_words = regs.get(f.table, f.scale_factor, 1)
+                why = f"scale factor {exponent} at {f.scale_factor} is outside -10..10"
+                raise ImplausibleField(f.name, f.scale_factor, sf_words, why)
         if undefined:
             if f.optional:
                 out[f.name] = None
                 continue
             raise UndefinedField(f.name, f.address, words)
-        out[f.name] = float(value) * f.scale * (10.0**exponent)
+        scaled = float(value) * f.scale * (10.0**exponent)
+        why_not = _check_plausible(f.name, scaled, value, words)
+        if why_not is not None:
+            if f.optional:  # (as an undefined optional field)
+                out[f.name] = None
+                continue
+            raise ImplausibleField(f.name, f.address, words, why_not)
+        out[f.name] = scaled
     return out
 
 

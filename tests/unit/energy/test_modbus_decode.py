@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from config.fields import ConfigError
 from drivers.modbus import UnknownMeterModel, known_models, load_map_file, load_model
 from drivers.modbus.decode import (
+    ImplausibleField,
     Registers,
     UndefinedField,
     decode_fields,
@@ -369,3 +370,46 @@ def test_user_map_parses(tmp_path: Path) -> None:
     assert m.name == "mine"
     assert m.field("current_l1_a").word_order == "little"  # type: ignore[union-attr]
     assert m.field("current_l3_a").table == "holding"  # type: ignore[union-attr]
+
+
+def _float32_words(value: float) -> list[int]:
+    raw = struct.pack(">f", value)
+    return [int.from_bytes(raw[:2], "big"), int.from_bytes(raw[2:], "big")]
+
+
+@pytest.mark.parametrize(
+    ("words", "why"),
+    [
+        pytest.param(_float32_words(math.inf), "not a number", id="infinite"),
+        pytest.param(_float32_words(-1e9), "beyond", id="minus-a-billion-amperes"),
+        # 230.5 A with its two words swapped: about 2e-41, a float no meter sends.
+        pytest.param(_float32_words(230.5)[::-1], "wrong word order", id="words-swapped"),
+    ],
+)
+def test_an_implausible_current_is_a_failed_read_naming_the_field(
+    words: list[int], why: str
+) -> None:
+    """Read as export, -1e9 A (or a mis-ordered float's 0) would let every car rise: the read
+    fails instead (the meter goes stale: no increases, then the fail-safe)."""
+    m = _map([_f("current_l1_a", 7, "float32")])
+    with pytest.raises(ImplausibleField) as info:
+        decode_fields(m, Registers(plan_blocks(m), [words]))
+    assert isinstance(info.value, UndefinedField)  # a MeterUndefinedValue for the actor
+    assert info.value.address == 7
+    assert "'current_l1_a' is implausible" in str(info.value)
+    assert why in str(info.value)
+    # An optional field reads as absent instead.
+    m = _map(
+        [_f("current_l1_a", 7, "float32"), _f("energy_import_wh", 9, "float32", optional=True)]
+    )
+    regs = Registers(plan_blocks(m), [_float32_words(12.5) + _float32_words(math.inf)])
+    assert decode_fields(m, regs) == {"current_l1_a": 12.5, "energy_import_wh": None}
+
+
+def test_a_sunspec_scale_factor_outside_its_range_is_a_failed_read() -> None:
+    m = _map([_f("current_l1_a", 0, "int16", scale_factor=1)], undefined="sunspec")
+    with pytest.raises(ImplausibleField, match=r"scale factor 32767 at 1 is outside -10\.\.10"):
+        decode_fields(m, Registers(plan_blocks(m), [[100, 0x7FFF]]))
+    assert decode_fields(m, Registers(plan_blocks(m), [[100, 0xFFFE]])) == {
+        "current_l1_a": pytest.approx(1.0)
+    }
