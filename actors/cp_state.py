@@ -8,6 +8,7 @@ Persisted as one document with a version (``RECORD_VERSION``) and migrations.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -25,10 +26,12 @@ PLUGGED = frozenset(
 
 
 def _num(value: Any) -> float | None:
+    """A finite number ("NaN", "Infinity" and "1e309" parse as floats but measure nothing)."""
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 # The connector's sample of its car's draw: forgotten when a transaction begins.
@@ -44,8 +47,10 @@ SESSION_SAMPLE_KEYS = (
 
 
 def read_sampled_values(meter_values: Any) -> dict[str, Any]:
-    """The newest sample of each measurand/phase we use, in A, W and Wh."""
+    """The newest sample of each measurand/phase we use, in A, W and Wh. A value that is no
+    finite number is left out and counted in ``unusable_values`` (shown in the status)."""
     out: dict[str, Any] = {}
+    unusable = 0
     if not isinstance(meter_values, list):
         return out
     for mv in meter_values:
@@ -57,6 +62,7 @@ def read_sampled_values(meter_values: Any) -> dict[str, Any]:
                 continue
             value = _num(sv.get("value"))
             if value is None:
+                unusable += 1
                 continue
             measurand = sv.get("measurand") or "Energy.Active.Import.Register"
             unit = sv.get("unit") or (sv.get("unitOfMeasure") or {}).get("unit")
@@ -77,6 +83,8 @@ def read_sampled_values(meter_values: Any) -> dict[str, Any]:
                 out["soc_pct"] = value
         if stamp:
             out["sampled_utc"] = str(stamp)
+    if unusable:
+        out["unusable_values"] = unusable
     return out
 
 

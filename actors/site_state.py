@@ -10,6 +10,7 @@ parameters: ``now_s`` monotonic seconds, ``now_utc`` an aware datetime.
 from __future__ import annotations
 
 import functools
+import math
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
@@ -196,6 +197,11 @@ class SiteState:
         for r in msg.reports:
             key = connector_key(r.charge_point_id, r.connector_id)
             self.report_shard[key] = shard
+            m = r.measured_a
+            if m is not None and not math.isfinite(m[0] + m[1] + m[2]):
+                # No measurement (the broker leaves such values out; an infinite one in an
+                # audit record stopped the allocator).
+                r = replace(r, measured_a=None)
             old = previous.get(key)
             if r.transaction_id is not None and (
                 old is None or old.transaction_id != r.transaction_id
@@ -210,10 +216,11 @@ class SiteState:
                 r = old
             self.reports[key] = r
             at_s = sampled_s(r, now_s, now_utc)
-            if r.measured_a is not None and at_s is not None:
+            measured = r.measured_a
+            if measured is not None and at_s is not None:
                 history = self.measured.setdefault(key, deque(maxlen=MEASURED_KEPT))
                 if not history or at_s > history[-1][0]:
-                    history.append((at_s, r.measured_a))
+                    history.append((at_s, measured))
                 if r.charging:
                     records.extend(self._observe(key, r, at_s, now_utc))
         for gone in set(self.measured) - set(self.reports):

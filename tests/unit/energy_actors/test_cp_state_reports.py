@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from actors.cp_state import ChargePointState
+from actors.cp_state import ChargePointState, read_sampled_values
 from actors.ocpp_rules import start_dedup_key
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -161,3 +161,17 @@ def test_201_meter_values_count_for_the_connector_of_their_evse() -> None:
     }
     assert reports == {1: None, 2: (9.5, 9.5, 9.5)}
     assert "2" not in state.meter, "kept under the EVSE's connector, not the EVSE"
+
+
+@pytest.mark.parametrize("text", ["Infinity", "NaN", "1e309", "-inf", "ten"])
+def test_a_value_that_is_no_finite_number_is_left_out_and_counted(text: str) -> None:
+    """An infinite current once crash-looped the allocator (its audit record refused it); NaN
+    counted as 0 A and hid a charge point that ignores its profile."""
+    values = [
+        {"measurand": "Current.Import", "phase": "L1", "value": text},
+        {"measurand": "Current.Import", "phase": "L2", "value": "7.5"},
+    ]
+    out = read_sampled_values([{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": values}])
+    assert "current_L1_a" not in out
+    assert out["current_L2_a"] == 7.5
+    assert out["unusable_values"] == 1

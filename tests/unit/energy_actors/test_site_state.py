@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -738,3 +739,24 @@ def test_a_new_session_does_not_count_the_last_cars_samples() -> None:
     site.at(105.0)
     demand("2", (7.0, 7.0, 7.0))
     assert [a for _, a in site.state.measured["CP1/1"]] == [(7.0, 7.0, 7.0)]
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan])
+def test_a_report_whose_current_is_no_finite_number_counts_as_unmeasured(bad: float) -> None:
+    """An infinite current from a charge point (a broker that let it through) once stopped the
+    allocator 40 s later: compliance put it in an audit record, which refuses it."""
+    site = Site(Policy())
+    site.limits()
+    site.limits("ems", None)
+    site.meter(5.0)
+    site.demand({"CP1": 0.0})
+    site.step()
+    for i in range(1, 90):
+        site.at(100.0 + i)
+        site.reports(site.report("CP1", (bad, bad, bad)))
+        site.meter(15.0)
+        site.step()
+    assert site.state.reports["CP1/1"].measured_a is None
+    assert "CP1/1" not in site.state.measured or all(
+        math.isfinite(a) for _, m in site.state.measured["CP1/1"] for a in m
+    )
