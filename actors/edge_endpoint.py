@@ -32,7 +32,7 @@ from actors import credentials
 from actors.audit import audit
 from actors.audit_records import AuditKind, record_to_json
 from actors.broker_context import BrokerContext
-from actors.energy_messages import CloudLimitPushed
+from actors.cloud_limit_push import BadCloudLimit, cloud_limit_push
 from actors.messages import (
     AnswerToCloud,
     CallFromCloud,
@@ -46,6 +46,7 @@ from actors.messages import (
     RelayCall,
 )
 from actors.ocpp_rules import utc_text
+from config.energy_limits import CloudLimitConfig
 from config.ocpp import Secret
 from drivers.ocpp.framing import (
     Call,
@@ -325,16 +326,19 @@ class EdgeEndpoint(Actor):
         )
 
     def _grid_limit(self, msg: CallFromCloud, payload: dict[str, Any]) -> None:
+        """Checked whole here (actors.cloud_limit_push): answered Accepted only if the energy
+        node's cloud source will take it, else Rejected with the reason (logged)."""
+        energy = self.broker.config.energy
+        sources = {
+            g.source.name: g.source.node
+            for g in getattr(energy, "grid_limits", ())
+            if isinstance(g, CloudLimitConfig)
+        }
         try:
-            data = orjson.loads(payload.get("data") or "{}")
-            limit = CloudLimitPushed(
-                source=str(data.get("source", "cloud")),
-                node=str(data.get("node", "site")),
-                limit_a=None if data.get("limit_a") is None else float(data["limit_a"]),
-                power_w=None if data.get("power_w") is None else float(data["power_w"]),
-                expires_utc=data.get("expires_utc"),
-            )
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            data = orjson.loads(payload.get("data") or "null")
+            limit = cloud_limit_push(data, now_utc=self.broker.now(), sources=sources)
+        except (orjson.JSONDecodeError, BadCloudLimit) as exc:
+            log.warning("%s: the cloud's grid limit refused: %s", self.identity, exc)
             self._answer(
                 msg,
                 call_result_text(

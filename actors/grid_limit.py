@@ -379,21 +379,30 @@ def _cloud_doc(state: CloudState) -> dict[str, Any]:
 
 
 def _cloud_state(doc: Any) -> CloudState:
+    """The kept push; one that cannot be read again (a NaN stored as null by an older edge, a
+    damaged record) is dropped with a warning: the source then applies its fail-safe, where a
+    crash here would stop every restart of the source."""
     if not isinstance(doc, dict):
         return CloudState()
     current = doc.get("current_a")
     power = doc.get("power_w")
     if current is None and power is None:
         return CloudState()
-    value = LimitValue(
-        current_a=None if current is None else (current[0], current[1], current[2]),
-        power_w=power,
-    )
-    until = doc.get("valid_until_utc")
-    return CloudState(
-        value=value,
-        valid_until_utc=None if until is None else parse_utc(until, where="persisted cloud limit"),
-    )
+    try:
+        value = LimitValue(
+            current_a=None if current is None else (current[0], current[1], current[2]),
+            power_w=power,
+        )
+        until = doc.get("valid_until_utc")
+        return CloudState(
+            value=value,
+            valid_until_utc=None
+            if until is None
+            else parse_utc(until, where="persisted cloud limit"),
+        )
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        log.warning("the kept cloud limit %r cannot be read (%s): dropped", doc, exc)
+        return CloudState()
 
 
 def limit_actor_factory(

@@ -37,10 +37,13 @@ class LimitValue:
     def __post_init__(self) -> None:
         if self.current_a is None and self.power_w is None:
             raise ValueError("a limit needs current_a, power_w or both")
-        if self.current_a is not None and any(a < 0 for a in self.current_a):
-            raise ValueError(f"current_a must not be negative, got {self.current_a!r}")
-        if self.power_w is not None and self.power_w < 0:
-            raise ValueError(f"power_w must not be negative, got {self.power_w!r}")
+        # (not (x >= 0) is also true of NaN; a limit of infinity is no limit at all)
+        if self.current_a is not None and any(
+            not (a >= 0) or a == math.inf for a in self.current_a
+        ):
+            raise ValueError(f"current_a must be finite numbers >= 0, got {self.current_a!r}")
+        if self.power_w is not None and (not (self.power_w >= 0) or self.power_w == math.inf):
+            raise ValueError(f"power_w must be a finite number >= 0, got {self.power_w!r}")
 
     def describe(self) -> str:
         parts = []
@@ -99,6 +102,11 @@ class RegisterSource:
             raise ValueError(f"register source {self.name!r}: unit must be 'a' or 'w'")
 
 
+# An EMS register beyond these holds no limit (all ones of a uint16 read as 65535 A, a
+# mis-scaled value): the source's fail-safe applies, as while the EMS is silent.
+EMS_LIMIT_MAX = {"a": 10_000.0, "w": 1e8}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterState:
     value: float | None = None
@@ -137,7 +145,19 @@ def register_limit(source: RegisterSource, state: RegisterState, *, now_s: float
             stale=True,
             detail=f"heartbeat last changed {age}; fail-safe {source.fail_safe.describe()}",
         )
-    scaled = max(0.0, state.value * source.scale)
+    scaled = state.value * source.scale
+    bound = EMS_LIMIT_MAX[source.unit]
+    if not scaled <= bound:  # (NaN too)
+        unit = "A" if source.unit == "a" else "W"
+        return GridLimit(
+            source=source.name,
+            node=source.node,
+            value=source.fail_safe,
+            stale=True,
+            detail=f"EMS register value {scaled:g} {unit} is no limit (beyond {bound:g} {unit}); "
+            f"fail-safe {source.fail_safe.describe()}",
+        )
+    scaled = max(0.0, scaled)
     value = (
         LimitValue(current_a=(scaled, scaled, scaled))
         if source.unit == "a"

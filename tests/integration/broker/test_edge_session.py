@@ -355,3 +355,39 @@ async def test_an_answer_another_broker_node_learned_enters_the_cache_unless_old
     assert status("T1") == "Blocked"  # the older answer and the unreadable one: dropped
     system.send("broker/authorizer", learned("T1", "Accepted", now + timedelta(seconds=5)))
     await wait_for(lambda: status("T1") == "Accepted", what="the newer answer")
+
+
+async def test_a_grid_limit_push_is_answered_only_as_the_energy_node_will_take_it(
+    tmp_path: Path, cloud: Cloud
+) -> None:
+    """DataTransfer GridLimit to the edge's session (a real ocpp-csms cloud): a good push is
+    Accepted, a bad one Rejected with the reason, before anything changes (a misspelled key or
+    an unreadable expiry was answered Accepted and lifted or ignored the limit)."""
+    energy = (
+        '[[grid_limits]]\nname = "fuse"\nkind = "static"\nnode = "site"\ncurrent_a = 63\n'
+        '[[grid_limits]]\nname = "cloud"\nkind = "cloud"\nnode = "site"\n'
+    )
+    edge = await make_edge(tmp_path, cloud, energy)
+    try:
+        await wait_for(lambda: cloud.cs is not None and EDGE in cloud.cs.charge_points, what="up")
+        await wait_for(lambda: cloud.edge().boot is not None, what="edge booted at the cloud")
+
+        async def push(data: dict[str, Any]) -> tuple[Any, str]:
+            status, answer = await cloud.edge().async_data_transfer(
+                "site-edge", "GridLimit", orjson.dumps(data).decode()
+            )
+            return status, answer or ""
+
+        status, _ = await push({"limit_a": 20, "expires_utc": "2999-01-01T00:00:00Z"})
+        assert status == DataTransferStatus.ACCEPTED
+        for bad, why in [
+            ({"limitA": 10}, "unknown key(s) limitA"),
+            ({"limit_a": 10, "expires_utc": "tomorrow"}, "expires_utc"),
+            ({"limit_a": -10}, ">= 0"),
+            ({"limit_a": 10, "node": "Site"}, "limits node 'site'"),
+        ]:
+            status, answer = await push(bad)
+            assert status == DataTransferStatus.REJECTED, bad
+            assert why in answer, (bad, answer)
+    finally:
+        await edge.stop()

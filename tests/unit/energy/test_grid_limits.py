@@ -70,6 +70,25 @@ def test_register_heartbeat_staleness(
     assert limit.value == (A16 if stale else LimitValue(current_a=(40.0, 40.0, 40.0)))
 
 
+@pytest.mark.parametrize("raw", [65535.0, 1e9, math.inf, math.nan])
+def test_a_register_value_no_limit_could_be_is_the_fail_safe(raw: float) -> None:
+    """All ones of a uint16 (65535 A), a mis-scaled or infinite value: no limit (infinity read
+    as one had made the site's limit vanish while the source looked alive)."""
+    state = register_update(RegisterState(), value=raw, heartbeat=1, now_s=0.0)
+    limit = register_limit(EMS, state, now_s=1.0)
+    assert limit.stale
+    assert limit.value == A16
+    assert "is no limit" in limit.detail
+
+
+@pytest.mark.parametrize(
+    "kw", [{"current_a": (math.nan,) * 3}, {"current_a": (math.inf,) * 3}, {"power_w": math.nan}]
+)
+def test_a_limit_value_is_finite(kw: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        LimitValue(**kw)  # type: ignore[arg-type]
+
+
 def test_register_in_watts_with_scale() -> None:
     source = RegisterSource(name="ems", node="site", unit="w", fail_safe=A16, scale=100.0)
     state = register_update(RegisterState(), value=110, heartbeat=7, now_s=0.0)
