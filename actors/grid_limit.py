@@ -238,14 +238,23 @@ class ContactLimitActor(_LimitActor):
 
     async def evaluate(self, *, poll: bool) -> None:
         if poll:
-            text: str | None
+            text: str | None = None
+            read_error = ""
             try:
                 text = await read_contact(Path(self.config.path), timeout_s=1.0)
             except ContactReadError as exc:
-                if not self.state.error:
-                    log.warning("grid limit %r: %s", self.name, exc)
-                text = None
-            self.state = contact_update(self.state, text=text, now_s=self.clock.monotonic())
+                read_error = str(exc)
+            before = self.state.error
+            self.state = contact_update(
+                self.state, text=text, now_s=self.clock.monotonic(), error=read_error
+            )
+            # Each new error once (a bad content, then a missing file...), and the recovery.
+            if self.state.error and self.state.error != before:
+                log.warning("grid limit %r: %s", self.name, self.state.error)
+            elif before and not self.state.error:
+                log.info(
+                    "grid limit %r: the contact file %s reads again", self.name, self.config.path
+                )
             self.send_after(self.config.poll_interval_s, Evaluate(poll=True))
         self.current = contact_limit(self.config.source, self.state, now_s=self.clock.monotonic())
 

@@ -197,10 +197,12 @@ def parse_contact(text: str) -> bool:
     raise ValueError(f"contact input must read '0' or '1', got {stripped[:20]!r}")
 
 
-def contact_update(state: ContactState, *, text: str | None, now_s: float) -> ContactState:
-    """Fold one read attempt in; ``text`` None means the file could not be read."""
+def contact_update(
+    state: ContactState, *, text: str | None, now_s: float, error: str = ""
+) -> ContactState:
+    """Fold one read attempt in; ``text`` None means the file could not be read (``error``: why)."""
     if text is None:
-        return replace(state, error="could not read the contact file")
+        return replace(state, error=error or "could not read the contact file")
     try:
         closed = parse_contact(text)
     except ValueError as exc:

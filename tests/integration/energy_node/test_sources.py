@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +158,37 @@ async def test_meter_reports_reads_and_failures_and_keeps_pymodbus_quiet(
         noise = [r for r in caplog.records if r.name == PYMODBUS_LOGGER and r.levelno >= 40]
         assert noise == [], "per-request pymodbus errors are dropped"
         assert quiet_pymodbus().dropped > dropped, "and counted"
+
+
+async def test_a_contact_files_every_new_error_is_logged_with_its_reason(
+    system: ActorSystem, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bad content, then a missing file, then binary content: each logged once with its reason
+    (a bad content was not logged at all, and hid the later errors), then the recovery."""
+    path = tmp_path / "dim"
+    path.write_text("yes")
+    table = {
+        "name": "14a",
+        "kind": "contact",
+        "path": str(path),
+        "dimmed": {"power_w": 4200},
+        "poll_interval_s": 0.05,
+    }
+    config = limit_from_table(Table(table, source="<test>"))
+    got: list[object] = []
+    caplog.set_level(logging.INFO, logger="actors.grid_limit")
+    factory = limit_actor_factory(config, allocator_path="energy/allocator", heartbeat_s=30.0)
+    await start(system, got, ChildSpec(id="contact", start=factory))
+
+    def logged(text: str) -> bool:
+        return any(text in r.getMessage() for r in caplog.records)
+
+    await wait_for(lambda: logged("must read '0' or '1', got 'yes'"), what="the bad content")
+    path.unlink()
+    await wait_for(lambda: logged(f"{str(path)!r}: does not exist"), what="the missing file")
+    path.write_bytes(b"\x00\xff")
+    await wait_for(lambda: logged("is not ASCII text"), what="the binary content")
+    path.write_text("0")
+    await wait_for(lambda: logged("reads again"), what="the recovery")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3, warnings
