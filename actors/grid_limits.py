@@ -138,24 +138,13 @@ def register_limit(source: RegisterSource, state: RegisterState, *, now_s: float
             if state.heartbeat_changed_s is None
             else (f"{now_s - state.heartbeat_changed_s:.1f} s ago")
         )
-        return GridLimit(
-            source=source.name,
-            node=source.node,
-            value=source.fail_safe,
-            stale=True,
-            detail=f"heartbeat last changed {age}; fail-safe {source.fail_safe.describe()}",
-        )
+        return _fail_safe(source, f"heartbeat last changed {age}")
     scaled = state.value * source.scale
     bound = EMS_LIMIT_MAX[source.unit]
     if not scaled <= bound:  # (NaN too)
         unit = "A" if source.unit == "a" else "W"
-        return GridLimit(
-            source=source.name,
-            node=source.node,
-            value=source.fail_safe,
-            stale=True,
-            detail=f"EMS register value {scaled:g} {unit} is no limit (beyond {bound:g} {unit}); "
-            f"fail-safe {source.fail_safe.describe()}",
+        return _fail_safe(
+            source, f"EMS register value {scaled:g} {unit} is no limit (beyond {bound:g} {unit})"
         )
     scaled = max(0.0, scaled)
     value = (
@@ -164,6 +153,17 @@ def register_limit(source: RegisterSource, state: RegisterState, *, now_s: float
         else LimitValue(power_w=scaled)
     )
     return GridLimit(source=source.name, node=source.node, value=value, detail="EMS register")
+
+
+def _fail_safe(source: RegisterSource | ContactSource, why: str) -> GridLimit:
+    """The source's fail-safe in force, stale, and why."""
+    return GridLimit(
+        source=source.name,
+        node=source.node,
+        value=source.fail_safe,
+        stale=True,
+        detail=f"{why}; fail-safe {source.fail_safe.describe()}",
+    )
 
 
 # --- contact input (file) -----------------------------------------------------------------
@@ -212,14 +212,7 @@ def contact_update(
 
 def contact_limit(source: ContactSource, state: ContactState, *, now_s: float) -> GridLimit | None:
     if state.read_s is None or now_s - state.read_s >= source.stale_after_s:
-        return GridLimit(
-            source=source.name,
-            node=source.node,
-            value=source.fail_safe,
-            stale=True,
-            detail=f"contact not read ({state.error or 'no reading'}); fail-safe "
-            f"{source.fail_safe.describe()}",
-        )
+        return _fail_safe(source, f"contact not read ({state.error or 'no reading'})")
     if not state.closed:
         return None
     return GridLimit(

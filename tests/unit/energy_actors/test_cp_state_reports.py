@@ -31,6 +31,15 @@ def state_with(*sampled: tuple[str, float]) -> ChargePointState:
     return state
 
 
+def three_phases(state: ChargePointState, amps: float, **where: int) -> None:
+    """MeterValues of ``amps`` on L1, L2 and L3 (``where``: connectorId, or 2.0.1's evseId)."""
+    values = [
+        {"measurand": "Current.Import", "phase": p, "value": amps} for p in ("L1", "L2", "L3")
+    ]
+    sample = {"timestamp": "2026-01-01T00:00:05Z", "sampledValue": values}
+    state.on_call("MeterValues", {**where, "meterValue": [sample]}, NOW)
+
+
 def measured(state: ChargePointState, phases: int) -> tuple[float, float, float] | None:
     (report,) = state.connector_reports(connected=True, now=NOW, phases=phases)
     return report.measured_a
@@ -71,15 +80,7 @@ def test_a_new_transaction_forgets_what_the_last_car_drew() -> None:
     state.on_call("StartTransaction", start, NOW)
     assert measured(state, phases=3) is None
     assert state.meter["1"]["energy_wh"] == 1000.0  # the register is the meter's, kept
-    values = [{"measurand": "Current.Import", "phase": p, "value": 7.0} for p in ("L1", "L2", "L3")]
-    state.on_call(
-        "MeterValues",
-        {
-            "connectorId": 1,
-            "meterValue": [{"timestamp": "2026-01-01T00:00:05Z", "sampledValue": values}],
-        },
-        NOW,
-    )
+    three_phases(state, 7.0, connectorId=1)
     state.start_transaction(
         transaction_id=2,
         payload=start,
@@ -146,15 +147,7 @@ def test_201_meter_values_count_for_the_connector_of_their_evse() -> None:
         },
         NOW,
     )
-    values = [{"measurand": "Current.Import", "phase": p, "value": 9.5} for p in ("L1", "L2", "L3")]
-    state.on_call(
-        "MeterValues",
-        {
-            "evseId": 2,
-            "meterValue": [{"timestamp": "2026-01-01T00:00:01Z", "sampledValue": values}],
-        },
-        NOW,
-    )
+    three_phases(state, 9.5, evseId=2)
     reports = {
         r.connector_id: r.measured_a
         for r in state.connector_reports(connected=True, now=NOW, phases=3)
