@@ -234,8 +234,13 @@ def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
             table=table,
             type=t.string("heartbeat_type", "uint16", choices=TYPES),
             word_order="big",
+            # (a counter passes through the "no value" pattern: that read is skipped)
+            optional=True,
         ),
     )
+    # What the EMS writes for "no value" (all ones of a uint16 would read as 65535 A or W):
+    # such a read fails, and the fail-safe applies once the source is stale.
+    undefined = t.string("value_undefined", "none", choices=("none", "all_ones", "sunspec"))
     fail_safe = _limit_table(t, "fail_safe", required=True)
     assert fail_safe is not None
     source = RegisterSource(
@@ -250,6 +255,7 @@ def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
         name=f"grid limit {name}",
         description=f"EMS limit register of {name!r}",
         fields=fields,
+        undefined=undefined,
         current_sign="as_read",
         source=t.source,
     )

@@ -3,6 +3,7 @@ allocator: what they tell, when they go stale, and what they log."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,7 +50,7 @@ async def start(system: ActorSystem, got: list[object], child: ChildSpec) -> Non
     )
 
 
-def ems_config(port: int) -> ModbusLimitConfig:
+def ems_config(port: int, **extra: object) -> ModbusLimitConfig:
     table = {
         "name": "ems",
         "kind": "modbus",
@@ -62,6 +63,7 @@ def ems_config(port: int) -> ModbusLimitConfig:
         "unit": "a",
         "stale_after_s": 0.4,
         "fail_safe": {"current_a": 10},
+        **extra,
     }
     config = limit_from_table(Table(table, source="<test>"))
     assert isinstance(config, ModbusLimitConfig)
@@ -192,3 +194,47 @@ async def test_a_contact_files_every_new_error_is_logged_with_its_reason(
     await wait_for(lambda: logged("reads again"), what="the recovery")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3, warnings
+
+
+async def test_an_ems_no_value_pattern_is_no_limit(system: ActorSystem) -> None:
+    """value_undefined = "all_ones": 0xFFFF in a limit register in W is "no value" (it read as
+    a limit of 65.5 kW), so the source goes stale and its fail-safe applies; a heartbeat passing
+    through 0xFFFF only skips that read."""
+    got: list[object] = []
+    async with MeterServer({"holding": {100: 20000, 101: 0xFFFE}}) as server:
+        config = ems_config(
+            server.port, value_undefined="all_ones", unit="w", fail_safe={"power_w": 11000}
+        )
+        factory = limit_actor_factory(config, allocator_path="energy/allocator", heartbeat_s=30.0)
+        await start(system, got, ChildSpec(id="ems", start=factory))
+
+        def last() -> GridLimitReported | None:
+            reports = [m for m in got if isinstance(m, GridLimitReported)]
+            return reports[-1] if reports else None
+
+        def limit_is(watts: float, *, stale: bool) -> bool:
+            r = last()
+            return (
+                r is not None
+                and r.limit is not None
+                and r.limit.value == LimitValue(power_w=watts)
+                and r.limit.stale == stale
+            )
+
+        await wait_for(lambda: limit_is(20000.0, stale=False), what="live 20 kW")
+        await server.set("holding", 101, [0xFFFF])  # the heartbeat wraps through all ones
+        await server.set("holding", 101, [0])
+        await wait_for(lambda: limit_is(20000.0, stale=False), what="still live")
+        await server.set("holding", 100, [0xFFFF])
+        for beat in range(1, 40):  # the EMS stays alive, its limit is "no value"
+            await server.set("holding", 101, [beat])
+            if limit_is(11000.0, stale=True):
+                break
+            await asyncio.sleep(0.05)  # the heartbeat's pace, as the EMS would move it
+        await wait_for(lambda: limit_is(11000.0, stale=True), what="the fail-safe")
+        assert not any(
+            isinstance(m, GridLimitReported)
+            and m.limit is not None
+            and m.limit.value.power_w == 65535.0
+            for m in got
+        )
