@@ -155,14 +155,16 @@ def register_limit(source: RegisterSource, state: RegisterState, *, now_s: float
     return GridLimit(source=source.name, node=source.node, value=value, detail="EMS register")
 
 
-def _fail_safe(source: RegisterSource | ContactSource, why: str) -> GridLimit:
+def _fail_safe(source: RegisterSource | ContactSource | CloudSource, why: str) -> GridLimit:
     """The source's fail-safe in force, stale, and why."""
+    value = source.fail_safe
+    assert value is not None  # (a cloud source without one has no limit then)
     return GridLimit(
         source=source.name,
         node=source.node,
-        value=source.fail_safe,
+        value=value,
         stale=True,
-        detail=f"{why}; fail-safe {source.fail_safe.describe()}",
+        detail=f"{why}; fail-safe {value.describe()}",
     )
 
 
@@ -256,13 +258,7 @@ def cloud_limit(source: CloudSource, state: CloudState, *, now_utc: datetime) ->
         )
     if source.fail_safe is None:
         return None
-    return GridLimit(
-        source=source.name,
-        node=source.node,
-        value=source.fail_safe,
-        stale=True,
-        detail=f"cloud limit expired or absent; fail-safe {source.fail_safe.describe()}",
-    )
+    return _fail_safe(source, "cloud limit expired or absent")
 
 
 # --- effective limit ----------------------------------------------------------------------
