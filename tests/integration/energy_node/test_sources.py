@@ -50,6 +50,12 @@ async def start(system: ActorSystem, got: list[object], child: ChildSpec) -> Non
     )
 
 
+def last_limit(got: list[object]) -> GridLimitReported | None:
+    """The last limit the source reported to the recording allocator."""
+    reports = [m for m in got if isinstance(m, GridLimitReported)]
+    return reports[-1] if reports else None
+
+
 def ems_config(port: int, **extra: object) -> ModbusLimitConfig:
     table = {
         "name": "ems",
@@ -78,12 +84,8 @@ async def test_ems_register_live_while_its_heartbeat_moves(system: ActorSystem) 
         )
         await start(system, got, ChildSpec(id="ems", start=factory))
 
-        def last() -> GridLimitReported | None:
-            reports = [m for m in got if isinstance(m, GridLimitReported)]
-            return reports[-1] if reports else None
-
         def limit_is(value: LimitValue, *, stale: bool) -> bool:
-            r = last()
+            r = last_limit(got)
             return (
                 r is not None
                 and r.limit is not None
@@ -105,7 +107,7 @@ async def test_ems_register_live_while_its_heartbeat_moves(system: ActorSystem) 
             lambda: limit_is(LimitValue(current_a=(25.0, 25.0, 25.0)), stale=False),
             what="heartbeat moved again",
         )
-        report = last()
+        report = last_limit(got)
         assert report is not None
         assert report.fallback == fail_safe, "what the allocator applies if the actor falls silent"
         server.stop_answering()
@@ -198,8 +200,8 @@ async def test_a_contact_files_every_new_error_is_logged_with_its_reason(
 
 async def test_an_ems_no_value_pattern_is_no_limit(system: ActorSystem) -> None:
     """value_undefined = "all_ones": 0xFFFF in a limit register in W is "no value" (it read as
-    a limit of 65.5 kW), so the source goes stale and its fail-safe applies; a heartbeat passing
-    through 0xFFFF only skips that read."""
+    a limit of 65.5 kW), so the source goes stale and its fail-safe applies; with a heartbeat
+    passing through 0xFFFF the source stays live."""
     got: list[object] = []
     async with MeterServer({"holding": {100: 20000, 101: 0xFFFE}}) as server:
         config = ems_config(
@@ -208,12 +210,8 @@ async def test_an_ems_no_value_pattern_is_no_limit(system: ActorSystem) -> None:
         factory = limit_actor_factory(config, allocator_path="energy/allocator", heartbeat_s=30.0)
         await start(system, got, ChildSpec(id="ems", start=factory))
 
-        def last() -> GridLimitReported | None:
-            reports = [m for m in got if isinstance(m, GridLimitReported)]
-            return reports[-1] if reports else None
-
         def limit_is(watts: float, *, stale: bool) -> bool:
-            r = last()
+            r = last_limit(got)
             return (
                 r is not None
                 and r.limit is not None
