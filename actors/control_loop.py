@@ -53,6 +53,7 @@ from actors.control_types import (
     StepRecord,
     StepResult,
     arriving,
+    beginning,
 )
 from actors.evolve import evolve
 
@@ -66,6 +67,7 @@ __all__ = [
     "Mode",
     "StepRecord",
     "StepResult",
+    "beginning",
     "finish",
     "meter_age_s",
     "mode_for",
@@ -160,7 +162,12 @@ def stepping(
     if mode != "failsafe":
         nodes, bases = hold_base(nodes, counted.high, state.bases, now_s=now_s, cfg=cfg)
     planned = plan(nodes, counted, known, mode=mode, cfg=cfg, can_start=can_start)
-    aims = {d.connector_id: planned.aim(d.connector_id, d.offered_a) for d in counted.high}
+    aims = {
+        d.connector_id: planned.aim(
+            d.connector_id, d.offered_a, beginning=d.connector_id in counted.beginning
+        )
+        for d in counted.high
+    }
     decreasing_now = any(
         d.active and aims[d.connector_id].target_a < d.offered_a for d in counted.high
     )
@@ -173,6 +180,8 @@ def stepping(
         waiting = d.connector_id in counted.unseen
         decision, kept = _decide(d, st, aim.target_a, mode, settling, waiting, now_s, cfg)
         why = aim.note if aim.note and decision.action == "unchanged" else decision.reason
+        if st.beginning:
+            why = f"its session began under the TxDefaultProfile at {st.limit_a:.1f} A; {why}"
         decisions[d.connector_id] = evolve(
             decision,
             binding=aim.allocation.binding,
@@ -442,7 +451,8 @@ def _next_state(
 ) -> ConnectorState:
     if not d.active:
         return ConnectorState(limit_a=0.0, changed_s=now_s if dec.changed else st.changed_s)
-    if not dec.changed and car is st.car:
+    kept_at_start = st.charging_s is None and dec.limit_a > 0  # started, or kept at its beginning
+    if not dec.changed and car is st.car and not kept_at_start:
         return st
     changes: dict[str, Any] = {"limit_a": dec.limit_a, "car": car}
     if dec.changed:
@@ -450,6 +460,6 @@ def _next_state(
         changes.update(changed_s=now_s, replaced=(*kept, (now_s, dec.previous_a)))
     if dec.previous_a > 0 and dec.limit_a == 0:
         changes.update(paused_s=now_s, charging_s=None)
-    elif dec.previous_a == 0 and dec.limit_a > 0:
+    elif kept_at_start:
         changes["charging_s"] = now_s
     return evolve(st, **changes)

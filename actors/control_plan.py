@@ -50,6 +50,7 @@ class Counted:
     low: tuple[ConnectorDemand, ...]
     cars: Mapping[str, CarKnowledge]  # what is known of each car after this step's samples
     unseen: frozenset[str]  # an increase waits for a sample showing its draw since its change
+    beginning: frozenset[str] = frozenset()  # in a session's first step (ConnectorState.beginning)
 
 
 @value
@@ -64,9 +65,15 @@ class Plan:
     high: AllocationResult
     low: AllocationResult
 
-    def aim(self, connector_id: str, current_a: float) -> Aim:
+    def aim(self, connector_id: str, current_a: float, *, beginning: bool = False) -> Aim:
+        """``beginning``: a session's first step (control_types.beginning): its car starts to
+        draw the limit in force, as a start would, so it keeps it only where both plans have
+        room for it (starts go by the low count: room a car holds but does not draw is not
+        room)."""
         high = self.high.of(connector_id)
         low = self.low.of(connector_id)
+        if beginning and low.limit_a < min(current_a, high.limit_a):
+            return Aim(target_a=low.limit_a, allocation=low)
         if current_a > high.limit_a:
             return Aim(target_a=high.limit_a, allocation=high)
         if current_a < low.limit_a:
@@ -142,6 +149,7 @@ def count(
     low: list[ConnectorDemand] = []
     cars: dict[str, CarKnowledge] = {}
     unseen: set[str] = set()
+    beginning: set[str] = set()
     kept = {} if memo is None else memo._kept
     now_kept: dict[str, _Counted] = {}
     settle_s = cfg.settle_s
@@ -179,8 +187,17 @@ def count(
                 recent_a=recent,
                 reflecting=reflecting,
             )
+            if st.beginning:
+                # A session's first step (control_types.beginning): its car has just begun to
+                # draw, or not yet, under the TxDefaultProfile; the meter read before this step
+                # does not show it. Counted at its offer, it would be taken off the base load
+                # (room seen that is not there, and nobody gives way to it): it counts at its
+                # sample (none yet) on both counts, and the others give way to it at once.
+                h = lo
             now_kept[cid] = _Counted(d, st, cfg, reflecting, settled, recent, car, h, lo)
         cars[cid] = car
+        if st.beginning:
+            beginning.add(cid)
         high.append(h)
         low.append(lo)
         # A connector that never reported a sample, or reports none after a change (no
@@ -191,7 +208,13 @@ def count(
             unseen.add(cid)
     if memo is not None:
         memo._kept = now_kept
-    return Counted(high=tuple(high), low=tuple(low), cars=cars, unseen=frozenset(unseen))
+    return Counted(
+        high=tuple(high),
+        low=tuple(low),
+        cars=cars,
+        unseen=frozenset(unseen),
+        beginning=frozenset(beginning),
+    )
 
 
 def _learn(
@@ -216,16 +239,30 @@ def plan(
     cfg: ControlConfig,
     can_start: Callable[[ConnectorDemand, float], bool],
 ) -> Plan:
-    """Both plans, without the connectors at 0 A that cannot start in this step.
-    ``can_start(demand, target)``: whether a connector at 0 A would start at that target."""
+    """Both plans, without the connectors at 0 A that cannot start in this step, nor those in a
+    session's first step that the low plan has no room for (they pause: nobody gives way to
+    them). ``can_start(demand, target)``: whether a connector at 0 A would start at that target."""
     first = _plan(nodes, counted.high, counted.low, mode, cfg, held=())
     held = [
         d.connector_id
         for d in counted.high
         if d.active
-        and _limit(known, d.connector_id) == 0.0
-        and (first.high.of(d.connector_id).limit_a > 0 or first.low.of(d.connector_id).limit_a > 0)
-        and not ((target := first.aim(d.connector_id, 0.0).target_a) > 0 and can_start(d, target))
+        and (
+            (
+                _limit(known, d.connector_id) == 0.0
+                and (
+                    first.high.of(d.connector_id).limit_a > 0
+                    or first.low.of(d.connector_id).limit_a > 0
+                )
+                and not (
+                    (target := first.aim(d.connector_id, 0.0).target_a) > 0 and can_start(d, target)
+                )
+            )
+            or (
+                d.connector_id in counted.beginning
+                and first.low.of(d.connector_id).limit_a < _limit(known, d.connector_id)
+            )
+        )
     ]
     if not held:
         return first

@@ -74,6 +74,13 @@ class ConnectorState:
     # may still draw any of them while it follows quick changes.
     replaced: tuple[tuple[float, float], ...] = ()
 
+    @property
+    def beginning(self) -> bool:
+        """A session's first step (:func:`beginning`): its car draws under the
+        TxDefaultProfile and the loop has not decided for it yet (a limit in force that the
+        loop did not start: once it keeps the car, ``charging_s`` is set)."""
+        return self.charging_s is None and self.limit_a > 0
+
     def recent_a(self, now_s: float, settle_s: float) -> tuple[float, ...]:
         replaced = self.replaced
         if not replaced or now_s - replaced[-1][0] >= settle_s:
@@ -85,6 +92,20 @@ def arriving(now_s: float, cfg: ControlConfig) -> ConnectorState:
     """A connector seen for the first time: its car draws under the TxDefaultProfile until the
     limit decided now reaches it, so that is the limit it replaces."""
     return ConnectorState(limit_a=0.0, changed_s=now_s, replaced=((now_s, cfg.default_a),))
+
+
+def beginning(now_s: float, cfg: ControlConfig) -> ConnectorState:
+    """A connector whose car's session began at ``now_s``: the car charges under the
+    TxDefaultProfile (the broker gives it no limit decided before its transaction,
+    actors.cp_energy), so that is the limit in force, just changed. Not yet a start for the
+    charging dwell: a car that does not fit is paused at once, and one that fits is kept
+    (from then on it has its dwell, actors.control_loop). Nothing is known of the car. A
+    default below the minimum current (``failsafe_current_a`` 0, "pause all") lets no car
+    charge (IEC 61851: a car does not draw below 6 A): it starts as a paused one would."""
+    default_a = cfg.default_a
+    if default_a < cfg.allocation.min_current_a:
+        default_a = 0.0
+    return ConnectorState(limit_a=default_a, changed_s=now_s)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

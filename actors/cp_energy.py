@@ -7,9 +7,13 @@
   the TxProfile of each transaction still running, at its last limit: its controller may have
   restarted and lost them (it would give the car its full current), and the energy node sends a
   limit again only when it changes (or in its periodic full batch).
-- Each limit from the energy node becomes a TxProfile for the running transaction (fixed profile id
-  per connector: a new one replaces the old); a newer limit replaces a queued one (``replace_key``),
-  so a slow charge point never holds up the loop. Increases below the hysteresis are not sent,
+- Each limit from the energy node becomes a TxProfile for the running transaction it was decided
+  for (fixed profile id per connector: a new one replaces the old); a newer limit replaces a queued
+  one (``replace_key``), so a slow charge point never holds up the loop. A limit decided before
+  the transaction began (the last car's, or the 0 A of "no car") is not its limit: a new car
+  charges under the TxDefaultProfile until the energy node's first decision for it, which it
+  sends at once (actors.site_state). Sent at the transaction's start, the "no car" 0 A paused
+  every car arriving at a connector used before, and some cars do not resume after a pause. Increases below the hysteresis are not sent,
   decreases always are, and a resume from 0 A always is.
 - A charge point that rejects a profile teaches us: stack level above 0 rejected -> retry at 0;
   amperes rejected -> retry in watts. What it finally answered goes back to the energy node.
@@ -186,14 +190,24 @@ class EnergySide:
             if self.caps_known and abs(self._default_a() - before) > 1e-6:
                 calls += self._boot_profiles(now())[:1]
         self.limits[limit.connector_id] = limit
-        if tx_id is not None:
+        if tx_id is not None and limit.transaction_id == tx_id:
             calls += self._tx_profile(limit, tx_id)
         return calls
 
+    def limit_of(self, connector_id: int, tx_id: str | None) -> ConnectorLimit | None:
+        """The connector's last limit from the energy node, if it was decided for transaction
+        ``tx_id`` (None: no transaction runs, so none is)."""
+        limit = self.limits.get(connector_id)
+        if limit is None or tx_id is None or limit.transaction_id != tx_id:
+            return None
+        return limit
+
     def transaction_started(self, connector_id: int, tx_id: str) -> list[CallChargePoint]:
+        """Its TxProfile, if the energy node's limit for it came first (it is reported once
+        the transaction exists); otherwise that limit sends it."""
         self.sent.pop(connector_id, None)
         self.rejected.pop(connector_id, None)
-        limit = self.limits.get(connector_id)
+        limit = self.limit_of(connector_id, tx_id)
         return [] if limit is None else self._tx_profile(limit, tx_id)
 
     def _tx_profile(
@@ -232,7 +246,7 @@ class EnergySide:
             self.cloud_caps.pop(connector_id, None)
         else:
             self.cloud_caps[connector_id] = cap_a
-        limit = self.limits.get(connector_id)
+        limit = self.limit_of(connector_id, tx_id)
         if limit is None or tx_id is None:
             return []
         return self._tx_profile(limit, tx_id, force=force)
@@ -296,7 +310,7 @@ class EnergySide:
             # arrives before it has taken in its own transaction. Only then adapt.
             count = self.rejected.get(connector_id, 0) + 1
             self.rejected[connector_id] = count
-            limit = self.limits.get(connector_id)
+            limit = self.limit_of(connector_id, tx_id)
             if count == 1 and limit is not None:
                 retry, delay = self._tx_profile(limit, tx_id, force=True), RETRY_AFTER_S
             else:
@@ -340,15 +354,16 @@ class EnergySide:
     def _running_profiles(self, running_tx: Callable[[int], str | None]) -> list[CallChargePoint]:
         """The TxProfile of each running transaction, at its connector's last limit."""
         calls: list[CallChargePoint] = []
-        for held, last in sorted(self.limits.items()):
+        for held in sorted(self.limits):
             running = running_tx(held)
-            if running is not None:
+            last = self.limit_of(held, running)
+            if running is not None and last is not None:
                 calls += self._tx_profile(last, running)
         return calls
 
     def _adapt(self, connector_id: int, tx_id: str) -> list[CallChargePoint]:
         """Rejected: try what charge points commonly need instead, once each."""
-        limit = self.limits.get(connector_id)
+        limit = self.limit_of(connector_id, tx_id)
         if limit is None:
             return []
         if self.caps.max_stack_level > 0:

@@ -70,6 +70,10 @@ class ConnectorLimit:
     # the phases the car was seen drawing on, if fewer than ``phases`` (0: not known): a limit
     # in watts is given over these (actors.profiles.period_phases)
     car_phases: int = 0
+    # the transaction it was decided for (None: no car): the broker puts a limit in a TxProfile
+    # of that transaction only. One decided before a session began (the last car's, or "no
+    # car") would otherwise reach the new car at its start (actors.cp_energy)
+    transaction_id: str | None = None
 
     def __reduce__(self) -> tuple[Callable[..., ConnectorLimit], tuple[object, ...]]:
         """Pickled as its fields in order: a ProfileBatch carries one per connector across the
@@ -83,6 +87,7 @@ class ConnectorLimit:
             self.binding_source,
             self.reason,
             self.car_phases,
+            self.transaction_id,
         )
 
 
@@ -94,6 +99,7 @@ def _connector_limit(
     binding_source: str,
     reason: str,
     car_phases: int,
+    transaction_id: str | None,
 ) -> ConnectorLimit:
     return ConnectorLimit(
         charge_point_id=charge_point_id,
@@ -103,6 +109,7 @@ def _connector_limit(
         binding_source=binding_source,
         reason=reason,
         car_phases=car_phases,
+        transaction_id=transaction_id,
     )
 
 

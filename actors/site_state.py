@@ -25,6 +25,7 @@ from actors.control_loop import (
     LoopState,
     Mode,
     StepRecord,
+    beginning,
     finish,
     meter_age_s,
     mode_for,
@@ -121,6 +122,9 @@ class SiteState:
         # each connector's decision of the last step, its mode and its entry in decisions
         self.decided_as: dict[str, tuple[ConnectorDecision, Mode, dict[str, Any]]] = {}
         self.sent: dict[str, float] = {}
+        # connectors whose session began since the last batch: their next decision goes out
+        # whatever was sent before (what is in force at the car is its TxDefaultProfile now)
+        self.fresh: set[str] = set()
         self.last_batch_s: float | None = None
         self.trackers: dict[str, Tracker] = {}
         self.node_trackers: dict[str, Tracker] = {}
@@ -209,6 +213,8 @@ class SiteState:
                 # A session begins: the samples of the connector's last car are not its car's
                 # (counted as its draw, and the car's phases learned from them).
                 self.measured.pop(key, None)
+                if old is not None:
+                    self._session_began(key, now_s)
             if old is not None and old == r:
                 # The broker sends every connector every second, changed or not: the same
                 # report keeps its object, so the demand and count made of it are reused
@@ -232,6 +238,27 @@ class SiteState:
             r.plugged and r.charging and k not in was_active for k, r in self.reports.items()
         )
         return ("a new car" if new_car else None), records
+
+    def _session_began(self, key: str, now_s: float) -> None:
+        """A new transaction on a connector seen before: its car charges under the
+        TxDefaultProfile (the broker gives it no limit decided before it, actors.cp_energy), so
+        the loop counts it there and keeps it there if it fits (actors.control_types.beginning),
+        instead of pausing it at its start and starting it again; the first decision for it is
+        sent whatever was sent before, and compliance judges its draw against that default
+        until then. (A connector first seen with its transaction running, as after a restart,
+        has a limit in force nobody knows: it starts again, actors.control_types.arriving.)"""
+        control = self.model.control
+        default_a = control.default_a
+        self.loop = replace(
+            self.loop, connectors={**self.loop.connectors, key: beginning(now_s, control)}
+        )
+        self.fresh.add(key)
+        self.trackers[key] = limit_set(
+            self.trackers.get(key, Tracker()),
+            (default_a, default_a, default_a),
+            now_s=now_s,
+            cfg=self.policy.compliance,
+        )
 
     def rules_changed(self, msg: SiteRulesChanged) -> str:
         """New central rules (priorities, maximum currents, margin, site cap): step at once,
@@ -333,6 +360,7 @@ class SiteState:
         # state, the step's record and its audit records are built.
         ordered, mode = next(loop)
         sources = self._decided(ordered, mode, draws)
+        began = set(self.fresh)  # their first decision is recorded, changed or not
         batch = self._batch(now_s, now_utc, trigger_ns, nodes)
         lowers = any(d.limit_a < d.previous_a for d in ordered)
         sent = False
@@ -349,7 +377,7 @@ class SiteState:
         records = tuple(
             self._limit_record(dec, sources[dec.connector_id], rec.mode, rec.meter_age_s, now_utc)
             for dec in rec.decisions
-            if dec.changed
+            if dec.changed or dec.connector_id in began
         )
         return StepOutput(records=records, batch=batch, lowers=lowers, sent=sent)
 
@@ -458,19 +486,26 @@ class SiteState:
         )
         # (A limit equal to the one sent is never worth sending nor changed: no rounding needed
         # for the many that stay as they are.)
-        sent = self.sent
-        due = full or any(
-            a != sent.get(k)
-            and worth_sending(a, sent.get(k), hysteresis_a=self.policy.hysteresis_a)
-            for k, a in new.items()
+        sent, fresh = self.sent, self.fresh
+        due = (
+            full
+            or bool(fresh)
+            or any(
+                a != sent.get(k)
+                and worth_sending(a, sent.get(k), hysteresis_a=self.policy.hysteresis_a)
+                for k, a in new.items()
+            )
         )
         if not due:
             return None
         keys = [
             k
             for k, a in new.items()
-            if full or (a != sent.get(k) and round_limit_a(a) != round_limit_a(sent.get(k, -1.0)))
+            if full
+            or k in fresh
+            or (a != sent.get(k) and round_limit_a(a) != round_limit_a(sent.get(k, -1.0)))
         ]
+        fresh.clear()
 
         if trigger_ns is None:
             reads = [n.meter.read_s for n in nodes if n.meter is not None]
@@ -492,9 +527,9 @@ class SiteState:
                     binding_source=d["binding_source"],
                     reason=d["reason"],
                     car_phases=0 if st is None else _car_phases(st.car.phases, cp.phases),
+                    transaction_id=r.transaction_id,
                 )
             )
-        failsafe = self.model.control.failsafe.current_a
         if full:
             self.sent = new
             self.last_batch_s = now_s
@@ -503,9 +538,7 @@ class SiteState:
 
         return ProfileBatch(
             limits=tuple(limits),
-            default_limit_a=self.model.control.allocation.min_current_a
-            if failsafe is None
-            else failsafe,
+            default_limit_a=self.model.control.default_a,
             computed_utc=format_utc(now_utc),
             trigger_monotonic_ns=trigger_ns,
             full=full,

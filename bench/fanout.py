@@ -53,6 +53,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from actors.broker_context import BrokerContext
+from actors.cp_state import connector_number
 from actors.energy_messages import ConnectorLimit, ProfileBatch
 from actors.listener import Listener
 from bench.broker_edge import CloudProcess
@@ -147,8 +148,21 @@ async def running_broker(
             await cloud.close()
 
 
-def lowering(ids: list[str], limit_a: float, trigger_ns: int) -> ProfileBatch:
-    """A batch changing every connector of ``ids`` to ``limit_a``, as the energy node's."""
+def running_txs(system: ActorSystem, ids: list[str]) -> dict[str, str]:
+    """Each charge point's transaction on connector 1 (the energy node decides a limit for a
+    transaction, and the broker puts it in that transaction's TxProfile only)."""
+    txs: dict[str, str] = {}
+    for cp in ids:
+        running = system.actor(f"broker/charge_points/{cp}").report()["transactions"]
+        txs[cp] = next(
+            str(k) for k, t in running.items() if connector_number(str(t["connector"])) == 1
+        )
+    return txs
+
+
+def lowering(txs: dict[str, str], limit_a: float, trigger_ns: int) -> ProfileBatch:
+    """A batch changing every connector of ``txs`` (charge point -> its transaction) to
+    ``limit_a``, as the energy node's."""
     return ProfileBatch(
         limits=tuple(
             ConnectorLimit(
@@ -158,8 +172,9 @@ def lowering(ids: list[str], limit_a: float, trigger_ns: int) -> ProfileBatch:
                 phases=3,
                 binding_source="grid_limit:fuse/L1",
                 reason="bench",
+                transaction_id=tx_id,
             )
-            for cp in ids
+            for cp, tx_id in txs.items()
         ),
         default_limit_a=6.0,
         computed_utc="2026-01-01T00:00:00.000Z",
@@ -186,6 +201,7 @@ async def broker_fanout(
     """(ms to the last frame written, broker thread CPU ms) per batch."""
     ids = car_ids(n)
     async with running_broker(ids, compression) as (system, broker):
+        txs = running_txs(system, ids)
         prof = cProfile.Profile()
         took: list[float] = []
         cpu: list[float] = []
@@ -194,7 +210,7 @@ async def broker_fanout(
             cpu0 = time.thread_time()
             if profile and i >= 2:
                 prof.enable()
-            system.send("broker/profiles", lowering(ids, 10.0 if i % 2 else 12.0, trigger))
+            system.send("broker/profiles", lowering(txs, 10.0 if i % 2 else 12.0, trigger))
             last_ns = await all_written(broker, trigger, n, f"batch {i}")
             if profile and i >= 2:
                 prof.disable()
@@ -216,6 +232,7 @@ async def process_part(n: int, batches: int, tag: str) -> list[float]:
     (the same instants in every process); ms from each instant to its last frame written."""
     ids = [f"{tag}-{c}" for c in car_ids(n)]
     async with running_broker(ids) as (system, broker):
+        txs = running_txs(system, ids)
         print("ready", flush=True)
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         t0 = float(line)
@@ -226,7 +243,7 @@ async def process_part(n: int, batches: int, tag: str) -> list[float]:
             while time.monotonic() < at:
                 pass  # to the instant, not a timer's "about then"
             trigger = time.monotonic_ns()
-            system.send("broker/profiles", lowering(ids, 10.0 if i % 2 else 12.0, trigger))
+            system.send("broker/profiles", lowering(txs, 10.0 if i % 2 else 12.0, trigger))
             last_ns = await all_written(broker, trigger, n, f"{tag} batch {i}")
             took.append((last_ns - int(at * 1e9)) / 1e6)
         return took

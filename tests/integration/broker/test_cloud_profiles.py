@@ -81,10 +81,10 @@ async def test_a_cloud_profile_at_the_edges_level_cannot_lift_the_site_limit(
     assert c.cp.offered_a(1) == 7.0
     assert c.energy()["cloud_caps_a"] == {"1": 7.0}
     # The energy node raises the limit: the cloud's still holds.
-    c.edge.system.send("broker/profiles", batch(12.0, sent_ns=2_000))
-    c.edge.system.send("broker/profiles", batch(5.0, sent_ns=3_000))
+    c.edge.system.send("broker/profiles", batch(c.edge, 12.0, sent_ns=2_000))
+    c.edge.system.send("broker/profiles", batch(c.edge, 5.0, sent_ns=3_000))
     await wait_for(lambda: c.accepted() == {"1": 5.0}, what="the site's 5 A, below the cloud's")
-    c.edge.system.send("broker/profiles", batch(12.0, sent_ns=4_000))
+    c.edge.system.send("broker/profiles", batch(c.edge, 12.0, sent_ns=4_000))
     await wait_for(lambda: c.accepted() == {"1": 7.0}, what="back at the cloud's 7 A")
     assert c.cp.offered_a(1) == 7.0
 
@@ -157,7 +157,7 @@ async def test_the_cap_survives_a_restart_of_the_charge_points_actor(charging: C
         what="the actor restarted",
     )
     assert c.energy()["cloud_caps_a"] == {"1": 8.0}, "the cloud's cap back with it"
-    c.edge.system.send("broker/profiles", batch(12.0, sent_ns=5_000))
+    c.edge.system.send("broker/profiles", batch(c.edge, 12.0, sent_ns=5_000))
     await wait_for(lambda: c.accepted() == {"1": 8.0}, timeout=3, what="12 A capped at 8 A")
     assert c.cp.offered_a(1) == 8.0
 
@@ -171,6 +171,8 @@ async def test_the_next_transaction_is_not_held_by_the_last_ones_cloud_profile(
     await c.cp.stop_transaction(1)
     await wait_for(lambda: not c.edge.cp("CP1")["transactions"], what="the transaction ended")
     await c.cp.start_transaction(1, GOOD_TAG)
+    await wait_for(lambda: bool(c.edge.cp("CP1")["transactions"]), what="the new transaction")
+    c.edge.system.send("broker/profiles", batch(c.edge, 10.0, sent_ns=2_000))  # its first limit
     await wait_for(
         lambda: c.accepted() == {"1": 10.0} and "TxProfile" in c.held(),
         timeout=3,
@@ -186,6 +188,8 @@ async def test_a_remote_starts_profile_caps_the_transaction_it_starts(charging: 
     profile = tx_profile(c, 7.0, stack_level=EDGE_LEVEL)
     answer = await c.cloud.remote_start("CP1", GOOD_TAG, connector_id=1, charging_profile=profile)
     assert answer["status"] == "Accepted"
+    await wait_for(lambda: bool(c.edge.cp("CP1")["transactions"]), what="the new transaction")
+    c.edge.system.send("broker/profiles", batch(c.edge, 10.0, sent_ns=2_000))  # its first limit
     await wait_for(
         lambda: c.accepted() == {"1": 7.0} and c.cp.offered_a(1) == 7.0,
         timeout=3,
@@ -207,7 +211,7 @@ async def test_a_third_party_csms_tx_profile_caps_the_edges(tmp_path: Path) -> N
 
     try:
         await charge(edge, cp)
-        edge.system.send("broker/profiles", batch(10.0, sent_ns=1_000))
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
         await wait_for(lambda: accepted() == {"1": 10.0}, what="the edge's 10 A")
         assert cloud.cs is not None
         csms_cp = cloud.cs.charge_points["CP1"]
@@ -244,7 +248,7 @@ async def test_a_remote_start_answered_after_its_transaction_began_keeps_its_cap
 ) -> None:
     """2.0.1, frames in the order a charge point may send them: the TransactionEvent that
     starts the transaction, then its answer to the cloud's RequestStartTransaction (whose
-    profile says 7 A), the cloud's answer to the TransactionEvent coming after both. Every
+    profile says 7 A), the cloud's answer to the TransactionEvent coming after both. The
     TxProfile of the transaction carries the 7 A (the start once dropped the cap its own
     remote start had just set: the transaction went on at the site's 10 A)."""
     cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
@@ -260,7 +264,7 @@ async def test_a_remote_start_answered_after_its_transaction_began_keeps_its_cap
         assert (await cp.call("BootNotification", boot))[2]["status"] == "Accepted"
         status = {"timestamp": now, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1}
         await cp.call("StatusNotification", status)
-        edge.system.send("broker/profiles", batch(10.0, sent_ns=1_000))
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
         await wait_for(lambda: edge.cp("CP1")["energy"]["limits_a"] == {"1": 10.0}, what="10 A")
 
         profile = profile_for("ocpp2.0.1", limit=7.0, profile_id=42, stack_level=0)
@@ -282,8 +286,10 @@ async def test_a_remote_start_answered_after_its_transaction_began_keeps_its_cap
         await cp.ws.send(orjson.dumps([2, "te-1", "TransactionEvent", started]).decode())
         await cp.ws.send(orjson.dumps([3, request_id, {"status": "Accepted"}]).decode())
         assert (await start)["status"] == "Accepted"
-        # Two TxProfiles: at the answer (the transaction already runs) and at its start.
-        await wait_for(lambda: len(tx_limits(cp)) >= 2, what="the transaction's TxProfiles")
+        # The energy node's first limit for the transaction (the 10 A above was for no car).
+        await wait_for(lambda: bool(edge.cp("CP1")["transactions"]), what="the transaction")
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=2_000))
+        await wait_for(lambda: len(tx_limits(cp)) >= 1, what="the transaction's TxProfile")
         assert tx_limits(cp) == [7.0] * len(tx_limits(cp))
         assert edge.cp("CP1")["energy"]["cloud_caps_a"] == {"1": 7.0}
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
+from actors.cp_state import connector_number
 from actors.energy_messages import ConnectorLimit, ProfileBatch
 from sim.car import CarSpec
 from sim.charge_point import SimChargePoint
@@ -27,7 +28,18 @@ current_a = 100
 """
 
 
-def batch(limit_a: float, sent_ns: int, cps: tuple[str, ...] = ("CP1",)) -> ProfileBatch:
+def running_tx(edge: Edge, cp_id: str) -> str | None:
+    """The transaction running on ``cp_id``'s connector 1, if any: the energy node decides a
+    limit for it (None: for no car), and the broker puts it in that transaction's TxProfile
+    only."""
+    running = edge.cp(cp_id)["transactions"]
+    found = [k for k, t in running.items() if connector_number(str(t["connector"])) == 1]
+    return str(found[0]) if found else None
+
+
+def batch(
+    edge: Edge, limit_a: float, sent_ns: int, cps: tuple[str, ...] = ("CP1",)
+) -> ProfileBatch:
     return ProfileBatch(
         limits=tuple(
             ConnectorLimit(
@@ -37,6 +49,7 @@ def batch(limit_a: float, sent_ns: int, cps: tuple[str, ...] = ("CP1",)) -> Prof
                 phases=3,
                 binding_source="grid_limit:fuse/L1",
                 reason="test",
+                transaction_id=running_tx(edge, cp),
             )
             for cp in cps
         ),
@@ -68,11 +81,11 @@ async def test_an_overtaken_batch_is_dropped_and_the_newest_limit_stays(tmp_path
     cp = SimChargePoint(fast_config(edge.url, "ocpp1.6"))
     try:
         await charge(edge, cp)
-        edge.system.send("broker/profiles", batch(10.0, sent_ns=2_000))
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=2_000))
         await wait_for(lambda: cp.offered_a(1) == 10.0, what="the newer batch applied")
         assert gc.isenabled(), "the collector left off after the fan-out"
-        edge.system.send("broker/profiles", batch(12.0, sent_ns=1_000))  # older, arrives late
-        edge.system.send("broker/profiles", batch(8.0, sent_ns=3_000))
+        edge.system.send("broker/profiles", batch(edge, 12.0, sent_ns=1_000))  # older, arrives late
+        edge.system.send("broker/profiles", batch(edge, 8.0, sent_ns=3_000))
         await wait_for(lambda: cp.offered_a(1) == 8.0, what="the newest batch applied")
         router = edge.system.actor("broker/profiles").report()
         assert router["batches_overtaken"] == 1
@@ -105,7 +118,7 @@ async def test_a_slow_charge_point_gets_the_latest_limit_next_and_holds_up_nobod
         )
         sent_before = slow.stats.received["SetChargingProfile"]
         for i, limit_a in enumerate((12.0, 11.0, 10.0, 9.0)):
-            edge.system.send("broker/profiles", batch(limit_a, sent_ns=1_000 + i, cps=CPS))
+            edge.system.send("broker/profiles", batch(edge, limit_a, sent_ns=1_000 + i, cps=CPS))
         await wait_for(lambda: quick.offered_a(1) == 9.0, what="the quick one at the latest")
         assert slow.offered_a(1) == 12.0, "the slow one still answering the first"
         await wait_for(

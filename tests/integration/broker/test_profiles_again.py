@@ -62,7 +62,7 @@ async def charging(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncItera
     c = Charging(cloud=cloud, edge=edge, cp=cp)
     try:
         await charge(edge, cp)
-        edge.system.send("broker/profiles", batch(10.0, sent_ns=1_000))
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
         await wait_for(
             lambda: (
                 c.held() == [*STATION, "TxProfile"]
@@ -113,10 +113,12 @@ async def test_after_a_reboot_the_station_profiles_come_back_and_a_new_transacti
     assert c.energy()["caps"] == {"max_stack_level": 20, "rate_units": ["A", "W"]}
 
     await c.cp.start_transaction(1, GOOD_TAG)
+    await wait_for(lambda: bool(c.edge.cp("CP1")["transactions"]), what="the new transaction")
+    c.edge.system.send("broker/profiles", batch(c.edge, 10.0, sent_ns=3_000))  # its first limit
     await wait_for(
         lambda: c.held() == [*STATION, "TxProfile"] and c.accepted() == {"1": 10.0},
         timeout=3,
-        what="the new transaction's TxProfile at the connector's last limit",
+        what="the new transaction's TxProfile at the energy node's limit for it",
     )
     assert c.cp.offered_a(1) == 10.0
     profiles = c.edge.system.actor("broker/profiles").report()
@@ -156,7 +158,7 @@ async def test_the_cloud_clearing_its_own_profile_leaves_the_edges_alone(
     assert answer["status"] == "Accepted"
     # The next limit is the next call the edge makes: had it installed anything again after the
     # clear, that would have gone first.
-    c.edge.system.send("broker/profiles", batch(9.0, sent_ns=2_000))
+    c.edge.system.send("broker/profiles", batch(c.edge, 9.0, sent_ns=2_000))
     await wait_for(lambda: c.accepted() == {"1": 9.0}, what="the next limit")
     assert c.cp.stats.received["SetChargingProfile"] == sent + 1
     assert c.held() == [*STATION, "TxProfile"]
@@ -176,7 +178,7 @@ async def test_a_charge_point_that_overstates_its_stack_level_gets_every_profile
     try:
         await charge(edge, c.cp)
         assert c.held() == [], "the station's profiles refused at level 20"
-        edge.system.send("broker/profiles", batch(10.0, sent_ns=1_000))
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
         await wait_for(
             lambda: c.held() == [*STATION, "TxProfile"] and c.accepted() == {"1": 10.0},
             timeout=5,
@@ -211,7 +213,7 @@ async def test_a_restarted_charge_point_actor_learns_the_charge_point_again(
         lambda: c.cp.stats.received["SetChargingProfile"] >= sets + len(STATION),
         what="the station's profiles again",
     )
-    c.edge.system.send("broker/profiles", batch(9.0, sent_ns=2_000))
+    c.edge.system.send("broker/profiles", batch(c.edge, 9.0, sent_ns=2_000))
     await wait_for(lambda: c.accepted() == {"1": 9.0}, timeout=3, what="the next limit taken")
     assert c.cp.offered_a(1) == 9.0
     assert c.held() == [*STATION, "TxProfile"]

@@ -16,6 +16,7 @@ from sim.charge_point import SimChargePoint
 from sim.cp_config import Behaviour, quirk
 from sim.profile_payloads import profile_for
 from sim.site import SiteSpec
+from sim.smart_charging import ChargingProfile, Purpose, period_limit_a
 from tests.helpers import wait_for
 from tests.integration.site.full_site import FullSite, start_full_site
 
@@ -124,6 +125,40 @@ async def test_cars_share_the_headroom_and_a_limit_step_down_lowers_them_within_
         else:
             assert 0 <= b["cpu_ms"] <= b["last_written_ms"] - b["received_ms"] + 1.0, b
     assert any(b["written"] == b["limits"] for b in written), recent
+
+
+async def test_a_car_at_a_charge_point_used_before_charges_from_its_start(site: FullSite) -> None:
+    """CP1's car leaves, the others take its room; the next car at CP1 charges under the
+    TxDefaultProfile from its start and is kept there, then at its share as the others give way:
+    no TxProfile of its transaction says 0 A (the "no car" 0 A of the last session once went to
+    it at its start, and some cars do not resume after a pause)."""
+    await fair_shares(site)
+    cp1 = site.sim.charge_points[0]
+    await cp1.unplug(1)
+    await wait_for(
+        lambda: all(a > 16 for a in offered(site)[1:]),
+        timeout=15,
+        what=f"the others at CP1's room too, offered {offered(site)}",
+    )
+    tx_limits: list[float] = []
+    install = cp1.install_profile
+
+    def recording(profile: ChargingProfile) -> str:  # what the simulated charge point is sent
+        status = install(profile)
+        if profile.purpose is Purpose.TX and status == "Accepted":
+            tx_limits.append(period_limit_a(profile.periods[0], profile.rate_unit, cp1.electrical))
+        return status
+
+    cp1.install_profile = recording  # type: ignore[method-assign]
+    await cp1.plug_in(1, CAR)
+    await cp1.start_transaction(1, "DEMO-TAG")
+    await wait_for(
+        lambda: all(8 <= a <= 15 for a in offered(site)) and bool(tx_limits),
+        timeout=15,
+        what=f"fair shares again, offered {offered(site)}, CP1's TxProfiles {tx_limits}",
+    )
+    assert min(tx_limits) >= 6.0, tx_limits
+    assert sum(offered(site)) <= 44.0 + 1e-6
 
 
 async def test_a_charge_point_that_ignores_its_profile_makes_the_others_give_way(

@@ -7,12 +7,14 @@ from collections.abc import Mapping
 import pytest
 
 from actors.allocation_types import AllocationConfig, ConnectorDemand, NodeInput
+from actors.car_learning import NEVER_SAMPLED
 from actors.control_loop import (
     ConnectorState,
     ControlConfig,
     FailSafe,
     LoopState,
     StepResult,
+    beginning,
     step,
 )
 from actors.energy_inputs import binding_source
@@ -342,3 +344,41 @@ def test_connectors_without_a_car_change_nothing_for_the_others() -> None:
     arriving = [*cars_following(limits), car("e0", arrived_s=50)]
     result = step(with_empty, site(2.0, limits, read_s=140.0), arriving, now_s=140.0, cfg=CFG)
     assert result.record.decisions[2].binding.kind != "inactive"
+
+
+def arriving_at(a: ConnectorState, sampled_a: float, *, limit_a: float) -> StepResult:
+    """Car "a" in state ``a`` (its last sample ``sampled_a``, taken at 90 s; it draws its limit
+    now), and car "b" whose session begins at 100 s under the TxDefaultProfile (6 A), before its
+    first sample and before the meter shows it: the loop's first step for "b"."""
+    state = LoopState(connectors={"a": a, "b": beginning(100.0, CFG)})
+    meter = 4.0 + a.limit_a  # the base load and what "a" draws; "b" not yet
+    nodes = [node(limit_a=limit_a, meter_a=phases(meter), read_s=99.5)]
+    demands = [
+        evolve(car("a", measured_a=phases(sampled_a), arrived_s=1.0), sampled_s=90.0),
+        evolve(car("b", arrived_s=2.0), sampled_s=NEVER_SAMPLED),
+    ]
+    return step(state, nodes, demands, now_s=100.0, cfg=CFG)
+
+
+def test_a_beginning_car_that_fits_is_kept_and_the_others_give_way_in_that_step() -> None:
+    """The meter does not show "b" yet: it is not taken off the base load (room seen that is not
+    there), so "a", above its share, is lowered in the same step and "b" keeps its 6 A."""
+    result = arriving_at(charging(20.0), 20.0, limit_a=32.0)
+    assert result.limits == {"a": 13.5, "b": 6.0}  # 32 - 1 margin - 4 base = 27: 13.5 each
+    a, b = result.record.decisions
+    assert (a.action, b.action, b.limit_a) == ("decrease", "hold", 6.0)
+    assert b.reason.startswith("its session began under the TxDefaultProfile at 6.0 A; ")
+    assert result.state.connectors["b"].charging_s == 100.0, "from now on, its charging dwell"
+
+
+def test_a_beginning_car_without_room_on_the_low_count_is_paused_and_nobody_gives_way() -> None:
+    """ "a" was raised from 6 to 20 A 2 s ago and draws it (the meter shows it), its sample still
+    says 6 A: 20 A of room for "b" and "a" if "a" follows its offer, 6 A if it does not (the low
+    count, on which starts go). "b" is paused at once, and "a" is not lowered for it."""
+    raised = ConnectorState(limit_a=20.0, changed_s=98.0, charging_s=50.0, replaced=((98.0, 6.0),))
+    result = arriving_at(raised, 6.0, limit_a=25.0)
+    assert result.limits == {"a": 20.0, "b": 0.0}
+    b = result.record.decisions[1]
+    assert b.action == "pause"
+    assert "paused at once: no room at the minimum current" in b.reason
+    assert result.state.connectors["b"].charging_s is None

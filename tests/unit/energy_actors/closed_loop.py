@@ -116,6 +116,12 @@ class Station:
     sample: Sample | None = None
     next_sample_s: float = 0.0
     charging_state: str = ""
+    sessions: int = 0  # transactions begun here
+
+    @property
+    def tx_id(self) -> str | None:
+        """The running transaction (None: no car)."""
+        return None if self.car is None else f"{self.cp_id}-{self.sessions}"
 
     def draw_cp(self, now_s: float) -> PerPhase:
         return (0.0, 0.0, 0.0) if self.car is None else self.car.phase_currents_a(now_s)
@@ -183,7 +189,11 @@ class ClosedLoop:
         v201: frozenset[int] = DEMO_V201,
         default_a: float = 6.0,
         base_hold_s: float = 0.0,
+        report_idle: bool = False,
     ) -> None:
+        """``report_idle``: connectors without a car are reported too (as the broker does), so
+        a car arrives at a connector the allocator knows (its session begins under the
+        TxDefaultProfile, actors.control_types.beginning) rather than at one seen first."""
         config = parse_site(DEMO_SITE.format(fuse_a=fuse_a), source="<demo>", base_dir=Path("."))
         assert config.energy is not None
         model = site_model(config.energy, charge_point_energy(config))
@@ -195,6 +205,7 @@ class ClosedLoop:
         self.meter_interval_s = meter_interval_s
         self.latency_s = latency_s
         self.default_a = default_a
+        self.report_idle = report_idle
         self.now_s = START_S
         self.trace = Trace()
         self.stations = [
@@ -207,7 +218,8 @@ class ClosedLoop:
             for i in range(len(cars))
         ]
         self.specs = list(cars)
-        self._pending: list[tuple[float, int, str, float]] = []  # (at_s, seq, cp_id, limit)
+        # (at_s, seq, cp_id, limit, the transaction it was decided for)
+        self._pending: list[tuple[float, int, str, float, str | None]] = []
         self._seq = 0
         self.state.limit_reported(
             GridLimitReported(
@@ -236,6 +248,7 @@ class ClosedLoop:
         chosen = spec or self.specs[index]
         assert chosen is not None
         st.car = Car(chosen, now_s=self.now_s)
+        st.sessions += 1
         # The safe TxDefaultProfile the broker installs at boot applies until a TxProfile comes.
         st.offer(self.default_a, self.now_s)
         st.arrived_s = self.now_s
@@ -273,21 +286,24 @@ class ClosedLoop:
     def _report(self) -> DemandBatch:
         reports = []
         for st in self.stations:
-            if st.car is None or st.arrived_s is None:
+            here = st.car is not None and st.arrived_s is not None
+            if not here and not self.report_idle:
                 continue
-            sample = st.sample
+            sample = st.sample if here else None
             reports.append(
                 ConnectorReport(
                     charge_point_id=st.cp_id,
                     connector_id=1,
                     connected=True,
-                    plugged=True,
-                    charging=True,
-                    transaction_id=st.cp_id,
-                    arrived_utc=format_utc(self.utc(st.arrived_s)),
-                    status=st.charging_state,
+                    plugged=here,
+                    charging=here,
+                    transaction_id=st.tx_id if here else None,
+                    arrived_utc=format_utc(self.utc(st.arrived_s))
+                    if here and st.arrived_s is not None
+                    else None,
+                    status=st.charging_state if here else "Available",
                     measured_a=None if sample is None else sample[1],
-                    offered_a=st.offered_a,
+                    offered_a=st.offered_a if here else None,
                     power_w=None,
                     energy_wh=None,
                     sampled_utc=None if sample is None else format_utc(self.utc(sample[0])),
@@ -308,17 +324,24 @@ class ClosedLoop:
             return
         for limit in out.batch.limits:
             st = next(s for s in self.stations if s.cp_id == limit.charge_point_id)
+            # The broker puts a limit in the TxProfile of the transaction it was decided for only
+            # (actors.cp_energy): one for no car, or for the last car, does not reach a new car.
+            if limit.transaction_id is None or limit.transaction_id != st.tx_id:
+                continue
             if worth_sending(limit.limit_a, st.sent_a):
                 st.sent_a = limit.limit_a
                 self._seq += 1
                 heapq.heappush(
-                    self._pending, (now_s + self.latency_s, self._seq, st.cp_id, limit.limit_a)
+                    self._pending,
+                    (now_s + self.latency_s, self._seq, st.cp_id, limit.limit_a, st.tx_id),
                 )
 
     def _apply_due(self, until_s: float) -> None:
         while self._pending and self._pending[0][0] <= until_s:
-            at_s, _, cp_id, limit = heapq.heappop(self._pending)
+            at_s, _, cp_id, limit, tx_id = heapq.heappop(self._pending)
             st = next(s for s in self.stations if s.cp_id == cp_id)
+            if tx_id != st.tx_id:
+                continue  # its transaction ended on the way
             drawing = max(st.draw_cp(at_s)) >= 1.0
             st.offer(limit, at_s)
             self.trace.applied.setdefault(cp_id, []).append((at_s, st.offered_a, drawing))

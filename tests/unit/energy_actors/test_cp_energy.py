@@ -23,7 +23,8 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CAPS_16 = {"configurationKey": [{"key": "ChargeProfileMaxStackLevel", "value": "5"}]}
 
 
-def limit(connector: int, limit_a: float) -> ConnectorLimit:
+def limit(connector: int, limit_a: float, tx: str | None = "7") -> ConnectorLimit:
+    """A limit the energy node decided for transaction ``tx`` (None: no car)."""
     return ConnectorLimit(
         charge_point_id="CP1",
         connector_id=connector,
@@ -31,6 +32,7 @@ def limit(connector: int, limit_a: float) -> ConnectorLimit:
         phases=3,
         binding_source="grid_limit:fuse/L1",
         reason="test",
+        transaction_id=tx,
     )
 
 
@@ -44,12 +46,12 @@ def tags(calls: list[CallChargePoint]) -> list[str]:
 
 def charging_side() -> EnergySide:
     """Connected, capabilities known (stack level 5), connector 1 charging at 10 A (tx "7"),
-    connector 2 holding a limit but no transaction."""
+    connector 2 without a car (0 A, no transaction)."""
     side = EnergySide("CP1", reply_to="x", max_current_a=32.0, phases=3)
     side.connected(OcppVersion.V16, rebooted=True)
     side.answered(caps_answer(), NOW)
     side.limit(limit(1, 10.0), 6.0, "7", lambda: NOW)
-    side.limit(limit(2, 8.0), 6.0, None, lambda: NOW)
+    side.limit(limit(2, 0.0, tx=None), 6.0, None, lambda: NOW)
     side.sent[1] = 10.0
     return side
 
@@ -176,3 +178,33 @@ def test_a_charge_point_that_takes_only_watts_gets_them_at_the_sites_voltage(
     side.connected(version, rebooted=True)
     side.answered(Answer(tag="caps", ok=True, payload={"configurationKey": 5}, error=""), NOW)
     assert side.caps.nominal_voltage_v == 220.0
+
+
+def test_a_new_car_is_not_given_a_limit_decided_before_its_transaction() -> None:
+    """The 0 A of "no car" (or the last car's limit) is not sent at a transaction's start, nor
+    when it arrives late (a batch decided before the energy node saw the transaction), nor again
+    after a reconnect or a cloud cap: the car charges under the TxDefaultProfile until the
+    energy node's first limit for its transaction, which goes at once."""
+    side = charging_side()
+    assert side.transaction_started(2, "9") == []
+    assert side.limit(limit(2, 0.0, tx=None), 6.0, "9", lambda: NOW) == []  # decided before
+    assert side.limit(limit(1, 4.0, tx="5"), 6.0, "7", lambda: NOW) == []  # the last car's
+    assert side.cloud_capped(2, 5.0, "9", force=True) == []
+    side.connected(OcppVersion.V16)
+    calls, _, _ = side.answered(caps_answer(), NOW, running_tx=lambda c: {1: "7", 2: "9"}[c])
+    assert tags(calls) == ["boot:0", "boot:1"]  # connector 1's limit is now the last car's
+    (call,) = side.limit(limit(2, 6.0, tx="9"), 6.0, "9", lambda: NOW)
+    assert call.tag == "tx:2:5.0:9"  # its own, under the cloud's cap
+    refused = Answer(tag="tx:2:5.0:9", ok=True, payload={"status": "Rejected"}, error="")
+    side.limit(limit(2, 0.0, tx=None), 6.0, None, lambda: NOW)  # it ended meanwhile
+    retry, _, _ = side.answered(refused, NOW, running_tx=lambda c: None)
+    assert retry == []
+
+
+def test_a_limit_that_came_before_the_transactions_start_goes_at_its_start() -> None:
+    """The energy node hears of a transaction from the broker's reports, which can leave before
+    the broker has taken its start in (answered the charge point): a limit for it that arrived
+    first goes as its TxProfile then, however the transaction is known meanwhile."""
+    side = charging_side()
+    side.limit(limit(2, 12.0, tx="9"), 6.0, None, lambda: NOW)
+    assert tags(side.transaction_started(2, "9")) == ["tx:2:12.0:9"]

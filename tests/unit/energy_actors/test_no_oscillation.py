@@ -88,6 +88,10 @@ def fuse_exceeded(loop: ClosedLoop, from_s: float, to_s: float) -> bool:
         pytest.param({"meter_interval_s": 60.0}, 300.0, 300.0, id="metervalues-every-60s"),
         pytest.param({"meter_interval_s": 5.0}, 150.0, 300.0, id="metervalues-every-5s"),
         pytest.param({"fuse_a": 40.0}, 150.0, 300.0, id="evening-step-40a"),
+        pytest.param({"report_idle": True}, 150.0, 300.0, id="connectors-known-before"),
+        pytest.param(
+            {"fuse_a": 40.0, "report_idle": True}, 150.0, 300.0, id="evening-40a-known-before"
+        ),
         pytest.param({"latency_s": 2.0}, 150.0, 300.0, id="slow-charge-points"),
         pytest.param({"v201": frozenset()}, 150.0, 300.0, id="all-ocpp-1.6"),
         pytest.param(
@@ -126,6 +130,31 @@ def test_demo_mix_settles_without_pause_resume_cycles(
     check_steady(loop, since_s=since)
     check_resumes_stay(loop)
     assert max(max(a) for _, a in loop.trace.grid) <= loop.fuse_a, "the fuse holds throughout"
+
+
+@pytest.mark.parametrize("fuse_a", [40.0, 63.0, 80.0])
+def test_a_car_at_a_connector_used_before_charges_from_its_start(fuse_a: float) -> None:
+    """On a full site (every car at its share), DEMO-CP-001's car (priority 10) leaves and the
+    next one arrives there: it charges under the TxDefaultProfile from its start and is never
+    paused, the others give way in the allocator's first step for it, and the fuse holds from
+    then on (the second before, the allocator had not heard of it: the 6 A TxDefaultProfile's
+    own risk, as for any arriving car)."""
+    loop = ClosedLoop(fuse_a=fuse_a, report_idle=True)
+    loop.arrive_like_the_demo()
+    loop.run(200.0)
+    loop.unplug(0)
+    loop.run(40.0)
+    arrived = loop.now_s
+    loop.plug(0)
+    loop.run(120.0)
+    applied = [a for at_s, a, _ in loop.trace.applied["DEMO-CP-001"] if at_s >= arrived]
+    assert applied, "no limit reached the new car"
+    assert min(applied) >= 6.0, applied
+    heard = next(r.now_s for r in loop.trace.records if r.now_s > arrived)
+    after = max(max(a) for t, a in loop.trace.grid if t >= heard + 1.0)
+    assert after <= fuse_a, after
+    check_every_step(loop)
+    check_resumes_stay(loop)
 
 
 def test_the_demo_uses_its_headroom() -> None:
@@ -172,6 +201,7 @@ cars_in_any_order = st.permutations(list(DEMO_CARS)).map(tuple)
     latency_s=st.floats(0.1, 2.0),
     fuse_a=st.sampled_from([40.0, 63.0, 80.0]),
     hold_s=st.sampled_from([0.0, 30.0]),
+    report_idle=st.booleans(),
 )
 def test_any_mix_settles_without_pause_resume_cycles(
     cars: tuple[CarSpec, ...],
@@ -181,6 +211,7 @@ def test_any_mix_settles_without_pause_resume_cycles(
     latency_s: float,
     fuse_a: float,
     hold_s: float,
+    report_idle: bool,
 ) -> None:
     """Without the base-load hold the 1 A a resume needs to spare is the only hysteresis, so
     meter noise is kept within it (+-0.5 A, as the demo's meter); with the hold, up to +-1 A."""
@@ -193,6 +224,7 @@ def test_any_mix_settles_without_pause_resume_cycles(
         latency_s=latency_s,
         v201=DEMO_V201,
         base_hold_s=hold_s,
+        report_idle=report_idle,
     )
     loop.arrive_like_the_demo()
     loop.run(max(150.0, 5 * meter_interval_s))

@@ -390,7 +390,12 @@ def test_a_batch_crosses_the_node_link_whole() -> None:
     __reduce__ would come back as its default, or not at all)."""
     values: dict[str, object] = {}
     for i, f in enumerate(dataclasses.fields(ConnectorLimit)):
-        values[f.name] = {"str": f"v{i} é", "int": 10 + i, "float": 10.5 + i}[str(f.type)]
+        values[f.name] = {
+            "str": f"v{i} é",
+            "str | None": f"v{i} é",
+            "int": 10 + i,
+            "float": 10.5 + i,
+        }[str(f.type)]
     limit = ConnectorLimit(**values)  # type: ignore[arg-type]
     batch = ProfileBatch(
         limits=(limit, dataclasses.replace(limit, connector_id=2)),

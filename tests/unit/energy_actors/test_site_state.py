@@ -760,3 +760,98 @@ def test_a_report_whose_current_is_no_finite_number_counts_as_unmeasured(bad: fl
     assert "CP1/1" not in site.state.measured or all(
         math.isfinite(a) for _, m in site.state.measured["CP1/1"] for a in m
     )
+
+
+def arrive_again(site: Site, base_a: float) -> ProfileBatch | None:
+    """CP2 (priority 1) and CP1 charging, each following its offer; CP1's car leaves and the
+    next car's session begins there (before its first sample): the step on that report.
+    ``base_a``: the site's load besides the cars, per phase."""
+    site.limits()
+    site.limits("ems", None)
+    sent: dict[str, float] = {}
+
+    def follow(t: float, cp1_tx: str | None) -> None:
+        site.at(t)
+        for b in site.batches:
+            sent.update({lim.charge_point_id: lim.limit_a for lim in b.limits})
+        draws = {cp: min(sent.get(cp, 6.0), 32.0) for cp in ("CP1", "CP2")}
+        if cp1_tx is None:
+            draws["CP1"] = 0.0
+        site.reports(
+            site.report("CP1", (draws["CP1"],) * 3, tx=cp1_tx),
+            site.report("CP2", (draws["CP2"],) * 3),
+        )
+        site.meter(base_a + draws["CP1"] + draws["CP2"])
+        site.step()
+
+    for t in range(101, 111):
+        follow(float(t), "1")
+    for t in range(111, 116):
+        follow(float(t), None)
+    assert sent["CP1"] == 0.0, "no car: 0 A"
+    site.at(116.0)
+    site.reports(site.report("CP1", None, tx="2"), site.report("CP2", (sent["CP2"],) * 3))
+    return site.step()
+
+
+def test_a_car_at_a_connector_used_before_keeps_its_tx_default_current_if_it_fits() -> None:
+    """The new car charges under the TxDefaultProfile (6 A) from its start (the broker sends it
+    no limit decided before its transaction): the loop counts it there and keeps it, and the
+    first decision for it goes at once, for its transaction, with its own audit record. It
+    is not paused and started again (the "no car" 0 A once reached it at its start: some cars
+    do not resume after a pause). CP2, at more than its share, gives way in the same step."""
+    site = Site()
+    batch = arrive_again(site, base_a=4.0)
+    assert batch is not None
+    (cp1,) = [lim for lim in batch.limits if lim.charge_point_id == "CP1"]
+    assert (cp1.limit_a, cp1.transaction_id) == (6.0, "2")
+    decision = site.state.decisions["CP1/1"]
+    assert decision["action"] == "unchanged", decision
+    assert "session began under the TxDefaultProfile at 6.0 A" in decision["reason"]
+    (record,) = [
+        r
+        for r in site.records
+        if getattr(r, "kind", None) is AuditKind.LIMIT
+        and r.charge_point_id == "CP1"  # type: ignore[attr-defined]
+        and "session began" in r.reason  # type: ignore[attr-defined]
+    ]
+    assert record.decision == "6 A"  # type: ignore[attr-defined]
+    # CP2, at more than its share, gives way in the same step (the meter read before it does
+    # not show the new car: it is not taken off the base load).
+    assert limits_of(batch)["CP2/1"] == 40.0 - 1.0 - 4.0 - 6.0, "CP2 gives way at once"
+    # It keeps its share (6 A: CP2 has the higher priority) as its samples come: never paused.
+    first = len(site.batches) - 1
+    assert site.batches[first] is batch
+    for t in range(117, 130):
+        site.at(float(t))
+        sent = {lim.charge_point_id: lim.limit_a for b in site.batches for lim in b.limits}
+        site.reports(
+            site.report("CP1", (sent["CP1"],) * 3, tx="2"),
+            site.report("CP2", (sent["CP2"],) * 3),
+        )
+        site.meter(4.0 + sent["CP1"] + sent["CP2"])
+        site.step()
+    new_car = [
+        lim.limit_a
+        for b in site.batches[first:]
+        for lim in b.limits
+        if lim.charge_point_id == "CP1"
+    ]
+    assert set(new_car) == {6.0}, new_car
+    assert site.state.decisions["CP1/1"]["limit_a"] == 6.0
+
+
+def test_a_car_at_a_connector_used_before_that_does_not_fit_is_paused_at_once() -> None:
+    """No room for it at the minimum beside CP2 (priority 1): paused at once, at 0 A for its
+    transaction (no charging dwell: the loop never started it)."""
+    site = Site()
+    batch = arrive_again(site, base_a=29.0)  # 40 - 1 margin - 29 = 10 A: CP2's, not 6 A more
+    assert batch is not None
+    assert site.state.sent["CP2/1"] == 10.0
+    (cp1,) = [lim for lim in batch.limits if lim.charge_point_id == "CP1"]
+    assert (cp1.limit_a, cp1.transaction_id) == (0.0, "2")
+    decision = site.state.decisions["CP1/1"]
+    assert decision["action"] == "pause", decision
+    assert decision["reason"].startswith(
+        "its session began under the TxDefaultProfile at 6.0 A; paused at once: no room"
+    ), decision
