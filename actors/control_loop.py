@@ -334,6 +334,7 @@ def _decide(
             target == 0.0
             and mode != "failsafe"
             and not (d.idle and d.settled)  # known not to draw at this very offer
+            and d.max_current_a >= cfg.allocation.min_current_a  # not held at 0 A (a cap)
             and charging_for is not None
             and charging_for < cfg.min_charge_s
         ):

@@ -16,6 +16,7 @@ from actors.cp_base import QuietReconnect
 from actors.cp_cloud_caps import CloudProfiles
 from actors.cp_downstream import DownCall
 from actors.cp_energy import Answer
+from actors.energy_messages import ENERGY_CAP
 from actors.messages import (
     ApplyLimit,
     CallChargePoint,
@@ -134,7 +135,7 @@ class LimitsAndCaps(CloudProfiles):
         limit = msg.limit
         if tx_id is not None and self.state.transactions[tx_id].get("energy_blocked"):
             limit = replace(
-                limit, limit_a=0.0, binding_source="energy cap", reason="energy cap reached"
+                limit, limit_a=0.0, binding_source=ENERGY_CAP, reason="energy cap reached"
             )
         if self.link is None:
             self.energy.limits[connector] = limit
@@ -241,7 +242,8 @@ class LimitsAndCaps(CloudProfiles):
                 continue
             delivered = self._delivered_wh(tx)
             if delivered >= float(cap):
-                # No more energy: the energy node is told (ConnectorReport) and limits it to 0 A.
+                # No more energy: the energy node is told (ConnectorReport.energy_blocked: its
+                # maximum becomes 0 A), and every limit the broker sends it is 0 A from now on.
                 tx["energy_blocked"] = True
                 self.dirty = True
                 audit(
@@ -250,5 +252,5 @@ class LimitsAndCaps(CloudProfiles):
                     decision="0 A",
                     charge_point_id=self.cp_id,
                     reason=f"energy cap of {cap:g} Wh reached ({delivered:g} Wh delivered)",
-                    inputs={"limit_a": 0, "binding_source": "energy cap", "transaction_id": tx_id},
+                    inputs={"limit_a": 0, "binding_source": ENERGY_CAP, "transaction_id": tx_id},
                 )

@@ -32,6 +32,7 @@ from actors.car_learning import NEVER_SAMPLED
 from actors.control_loop import ConnectorDecision, ControlConfig, Mode
 from actors.energy_messages import (
     CLOUD_PROFILE,
+    ENERGY_CAP,
     FAILSAFE_CURRENT,
     ConnectorReport,
     SiteRulesChanged,
@@ -233,6 +234,10 @@ def demand_of(
     cloud_a = report.cloud_cap_a
     if cloud_a is not None and cloud_a < max_a:
         max_a, max_source = max(0.0, cloud_a), CLOUD_PROFILE
+    if report.energy_blocked:
+        # No more energy for this transaction (the broker holds it at 0 A whatever it is sent):
+        # the loop pauses it at once, and its room goes to the others.
+        max_a, max_source = 0.0, ENERGY_CAP
     return ConnectorDemand(
         connector_id=connector_key(report.charge_point_id, report.connector_id),
         node=node,

@@ -20,6 +20,9 @@ CLOUD_PROFILE = "cloud profile"
 # decision's reason names it ("maximum 6.0 A set by the fail-safe current"); batches and audit
 # records call a limit it binds "fail-safe" (energy_inputs.binding_source).
 FAILSAFE_CURRENT = "fail-safe current"
+# What holds a transaction at 0 A once its energy cap is reached or the cloud refused its id
+# (ConnectorReport.energy_blocked, actors.cp_limits): its maximum, named so.
+ENERGY_CAP = "energy cap"
 
 
 @value

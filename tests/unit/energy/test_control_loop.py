@@ -382,3 +382,16 @@ def test_a_beginning_car_without_room_on_the_low_count_is_paused_and_nobody_give
     assert b.action == "pause"
     assert "paused at once: no room at the minimum current" in b.reason
     assert result.state.connectors["b"].charging_s is None
+
+
+def test_a_connector_held_at_0_a_is_paused_at_once_even_within_its_charging_dwell() -> None:
+    """Its maximum fell below the minimum (an energy cap reached, a cloud profile of 0 A): the
+    dwell that keeps a car charging at 6 A for ``min_charge_s`` after a start does not hold it."""
+    state = LoopState(connectors={"a": charging(10.0, since_s=90.0)})
+    nodes = site(4.0, {"a": 10.0}, read_s=100.0)
+    capped = evolve(car("a", measured_a=phases(10.0)), max_current_a=0.0, max_source="energy cap")
+    result = step(state, nodes, [capped], now_s=100.0, cfg=CFG)
+    assert result.limits == {"a": 0.0}
+    (decision,) = result.record.decisions
+    assert decision.action == "pause"
+    assert "maximum 0.0 A (set by the energy cap) is below the minimum" in decision.reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -855,3 +856,33 @@ def test_a_car_at_a_connector_used_before_that_does_not_fit_is_paused_at_once() 
     assert decision["reason"].startswith(
         "its session began under the TxDefaultProfile at 6.0 A; paused at once: no room"
     ), decision
+
+
+def test_a_transaction_out_of_energy_is_paused_at_once_and_its_room_goes_to_the_others() -> None:
+    """The broker reports CP1's transaction energy_blocked (its energy cap reached, or the cloud
+    refused its id): the next step sends it 0 A, bound by the energy cap, and CP2 may take its
+    room (the energy node once went on allocating to it: the 0 A reached the car only with its
+    next limit, up to the 60 s resend later)."""
+    site = Site()
+    site.limits()
+    site.limits("ems", None)
+    sent: dict[str, float] = {}
+    for t in range(101, 111):  # both charging, each following its offer
+        site.at(float(t))
+        for b in site.batches:
+            sent.update({lim.charge_point_id: lim.limit_a for lim in b.limits})
+        draws = {cp: sent.get(cp, 6.0) for cp in ("CP1", "CP2")}
+        site.demand(draws)
+        site.meter(4.0 + draws["CP1"] + draws["CP2"])
+        site.step()
+    assert site.state.sent["CP1/1"] >= 6.0
+    site.at(111.0)
+    cp1_a = (sent["CP1"],) * 3
+    blocked = replace(site.report("CP1", cp1_a), energy_blocked=True)
+    site.reports(blocked, site.report("CP2", (sent["CP2"],) * 3))
+    batch = site.step()
+    assert batch is not None
+    assert limits_of(batch)["CP1/1"] == 0.0
+    (cp1,) = [lim for lim in batch.limits if lim.charge_point_id == "CP1"]
+    assert cp1.binding_source == "energy cap"
+    assert "set by the energy cap" in site.state.decisions["CP1/1"]["reason"]
