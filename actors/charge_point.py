@@ -32,6 +32,7 @@ from actors.cp_base import (
     _id_token,
 )
 from actors.cp_downstream import DownCall
+from actors.cp_energy import TxRetry
 from actors.cp_limits import LimitsAndCaps
 from actors.cp_state import ChargePointState
 from actors.messages import (
@@ -144,6 +145,8 @@ class ChargePoint(LimitsAndCaps):
             )
         elif isinstance(msg, CallChargePoint):
             await self._edge_call(msg)
+        elif isinstance(msg, TxRetry):
+            await self._tx_retry(msg)
         elif isinstance(msg, StrictCheck):
             await self._strict_check(msg)
         elif isinstance(msg, QuietReconnect):

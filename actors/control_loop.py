@@ -54,6 +54,7 @@ from actors.control_types import (
     StepResult,
     arriving,
     beginning,
+    no_new_load,
 )
 from actors.evolve import evolve
 
@@ -281,6 +282,10 @@ def _split_parked(
 
 
 _INACTIVE = Binding(kind="inactive")
+_NO_TOTAL = (
+    "meter data lost, and no fail-safe total (failsafe_total_a) says what the site can take "
+    "without it"
+)
 _NO_CAR_REASON = "no car wants energy; allocation: no car wants energy"
 _NO_CAR = CarKnowledge()
 
@@ -328,6 +333,14 @@ def _decide(
 
     if not d.active:
         return out(0.0, "stop", "no car wants energy"), False
+    if st.beginning and target > 0:
+        # Its car draws the TxDefaultProfile's current, which the loop did not give it.
+        if no_new_load(mode, cfg):
+            why = "no new load while meter data is stale" if mode == "no_increase" else _NO_TOTAL
+            return out(0.0, "pause", f"paused at once: {why}"), False
+        if prev < min_a:  # the default is below the least it is offered: start it
+            first = min(target, max(min_a, cfg.increase_step_a))
+            return out(first, "increase", f"raised to its minimum, {first:.1f} A, at once"), False
     if target < prev:
         charging_for = None if st.charging_s is None else now_s - st.charging_s
         if (
@@ -353,12 +366,7 @@ def _decide(
         if mode == "no_increase":
             return out(prev, "hold", "no increase: meter data is stale"), False
         if mode == "failsafe" and cfg.failsafe.total_a is None:
-            return out(
-                prev,
-                "hold",
-                "no increase: meter data lost, and no fail-safe total (failsafe_total_a) says "
-                "what the site can take without it",
-            ), False
+            return out(prev, "hold", f"no increase: {_NO_TOTAL}"), False
         if settling:
             return out(prev, "hold", "no increase while a recent change settles"), False
         if waiting:

@@ -39,6 +39,7 @@ from actors.control_types import (
     ControlConfig,
     Mode,
     arriving,
+    no_new_load,
 )
 from actors.energy_messages import FAILSAFE_CURRENT
 from actors.evolve import evolve, value
@@ -240,8 +241,8 @@ def plan(
     can_start: Callable[[ConnectorDemand, float], bool],
 ) -> Plan:
     """Both plans, without the connectors at 0 A that cannot start in this step, nor those in a
-    session's first step that the low plan has no room for (they pause: nobody gives way to
-    them). ``can_start(demand, target)``: whether a connector at 0 A would start at that target."""
+    session's first step that pause (no room on the low plan, or meter data stale): nobody
+    gives way to them. ``can_start(demand, target)``: whether a connector at 0 A would start at that target."""
     first = _plan(nodes, counted.high, counted.low, mode, cfg, held=())
     held = [
         d.connector_id
@@ -260,7 +261,7 @@ def plan(
             )
             or (
                 d.connector_id in counted.beginning
-                and first.low.of(d.connector_id).limit_a < _limit(known, d.connector_id)
+                and (first.low.of(d.connector_id).limit_a == 0 or no_new_load(mode, cfg))
             )
         )
     ]

@@ -18,6 +18,7 @@ from actors.car_learning import CarKnowledge
 from actors.evolve import value
 
 Mode = Literal["normal", "no_increase", "failsafe"]
+IEC_MIN_CURRENT_A = 6.0  # IEC 61851-1: a car does not charge when offered less
 Action = Literal["unchanged", "decrease", "increase", "pause", "resume", "stop", "hold"]
 
 
@@ -63,6 +64,12 @@ class ControlConfig:
         return self.allocation.min_current_a if fs is None else fs
 
 
+def no_new_load(mode: Mode, cfg: ControlConfig) -> bool:
+    """Whether nothing may start drawing now: meter data stale (no increases), or lost without a
+    fail-safe total the installer declared safe (actors.control_loop)."""
+    return mode == "no_increase" or (mode == "failsafe" and cfg.failsafe.total_a is None)
+
+
 @value
 class ConnectorState:
     limit_a: float = 0.0
@@ -100,10 +107,12 @@ def beginning(now_s: float, cfg: ControlConfig) -> ConnectorState:
     actors.cp_energy), so that is the limit in force, just changed. Not yet a start for the
     charging dwell: a car that does not fit is paused at once, and one that fits is kept
     (from then on it has its dwell, actors.control_loop). Nothing is known of the car. A
-    default below the minimum current (``failsafe_current_a`` 0, "pause all") lets no car
-    charge (IEC 61851: a car does not draw below 6 A): it starts as a paused one would."""
+    default below 6 A (``failsafe_current_a`` 0, "pause all") lets no car charge (IEC 61851: a
+    car does not draw below 6 A): it starts as a paused one would. One below the site's minimum
+    current but not below 6 A is drawn: the loop's first decision raises it to the minimum or
+    pauses it."""
     default_a = cfg.default_a
-    if default_a < cfg.allocation.min_current_a:
+    if default_a < IEC_MIN_CURRENT_A:
         default_a = 0.0
     return ConnectorState(limit_a=default_a, changed_s=now_s)
 

@@ -10,10 +10,11 @@
 - Each limit from the energy node becomes a TxProfile for the running transaction it was decided
   for (fixed profile id per connector: a new one replaces the old); a newer limit replaces a queued
   one (``replace_key``), so a slow charge point never holds up the loop. A limit decided before
-  the transaction began (the last car's, or the 0 A of "no car") is not its limit: a new car
-  charges under the TxDefaultProfile until the energy node's first decision for it, which it
-  sends at once (actors.site_state). Sent at the transaction's start, the "no car" 0 A paused
-  every car arriving at a connector used before, and some cars do not resume after a pause. Increases below the hysteresis are not sent,
+  the transaction began (the last car's, or the 0 A of "no car") is not its limit: a new
+  transaction gets a TxProfile at the safe default at its start, until the energy node's first
+  decision for it, which it sends at once (actors.site_state). Sent at the transaction's start,
+  the "no car" 0 A paused every car arriving at a connector used before, and some cars do not
+  resume after a pause. Increases below the hysteresis are not sent,
   decreases always are, and a resume from 0 A always is.
 - A charge point that rejects a profile teaches us: stack level above 0 rejected -> retry at 0;
   amperes rejected -> retry in watts. What it finally answered goes back to the energy node.
@@ -45,6 +46,15 @@ from drivers.ocpp.codes import OcppVersion
 CAPS_KEYS_16 = ["ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit"]
 RETRY_AFTER_S = 1.0  # a rejected TxProfile is tried once more, as it was, after this
 SAFE_DEFAULT_A = 6.0  # TxDefaultProfile before the energy node has spoken: the IEC 61851 minimum
+DEFAULT_SOURCE = "safe default"  # what binds a new transaction's first TxProfile
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxRetry:
+    """A refused TxProfile, to try again (:meth:`EnergySide.retry`) ``RETRY_AFTER_S`` later."""
+
+    connector_id: int
+    tx_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +90,7 @@ class EnergySide:
         self.boot_installed = False
         self.resume_tx = False  # once the capabilities are known: TxProfiles of a reconnect
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
+        self.retrying: set[int] = set()  # connectors whose TxProfile is tried again soon
         # connector -> the cloud's limit on its transaction now, A (actors.cloud_profiles): the
         # TxProfile carries the lower of it and the energy node's
         self.cloud_caps: dict[int, float] = {}
@@ -126,6 +137,8 @@ class EnergySide:
         TxProfiles are not installed again)."""
         self.version = version
         self.sent.clear()
+        self.rejected.clear()  # what it refuses is learned again with its capabilities
+        self.retrying.clear()
         self.boot_installed = False
         self.resume_tx = not rebooted
         if version is OcppVersion.V16:
@@ -189,8 +202,15 @@ class EnergySide:
             # default holds it where it was).
             if self.caps_known and abs(self._default_a() - before) > 1e-6:
                 calls += self._boot_profiles(now())[:1]
+        if tx_id is not None and limit.transaction_id != tx_id:
+            # Decided before the transaction (for no car, or the last one: a batch under way
+            # when it began, or a car not plugged in yet): the transaction's own limit, if it
+            # has one, stands.
+            if self.limit_of(limit.connector_id, tx_id) is None:
+                self.limits[limit.connector_id] = limit
+            return calls
         self.limits[limit.connector_id] = limit
-        if tx_id is not None and limit.transaction_id == tx_id:
+        if tx_id is not None:
             calls += self._tx_profile(limit, tx_id)
         return calls
 
@@ -203,12 +223,29 @@ class EnergySide:
         return limit
 
     def transaction_started(self, connector_id: int, tx_id: str) -> list[CallChargePoint]:
-        """Its TxProfile, if the energy node's limit for it came first (it is reported once
-        the transaction exists); otherwise that limit sends it."""
+        """Its TxProfile: at the energy node's limit for it if that came first (it is reported
+        once the transaction exists), else at the edge's safe default (what the energy node
+        counts a new car at, actors.control_types.beginning) until that limit comes. Not left to
+        the TxDefaultProfile: a cloud's TxProfile (a remote start's) or connector TxDefaultProfile
+        would override that one, up to the car's full current. Only where the edge installed its
+        station profiles (it manages this charge point's energy and knows what it takes)."""
         self.sent.pop(connector_id, None)
         self.rejected.pop(connector_id, None)
+        self.retrying.discard(connector_id)
         limit = self.limit_of(connector_id, tx_id)
-        return [] if limit is None else self._tx_profile(limit, tx_id)
+        if limit is None:
+            if not self.boot_installed:
+                return []
+            limit = self.limits[connector_id] = ConnectorLimit(
+                charge_point_id=self.cp_id,
+                connector_id=connector_id,
+                limit_a=self._default_a(),
+                phases=self.phases,
+                binding_source=DEFAULT_SOURCE,
+                reason="the safe default until the energy node decides for the transaction",
+                transaction_id=tx_id,
+            )
+        return self._tx_profile(limit, tx_id)
 
     def _tx_profile(
         self, limit: ConnectorLimit, tx_id: str, force: bool = False
@@ -285,49 +322,66 @@ class EnergySide:
         answer: Answer,
         now: datetime,
         running_tx: Callable[[int], str | None] | None = None,
-    ) -> tuple[list[CallChargePoint], ProfileOutcome | None, float]:
-        """Calls to send (after the returned delay, in seconds) and the outcome for the energy
-        node. ``running_tx``: the transaction running on a connector, if any."""
+    ) -> tuple[list[CallChargePoint], ProfileOutcome | None, TxRetry | None]:
+        """Calls to send now, the outcome for the energy node, and a TxProfile to try again
+        ``RETRY_AFTER_S`` later (:meth:`retry`). ``running_tx``: the transaction running on a
+        connector, if any."""
         if answer.tag == "caps":
             self._learn(answer)
-            calls = self._boot_profiles(now) if not self.boot_installed else []
+            station = self._boot_profiles(now) if not self.boot_installed else []
             if self.resume_tx and running_tx is not None:
                 self.resume_tx = False
-                calls += self._running_profiles(running_tx)
-            return calls, None, 0.0
+                station += self._running_profiles(running_tx)
+            return station, None, None
         if not answer.tag.startswith("tx:"):
-            return [], None, 0.0
+            return [], None, None
         _, connector, limit_a, tx_id = answer.tag.split(":", 3)
         connector_id, value = int(connector), float(limit_a)
         status = str(answer.payload.get("status")) if answer.ok else f"error: {answer.error}"
-        retry: list[CallChargePoint] = []
-        delay = 0.0
+        calls: list[CallChargePoint] = []
+        later: TxRetry | None = None
         if status == "Accepted":
             self.sent[connector_id] = value
             self.rejected.pop(connector_id, None)
+        elif status == "Rejected" and connector_id in self.retrying:
+            # Sent before the retry below goes: refused for the same reason, which the retry
+            # tells (a transaction's first TxProfiles, its start's and the energy node's first
+            # limit, often both arrive before the charge point has taken in the transaction).
+            pass
         elif status == "Rejected":
-            # Once more as it was, a moment later: a charge point often refuses a TxProfile that
-            # arrives before it has taken in its own transaction. Only then adapt.
+            # Once more, a moment later: a charge point often refuses a TxProfile that arrives
+            # before it has taken in its own transaction. Only then adapt.
             count = self.rejected.get(connector_id, 0) + 1
             self.rejected[connector_id] = count
-            limit = self.limit_of(connector_id, tx_id)
-            if count == 1 and limit is not None:
-                retry, delay = self._tx_profile(limit, tx_id, force=True), RETRY_AFTER_S
+            if count == 1 and self.limit_of(connector_id, tx_id) is not None:
+                self.retrying.add(connector_id)
+                later = TxRetry(connector_id=connector_id, tx_id=tx_id)
             else:
                 caps = self.caps
-                retry = self._adapt(connector_id, tx_id)
+                calls = self._adapt(connector_id, tx_id)
                 if self.caps != caps and self.boot_installed:
                     # What it refused, it refused in the station's profiles too (sent first,
                     # their answers not read): they go again as it takes them.
-                    retry = self._boot_profiles(now) + retry
+                    calls = self._boot_profiles(now) + calls
+        retrying = bool(calls) or later is not None or connector_id in self.retrying
         outcome = ProfileOutcome(
             charge_point_id=self.cp_id,
             connector_id=connector_id,
             limit_a=value,
-            status=status if not retry else f"{status} (retrying)",
+            status=f"{status} (retrying)" if status == "Rejected" and retrying else status,
             written_utc=utc_text(now),
         )
-        return retry, outcome, delay
+        return calls, outcome, later
+
+    def retry(self, r: TxRetry) -> list[CallChargePoint]:
+        """The refused TxProfile again, at the transaction's limit now (not the one refused: a
+        newer one may have come meanwhile); nothing if one was taken since, or the transaction
+        is not the one refused."""
+        self.retrying.discard(r.connector_id)
+        limit = self.limit_of(r.connector_id, r.tx_id)
+        if limit is None or r.connector_id not in self.rejected:
+            return []
+        return self._tx_profile(limit, r.tx_id, force=True)
 
     def cloud_cleared(
         self,

@@ -15,7 +15,7 @@ from actors.audit_records import AuditKind
 from actors.cp_base import QuietReconnect
 from actors.cp_cloud_caps import CloudProfiles
 from actors.cp_downstream import DownCall
-from actors.cp_energy import Answer
+from actors.cp_energy import RETRY_AFTER_S, Answer, TxRetry
 from actors.energy_messages import ENERGY_CAP
 from actors.messages import (
     ApplyLimit,
@@ -147,17 +147,23 @@ class LimitsAndCaps(CloudProfiles):
 
     async def _edge_answered(self, msg: ChargePointAnswered) -> None:
         answer = Answer(tag=msg.tag, ok=msg.ok, payload=msg.payload, error=msg.error)
-        retries, outcome, delay = self.energy.answered(
+        calls, outcome, later = self.energy.answered(
             answer, self.broker.now(), running_tx=self._running_tx
         )
-        for c in retries:
-            if delay > 0:
-                self.send_after(delay, c)  # comes back as a CallChargePoint to this actor
-            else:
-                await self._edge_call(c)
+        for c in calls:
+            await self._edge_call(c)
+        if later is not None:
+            self.send_after(RETRY_AFTER_S, later)  # comes back to _tx_retry
 
         if outcome is not None:
             self.ctx.system.send(f"{self.broker.node}/profiles", outcome)
+
+    async def _tx_retry(self, msg: TxRetry) -> None:
+        if self.link is None or not self.energy_ready:
+            self.energy.retrying.discard(msg.connector_id)  # the reconnection sends it again
+            return
+        for c in self.energy.retry(msg):
+            await self._edge_call(c)
 
     async def _started_by(self, call: Call, answer: dict[str, Any]) -> None:
         """A transaction the charge point now knows the id of: its limit can go as a TxProfile."""

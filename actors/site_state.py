@@ -213,8 +213,11 @@ class SiteState:
                 # A session begins: the samples of the connector's last car are not its car's
                 # (counted as its draw, and the car's phases learned from them).
                 self.measured.pop(key, None)
-                if old is not None:
-                    self._session_began(key, now_s)
+            if old is not None and r.plugged and r.charging:
+                if not (old.plugged and old.charging):
+                    self._session_began(key, now_s)  # a car begins to charge
+                elif old.transaction_id != r.transaction_id:
+                    self.fresh.add(key)  # the same car, a new transaction: its limit again
             if old is not None and old == r:
                 # The broker sends every connector every second, changed or not: the same
                 # report keeps its object, so the demand and count made of it are reused
@@ -240,25 +243,21 @@ class SiteState:
         return ("a new car" if new_car else None), records
 
     def _session_began(self, key: str, now_s: float) -> None:
-        """A new transaction on a connector seen before: its car charges under the
-        TxDefaultProfile (the broker gives it no limit decided before it, actors.cp_energy), so
-        the loop counts it there and keeps it there if it fits (actors.control_types.beginning),
-        instead of pausing it at its start and starting it again; the first decision for it is
-        sent whatever was sent before, and compliance judges its draw against that default
-        until then. (A connector first seen with its transaction running, as after a restart,
-        has a limit in force nobody knows: it starts again, actors.control_types.arriving.)"""
+        """A car begins to charge at a connector seen before (its transaction runs and it is
+        plugged in, in either order): it charges under the TxDefaultProfile (the broker gives a
+        transaction no limit decided before it, and at its start a TxProfile at that default,
+        actors.cp_energy), so the loop counts it there and keeps it there if it fits
+        (actors.control_types.beginning) instead of pausing it at its start and starting it
+        again; the first decision for it is sent whatever was sent before. (A connector first
+        seen with its transaction running, as after a restart, has a limit in force nobody
+        knows: it starts again, actors.control_types.arriving. A new transaction of a car
+        charging already, as a charge point that restarts its transaction, keeps its state:
+        its limit goes again, for the new transaction.)"""
         control = self.model.control
-        default_a = control.default_a
         self.loop = replace(
             self.loop, connectors={**self.loop.connectors, key: beginning(now_s, control)}
         )
         self.fresh.add(key)
-        self.trackers[key] = limit_set(
-            self.trackers.get(key, Tracker()),
-            (default_a, default_a, default_a),
-            now_s=now_s,
-            cfg=self.policy.compliance,
-        )
 
     def rules_changed(self, msg: SiteRulesChanged) -> str:
         """New central rules (priorities, maximum currents, margin, site cap): step at once,
@@ -527,7 +526,9 @@ class SiteState:
                     binding_source=d["binding_source"],
                     reason=d["reason"],
                     car_phases=0 if st is None else _car_phases(st.car.phases, cp.phases),
-                    transaction_id=r.transaction_id,
+                    # a decision for a connector without a car (a transaction may run before the
+                    # plug-in, or after it) is for no transaction: it must not hold its car at 0
+                    transaction_id=r.transaction_id if r.plugged and r.charging else None,
                 )
             )
         if full:

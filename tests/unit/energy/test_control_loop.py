@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pytest
 
@@ -346,18 +347,27 @@ def test_connectors_without_a_car_change_nothing_for_the_others() -> None:
     assert result.record.decisions[2].binding.kind != "inactive"
 
 
-def arriving_at(a: ConnectorState, sampled_a: float, *, limit_a: float) -> StepResult:
+def arriving_at(
+    a: ConnectorState,
+    sampled_a: float,
+    *,
+    limit_a: float,
+    cfg: ControlConfig = CFG,
+    base_a: float = 4.0,
+    read_s: float = 99.5,
+) -> StepResult:
     """Car "a" in state ``a`` (its last sample ``sampled_a``, taken at 90 s; it draws its limit
-    now), and car "b" whose session begins at 100 s under the TxDefaultProfile (6 A), before its
-    first sample and before the meter shows it: the loop's first step for "b"."""
-    state = LoopState(connectors={"a": a, "b": beginning(100.0, CFG)})
-    meter = 4.0 + a.limit_a  # the base load and what "a" draws; "b" not yet
-    nodes = [node(limit_a=limit_a, meter_a=phases(meter), read_s=99.5)]
+    now), and car "b" whose session begins at 100 s under the TxDefaultProfile, before its
+    first sample and before the meter (read at ``read_s``) shows it: the loop's first step for
+    "b"."""
+    state = LoopState(connectors={"a": a, "b": beginning(100.0, cfg)})
+    meter = base_a + a.limit_a  # what "a" draws; "b" not yet
+    nodes = [node(limit_a=limit_a, meter_a=phases(meter), read_s=read_s)]
     demands = [
         evolve(car("a", measured_a=phases(sampled_a), arrived_s=1.0), sampled_s=90.0),
         evolve(car("b", arrived_s=2.0), sampled_s=NEVER_SAMPLED),
     ]
-    return step(state, nodes, demands, now_s=100.0, cfg=CFG)
+    return step(state, nodes, demands, now_s=100.0, cfg=cfg)
 
 
 def test_a_beginning_car_that_fits_is_kept_and_the_others_give_way_in_that_step() -> None:
@@ -395,3 +405,50 @@ def test_a_connector_held_at_0_a_is_paused_at_once_even_within_its_charging_dwel
     (decision,) = result.record.decisions
     assert decision.action == "pause"
     assert "maximum 0.0 A (set by the energy cap) is below the minimum" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("read_s", "mode", "why"),
+    [
+        pytest.param(95.0, "no_increase", "no new load while meter data is stale", id="stale"),
+        pytest.param(80.0, "failsafe", "meter data lost, and no fail-safe total", id="lost"),
+    ],
+)
+def test_a_beginning_car_is_paused_at_once_while_meter_data_is_stale(
+    read_s: float, mode: str, why: str
+) -> None:
+    """Its draw would be load the loop cannot see (as an increase would); nobody gives way to
+    it. In the fail-safe mode with a fail-safe total it may keep its default within it."""
+    result = arriving_at(charging(20.0), 20.0, limit_a=32.0, read_s=read_s)
+    assert result.record.mode == mode
+    a, b = result.record.decisions
+    assert (b.action, b.limit_a) == ("pause", 0.0)
+    assert f"paused at once: {why}" in b.reason
+    if mode == "no_increase":
+        assert a.limit_a == 20.0, "not lowered for a car that does not start"
+    total = replace(CFG, failsafe=FailSafe(current_a=6.0, total_a=phases(31.0)))
+    kept = arriving_at(charging(20.0), 20.0, limit_a=32.0, read_s=80.0, cfg=total)
+    assert kept.limits["b"] == 6.0, kept.record.decisions[1].reason
+
+
+@pytest.mark.parametrize(("base_a", "expected"), [(4.0, 8.0), (20.0, 0.0)])
+def test_a_default_below_the_sites_minimum_is_raised_to_it_or_paused_at_once(
+    base_a: float, expected: float
+) -> None:
+    """``min_current_a`` 8 A, the TxDefaultProfile 6 A (``failsafe_current_a``): the car draws
+    the 6 A (counted there) and its first decision takes it to 8 A or to 0, never leaves it in
+    between."""
+    cfg = replace(CFG, allocation=AllocationConfig(margin_a=1.0, min_current_a=8.0))
+    assert beginning(100.0, cfg).limit_a == 6.0
+    result = arriving_at(charging(8.0), 8.0, limit_a=32.0, cfg=cfg, base_a=base_a)
+    assert result.limits["b"] == expected, result.record.decisions[1].reason
+    load = base_a + sum(result.limits.values())
+    assert load <= 32.0 - 1.0, load
+
+
+def test_a_default_above_the_share_is_lowered_and_the_others_give_way() -> None:
+    """A TxDefaultProfile of 16 A (``failsafe_current_a``) where the car's share is 13.5 A: it is
+    lowered to its share, not paused, and the others are planned with it (they give way)."""
+    cfg = replace(CFG, failsafe=FailSafe(current_a=16.0))
+    result = arriving_at(charging(20.0), 20.0, limit_a=32.0, cfg=cfg)
+    assert result.limits == {"a": 13.5, "b": 13.5}

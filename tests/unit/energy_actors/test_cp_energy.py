@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from actors.cp_energy import Answer, EnergySide
+from actors.cp_energy import Answer, EnergySide, TxRetry
 from actors.energy_messages import ConnectorLimit
 from actors.messages import CallChargePoint
 from actors.profiles import (
@@ -130,14 +130,43 @@ def test_a_clear_from_the_cloud_brings_the_edges_profiles_back_if_it_may_have_re
     assert side.sent == ({} if again else {1: 10.0})
 
 
+def refused(tag: str) -> Answer:
+    return Answer(tag=tag, ok=True, payload={"status": "Rejected"}, error="")
+
+
 def test_a_lesson_from_a_refused_tx_profile_sends_the_station_profiles_again() -> None:
     side = charging_side()
-    refused = Answer(tag="tx:1:10.0:7", ok=True, payload={"status": "Rejected"}, error="")
-    retry, _, delay = side.answered(refused, NOW, running_tx=running)
-    assert (tags(retry), delay) == (["tx:1:10.0:7"], 1.0)  # once more as it was
-    retry, _, _ = side.answered(refused, NOW, running_tx=running)
+    calls, outcome, later = side.answered(refused("tx:1:10.0:7"), NOW, running_tx=running)
+    assert (calls, later) == ([], TxRetry(connector_id=1, tx_id="7"))  # once more, later
+    assert outcome is not None
+    assert outcome.status == "Rejected (retrying)"
+    assert tags(side.retry(TxRetry(connector_id=1, tx_id="7"))) == ["tx:1:10.0:7"]
+    calls, _, later = side.answered(refused("tx:1:10.0:7"), NOW, running_tx=running)
     assert side.caps.max_stack_level == 0
-    assert tags(retry) == ["boot:0", "boot:1", "tx:1:10.0:7"]
+    assert (tags(calls), later) == (["boot:0", "boot:1", "tx:1:10.0:7"], None)
+
+
+def test_refusals_before_the_retry_teach_nothing_and_the_retry_carries_the_latest_limit() -> None:
+    """A transaction's first TxProfiles (its start's and the energy node's first limit) can both
+    arrive before the charge point has taken in the transaction: the second refusal is the
+    first one's reason again, not a lesson (it taught stack level 0 from a mere race). The
+    retry goes at the transaction's limit then (the refused one may be stale: a decrease
+    since), and not at all if one was taken meanwhile."""
+    side = charging_side()
+    (start,) = side.transaction_started(2, "9")
+    (first,) = side.limit(limit(2, 12.0, tx="9"), 6.0, "9", lambda: NOW)
+    _, _, later = side.answered(refused(start.tag), NOW, running_tx=running)
+    assert later == TxRetry(connector_id=2, tx_id="9")
+    calls, outcome, again = side.answered(refused(first.tag), NOW, running_tx=running)
+    assert (calls, again, side.caps.max_stack_level) == ([], None, 5)
+    assert outcome is not None
+    assert outcome.status == "Rejected (retrying)"
+    side.limit(limit(2, 8.0, tx="9"), 6.0, "9", lambda: NOW)  # a decrease, also refused
+    side.answered(refused("tx:2:8.0:9"), NOW, running_tx=running)
+    assert tags(side.retry(later)) == ["tx:2:8.0:9"]
+    side.answered(refused("tx:1:10.0:7"), NOW, running_tx=running)
+    side.answered(Answer(tag="tx:1:10.0:7", ok=True, payload={"status": "Accepted"}, error=""), NOW)
+    assert side.retry(TxRetry(connector_id=1, tx_id="7")) == [], "taken meanwhile"
 
 
 @pytest.mark.parametrize("version", [OcppVersion.V16, OcppVersion.V201])
@@ -180,25 +209,34 @@ def test_a_charge_point_that_takes_only_watts_gets_them_at_the_sites_voltage(
     assert side.caps.nominal_voltage_v == 220.0
 
 
-def test_a_new_car_is_not_given_a_limit_decided_before_its_transaction() -> None:
-    """The 0 A of "no car" (or the last car's limit) is not sent at a transaction's start, nor
-    when it arrives late (a batch decided before the energy node saw the transaction), nor again
-    after a reconnect or a cloud cap: the car charges under the TxDefaultProfile until the
-    energy node's first limit for its transaction, which goes at once."""
+def test_a_new_transaction_gets_the_safe_default_not_a_limit_decided_before_it() -> None:
+    """At its start a transaction's TxProfile says the safe default (what the energy node
+    counts a new car at), not the connector's "no car" 0 A (that paused every car arriving at a
+    connector used before) nor the last car's limit, and not a cloud's TxProfile left to
+    override the TxDefaultProfile; a limit decided before it that arrives late (a batch under
+    way when it began) changes nothing, also after a reconnect; its own limit goes at once."""
     side = charging_side()
-    assert side.transaction_started(2, "9") == []
+    (call,) = side.transaction_started(2, "9")
+    assert call.tag == "tx:2:6.0:9"
     assert side.limit(limit(2, 0.0, tx=None), 6.0, "9", lambda: NOW) == []  # decided before
     assert side.limit(limit(1, 4.0, tx="5"), 6.0, "7", lambda: NOW) == []  # the last car's
-    assert side.cloud_capped(2, 5.0, "9", force=True) == []
+    (capped,) = side.cloud_capped(2, 5.0, "9", force=False)
+    assert capped.tag == "tx:2:5.0:9"  # the default, under the cloud's cap
     side.connected(OcppVersion.V16)
     calls, _, _ = side.answered(caps_answer(), NOW, running_tx=lambda c: {1: "7", 2: "9"}[c])
-    assert tags(calls) == ["boot:0", "boot:1"]  # connector 1's limit is now the last car's
-    (call,) = side.limit(limit(2, 6.0, tx="9"), 6.0, "9", lambda: NOW)
-    assert call.tag == "tx:2:5.0:9"  # its own, under the cloud's cap
-    refused = Answer(tag="tx:2:5.0:9", ok=True, payload={"status": "Rejected"}, error="")
+    assert tags(calls) == ["boot:0", "boot:1", "tx:1:10.0:7", "tx:2:5.0:9"]
+    (call,) = side.limit(limit(2, 12.0, tx="9"), 6.0, "9", lambda: NOW)
+    assert call.tag == "tx:2:5.0:9"  # its own limit, under the cloud's cap
     side.limit(limit(2, 0.0, tx=None), 6.0, None, lambda: NOW)  # it ended meanwhile
-    retry, _, _ = side.answered(refused, NOW, running_tx=lambda c: None)
-    assert retry == []
+    calls, _, later = side.answered(refused("tx:2:5.0:9"), NOW, running_tx=lambda c: None)
+    assert (calls, later) == ([], None)
+
+
+def test_without_the_edges_station_profiles_a_transaction_start_sends_nothing() -> None:
+    """A charge point whose energy the edge does not manage (no energy node: the station's
+    profiles never installed) gets no TxProfile at a transaction's start."""
+    side = EnergySide("CP1", reply_to="x", max_current_a=32.0, phases=3)
+    assert side.transaction_started(1, "9") == []
 
 
 def test_a_limit_that_came_before_the_transactions_start_goes_at_its_start() -> None:

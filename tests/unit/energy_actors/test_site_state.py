@@ -886,3 +886,70 @@ def test_a_transaction_out_of_energy_is_paused_at_once_and_its_room_goes_to_the_
     (cp1,) = [lim for lim in batch.limits if lim.charge_point_id == "CP1"]
     assert cp1.binding_source == "energy cap"
     assert "set by the energy cap" in site.state.decisions["CP1/1"]["reason"]
+
+
+def follow_two(site: Site, until_s: float, cp1_tx: str | None, base_a: float) -> dict[str, float]:
+    """CP1 and CP2 charging a second apart up to ``until_s``, each car following its offer (CP1
+    in transaction ``cp1_tx``): the limits last sent."""
+    sent: dict[str, float] = {}
+    t = site.now_s
+    while t < until_s:
+        t += 1.0
+        site.at(t)
+        for b in site.batches:
+            sent.update({lim.charge_point_id: lim.limit_a for lim in b.limits})
+        draws = {cp: sent.get(cp, 6.0) for cp in ("CP1", "CP2")}
+        site.reports(
+            site.report("CP1", (draws["CP1"],) * 3, tx=cp1_tx),
+            site.report("CP2", (draws["CP2"],) * 3),
+        )
+        site.meter(base_a + draws["CP1"] + draws["CP2"])
+        site.step()
+    for b in site.batches:
+        sent.update({lim.charge_point_id: lim.limit_a for lim in b.limits})
+    return sent
+
+
+def test_a_new_transaction_of_a_car_charging_already_keeps_its_limit() -> None:
+    """A charge point ends and begins a transaction without the car leaving (or a stop and a
+    start queued offline arrive together): its limit goes again at once, for the new
+    transaction; the car is not counted as new (the meter shows its draw: counted twice, it
+    was paused on a full site)."""
+    site = Site()
+    site.limits()
+    site.limits("ems", None)
+    sent = follow_two(site, 120.0, "1", base_a=22.0)
+    assert sent["CP1"] == 6.0, "a full site: CP1 at its minimum"
+    site.at(121.0)
+    site.reports(site.report("CP1", None, tx="2"), site.report("CP2", (sent["CP2"],) * 3))
+    batch = site.step()
+    assert batch is not None
+    assert [(lim.limit_a, lim.transaction_id) for lim in batch.limits] == [(6.0, "2")]
+    assert site.state.decisions["CP1/1"]["action"] != "pause"
+
+
+def test_a_transaction_begun_before_the_plug_in_is_not_held_at_0_a() -> None:
+    """2.0.1 with the transaction starting at authorization (or a 1.6 charge point that starts
+    it so): until the car is plugged in the decision is "no car", for no transaction (it would
+    hold the car at 0 A from its plug-in); at the plug-in the car begins under the
+    TxDefaultProfile and is kept there."""
+    site = Site()
+    site.limits()
+    site.limits("ems", None)
+    follow_two(site, 105.0, None, base_a=4.0)
+    site.at(106.0)
+    authorized = replace(site.report("CP1", None, tx="2"), plugged=False, status="Available")
+    site.reports(authorized, site.report("CP2", (16.0,) * 3))
+    site.step()
+    site.at(170.0)  # past resend_s: every limit again, CP1's "no car" 0 A with them
+    site.meter(4.0 + 16.0)
+    resent = site.step()
+    assert resent is not None
+    (cp1,) = [lim for lim in resent.limits if lim.charge_point_id == "CP1"]
+    assert (cp1.limit_a, cp1.transaction_id) == (0.0, None)
+    site.at(171.0)
+    site.reports(site.report("CP1", None, tx="2"), site.report("CP2", (16.0,) * 3))
+    batch = site.step()
+    assert batch is not None
+    (cp1,) = [lim for lim in batch.limits if lim.charge_point_id == "CP1"]
+    assert (cp1.limit_a, cp1.transaction_id) == (6.0, "2")
