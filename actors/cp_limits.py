@@ -30,6 +30,7 @@ from drivers.ocpp.framing import (
 )
 
 log = logging.getLogger(__name__)
+PROFILED = "tx_profiled"  # a 2.0.1 transaction whose start the energy side has taken in
 
 _PROFILE_ACTIONS = frozenset(
     {
@@ -171,10 +172,18 @@ class LimitsAndCaps(CloudProfiles):
             await self._transaction_started(
                 int(call.payload.get("connectorId", 0)), str(answer["transactionId"])
             )
-        elif call.action == "TransactionEvent" and call.payload.get("eventType") == "Started":
+        elif call.action == "TransactionEvent" and call.payload.get("eventType") in (
+            "Started",
+            "Updated",
+        ):
+            # The first event that names the EVSE: a transaction that starts at authorization
+            # (TxStartPoint) names it only once the cable is in, in an Updated event.
             evse = call.payload.get("evse") or {}
             info = call.payload.get("transactionInfo") or {}
-            if "id" in evse and "transactionId" in info:
+            tx = self.state.transactions.get(str(info.get("transactionId")))
+            if "id" in evse and tx is not None and not tx.get(PROFILED):
+                tx[PROFILED] = True  # kept with the state: a restarted actor does not redo it
+                self.dirty = True
                 await self._transaction_started(int(evse["id"]), str(info["transactionId"]))
 
     async def _transaction_started(self, connector: int, tx_id: str) -> None:

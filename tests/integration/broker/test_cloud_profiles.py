@@ -370,3 +370,63 @@ async def test_a_cloud_default_caps_the_edges_default_and_the_transactions_witho
     # The clear took the edge's TxDefaultProfile too: the edge's profiles went in again.
     await wait_for(lambda: c.accepted() == {"1": 9.0}, what="the TxProfile's cap stays")
     assert c.cp.offered_a(1) == 9.0
+
+
+async def test_a_201_transaction_that_names_its_evse_later_gets_its_tx_profile(
+    tmp_path: Path,
+) -> None:
+    """2.0.1 with the transaction starting at authorization (TxStartPoint): its Started event
+    names no EVSE, the Updated one at the plug-in does. The edge's TxProfile at the safe default
+    goes then, for the transaction (it went only for a Started event naming its EVSE: such a
+    transaction kept the last TxProfile value sent as if it were installed)."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    cp = RawChargePoint("CP1", version="ocpp2.0.1")
+    cp.answers["GetVariables"] = {"getVariableResult": []}  # the safe defaults
+    cp.answers["SetChargingProfile"] = {"status": "Accepted"}
+    now = format_utc(datetime.now(UTC))
+    try:
+        await cp.connect(edge.url)
+        boot = {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
+        assert (await cp.call("BootNotification", boot))[2]["status"] == "Accepted"
+        status = {"timestamp": now, "connectorStatus": "Available", "evseId": 1, "connectorId": 1}
+        await cp.call("StatusNotification", status)
+        await wait_for(
+            lambda: len(calls(cp, "SetChargingProfile")) >= 2, what="the station's profiles"
+        )
+        event = {
+            "timestamp": now,
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": "T1"},
+            "idToken": {"idToken": GOOD_TAG, "type": "ISO14443"},
+        }
+        started = {**event, "eventType": "Started", "triggerReason": "Authorized"}
+        await cp.call("TransactionEvent", started)
+        assert tx_limits(cp) == [], "no EVSE named yet"
+        plugged = {
+            **event,
+            "eventType": "Updated",
+            "triggerReason": "CablePluggedIn",
+            "seqNo": 1,
+            "evse": {"id": 1, "connectorId": 1},
+        }
+        await cp.call("TransactionEvent", plugged)
+        await wait_for(lambda: bool(tx_limits(cp)), what="the transaction's TxProfile")
+        assert tx_limits(cp) == [6.0]
+        (profile,) = [
+            c[3]
+            for c in calls(cp, "SetChargingProfile")
+            if c[3]["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+        ]
+        assert (profile["evseId"], profile["chargingProfile"]["transactionId"]) == (1, "T1")
+        await cp.call(
+            "TransactionEvent", {**plugged, "seqNo": 2, "triggerReason": "MeterValuePeriodic"}
+        )
+        await cp.call("Heartbeat", {})  # answered after whatever that event made it send
+        assert edge.cp("CP1")["transactions"]["T1"]["connector"] == "1:1"
+        assert len(tx_limits(cp)) == 1, "taken in once"
+    finally:
+        await cp.close()
+        await edge.stop()
+        await cloud.stop()
