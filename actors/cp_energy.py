@@ -90,7 +90,9 @@ class EnergySide:
         self.boot_installed = False
         self.resume_tx = False  # once the capabilities are known: TxProfiles of a reconnect
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
-        self.retrying: set[int] = set()  # connectors whose TxProfile is tried again soon
+        # connector -> the transaction whose refused TxProfile is tried again, until the retry
+        # is answered (or one of its TxProfiles taken)
+        self.retrying: dict[int, str] = {}
         # connector -> the cloud's limit on its transaction now, A (actors.cloud_profiles): the
         # TxProfile carries the lower of it and the energy node's
         self.cloud_caps: dict[int, float] = {}
@@ -165,6 +167,8 @@ class EnergySide:
     def booted(self, now: datetime) -> list[CallChargePoint]:
         """BootNotification: a rebooted charge point forgot its profiles."""
         self.sent.clear()
+        self.rejected.clear()
+        self.retrying.clear()
         self.boot_installed = False
         self.resume_tx = False
         return self._boot_profiles(now) if self.caps_known else []
@@ -202,17 +206,20 @@ class EnergySide:
             # default holds it where it was).
             if self.caps_known and abs(self._default_a() - before) > 1e-6:
                 calls += self._boot_profiles(now())[:1]
-        if tx_id is not None and limit.transaction_id != tx_id:
-            # Decided before the transaction (for no car, or the last one: a batch under way
-            # when it began, or a car not plugged in yet): the transaction's own limit, if it
-            # has one, stands.
-            if self.limit_of(limit.connector_id, tx_id) is None:
-                self.limits[limit.connector_id] = limit
-            return calls
-        self.limits[limit.connector_id] = limit
-        if tx_id is not None:
+        if self.keep(limit, tx_id) and tx_id is not None:
             calls += self._tx_profile(limit, tx_id)
         return calls
+
+    def keep(self, limit: ConnectorLimit, tx_id: str | None) -> bool:
+        """Keep ``limit`` as its connector's (``tx_id``: the transaction running there), unless
+        it was decided before that transaction (for no car, or the last one: a batch under way
+        when it began) and the transaction has its own. True: it is the transaction's."""
+        if tx_id is not None and limit.transaction_id != tx_id:
+            if self.limit_of(limit.connector_id, tx_id) is None:
+                self.limits[limit.connector_id] = limit
+            return False
+        self.limits[limit.connector_id] = limit
+        return True
 
     def limit_of(self, connector_id: int, tx_id: str | None) -> ConnectorLimit | None:
         """The connector's last limit from the energy node, if it was decided for transaction
@@ -231,7 +238,7 @@ class EnergySide:
         station profiles (it manages this charge point's energy and knows what it takes)."""
         self.sent.pop(connector_id, None)
         self.rejected.pop(connector_id, None)
-        self.retrying.discard(connector_id)
+        self.retrying.pop(connector_id, None)
         limit = self.limit_of(connector_id, tx_id)
         if limit is None:
             if not self.boot_installed:
@@ -248,15 +255,18 @@ class EnergySide:
         return self._tx_profile(limit, tx_id)
 
     def _tx_profile(
-        self, limit: ConnectorLimit, tx_id: str, force: bool = False
+        self, limit: ConnectorLimit, tx_id: str, force: bool = False, *, retry: bool = False
     ) -> list[CallChargePoint]:
+        """``retry``: the retry of a refused one (:meth:`retry`), tagged ``txr:`` so its answer
+        is told from the others', and not replaced by a newer limit waiting to go."""
         cap_a = self.cloud_caps.get(limit.connector_id)
         if cap_a is not None and cap_a < limit.limit_a:
             limit = replace(limit, limit_a=cap_a)
         if not force and not worth_sending(limit.limit_a, self.sent.get(limit.connector_id)):
             return []
-        tag = f"tx:{limit.connector_id}:{limit.limit_a}:{tx_id}"
-        replace_key = f"tx:{limit.connector_id}"
+        kind = "txr" if retry else "tx"
+        tag = f"{kind}:{limit.connector_id}:{limit.limit_a}:{tx_id}"
+        replace_key = f"{kind}:{limit.connector_id}"
         template = self._template(limit, tx_id)
         if template is None:
             payload = tx_profile_request(
@@ -333,28 +343,33 @@ class EnergySide:
                 self.resume_tx = False
                 station += self._running_profiles(running_tx)
             return station, None, None
-        if not answer.tag.startswith("tx:"):
+        if not answer.tag.startswith(("tx:", "txr:")):
             return [], None, None
-        _, connector, limit_a, tx_id = answer.tag.split(":", 3)
+        kind, connector, limit_a, tx_id = answer.tag.split(":", 3)
         connector_id, value = int(connector), float(limit_a)
         status = str(answer.payload.get("status")) if answer.ok else f"error: {answer.error}"
         calls: list[CallChargePoint] = []
         later: TxRetry | None = None
+        if kind == "txr" and self.retrying.get(connector_id) == tx_id:
+            del self.retrying[connector_id]  # the retry is answered
         if status == "Accepted":
             self.sent[connector_id] = value
             self.rejected.pop(connector_id, None)
-        elif status == "Rejected" and connector_id in self.retrying:
-            # Sent before the retry below goes: refused for the same reason, which the retry
-            # tells (a transaction's first TxProfiles, its start's and the energy node's first
-            # limit, often both arrive before the charge point has taken in the transaction).
+            self.retrying.pop(connector_id, None)
+        elif status == "Rejected" and self.limit_of(connector_id, tx_id) is None:
+            pass  # for a transaction that is no longer the connector's: nothing to learn
+        elif status == "Rejected" and self.retrying.get(connector_id) == tx_id:
+            # Refused for the reason the pending retry tells (a transaction's first TxProfiles,
+            # its start's and the energy node's first limit, often both arrive before the
+            # charge point has taken in the transaction).
             pass
         elif status == "Rejected":
             # Once more, a moment later: a charge point often refuses a TxProfile that arrives
             # before it has taken in its own transaction. Only then adapt.
             count = self.rejected.get(connector_id, 0) + 1
             self.rejected[connector_id] = count
-            if count == 1 and self.limit_of(connector_id, tx_id) is not None:
-                self.retrying.add(connector_id)
+            if count == 1:
+                self.retrying[connector_id] = tx_id
                 later = TxRetry(connector_id=connector_id, tx_id=tx_id)
             else:
                 caps = self.caps
@@ -375,13 +390,21 @@ class EnergySide:
 
     def retry(self, r: TxRetry) -> list[CallChargePoint]:
         """The refused TxProfile again, at the transaction's limit now (not the one refused: a
-        newer one may have come meanwhile); nothing if one was taken since, or the transaction
-        is not the one refused."""
-        self.retrying.discard(r.connector_id)
-        limit = self.limit_of(r.connector_id, r.tx_id)
-        if limit is None or r.connector_id not in self.rejected:
+        newer one may have come meanwhile); nothing if one was taken since, or the connector's
+        transaction is another now. The refusals until its answer teach nothing."""
+        if self.retrying.get(r.connector_id) != r.tx_id:
             return []
-        return self._tx_profile(limit, r.tx_id, force=True)
+        limit = self.limit_of(r.connector_id, r.tx_id)
+        if limit is None:
+            del self.retrying[r.connector_id]
+            return []
+        return self._tx_profile(limit, r.tx_id, force=True, retry=True)
+
+    def drop_retry(self, r: TxRetry) -> None:
+        """The retry is not sent (its transaction ended, or the link is down: a reconnection
+        sends the running transactions' TxProfiles again)."""
+        if self.retrying.get(r.connector_id) == r.tx_id:
+            del self.retrying[r.connector_id]
 
     def cloud_cleared(
         self,

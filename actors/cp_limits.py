@@ -139,7 +139,7 @@ class LimitsAndCaps(CloudProfiles):
                 limit, limit_a=0.0, binding_source=ENERGY_CAP, reason="energy cap reached"
             )
         if self.link is None:
-            self.energy.limits[connector] = limit
+            self.energy.keep(limit, tx_id)
             return
         for c in self.energy.limit(limit, msg.default_limit_a, tx_id, self.broker.now):
             if msg.trigger_monotonic_ns and c.replace_key:
@@ -160,8 +160,9 @@ class LimitsAndCaps(CloudProfiles):
             self.ctx.system.send(f"{self.broker.node}/profiles", outcome)
 
     async def _tx_retry(self, msg: TxRetry) -> None:
-        if self.link is None or not self.energy_ready:
-            self.energy.retrying.discard(msg.connector_id)  # the reconnection sends it again
+        running = self._running_tx(msg.connector_id) == msg.tx_id
+        if not running or self.link is None or not self.energy_ready:
+            self.energy.drop_retry(msg)
             return
         for c in self.energy.retry(msg):
             await self._edge_call(c)

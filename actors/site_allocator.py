@@ -253,7 +253,7 @@ class SiteAllocator(Actor):
             with background():  # folding every connector's report: not urgent
                 why, records = state.demand(msg, self.monotonic(), self.utc_now())
                 self._stage_all(records)
-            if why is not None:  # a new car: room for it is made at once
+            if why is not None:  # a new car (room made for it) or transaction: at once
                 await self._step(why, urgent=True)
             else:
                 first = self.prepare_due is None

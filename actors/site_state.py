@@ -198,6 +198,7 @@ class SiteState:
             origin = self.report_shard
             self.reports = {k: r for k, r in previous.items() if origin.get(k, 0) != shard}
         records: list[AuditRecord] = []
+        new_tx = False
         for r in msg.reports:
             key = connector_key(r.charge_point_id, r.connector_id)
             self.report_shard[key] = shard
@@ -213,11 +214,14 @@ class SiteState:
                 # A session begins: the samples of the connector's last car are not its car's
                 # (counted as its draw, and the car's phases learned from them).
                 self.measured.pop(key, None)
-            if old is not None and r.plugged and r.charging:
-                if not (old.plugged and old.charging):
-                    self._session_began(key, now_s)  # a car begins to charge
-                elif old.transaction_id != r.transaction_id:
-                    self.fresh.add(key)  # the same car, a new transaction: its limit again
+                if old is not None:
+                    # The broker gave the transaction a TxProfile at the safe default at its
+                    # start (actors.cp_energy): the loop's decision for it goes at once, and
+                    # if a car begins to charge with it, the loop counts it at that default.
+                    if r.plugged and r.charging and not (old.plugged and old.charging):
+                        self._session_began(key, now_s)
+                    self.fresh.add(key)
+                    new_tx = True
             if old is not None and old == r:
                 # The broker sends every connector every second, changed or not: the same
                 # report keeps its object, so the demand and count made of it are reused
@@ -240,24 +244,26 @@ class SiteState:
         new_car = any(
             r.plugged and r.charging and k not in was_active for k, r in self.reports.items()
         )
-        return ("a new car" if new_car else None), records
+        if new_car:
+            return "a new car", records
+        return ("a new transaction" if new_tx else None), records
 
     def _session_began(self, key: str, now_s: float) -> None:
-        """A car begins to charge at a connector seen before (its transaction runs and it is
-        plugged in, in either order): it charges under the TxDefaultProfile (the broker gives a
-        transaction no limit decided before it, and at its start a TxProfile at that default,
-        actors.cp_energy), so the loop counts it there and keeps it there if it fits
-        (actors.control_types.beginning) instead of pausing it at its start and starting it
-        again; the first decision for it is sent whatever was sent before. (A connector first
-        seen with its transaction running, as after a restart, has a limit in force nobody
-        knows: it starts again, actors.control_types.arriving. A new transaction of a car
-        charging already, as a charge point that restarts its transaction, keeps its state:
-        its limit goes again, for the new transaction.)"""
+        """A car begins to charge with a new transaction at a connector seen before: it
+        charges at the safe default (the broker gives a transaction no limit decided before it,
+        and at its start a TxProfile at that default, actors.cp_energy), so the loop counts it
+        there and keeps it there if it fits (actors.control_types.beginning) instead of pausing
+        it at its start and starting it again. Not so: a connector first seen with its
+        transaction running (after a restart: a limit in force nobody knows; it starts again,
+        actors.control_types.arriving); a new transaction of a car charging already (a charge
+        point that restarts its transaction: the car keeps its state, its limit goes again for
+        the new transaction); a transaction begun before the plug-in (its "no car" 0 A goes to
+        it, and the car starts from 0 A as a paused one does); a car back from a status that
+        is not charging within the same transaction (held at 0 A meanwhile, likewise)."""
         control = self.model.control
         self.loop = replace(
             self.loop, connectors={**self.loop.connectors, key: beginning(now_s, control)}
         )
-        self.fresh.add(key)
 
     def rules_changed(self, msg: SiteRulesChanged) -> str:
         """New central rules (priorities, maximum currents, margin, site cap): step at once,
@@ -526,9 +532,7 @@ class SiteState:
                     binding_source=d["binding_source"],
                     reason=d["reason"],
                     car_phases=0 if st is None else _car_phases(st.car.phases, cp.phases),
-                    # a decision for a connector without a car (a transaction may run before the
-                    # plug-in, or after it) is for no transaction: it must not hold its car at 0
-                    transaction_id=r.transaction_id if r.plugged and r.charging else None,
+                    transaction_id=r.transaction_id,
                 )
             )
         if full:

@@ -112,9 +112,13 @@ async def test_a_slow_charge_point_gets_the_latest_limit_next_and_holds_up_nobod
         for cp in (slow, quick):
             await charge(edge, cp)
         await wait_for(
-            lambda: all(edge.cp(cp)["down_queue"] == 0 for cp in CPS),
-            timeout=5,
-            what="the station's profiles installed (one a second on the slow one)",
+            lambda: all(
+                edge.cp(cp)["down_queue"] == 0 and edge.cp(cp)["energy"]["sent_a"] == {"1": 6.0}
+                for cp in CPS
+            ),
+            timeout=8,
+            what="the station's profiles and each transaction's first TxProfile (the safe "
+            "default) installed, one a second on the slow one",
         )
         sent_before = slow.stats.received["SetChargingProfile"]
         for i, limit_a in enumerate((12.0, 11.0, 10.0, 9.0)):

@@ -140,8 +140,8 @@ def test_a_lesson_from_a_refused_tx_profile_sends_the_station_profiles_again() -
     assert (calls, later) == ([], TxRetry(connector_id=1, tx_id="7"))  # once more, later
     assert outcome is not None
     assert outcome.status == "Rejected (retrying)"
-    assert tags(side.retry(TxRetry(connector_id=1, tx_id="7"))) == ["tx:1:10.0:7"]
-    calls, _, later = side.answered(refused("tx:1:10.0:7"), NOW, running_tx=running)
+    assert tags(side.retry(TxRetry(connector_id=1, tx_id="7"))) == ["txr:1:10.0:7"]
+    calls, _, later = side.answered(refused("txr:1:10.0:7"), NOW, running_tx=running)
     assert side.caps.max_stack_level == 0
     assert (tags(calls), later) == (["boot:0", "boot:1", "tx:1:10.0:7"], None)
 
@@ -163,7 +163,11 @@ def test_refusals_before_the_retry_teach_nothing_and_the_retry_carries_the_lates
     assert outcome.status == "Rejected (retrying)"
     side.limit(limit(2, 8.0, tx="9"), 6.0, "9", lambda: NOW)  # a decrease, also refused
     side.answered(refused("tx:2:8.0:9"), NOW, running_tx=running)
-    assert tags(side.retry(later)) == ["tx:2:8.0:9"]
+    assert tags(side.retry(later)) == ["txr:2:8.0:9"]
+    side.answered(refused("tx:2:8.0:9"), NOW)  # sent before the retry, answered after it went
+    assert side.caps.max_stack_level == 5, "the retry's own answer tells"
+    side.answered(Answer(tag="txr:2:8.0:9", ok=True, payload={"status": "Accepted"}, error=""), NOW)
+    assert (side.sent[2], side.retrying) == (8.0, {})
     side.answered(refused("tx:1:10.0:7"), NOW, running_tx=running)
     side.answered(Answer(tag="tx:1:10.0:7", ok=True, payload={"status": "Accepted"}, error=""), NOW)
     assert side.retry(TxRetry(connector_id=1, tx_id="7")) == [], "taken meanwhile"
@@ -246,3 +250,38 @@ def test_a_limit_that_came_before_the_transactions_start_goes_at_its_start() -> 
     side = charging_side()
     side.limit(limit(2, 12.0, tx="9"), 6.0, None, lambda: NOW)
     assert tags(side.transaction_started(2, "9")) == ["tx:2:12.0:9"]
+
+
+def accepted(tag: str) -> Answer:
+    return Answer(tag=tag, ok=True, payload={"status": "Accepted"}, error="")
+
+
+def test_refusals_for_another_transaction_teach_nothing() -> None:
+    """A charge point restarting its transaction: a TxProfile for the old one refused as it
+    ends (on the wire as the new one began), and the old one's pending retry firing after the
+    new one began, neither counts against the new one, whose first refusal is retried."""
+    side = charging_side()
+    side.limit(limit(1, 12.0, tx="7"), 6.0, "7", lambda: NOW)  # on the wire
+    _, _, retry_old = side.answered(refused("tx:1:12.0:7"), NOW)
+    assert retry_old == TxRetry(connector_id=1, tx_id="7")
+    (start,) = side.transaction_started(1, "8")
+    _, _, later = side.answered(refused("tx:1:10.0:7"), NOW)  # the old one's, read late
+    assert later is None
+    assert side.rejected == {}
+    _, _, retry_new = side.answered(refused(start.tag), NOW)
+    assert retry_new == TxRetry(connector_id=1, tx_id="8")
+    assert side.retry(retry_old) == [], "the old transaction's retry"
+    side.limit(limit(1, 10.0, tx="8"), 6.0, "8", lambda: NOW)
+    side.answered(refused("tx:1:10.0:8"), NOW)
+    assert side.caps.max_stack_level == 5
+    assert tags(side.retry(retry_new)) == ["txr:1:10.0:8"]
+
+
+def test_a_dropped_retry_is_not_sent() -> None:
+    """The transaction ended (or the link went down) before the retry's time: the actor drops
+    it (cp_limits._tx_retry), and nothing goes."""
+    side = charging_side()
+    _, _, later = side.answered(refused("tx:1:10.0:7"), NOW)
+    assert later is not None
+    side.drop_retry(later)
+    assert side.retry(later) == []

@@ -928,28 +928,76 @@ def test_a_new_transaction_of_a_car_charging_already_keeps_its_limit() -> None:
     assert site.state.decisions["CP1/1"]["action"] != "pause"
 
 
-def test_a_transaction_begun_before_the_plug_in_is_not_held_at_0_a() -> None:
+def test_a_transaction_begun_before_the_plug_in_is_at_0_a_until_the_car_is_there() -> None:
     """2.0.1 with the transaction starting at authorization (or a 1.6 charge point that starts
-    it so): until the car is plugged in the decision is "no car", for no transaction (it would
-    hold the car at 0 A from its plug-in); at the plug-in the car begins under the
-    TxDefaultProfile and is kept there."""
+    it so): the broker gave it a TxProfile at the safe default at its start; the loop's "no
+    car" 0 A replaces it at once (for the transaction: no car is counted there, so none may
+    draw), and at the plug-in the car starts from 0 A as a paused one does, with room."""
     site = Site()
     site.limits()
     site.limits("ems", None)
     follow_two(site, 105.0, None, base_a=4.0)
     site.at(106.0)
     authorized = replace(site.report("CP1", None, tx="2"), plugged=False, status="Available")
-    site.reports(authorized, site.report("CP2", (16.0,) * 3))
-    site.step()
-    site.at(170.0)  # past resend_s: every limit again, CP1's "no car" 0 A with them
-    site.meter(4.0 + 16.0)
-    resent = site.step()
-    assert resent is not None
-    (cp1,) = [lim for lim in resent.limits if lim.charge_point_id == "CP1"]
-    assert (cp1.limit_a, cp1.transaction_id) == (0.0, None)
-    site.at(171.0)
-    site.reports(site.report("CP1", None, tx="2"), site.report("CP2", (16.0,) * 3))
+    why = site.reports(authorized, site.report("CP2", (16.0,) * 3))
+    assert why == "a new transaction"
     batch = site.step()
     assert batch is not None
     (cp1,) = [lim for lim in batch.limits if lim.charge_point_id == "CP1"]
-    assert (cp1.limit_a, cp1.transaction_id) == (6.0, "2")
+    assert (cp1.limit_a, cp1.transaction_id) == (0.0, "2")
+    plugged_in = len(site.batches)
+    follow_two(site, 120.0, "2", base_a=4.0)
+    cp1_limits = [
+        (lim.limit_a, lim.transaction_id)
+        for b in site.batches[plugged_in:]
+        for lim in b.limits
+        if lim.charge_point_id == "CP1"
+    ]
+    assert cp1_limits, "started"
+    assert cp1_limits[0] == (6.0, "2"), cp1_limits
+    assert all(a >= 6.0 for a, _ in cp1_limits), cp1_limits
+
+
+def test_a_car_whose_status_leaves_charging_is_held_at_0_a_within_its_transaction() -> None:
+    """A Faulted blip, or an unplug with the transaction going on: the connector has no car
+    wanting energy, so its room goes to the others and its transaction's TxProfile says 0 A
+    (a car still there must not draw what it had); back, it starts from 0 A as a paused car
+    does, not counted at the default the broker gave only a new transaction."""
+    site = Site()
+    site.limits()
+    site.limits("ems", None)
+    sent = follow_two(site, 115.0, "1", base_a=4.0)
+    assert sent["CP1"] >= 6.0
+    site.at(116.0)
+    faulted = replace(site.report("CP1", None, tx="1"), plugged=False, status="Faulted")
+    site.reports(faulted, site.report("CP2", (sent["CP2"],) * 3))
+    site.meter(4.0 + sent["CP1"] + sent["CP2"])
+    batch = site.step()
+    assert batch is not None
+    (cp1,) = [lim for lim in batch.limits if lim.charge_point_id == "CP1"]
+    assert (cp1.limit_a, cp1.transaction_id) == (0.0, "1")
+    site.at(117.0)
+    site.reports(site.report("CP1", None, tx="1"), site.report("CP2", (sent["CP2"],) * 3))
+    site.meter(4.0 + sent["CP2"])
+    site.step()
+    state = site.state.loop.connectors["CP1/1"]
+    assert not state.beginning
+    assert site.state.decisions["CP1/1"]["limit_a"] in (0.0, 6.0)
+
+
+def test_a_paused_car_in_a_new_transaction_is_held_at_0_a_at_once() -> None:
+    """The charge point restarts the transaction of a car the loop has paused: the broker gave
+    the new transaction a TxProfile at the safe default; the step comes at once and sends the
+    car's 0 A for the new transaction."""
+    site = Site()
+    site.limits()
+    site.limits("ems", None)
+    sent = follow_two(site, 115.0, "1", base_a=29.0)  # 10 A of room: CP2's (priority 1)
+    assert sent["CP1"] == 0.0, sent
+    site.at(116.0)
+    why = site.reports(site.report("CP1", None, tx="2"), site.report("CP2", (sent["CP2"],) * 3))
+    assert why == "a new transaction"
+    batch = site.step()
+    assert batch is not None
+    (cp1,) = [lim for lim in batch.limits if lim.charge_point_id == "CP1"]
+    assert (cp1.limit_a, cp1.transaction_id) == (0.0, "2")
