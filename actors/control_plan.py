@@ -242,7 +242,8 @@ def plan(
 ) -> Plan:
     """Both plans, without the connectors at 0 A that cannot start in this step, nor those in a
     session's first step that pause (no room on the low plan, or meter data stale): nobody
-    gives way to them. ``can_start(demand, target)``: whether a connector at 0 A would start at that target."""
+    gives way to them. ``can_start(demand, target)``: whether a connector at 0 A would start
+    at that target."""
     first = _plan(nodes, counted.high, counted.low, mode, cfg, held=())
     held = [
         d.connector_id

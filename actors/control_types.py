@@ -102,9 +102,9 @@ def arriving(now_s: float, cfg: ControlConfig) -> ConnectorState:
 
 
 def beginning(now_s: float, cfg: ControlConfig) -> ConnectorState:
-    """A connector whose car's session began at ``now_s``: the car charges under the
-    TxDefaultProfile (the broker gives it no limit decided before its transaction,
-    actors.cp_energy), so that is the limit in force, just changed. Not yet a start for the
+    """A connector whose car's session began at ``now_s``: the car charges at the safe default
+    (the broker gives its transaction a TxProfile at that default at its start, and no limit
+    decided before it, actors.cp_energy), so that is the limit in force, just changed. Not yet a start for the
     charging dwell: a car that does not fit is paused at once, and one that fits is kept
     (from then on it has its dwell, actors.control_loop). Nothing is known of the car. A
     default below 6 A (``failsafe_current_a`` 0, "pause all") lets no car charge (IEC 61851: a

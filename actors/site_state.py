@@ -122,8 +122,9 @@ class SiteState:
         # each connector's decision of the last step, its mode and its entry in decisions
         self.decided_as: dict[str, tuple[ConnectorDecision, Mode, dict[str, Any]]] = {}
         self.sent: dict[str, float] = {}
-        # connectors whose session began since the last batch: their next decision goes out
-        # whatever was sent before (what is in force at the car is its TxDefaultProfile now)
+        # connectors with a new transaction since the last batch: their next decision goes out
+        # whatever was sent before (the broker gave the transaction the safe default at its
+        # start, actors.cp_energy)
         self.fresh: set[str] = set()
         self.last_batch_s: float | None = None
         self.trackers: dict[str, Tracker] = {}

@@ -27,7 +27,7 @@ from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
 from sim.profile_payloads import profile_for
 from tests.helpers import wait_for
-from tests.integration.broker.edge import start_edge
+from tests.integration.broker.edge import Edge, start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
 from tests.integration.broker.test_profiles_again import Charging, charging
@@ -255,15 +255,9 @@ async def test_a_remote_start_answered_after_its_transaction_began_keeps_its_cap
     await cloud.start()
     edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
     cp = RawChargePoint("CP1", version="ocpp2.0.1")
-    cp.answers["GetVariables"] = {"getVariableResult": []}  # the safe defaults
-    cp.answers["SetChargingProfile"] = {"status": "Accepted"}
     now = format_utc(datetime.now(UTC))
     try:
-        await cp.connect(edge.url)
-        boot = {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
-        assert (await cp.call("BootNotification", boot))[2]["status"] == "Accepted"
-        status = {"timestamp": now, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1}
-        await cp.call("StatusNotification", status)
+        await boot_201(cp, edge, "Occupied")
         edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
         await wait_for(lambda: edge.cp("CP1")["energy"]["limits_a"] == {"1": 10.0}, what="10 A")
 
@@ -296,6 +290,19 @@ async def test_a_remote_start_answered_after_its_transaction_began_keeps_its_cap
         await cp.close()
         await edge.stop()
         await cloud.stop()
+
+
+async def boot_201(cp: RawChargePoint, edge: Edge, connector_status: str) -> None:
+    """``cp`` (2.0.1) connected to ``edge`` and booted, its connector 1 in ``connector_status``;
+    it answers GetVariables with nothing (the safe defaults) and takes every profile."""
+    cp.answers["GetVariables"] = {"getVariableResult": []}
+    cp.answers["SetChargingProfile"] = {"status": "Accepted"}
+    await cp.connect(edge.url)
+    boot = {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
+    assert (await cp.call("BootNotification", boot))[2]["status"] == "Accepted"
+    now = format_utc(datetime.now(UTC))
+    status = {"timestamp": now, "connectorStatus": connector_status, "evseId": 1, "connectorId": 1}
+    await cp.call("StatusNotification", status)
 
 
 def calls(cp: RawChargePoint, action: str) -> list[list[Any]]:
@@ -383,15 +390,9 @@ async def test_a_201_transaction_that_names_its_evse_later_gets_its_tx_profile(
     await cloud.start()
     edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
     cp = RawChargePoint("CP1", version="ocpp2.0.1")
-    cp.answers["GetVariables"] = {"getVariableResult": []}  # the safe defaults
-    cp.answers["SetChargingProfile"] = {"status": "Accepted"}
     now = format_utc(datetime.now(UTC))
     try:
-        await cp.connect(edge.url)
-        boot = {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
-        assert (await cp.call("BootNotification", boot))[2]["status"] == "Accepted"
-        status = {"timestamp": now, "connectorStatus": "Available", "evseId": 1, "connectorId": 1}
-        await cp.call("StatusNotification", status)
+        await boot_201(cp, edge, "Available")
         await wait_for(
             lambda: len(calls(cp, "SetChargingProfile")) >= 2, what="the station's profiles"
         )
