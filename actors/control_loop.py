@@ -338,9 +338,11 @@ def _decide(
         if no_new_load(mode, cfg):
             why = "no new load while meter data is stale" if mode == "no_increase" else _NO_TOTAL
             return out(0.0, "pause", f"paused at once: {why}"), False
-        if prev < min_a:  # the default is below the least it is offered: start it
-            first = min(target, max(min_a, cfg.increase_step_a))
-            return out(first, "increase", f"raised to its minimum, {first:.1f} A, at once"), False
+        first = min(target, max(min_a, cfg.increase_step_a))  # as a start from 0 A would
+        if prev < min_a:  # the default is below the least it is offered
+            return out(first, "increase", f"raised to {first:.1f} A at once"), False
+        if first > prev and not settling:
+            return out(first, "increase", f"started at {first:.1f} A"), False
     if target < prev:
         charging_for = None if st.charging_s is None else now_s - st.charging_s
         if (

@@ -452,3 +452,17 @@ def test_a_default_above_the_share_is_lowered_and_the_others_give_way() -> None:
     cfg = replace(CFG, failsafe=FailSafe(current_a=16.0))
     result = arriving_at(charging(20.0), 20.0, limit_a=32.0, cfg=cfg)
     assert result.limits == {"a": 13.5, "b": 13.5}
+
+
+def test_a_beginning_car_with_room_goes_up_as_a_start_from_0_a_would() -> None:
+    """Nobody has to give way: its first decision is what a start would be (the larger of its
+    minimum and ``increase_step_a``, up to its target), not a hold at the default until its
+    first sample."""
+    cfg = replace(CFG, increase_step_a=32.0)
+    result = arriving_at(charging(10.0), 10.0, limit_a=32.0, cfg=cfg)
+    assert result.limits == {"a": 13.5, "b": 13.5}
+    b = result.record.decisions[1]
+    assert (b.action, b.previous_a) == ("increase", 6.0)
+    assert "started at 13.5 A" in b.reason
+    held = arriving_at(charging(10.0), 10.0, limit_a=32.0)  # increase_step_a 4: a start's 6 A
+    assert held.limits["b"] == 6.0
