@@ -93,6 +93,9 @@ class EnergySide:
         # connector -> the transaction whose refused TxProfile is tried again, until the retry
         # is answered (or one of its TxProfiles taken)
         self.retrying: dict[int, str] = {}
+        # connectors whose retry has gone to the queue: a newer limit for the transaction goes
+        # as the retry too (it replaces it there, and its answer is the retry's)
+        self.retry_sent: set[int] = set()
         # connector -> the cloud's limit on its transaction now, A (actors.cloud_profiles): the
         # TxProfile carries the lower of it and the energy node's
         self.cloud_caps: dict[int, float] = {}
@@ -141,6 +144,7 @@ class EnergySide:
         self.sent.clear()
         self.rejected.clear()  # what it refuses is learned again with its capabilities
         self.retrying.clear()
+        self.retry_sent.clear()
         self.boot_installed = False
         self.resume_tx = not rebooted
         if version is OcppVersion.V16:
@@ -169,6 +173,7 @@ class EnergySide:
         self.sent.clear()
         self.rejected.clear()
         self.retrying.clear()
+        self.retry_sent.clear()
         self.boot_installed = False
         self.resume_tx = False
         return self._boot_profiles(now) if self.caps_known else []
@@ -238,7 +243,7 @@ class EnergySide:
         station profiles (it manages this charge point's energy and knows what it takes)."""
         self.sent.pop(connector_id, None)
         self.rejected.pop(connector_id, None)
-        self.retrying.pop(connector_id, None)
+        self._retry_done(connector_id)
         limit = self.limit_of(connector_id, tx_id)
         if limit is None:
             if not self.boot_installed:
@@ -255,15 +260,18 @@ class EnergySide:
         return self._tx_profile(limit, tx_id)
 
     def _tx_profile(
-        self, limit: ConnectorLimit, tx_id: str, force: bool = False, *, retry: bool = False
+        self, limit: ConnectorLimit, tx_id: str, force: bool = False
     ) -> list[CallChargePoint]:
-        """``retry``: the retry of a refused one (:meth:`retry`), tagged ``txr:`` so its answer
-        is told from the others', and not replaced by a newer limit waiting to go."""
+        """Once the retry of a refused one has gone to the queue (:meth:`retry`), the
+        transaction's TxProfiles go as that retry (tagged ``txr:``, so its answer is told from
+        the others'; a newer one replaces it where it waits, never goes before it)."""
         cap_a = self.cloud_caps.get(limit.connector_id)
         if cap_a is not None and cap_a < limit.limit_a:
             limit = replace(limit, limit_a=cap_a)
         if not force and not worth_sending(limit.limit_a, self.sent.get(limit.connector_id)):
             return []
+        c = limit.connector_id
+        retry = c in self.retry_sent and self.retrying.get(c) == tx_id
         kind = "txr" if retry else "tx"
         tag = f"{kind}:{limit.connector_id}:{limit.limit_a}:{tx_id}"
         replace_key = f"{kind}:{limit.connector_id}"
@@ -351,11 +359,11 @@ class EnergySide:
         calls: list[CallChargePoint] = []
         later: TxRetry | None = None
         if kind == "txr" and self.retrying.get(connector_id) == tx_id:
-            del self.retrying[connector_id]  # the retry is answered
+            self._retry_done(connector_id)  # the retry is answered
         if status == "Accepted":
             self.sent[connector_id] = value
             self.rejected.pop(connector_id, None)
-            self.retrying.pop(connector_id, None)
+            self._retry_done(connector_id)
         elif status == "Rejected" and self.limit_of(connector_id, tx_id) is None:
             pass  # for a transaction that is no longer the connector's: nothing to learn
         elif status == "Rejected" and self.retrying.get(connector_id) == tx_id:
@@ -396,15 +404,20 @@ class EnergySide:
             return []
         limit = self.limit_of(r.connector_id, r.tx_id)
         if limit is None:
-            del self.retrying[r.connector_id]
+            self._retry_done(r.connector_id)
             return []
-        return self._tx_profile(limit, r.tx_id, force=True, retry=True)
+        self.retry_sent.add(r.connector_id)
+        return self._tx_profile(limit, r.tx_id, force=True)
 
     def drop_retry(self, r: TxRetry) -> None:
         """The retry is not sent (its transaction ended, or the link is down: a reconnection
         sends the running transactions' TxProfiles again)."""
         if self.retrying.get(r.connector_id) == r.tx_id:
-            del self.retrying[r.connector_id]
+            self._retry_done(r.connector_id)
+
+    def _retry_done(self, connector_id: int) -> None:
+        self.retrying.pop(connector_id, None)
+        self.retry_sent.discard(connector_id)
 
     def cloud_cleared(
         self,

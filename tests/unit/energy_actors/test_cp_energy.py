@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from actors.cp_downstream import DownCall, DownQueue
 from actors.cp_energy import Answer, EnergySide, TxRetry
 from actors.energy_messages import ConnectorLimit
 from actors.messages import CallChargePoint
@@ -285,3 +286,40 @@ def test_a_dropped_retry_is_not_sent() -> None:
     assert later is not None
     side.drop_retry(later)
     assert side.retry(later) == []
+
+
+def test_a_newer_limit_after_the_retry_went_replaces_it_where_it_waits() -> None:
+    """A slow charge point: a limit waits in the queue, the retry of a refused one is queued
+    behind it, then a decrease comes. The decrease goes as the retry (it replaces the retry
+    where it waits), so the last TxProfile the charge point takes is the decrease, not the
+    retry's older value going after it."""
+    side = charging_side()  # connector 1, transaction "7", 10 A taken
+    queue = DownQueue()
+    queue.add(DownCall(origin="edge", message_id="busy", action="X", text=""))
+    assert queue.next() is not None  # a call outstanding: the others wait
+
+    def enqueue(calls: list[CallChargePoint]) -> None:
+        for c in calls:
+            queue.add(
+                DownCall(
+                    origin="edge",
+                    message_id=c.tag,
+                    action=c.action,
+                    text="",
+                    tag=c.tag,
+                    replace_key=c.replace_key,
+                )
+            )
+
+    side.limit(limit(1, 16.0), 6.0, "7", lambda: NOW)
+    _, _, later = side.answered(refused("tx:1:16.0:7"), NOW)
+    assert later is not None
+    enqueue(side.limit(limit(1, 20.0), 6.0, "7", lambda: NOW))
+    enqueue(side.retry(later))
+    enqueue(side.limit(limit(1, 8.0), 6.0, "7", lambda: NOW))  # a decrease
+    order = [c.tag for c in queue.queue]
+    assert order == ["tx:1:20.0:7", "txr:1:8.0:7"]
+    for tag in order:
+        side.answered(accepted(tag), NOW)
+    assert (side.limits[1].limit_a, side.sent[1]) == (8.0, 8.0)
+    assert side.retrying == {}
