@@ -147,7 +147,8 @@ class CloudProfiles(DownstreamCalls):
         ]
 
     def _running_tx(self, connector: int) -> str | None:
-        for tx_id, tx in self.state.transactions.items():
+        """The newest transaction running on the connector (see cp_state.connector_reports)."""
+        for tx_id, tx in reversed(self.state.transactions.items()):
             if tx.get("state") == "running" and _connector(tx) == connector:
                 return tx_id
         return None

@@ -310,10 +310,13 @@ class ChargePointState:
             connector_id = connector_number(key)
             if connector_id == 0:
                 continue
+            # The newest: a charge point that restarted without ending its transactions (a
+            # 2.0.1 station whose Ended events never came) leaves older ones "running" here,
+            # and limits must go to the one it runs now (cp_cloud_caps._running_tx likewise).
             tx = next(
                 (
                     (tx_id, t)
-                    for tx_id, t in self.transactions.items()
+                    for tx_id, t in reversed(self.transactions.items())
                     if t.get("state") == "running" and t.get("connector") == key
                 ),
                 None,

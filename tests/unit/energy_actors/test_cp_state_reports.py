@@ -168,3 +168,24 @@ def test_a_value_that_is_no_finite_number_is_left_out_and_counted(text: str) -> 
     assert "current_L1_a" not in out
     assert out["current_L2_a"] == 7.5
     assert out["unusable_values"] == 1
+
+
+def test_a_connector_reports_its_newest_running_transaction() -> None:
+    """A 2.0.1 station that restarted without ending its transaction (its Ended never came)
+    starts another on the same connector: both are "running" here, and the report names the
+    newest (the energy node's limits go to it; the old one's TxProfiles were refused and taught
+    the broker stack level 0 and watts)."""
+    state = ChargePointState("CP1")
+    state.on_call(
+        "StatusNotification", {"evseId": 1, "connectorId": 1, "connectorStatus": "Occupied"}, NOW
+    )
+    for tx in ("old", "new"):
+        started = {
+            "eventType": "Started",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "transactionInfo": {"transactionId": tx},
+            "evse": {"id": 1, "connectorId": 1},
+        }
+        state.on_call("TransactionEvent", started, NOW)
+    (report,) = state.connector_reports(connected=True, now=NOW)
+    assert report.transaction_id == "new"
