@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from actors.control_types import IEC_MIN_CURRENT_A
 from actors.energy_messages import ConnectorLimit, ProfileOutcome
 from actors.messages import CallChargePoint
 from actors.ocpp_rules import utc_text
@@ -45,7 +46,7 @@ from drivers.ocpp.codes import OcppVersion
 
 CAPS_KEYS_16 = ["ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit"]
 RETRY_AFTER_S = 1.0  # a rejected TxProfile is tried once more, as it was, after this
-SAFE_DEFAULT_A = 6.0  # TxDefaultProfile before the energy node has spoken: the IEC 61851 minimum
+SAFE_DEFAULT_A = IEC_MIN_CURRENT_A  # TxDefaultProfile before the energy node has spoken
 DEFAULT_SOURCE = "safe default"  # what binds a new transaction's first TxProfile
 
 
