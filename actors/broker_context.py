@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from actors.control_types import IEC_MIN_CURRENT_A
 from actors.shards import broker_node, shard_of, shard_of_node
 from config.schema import ChargePointConfig, SiteConfig
 from drivers.ocpp.codes import OcppVersion
@@ -166,6 +167,15 @@ class BrokerContext:
         that takes only W, and the cloud's watts to amperes."""
         allocation = getattr(self.config.energy, "allocation", None)
         return float(getattr(allocation, "nominal_voltage_v", 230.0))
+
+    @property
+    def default_limit_a(self) -> float:
+        """The safe current of the site's TxDefaultProfile (``[allocation] failsafe_current_a``,
+        else its ``min_current_a``: ControlConfig.default_a), which the energy node's batches
+        carry too: the broker's from its start, before the first batch."""
+        allocation = getattr(self.config.energy, "allocation", None)
+        control = getattr(allocation, "control", None)
+        return IEC_MIN_CURRENT_A if control is None else float(control.default_a)
 
     @property
     def energy_managed(self) -> bool:

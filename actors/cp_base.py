@@ -113,6 +113,7 @@ class ChargePointBase(Actor):
             max_current_a=float(getattr(energy, "max_current_a", 32.0)),
             phases=int(getattr(energy, "phases", 3)),
             nominal_voltage_v=broker.nominal_voltage_v,
+            default_limit_a=broker.default_limit_a,
         )
         self.energy_ready = False  # energy calls wait for the first answer on a connection
         # connector (0: any) -> the TxProfile of the cloud's accepted remote start, and when

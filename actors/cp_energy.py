@@ -46,7 +46,7 @@ from drivers.ocpp.codes import OcppVersion
 
 CAPS_KEYS_16 = ["ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit"]
 RETRY_AFTER_S = 1.0  # a rejected TxProfile is tried once more, as it was, after this
-SAFE_DEFAULT_A = IEC_MIN_CURRENT_A  # TxDefaultProfile before the energy node has spoken
+SAFE_DEFAULT_A = IEC_MIN_CURRENT_A  # TxDefaultProfile of a site without [allocation]
 DEFAULT_SOURCE = "safe default"  # what binds a new transaction's first TxProfile
 
 
@@ -75,6 +75,7 @@ class EnergySide:
         max_current_a: float,
         phases: int,
         nominal_voltage_v: float = 230.0,
+        default_limit_a: float = SAFE_DEFAULT_A,
     ) -> None:
         self.cp_id = cp_id
         self.reply_to = reply_to
@@ -87,7 +88,9 @@ class EnergySide:
         self.version = OcppVersion.V16
         self.limits: dict[int, ConnectorLimit] = {}
         self.sent: dict[int, float] = {}
-        self.default_limit_a = SAFE_DEFAULT_A
+        # the site's safe TxDefaultProfile current (BrokerContext.default_limit_a), then each
+        # batch's
+        self.default_limit_a = default_limit_a
         self.boot_installed = False
         self.resume_tx = False  # once the capabilities are known: TxProfiles of a reconnect
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row

@@ -140,3 +140,38 @@ async def test_a_slow_charge_point_gets_the_latest_limit_next_and_holds_up_nobod
         await slow.stop()
         await edge.stop()
         await cloud.stop()
+
+
+async def test_before_the_energy_node_speaks_the_default_is_the_sites_failsafe_current(
+    tmp_path: Path,
+) -> None:
+    """The site's ``[allocation] failsafe_current_a`` is what its TxDefaultProfile offers (each
+    ProfileBatch carries it): the broker takes it from the configuration at its start. It took
+    6 A until the energy node's first batch, so a car that began then (the broker just
+    restarted, the energy node not yet heard) got 6 A where the site allows 0 A without the
+    loop."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    extra = ENERGY + "\n[allocation]\nfailsafe_current_a = 0\n"
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=extra)
+    cp = SimChargePoint(fast_config(edge.url, "ocpp1.6"))
+
+    def held() -> list[tuple[str, float]]:
+        return sorted((p.purpose.value, p.periods[0].limit) for p in cp.profiles.profiles)
+
+    try:
+        await charge(edge, cp)  # no batch: no energy node here
+        await wait_for(
+            lambda: (
+                [purpose for purpose, _ in held()]
+                == ["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"]
+            ),
+            what="the station's profiles and the transaction's",
+        )
+        assert held()[1:] == [("TxDefaultProfile", 0.0), ("TxProfile", 0.0)]
+        assert cp.offered_a(1) == 0.0
+        assert edge.cp("CP1")["energy"]["default_limit_a"] == 0.0
+    finally:
+        await cp.stop()
+        await edge.stop()
+        await cloud.stop()
