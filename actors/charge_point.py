@@ -376,6 +376,7 @@ class ChargePoint(LimitsAndCaps):
                         edge_minted=False,
                         id_tag_info=answer.payload.get("idTagInfo", {}),
                         start_key=start_dedup_key(call.payload).text(),
+                        now=self.broker.now(),
                     )
                     self.dirty = True
             elif call.action == "BootNotification":
@@ -477,6 +478,7 @@ class ChargePoint(LimitsAndCaps):
             edge_minted=True,
             id_tag_info=answer["idTagInfo"],
             start_key=start_dedup_key(call.payload).text(),
+            now=self.broker.now(),
         )
         tx = self.state.transactions[str(edge_id)]
         tx["local_path"] = msg.path

@@ -18,7 +18,11 @@ from actors.ocpp_rules import start_dedup_key, utc_text
 
 RECORD_VERSION = 1
 HISTORY_MAX = 30
-STOPPED_KEPT = 20
+STOPPED_KEPT = 20  # ended transactions kept (stopped or superseded), the newest
+# A transaction still "running" on a connector where a new one began: its end never came (a
+# charge point runs one per connector; a 2.0.1 station that restarted without sending Ended)
+SUPERSEDED = "superseded"
+ENDED_STATES = frozenset({"stopped", SUPERSEDED})
 START_KEYS_KEPT = 200
 PLUGGED = frozenset(
     {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Occupied"}
@@ -202,8 +206,10 @@ class ChargePointState:
         evse = payload.get("evse") or {}
         connector = f"{evse.get('id')}:{evse.get('connectorId', 1)}" if evse else None
         tx = self.transactions.setdefault(tx_id, {"state": "running", "edge_minted": False})
-        if connector is not None:
+        if connector is not None and tx.get("connector") != connector:
             tx["connector"] = connector
+            if tx.get("state") == "running":
+                self._supersede(connector, tx_id, now)
         if payload.get("eventType") == "Started":
             if connector is not None:
                 self._new_session(connector)
@@ -231,7 +237,9 @@ class ChargePointState:
         edge_minted: bool,
         id_tag_info: Mapping[str, Any],
         start_key: str,
+        now: datetime,
     ) -> None:
+        self._supersede(str(payload.get("connectorId")), str(transaction_id), now)
         self.transactions[str(transaction_id)] = {
             "state": "running",
             "connector": str(payload.get("connectorId")),
@@ -274,21 +282,39 @@ class ChargePointState:
             for key in SESSION_SAMPLE_KEYS:
                 m.pop(key, None)
 
+    def _supersede(self, connector: str, tx_id: str, now: datetime) -> None:
+        """Transaction ``tx_id`` runs on ``connector`` now: one still "running" there ended
+        without its end reaching the edge. It is kept as superseded (its StopTransaction or
+        Ended, should it come late, still stops it and goes to the cloud as any), and no limit,
+        report or status follows it any longer."""
+        for key, t in self.transactions.items():
+            if key != tx_id and t.get("state") == "running" and t.get("connector") == connector:
+                t.update(state=SUPERSEDED, superseded_by=tx_id, superseded_utc=utc_text(now))
+                self.event(
+                    "transaction superseded",
+                    now,
+                    f"{key} on connector {connector}: {tx_id} began there, its end never came",
+                )
+                self.count("transactions_superseded")
+        self._prune_stopped()
+
     def mapped(self, edge_id: int, cloud_id: int) -> None:
         tx = self.transactions.get(str(edge_id))
         if tx is not None:
             tx["cloud_id"] = cloud_id
 
     def _prune_stopped(self) -> None:
-        stopped = [k for k, t in self.transactions.items() if t.get("state") == "stopped"]
+        stopped = [k for k, t in self.transactions.items() if t.get("state") in ENDED_STATES]
         for key in stopped[: max(0, len(stopped) - STOPPED_KEPT)]:
             del self.transactions[key]
 
     def running_edge_ids(self) -> set[int]:
+        """The edge-minted ids not to mint again: running ones, and superseded ones (a late
+        StopTransaction may name them yet)."""
         return {
             int(k)
             for k, t in self.transactions.items()
-            if t.get("state") == "running" and t.get("edge_minted") and k.isdigit()
+            if t.get("state") in ("running", SUPERSEDED) and t.get("edge_minted") and k.isdigit()
         }
 
     # -- reports --------------------------------------------------------------------------------
@@ -310,9 +336,9 @@ class ChargePointState:
             connector_id = connector_number(key)
             if connector_id == 0:
                 continue
-            # The newest: a charge point that restarted without ending its transactions (a
-            # 2.0.1 station whose Ended events never came) leaves older ones "running" here,
-            # and limits must go to the one it runs now (cp_cloud_caps._running_tx likewise).
+            # The newest: a new transaction supersedes an older one still "running" on its
+            # connector (_supersede), but a state persisted before that may hold several, and
+            # limits must go to the one it runs now (cp_cloud_caps._running_tx likewise).
             tx = next(
                 (
                     (tx_id, t)

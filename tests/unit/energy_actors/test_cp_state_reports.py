@@ -88,6 +88,7 @@ def test_a_new_transaction_forgets_what_the_last_car_drew() -> None:
         edge_minted=False,
         id_tag_info={"status": "Accepted"},
         start_key=start_dedup_key(start).text(),
+        now=NOW,
     )
     assert measured(state, phases=3) == (7.0, 7.0, 7.0), "the answer keeps the new sample"
     state.on_call("StartTransaction", start, NOW)  # the charge point retries it

@@ -1,0 +1,129 @@
+"""A transaction still "running" on a connector where a new one begins has ended without its
+end reaching the edge (a charge point runs one per connector; a 2.0.1 station that restarted
+without sending Ended, a 1.6 one that lost its StopTransaction): ChargePointState keeps it as
+superseded, so no report, limit or status follows it, and its end, should it come late, still
+stops it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from actors.cp_state import STOPPED_KEPT, ChargePointState
+from actors.ocpp_rules import start_dedup_key
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def event_201(tx: str, kind: str, evse: int | None = 1, seq: int = 0) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "eventType": kind,
+        "timestamp": "2026-01-01T00:00:00Z",
+        "seqNo": seq,
+        "triggerReason": "Authorized",
+        "transactionInfo": {"transactionId": tx},
+    }
+    if evse is not None:
+        payload["evse"] = {"id": evse, "connectorId": 1}
+    return payload
+
+
+def station_201() -> ChargePointState:
+    state = ChargePointState("CP1")
+    for evse in (1, 2):
+        status = {"evseId": evse, "connectorId": 1, "connectorStatus": "Occupied"}
+        state.on_call("StatusNotification", status, NOW)
+    return state
+
+
+def start_16(state: ChargePointState, tx_id: int, connector: int = 1, minted: bool = True) -> None:
+    start = {
+        "connectorId": connector,
+        "idTag": "T",
+        "meterStart": tx_id,
+        "timestamp": "2026-01-01T00:00:00Z",
+    }
+    state.on_call("StartTransaction", start, NOW)
+    state.start_transaction(
+        transaction_id=tx_id,
+        payload=start,
+        message_id=f"m{tx_id}",
+        edge_minted=minted,
+        id_tag_info={"status": "Accepted"},
+        start_key=start_dedup_key(start).text(),
+        now=NOW,
+    )
+
+
+def states(state: ChargePointState) -> dict[str, str]:
+    return {k: str(t["state"]) for k, t in state.transactions.items()}
+
+
+def test_a_201_transaction_whose_end_never_came_is_superseded_by_the_next_on_its_evse() -> None:
+    state = station_201()
+    state.on_call("TransactionEvent", event_201("old", "Started"), NOW)
+    state.on_call("TransactionEvent", event_201("other", "Started", evse=2), NOW)
+    state.on_call("TransactionEvent", event_201("new", "Started"), NOW)
+    assert states(state) == {"old": "superseded", "other": "running", "new": "running"}
+    assert state.transactions["old"]["superseded_by"] == "new"
+    assert sorted(state.summary()["transactions"]) == ["new", "other"]
+    assert state.counters["transactions_superseded"] == 1
+    assert state.history[-1]["event"] == "transaction superseded"
+    assert "old on connector 1:1" in state.history[-1]["detail"]
+    reports = state.connector_reports(connected=True, now=NOW)
+    assert [(r.connector_id, r.transaction_id) for r in reports] == [(1, "new"), (2, "other")]
+
+    # The station's queue sends the old transaction's events late: they do not revive it; its
+    # Ended stops it.
+    state.on_call("TransactionEvent", event_201("old", "Updated", seq=1), NOW)
+    assert states(state)["old"] == "superseded"
+    assert states(state)["new"] == "running"
+    state.on_call("TransactionEvent", event_201("old", "Ended", seq=2), NOW)
+    assert states(state) == {"old": "stopped", "other": "running", "new": "running"}
+
+
+def test_a_201_transaction_supersedes_when_it_first_names_its_evse() -> None:
+    """Started at authorization names no EVSE; the Updated event at the plug-in does."""
+    state = station_201()
+    state.on_call("TransactionEvent", event_201("old", "Started"), NOW)
+    state.on_call("TransactionEvent", event_201("new", "Started", evse=None), NOW)
+    assert states(state) == {"old": "running", "new": "running"}
+    state.on_call("TransactionEvent", event_201("new", "Updated", seq=1), NOW)
+    assert states(state) == {"old": "superseded", "new": "running"}
+    # Its later events name the same EVSE: nothing more happens.
+    state.on_call("TransactionEvent", event_201("new", "Updated", seq=2), NOW)
+    assert state.counters["transactions_superseded"] == 1
+
+
+def test_a_16_start_supersedes_the_running_one_on_its_connector_only() -> None:
+    state = ChargePointState("CP1")
+    start_16(state, 1)
+    start_16(state, 2, connector=2)
+    start_16(state, 3)
+    assert states(state) == {"1": "superseded", "2": "running", "3": "running"}
+    # Its id is not minted again while kept: a late StopTransaction may name it.
+    assert state.running_edge_ids() == {1, 2, 3}
+    stop = {"transactionId": 1, "meterStop": 9, "timestamp": "2026-01-01T01:00:00Z"}
+    state.on_call("StopTransaction", stop, NOW)
+    assert states(state)["1"] == "stopped"
+    assert state.transactions["1"]["meter_stop_wh"] == 9
+    assert state.running_edge_ids() == {2, 3}
+
+
+def test_the_same_transaction_started_again_is_not_superseded() -> None:
+    """The cloud's answer to a retried start names the transaction it has."""
+    state = ChargePointState("CP1")
+    start_16(state, 7, minted=False)
+    start_16(state, 7, minted=False)
+    assert states(state) == {"7": "running"}
+    assert "transactions_superseded" not in state.counters
+
+
+def test_superseded_transactions_are_kept_as_many_as_stopped_ones() -> None:
+    state = ChargePointState("CP1")
+    for tx_id in range(1, STOPPED_KEPT + 5):
+        start_16(state, tx_id)
+    kept = states(state)
+    assert list(kept.values()).count("superseded") == STOPPED_KEPT
+    assert kept[str(STOPPED_KEPT + 4)] == "running"
+    assert "1" not in kept
