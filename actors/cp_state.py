@@ -287,15 +287,24 @@ class ChargePointState:
         without its end reaching the edge. It is kept as superseded (its StopTransaction or
         Ended, should it come late, still stops it and goes to the cloud as any), and no limit,
         report or status follows it any longer."""
-        for key, t in self.transactions.items():
-            if key != tx_id and t.get("state") == "running" and t.get("connector") == connector:
-                t.update(state=SUPERSEDED, superseded_by=tx_id, superseded_utc=utc_text(now))
-                self.event(
-                    "transaction superseded",
-                    now,
-                    f"{key} on connector {connector}: {tx_id} began there, its end never came",
-                )
-                self.count("transactions_superseded")
+        ended = [
+            key
+            for key, t in self.transactions.items()
+            if key != tx_id and t.get("state") == "running" and t.get("connector") == connector
+        ]
+        if not ended:
+            return
+        for key in ended:
+            self.transactions[key].update(
+                state=SUPERSEDED, superseded_by=tx_id, superseded_utc=utc_text(now)
+            )
+        self.event(
+            "transaction superseded",
+            now,
+            f"{', '.join(ended)} on connector {connector}: {tx_id} began there, "
+            f"{'their ends' if len(ended) > 1 else 'its end'} never came",
+        )
+        self.count("transactions_superseded", len(ended))
         self._prune_stopped()
 
     def mapped(self, edge_id: int, cloud_id: int) -> None:

@@ -119,6 +119,20 @@ def test_the_same_transaction_started_again_is_not_superseded() -> None:
     assert "transactions_superseded" not in state.counters
 
 
+def test_several_running_on_a_connector_are_superseded_at_once() -> None:
+    """A state persisted before transactions were superseded may hold several."""
+    state = station_201()
+    for tx in ("a", "b"):
+        state.transactions[tx] = {"state": "running", "connector": "1:1", "edge_minted": False}
+    state.on_call("TransactionEvent", event_201("c", "Started"), NOW)
+    assert states(state) == {"a": "superseded", "b": "superseded", "c": "running"}
+    assert state.counters["transactions_superseded"] == 2
+    superseded = [e for e in state.history if e["event"] == "transaction superseded"]
+    assert [e["detail"] for e in superseded] == [
+        "a, b on connector 1:1: c began there, their ends never came"
+    ]
+
+
 def test_superseded_transactions_are_kept_as_many_as_stopped_ones() -> None:
     state = ChargePointState("CP1")
     for tx_id in range(1, STOPPED_KEPT + 5):
