@@ -120,6 +120,8 @@ class EnergySide:
             "cloud_caps_a": {str(c): a for c, a in self.cloud_caps.items()},
             "cloud_default_a": self.cloud_default_a,
             "default_limit_a": self.default_limit_a,
+            # connector -> the transaction whose refused TxProfile goes once more
+            "retrying": {str(c): tx for c, tx in self.retrying.items()},
         }
 
     def _call(

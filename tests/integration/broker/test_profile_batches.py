@@ -6,16 +6,20 @@ charge point: the latest limit replaces one still waiting, and nobody else waits
 from __future__ import annotations
 
 import gc
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from actors.cp_state import connector_number
 from actors.energy_messages import ConnectorLimit, ProfileBatch
+from actors.utc import format_utc
 from sim.car import CarSpec
 from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
 from sim.cp_config import Behaviour
 from tests.helpers import wait_for
 from tests.integration.broker.edge import Edge, start_edge
+from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
 CPS = ("CP1", "CP2")
@@ -173,5 +177,60 @@ async def test_before_the_energy_node_speaks_the_default_is_the_sites_failsafe_c
         assert edge.cp("CP1")["energy"]["default_limit_a"] == 0.0
     finally:
         await cp.stop()
+        await edge.stop()
+        await cloud.stop()
+
+
+async def test_a_refused_tx_profile_is_not_tried_again_once_its_transaction_stopped(
+    tmp_path: Path,
+) -> None:
+    """A refused TxProfile goes once more a second later (RETRY_AFTER_S), unless its
+    transaction stopped meanwhile (ChargePoint._tx_retry): it would be refused again, and the
+    second refusal would teach the broker a lesson (stack level 0) the charge point never gave."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    cp = RawChargePoint("CP1")
+    keys = [
+        {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "20"},
+        {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current"},
+    ]
+    cp.answers["GetConfiguration"] = {"configurationKey": keys}
+
+    def set_profile(payload: dict[str, Any]) -> dict[str, Any]:
+        purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
+        return {"status": "Rejected" if purpose == "TxProfile" else "Accepted"}
+
+    def tx_profiles() -> int:
+        return sum(
+            1
+            for c in cp.received_calls
+            if c[2] == "SetChargingProfile"
+            and c[3]["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
+        )
+
+    def retrying() -> object:
+        return edge.cp("CP1")["energy"]["retrying"]
+
+    cp.answers["SetChargingProfile"] = set_profile
+    now = format_utc(datetime.now(UTC))
+    try:
+        await cp.connect(edge.url)
+        boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+        assert (await cp.call("BootNotification", boot))[2]["status"] == "Accepted"
+        status = {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
+        await cp.call("StatusNotification", status)
+        start = {"connectorId": 1, "idTag": GOOD_TAG, "meterStart": 0, "timestamp": now}
+        tx_id = (await cp.call("StartTransaction", start))[2]["transactionId"]
+        # Its TxProfile at the safe default goes at its start, and is refused.
+        await wait_for(lambda: retrying() == {"1": str(tx_id)}, what="the refusal, retry due")
+        stop = {"transactionId": tx_id, "meterStop": 10, "timestamp": now}
+        await cp.call("StopTransaction", stop)
+        sent = tx_profiles()
+        await wait_for(lambda: retrying() == {}, timeout=5, what="the retry's time come and gone")
+        assert tx_profiles() == sent == 1
+        assert edge.cp("CP1")["energy"]["caps"]["max_stack_level"] > 0, "nothing learned"
+    finally:
+        await cp.close()
         await edge.stop()
         await cloud.stop()
