@@ -982,7 +982,24 @@ def test_a_car_whose_status_leaves_charging_is_held_at_0_a_within_its_transactio
     site.step()
     state = site.state.loop.connectors["CP1/1"]
     assert not state.beginning
-    assert site.state.decisions["CP1/1"]["limit_a"] in (0.0, 6.0)
+    back = site.state.decisions["CP1/1"]
+    # Not kept at the default as a new car would be: at 0 A until the change settles.
+    assert (back["limit_a"], back["action"]) == (0.0, "hold"), back
+    assert back["reason"].startswith("no increase while a recent change settles"), back
+    # Its samples show it drawing nothing at 0 A: it starts as a paused car does, once the
+    # changes settle.
+    cp2 = sent["CP2"]
+    for t in range(118, 130):
+        site.at(float(t))
+        site.reports(site.report("CP1", (0.0,) * 3, tx="1"), site.report("CP2", (cp2,) * 3))
+        site.meter(4.0 + cp2)
+        site.step()
+        cp2 = site.state.decisions["CP2/1"]["limit_a"]
+        if site.state.decisions["CP1/1"]["limit_a"] > 0:
+            break
+    started = site.state.decisions["CP1/1"]
+    assert started["limit_a"] >= 6.0, started
+    assert not started["reason"].startswith("its session began"), started
 
 
 def test_a_paused_car_in_a_new_transaction_is_held_at_0_a_at_once() -> None:
