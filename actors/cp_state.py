@@ -174,9 +174,9 @@ class ChargePointState:
             self._meter(connector, payload.get("meterValue"), now)
             return False  # frequent: persisted with the next meaningful change or on stop
         if action == "StopTransaction":
-            tx = self.transactions.get(str(payload.get("transactionId")))
-            if tx is not None:
-                tx.update(
+            tx_id = str(payload.get("transactionId"))
+            if tx_id in self.transactions:
+                self._ended(tx_id).update(
                     state="stopped",
                     stopped_utc=payload.get("timestamp"),
                     meter_stop_wh=payload.get("meterStop"),
@@ -205,20 +205,25 @@ class ChargePointState:
         tx_id = str(info.get("transactionId"))
         evse = payload.get("evse") or {}
         connector = f"{evse.get('id')}:{evse.get('connectorId', 1)}" if evse else None
+        kind = payload.get("eventType")
+        heard = tx_id in self.transactions
         tx = self.transactions.setdefault(tx_id, {"state": "running", "edge_minted": False})
         if connector is not None and tx.get("connector") != connector:
             tx["connector"] = connector
-            if tx.get("state") == "running":
-                self._supersede(connector, tx_id, now)
-        if payload.get("eventType") == "Started":
-            if connector is not None:
+            if tx.get("state") == "running" and kind != "Ended":
+                if heard or kind == "Started":
+                    self._supersede(connector, tx_id, now)
+                else:
+                    self._heard_late(connector, tx_id, now)
+        if kind == "Started":
+            if connector is not None and tx.get("state") == "running":
                 self._new_session(connector)
             tx.update(
                 started_utc=payload.get("timestamp"),
                 id_tag=(payload.get("idToken") or {}).get("idToken"),
             )
-        if payload.get("eventType") == "Ended":
-            tx.update(
+        if kind == "Ended":
+            self._ended(tx_id).update(
                 state="stopped",
                 stopped_utc=payload.get("timestamp"),
                 stop_reason=info.get("stoppedReason"),
@@ -287,15 +292,11 @@ class ChargePointState:
         without its end reaching the edge. It is kept as superseded (its StopTransaction or
         Ended, should it come late, still stops it and goes to the cloud as any), and no limit,
         report or status follows it any longer."""
-        ended = [
-            key
-            for key, t in self.transactions.items()
-            if key != tx_id and t.get("state") == "running" and t.get("connector") == connector
-        ]
+        ended = self._running_at(connector, tx_id)
         if not ended:
             return
         for key in ended:
-            self.transactions[key].update(
+            self._ended(key).update(
                 state=SUPERSEDED, superseded_by=tx_id, superseded_utc=utc_text(now)
             )
         self.event(
@@ -307,12 +308,51 @@ class ChargePointState:
         self.count("transactions_superseded", len(ended))
         self._prune_stopped()
 
+    def _heard_late(self, connector: str, tx_id: str, now: datetime) -> None:
+        """A 2.0.1 transaction first heard of in the middle (an Updated event), where another
+        runs: a late event of one that ended unseen and was forgotten since (pruned), not a
+        new session (whose Started the edge heard). Kept as superseded by the running one."""
+        running = self._running_at(connector, tx_id)
+        if not running:
+            return  # the edge did not hear its start (its store was new): it runs
+        self._ended(tx_id).update(
+            state=SUPERSEDED, superseded_by=running[-1], superseded_utc=utc_text(now)
+        )
+        self.event(
+            "transaction superseded",
+            now,
+            f"{tx_id} on connector {connector}: heard of late, {running[-1]} runs there",
+        )
+        self.count("transactions_superseded")
+        self._prune_stopped()
+
+    def _running_at(self, connector: str, tx_id: str) -> list[str]:
+        """The transactions other than ``tx_id`` running on ``connector``, oldest first: on
+        its EVSE for 2.0.1 ("evse:connector": one transaction per EVSE)."""
+        evse = connector_number(connector) if ":" in connector else None
+        return [
+            key
+            for key, t in self.transactions.items()
+            if key != tx_id
+            and t.get("state") == "running"
+            and (
+                t.get("connector") == connector
+                or (evse is not None and connector_number(str(t.get("connector"))) == evse)
+            )
+        ]
+
+    def _ended(self, tx_id: str) -> dict[str, Any]:
+        """The transaction, moved last: the ended ones are pruned oldest end first."""
+        tx = self.transactions[tx_id] = self.transactions.pop(tx_id)
+        return tx
+
     def mapped(self, edge_id: int, cloud_id: int) -> None:
         tx = self.transactions.get(str(edge_id))
         if tx is not None:
             tx["cloud_id"] = cloud_id
 
     def _prune_stopped(self) -> None:
+        """Keep the ``STOPPED_KEPT`` that ended last (stopped or superseded)."""
         stopped = [k for k, t in self.transactions.items() if t.get("state") in ENDED_STATES]
         for key in stopped[: max(0, len(stopped) - STOPPED_KEPT)]:
             del self.transactions[key]
@@ -340,22 +380,30 @@ class ChargePointState:
         those has one (a 1-phase charge point that names its phase L1 reports no L2 or L3).
         Without one, the connector is not measured (as one that sends no MeterValues)."""
         caps = cloud_caps or {}
-        reports = []
+        # The newest per connector: a new transaction supersedes an older one still "running"
+        # on its connector (_supersede), but a state persisted before that may hold several,
+        # and limits must go to the one it runs now (cp_cloud_caps._running_tx likewise).
+        running: dict[object, tuple[str, dict[str, Any]]] = {}
+        for tx_id, t in self.transactions.items():
+            if t.get("state") == "running":
+                running[t.get("connector")] = (tx_id, t)
+        # One report per connector number: a 2.0.1 EVSE (what the edge manages, its TxProfiles
+        # name it) with two connectors reports the one in use: its transaction's, else the
+        # plugged one, else the first.
+        chosen: dict[int, str] = {}
         for key, c in sorted(self.connectors.items()):
             connector_id = connector_number(key)
+            was = chosen.get(connector_id)
+            if was is None or _in_use(key, c, running) > _in_use(
+                was, self.connectors[was], running
+            ):
+                chosen[connector_id] = key
+        reports = []
+        for connector_id, key in sorted(chosen.items(), key=lambda item: item[1]):
             if connector_id == 0:
                 continue
-            # The newest: a new transaction supersedes an older one still "running" on its
-            # connector (_supersede), but a state persisted before that may hold several, and
-            # limits must go to the one it runs now (cp_cloud_caps._running_tx likewise).
-            tx = next(
-                (
-                    (tx_id, t)
-                    for tx_id, t in reversed(self.transactions.items())
-                    if t.get("state") == "running" and t.get("connector") == key
-                ),
-                None,
-            )
+            c = self.connectors[key]
+            tx = running.get(key)
             m = self.meter.get(key, {})
             per_phase = tuple(m.get(f"current_L{i}_a") for i in (1, 2, 3))
             measured: tuple[float, float, float] | None = None
@@ -418,6 +466,12 @@ class ChargePointState:
             "last_events": self.history[-3:],
             "counters": self.counters,
         }
+
+
+def _in_use(
+    key: str, connector: Mapping[str, Any], running: Mapping[object, object]
+) -> tuple[bool, bool]:
+    return key in running, connector.get("status") in PLUGGED
 
 
 def connector_number(key: str) -> int:

@@ -190,3 +190,36 @@ def test_a_connector_reports_its_newest_running_transaction() -> None:
         state.on_call("TransactionEvent", started, NOW)
     (report,) = state.connector_reports(connected=True, now=NOW)
     assert report.transaction_id == "new"
+
+
+@pytest.mark.parametrize("used", [1, 2])
+def test_a_201_evse_with_two_connectors_reports_once_for_the_one_in_use(used: int) -> None:
+    """A 2.0.1 EVSE with two connectors (a Type 2 socket and a cable, or CCS and CHAdeMO): the
+    edge manages the EVSE (its TxProfiles name the EVSE), so it gives one report, of the
+    connector in use. With one report per connector the energy node kept the later one: with
+    the car on connector 1, the idle connector 2's, and the car counted as no car (0 A)."""
+    state = ChargePointState("CP1")
+    for connector in (1, 2):
+        status = "Occupied" if connector == used else "Available"
+        payload = {"evseId": 1, "connectorId": connector, "connectorStatus": status}
+        state.on_call("StatusNotification", payload, NOW)
+    started = {
+        "eventType": "Started",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "transactionInfo": {"transactionId": "T"},
+        "evse": {"id": 1, "connectorId": used},
+    }
+    state.on_call("TransactionEvent", started, NOW)
+    three_phases(state, 9.0, evseId=1)
+    (report,) = state.connector_reports(connected=True, now=NOW)
+    assert (report.connector_id, report.transaction_id, report.charging) == (1, "T", True)
+    assert (report.status, report.plugged, report.measured_a) == ("Occupied", True, (9.0,) * 3)
+
+    # No transaction: the plugged one, else the first.
+    state.on_call("TransactionEvent", {**started, "eventType": "Ended"}, NOW)
+    (report,) = state.connector_reports(connected=True, now=NOW)
+    assert (report.charging, report.status) == (False, "Occupied")
+    payload = {"evseId": 1, "connectorId": used, "connectorStatus": "Available"}
+    state.on_call("StatusNotification", payload, NOW)
+    (report,) = state.connector_reports(connected=True, now=NOW)
+    assert (report.connector_id, report.status) == (1, "Available")

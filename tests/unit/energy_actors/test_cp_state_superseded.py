@@ -141,3 +141,69 @@ def test_superseded_transactions_are_kept_as_many_as_stopped_ones() -> None:
     assert list(kept.values()).count("superseded") == STOPPED_KEPT
     assert kept[str(STOPPED_KEPT + 4)] == "running"
     assert "1" not in kept
+
+
+def sessions_201(state: ChargePointState, n: int, evse: int) -> None:
+    """``n`` whole sessions on ``evse`` (Started and Ended)."""
+    for i in range(n):
+        state.on_call("TransactionEvent", event_201(f"s{i}", "Started", evse=evse), NOW)
+        state.on_call("TransactionEvent", event_201(f"s{i}", "Ended", evse=evse, seq=1), NOW)
+
+
+def test_a_superseded_transaction_outlives_the_sessions_that_ended_before_it() -> None:
+    """Ended transactions are pruned oldest end first: one superseded after 20 sessions ended
+    on another EVSE is kept (it was pruned at once, being older than them, and its late Ended
+    then came as a new transaction's that superseded the car charging there)."""
+    state = station_201()
+    state.on_call("TransactionEvent", event_201("A", "Started"), NOW)
+    sessions_201(state, STOPPED_KEPT, evse=2)
+    state.on_call("TransactionEvent", event_201("B", "Started"), NOW)
+    assert states(state)["A"] == "superseded"
+    state.on_call("TransactionEvent", event_201("A", "Ended", seq=5), NOW)
+    assert (states(state)["A"], states(state)["B"]) == ("stopped", "running")
+    (report, _) = state.connector_reports(connected=True, now=NOW)
+    assert (report.transaction_id, report.charging) == ("B", True)
+
+
+def test_late_events_of_a_forgotten_transaction_do_not_take_the_connector() -> None:
+    """Its record pruned, a transaction's late Updated and Ended events are not a new session's:
+    the car charging there keeps its transaction."""
+    state = station_201()
+    state.on_call("TransactionEvent", event_201("B", "Started"), NOW)
+    state.on_call("TransactionEvent", event_201("A", "Updated", seq=3), NOW)
+    assert states(state) == {"B": "running", "A": "superseded"}
+    assert state.transactions["A"]["superseded_by"] == "B"
+    assert "heard of late, B runs there" in state.history[-1]["detail"]
+    del state.transactions["A"]  # pruned
+    state.on_call("TransactionEvent", event_201("A", "Ended", seq=4), NOW)
+    assert states(state) == {"B": "running", "A": "stopped"}
+    (report, _) = state.connector_reports(connected=True, now=NOW)
+    assert report.transaction_id == "B"
+
+
+def test_a_transaction_first_heard_in_the_middle_runs_where_none_does() -> None:
+    """The edge did not hear its start (its store was new): it runs."""
+    state = station_201()
+    state.on_call("TransactionEvent", event_201("A", "Updated", seq=3), NOW)
+    assert states(state) == {"A": "running"}
+
+
+def test_a_201_transaction_supersedes_the_others_of_its_evse() -> None:
+    """2.0.1 runs one transaction per EVSE, whichever of its connectors."""
+    state = station_201()
+    stale = event_201("A", "Started")
+    stale["evse"] = {"id": 1, "connectorId": 2}
+    state.on_call("TransactionEvent", stale, NOW)
+    state.on_call("TransactionEvent", event_201("B", "Started"), NOW)
+    assert states(state) == {"A": "superseded", "B": "running"}
+
+
+def test_a_16_superseded_edge_id_is_kept_and_not_minted_again() -> None:
+    state = ChargePointState("CP1")
+    start_16(state, 2_000_000_000)
+    for tx_id in range(100, 100 + STOPPED_KEPT):
+        start_16(state, tx_id, connector=2, minted=False)
+        state.on_call("StopTransaction", {"transactionId": tx_id, "meterStop": 1}, NOW)
+    start_16(state, 600, minted=False)
+    assert states(state)["2000000000"] == "superseded"
+    assert 2_000_000_000 in state.running_edge_ids()
