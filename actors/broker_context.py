@@ -171,8 +171,8 @@ class BrokerContext:
     @property
     def default_limit_a(self) -> float:
         """The safe current of the site's TxDefaultProfile (``[allocation] failsafe_current_a``,
-        else its ``min_current_a``: ControlConfig.default_a), which the energy node's batches
-        carry too: the broker's from its start, before the first batch."""
+        6 A unless set: ControlConfig.default_a), which the energy node's batches carry too: the
+        broker's from its start, before the first batch."""
         allocation = getattr(self.config.energy, "allocation", None)
         control = getattr(allocation, "control", None)
         return IEC_MIN_CURRENT_A if control is None else float(control.default_a)
