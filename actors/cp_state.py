@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from actors.energy_messages import ConnectorReport
 from actors.ocpp_rules import start_dedup_key, utc_text
+from actors.utc import parse_utc
 
 RECORD_VERSION = 1
 HISTORY_MAX = 30
@@ -214,7 +215,7 @@ class ChargePointState:
                 if heard or kind == "Started":
                     self._supersede(connector, tx_id, now)
                 else:
-                    self._heard_late(connector, tx_id, now)
+                    self._heard_late(connector, tx_id, now, payload.get("timestamp"))
         if kind == "Started":
             if connector is not None and tx.get("state") == "running":
                 self._new_session(connector)
@@ -231,6 +232,7 @@ class ChargePointState:
             self._prune_stopped()
         if payload.get("meterValue") and connector is not None:
             self._meter(connector, payload.get("meterValue"), now)
+        tx["event_utc"] = payload.get("timestamp")  # the station's time of its last event
         return payload.get("eventType") != "Updated"
 
     def start_transaction(
@@ -265,19 +267,22 @@ class ChargePointState:
 
     def _evse_connector(self, evse_id: object) -> str:
         """2.0.1 MeterValues name the EVSE only; its connector is kept as "evse:connector" (as
-        StatusNotification and TransactionEvent name it): the one with a running transaction,
-        else the EVSE's only (or first) connector; EVSE 0 (the station's meter) stays "0"."""
+        StatusNotification and TransactionEvent name it): the one with its newest running
+        transaction, else its plugged one, else its only (or first) connector; EVSE 0 (the
+        station's meter) stays "0" (connector_reports reads the same one)."""
         evse = str(evse_id)
         if evse == "0":
             return evse
+        running = None  # the newest (connector_reports)
+        for t in self.transactions.values():
+            key = str(t.get("connector"))
+            if t.get("state") == "running" and ":" in key and key.partition(":")[0] == evse:
+                running = key
+        if running is not None:
+            return running
         keys = sorted(k for k in self.connectors if k.partition(":")[0] == evse and ":" in k)
-        running = {
-            t.get("connector") for t in self.transactions.values() if t.get("state") == "running"
-        }
-        for key in keys:
-            if key in running:
-                return key
-        return keys[0] if keys else f"{evse}:1"
+        plugged = [k for k in keys if self.connectors[k].get("status") in PLUGGED]
+        return (plugged or keys or [f"{evse}:1"])[0]
 
     def _new_session(self, connector: str) -> None:
         """A transaction begins: what the connector's last car drew is not the new car's (the
@@ -308,13 +313,20 @@ class ChargePointState:
         self.count("transactions_superseded", len(ended))
         self._prune_stopped()
 
-    def _heard_late(self, connector: str, tx_id: str, now: datetime) -> None:
-        """A 2.0.1 transaction first heard of in the middle (an Updated event), where another
-        runs: a late event of one that ended unseen and was forgotten since (pruned), not a
-        new session (whose Started the edge heard). Kept as superseded by the running one."""
+    def _heard_late(self, connector: str, tx_id: str, now: datetime, at: object) -> None:
+        """A 2.0.1 transaction first heard of in the middle (an Updated event, ``at`` the
+        station's time of it), where another runs: either that one is stale (its end never
+        came) and the edge missed this one's start (it refused the Started, or its store was
+        new), or this is a late event of one that ended unseen and was forgotten since
+        (pruned). The station's times tell, if they are plausible (a station's clock may go
+        back to 1970 or 2000 at a restart); else the running one keeps running."""
         running = self._running_at(connector, tx_id)
         if not running:
             return  # the edge did not hear its start (its store was new): it runs
+        last = self.transactions[running[-1]]
+        if _later(at, last.get("event_utc") or last.get("started_utc")):
+            self._supersede(connector, tx_id, now)
+            return
         self._ended(tx_id).update(
             state=SUPERSEDED, superseded_by=running[-1], superseded_utc=utc_text(now)
         )
@@ -380,31 +392,31 @@ class ChargePointState:
         those has one (a 1-phase charge point that names its phase L1 reports no L2 or L3).
         Without one, the connector is not measured (as one that sends no MeterValues)."""
         caps = cloud_caps or {}
-        # The newest per connector: a new transaction supersedes an older one still "running"
-        # on its connector (_supersede), but a state persisted before that may hold several,
-        # and limits must go to the one it runs now (cp_cloud_caps._running_tx likewise).
-        running: dict[object, tuple[str, dict[str, Any]]] = {}
+        # One report per connector number: a 2.0.1 EVSE (what the edge manages: its TxProfiles
+        # name it) with two connectors is one. Its transaction is the newest running there: a
+        # new transaction supersedes an older one still "running" (_supersede), but a state
+        # persisted before that may hold several, and limits go to the newest
+        # (cp_cloud_caps._running_tx likewise). Its status is its plugged connector's.
+        running: dict[int, tuple[str, dict[str, Any]]] = {}
         for tx_id, t in self.transactions.items():
             if t.get("state") == "running":
-                running[t.get("connector")] = (tx_id, t)
-        # One report per connector number: a 2.0.1 EVSE (what the edge manages, its TxProfiles
-        # name it) with two connectors reports the one in use: its transaction's, else the
-        # plugged one, else the first.
-        chosen: dict[int, str] = {}
-        for key, c in sorted(self.connectors.items()):
-            connector_id = connector_number(key)
-            was = chosen.get(connector_id)
-            if was is None or _in_use(key, c, running) > _in_use(
-                was, self.connectors[was], running
-            ):
-                chosen[connector_id] = key
+                running[connector_number(str(t.get("connector")))] = (tx_id, t)
+        groups: dict[int, list[str]] = {}
+        for key in sorted(self.connectors):
+            groups.setdefault(connector_number(key), []).append(key)
         reports = []
-        for connector_id, key in sorted(chosen.items(), key=lambda item: item[1]):
+        for connector_id, keys in groups.items():
             if connector_id == 0:
                 continue
+            tx = running.get(connector_id)
+            tx_key = None if tx is None else str(tx[1].get("connector"))
+            plugged = [k for k in keys if self.connectors[k].get("status") in PLUGGED]
+            if tx_key in plugged or (tx_key in keys and not plugged):
+                key = str(tx_key)
+            else:
+                key = plugged[0] if plugged else keys[0]
             c = self.connectors[key]
-            tx = running.get(key)
-            m = self.meter.get(key, {})
+            m = self.meter.get(key if tx_key is None else tx_key, {})
             per_phase = tuple(m.get(f"current_L{i}_a") for i in (1, 2, 3))
             measured: tuple[float, float, float] | None = None
             if all(isinstance(p, float) for p in per_phase[: max(1, phases)]):
@@ -468,10 +480,16 @@ class ChargePointState:
         }
 
 
-def _in_use(
-    key: str, connector: Mapping[str, Any], running: Mapping[object, object]
-) -> tuple[bool, bool]:
-    return key in running, connector.get("status") in PLUGGED
+PLAUSIBLE_FROM = datetime(2020, 1, 1, tzinfo=UTC)  # a station's time before this: its clock reset
+
+
+def _later(a: object, b: object) -> bool:
+    """Whether station time ``a`` is after ``b``, both plausible; False if either is not."""
+    try:
+        ta, tb = parse_utc(a, where="event"), parse_utc(b, where="event")
+    except ValueError:
+        return False
+    return tb >= PLAUSIBLE_FROM and ta > tb
 
 
 def connector_number(key: str) -> int:

@@ -1,86 +1,143 @@
 """A transaction whose end never reached the edge, through the real broker and a raw 2.0.1
-station: the next one on its EVSE supersedes it, and its late Ended, after other sessions
-ended meanwhile, neither revives it nor takes the EVSE from the car charging there (review of
-00ac234: the superseded one was pruned at once, being older than those sessions, and its late
-Ended then came as a new transaction's, which superseded the running one: no limits for it)."""
+station: the next one on its EVSE supersedes it, and it gets the limits.
+
+Reviews of 00ac234 and 43876c9: the superseded one was pruned at once (older than the sessions
+that had ended meanwhile) and its late Ended came as a new transaction's, which superseded the
+running one; and a car whose Started the edge refused, first heard in an Updated event, was taken
+as the late one by the order heard. Every event still reaches the cloud as it came."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from actors.cp_state import STOPPED_KEPT
 from actors.utc import format_utc
 from sim.cloud import SimCloud
 from tests.helpers import wait_for
-from tests.integration.broker.edge import start_edge
+from tests.integration.broker.edge import Edge, start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.test_cloud_profiles import boot_201, calls
 from tests.integration.broker.test_profile_batches import ENERGY, batch
 from tests.integration.sim.conftest import GOOD_TAG
 
 
-async def test_the_late_end_of_a_superseded_transaction_leaves_the_running_one(
-    tmp_path: Path,
-) -> None:
-    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
-    await cloud.start()
-    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
-    cp = RawChargePoint("CP1", version="ocpp2.0.1")
-    seq = iter(range(10_000))
+@dataclass
+class Station:
+    cloud: SimCloud
+    edge: Edge
+    cp: RawChargePoint
+    seq: int = 0
 
-    async def event(tx: str, kind: str, evse: int) -> None:
+    async def event(
+        self, tx: str, kind: str, evse: int = 1, token_type: str = "ISO14443"
+    ) -> list[Any]:
+        self.seq += 1
         payload: dict[str, Any] = {
             "eventType": kind,
             "timestamp": format_utc(datetime.now(UTC)),
-            "seqNo": next(seq),
-            "triggerReason": "Authorized" if kind == "Started" else "EVCommunicationLost",
+            "seqNo": self.seq,
+            "triggerReason": "Authorized" if kind == "Started" else "MeterValuePeriodic",
             "transactionInfo": {"transactionId": tx},
             "evse": {"id": evse, "connectorId": 1},
         }
         if kind == "Started":
-            payload["idToken"] = {"idToken": GOOD_TAG, "type": "ISO14443"}
-        await cp.call("TransactionEvent", payload)
+            payload["idToken"] = {"idToken": GOOD_TAG, "type": token_type}
+        return await self.cp.call("TransactionEvent", payload)
 
-    def tx_profiles_for(tx: str) -> int:
+    def states(self) -> dict[str, str]:
+        actor = self.edge.system.actor("broker/charge_points/CP1")
+        return {k: str(t["state"]) for k, t in actor.state.transactions.items()}
+
+    def running(self) -> list[str]:
+        return sorted(self.edge.cp("CP1")["transactions"])
+
+    def tx_profiles_for(self, tx: str) -> int:
         return sum(
             1
-            for c in calls(cp, "SetChargingProfile")
+            for c in calls(self.cp, "SetChargingProfile")
             if c[3]["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
             and c[3]["chargingProfile"].get("transactionId") == tx
         )
 
+    async def limits_go_to(self, running: str, stale: str) -> None:
+        """A batch's 8 A for connector 1 goes to ``running``'s TxProfile, none to ``stale``."""
+        before, stale_before = self.tx_profiles_for(running), self.tx_profiles_for(stale)
+        self.edge.system.send("broker/profiles", batch(self.edge, 8.0, sent_ns=1_000))
+        await wait_for(
+            lambda: self.tx_profiles_for(running) > before, what=f"{running}'s TxProfile at 8 A"
+        )
+        assert self.tx_profiles_for(stale) == stale_before
+
+
+@pytest.fixture
+async def station(tmp_path: Path) -> AsyncIterator[Station]:
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    cp = RawChargePoint("CP1", version="ocpp2.0.1")
     try:
         await boot_201(cp, edge, "Occupied")
-        status = {
-            "timestamp": format_utc(datetime.now(UTC)),
-            "connectorStatus": "Occupied",
-            "evseId": 2,
-            "connectorId": 1,
-        }
-        await cp.call("StatusNotification", status)
-        await event("A", "Started", 1)  # then the station restarts, and sends no Ended
-        for i in range(STOPPED_KEPT):  # EVSE 2 goes on charging cars
-            await event(f"X{i}", "Started", 2)
-            await event(f"X{i}", "Ended", 2)
-        await event("B", "Started", 1)  # a new car on EVSE 1
-        actor = edge.system.actor("broker/charge_points/CP1")
-        assert actor.state.transactions["A"]["state"] == "superseded"
-        assert sorted(edge.cp("CP1")["transactions"]) == ["B"]
-
-        await event("A", "Ended", 1)  # the station's queue sends A's end late
-        await event("B", "Updated", 1)
-        assert actor.state.transactions["A"]["state"] == "stopped"
-        assert sorted(edge.cp("CP1")["transactions"]) == ["B"]
-        reports = actor.state.connector_reports(connected=True, now=datetime.now(UTC))
-        assert [(r.connector_id, r.transaction_id) for r in reports] == [(1, "B"), (2, None)]
-
-        before, stale = tx_profiles_for("B"), tx_profiles_for("A")
-        edge.system.send("broker/profiles", batch(edge, 8.0, sent_ns=1_000))
-        await wait_for(lambda: tx_profiles_for("B") > before, what="B's TxProfile at 8 A")
-        assert tx_profiles_for("A") == stale
+        yield Station(cloud=cloud, edge=edge, cp=cp)
     finally:
         await cp.close()
         await edge.stop()
         await cloud.stop()
+
+
+async def test_the_late_end_of_a_superseded_transaction_leaves_the_running_one(
+    station: Station,
+) -> None:
+    s = station
+    status = {
+        "timestamp": format_utc(datetime.now(UTC)),
+        "connectorStatus": "Occupied",
+        "evseId": 2,
+        "connectorId": 1,
+    }
+    await s.cp.call("StatusNotification", status)
+    await s.event("A", "Started")  # then the station restarts, and sends no Ended
+    for i in range(STOPPED_KEPT):  # EVSE 2 goes on charging cars
+        await s.event(f"X{i}", "Started", evse=2)
+        await s.event(f"X{i}", "Ended", evse=2)
+    await s.event("B", "Started")  # a new car on EVSE 1
+    assert s.states()["A"] == "superseded"
+    assert s.running() == ["B"]
+
+    await s.event("A", "Ended")  # the station's queue sends A's end late
+    await s.event("B", "Updated")
+    assert s.states()["A"] == "stopped"
+    assert s.running() == ["B"]
+    actor = s.edge.system.actor("broker/charge_points/CP1")
+    reports = actor.state.connector_reports(connected=True, now=datetime.now(UTC))
+    assert [(r.connector_id, r.transaction_id) for r in reports] == [(1, "B"), (2, None)]
+    await s.limits_go_to("B", stale="A")
+
+
+async def test_a_car_whose_start_the_edge_refused_takes_the_evse_from_a_stale_one(
+    station: Station,
+) -> None:
+    """B's Started is refused (an idToken type the schema does not know: a CALLERROR), and the
+    station goes on with B's Updated events: by the station's times B is newer than A, whose
+    end never came."""
+    s = station
+    await s.event("A", "Started")  # then the station restarts, and sends no Ended
+    refused = await s.event("B", "Started", token_type="Bogus")
+    assert refused[0] == 4, refused
+    await s.event("B", "Updated")
+    assert s.states() == {"A": "superseded", "B": "running"}
+    assert s.running() == ["B"]
+    await s.limits_go_to("B", stale="A")
+
+    def got() -> list[tuple[str, str]]:
+        return [
+            (m.payload["eventType"], m.payload["transactionInfo"]["transactionId"])
+            for m in s.cloud.received("CP1", "TransactionEvent")
+        ]
+
+    await wait_for(lambda: got() == [("Started", "A"), ("Updated", "B")], what="the cloud's")

@@ -223,3 +223,37 @@ def test_a_201_evse_with_two_connectors_reports_once_for_the_one_in_use(used: in
     state.on_call("StatusNotification", payload, NOW)
     (report,) = state.connector_reports(connected=True, now=NOW)
     assert (report.connector_id, report.status) == (1, "Available")
+
+
+def test_a_201_transaction_naming_only_its_evse_counts_the_plugged_connector() -> None:
+    """TransactionEvent names the EVSE alone (connectorId left out: kept as connector 1) while
+    the car is on connector 2: the EVSE is plugged and charging (second review: its report was
+    connector 1's, Available, and the car was not counted)."""
+    state = ChargePointState("CP1")
+    for connector, status in ((1, "Available"), (2, "Occupied")):
+        payload = {"evseId": 1, "connectorId": connector, "connectorStatus": status}
+        state.on_call("StatusNotification", payload, NOW)
+    started = {
+        "eventType": "Started",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "transactionInfo": {"transactionId": "B"},
+        "evse": {"id": 1},
+    }
+    state.on_call("TransactionEvent", started, NOW)
+    three_phases(state, 16.0, evseId=1)
+    (report,) = state.connector_reports(connected=True, now=NOW)
+    assert (report.transaction_id, report.plugged, report.charging) == ("B", True, True)
+    assert (report.status, report.measured_a) == ("Occupied", (16.0,) * 3)
+
+
+def test_a_201_evse_reports_its_newest_running_transaction_whichever_connector() -> None:
+    """A state persisted before superseding may hold two running on one EVSE, on different
+    connectors: the report names the newest, as the broker's limits do (cp_cloud_caps)."""
+    state = ChargePointState("CP1")
+    for connector in (1, 2):
+        payload = {"evseId": 1, "connectorId": connector, "connectorStatus": "Occupied"}
+        state.on_call("StatusNotification", payload, NOW)
+    state.transactions["A"] = {"state": "running", "connector": "1:1", "edge_minted": False}
+    state.transactions["B"] = {"state": "running", "connector": "1:2", "edge_minted": False}
+    (report,) = state.connector_reports(connected=True, now=NOW)
+    assert report.transaction_id == "B"

@@ -207,3 +207,41 @@ def test_a_16_superseded_edge_id_is_kept_and_not_minted_again() -> None:
     start_16(state, 600, minted=False)
     assert states(state)["2000000000"] == "superseded"
     assert 2_000_000_000 in state.running_edge_ids()
+
+
+def at(event: dict[str, Any], timestamp: str) -> dict[str, Any]:
+    return {**event, "timestamp": timestamp}
+
+
+def test_a_transaction_first_heard_late_but_newer_than_the_running_one_runs() -> None:
+    """The edge missed its Started (refused it, or its store is new) and the running one is a
+    stale one whose end never came: the station's times tell which is late (second review:
+    by the order heard, the charging car was taken as the late one and got no limits)."""
+    state = station_201()
+    state.on_call("TransactionEvent", at(event_201("A", "Started"), "2026-01-01T08:00:00Z"), NOW)
+    late = at(event_201("B", "Updated", seq=1), "2026-01-01T09:00:00Z")
+    state.on_call("TransactionEvent", late, NOW)
+    assert states(state) == {"A": "superseded", "B": "running"}
+    (report, _) = state.connector_reports(connected=True, now=NOW)
+    assert (report.transaction_id, report.charging) == ("B", True)
+
+
+def test_with_a_store_new_the_transaction_whose_events_are_newer_runs() -> None:
+    state = station_201()
+    old = at(event_201("A", "Updated", seq=7), "2026-01-01T08:00:00Z")
+    state.on_call("TransactionEvent", old, NOW)
+    state.on_call("TransactionEvent", at(event_201("B", "Updated"), "2026-01-01T09:00:00Z"), NOW)
+    state.on_call(
+        "TransactionEvent", at(event_201("A", "Ended", seq=8), "2026-01-01T08:01:00Z"), NOW
+    )
+    state.on_call("TransactionEvent", at(event_201("B", "Updated"), "2026-01-01T09:01:00Z"), NOW)
+    assert states(state) == {"A": "stopped", "B": "running"}
+
+
+def test_without_plausible_times_the_one_heard_first_keeps_running() -> None:
+    """A station whose clock went back to 2000 at its restart: its times say nothing."""
+    state = station_201()
+    state.on_call("TransactionEvent", at(event_201("B", "Started"), "2000-01-01T00:05:00Z"), NOW)
+    late = at(event_201("A", "Updated", seq=3), "2026-01-01T08:00:00Z")
+    state.on_call("TransactionEvent", late, NOW)
+    assert states(state) == {"B": "running", "A": "superseded"}
