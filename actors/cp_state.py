@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from actors.energy_messages import ConnectorReport
 from actors.ocpp_rules import start_dedup_key, utc_text
-from actors.utc import parse_utc
 
 RECORD_VERSION = 1
 HISTORY_MAX = 30
@@ -215,7 +214,9 @@ class ChargePointState:
                 if heard or kind == "Started":
                     self._supersede(connector, tx_id, now)
                 else:
-                    self._heard_late(connector, tx_id, now, payload.get("timestamp"))
+                    self._heard_late(connector, tx_id, now)
+        elif tx.get("late") and kind != "Ended" and tx.get("state") == SUPERSEDED:
+            self._resume_late(tx_id, now)
         if kind == "Started":
             if connector is not None and tx.get("state") == "running":
                 self._new_session(connector)
@@ -232,7 +233,6 @@ class ChargePointState:
             self._prune_stopped()
         if payload.get("meterValue") and connector is not None:
             self._meter(connector, payload.get("meterValue"), now)
-        tx["event_utc"] = payload.get("timestamp")  # the station's time of its last event
         return payload.get("eventType") != "Updated"
 
     def start_transaction(
@@ -313,22 +313,22 @@ class ChargePointState:
         self.count("transactions_superseded", len(ended))
         self._prune_stopped()
 
-    def _heard_late(self, connector: str, tx_id: str, now: datetime, at: object) -> None:
-        """A 2.0.1 transaction first heard of in the middle (an Updated event, ``at`` the
-        station's time of it), where another runs: either that one is stale (its end never
-        came) and the edge missed this one's start (it refused the Started, or its store was
-        new), or this is a late event of one that ended unseen and was forgotten since
-        (pruned). The station's times tell, if they are plausible (a station's clock may go
-        back to 1970 or 2000 at a restart); else the running one keeps running."""
+    def _heard_late(self, connector: str, tx_id: str, now: datetime) -> None:
+        """A 2.0.1 transaction first heard of in the middle (an Updated event), where another
+        runs: a late event of one that ended unseen and was forgotten since (pruned), or the
+        running one is stale (its end never came) and the edge missed this one's start (it
+        refused the Started, or its store was new). Nothing tells them apart for sure (the
+        station's clock may have moved at its restart), and the wrong guess costs unequally:
+        taking the EVSE from a car that charges would leave it at its last limit while the
+        loop lowers a transaction that is gone (an overload not followed); leaving it means
+        the other car stays at the safe default its first event got it (actors.cp_limits).
+        So the running one keeps running, and this one is kept superseded ("late") until it
+        has the EVSE alone (:meth:`_resume_late`)."""
         running = self._running_at(connector, tx_id)
         if not running:
             return  # the edge did not hear its start (its store was new): it runs
-        last = self.transactions[running[-1]]
-        if _later(at, last.get("event_utc") or last.get("started_utc")):
-            self._supersede(connector, tx_id, now)
-            return
         self._ended(tx_id).update(
-            state=SUPERSEDED, superseded_by=running[-1], superseded_utc=utc_text(now)
+            state=SUPERSEDED, superseded_by=running[-1], superseded_utc=utc_text(now), late=True
         )
         self.event(
             "transaction superseded",
@@ -337,6 +337,21 @@ class ChargePointState:
         )
         self.count("transactions_superseded")
         self._prune_stopped()
+
+    def _resume_late(self, tx_id: str, now: datetime) -> None:
+        """An event (not its end) of a transaction kept superseded as heard late
+        (:meth:`_heard_late`): once nothing else runs on its EVSE (the one that did ended), it
+        is the one that runs there. Its EVSE's samples so far are not its car's."""
+        tx = self.transactions[tx_id]
+        connector = str(tx.get("connector"))
+        if self._running_at(connector, tx_id):
+            return
+        for key in ("superseded_by", "superseded_utc", "late"):
+            tx.pop(key, None)
+        tx["state"] = "running"
+        self.transactions[tx_id] = self.transactions.pop(tx_id)  # runs now: the newest
+        self._new_session(connector)
+        self.event("transaction resumed", now, f"{tx_id} on connector {connector}: runs alone")
 
     def _running_at(self, connector: str, tx_id: str) -> list[str]:
         """The transactions other than ``tx_id`` running on ``connector``, oldest first: on
@@ -478,18 +493,6 @@ class ChargePointState:
             "last_events": self.history[-3:],
             "counters": self.counters,
         }
-
-
-PLAUSIBLE_FROM = datetime(2020, 1, 1, tzinfo=UTC)  # a station's time before this: its clock reset
-
-
-def _later(a: object, b: object) -> bool:
-    """Whether station time ``a`` is after ``b``, both plausible; False if either is not."""
-    try:
-        ta, tb = parse_utc(a, where="event"), parse_utc(b, where="event")
-    except ValueError:
-        return False
-    return tb >= PLAUSIBLE_FROM and ta > tb
 
 
 def connector_number(key: str) -> int:

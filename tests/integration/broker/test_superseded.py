@@ -1,10 +1,10 @@
 """A transaction whose end never reached the edge, through the real broker and a raw 2.0.1
-station: the next one on its EVSE supersedes it, and it gets the limits.
+station: the next one on its EVSE supersedes it, and it gets the limits; one the edge heard of
+only late does not take the EVSE.
 
-Reviews of 00ac234 and 43876c9: the superseded one was pruned at once (older than the sessions
-that had ended meanwhile) and its late Ended came as a new transaction's, which superseded the
-running one; and a car whose Started the edge refused, first heard in an Updated event, was taken
-as the late one by the order heard. Every event still reaches the cloud as it came."""
+Review of 00ac234: the superseded one was pruned at once (older than the sessions that had
+ended meanwhile) and its late Ended came as a new transaction's, which superseded the running
+one. Every event still reaches the cloud as it came."""
 
 from __future__ import annotations
 
@@ -119,20 +119,29 @@ async def test_the_late_end_of_a_superseded_transaction_leaves_the_running_one(
     await s.limits_go_to("B", stale="A")
 
 
-async def test_a_car_whose_start_the_edge_refused_takes_the_evse_from_a_stale_one(
+async def test_a_car_whose_start_the_edge_refused_stays_at_the_safe_default_beside_a_stale_one(
     station: Station,
 ) -> None:
     """B's Started is refused (an idToken type the schema does not know: a CALLERROR), and the
-    station goes on with B's Updated events: by the station's times B is newer than A, whose
-    end never came."""
+    station goes on with B's Updated events while A, whose end never came, holds the EVSE:
+    nothing tells for sure which is late, and taking the EVSE from a car that charges would
+    leave it unlowered, so A keeps it and B is held at the safe default its first event got
+    it (actors.cp_state._heard_late). Every event reaches the cloud as it came."""
     s = station
     await s.event("A", "Started")  # then the station restarts, and sends no Ended
     refused = await s.event("B", "Started", token_type="Bogus")
     assert refused[0] == 4, refused
     await s.event("B", "Updated")
-    assert s.states() == {"A": "superseded", "B": "running"}
-    assert s.running() == ["B"]
-    await s.limits_go_to("B", stale="A")
+    assert s.states() == {"A": "running", "B": "superseded"}
+
+    def b_limits() -> list[float]:
+        return [
+            c[3]["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"]
+            for c in calls(s.cp, "SetChargingProfile")
+            if c[3]["chargingProfile"].get("transactionId") == "B"
+        ]
+
+    await wait_for(lambda: b_limits() == [6.0], what="B's TxProfile at the safe default")
 
     def got() -> list[tuple[str, str]]:
         return [
