@@ -207,7 +207,14 @@ class ChargePointState:
         connector = f"{evse.get('id')}:{evse.get('connectorId', 1)}" if evse else None
         kind = payload.get("eventType")
         heard = tx_id in self.transactions
-        tx = self.transactions.setdefault(tx_id, {"state": "running", "edge_minted": False})
+        if not heard:
+            # heard_utc: its arrival, if its Started never came (actors.energy_inputs ranks by it)
+            self.transactions[tx_id] = {
+                "state": "running",
+                "edge_minted": False,
+                "heard_utc": utc_text(now),
+            }
+        tx = self.transactions[tx_id]
         if connector is not None and tx.get("connector") != connector:
             tx["connector"] = connector
             if tx.get("state") == "running" and kind != "Ended":
@@ -450,7 +457,9 @@ class ChargePointState:
                     plugged=c.get("status") in PLUGGED,
                     charging=tx is not None,
                     transaction_id=None if tx is None else tx[0],
-                    arrived_utc=None if tx is None else tx[1].get("started_utc"),
+                    arrived_utc=None
+                    if tx is None
+                    else tx[1].get("started_utc") or tx[1].get("heard_utc"),
                     status=str(c.get("status")),
                     measured_a=measured,
                     offered_a=m.get("offered_a"),

@@ -182,10 +182,13 @@ def test_late_events_of_a_forgotten_transaction_do_not_take_the_connector() -> N
 
 
 def test_a_transaction_first_heard_in_the_middle_runs_where_none_does() -> None:
-    """The edge did not hear its start (its store was new): it runs."""
+    """The edge did not hear its start (its store was new): it runs, arrived when first heard
+    of (without an arrival it arrived anew at every step, and ranked last)."""
     state = station_201()
     state.on_call("TransactionEvent", event_201("A", "Updated", seq=3), NOW)
     assert states(state) == {"A": "running"}
+    (report, _) = state.connector_reports(connected=True, now=NOW)
+    assert (report.transaction_id, report.arrived_utc) == ("A", "2026-01-01T00:00:00.000Z")
 
 
 def test_a_201_transaction_supersedes_the_others_of_its_evse() -> None:
