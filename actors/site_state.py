@@ -79,6 +79,25 @@ def sampled_s(r: ConnectorReport, now_s: float, now_utc: datetime) -> float | No
     return now_s - max(0.0, (now_utc - sampled).total_seconds())
 
 
+# A transaction's start reaches the loop with the broker's next DemandBatch, a second or two
+# later: its start time is taken as no earlier than this before now (a station's clock behind
+# the edge's would otherwise have the default long settled).
+BEGAN_LAG_MAX_S = 5.0
+
+
+def began_s(r: ConnectorReport, now_s: float, now_utc: datetime) -> float:
+    """When the report's transaction began (its ``arrived_utc``), on the monotonic clock: not
+    after ``now_s``, nor more than ``BEGAN_LAG_MAX_S`` before it; ``now_s`` if unknown."""
+    if r.arrived_utc is None:
+        return now_s
+    try:
+        began = parse_utc(r.arrived_utc, where="arrived_utc")
+    except ValueError:
+        return now_s
+    age_s = min(BEGAN_LAG_MAX_S, max(0.0, (now_utc - began).total_seconds()))
+    return now_s - age_s
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     resend_s: float = 60.0
@@ -220,7 +239,7 @@ class SiteState:
                     # start (actors.cp_energy): the loop's decision for it goes at once, and
                     # if a car begins to charge with it, the loop counts it at that default.
                     if r.plugged and r.charging and not (old.plugged and old.charging):
-                        self._session_began(key, now_s)
+                        self._session_began(key, began_s(r, now_s, now_utc))
                     self.fresh.add(key)
                     new_tx = True
             if old is not None and old == r:
@@ -249,7 +268,7 @@ class SiteState:
             return "a new car", records
         return ("a new transaction" if new_tx else None), records
 
-    def _session_began(self, key: str, now_s: float) -> None:
+    def _session_began(self, key: str, at_s: float) -> None:
         """A car begins to charge with a new transaction at a connector seen before: it
         charges at the safe default (the broker gives a transaction no limit decided before it,
         and at its start a TxProfile at that default, actors.cp_energy), so the loop counts it
@@ -260,10 +279,14 @@ class SiteState:
         point that restarts its transaction: the car keeps its state, its limit goes again for
         the new transaction); a transaction begun before the plug-in (its "no car" 0 A goes to
         it, and the car starts from 0 A as a paused one does); a car back from a status that
-        is not charging within the same transaction (held at 0 A meanwhile, likewise)."""
+        is not charging within the same transaction (held at 0 A meanwhile, likewise).
+        ``at_s``: when the transaction began (:func:`began_s`): the default is in force since,
+        and a sample taken after it that shows the car at it shows the change (one taken
+        before the loop heard of the transaction once waited for the next, up to
+        sample_wait_s, before the car could go up: bench/energy.py's arrivals, 30 s)."""
         control = self.model.control
         self.loop = replace(
-            self.loop, connectors={**self.loop.connectors, key: beginning(now_s, control)}
+            self.loop, connectors={**self.loop.connectors, key: beginning(at_s, control)}
         )
 
     def rules_changed(self, msg: SiteRulesChanged) -> str:

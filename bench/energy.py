@@ -227,6 +227,15 @@ class Bench:
                 f"{before:g} A but at {off} (the last step's fan-out longer than settle_s "
                 f"{self.scale.settle_s:g}?); the allocator: {await self.allocator_view()}"
             )
+
+        # The figure starts at the first read after the change, so that read must show the
+        # overload: every car draws what it was given (a car draws a raise RAMP_S after its
+        # TxProfile). A phase's first step came while some of its new cars still ramped, and the
+        # overload showed on the 2nd to 5th read: 0.4-0.8 s more in the figure (--quick, 50 cars).
+        async def drawing() -> bool:
+            return abs(self.draws.phase_currents_a()[0] - n * before) < 0.01 * n
+
+        await self.wait(f"{n} cars drawing {before:g} A", drawing, 10, 0.05)
         since = time.monotonic()
         gen = self.meter.set_other_a(self.levels.other_a(n, step))
         got, _ = await self.cars.await_profiles(
