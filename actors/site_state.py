@@ -68,15 +68,21 @@ SILENT_HEARTBEATS = 3.0  # a source not heard for this many heartbeats: its fall
 IGNORED = "compliance: profile ignored"
 
 
+def _age_s(text: str, now_utc: datetime, where: str) -> float | None:
+    """How long before ``now_utc`` a report's time was (0 if after it); None if unreadable."""
+    try:
+        then = parse_utc(text, where=where)
+    except ValueError:
+        return None
+    return max(0.0, (now_utc - then).total_seconds())
+
+
 def sampled_s(r: ConnectorReport, now_s: float, now_utc: datetime) -> float | None:
     """When the charge point took the sample, on the monotonic clock (None if unreadable)."""
     if r.sampled_utc is None:
         return now_s
-    try:
-        sampled = parse_utc(r.sampled_utc, where="sampled_utc")
-    except ValueError:
-        return None
-    return now_s - max(0.0, (now_utc - sampled).total_seconds())
+    age_s = _age_s(r.sampled_utc, now_utc, "sampled_utc")
+    return None if age_s is None else now_s - age_s
 
 
 # A transaction's start reaches the loop with the broker's next DemandBatch, a second or two
@@ -88,14 +94,8 @@ BEGAN_LAG_MAX_S = 5.0
 def began_s(r: ConnectorReport, now_s: float, now_utc: datetime) -> float:
     """When the report's transaction began (its ``arrived_utc``), on the monotonic clock: not
     after ``now_s``, nor more than ``BEGAN_LAG_MAX_S`` before it; ``now_s`` if unknown."""
-    if r.arrived_utc is None:
-        return now_s
-    try:
-        began = parse_utc(r.arrived_utc, where="arrived_utc")
-    except ValueError:
-        return now_s
-    age_s = min(BEGAN_LAG_MAX_S, max(0.0, (now_utc - began).total_seconds()))
-    return now_s - age_s
+    age_s = None if r.arrived_utc is None else _age_s(r.arrived_utc, now_utc, "arrived_utc")
+    return now_s if age_s is None else now_s - min(BEGAN_LAG_MAX_S, age_s)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -192,12 +192,9 @@ def test_a_connector_reports_its_newest_running_transaction() -> None:
     assert report.transaction_id == "new"
 
 
-@pytest.mark.parametrize("used", [1, 2])
-def test_a_201_evse_with_two_connectors_reports_once_for_the_one_in_use(used: int) -> None:
-    """A 2.0.1 EVSE with two connectors (a Type 2 socket and a cable, or CCS and CHAdeMO): the
-    edge manages the EVSE (its TxProfiles name the EVSE), so it gives one report, of the
-    connector in use. With one report per connector the energy node kept the later one: with
-    the car on connector 1, the idle connector 2's, and the car counted as no car (0 A)."""
+def two_connector_evse(used: int, tx: str, evse: dict[str, int]) -> ChargePointState:
+    """EVSE 1 with connectors 1 and 2, the car on ``used`` (Occupied), the other Available;
+    transaction ``tx`` started, its event naming ``evse``; 16 A sampled for the EVSE."""
     state = ChargePointState("CP1")
     for connector in (1, 2):
         status = "Occupied" if connector == used else "Available"
@@ -206,17 +203,33 @@ def test_a_201_evse_with_two_connectors_reports_once_for_the_one_in_use(used: in
     started = {
         "eventType": "Started",
         "timestamp": "2026-01-01T00:00:00Z",
+        "transactionInfo": {"transactionId": tx},
+        "evse": evse,
+    }
+    state.on_call("TransactionEvent", started, NOW)
+    three_phases(state, 16.0, evseId=1)
+    return state
+
+
+@pytest.mark.parametrize("used", [1, 2])
+def test_a_201_evse_with_two_connectors_reports_once_for_the_one_in_use(used: int) -> None:
+    """A 2.0.1 EVSE with two connectors (a Type 2 socket and a cable, or CCS and CHAdeMO): the
+    edge manages the EVSE (its TxProfiles name the EVSE), so it gives one report, of the
+    connector in use. With one report per connector the energy node kept the later one: with
+    the car on connector 1, the idle connector 2's, and the car counted as no car (0 A)."""
+    state = two_connector_evse(used, "T", {"id": 1, "connectorId": used})
+    (report,) = state.connector_reports(connected=True, now=NOW)
+    assert (report.connector_id, report.transaction_id, report.charging) == (1, "T", True)
+    assert (report.status, report.plugged, report.measured_a) == ("Occupied", True, (16.0,) * 3)
+
+    # No transaction: the plugged one, else the first.
+    ended = {
+        "eventType": "Ended",
+        "timestamp": "2026-01-01T00:01:00Z",
         "transactionInfo": {"transactionId": "T"},
         "evse": {"id": 1, "connectorId": used},
     }
-    state.on_call("TransactionEvent", started, NOW)
-    three_phases(state, 9.0, evseId=1)
-    (report,) = state.connector_reports(connected=True, now=NOW)
-    assert (report.connector_id, report.transaction_id, report.charging) == (1, "T", True)
-    assert (report.status, report.plugged, report.measured_a) == ("Occupied", True, (9.0,) * 3)
-
-    # No transaction: the plugged one, else the first.
-    state.on_call("TransactionEvent", {**started, "eventType": "Ended"}, NOW)
+    state.on_call("TransactionEvent", ended, NOW)
     (report,) = state.connector_reports(connected=True, now=NOW)
     assert (report.charging, report.status) == (False, "Occupied")
     payload = {"evseId": 1, "connectorId": used, "connectorStatus": "Available"}
@@ -229,18 +242,7 @@ def test_a_201_transaction_naming_only_its_evse_counts_the_plugged_connector() -
     """TransactionEvent names the EVSE alone (connectorId left out: kept as connector 1) while
     the car is on connector 2: the EVSE is plugged and charging (second review: its report was
     connector 1's, Available, and the car was not counted)."""
-    state = ChargePointState("CP1")
-    for connector, status in ((1, "Available"), (2, "Occupied")):
-        payload = {"evseId": 1, "connectorId": connector, "connectorStatus": status}
-        state.on_call("StatusNotification", payload, NOW)
-    started = {
-        "eventType": "Started",
-        "timestamp": "2026-01-01T00:00:00Z",
-        "transactionInfo": {"transactionId": "B"},
-        "evse": {"id": 1},
-    }
-    state.on_call("TransactionEvent", started, NOW)
-    three_phases(state, 16.0, evseId=1)
+    state = two_connector_evse(2, "B", {"id": 1})
     (report,) = state.connector_reports(connected=True, now=NOW)
     assert (report.transaction_id, report.plugged, report.charging) == ("B", True, True)
     assert (report.status, report.measured_a) == ("Occupied", (16.0,) * 3)
