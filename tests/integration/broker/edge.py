@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from config.schema import parse_site
+from sim.cloud import SimCloud
 from supervisors.node_messages import NodeSpec
 from supervisors.single import SingleProcessSite
+from tests.integration.sim.conftest import GOOD_TAG
 
 
 @dataclass
@@ -70,3 +74,19 @@ async def start_edge(tmp_path: Path, **kwargs: Any) -> Edge:
     site = SingleProcessSite(config, (NodeSpec(name="broker", kind="broker"),))
     await site.start()
     return Edge(site=site, tmp_path=tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def cloud_and_edge(tmp_path: Path, **kwargs: Any) -> AsyncIterator[tuple[SimCloud, Edge]]:
+    """A SimCloud that takes the tests' id tag, silent between messages (its heartbeat interval
+    300 s), and the broker on it (``kwargs``: :func:`start_edge`'s); both stopped after."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    try:
+        edge = await start_edge(tmp_path, cloud_url=cloud.url, **kwargs)
+        try:
+            yield cloud, edge
+        finally:
+            await edge.stop()
+    finally:
+        await cloud.stop()

@@ -18,7 +18,7 @@ from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
 from sim.cp_config import Behaviour
 from tests.helpers import wait_for
-from tests.integration.broker.edge import Edge, start_edge
+from tests.integration.broker.edge import Edge, cloud_and_edge, start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
@@ -154,31 +154,27 @@ async def test_before_the_energy_node_speaks_the_default_is_the_sites_failsafe_c
     6 A until the energy node's first batch, so a car that began then (the broker just
     restarted, the energy node not yet heard) got 6 A where the site allows 0 A without the
     loop."""
-    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
-    await cloud.start()
     extra = ENERGY + "\n[allocation]\nfailsafe_current_a = 0\n"
-    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=extra)
-    cp = SimChargePoint(fast_config(edge.url, "ocpp1.6"))
+    async with cloud_and_edge(tmp_path, extra=extra) as (_, edge):
+        cp = SimChargePoint(fast_config(edge.url, "ocpp1.6"))
 
-    def held() -> list[tuple[str, float]]:
-        return sorted((p.purpose.value, p.periods[0].limit) for p in cp.profiles.profiles)
+        def held() -> list[tuple[str, float]]:
+            return sorted((p.purpose.value, p.periods[0].limit) for p in cp.profiles.profiles)
 
-    try:
-        await charge(edge, cp)  # no batch: no energy node here
-        await wait_for(
-            lambda: (
-                [purpose for purpose, _ in held()]
-                == ["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"]
-            ),
-            what="the station's profiles and the transaction's",
-        )
-        assert held()[1:] == [("TxDefaultProfile", 0.0), ("TxProfile", 0.0)]
-        assert cp.offered_a(1) == 0.0
-        assert edge.cp("CP1")["energy"]["default_limit_a"] == 0.0
-    finally:
-        await cp.stop()
-        await edge.stop()
-        await cloud.stop()
+        try:
+            await charge(edge, cp)  # no batch: no energy node here
+            await wait_for(
+                lambda: (
+                    [purpose for purpose, _ in held()]
+                    == ["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"]
+                ),
+                what="the station's profiles and the transaction's",
+            )
+            assert held()[1:] == [("TxDefaultProfile", 0.0), ("TxProfile", 0.0)]
+            assert cp.offered_a(1) == 0.0
+            assert edge.cp("CP1")["energy"]["default_limit_a"] == 0.0
+        finally:
+            await cp.stop()
 
 
 async def test_a_refused_tx_profile_is_not_tried_again_once_its_transaction_stopped(
@@ -187,50 +183,52 @@ async def test_a_refused_tx_profile_is_not_tried_again_once_its_transaction_stop
     """A refused TxProfile goes once more a second later (RETRY_AFTER_S), unless its
     transaction stopped meanwhile (ChargePoint._tx_retry): it would be refused again, and the
     second refusal would teach the broker a lesson (stack level 0) the charge point never gave."""
-    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
-    await cloud.start()
-    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
-    cp = RawChargePoint("CP1")
-    keys = [
-        {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "20"},
-        {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Current"},
-    ]
-    cp.answers["GetConfiguration"] = {"configurationKey": keys}
+    async with cloud_and_edge(tmp_path, extra=ENERGY) as (_, edge):
+        cp = RawChargePoint("CP1")
+        keys = [
+            {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "20"},
+            {
+                "key": "ChargingScheduleAllowedChargingRateUnit",
+                "readonly": True,
+                "value": "Current",
+            },
+        ]
+        cp.answers["GetConfiguration"] = {"configurationKey": keys}
 
-    def set_profile(payload: dict[str, Any]) -> dict[str, Any]:
-        purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
-        return {"status": "Rejected" if purpose == "TxProfile" else "Accepted"}
+        def set_profile(payload: dict[str, Any]) -> dict[str, Any]:
+            purpose = payload["csChargingProfiles"]["chargingProfilePurpose"]
+            return {"status": "Rejected" if purpose == "TxProfile" else "Accepted"}
 
-    def tx_profiles() -> int:
-        return sum(
-            1
-            for c in cp.received_calls
-            if c[2] == "SetChargingProfile"
-            and c[3]["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
-        )
+        def tx_profiles() -> int:
+            return sum(
+                1
+                for c in cp.received_calls
+                if c[2] == "SetChargingProfile"
+                and c[3]["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile"
+            )
 
-    def retrying() -> object:
-        return edge.cp("CP1")["energy"]["retrying"]
+        def retrying() -> object:
+            return edge.cp("CP1")["energy"]["retrying"]
 
-    cp.answers["SetChargingProfile"] = set_profile
-    now = format_utc(datetime.now(UTC))
-    try:
-        await cp.connect(edge.url)
-        boot = {"chargePointVendor": "V", "chargePointModel": "M"}
-        assert (await cp.call("BootNotification", boot))[2]["status"] == "Accepted"
-        status = {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
-        await cp.call("StatusNotification", status)
-        start = {"connectorId": 1, "idTag": GOOD_TAG, "meterStart": 0, "timestamp": now}
-        tx_id = (await cp.call("StartTransaction", start))[2]["transactionId"]
-        # Its TxProfile at the safe default goes at its start, and is refused.
-        await wait_for(lambda: retrying() == {"1": str(tx_id)}, what="the refusal, retry due")
-        stop = {"transactionId": tx_id, "meterStop": 10, "timestamp": now}
-        await cp.call("StopTransaction", stop)
-        sent = tx_profiles()
-        await wait_for(lambda: retrying() == {}, timeout=5, what="the retry's time come and gone")
-        assert tx_profiles() == sent == 1
-        assert edge.cp("CP1")["energy"]["caps"]["max_stack_level"] > 0, "nothing learned"
-    finally:
-        await cp.close()
-        await edge.stop()
-        await cloud.stop()
+        cp.answers["SetChargingProfile"] = set_profile
+        now = format_utc(datetime.now(UTC))
+        try:
+            await cp.connect(edge.url)
+            boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+            assert (await cp.call("BootNotification", boot))[2]["status"] == "Accepted"
+            status = {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
+            await cp.call("StatusNotification", status)
+            start = {"connectorId": 1, "idTag": GOOD_TAG, "meterStart": 0, "timestamp": now}
+            tx_id = (await cp.call("StartTransaction", start))[2]["transactionId"]
+            # Its TxProfile at the safe default goes at its start, and is refused.
+            await wait_for(lambda: retrying() == {"1": str(tx_id)}, what="the refusal, retry due")
+            stop = {"transactionId": tx_id, "meterStop": 10, "timestamp": now}
+            await cp.call("StopTransaction", stop)
+            sent = tx_profiles()
+            await wait_for(
+                lambda: retrying() == {}, timeout=5, what="the retry's time come and gone"
+            )
+            assert tx_profiles() == sent == 1
+            assert edge.cp("CP1")["energy"]["caps"]["max_stack_level"] > 0, "nothing learned"
+        finally:
+            await cp.close()

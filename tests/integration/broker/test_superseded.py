@@ -20,7 +20,7 @@ from actors.cp_state import STOPPED_KEPT
 from actors.utc import format_utc
 from sim.cloud import SimCloud
 from tests.helpers import wait_for
-from tests.integration.broker.edge import Edge, start_edge
+from tests.integration.broker.edge import Edge, cloud_and_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.test_cloud_profiles import boot_201, calls
 from tests.integration.broker.test_profile_batches import ENERGY, batch
@@ -77,17 +77,13 @@ class Station:
 
 @pytest.fixture
 async def station(tmp_path: Path) -> AsyncIterator[Station]:
-    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
-    await cloud.start()
-    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
-    cp = RawChargePoint("CP1", version="ocpp2.0.1")
-    try:
-        await boot_201(cp, edge, "Occupied")
-        yield Station(cloud=cloud, edge=edge, cp=cp)
-    finally:
-        await cp.close()
-        await edge.stop()
-        await cloud.stop()
+    async with cloud_and_edge(tmp_path, extra=ENERGY) as (cloud, edge):
+        cp = RawChargePoint("CP1", version="ocpp2.0.1")
+        try:
+            await boot_201(cp, edge, "Occupied")
+            yield Station(cloud=cloud, edge=edge, cp=cp)
+        finally:
+            await cp.close()
 
 
 async def test_the_late_end_of_a_superseded_transaction_leaves_the_running_one(
