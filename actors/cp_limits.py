@@ -182,7 +182,11 @@ class LimitsAndCaps(CloudProfiles):
             evse = call.payload.get("evse") or {}
             info = call.payload.get("transactionInfo") or {}
             tx = self.state.transactions.get(str(info.get("transactionId")))
-            if "id" in evse and tx is not None and not tx.get(PROFILED):
+            if tx is None or tx.get("state") != "running":
+                # Superseded as heard of late (cp_state._heard_late): its start's TxProfile
+                # would take the connector's limit from the running one's (fourth review).
+                return
+            if "id" in evse and not tx.get(PROFILED):
                 tx[PROFILED] = True  # kept with the state: a restarted actor does not redo it
                 self.dirty = True
                 await self._transaction_started(int(evse["id"]), str(info["transactionId"]))

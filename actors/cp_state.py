@@ -222,8 +222,6 @@ class ChargePointState:
                     self._supersede(connector, tx_id, now)
                 else:
                     self._heard_late(connector, tx_id, now)
-        elif tx.get("late") and kind != "Ended" and tx.get("state") == SUPERSEDED:
-            self._resume_late(tx_id, now)
         if kind == "Started":
             if connector is not None and tx.get("state") == "running":
                 self._new_session(connector)
@@ -328,9 +326,13 @@ class ChargePointState:
         station's clock may have moved at its restart), and the wrong guess costs unequally:
         taking the EVSE from a car that charges would leave it at its last limit while the
         loop lowers a transaction that is gone (an overload not followed); leaving it means
-        the other car stays at the safe default its first event got it (actors.cp_limits).
-        So the running one keeps running, and this one is kept superseded ("late") until it
-        has the EVSE alone (:meth:`_resume_late`)."""
+        the other car draws under the edge's TxDefaultProfile (the safe default), counted by
+        the meter as load the loop does not manage.
+        So the running one keeps running, and this one is kept superseded ("late"), for good:
+        letting it run once it had the EVSE alone brought back forgotten transactions whose
+        late events came after their car had left (a ghost "charging" on an empty EVSE, and
+        the next car started from 0 A; fourth review). The broker sends it no TxProfile
+        (actors.cp_limits)."""
         running = self._running_at(connector, tx_id)
         if not running:
             return  # the edge did not hear its start (its store was new): it runs
@@ -344,21 +346,6 @@ class ChargePointState:
         )
         self.count("transactions_superseded")
         self._prune_stopped()
-
-    def _resume_late(self, tx_id: str, now: datetime) -> None:
-        """An event (not its end) of a transaction kept superseded as heard late
-        (:meth:`_heard_late`): once nothing else runs on its EVSE (the one that did ended), it
-        is the one that runs there. Its EVSE's samples so far are not its car's."""
-        tx = self.transactions[tx_id]
-        connector = str(tx.get("connector"))
-        if self._running_at(connector, tx_id):
-            return
-        for key in ("superseded_by", "superseded_utc", "late"):
-            tx.pop(key, None)
-        tx["state"] = "running"
-        self.transactions[tx_id] = self.transactions.pop(tx_id)  # runs now: the newest
-        self._new_session(connector)
-        self.event("transaction resumed", now, f"{tx_id} on connector {connector}: runs alone")
 
     def _running_at(self, connector: str, tx_id: str) -> list[str]:
         """The transactions other than ``tx_id`` running on ``connector``, oldest first: on

@@ -68,34 +68,15 @@ SILENT_HEARTBEATS = 3.0  # a source not heard for this many heartbeats: its fall
 IGNORED = "compliance: profile ignored"
 
 
-def _age_s(text: str, now_utc: datetime, where: str) -> float | None:
-    """How long before ``now_utc`` a report's time was (0 if after it); None if unreadable."""
-    try:
-        then = parse_utc(text, where=where)
-    except ValueError:
-        return None
-    return max(0.0, (now_utc - then).total_seconds())
-
-
 def sampled_s(r: ConnectorReport, now_s: float, now_utc: datetime) -> float | None:
     """When the charge point took the sample, on the monotonic clock (None if unreadable)."""
     if r.sampled_utc is None:
         return now_s
-    age_s = _age_s(r.sampled_utc, now_utc, "sampled_utc")
-    return None if age_s is None else now_s - age_s
-
-
-# A transaction's start reaches the loop with the broker's next DemandBatch, a second or two
-# later: its start time is taken as no earlier than this before now (a station's clock behind
-# the edge's would otherwise have the default long settled).
-BEGAN_LAG_MAX_S = 5.0
-
-
-def began_s(r: ConnectorReport, now_s: float, now_utc: datetime) -> float:
-    """When the report's transaction began (its ``arrived_utc``), on the monotonic clock: not
-    after ``now_s``, nor more than ``BEGAN_LAG_MAX_S`` before it; ``now_s`` if unknown."""
-    age_s = None if r.arrived_utc is None else _age_s(r.arrived_utc, now_utc, "arrived_utc")
-    return now_s if age_s is None else now_s - min(BEGAN_LAG_MAX_S, age_s)
+    try:
+        sampled = parse_utc(r.sampled_utc, where="sampled_utc")
+    except ValueError:
+        return None
+    return now_s - max(0.0, (now_utc - sampled).total_seconds())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,7 +220,7 @@ class SiteState:
                     # start (actors.cp_energy): the loop's decision for it goes at once, and
                     # if a car begins to charge with it, the loop counts it at that default.
                     if r.plugged and r.charging and not (old.plugged and old.charging):
-                        self._session_began(key, began_s(r, now_s, now_utc))
+                        self._session_began(key, now_s)
                     self.fresh.add(key)
                     new_tx = True
             if old is not None and old == r:
@@ -268,7 +249,7 @@ class SiteState:
             return "a new car", records
         return ("a new transaction" if new_tx else None), records
 
-    def _session_began(self, key: str, at_s: float) -> None:
+    def _session_began(self, key: str, now_s: float) -> None:
         """A car begins to charge with a new transaction at a connector seen before: it
         charges at the safe default (the broker gives a transaction no limit decided before it,
         and at its start a TxProfile at that default, actors.cp_energy), so the loop counts it
@@ -279,14 +260,10 @@ class SiteState:
         point that restarts its transaction: the car keeps its state, its limit goes again for
         the new transaction); a transaction begun before the plug-in (its "no car" 0 A goes to
         it, and the car starts from 0 A as a paused one does); a car back from a status that
-        is not charging within the same transaction (held at 0 A meanwhile, likewise).
-        ``at_s``: when the transaction began (:func:`began_s`): the default is in force since,
-        and a sample taken after it that shows the car at it shows the change (one taken
-        before the loop heard of the transaction once waited for the next, up to
-        sample_wait_s, before the car could go up: bench/energy.py's arrivals, 30 s)."""
+        is not charging within the same transaction (held at 0 A meanwhile, likewise)."""
         control = self.model.control
         self.loop = replace(
-            self.loop, connectors={**self.loop.connectors, key: beginning(at_s, control)}
+            self.loop, connectors={**self.loop.connectors, key: beginning(now_s, control)}
         )
 
     def rules_changed(self, msg: SiteRulesChanged) -> str:

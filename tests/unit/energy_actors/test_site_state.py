@@ -20,7 +20,7 @@ from actors.energy_tree import charge_point_energy
 from actors.grid_limit import GridLimitReported
 from actors.grid_limits import GridLimit, LimitValue
 from actors.meter import MeterRead
-from actors.site_state import BEGAN_LAG_MAX_S, Policy, SiteState
+from actors.site_state import Policy, SiteState
 from actors.site_status import site_summary
 from actors.utc import format_utc
 from config.schema import parse_site
@@ -763,16 +763,10 @@ def test_a_report_whose_current_is_no_finite_number_counts_as_unmeasured(bad: fl
     )
 
 
-def arrive_again(
-    site: Site,
-    base_a: float,
-    *,
-    began_s: float | None = None,
-) -> ProfileBatch | None:
+def arrive_again(site: Site, base_a: float) -> ProfileBatch | None:
     """CP2 (priority 1) and CP1 charging, each following its offer; CP1's car leaves and the
-    next car's session begins there: the step on that report, at 116 s. ``base_a``: the site's
-    load besides the cars, per phase; ``began_s``: when its transaction began (its
-    arrived_utc; else long before). Its report has no sample yet."""
+    next car's session begins there (before its first sample): the step on that report.
+    ``base_a``: the site's load besides the cars, per phase."""
     site.limits()
     site.limits("ems", None)
     sent: dict[str, float] = {}
@@ -797,10 +791,7 @@ def arrive_again(
         follow(float(t), None)
     assert sent["CP1"] == 0.0, "no car: 0 A"
     site.at(116.0)
-    cp1 = site.report("CP1", None, tx="2")
-    if began_s is not None:
-        cp1 = replace(cp1, arrived_utc=format_utc(T0 + timedelta(seconds=began_s - 100.0)))
-    site.reports(cp1, site.report("CP2", (sent["CP2"],) * 3))
+    site.reports(site.report("CP1", None, tx="2"), site.report("CP2", (sent["CP2"],) * 3))
     return site.step()
 
 
@@ -849,26 +840,6 @@ def test_a_car_at_a_connector_used_before_keeps_its_tx_default_current_if_it_fit
     ]
     assert set(new_car) == {6.0}, new_car
     assert site.state.decisions["CP1/1"]["limit_a"] == 6.0
-
-
-def test_a_beginning_car_counts_its_default_from_its_transactions_start() -> None:
-    """The default has been in force since the transaction began (the broker's TxProfile at its
-    start): that is the change the loop waits to see in a sample, not the moment the loop heard
-    of it. A sample taken since, showing the car at the default, shows it: the car may go up
-    once things settle, without waiting for another (a charge point that samples rarely held it
-    at the default up to sample_wait_s, 30 s: bench/energy.py --quick's arrivals, 55 s in all
-    against 25)."""
-    site = Site()
-    arrive_again(site, base_a=4.0, began_s=115.4)
-    state = site.state.loop.connectors["CP1/1"]
-    assert (state.limit_a, state.changed_s) == (6.0, 115.4)
-
-
-def test_a_beginning_cars_start_is_taken_as_at_most_5_s_ago() -> None:
-    """A station's clock behind the edge's would have the default long settled."""
-    site = Site()
-    arrive_again(site, base_a=4.0)  # began at 100 s by its arrived_utc: 16 s before the step
-    assert site.state.loop.connectors["CP1/1"].changed_s == 116.0 - BEGAN_LAG_MAX_S
 
 
 def test_a_car_at_a_connector_used_before_that_does_not_fit_is_paused_at_once() -> None:
