@@ -24,10 +24,9 @@ from actors.audit_records import decode_record
 from actors.profiles import ChargePointCapabilities, tx_default_profile_id
 from actors.utc import format_utc
 from sim.charge_point import SimChargePoint
-from sim.cloud import SimCloud
 from sim.profile_payloads import profile_for
 from tests.helpers import wait_for
-from tests.integration.broker.edge import Edge, start_edge
+from tests.integration.broker.edge import Edge, cloud_and_edge, start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
 from tests.integration.broker.test_profiles_again import Charging, charging
@@ -251,45 +250,41 @@ async def test_a_remote_start_answered_after_its_transaction_began_keeps_its_cap
     profile says 7 A), the cloud's answer to the TransactionEvent coming after both. The
     TxProfile of the transaction carries the 7 A (the start once dropped the cap its own
     remote start had just set: the transaction went on at the site's 10 A)."""
-    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
-    await cloud.start()
-    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
-    cp = RawChargePoint("CP1", version="ocpp2.0.1")
-    now = format_utc(datetime.now(UTC))
-    try:
-        await boot_201(cp, edge, "Occupied")
-        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
-        await wait_for(lambda: edge.cp("CP1")["energy"]["limits_a"] == {"1": 10.0}, what="10 A")
+    async with cloud_and_edge(tmp_path, extra=ENERGY) as (cloud, edge):
+        cp = RawChargePoint("CP1", version="ocpp2.0.1")
+        now = format_utc(datetime.now(UTC))
+        try:
+            await boot_201(cp, edge, "Occupied")
+            edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
+            await wait_for(lambda: edge.cp("CP1")["energy"]["limits_a"] == {"1": 10.0}, what="10 A")
 
-        profile = profile_for("ocpp2.0.1", limit=7.0, profile_id=42, stack_level=0)
-        start = asyncio.create_task(
-            cloud.remote_start("CP1", GOOD_TAG, connector_id=1, charging_profile=profile)
-        )
-        await wait_for(lambda: bool(calls(cp, "RequestStartTransaction")), what="the request")
-        request_id = calls(cp, "RequestStartTransaction")[0][1]
-        started = {
-            "eventType": "Started",
-            "timestamp": now,
-            "triggerReason": "RemoteStart",
-            "seqNo": 0,
-            "transactionInfo": {"transactionId": "T1", "remoteStartId": 1},
-            "evse": {"id": 1, "connectorId": 1},
-            "idToken": {"idToken": GOOD_TAG, "type": "ISO14443"},
-        }
-        assert cp.ws is not None
-        await cp.ws.send(orjson.dumps([2, "te-1", "TransactionEvent", started]).decode())
-        await cp.ws.send(orjson.dumps([3, request_id, {"status": "Accepted"}]).decode())
-        assert (await start)["status"] == "Accepted"
-        # The energy node's first limit for the transaction (the 10 A above was for no car).
-        await wait_for(lambda: bool(edge.cp("CP1")["transactions"]), what="the transaction")
-        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=2_000))
-        await wait_for(lambda: len(tx_limits(cp)) >= 1, what="the transaction's TxProfile")
-        assert tx_limits(cp) == [7.0] * len(tx_limits(cp))
-        assert edge.cp("CP1")["energy"]["cloud_caps_a"] == {"1": 7.0}
-    finally:
-        await cp.close()
-        await edge.stop()
-        await cloud.stop()
+            profile = profile_for("ocpp2.0.1", limit=7.0, profile_id=42, stack_level=0)
+            start = asyncio.create_task(
+                cloud.remote_start("CP1", GOOD_TAG, connector_id=1, charging_profile=profile)
+            )
+            await wait_for(lambda: bool(calls(cp, "RequestStartTransaction")), what="the request")
+            request_id = calls(cp, "RequestStartTransaction")[0][1]
+            started = {
+                "eventType": "Started",
+                "timestamp": now,
+                "triggerReason": "RemoteStart",
+                "seqNo": 0,
+                "transactionInfo": {"transactionId": "T1", "remoteStartId": 1},
+                "evse": {"id": 1, "connectorId": 1},
+                "idToken": {"idToken": GOOD_TAG, "type": "ISO14443"},
+            }
+            assert cp.ws is not None
+            await cp.ws.send(orjson.dumps([2, "te-1", "TransactionEvent", started]).decode())
+            await cp.ws.send(orjson.dumps([3, request_id, {"status": "Accepted"}]).decode())
+            assert (await start)["status"] == "Accepted"
+            # The energy node's first limit for the transaction (the 10 A above was for no car).
+            await wait_for(lambda: bool(edge.cp("CP1")["transactions"]), what="the transaction")
+            edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=2_000))
+            await wait_for(lambda: len(tx_limits(cp)) >= 1, what="the transaction's TxProfile")
+            assert tx_limits(cp) == [7.0] * len(tx_limits(cp))
+            assert edge.cp("CP1")["energy"]["cloud_caps_a"] == {"1": 7.0}
+        finally:
+            await cp.close()
 
 
 async def boot_201(cp: RawChargePoint, edge: Edge, connector_status: str) -> None:
@@ -386,48 +381,44 @@ async def test_a_201_transaction_that_names_its_evse_later_gets_its_tx_profile(
     names no EVSE, the Updated one at the plug-in does. The edge's TxProfile at the safe default
     goes then, for the transaction (it went only for a Started event naming its EVSE: such a
     transaction kept the last TxProfile value sent as if it were installed)."""
-    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
-    await cloud.start()
-    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
-    cp = RawChargePoint("CP1", version="ocpp2.0.1")
-    now = format_utc(datetime.now(UTC))
-    try:
-        await boot_201(cp, edge, "Available")
-        await wait_for(
-            lambda: len(calls(cp, "SetChargingProfile")) >= 2, what="the station's profiles"
-        )
-        event = {
-            "timestamp": now,
-            "seqNo": 0,
-            "transactionInfo": {"transactionId": "T1"},
-            "idToken": {"idToken": GOOD_TAG, "type": "ISO14443"},
-        }
-        started = {**event, "eventType": "Started", "triggerReason": "Authorized"}
-        await cp.call("TransactionEvent", started)
-        assert tx_limits(cp) == [], "no EVSE named yet"
-        plugged = {
-            **event,
-            "eventType": "Updated",
-            "triggerReason": "CablePluggedIn",
-            "seqNo": 1,
-            "evse": {"id": 1, "connectorId": 1},
-        }
-        await cp.call("TransactionEvent", plugged)
-        await wait_for(lambda: bool(tx_limits(cp)), what="the transaction's TxProfile")
-        assert tx_limits(cp) == [6.0]
-        (profile,) = [
-            c[3]
-            for c in calls(cp, "SetChargingProfile")
-            if c[3]["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
-        ]
-        assert (profile["evseId"], profile["chargingProfile"]["transactionId"]) == (1, "T1")
-        await cp.call(
-            "TransactionEvent", {**plugged, "seqNo": 2, "triggerReason": "MeterValuePeriodic"}
-        )
-        await cp.call("Heartbeat", {})  # answered after whatever that event made it send
-        assert edge.cp("CP1")["transactions"]["T1"]["connector"] == "1:1"
-        assert len(tx_limits(cp)) == 1, "taken in once"
-    finally:
-        await cp.close()
-        await edge.stop()
-        await cloud.stop()
+    async with cloud_and_edge(tmp_path, extra=ENERGY) as (_, edge):
+        cp = RawChargePoint("CP1", version="ocpp2.0.1")
+        now = format_utc(datetime.now(UTC))
+        try:
+            await boot_201(cp, edge, "Available")
+            await wait_for(
+                lambda: len(calls(cp, "SetChargingProfile")) >= 2, what="the station's profiles"
+            )
+            event = {
+                "timestamp": now,
+                "seqNo": 0,
+                "transactionInfo": {"transactionId": "T1"},
+                "idToken": {"idToken": GOOD_TAG, "type": "ISO14443"},
+            }
+            started = {**event, "eventType": "Started", "triggerReason": "Authorized"}
+            await cp.call("TransactionEvent", started)
+            assert tx_limits(cp) == [], "no EVSE named yet"
+            plugged = {
+                **event,
+                "eventType": "Updated",
+                "triggerReason": "CablePluggedIn",
+                "seqNo": 1,
+                "evse": {"id": 1, "connectorId": 1},
+            }
+            await cp.call("TransactionEvent", plugged)
+            await wait_for(lambda: bool(tx_limits(cp)), what="the transaction's TxProfile")
+            assert tx_limits(cp) == [6.0]
+            (profile,) = [
+                c[3]
+                for c in calls(cp, "SetChargingProfile")
+                if c[3]["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+            ]
+            assert (profile["evseId"], profile["chargingProfile"]["transactionId"]) == (1, "T1")
+            await cp.call(
+                "TransactionEvent", {**plugged, "seqNo": 2, "triggerReason": "MeterValuePeriodic"}
+            )
+            await cp.call("Heartbeat", {})  # answered after whatever that event made it send
+            assert edge.cp("CP1")["transactions"]["T1"]["connector"] == "1:1"
+            assert len(tx_limits(cp)) == 1, "taken in once"
+        finally:
+            await cp.close()
