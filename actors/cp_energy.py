@@ -17,7 +17,12 @@
   resume after a pause. Increases below the hysteresis are not sent,
   decreases always are, and a resume from 0 A always is.
 - A charge point that rejects a profile teaches us: stack level above 0 rejected -> retry at 0;
-  amperes rejected -> retry in watts. What it finally answered goes back to the energy node.
+  amperes rejected -> retry in watts. A 2.0.1 charge point says why (``statusInfo.reasonCode``):
+  the lesson it names is taken at once (UnsupportedRateUnit, InvalidStackLevel), and one that
+  names another cause teaches nothing about what it takes (TxNotFound: the transaction is not on
+  the EVSE, e.g. it ended without the edge hearing; the stack level or unit would not help, and
+  changing them would change every later profile). What it finally answered goes back to the
+  energy node, with its reason.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ CAPS_KEYS_16 = ["ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRa
 RETRY_AFTER_S = 1.0  # a rejected TxProfile is tried once more, as it was, after this
 SAFE_DEFAULT_A = IEC_MIN_CURRENT_A  # TxDefaultProfile of a site without [allocation]
 DEFAULT_SOURCE = "safe default"  # what binds a new transaction's first TxProfile
+# 2.0.1 reasonCodes (case-insensitive, OCPP 2.0.1 part 2 appendix; EVerest's libocpp uses these
+# for a refused SetChargingProfile): the lesson each names, taken without the retry ...
+LESSON_OF = {"unsupportedrateunit": "unit", "invalidstacklevel": "stack level"}
+# ... and the causes that no stack level or rate unit would cure: nothing to learn from them.
+NO_LESSON = frozenset({"txnotfound", "unknownevse", "invalidschedule", "missingparam"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -362,6 +372,7 @@ class EnergySide:
         kind, connector, limit_a, tx_id = answer.tag.split(":", 3)
         connector_id, value = int(connector), float(limit_a)
         status = str(answer.payload.get("status")) if answer.ok else f"error: {answer.error}"
+        reason = reason_code(answer.payload) if answer.ok else None
         calls: list[CallChargePoint] = []
         later: TxRetry | None = None
         if kind == "txr" and self.retrying.get(connector_id) == tx_id:
@@ -382,22 +393,24 @@ class EnergySide:
             # before it has taken in its own transaction. Only then adapt.
             count = self.rejected.get(connector_id, 0) + 1
             self.rejected[connector_id] = count
-            if count == 1:
+            lesson = LESSON_OF.get((reason or "").lower())
+            if count == 1 and lesson is None:
                 self.retrying[connector_id] = tx_id
                 later = TxRetry(connector_id=connector_id, tx_id=tx_id)
-            else:
+            elif (reason or "").lower() not in NO_LESSON:
                 caps = self.caps
-                calls = self._adapt(connector_id, tx_id)
+                calls = self._adapt(connector_id, tx_id, lesson)
                 if self.caps != caps and self.boot_installed:
                     # What it refused, it refused in the station's profiles too (sent first,
                     # their answers not read): they go again as it takes them.
                     calls = self._boot_profiles(now) + calls
         retrying = bool(calls) or later is not None or connector_id in self.retrying
+        told = f"{status}: {reason}" if reason else status
         outcome = ProfileOutcome(
             charge_point_id=self.cp_id,
             connector_id=connector_id,
             limit_a=value,
-            status=f"{status} (retrying)" if status == "Rejected" and retrying else status,
+            status=f"{told} (retrying)" if status == "Rejected" and retrying else told,
             written_utc=utc_text(now),
         )
         return calls, outcome, later
@@ -457,15 +470,18 @@ class EnergySide:
                 calls += self._tx_profile(last, running)
         return calls
 
-    def _adapt(self, connector_id: int, tx_id: str) -> list[CallChargePoint]:
-        """Rejected: try what charge points commonly need instead, once each."""
+    def _adapt(self, connector_id: int, tx_id: str, lesson: str | None) -> list[CallChargePoint]:
+        """Rejected: try what charge points commonly need instead, once each; ``lesson``: the
+        one the charge point named (:data:`LESSON_OF`), alone."""
         limit = self.limit_of(connector_id, tx_id)
         if limit is None:
             return []
-        if self.caps.max_stack_level > 0:
+        if self.caps.max_stack_level > 0 and lesson in (None, "stack level"):
             self.caps = replace(self.caps, max_stack_level=0)
-        elif self.caps.rate_units[0] == "A" and "W" in self.caps.rate_units:
-            self.caps = replace(self.caps, rate_units=("W",))
+        elif self.caps.rate_units[0] == "A" and (
+            lesson == "unit" or (lesson is None and "W" in self.caps.rate_units)
+        ):
+            self.caps = replace(self.caps, rate_units=("W",))  # named: whatever it said before
         else:
             return []
         return self._tx_profile(limit, tx_id, force=True)
@@ -492,3 +508,10 @@ class EnergySide:
         except (ValueError, KeyError, TypeError):
             self.caps = ChargePointCapabilities(nominal_voltage_v=volts)
         self.caps_known = True
+
+
+def reason_code(payload: Mapping[str, Any]) -> str | None:
+    """A 2.0.1 answer's ``statusInfo.reasonCode`` (1.6 answers have none)."""
+    info = payload.get("statusInfo")
+    code = info.get("reasonCode") if isinstance(info, Mapping) else None
+    return code if isinstance(code, str) and code else None

@@ -137,7 +137,9 @@ class ProfileOutcome:
     charge_point_id: str
     connector_id: int
     limit_a: float
-    status: str  # "Accepted", "Rejected", "NotSupported", "error: ...", "no answer"
+    # "Accepted", "Rejected" (2.0.1 with its reasonCode: "Rejected: TxNotFound"), each refusal
+    # with " (retrying)" while the broker tries again; "NotSupported", "error: ...", "no answer"
+    status: str
     written_utc: str
 
 

@@ -147,6 +147,43 @@ def test_a_lesson_from_a_refused_tx_profile_sends_the_station_profiles_again() -
     assert (tags(calls), later) == (["boot:0", "boot:1", "tx:1:10.0:7"], None)
 
 
+def refused_for(tag: str, reason: str) -> Answer:
+    """A 2.0.1 refusal that says why."""
+    payload = {"status": "Rejected", "statusInfo": {"reasonCode": reason}}
+    return Answer(tag=tag, ok=True, payload=payload, error="")
+
+
+@pytest.mark.parametrize(
+    ("reason", "stack_level", "units", "again"),
+    [
+        pytest.param("InvalidStackLevel", 0, ("A", "W"), True, id="stack-level-at-once"),
+        pytest.param("UnsupportedRateUnit", 5, ("W",), True, id="unit-at-once"),
+        pytest.param("InvalidSchedule", 5, ("A", "W"), False, id="no-lesson"),
+        pytest.param("TxNotFound", 5, ("A", "W"), False, id="not-its-transaction"),
+        pytest.param("SomeVendorCode", 0, ("A", "W"), True, id="unknown: the usual guess"),
+    ],
+)
+def test_a_refusal_that_says_why(
+    reason: str, stack_level: int, units: tuple[str, ...], again: bool
+) -> None:
+    """A named lesson is taken at once, alone; a cause no stack level or unit cures teaches
+    nothing after the retry (a stale transaction's TxNotFound taught watts for every later
+    profile); an unknown code, what a refusal without a reason would teach. The outcome
+    carries the reason."""
+    side = charging_side()
+    at_once = reason in ("InvalidStackLevel", "UnsupportedRateUnit")
+    calls, outcome, later = side.answered(refused_for("tx:1:10.0:7", reason), NOW, running)
+    if not at_once:
+        assert (calls, later) == ([], TxRetry(connector_id=1, tx_id="7"))
+        assert tags(side.retry(later)) == ["txr:1:10.0:7"]
+        calls, outcome, later = side.answered(refused_for("txr:1:10.0:7", reason), NOW, running)
+    assert later is None
+    assert (side.caps.max_stack_level, side.caps.rate_units) == (stack_level, units)
+    assert tags(calls) == (["boot:0", "boot:1", "tx:1:10.0:7"] if again else [])
+    assert outcome is not None
+    assert outcome.status == f"Rejected: {reason}" + (" (retrying)" if again else "")
+
+
 def test_refusals_before_the_retry_teach_nothing_and_the_retry_carries_the_latest_limit() -> None:
     """A transaction's first TxProfiles (its start's and the energy node's first limit) can both
     arrive before the charge point has taken in the transaction: the second refusal is the
