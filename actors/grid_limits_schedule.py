@@ -21,14 +21,16 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 class ScheduleStep:
     days: frozenset[str]
     start: time
-    end: time  # time(0, 0) with start > end, or any end <= start: runs past midnight
+    # time(0, 0) with start > end, or any end < start: runs past midnight; start == end ==
+    # time(0, 0): the whole day (from 00:00 to 24:00)
+    end: time
     value: LimitValue
 
     def __post_init__(self) -> None:
         unknown = set(self.days) - set(DAYS)
         if unknown or not self.days:
             raise ValueError(f"schedule days must be among {', '.join(DAYS)}, got {self.days!r}")
-        if self.start == self.end:
+        if self.start == self.end != time(0, 0):
             raise ValueError(f"a schedule step needs from != to, got {self.start} twice")
 
     def active(self, local: datetime) -> bool:

@@ -30,7 +30,7 @@ min_charge_s = 60.0        # a started connector is not paused for this long (un
                            # physical limit would be exceeded)
 stale_no_increase_s = 3.0  # meter older than this: no increases
 stale_failsafe_s = 10.0    # meter older than this: fail-safe budget
-failsafe_current_a = 6.0   # fail-safe cap per connector (0: pause all)
+failsafe_current_a = 6.0   # fail-safe cap per connector (0: pause all); default min_current_a
 # failsafe_total_a = 32    # fail-safe budget per phase at the site (number or [L1, L2, L3])
 draw_slack_a = 1.0         # a settled car drawing less than offered keeps its draw + this
 resume_margin_a = 1.0      # a connector at 0 A starts only if its minimum + this fits
@@ -173,7 +173,13 @@ def allocation_from_table(t: Table) -> AllocationSection:
         raise t.error(
             "stale_failsafe_s", f"a value > stale_no_increase_s ({no_increase:g})", failsafe_after
         )
-    fs_current = t.number("failsafe_current_a", 6.0, min=0.0, max=80.0)
+    fs_current = t.number("failsafe_current_a", min_current, min=0.0, max=80.0)
+    if 0 < fs_current < min_current:  # below the minimum a car does not charge: say 0
+        raise t.error(
+            "failsafe_current_a",
+            f"0 (pause all) or at least min_current_a ({min_current:g})",
+            fs_current,
+        )
     fs_total = per_phase(t, "failsafe_total_a", required=False)
     control = ControlConfig(
         allocation=AllocationConfig(
@@ -284,9 +290,27 @@ def check_references(
                 m.node,
             )
         metered[m.node] = m.name
+    control = config.allocation.control
+    for i, m in enumerate(config.meters):
+        # A meter's read is poll_interval_s old (and more) just before the next one comes: at
+        # stale_no_increase_s or more, no increase between two good reads (the fail-safe at
+        # stale_failsafe_s).
+        if m.poll_interval_s >= control.stale_no_increase_s:
+            raise fail(
+                f"meters[{i}].poll_interval_s",
+                f"less than [allocation] stale_no_increase_s ({control.stale_no_increase_s:g})",
+                m.poll_interval_s,
+            )
+    minimum = control.allocation.min_current_a
     for name, cp in charge_points:
         if cp.feeder not in nodes:
             raise fail(f"charge_points[{name}].feeder", "'site' or a feeder name", cp.feeder)
+        if cp.max_current_a < minimum:  # it would never be offered its minimum: never charge
+            raise fail(
+                f"charge_points[{name}].max_current_a",
+                f"at least [allocation] min_current_a ({minimum:g})",
+                cp.max_current_a,
+            )
 
 
 ENERGY_SECTIONS = ("meters", "feeders", "grid_limits", "allocation")

@@ -37,7 +37,8 @@ timezone = "Europe/Berlin" # IANA name; default "UTC"
 [[grid_limits.steps]]
 days = ["mon", "tue", "wed", "thu", "fri"]   # default: every day
 from = "17:00"             # inclusive, HH:MM
-to = "20:00"               # exclusive; "24:00" = midnight; to <= from runs past midnight
+to = "20:00"               # exclusive; "24:00" = midnight; to < from runs past midnight;
+                           # from "00:00" to "24:00": the whole day
 current_a = 40             # and/or power_w
 
 [[grid_limits]]            # a dimming contact (German section 14a EnWG), as a file "1"/"0"
@@ -154,6 +155,7 @@ def limit_value(t: Table, what: str) -> LimitValue:
     current = per_phase(t, "current_a", required=False)
     power = t.number("power_w", None, min=0)
     if current is None and power is None:
+        t.reject_unknown()  # a misspelt current_a / power_w: name it
         raise ConfigError(t.source, t.path or what, f"{what}: current_a, power_w or both")
     return LimitValue(current_a=current, power_w=power)
 
@@ -189,16 +191,17 @@ def from_table(t: Table) -> GridLimitConfig:
         dimmed = _limit_table(t, "dimmed", required=True)
         assert dimmed is not None
         fail_safe = _limit_table(t, "fail_safe", required=False) or dimmed
+        poll_s = t.number("poll_interval_s", 1.0, min=0.05)
         result = ContactLimitConfig(
             source=ContactSource(
                 name=name,
                 node=node,
                 dimmed=dimmed,
                 fail_safe=fail_safe,
-                stale_after_s=t.number("stale_after_s", 10.0, min=0.1),
+                stale_after_s=_stale_after(t, poll_s),
             ),
             path=t.string("path"),
-            poll_interval_s=t.number("poll_interval_s", 1.0, min=0.05),
+            poll_interval_s=poll_s,
         )
     else:
         result = CloudLimitConfig(
@@ -219,10 +222,15 @@ def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
         timeout_s=t.number("timeout_s", 1.0, min=0.05, max=30),
     )
     table = t.string("table", "holding", choices=TABLES)
+    value_address = t.integer("value_address", min=0, max=65535)
+    heartbeat_address = t.integer("heartbeat_address", min=0, max=65535)
+    if heartbeat_address == value_address:
+        # the limit held steady would read as a silent EMS: stale, its fail-safe for good
+        raise t.error("heartbeat_address", "a register other than value_address", value_address)
     fields = (
         FieldSpec(
             name="limit",
-            address=t.integer("value_address", min=0, max=65535),
+            address=value_address,
             table=table,
             type=t.string("value_type", "uint16", choices=TYPES),
             word_order="big",
@@ -230,7 +238,7 @@ def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
         ),
         FieldSpec(
             name="heartbeat",
-            address=t.integer("heartbeat_address", min=0, max=65535),
+            address=heartbeat_address,
             table=table,
             type=t.string("heartbeat_type", "uint16", choices=TYPES),
             word_order="big",
@@ -243,13 +251,17 @@ def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
     undefined = t.string("value_undefined", "none", choices=("none", "all_ones", "sunspec"))
     fail_safe = _limit_table(t, "fail_safe", required=True)
     assert fail_safe is not None
+    scale = t.number("value_scale", 1.0)
+    if scale <= 0:  # every limit read would be 0 (clamped): every car paused
+        raise t.error("value_scale", "a number > 0 (raw x scale = the limit)", scale)
+    poll_s = t.number("poll_interval_s", 1.0, min=0.05)
     source = RegisterSource(
         name=name,
         node=node,
         unit=t.string("unit", choices=("a", "w")),
         fail_safe=fail_safe,
-        stale_after_s=t.number("stale_after_s", 10.0, min=0.1),
-        scale=t.number("value_scale", 1.0),
+        stale_after_s=_stale_after(t, poll_s),
+        scale=scale,
     )
     register_map = RegisterMap(
         name=f"grid limit {name}",
@@ -263,8 +275,17 @@ def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
         source=source,
         endpoint=endpoint,
         register_map=register_map,
-        poll_interval_s=t.number("poll_interval_s", 1.0, min=0.05),
+        poll_interval_s=poll_s,
     )
+
+
+def _stale_after(t: Table, poll_s: float) -> float:
+    """``stale_after_s``, longer than ``poll_s`` (``poll_interval_s``): shorter, the source would
+    be stale between two good reads, its fail-safe in force most of the time."""
+    stale_s = float(t.number("stale_after_s", 10.0, min=0.1))
+    if stale_s <= poll_s:
+        raise t.error("stale_after_s", f"more than poll_interval_s ({poll_s:g})", stale_s)
+    return stale_s
 
 
 def _schedule(t: Table, name: str, node: str) -> ScheduleLimitConfig:
@@ -274,8 +295,10 @@ def _schedule(t: Table, name: str, node: str) -> ScheduleLimitConfig:
         days = st.items("days", _day, "day names (mon..sun)", list(DAYS))
         start = _clock(st, "from")
         end = _clock(st, "to")
-        if start == end:
-            raise st.error("to", "a time different from 'from'", st.raw("to"))
+        if start == end and not (start == time(0, 0) and st.raw("to") == "24:00"):
+            raise st.error(
+                "to", "a time different from 'from' (from 00:00 to 24:00: all day)", st.raw("to")
+            )
         try:
             steps.append(
                 ScheduleStep(

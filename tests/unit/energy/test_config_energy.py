@@ -139,6 +139,18 @@ def test_empty_energy_sections_need_a_site_limit() -> None:
     assert info.value.key == "grid_limits"
 
 
+EMS = """
+[[grid_limits]]
+name = "ems"
+kind = "modbus"
+host = "h"
+value_address = 100
+heartbeat_address = 101
+unit = "a"
+fail_safe = {{ current_a = 16 }}
+{extra}"""
+
+
 def bad(text: str, key: str, expected: str) -> object:
     return pytest.param(text, key, expected, id=key)
 
@@ -265,6 +277,72 @@ MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
             ">= 6",
             id="min-current-below-iec",
         ),
+        # Values that load but leave the site without charging or in fail-safe (review of
+        # 2026-11-30, an operator's view):
+        pytest.param(
+            MINIMAL
+            + '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\npoll_interval_s = 15\n',
+            "meters[0].poll_interval_s",
+            "less than [allocation] stale_no_increase_s (3)",
+            id="meter-polled-slower-than-it-goes-stale",
+        ),
+        pytest.param(
+            MINIMAL + "[allocation]\nfailsafe_current_a = 3\n",
+            "allocation.failsafe_current_a",
+            "0 (pause all) or at least min_current_a (6)",
+            id="failsafe-below-the-minimum",
+        ),
+        pytest.param(
+            MINIMAL + EMS.format(extra="value_scale = 0\n"),
+            "grid_limits[1].value_scale",
+            "> 0",
+            id="ems-scale-zero",
+        ),
+        pytest.param(
+            MINIMAL + EMS.format(extra="value_scale = -1\n").replace("101", "102"),
+            "grid_limits[1].value_scale",
+            "> 0",
+            id="ems-scale-negative",
+        ),
+        pytest.param(
+            MINIMAL
+            + EMS.format(extra="").replace("heartbeat_address = 101", "heartbeat_address = 100"),
+            "grid_limits[1].heartbeat_address",
+            "a register other than value_address",
+            id="ems-heartbeat-is-the-value",
+        ),
+        pytest.param(
+            MINIMAL + EMS.format(extra="poll_interval_s = 30\nstale_after_s = 1\n"),
+            "grid_limits[1].stale_after_s",
+            "more than poll_interval_s (30)",
+            id="ems-stale-between-reads",
+        ),
+        pytest.param(
+            MINIMAL + '[[grid_limits]]\nname = "14a"\nkind = "contact"\npath = "/run/dim"\n'
+            "dimmed = { power_w = 4200 }\npoll_interval_s = 2\nstale_after_s = 2\n",
+            "grid_limits[1].stale_after_s",
+            "more than poll_interval_s (2)",
+            id="contact-stale-between-reads",
+        ),
+        pytest.param(
+            '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurent_a = 63\n',
+            "grid_limits[0].curent_a",
+            "misspelt",
+            id="misspelt-limit-key-named",
+        ),
+        pytest.param(
+            MINIMAL + EMS.format(extra="").replace("current_a = 16", "curent_a = 16"),
+            "grid_limits[1].fail_safe.curent_a",
+            "misspelt",
+            id="misspelt-fail-safe-key-named",
+        ),
+        pytest.param(
+            MINIMAL + '[[grid_limits]]\nname = "s"\nkind = "schedule"\n'
+            '[[grid_limits.steps]]\nfrom = "07:00"\nto = "07:00"\ncurrent_a = 1\n',
+            "grid_limits[1].steps[0].to",
+            "from 00:00 to 24:00: all day",
+            id="schedule-empty-step",
+        ),
     ],
 )
 def test_errors_name_file_key_and_expectation(text: str, key: str, expected: str) -> None:
@@ -345,3 +423,35 @@ def test_limit_on_a_charge_point_node_is_allowed() -> None:
     cp = charge_point_energy_from_table(Table({}, source="site.toml"))
     config = load(text, charge_points=[("CP1", cp)])
     assert config.grid_limits[1].source.node == "CP1"  # type: ignore[attr-defined]
+
+
+def test_a_charge_point_that_could_never_be_offered_its_minimum_is_refused() -> None:
+    """``max_current_a`` below ``[allocation] min_current_a``: the allocator would pause it for
+    good ("its maximum is below the minimum")."""
+    cp = charge_point_energy_from_table(Table({"max_current_a": 8}, source="site.toml"))
+    with pytest.raises(ConfigError) as info:
+        load(MINIMAL + "[allocation]\nmin_current_a = 10\n", charge_points=[("CP1", cp)])
+    assert info.value.key == "charge_points[CP1].max_current_a"
+    assert "at least [allocation] min_current_a (10)" in str(info.value)
+    config = load(MINIMAL + "[allocation]\nmin_current_a = 8\n", charge_points=[("CP1", cp)])
+    control = config.allocation.control  # type: ignore[attr-defined]
+    assert control.failsafe.current_a == 8.0, "the fail-safe cap defaults to the minimum"
+
+
+def test_a_schedule_step_all_day() -> None:
+    """``from = "00:00"``, ``to = "24:00"``: in force all day on its days (README: "24:00" =
+    midnight), and only then: the step a field engineer writes for a weekday's cap."""
+    text = (
+        MINIMAL + '[[grid_limits]]\nname = "s"\nkind = "schedule"\n'
+        '[[grid_limits.steps]]\ndays = ["mon"]\nfrom = "00:00"\nto = "24:00"\ncurrent_a = 20\n'
+    )
+    config = load(text)
+    source = config.grid_limits[1].source  # type: ignore[attr-defined]
+    monday = datetime(2026, 11, 30, tzinfo=UTC)
+    for hour, minute in ((0, 0), (12, 0), (23, 59)):
+        limit = schedule_limit(source, now_utc=monday.replace(hour=hour, minute=minute))
+        assert limit is not None, (hour, minute)
+        assert limit.value.current_a == (20.0,) * 3, (hour, minute)
+    assert schedule_limit(source, now_utc=datetime(2026, 12, 1, tzinfo=UTC)) is None  # Tuesday
+    sunday = schedule_limit(source, now_utc=datetime(2026, 11, 29, 23, 0, tzinfo=UTC))
+    assert sunday is None
