@@ -16,6 +16,9 @@
   the "no car" 0 A paused every car arriving at a connector used before, and some cars do not
   resume after a pause. Increases below the hysteresis are not sent,
   decreases always are, and a resume from 0 A always is.
+- The station's profiles' answers are kept (the status's ``station_profiles``): a refused max
+  profile is not sent again under the same capabilities ("where supported"); a refused
+  TxDefaultProfile goes to the energy node as a rejection (connector 0).
 - A charge point that rejects a profile teaches us: stack level above 0 rejected -> retry at 0;
   amperes rejected -> retry in watts. A 2.0.1 charge point says why (``statusInfo.reasonCode``):
   the lesson it names is taken at once (UnsupportedRateUnit, InvalidStackLevel), and one that
@@ -53,6 +56,8 @@ CAPS_KEYS_16 = ["ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRa
 RETRY_AFTER_S = 1.0  # a rejected TxProfile is tried once more, as it was, after this
 SAFE_DEFAULT_A = IEC_MIN_CURRENT_A  # TxDefaultProfile of a site without [allocation]
 DEFAULT_SOURCE = "safe default"  # what binds a new transaction's first TxProfile
+# The station's profiles' call tags (actors.profiles.boot_profiles' order) -> their purpose
+STATION_PROFILES = {"boot:0": "TxDefaultProfile", "boot:1": "max profile"}
 # 2.0.1 reasonCodes (case-insensitive, OCPP 2.0.1 part 2 appendix; EVerest's libocpp uses these
 # for a refused SetChargingProfile): the lesson each names, taken without the retry ...
 LESSON_OF = {"unsupportedrateunit": "unit", "invalidstacklevel": "stack level"}
@@ -102,6 +107,11 @@ class EnergySide:
         # batch's
         self.default_limit_a = default_limit_a
         self.boot_installed = False
+        # The charge point's answers to the station's profiles (TxDefaultProfile, the max
+        # profile), for the status; and the capabilities it refused the max profile under: not
+        # sent again with them ("where supported"), again once a lesson changed them.
+        self.station: dict[str, str] = {}
+        self.max_refused: ChargePointCapabilities | None = None
         self.resume_tx = False  # once the capabilities are known: TxProfiles of a reconnect
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
         # connector -> the transaction whose refused TxProfile is tried again, until the retry
@@ -132,6 +142,8 @@ class EnergySide:
             "default_limit_a": self.default_limit_a,
             # connector -> the transaction whose refused TxProfile goes once more
             "retrying": {str(c): tx for c, tx in self.retrying.items()},
+            # purpose -> what the charge point answered ("Accepted", "Rejected: ...", "error:")
+            "station_profiles": dict(self.station),
         }
 
     def _call(
@@ -196,9 +208,12 @@ class EnergySide:
 
     def _boot_profiles(self, now: datetime) -> list[CallChargePoint]:
         self.boot_installed = True
+        caps = self.caps
+        if self.max_refused == caps:
+            caps = replace(caps, supports_max_profile=False)
         payloads = boot_profiles(
             version=self.version,
-            caps=self.caps,
+            caps=caps,
             default_limit_a=self._default_a(),
             max_limit_a=self.max_current_a,
             phases=self.phases,
@@ -367,6 +382,8 @@ class EnergySide:
                 self.resume_tx = False
                 station += self._running_profiles(running_tx)
             return station, None, None
+        if answer.tag in STATION_PROFILES:
+            return [], self._station_answered(answer, now), None
         if not answer.tag.startswith(("tx:", "txr:")):
             return [], None, None
         kind, connector, limit_a, tx_id = answer.tag.split(":", 3)
@@ -414,6 +431,34 @@ class EnergySide:
             written_utc=utc_text(now),
         )
         return calls, outcome, later
+
+    def _station_answered(self, answer: Answer, now: datetime) -> ProfileOutcome | None:
+        """A station profile's answer: kept for the status. The max profile refused ("where
+        supported"): not sent again under these capabilities, and no rejection to count. The
+        safe TxDefaultProfile refused: a new transaction draws what the charge point gives
+        until its TxProfile comes; an outcome for connector 0, counted as a rejection."""
+        purpose = STATION_PROFILES[answer.tag]
+        if answer.ok:
+            status = str(answer.payload.get("status"))
+            reason = reason_code(answer.payload)
+            refused = status != "Accepted"
+        else:
+            status, reason = f"error: {answer.error}", None
+            refused = answer.error.startswith(("NotSupported", "NotImplemented"))
+        told = f"{status}: {reason}" if reason else status
+        self.station[purpose] = told
+        if answer.tag == "boot:1":
+            self.max_refused = self.caps if refused else None
+            return None
+        if status == "Accepted":
+            return None
+        return ProfileOutcome(
+            charge_point_id=self.cp_id,
+            connector_id=0,
+            limit_a=self._default_a(),
+            status=f"{purpose} {told}",
+            written_utc=utc_text(now),
+        )
 
     def retry(self, r: TxRetry) -> list[CallChargePoint]:
         """The refused TxProfile again, at the transaction's limit now (not the one refused: a

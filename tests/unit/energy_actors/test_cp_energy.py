@@ -360,3 +360,38 @@ def test_a_newer_limit_after_the_retry_went_replaces_it_where_it_waits() -> None
         side.answered(accepted(tag), NOW)
     assert (side.limits[1].limit_a, side.sent[1]) == (8.0, 8.0)
     assert side.retrying == {}
+
+
+def test_the_station_profiles_answers() -> None:
+    """A refused max profile is not sent again under the same capabilities ("where supported"),
+    and counts as no rejection; again once a lesson changed them. A refused TxDefaultProfile
+    is an outcome for connector 0 (a rejection the status counts). Both in the report."""
+    side = charging_side()
+    boot = side.booted(NOW)
+    assert tags(boot) == ["boot:0", "boot:1"]
+    _, outcome, _ = side.answered(
+        Answer(tag="boot:1", ok=True, payload={"status": "Rejected"}, error=""), NOW
+    )
+    assert outcome is None
+    _, outcome, _ = side.answered(accepted("boot:0"), NOW)
+    assert outcome is None
+    assert side.report()["station_profiles"] == {
+        "TxDefaultProfile": "Accepted",
+        "max profile": "Rejected",
+    }
+    assert tags(side.booted(NOW)) == ["boot:0"], "not again under the same capabilities"
+    # A lesson from a refused TxProfile changes the capabilities: the max profile goes again.
+    side.answered(refused("tx:1:10.0:7"), NOW, running_tx=running)
+    side.retry(TxRetry(connector_id=1, tx_id="7"))
+    calls, _, _ = side.answered(refused("txr:1:10.0:7"), NOW, running_tx=running)
+    assert tags(calls) == ["boot:0", "boot:1", "tx:1:10.0:7"]
+    side.answered(accepted("boot:1"), NOW)
+    assert side.report()["station_profiles"]["max profile"] == "Accepted"
+    error = Answer(tag="boot:1", ok=False, payload={}, error="NotImplemented: no such profile")
+    side.answered(error, NOW)
+    assert tags(side.booted(NOW)) == ["boot:0"], "a CALLERROR NotImplemented: not supported"
+    side.answered(Answer(tag="boot:0", ok=False, payload={}, error="timeout"), NOW)
+    _, outcome, _ = side.answered(refused_for("boot:0", "InvalidSchedule"), NOW)
+    assert outcome is not None
+    assert (outcome.connector_id, outcome.limit_a) == (0, 6.0)
+    assert outcome.status == "TxDefaultProfile Rejected: InvalidSchedule"
