@@ -114,7 +114,7 @@ class EnergyNode:
     batches: list[Received] = field(default_factory=list)
     other: list[tuple[str, object]] = field(default_factory=list)
 
-    async def start(self, *, clock: Clock | None = None) -> ActorSystem:
+    async def start(self, *, clock: Clock | None = None, heartbeat_s: float = 1.0) -> ActorSystem:
         self.store = open_store(self.tmp_path / "lmdb")
         system = ActorSystem("energy", store=self.store)
         system.remote = self._remote
@@ -123,7 +123,7 @@ class EnergyNode:
             charge_point_energy(self.config),
             node="energy",
             settings=self.settings,
-            heartbeat_s=1.0,
+            heartbeat_s=heartbeat_s,
             backoff=Backoff(min_s=0.05, max_s=0.2, jitter=0.0, reset_after_s=1.0),
             clock=clock,
         )

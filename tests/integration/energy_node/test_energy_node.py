@@ -126,9 +126,11 @@ async def running(
     charge_points: tuple[str, ...] = ("CP1", "CP2"),
     clock: Clock | None = None,
     poll_s: float = 0.1,
+    heartbeat_s: float = 1.0,
 ) -> AsyncIterator[EnergyNode]:
     """The node with ``body`` as its energy sections, and (unless ``meter_a`` is None) a real
-    SDM630 reading ``meter_a`` as its "grid" meter (``node.server``)."""
+    SDM630 reading ``meter_a`` as its "grid" meter (``node.server``); ``heartbeat_s``: the
+    grid-limit sources' heartbeat (grid_limit.HEARTBEAT_S on a site: 10 s)."""
     async with contextlib.AsyncExitStack() as stack:
         server = None
         if meter_a is not None:
@@ -140,7 +142,7 @@ async def running(
             AllocatorSettings(tick_s=tick_s, resend_s=60.0),
             server=server,
         )
-        await node.start(clock=clock)
+        await node.start(clock=clock, heartbeat_s=heartbeat_s)
         try:
             yield node
         finally:
@@ -700,6 +702,36 @@ async def test_cloud_limit_applies_until_it_expires(tmp_path: Path) -> None:
         assert node.summary()["sources"]["cloud"]["limit"] == "16/16/16 A"
         await wait_for(lambda: node.summary()["sources"]["cloud"]["limit"] is None, what="expired")
         assert datetime.now(UTC) >= expires
+
+
+async def test_a_cloud_limit_is_lifted_when_it_expires_not_at_the_next_heartbeat(
+    tmp_path: Path,
+) -> None:
+    """The source wakes at the push's expiry (CloudLimitActor: wake_at), not at its heartbeat
+    (10 s on a site, 30 s here): the allocator's limit is the fuse's again at once."""
+    body = FUSE_40 + '\n[[grid_limits]]\nname = "cloud"\nkind = "cloud"\n' + FAST
+    async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, heartbeat_s=30.0) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
+        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0})
+        expires = time.monotonic() + 1.0
+        node.send(
+            CloudLimitPushed(
+                source="cloud",
+                node="site",
+                limit_a=16.0,
+                power_w=None,
+                expires_utc=format_utc(datetime.now(UTC) + timedelta(seconds=1.0)),
+            )
+        )
+        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 6.5, "CP2/1": 6.5})
+
+        def binding() -> object:
+            return node.summary()["limits"]["site"]["L1"]
+
+        assert binding() == {"limit_a": 16.0, "source": "cloud"}
+        await wait_for(lambda: binding() == {"limit_a": 40.0, "source": "main fuse"}, what="lifted")
+        assert time.monotonic() - expires < 3.0, f"lifted {time.monotonic() - expires:.1f} s late"
 
 
 # --- supervision -----------------------------------------------------------------------------
