@@ -8,6 +8,7 @@ section's dataclass) use these readers and never raise anything but :class:`Conf
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -143,6 +144,19 @@ class Table:
         unknown = sorted(set(self.data) - self._read)
         if unknown:
             raise ConfigError(self.source, self.key(unknown[0]), "no such key here (misspelt?)")
+
+
+def check_readable(t: Table, name: str, path: str | Path) -> None:
+    """A file the runtime opens later (a TLS certificate, key or CA, a rules bundle): missing or
+    unreadable, it is refused here, naming the key, rather than failing at start (an exception
+    there restart-loops under systemd; a configuration error exits 78, which stops it)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise t.error(
+            name, f"a readable file ({exc.strerror or type(exc).__name__})", str(path)
+        ) from None
 
 
 def _check_range(t: Table, name: str, value: float, lo: float | None, hi: float | None) -> None:

@@ -51,7 +51,7 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from actors.ocpp_rules import INT32_MAX, EdgeIdRange
-from config.fields import ConfigError, Table
+from config.fields import ConfigError, Table, check_readable
 from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.identity import identity_problem
 
@@ -122,6 +122,9 @@ def listener_from_table(t: Table) -> ListenerConfig:
     if profile != 2 and (cert is not None or key is not None):
         name = "tls_cert_file" if cert is not None else "tls_key_file"
         raise t.error(name, "no TLS file unless security_profile = 2")
+    if cert is not None and key is not None:
+        check_readable(t, "tls_cert_file", cert)
+        check_readable(t, "tls_key_file", key)
     auto = t.boolean("auto_register", False)
     if auto and profile != 0:
         raise t.error(
@@ -181,6 +184,8 @@ def cloud_from_table(t: Table) -> CloudConfig:
     ca_file = _path(t, "tls_ca_file")
     if ca_file is not None and parts.scheme != "wss":
         raise t.error("tls_ca_file", "no CA file for a ws:// URL (it is not TLS)")
+    if ca_file is not None:
+        check_readable(t, "tls_ca_file", ca_file)
     backoff_min = t.number("retry_backoff_min_s", 5.0, min=0.1)
     backoff_max = t.number("retry_backoff_max_s", 300.0, min=0.1)
     if backoff_max < backoff_min:

@@ -108,6 +108,19 @@ BASE = '[site]\nname = "s"\n'
             "no such key",
             id="cp-typo",
         ),
+        pytest.param(
+            BASE + "[listener]\nsecurity_profile = 2\n"
+            "tls_cert_file = 'missing.crt'\ntls_key_file = 'missing.key'\n",
+            "listener.tls_cert_file",
+            "a readable file (No such file or directory)",
+            id="tls-cert-file-missing",
+        ),
+        pytest.param(
+            BASE + "[cloud]\nurl = 'wss://x/o'\ntls_ca_file = 'missing-ca.pem'\n",
+            "cloud.tls_ca_file",
+            "a readable file (No such file or directory)",
+            id="cloud-ca-file-missing",
+        ),
         pytest.param("[site\n", "<syntax>", "valid TOML", id="syntax"),
         pytest.param(
             BASE + "[runtime]\nbroker_shards = 0\n",
@@ -146,12 +159,27 @@ def test_errors_name_the_file_the_key_and_what_was_expected(
     assert str(info.value).startswith(f"/etc/site-edge/site.toml: {key}: expected")
 
 
-def test_run_py_exits_78_on_a_bad_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            '[listener]\nport = "nine"\n',
+            "listener.port: expected an integer, got 'nine'",
+            id="port-not-an-integer",
+        ),
+        pytest.param(
+            "[listener]\nsecurity_profile = 2\ntls_cert_file = 'c.pem'\ntls_key_file = 'k.pem'\n",
+            "listener.tls_cert_file: expected a readable file (No such file or directory), got '{dir}/c.pem'",
+            id="tls-cert-file-missing",
+        ),
+    ],
+)
+def test_run_py_exits_78_on_a_bad_file(tmp_path: Path, text: str, message: str) -> None:
     import subprocess
     import sys
 
     bad = tmp_path / "site.toml"
-    bad.write_text('[site]\nname = "s"\n[listener]\nport = "nine"\n')
+    bad.write_text('[site]\nname = "s"\n' + text)
     result = subprocess.run(
         [sys.executable, "run.py", "--config", str(bad)],
         cwd=REPO,
@@ -160,7 +188,7 @@ def test_run_py_exits_78_on_a_bad_file(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 78
-    assert f"{bad}: listener.port: expected an integer, got 'nine'" in result.stderr
+    assert f"{bad}: {message.format(dir=tmp_path)}" in result.stderr
 
 
 def test_broker_shards_make_broker_nodes(tmp_path: Path) -> None:
@@ -185,5 +213,7 @@ def test_broker_shards_with_tls_on_the_listener(tmp_path: Path) -> None:
         BASE + "[runtime]\nbroker_shards = 2\n[listener]\nsecurity_profile = 2\n"
         "tls_cert_file = 'c.pem'\ntls_key_file = 'k.pem'\n"
     )
-    config = parse_site(text, source="s", base_dir=tmp_path)
+    (tmp_path / "c.pem").write_text("cert")
+    (tmp_path / "k.pem").write_text("key")
+    config = parse_site(text, source=str(tmp_path / "site.toml"), base_dir=tmp_path)
     assert (config.runtime.broker_shards, config.listener.security_profile) == (2, 2)

@@ -34,7 +34,10 @@ def test_listener_defaults_bind_loopback() -> None:
     assert ListenerConfig().compression == "off"
 
 
-def test_listener_full() -> None:
+def test_listener_full(tmp_path: Path) -> None:
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "edge.crt").write_text("cert")
+    (tmp_path / "edge.key").write_text("key")
     got = listener_from_table(
         table(
             {
@@ -42,20 +45,21 @@ def test_listener_full() -> None:
                 "port": 9100,
                 "security_profile": 2,
                 "tls_cert_file": "tls/edge.crt",
-                "tls_key_file": "/etc/edge.key",
+                "tls_key_file": str(tmp_path / "edge.key"),
                 "max_frame_bytes": 65536,
                 "ping_interval_s": 0,
                 "ping_timeout_s": 10,
                 "compression": "deflate",
-            }
+            },
+            source=str(tmp_path / "site.toml"),
         )
     )
     assert got == ListenerConfig(
         host="0.0.0.0",
         port=9100,
         security_profile=2,
-        tls_cert_file="/site/tls/edge.crt",
-        tls_key_file="/etc/edge.key",
+        tls_cert_file=str(tmp_path / "tls" / "edge.crt"),
+        tls_key_file=str(tmp_path / "edge.key"),
         max_frame_bytes=65536,
         ping_interval_s=None,
         ping_timeout_s=10.0,
@@ -91,6 +95,44 @@ def test_listener_errors_name_the_key(data: dict[str, Any], key: str, expected: 
     assert caught.value.source == "/site/site.toml"
 
 
+@pytest.mark.parametrize(
+    ("data", "key", "got"),
+    [
+        pytest.param(
+            {"tls_cert_file": "missing.crt", "tls_key_file": "edge.key"},
+            "listener.tls_cert_file",
+            "missing.crt",
+            id="cert-missing",
+        ),
+        pytest.param(
+            {"tls_cert_file": "edge.crt", "tls_key_file": "missing.key"},
+            "listener.tls_key_file",
+            "missing.key",
+            id="key-missing",
+        ),
+        pytest.param(
+            {"tls_cert_file": "tls", "tls_key_file": "edge.key"},
+            "listener.tls_cert_file",
+            "tls",
+            id="cert-a-directory",
+        ),
+    ],
+)
+def test_listener_tls_files_must_be_readable(
+    tmp_path: Path, data: dict[str, Any], key: str, got: str
+) -> None:
+    """Found at start, a missing file was a bare FileNotFoundError (exit 1: systemd restarts)."""
+    (tmp_path / "edge.crt").write_text("cert")
+    (tmp_path / "edge.key").write_text("key")
+    (tmp_path / "tls").mkdir()
+    source = str(tmp_path / "site.toml")
+    with pytest.raises(ConfigError) as caught:
+        listener_from_table(table({"security_profile": 2, **data}, source, path="listener"))
+    assert (caught.value.source, caught.value.key) == (source, key)
+    assert caught.value.got == str(tmp_path / got)
+    assert "a readable file" in str(caught.value)
+
+
 def test_cloud_defaults() -> None:
     got = cloud_from_table(table({"url": "wss://csms.example.com/ocpp/"}))
     assert got == CloudConfig(url="wss://csms.example.com/ocpp/")
@@ -98,7 +140,8 @@ def test_cloud_defaults() -> None:
     assert got.edge_transaction_ids == EdgeIdRange()
 
 
-def test_cloud_full() -> None:
+def test_cloud_full(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("ca")
     got = cloud_from_table(
         table(
             {
@@ -114,11 +157,12 @@ def test_cloud_full() -> None:
                 "reconnect_max_s": 30,
                 "edge_transaction_id_first": 1_000_000,
                 "edge_transaction_id_last": 1_999_999,
-            }
+            },
+            source=str(tmp_path / "site.toml"),
         )
     )
     assert got.mode == "strict"
-    assert got.tls_ca_file == "/site/ca.pem"
+    assert got.tls_ca_file == str(tmp_path / "ca.pem")
     assert got.edge_transaction_ids == EdgeIdRange(first=1_000_000, last=1_999_999)
     assert (got.max_attempts, got.retry_backoff_max_s, got.call_timeout_s) == (3, 60.0, 20.0)
 
@@ -180,6 +224,19 @@ def test_cloud_errors_name_the_key(data: dict[str, Any], key: str, expected: str
         cloud_from_table(table(data))
     assert caught.value.key == key
     assert expected in str(caught.value)
+
+
+def test_cloud_ca_file_must_be_readable(tmp_path: Path) -> None:
+    """A missing CA file crash-looped every cloud session while status said live."""
+    source = str(tmp_path / "site.toml")
+    data = {"url": "wss://csms/ocpp", "tls_ca_file": "cloud-ca.pem"}
+    with pytest.raises(ConfigError) as caught:
+        cloud_from_table(table(data, source, path="cloud"))
+    assert (caught.value.source, caught.value.key) == (source, "cloud.tls_ca_file")
+    assert caught.value.got == str(tmp_path / "cloud-ca.pem")
+    assert "No such file" in str(caught.value)
+    (tmp_path / "cloud-ca.pem").write_text("ca")
+    assert cloud_from_table(table(data, source)).tls_ca_file == str(tmp_path / "cloud-ca.pem")
 
 
 def test_cloud_url_error_does_not_echo_credentials() -> None:
