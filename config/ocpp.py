@@ -130,8 +130,14 @@ def listener_from_table(t: Table) -> ListenerConfig:
         raise t.error(
             "auto_register", "false with security_profile 1 or 2 (unknown ids have no password)"
         )
+    host = t.string("host", "127.0.0.1")
+    if not host.strip():
+        # The server would bind every interface: that must be written, not left empty.
+        raise t.error(
+            "host", 'an address to bind (write "0.0.0.0" or "::" to bind every interface)', host
+        )
     config = ListenerConfig(
-        host=t.string("host", "127.0.0.1"),
+        host=host,
         port=t.integer("port", 9000, min=0, max=65535),
         security_profile=profile,
         tls_cert_file=cert,

@@ -121,6 +121,12 @@ BASE = '[site]\nname = "s"\n'
             "a readable file (No such file or directory)",
             id="cloud-ca-file-missing",
         ),
+        pytest.param(
+            BASE + "[listener]\nhost = ''\n",
+            "listener.host",
+            'write "0.0.0.0" or "::" to bind every interface',
+            id="listener-host-empty",
+        ),
         pytest.param("[site\n", "<syntax>", "valid TOML", id="syntax"),
         pytest.param(
             BASE + "[runtime]\nbroker_shards = 0\n",

@@ -133,6 +133,15 @@ def test_listener_tls_files_must_be_readable(
     assert "a readable file" in str(caught.value)
 
 
+def test_listener_host_must_not_be_empty() -> None:
+    """An empty host bound every interface; the listener binds 127.0.0.1 unless told."""
+    with pytest.raises(ConfigError) as caught:
+        listener_from_table(table({"host": ""}, path="listener"))
+    assert caught.value.key == "listener.host"
+    assert caught.value.got == ""
+    assert '"0.0.0.0" or "::"' in str(caught.value)
+
+
 def test_cloud_defaults() -> None:
     got = cloud_from_table(table({"url": "wss://csms.example.com/ocpp/"}))
     assert got == CloudConfig(url="wss://csms.example.com/ocpp/")
