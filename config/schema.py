@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from actors.shards import broker_node
 from config.auth import AuthorizationConfig
 from config.auth import from_table as auth_from_table
 from config.fields import ConfigError, Table
@@ -52,6 +53,13 @@ class RuntimeConfig:
     broker_shards: int = 1  # broker node processes; the charge points spread over them
     # nodes whose event loop runs at real-time priority (supervisors/priority.py), e.g. energy
     realtime_nodes: tuple[str, ...] = ()
+
+    def nodes(self) -> tuple[tuple[str, str], ...]:
+        """The site's nodes as (name, kind), in start order: the energy node and
+        ``broker_shards`` broker nodes (``broker``, ``broker-1``, ...: actors/shards.py).
+        supervisors/launcher.py starts these; ``realtime_nodes`` must name some of them."""
+        brokers = tuple((broker_node(k), "broker") for k in range(self.broker_shards))
+        return (("energy", "energy"), *brokers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +126,10 @@ def runtime_from_table(t: Table) -> RuntimeConfig:
     if r.realtime_nodes and r.mode != "nodes":
         # One loop for every node: its priority would be every node's.
         raise t.error("realtime_nodes", "[] with mode single-process", list(r.realtime_nodes))
+    names = [name for name, _ in r.nodes()]
+    unknown = [n for n in r.realtime_nodes if n not in names]
+    if unknown:
+        raise t.error("realtime_nodes", "names of this site's nodes: " + ", ".join(names), unknown)
     return r
 
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from config.schema import SiteConfig
+from config.schema import RuntimeConfig, SiteConfig
 from drivers import control
 from drivers.ports import free_tcp_port
 from drivers.thespian import hygiene
@@ -45,16 +45,19 @@ from supervisors.status_doc import status_document
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NODES = (NodeSpec(name="energy", kind="energy"), NodeSpec(name="broker", kind="broker"))
+
+def _specs(runtime: RuntimeConfig) -> tuple[NodeSpec, ...]:
+    return tuple(NodeSpec(name=name, kind=kind) for name, kind in runtime.nodes())
+
+
+DEFAULT_NODES = _specs(RuntimeConfig())
 
 
 def site_nodes(config: SiteConfig) -> tuple[NodeSpec, ...]:
-    """The site's nodes: the energy node and ``[runtime] broker_shards`` broker nodes
+    """The site's nodes (:meth:`RuntimeConfig.nodes`, which the site file's ``realtime_nodes``
+    were checked against): the energy node and ``[runtime] broker_shards`` broker nodes
     (``broker``, ``broker-1``, ...: actors/shards.py)."""
-    extra = tuple(
-        NodeSpec(name=f"broker-{k}", kind="broker") for k in range(1, config.runtime.broker_shards)
-    )
-    return (*DEFAULT_NODES, *extra)
+    return _specs(config.runtime)
 
 
 PING_INTERVAL_S = 1.0
@@ -107,6 +110,7 @@ class NodeLauncher:
         signal.signal(signal.SIGINT, self._on_signal)
         self.admin_port = cfg.runtime.admin_port or free_tcp_port(admin=True)
         self.nodes = affinity.assign(self.nodes, affinity.current(), cfg.runtime.cpu_affinity)
+        # The site file's names were checked when it was loaded; ``nodes`` may be a test's own.
         names = {n.name for n in self.nodes}
         unknown = [n for n in cfg.runtime.realtime_nodes if n not in names]
         if unknown:

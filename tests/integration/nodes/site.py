@@ -48,6 +48,7 @@ class ProbeSite:
     proc: subprocess.Popen[bytes] | None = None
     config: Path | None = None
     extra: str = ""  # more [runtime] keys
+    realtime_nodes: str = ""  # probe_site.py --realtime=
 
     @property
     def control_socket(self) -> Path:
@@ -64,6 +65,8 @@ class ProbeSite:
         ]
         if self.single_process:
             args.append("--single-process")
+        if self.realtime_nodes:
+            args.append(f"--realtime={self.realtime_nodes}")
         self.log = open(self.tmp_path / "site.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
         wait_for_sync(self._answers, timeout=30, what="the site to answer on its control socket")

@@ -254,7 +254,7 @@ def test_a_realtime_nodes_loop_runs_at_real_time_priority_and_again_after_a_rest
     kernel and in its status; the other node's none; a node restarted after kill -9 the same."""
     if os.geteuid() != 0 and resource.getrlimit(resource.RLIMIT_RTPRIO)[0] < 1:
         pytest.skip("real-time scheduling not allowed here (no root, RLIMIT_RTPRIO 0)")
-    site = ProbeSite(tmp_path, extra='realtime_nodes = ["probe"]')
+    site = ProbeSite(tmp_path, realtime_nodes="probe")
     site.start()
     try:
         probe, other = site.node("probe"), site.node("other")
@@ -269,7 +269,9 @@ def test_a_realtime_nodes_loop_runs_at_real_time_priority_and_again_after_a_rest
 
 
 def test_realtime_nodes_naming_no_node_of_the_site_is_refused_at_start(tmp_path: Path) -> None:
-    site = ProbeSite(tmp_path, extra='realtime_nodes = ["enrgy"]')
+    """The launcher's own check, for nodes that are not the site file's (the site file's names
+    are refused when it is loaded: tests/unit/config/test_site_file.py)."""
+    site = ProbeSite(tmp_path, realtime_nodes="enrgy")
     try:
         with pytest.raises(AssertionError, match="site exited with 1"):
             site.start()

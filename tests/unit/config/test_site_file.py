@@ -76,6 +76,18 @@ BASE = '[site]\nname = "s"\n'
             "[] with mode single-process",
             id="realtime-nodes-single-process",
         ),
+        pytest.param(
+            BASE + "[runtime]\nrealtime_nodes = ['energy', 'enrgy']\n",
+            "runtime.realtime_nodes",
+            "names of this site's nodes: energy, broker",
+            id="realtime-nodes-no-such-node",
+        ),
+        pytest.param(
+            BASE + "[runtime]\nrealtime_nodes = ['broker-1']\n",
+            "runtime.realtime_nodes",
+            "names of this site's nodes: energy, broker",
+            id="realtime-nodes-shard-not-configured",
+        ),
         pytest.param(BASE + "[listener]\nport = 'x'\n", "listener.port", "an integer", id="type"),
         pytest.param(
             BASE + "[listener]\nport = 70000\n", "listener.port", "a value <= 65535", id="range"
@@ -178,6 +190,12 @@ def test_errors_name_the_file_the_key_and_what_was_expected(
             "listener.tls_cert_file: expected a readable file (No such file or directory), got '{dir}/c.pem'",
             id="tls-cert-file-missing",
         ),
+        pytest.param(
+            "[runtime]\nrealtime_nodes = ['enrgy']\n",
+            "runtime.realtime_nodes: expected names of this site's nodes: energy, broker, "
+            "got ['enrgy']",
+            id="realtime-nodes-no-such-node",
+        ),
     ],
 )
 def test_run_py_exits_78_on_a_bad_file(tmp_path: Path, text: str, message: str) -> None:
@@ -210,6 +228,12 @@ def test_broker_shards_make_broker_nodes(tmp_path: Path) -> None:
         ("broker-1", "broker"),
         ("broker-2", "broker"),
     ]
+    realtime = parse_site(
+        BASE + "[runtime]\nbroker_shards = 3\nrealtime_nodes = ['energy', 'broker-2']\n",
+        source="s",
+        base_dir=tmp_path,
+    )
+    assert realtime.runtime.realtime_nodes == ("energy", "broker-2")
 
 
 def test_broker_shards_with_tls_on_the_listener(tmp_path: Path) -> None:
