@@ -22,7 +22,8 @@ max_energy_on_invalid_id_wh = 0       # otherwise: Wh the transaction may still 
                                       # (MaxEnergyOnInvalidId); 0 stops energy at once,
                                       # "unlimited" lets it run
 rules_file = "rules.json"             # optional central rules bundle to load at start; relative
-                                      # to this file; a newer bundle from the cloud replaces it
+                                      # to this file; it must exist when this file is loaded; a
+                                      # newer bundle from the cloud replaces it
 ```
 
 Every key is optional; the defaults are the values shown above except ``unknown_id_energy_cap_wh``
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.auth_settings import AUTH_KEYS, AuthSettings, plain_value_problem, with_overrides
-from config.fields import ConfigError, Table
+from config.fields import ConfigError, Table, check_readable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,5 +79,8 @@ def from_table(t: Table) -> AuthorizationConfig:
         path = Path(rules_file)
         if not path.is_absolute() and not t.source.startswith("<"):
             path = Path(t.source).parent / path
+        # Only the operator writes it (the cloud's bundles go to the store) and only a start
+        # reads it: missing, the site would run on its fallbacks with an error in the log.
+        check_readable(t, "rules_file", path)
     t.reject_unknown()
     return AuthorizationConfig(settings=settings, rules_file=path)

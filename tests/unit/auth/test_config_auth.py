@@ -16,8 +16,8 @@ from config.fields import ConfigError, Table
 SOURCE = "/etc/edge/site.toml"
 
 
-def load(text: str) -> Table:
-    return Table(tomllib.loads(text), source=SOURCE, path="authorization")
+def load(text: str, source: str = SOURCE) -> Table:
+    return Table(tomllib.loads(text), source=source, path="authorization")
 
 
 def test_defaults() -> None:
@@ -26,7 +26,9 @@ def test_defaults() -> None:
     assert config.rules_file is None
 
 
-def test_every_key() -> None:
+def test_every_key(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "site.json").write_text("{}")
     config = from_table(
         load(
             """
@@ -42,7 +44,8 @@ def test_every_key() -> None:
             stop_transaction_on_invalid_id = false
             max_energy_on_invalid_id_wh = "unlimited"
             rules_file = "rules/site.json"
-            """
+            """,
+            source=str(tmp_path / "site.toml"),
         )
     )
     assert config.settings == AuthSettings(
@@ -58,7 +61,7 @@ def test_every_key() -> None:
         stop_transaction_on_invalid_id=False,
         max_energy_on_invalid_id_wh=None,
     )
-    assert config.rules_file == Path("/etc/edge/rules/site.json")
+    assert config.rules_file == tmp_path / "rules" / "site.json"
 
 
 @pytest.mark.parametrize(
@@ -103,12 +106,29 @@ def test_every_key() -> None:
             "/etc/edge/site.toml: authorization.rules_file: expected a string, got 3",
             id="rules-file-not-a-string",
         ),
+        pytest.param(
+            'rules_file = "rules/missing.json"',
+            "/etc/edge/site.toml: authorization.rules_file: expected a readable file (No such file "
+            "or directory), got '/etc/edge/rules/missing.json'",
+            id="rules-file-missing",
+        ),
     ],
 )
 def test_errors_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         from_table(load(text))
     assert str(info.value) == message
+
+
+def test_rules_file_must_be_a_readable_file(tmp_path: Path) -> None:
+    """Read once per start, by nothing but the front's authorizer: missing or unreadable, the
+    site ran on its fallbacks with only a log line ("keeping the rules in force")."""
+    (tmp_path / "rules").mkdir()
+    with pytest.raises(ConfigError) as info:
+        from_table(load('rules_file = "rules"', source=str(tmp_path / "site.toml")))
+    assert info.value.key == "authorization.rules_file"
+    assert info.value.got == str(tmp_path / "rules")
+    assert "a readable file (Is a directory)" in str(info.value)
 
 
 settings_st = st.builds(

@@ -139,6 +139,12 @@ BASE = '[site]\nname = "s"\n'
             'write "0.0.0.0" or "::" to bind every interface',
             id="listener-host-empty",
         ),
+        pytest.param(
+            BASE + "[authorization]\nrules_file = 'missing-rules.json'\n",
+            "authorization.rules_file",
+            "a readable file (No such file or directory)",
+            id="rules-file-missing",
+        ),
         pytest.param("[site\n", "<syntax>", "valid TOML", id="syntax"),
         pytest.param(
             BASE + "[runtime]\nbroker_shards = 0\n",
