@@ -2,15 +2,17 @@
 
 ```toml
 [listener]                     # where charge points connect: ws(s)://HOST:PORT/ocpp/<id>
-host = "127.0.0.1"             # bind address; "0.0.0.0" only on a site network you trust
+host = "127.0.0.1"             # bind address; "0.0.0.0" only on a site network you trust ("" is
+                               # refused: write "0.0.0.0" or "::" to bind every interface)
 port = 9000
 security_profile = 1           # 0 none, 1 HTTP Basic, 2 TLS + HTTP Basic (OCPP security profiles)
-tls_cert_file = "edge.crt"     # profile 2 only; relative paths are relative to this file
+tls_cert_file = "edge.crt"     # profile 2 only; relative paths are relative to this file; each
+                               # file must be readable when this file is loaded
 tls_key_file = "edge.key"
 max_frame_bytes = 1048576      # a larger frame closes the socket (1009)
 auto_register = false          # accept unknown identities (profile 0 only)
 ping_interval_s = 30           # websocket ping; 0 turns it off; its round trip is link quality
-ping_timeout_s = 30            # no pong within this closes the socket
+ping_timeout_s = 30            # no pong within this closes the socket; 0: no limit
 
 [cloud]                        # the CSMS; each charge point gets its own session <url>/<id>
 url = "wss://csms.example.com/ocpp"
@@ -30,6 +32,9 @@ retry_backoff_max_s = 300      # the wait doubles up to this
 max_attempts = 5               # then the message goes to the dead-letter store
 reconnect_min_s = 1            # first wait before reconnecting, doubling with jitter ...
 reconnect_max_s = 120          # ... up to this
+max_frame_bytes = 4194304      # 4096 to 67108864; a larger frame from the cloud closes the session
+ping_interval_s = 30           # websocket ping on each session; 0 turns it off
+ping_timeout_s = 30            # no pong within this closes the session; 0: no limit
 edge_transaction_id_first = 2000000000   # 1.6 ids the edge mints offline; the cloud must not
 edge_transaction_id_last = 2147483647    # use this range
 
