@@ -170,6 +170,12 @@ def allocation_from_table(t: Table) -> AllocationSection:
     no_increase = t.number("stale_no_increase_s", 3.0, min=0.5)
     failsafe_after = t.number("stale_failsafe_s", 10.0, min=1.0)
     if failsafe_after <= no_increase:
+        if not t.has("stale_failsafe_s"):  # blame the key that was written
+            raise t.error(
+                "stale_no_increase_s",
+                f"a value < stale_failsafe_s ({failsafe_after:g}, its default)",
+                no_increase,
+            )
         raise t.error(
             "stale_failsafe_s", f"a value > stale_no_increase_s ({no_increase:g})", failsafe_after
         )

@@ -305,6 +305,8 @@ def _schedule(t: Table, name: str, node: str) -> ScheduleLimitConfig:
                     days=frozenset(days), start=start, end=end, value=limit_value(st, "step")
                 )
             )
+        except ConfigError:
+            raise  # names its own key
         except ValueError as exc:
             raise ConfigError(st.source, st.path, f"a valid step ({exc})") from None
         st.reject_unknown()

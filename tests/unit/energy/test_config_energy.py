@@ -266,6 +266,19 @@ MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
             id="failsafe-before-no-increase",
         ),
         pytest.param(
+            MINIMAL + "[allocation]\nstale_no_increase_s = 10\n",
+            "allocation.stale_no_increase_s",
+            "< stale_failsafe_s (10, its default)",
+            id="no-increase-past-the-default-failsafe",
+        ),
+        pytest.param(
+            MINIMAL + '[[grid_limits]]\nname = "s"\nkind = "schedule"\n'
+            '[[grid_limits.steps]]\nfrom = "07:00"\nto = "09:00"\ncurent_a = 1\n',
+            "grid_limits[1].steps[0].curent_a",
+            "misspelt",
+            id="schedule-step-misspelt-key",
+        ),
+        pytest.param(
             MINIMAL + "[allocation]\nresume_margin_a = -1\n",
             "allocation.resume_margin_a",
             ">= 0",
