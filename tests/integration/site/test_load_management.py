@@ -224,6 +224,15 @@ async def test_charge_points_that_refuse_stack_levels_or_amperes_are_adapted_to(
         ]
         assert caps[0]["max_stack_level"] == 0
         assert caps[1]["rate_units"] == ["W"]
+        # The watts it takes are the amperes decided (times phases and voltage, which the charge
+        # point divides back out): what it offers its car is the broker's limit in A.
+        watts_cp = site.sim.charge_points[1]
+
+        def off_by_a() -> float:
+            report = site.broker_actor(f"charge_points/{watts_cp.id}").report()["energy"]
+            return abs(watts_cp.offered_a(1) - float(report["sent_a"]["1"]))
+
+        await wait_for(lambda: off_by_a() <= 0.5, what="the car offered the limit, via watts")
         await wait_for(
             lambda: site_current(site) <= 48.0, timeout=10, what="the site under the fuse"
         )
