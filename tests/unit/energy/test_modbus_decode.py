@@ -179,9 +179,10 @@ def test_builtin_maps_plan_few_requests(model: str, requests: int) -> None:
         pytest.param("sunspec_int", "power_w", 18, "holding", "int16", "big", 1.0, id="ss-W"),
         pytest.param("sunspec_float", "power_w", 28, "holding", "float32", "big", 1.0, id="ssf-W"),
         # The fields each map reads besides the current: ENERGY-NOTES.md's table (SDM630, UMG 604
-        # voltages), volkszaehler/mbmd (EM24 phase powers and energy, kWh/10), OpenEMS's UMG 604
-        # (its phase powers 1333-1337), the SunSpec 203 and 213 layouts (offsets from the model
-        # header: 203 PhVphA 8, V_SF 15; 213 AphA 4, PhVphA 12).
+        # voltages), volkszaehler/mbmd (EM24 phase powers, kWh/10), the EM24-DIN protocol
+        # (kWh(+) TOT 003Eh, kWh(-) TOT 005Ch), OpenEMS's UMG 604 (its phase powers 1333-1337),
+        # the SunSpec 203 and 213 layouts (offsets from the model header: 203 PhVphA 8, V_SF 15;
+        # 213 AphA 4, PhVphA 12).
         pytest.param(
             "sdm630", "voltage_l2_v", 0x02, "input", "float32", "big", 1.0, id="sdm630-V2"
         ),
@@ -197,7 +198,7 @@ def test_builtin_maps_plan_few_requests(model: str, requests: int) -> None:
         ),
         pytest.param("em24", "power_l2_w", 0x14, "input", "int32", "little", 0.1, id="em24-P2"),
         pytest.param(
-            "em24", "energy_import_wh", 0x42, "input", "int32", "little", 100, id="em24-kWh"
+            "em24", "energy_import_wh", 0x3E, "input", "int32", "little", 100, id="em24-kWh"
         ),
         pytest.param(
             "em24", "energy_export_wh", 0x5C, "input", "int32", "little", 100, id="em24-kWh-out"
