@@ -182,7 +182,8 @@ def test_builtin_maps_plan_few_requests(model: str, requests: int) -> None:
         # voltages), volkszaehler/mbmd (EM24 phase powers, kWh/10), the EM24-DIN protocol
         # (kWh(+) TOT 003Eh, kWh(-) TOT 005Ch), OpenEMS's UMG 604 (its phase powers 1333-1337),
         # the SunSpec 203 and 213 layouts (offsets from the model header: 203 PhVphA 8, V_SF 15;
-        # 213 AphA 4, PhVphA 12).
+        # 213 AphA 4, PhVphA 12). Every field of every map, with its sources and a hand-written
+        # register image per model: test_meter_map_sources.py.
         pytest.param(
             "sdm630", "voltage_l2_v", 0x02, "input", "float32", "big", 1.0, id="sdm630-V2"
         ),
