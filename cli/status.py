@@ -44,6 +44,8 @@ def stale_status(config: SiteConfig) -> dict[str, Any] | None:
         if snapshot is None:
             continue
         snapshot["state"] = "unknown (stale)"
+        snapshot["answered"] = False
+        snapshot.setdefault("up_since_utc", snapshot.get("started_utc"))  # its last start
         nodes.append(snapshot)
         taken = datetime.fromisoformat(snapshot["snapshot_utc"])
         newest = taken if newest is None or taken > newest else newest

@@ -117,6 +117,7 @@ class SingleProcessSite:
             node = await runtime.status()
             node["state"] = "running"
             node["answered"] = True
+            node.setdefault("up_since_utc", node.get("started_utc"))  # as in nodes mode
             nodes.append(node)
         return status_document(
             config=self.config,

@@ -329,6 +329,9 @@ def test_status_falls_back_to_the_persisted_state_marked_stale(site: ProbeSite) 
     assert doc["age_s"] >= 0
     probe = next(n for n in doc["nodes"] if n["name"] == "probe")
     assert probe["site"]["consumed"] == 40
+    # README's stable document: every node says whether it answered and since when it is up.
+    assert probe["answered"] is False
+    assert probe["up_since_utc"]
     human = run_py(site, "status", check=False).stdout
     assert "STALE" in human.splitlines()[0]
 
