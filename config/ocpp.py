@@ -231,6 +231,10 @@ def cloud_from_table(t: Table) -> CloudConfig:
         edge_identity=_edge_identity(t),
         edge_password=_password(t, "edge_password"),
     )
+    if config.edge_password is not None and config.edge_identity is None:
+        # no edge session to use it: a password set for nothing
+        key = "edge_password_file" if t.has("edge_password_file") else "edge_password"
+        raise t.error(key, "edge_identity with it (the edge's own session)", "set")
     t.reject_unknown()
     return config
 

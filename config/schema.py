@@ -157,6 +157,9 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
     top = Table(data, source=source)
     site = top.table("site")
     name = site.string("name")
+    if name.strip() in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        # the default storage_dir is var/<name>: "../../x" would put the stores elsewhere
+        raise site.error("name", "a name usable as a directory name (no '/', not '..')", name)
     storage = Path(site.string("storage_dir", "var/" + name))
     site.reject_unknown()
     runtime = runtime_from_table(top.table("runtime", Table({}, source=source, path="runtime")))
@@ -169,6 +172,12 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
         for t in cp_tables
     ]
     check_unique_ids(ocpp_parts, source=source)
+    if cloud is None:
+        for i, cp in enumerate(ocpp_parts):
+            if cp.cloud_password is not None:  # no cloud to send it to: set for nothing
+                raise ConfigError(
+                    source, f"charge_points[{i}].cloud_password", "a [cloud] section with it", "set"
+                )
     if cloud is not None and cloud.edge_identity is not None:
         clash = next(
             (cp.id for cp in ocpp_parts if cp.id.casefold() == cloud.edge_identity.casefold()), None

@@ -165,6 +165,25 @@ BASE = '[site]\nname = "s"\n'
             id="shards-single-process",
         ),
         pytest.param(
+            '[site]\nname = "../../x"\n',
+            "site.name",
+            "a name usable as a directory name",
+            id="name-leaves-var",
+        ),
+        pytest.param('[site]\nname = ""\n', "site.name", "directory name", id="name-empty"),
+        pytest.param(
+            BASE + '[cloud]\nurl = "wss://c.example/ocpp"\nedge_password = "0123456789abcdef"\n',
+            "cloud.edge_password",
+            "edge_identity with it",
+            id="edge-password-without-identity",
+        ),
+        pytest.param(
+            BASE + '[[charge_points]]\nid = "CP1"\ncloud_password = "0123456789abcdef"\n',
+            "charge_points[0].cloud_password",
+            "a [cloud] section with it",
+            id="cloud-password-without-cloud",
+        ),
+        pytest.param(
             '[site]\nname = "s"\nstorage_dir = "/' + "d" * 90 + '"\n[runtime]\nbroker_shards = 2\n',
             "site.storage_dir",
             "a path short enough for the broker nodes' Unix sockets",
