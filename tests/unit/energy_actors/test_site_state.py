@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from actors.allocation_types import PerPhase
-from actors.audit_records import AuditKind
+from actors.audit_records import AuditKind, AuditRecord
 from actors.compliance import ComplianceConfig
 from actors.control_loop import finish
 from actors.energy_inputs import measured_as_of, site_model
@@ -305,6 +305,94 @@ def test_stubborn_connector_is_flagged_audited_and_others_lowered() -> None:
     # What the site carries: base 2 + CP1's real 25 A + CP2's offer, within 40 - 1 margin.
     assert 2.0 + 25.0 + last["CP2/1"] <= 39.0 + 1e-6
     assert last["CP2/1"] >= 6.0
+
+
+def node_flags(site: Site) -> list[tuple[str, dict[str, object], str]]:
+    """The node compliance records so far: (decision, inputs, reason)."""
+    return [
+        (r.decision, dict(r.inputs), r.reason)
+        for r in site.records
+        if isinstance(r, AuditRecord)
+        and r.kind is AuditKind.LIMIT
+        and r.charge_point_id is None
+        and r.decision.startswith("node ")
+    ]
+
+
+def test_a_metered_node_over_its_limit_for_the_grace_is_flagged_and_cleared() -> None:
+    """SiteState._check_node: the meter against the node's limit (grace 5 s, react 2 s,
+    tolerance 2 A). Flagged once over for the grace (an audit record, the status's
+    ``nodes_over_limit``), not on a shorter excursion nor within the tolerance; cleared once
+    within for the grace (a second record)."""
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    assert site.state.effective["site"].current_a == (40.0, 40.0, 40.0)
+    site.at(101.0)
+    assert site.meter(45.0) == "meter shows overload"  # the limit is too young to judge
+    for t in (103.0, 105.0):  # over 4 s: less than the grace
+        site.at(t)
+        site.meter(45.0)
+    site.at(106.0)
+    site.meter(41.9)  # within the tolerance: the run is broken
+    for t in (107.0, 109.0, 111.0):
+        site.at(t)
+        site.meter(45.0)
+    assert node_flags(site) == [], "over for 4 s only"
+    assert site_summary(site.state, site.now_s)["nodes_over_limit"] == []
+    site.at(112.0)
+    site.meter((45.0, 38.0, 38.0))  # over on L1 for 5 s
+    (flag,) = node_flags(site)
+    decision, inputs, reason = flag
+    assert decision == "node site over its limit"
+    assert inputs["node"] == "site"
+    assert inputs["meter_a"] == [45.0, 38.0, 38.0]
+    assert inputs["limit"] == {
+        phase: {"limit_a": 40.0, "source": "main fuse"} for phase in ("L1", "L2", "L3")
+    }
+    assert "'grid' shows node 'site' above its limit" in reason
+    assert "45.0/38.0/38.0 A against 40/40/40 A, tolerance 2 A" in reason
+    assert site_summary(site.state, site.now_s)["nodes_over_limit"] == ["site"]
+    site.at(113.0)
+    site.meter(46.0)
+    assert len(node_flags(site)) == 1, "flagged once, not at every reading"
+    for t in (114.0, 116.0, 118.0):  # within from 114: 4 s
+        site.at(t)
+        site.meter(30.0)
+    assert site_summary(site.state, site.now_s)["nodes_over_limit"] == ["site"], "no flapping"
+    site.at(119.0)
+    site.meter(30.0)
+    assert [f[0] for f in node_flags(site)] == [
+        "node site over its limit",
+        "node site within its limit",
+    ]
+    assert "back within its limit" in node_flags(site)[1][2]
+    assert site_summary(site.state, site.now_s)["nodes_over_limit"] == []
+
+
+def test_a_nodes_lowered_limit_is_judged_react_s_after_it_is_set() -> None:
+    """The node's limit drops from 40 to 20 A at t=110 (the EMS): the meter's 30 A is not over
+    the limit until react_s (2 s) later; from then, over for the grace (5 s), it is flagged."""
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.at(110.0)
+    site.limits("ems", LimitValue(current_a=(20.0, 20.0, 20.0)))
+    assert site.state.effective["site"].current_a == (20.0, 20.0, 20.0)
+    for t in (110.5, 111.0, 111.5, 115.0, 116.5):  # judged against 40 A until 112
+        site.at(t)
+        site.meter(30.0)
+    assert node_flags(site) == []
+    for t in (117.0, 117.5):  # over since 115 (the first reading judged against 20 A)
+        site.at(t)
+        site.meter(30.0)
+    assert node_flags(site) == []
+    site.at(120.0)
+    site.meter(30.0)
+    assert [f[0] for f in node_flags(site)] == ["node site over its limit"]
+    assert node_flags(site)[0][1]["limit"] == {
+        phase: {"limit_a": 20.0, "source": "ems"} for phase in ("L1", "L2", "L3")
+    }
 
 
 def test_silent_source_falls_back() -> None:
