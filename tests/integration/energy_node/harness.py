@@ -3,6 +3,7 @@ broker node that records every message sent to it (``system.remote``)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -219,16 +220,31 @@ class CarSim:
     stubborn: dict[str, float] = field(default_factory=dict)
     applied: int = 0
     meter_a: PerPhase = (0.0, 0.0, 0.0)
+    draws: dict[str, float] = field(default_factory=dict)  # what each car draws now
 
     async def start(self) -> None:
         await self.apply({})
 
     async def apply(self, limits: dict[str, float]) -> None:
         draws = {cp: self.stubborn.get(cp, limits.get(f"{cp}/1", 0.0)) for cp in self.charge_points}
+        self.draws = draws
         total = self.base_a + sum(draws.values())
         self.meter_a = (total, total, total)
         await set_meter(self.server, self.meter_a)
+        self.send_samples()
+
+    def send_samples(self) -> None:
+        """A DemandBatch with each car's draw, sampled now."""
+        draws = self.draws
         self.node.send(demand(*(report(cp, measured_a=draws[cp]) for cp in self.charge_points)))
+
+    async def report_every(self, every_s: float) -> None:
+        """Send the cars' samples every ``every_s``, as the broker sends every connector every
+        second whether or not a batch came (run as a task; cancelled by the test)."""
+        while True:
+            await asyncio.sleep(every_s)
+            if self.draws:
+                self.send_samples()
 
     async def follow(self) -> None:
         """Apply every new batch (run as a task; cancelled by the test)."""

@@ -150,14 +150,21 @@ async def running(
 
 
 @contextlib.asynccontextmanager
-async def following(sim: CarSim) -> AsyncIterator[None]:
-    task = asyncio.get_running_loop().create_task(sim.follow())
+async def following(sim: CarSim, *, report_every_s: float | None = None) -> AsyncIterator[None]:
+    """The cars follow every batch; with ``report_every_s`` their samples also come that often
+    (as the broker's do), not only after a batch."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(sim.follow())]
+    if report_every_s is not None:
+        tasks.append(loop.create_task(sim.report_every(report_every_s)))
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def contact(path: Path, closed: bool) -> None:
@@ -432,6 +439,67 @@ async def test_stale_meter_holds_then_falls_back_to_failsafe(tmp_path: Path) -> 
             meter = node.summary()["meters"]["grid"]
             assert meter["stale"]
             assert "no answer" in (meter["error"] or "")
+
+
+async def test_stale_meter_stops_increases_the_samples_allow_then_falls_back_to_failsafe(
+    tmp_path: Path,
+) -> None:
+    """The no-increase rule alone (control_loop.mode_for / _decide): the cars' samples keep
+    coming (every 0.1 s, each car at its offer, so the sample rule lets them rise) while the
+    meter stops answering, and the site limit goes up. Once the last good reading is older than
+    stale_no_increase_s nothing increases, step after step, though the loop's targets are
+    higher; from stale_failsafe_s the fail-safe current applies."""
+    dim = tmp_path / "dim"
+    contact(dim, closed=True)
+    body = FUSE_40 + contact_toml("dimming", dim, 20) + FAST
+    async with running(tmp_path, body) as node:
+        await node.wait_meter_read()
+        state = node.allocator().state
+        assert state is not None
+        control = state.model.control
+        sim = CarSim(node, node.meter(), base_a=2.0, charge_points=("CP1", "CP2"))
+        async with following(sim, report_every_s=0.1):
+            await sim.start()
+            dimmed = (20.0 - 1.0 - 2.0) / 2
+            await node.wait_batch(lambda b: b.limits() == {"CP1/1": dimmed, "CP2/1": dimmed})
+            node.meter().stop_answering()
+            await wait_for(
+                lambda: node.summary()["meters"]["grid"]["error"] is not None, what="a failed read"
+            )
+            last_read_s = state.samples["site"].read_s  # the last good reading (monotonic)
+            # The meter's own age, not the loop's mode: the status says stale from
+            # stale_no_increase_s on, whatever control_loop.mode_for makes of it.
+            await wait_for(lambda: node.summary()["meters"]["grid"]["stale"], what="meter stale")
+            assert time.monotonic() - last_read_s >= control.stale_no_increase_s
+            held_from = len(node.batches)
+            held = {k: c["sent_a"] for k, c in node.summary()["connectors"].items()}
+            assert held == {"CP1/1": dimmed, "CP2/1": dimmed}
+            contact(dim, closed=False)  # the site limit goes back up to 40 A
+            await wait_for(
+                lambda: node.summary()["limits"]["site"]["L1"]["limit_a"] == 40.0,
+                what="dimming lifted",
+            )
+            steps = node.allocator().steps
+            await wait_for(lambda: node.allocator().steps >= steps + 3, what="3 more steps")
+            connectors = node.summary()["connectors"]
+            assert time.monotonic() - last_read_s < control.stale_failsafe_s, (
+                "machine too slow for this window"
+            )
+            for key, c in connectors.items():  # the decisions (an increase's batch leaves
+                # only once its audit record is on disk)
+                assert c["target_a"] > c["limit_a"] == dimmed, (key, c)  # it would rise
+                assert c["action"] == "hold", (key, c)
+                assert c["reason"].startswith("no increase: meter data is stale"), (key, c)
+            assert node.summary()["mode"] == "stale"
+            failsafe = await node.wait_batch(
+                lambda b: set(b.limits().values()) == {6.0}, after=held_from, what="fail-safe"
+            )
+            for b in node.batches[held_from : node.batches.index(failsafe)]:
+                assert all(a <= held[k] for k, a in b.limits().items()), ("no increase", b)
+            assert failsafe.at_s - last_read_s >= control.stale_failsafe_s
+            assert failsafe.at_s - last_read_s < control.stale_failsafe_s + timeout_s(1.5)
+            assert {x.binding_source for x in failsafe.batch.limits} == {"fail-safe"}
+            assert node.summary()["mode"] == "fail-safe"
 
 
 # --- grid limit steps down -------------------------------------------------------------------
