@@ -22,6 +22,7 @@ import pytest
 
 from actors.allocation_types import PerPhase
 from actors.audit_records import AuditKind
+from actors.compliance import ComplianceConfig
 from actors.energy_messages import (
     CloudLimitPushed,
     ProfileBatch,
@@ -127,10 +128,12 @@ async def running(
     clock: Clock | None = None,
     poll_s: float = 0.1,
     heartbeat_s: float = 1.0,
+    compliance: ComplianceConfig | None = None,
 ) -> AsyncIterator[EnergyNode]:
     """The node with ``body`` as its energy sections, and (unless ``meter_a`` is None) a real
     SDM630 reading ``meter_a`` as its "grid" meter (``node.server``); ``heartbeat_s``: the
-    grid-limit sources' heartbeat (grid_limit.HEARTBEAT_S on a site: 10 s)."""
+    grid-limit sources' heartbeat (grid_limit.HEARTBEAT_S on a site: 10 s). ``compliance``: the
+    allocator's (not a site-file setting; the default's grace is 30 s)."""
     async with contextlib.AsyncExitStack() as stack:
         server = None
         if meter_a is not None:
@@ -139,7 +142,9 @@ async def running(
         node = EnergyNode(
             tmp_path,
             site_config(tmp_path, body, charge_points=charge_points),
-            AllocatorSettings(tick_s=tick_s, resend_s=60.0),
+            AllocatorSettings(
+                tick_s=tick_s, resend_s=60.0, compliance=compliance or ComplianceConfig()
+            ),
             server=server,
         )
         await node.start(clock=clock, heartbeat_s=heartbeat_s)
@@ -500,6 +505,155 @@ async def test_stale_meter_stops_increases_the_samples_allow_then_falls_back_to_
             assert failsafe.at_s - last_read_s < control.stale_failsafe_s + timeout_s(1.5)
             assert {x.binding_source for x in failsafe.batch.limits} == {"fail-safe"}
             assert node.summary()["mode"] == "fail-safe"
+
+
+# --- compliance: a node over its limit, a charge point that ignores its profile -------------
+
+# Short enough for a test (the allocator's default grace is 30 s; not a site-file setting).
+QUICK_COMPLIANCE = ComplianceConfig(tolerance_a=2.0, grace_s=1.0, react_s=0.3)
+
+
+async def test_a_metered_node_over_its_limit_is_flagged_in_the_status_and_the_audit_trail(
+    tmp_path: Path,
+) -> None:
+    """The grid meter shows the site above its 40 A fuse (no car to lower: the base load alone)
+    for longer than the grace: the status names the node and an audit record says so; back
+    within the limit for the grace, both say that too."""
+    grace_s = QUICK_COMPLIANCE.grace_s
+    async with running(
+        tmp_path, FUSE_40 + FAST, meter_a=(10.0, 10.0, 10.0), compliance=QUICK_COMPLIANCE
+    ) as node:
+        await node.wait_meter_read()
+        assert node.summary()["nodes_over_limit"] == []
+        over_from = time.monotonic()
+        await set_meter(node.meter(), (45.0, 44.0, 44.0))
+        await wait_for(lambda: node.summary()["nodes_over_limit"] == ["site"], what="flagged")
+        assert time.monotonic() - over_from >= grace_s, "not before the grace"
+
+        def node_records() -> list[str]:
+            return [
+                r.decision
+                for r in node.audit()
+                if r.kind is AuditKind.LIMIT and r.decision.startswith("node site")
+            ]
+
+        await wait_for(lambda: bool(node_records()), what="the flag's record committed")
+        (over,) = [r for r in node.audit() if r.decision == "node site over its limit"]
+        assert over.inputs["node"] == "site"
+        assert over.inputs["meter_a"] == [45.0, 44.0, 44.0]
+        assert over.inputs["limit"]["L1"] == {"limit_a": 40.0, "source": "main fuse"}
+        assert "shows node 'site' above its limit" in over.reason
+        within_from = time.monotonic()
+        await set_meter(node.meter(), (10.0, 10.0, 10.0))
+        await wait_for(lambda: node.summary()["nodes_over_limit"] == [], what="cleared")
+        assert time.monotonic() - within_from >= grace_s, "not before the grace"
+        await wait_for(lambda: len(node_records()) == 2, what="the clearing record committed")
+        assert node_records() == ["node site over its limit", "node site within its limit"]
+
+
+GARAGE = """
+[[feeders]]
+name = "garage"
+limit_a = 32
+[[charge_points]]
+id = "CP1"
+feeder = "garage"
+[[charge_points]]
+id = "CP2"
+feeder = "garage"
+[[charge_points]]
+id = "CP3"
+feeder = "garage"
+"""
+
+
+async def test_a_connector_that_ignores_its_profile_is_flagged_and_the_others_make_room(
+    tmp_path: Path,
+) -> None:
+    """CP1 draws 16 A whatever it is offered, on the garage feeder (32 A, no meter of its own)
+    it shares with CP2 and CP3. Only compliance tells the allocator what it draws there: over
+    its offer for the grace (1 s here), it is flagged (status, audit record), its draw is taken
+    off the feeder's limit and the others are lowered so that the feeder's real load fits
+    (32 A less the 1 A margin). The offender keeps the limit it was sent."""
+    rogue_a = 16.0
+    room_a = 32.0 - 1.0 - rogue_a  # for CP2 and CP3 together
+    async with running(
+        tmp_path,
+        FUSE_40 + GARAGE + FAST,
+        charge_points=(),
+        compliance=QUICK_COMPLIANCE,
+    ) as node:
+        await node.wait_meter_read()
+        sim = CarSim(
+            node,
+            node.meter(),
+            base_a=2.0,
+            charge_points=("CP1", "CP2", "CP3"),
+            stubborn={"CP1": rogue_a},
+        )
+
+        def others(b: Received) -> float:
+            return b.limits().get("CP2/1", 0.0) + b.limits().get("CP3/1", 0.0)
+
+        async with following(sim, report_every_s=0.1):
+            await sim.start()
+            first = await node.wait_batch(lambda b: len(b.limits()) == 3, what="3 limits")
+            # Shared as if CP1 drew what it is offered: more than the room it leaves.
+            assert others(first) > room_a, first.limits()
+            assert node.summary()["connectors"]["CP1/1"]["non_compliant"] is False
+            await wait_for(
+                lambda: node.summary()["connectors"]["CP1/1"]["non_compliant"],
+                what="CP1 flagged",
+            )
+            flagged_at = len(node.batches)
+            assert time.monotonic() - first.at_s >= QUICK_COMPLIANCE.grace_s
+            # The next step takes it out of the allocation.
+            lowered = await node.wait_batch(
+                lambda b: "CP2/1" in b.limits() and others(b) <= room_a + 1e-6,
+                after=flagged_at - 1,
+                what="the others lowered to make room",
+            )
+            cp1 = node.summary()["connectors"]["CP1/1"]
+            assert cp1["binding_source"] == "compliance: profile ignored"
+            assert cp1["limit_a"] == cp1["sent_a"], "the offender keeps the limit it was sent"
+            assert min(lowered.limits()[k] for k in ("CP2/1", "CP3/1")) >= 6.0, "not paused"
+            assert all(
+                f"less {rogue_a:.1f} A drawn by CP1/1 (ignores its profile)" in x.binding_source
+                for x in lowered.batch.limits
+                if x.charge_point_id in ("CP2", "CP3")
+            ), lowered.batch.limits
+            # The cars follow; the feeder's real load fits, and stays so.
+            await wait_for(
+                lambda: sim.draws.get("CP2", 99.0) + sim.draws.get("CP3", 99.0) <= room_a + 1e-6,
+                what="the others follow",
+            )
+            steps = node.allocator().steps
+            await wait_for(lambda: node.allocator().steps >= steps + 5, what="5 more steps")
+            in_force: dict[str, float] = {}
+            for b in node.batches:  # a batch carries the limits that changed
+                in_force.update(b.limits())
+                if b.at_s >= lowered.at_s:
+                    assert in_force["CP2/1"] + in_force["CP3/1"] <= room_a + 1e-6, in_force
+            connectors = node.summary()["connectors"]
+            assert connectors["CP2/1"]["limit_a"] + connectors["CP3/1"]["limit_a"] <= room_a + 1e-6
+            assert connectors["CP1/1"]["non_compliant"] is True
+
+        def flags() -> list[dict[str, object]]:
+            return [
+                dict(r.inputs)
+                for r in node.audit()
+                if r.kind is AuditKind.LIMIT
+                and r.charge_point_id == "CP1"
+                and r.inputs.get("binding_source") == "compliance: profile ignored"
+            ]
+
+        await wait_for(lambda: bool(flags()), what="the flag's record committed")
+        (flag,) = flags()
+        assert flag["non_compliant"] is True
+        assert flag["measured_a"] == [rogue_a] * 3
+        assert not [r for r in node.audit() if r.decision.startswith("node ")], (
+            "the feeder has no meter; the site's stays under its fuse"
+        )
 
 
 # --- grid limit steps down -------------------------------------------------------------------
