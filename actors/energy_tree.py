@@ -19,6 +19,7 @@ sources restart with backoff so a dead meter does not burn the node's restart bu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from actors.grid_limit import Clock, child_id, limit_actor_factory, network_facing
@@ -127,8 +128,18 @@ def build_energy(ctx: NodeContext) -> SupervisorSpec:
         energy if isinstance(energy, EnergyConfig) else None,
         charge_point_energy(config),
         node=ctx.name,
-        settings=AllocatorSettings(broker_shards=config.runtime.broker_shards),
+        settings=allocator_settings(config),
     )
+
+
+def allocator_settings(config: Any) -> AllocatorSettings:
+    """The site file's settings of the allocator actor (the broker shards it sends to, the
+    compliance check's tolerance and times from ``[allocation]``)."""
+    energy = getattr(config, "energy", None)
+    settings = AllocatorSettings(broker_shards=config.runtime.broker_shards)
+    if isinstance(energy, EnergyConfig):
+        settings = replace(settings, compliance=energy.allocation.compliance)
+    return settings
 
 
 def energy_summary(system: ActorSystem) -> dict[str, Any]:

@@ -38,6 +38,9 @@ probe_step_a = 2.0         # a car not drawing at the minimum is offered this mu
 sample_wait_s = 30.0       # an increase waits this long at most for the car's sample
 base_hold_s = 0.0          # base load taken as its peak over this long (0: as read)
 nominal_voltage_v = 230.0  # converts power limits to current
+compliance_tolerance_a = 2.0  # a connector drawing more than its limit + this ...
+compliance_grace_s = 30.0  # ... for this long is flagged (its draw counted as fixed load);
+compliance_react_s = 10.0  # a lowered limit is judged this long after it was sent
 
 
 [[charge_points]]          # energy keys of a charge point (the rest is the OCPP section)
@@ -53,11 +56,12 @@ feeder = "site"            # the node it hangs on: "site" or a feeder name
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from actors.allocation_types import ROTATIONS, AllocationConfig, PerPhase
+from actors.compliance import ComplianceConfig
 from actors.control_loop import ControlConfig, FailSafe
 from config.energy_limits import ContactLimitConfig, GridLimitConfig, per_phase
 from config.energy_limits import from_table as grid_limit_from_table
@@ -94,6 +98,7 @@ class FeederConfig:
 class AllocationSection:
     control: ControlConfig
     nominal_voltage_v: float = 230.0
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,7 +212,13 @@ def allocation_from_table(t: Table) -> AllocationSection:
     )
 
     section = AllocationSection(
-        control=control, nominal_voltage_v=t.number("nominal_voltage_v", 230.0, min=100, max=500)
+        control=control,
+        nominal_voltage_v=t.number("nominal_voltage_v", 230.0, min=100, max=500),
+        compliance=ComplianceConfig(
+            tolerance_a=t.number("compliance_tolerance_a", 2.0, min=0.0, max=32.0),
+            grace_s=t.number("compliance_grace_s", 30.0, min=0.0, max=3600.0),
+            react_s=t.number("compliance_react_s", 10.0, min=0.0, max=600.0),
+        ),
     )
     t.reject_unknown()
     return section

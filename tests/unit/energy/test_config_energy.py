@@ -468,3 +468,27 @@ def test_a_schedule_step_all_day() -> None:
     assert schedule_limit(source, now_utc=datetime(2026, 12, 1, tzinfo=UTC)) is None  # Tuesday
     sunday = schedule_limit(source, now_utc=datetime(2026, 11, 29, 23, 0, tzinfo=UTC))
     assert sunday is None
+
+
+def test_the_compliance_check_is_configured_in_allocation(tmp_path: Path) -> None:
+    """``[allocation] compliance_*`` reach the allocator actor's settings (its grace was 30 s on
+    every site, whatever the site needed)."""
+    from actors.energy_tree import allocator_settings
+    from config.schema import parse_site
+
+    text = (
+        '[site]\nname = "s"\n'
+        + MINIMAL
+        + "[allocation]\ncompliance_tolerance_a = 1.5\ncompliance_grace_s = 12\n"
+        + "compliance_react_s = 4\n"
+    )
+    site = parse_site(text, source="site.toml", base_dir=tmp_path)
+    compliance = allocator_settings(site).compliance
+    assert (compliance.tolerance_a, compliance.grace_s, compliance.react_s) == (1.5, 12.0, 4.0)
+    default = allocator_settings(
+        parse_site('[site]\nname = "s"\n' + MINIMAL, source="s", base_dir=tmp_path)
+    )
+    assert default.compliance.grace_s == 30.0
+    with pytest.raises(ConfigError) as info:
+        load(MINIMAL + "[allocation]\ncompliance_grace_s = -1\n")
+    assert info.value.key == "allocation.compliance_grace_s"
