@@ -53,6 +53,7 @@ from tests.integration.energy_node.harness import (
     set_meter,
     site_config,
 )
+from tests.integration.modbus.meter_server import MeterServer
 
 
 def meter_toml(port: int, poll_s: float = 0.1) -> str:
@@ -681,6 +682,46 @@ async def test_contact_flip_lowers_profiles_within_one_loop(tmp_path: Path) -> N
         assert gc.isenabled(), "the collector left off after the step"
         assert {x.binding_source for x in lowered.batch.limits} == {"grid_limit:14a/L1"}
         assert node.allocator().last_step_why == "limit from '14a' went down"
+
+
+async def test_an_ems_register_lowering_lowers_profiles_within_one_loop(tmp_path: Path) -> None:
+    """An EMS writes a lower limit into its register (a real pymodbus server), its heartbeat
+    moving: the profiles go down within one loop, bound by the EMS (coverage audit: the EMS
+    source was tested up to its actor's reports only)."""
+    async with MeterServer({"holding": {100: 40, 101: 1}}) as ems:
+        body = (
+            FUSE_40
+            + f"""
+[[grid_limits]]
+name = "ems"
+kind = "modbus"
+host = "127.0.0.1"
+port = {ems.port}
+timeout_s = 0.3
+poll_interval_s = 0.05
+value_address = 100
+heartbeat_address = 101
+unit = "a"
+stale_after_s = 30
+fail_safe = {{ current_a = 10 }}
+"""
+            + FAST.replace("settle_s = 0.1", "settle_s = 60.0")
+        )
+        async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, tick_s=30.0) as node:
+            await node.wait_meter_read()
+            await wait_for(lambda: "ems" in node.summary()["sources"], what="the EMS read")
+            node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
+            await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0})
+            count = len(node.batches)
+            written = time.monotonic()
+            await ems.set("holding", 100, [16])
+            await ems.set("holding", 101, [2])
+            lowered = await node.wait_batch(
+                lambda b: b.limits() == {"CP1/1": 6.5, "CP2/1": 6.5}, after=count, what="lowered"
+            )
+            assert lowered.at_s - written < timeout_s(1.0)
+            assert {x.binding_source for x in lowered.batch.limits} == {"grid_limit:ems/L1"}
+            assert node.allocator().last_step_why == "limit from 'ems' went down"
 
 
 def test_the_pause_after_a_lowering_batch_scales_with_it_between_bounds() -> None:
