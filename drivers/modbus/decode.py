@@ -8,11 +8,18 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from drivers.modbus.reading import MeterReading
-from drivers.modbus.registers import RegisterMap, TableName, Undefined, ValueType, WordOrder
+from drivers.modbus.registers import (
+    FieldSpec,
+    RegisterMap,
+    TableName,
+    Undefined,
+    ValueType,
+    WordOrder,
+)
 
 _STRUCT = {
     "int16": "h",
@@ -107,6 +114,142 @@ def plan_blocks(m: RegisterMap) -> tuple[Block, ...]:
     return tuple(blocks)
 
 
+# Fields a reading can do without: load management uses the phase currents only (the total
+# power is shown in the status; to_reading sums the phase powers when it is missing). The phase
+# powers are needed when they give the current its sign (current_sign = "from_power"). Any
+# other name (an EMS limit, its heartbeat) is needed: its map has nothing to spare.
+NON_ESSENTIAL = frozenset(
+    {
+        "voltage_l1_v",
+        "voltage_l2_v",
+        "voltage_l3_v",
+        "power_w",
+        "energy_import_wh",
+        "energy_export_wh",
+    }
+)
+PHASE_POWERS = frozenset({"power_l1_w", "power_l2_w", "power_l3_w"})
+
+
+def is_essential(f: FieldSpec, m: RegisterMap) -> bool:
+    """Whether a read without ``f`` cannot be a reading: a refused register of it fails the read,
+    while a non-essential field the meter refuses is dropped (see :class:`ReadPlan`)."""
+    if f.name in NON_ESSENTIAL:
+        return False
+    if f.name in PHASE_POWERS:
+        return m.current_sign == "from_power"
+    return True
+
+
+def _holds(block: Block, f: FieldSpec) -> bool:
+    """Whether ``block`` reads a register of ``f`` (its value or its scale factor)."""
+    if f.table != block.table:
+        return False
+    end = block.start + block.count
+    spans = [(f.address, f.count)]
+    if f.scale_factor is not None:
+        spans.append((f.scale_factor, 1))
+    return any(a < end and block.start < a + n for a, n in spans)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DroppedField:
+    """A field the meter refused to be read: None from then on."""
+
+    name: str
+    table: TableName
+    address: int
+    count: int
+    exception_code: int
+
+    @property
+    def registers(self) -> str:
+        """E.g. ``input 0x005C..0x005D``."""
+        return f"{self.table} 0x{self.address:04X}..0x{self.address + self.count - 1:04X}"
+
+
+class ReadPlan:
+    """The requests for one map, and what the meter's refusals taught.
+
+    At first every field is in one group planned by :func:`plan_blocks` (a meter that answers
+    everything costs the same requests as ever). When the meter refuses a block (exception 2,
+    illegal data address, or 3) :meth:`refused` plans again:
+
+    - a block with essential fields (:func:`is_essential`) and others: those others go *apart*,
+      one group planned on its own, so the essential fields are read without them;
+    - a block with only non-essential fields, several: each of them goes *alone*, one request
+      per field, to find the one refused;
+    - a block with one non-essential field: the field is dropped (None from then on), and the
+      rest is grouped again as at first (the cheapest plan, now without it);
+    - a block with only essential fields: nothing to learn (None): the map is wrong for this
+      meter, the read fails.
+
+    Each refusal moves a field one step (grouped -> apart -> alone) or drops one, so a meter
+    that keeps refusing runs out of steps: every field is dropped or the read fails.
+    """
+
+    def __init__(self, m: RegisterMap) -> None:
+        self.map = m
+        self.dropped: tuple[DroppedField, ...] = ()
+        self._apart: frozenset[str] = frozenset()
+        self._alone: frozenset[str] = frozenset()
+        self.read_map = m
+        self.blocks: tuple[Block, ...] = ()
+        self._fields: tuple[tuple[FieldSpec, ...], ...] = ()
+        self._plan()
+
+    def _plan(self) -> None:
+        gone = {d.name for d in self.dropped}
+        kept = tuple(f for f in self.map.fields if f.name not in gone)
+        self.read_map = self.map if not gone else replace(self.map, fields=kept)
+        grouped = tuple(f for f in kept if f.name not in self._apart | self._alone)
+        groups = [grouped, tuple(f for f in kept if f.name in self._apart)]
+        groups += [(f,) for f in kept if f.name in self._alone]
+        blocks: list[Block] = []
+        fields: list[tuple[FieldSpec, ...]] = []
+        for group in groups:
+            if not group:
+                continue
+            for b in plan_blocks(replace(self.map, fields=group)):
+                blocks.append(b)
+                fields.append(tuple(f for f in group if _holds(b, f)))
+        self.blocks = tuple(blocks)
+        self._fields = tuple(fields)
+
+    def fields_of(self, index: int) -> tuple[FieldSpec, ...]:
+        """The fields with a register in block ``index``."""
+        return self._fields[index]
+
+    def refused(self, index: int, exception_code: int) -> tuple[DroppedField, ...] | None:
+        """The meter refused block ``index``: plan again. None if the block holds only essential
+        fields (nothing to leave out); else the fields dropped now (often none: read again)."""
+        fields = self._fields[index]
+        essential = [f for f in fields if is_essential(f, self.map)]
+        spare = frozenset(f.name for f in fields if not is_essential(f, self.map))
+        if not spare:
+            return None
+        if essential:
+            self._apart |= spare
+        elif len(spare) > 1:
+            self._apart -= spare
+            self._alone |= spare
+        else:
+            (f,) = fields
+            dropped = DroppedField(
+                name=f.name,
+                table=f.table,
+                address=f.address,
+                count=f.count,
+                exception_code=exception_code,
+            )
+            self.dropped += (dropped,)
+            self._apart = self._alone = frozenset()
+            self._plan()
+            return (dropped,)
+        self._plan()
+        return ()
+
+
 def decode_words(words: Sequence[int], type_: ValueType, word_order: WordOrder) -> int | float:
     """Registers to a number. Bytes inside a register are always big-endian (Modbus); only the
     order of the registers varies ("little" = low word first, as Carlo Gavazzi meters send)."""
@@ -170,6 +313,14 @@ def decode_fields(m: RegisterMap, regs: Registers) -> dict[str, float | None]:
                 continue
             raise ImplausibleField(f.name, f.address, words, why_not)
         out[f.name] = scaled
+    return out
+
+
+def decode_planned(plan: ReadPlan, regs: Registers) -> dict[str, float | None]:
+    """:func:`decode_fields` for the fields the plan still reads; a dropped field is None."""
+    out = decode_fields(plan.read_map, regs)
+    for d in plan.dropped:
+        out[d.name] = None
     return out
 
 

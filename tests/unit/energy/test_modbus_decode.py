@@ -14,16 +14,20 @@ from hypothesis import strategies as st
 from config.fields import ConfigError
 from drivers.modbus import UnknownMeterModel, known_models, load_map_file, load_model
 from drivers.modbus.decode import (
+    Block,
     ImplausibleField,
+    ReadPlan,
     Registers,
     UndefinedField,
     decode_fields,
+    decode_planned,
     decode_words,
+    is_essential,
     is_undefined,
     plan_blocks,
     to_reading,
 )
-from drivers.modbus.registers import FieldSpec, RegisterMap
+from drivers.modbus.registers import MAPS_DIR, FieldSpec, RegisterMap
 
 
 @pytest.mark.parametrize(
@@ -415,3 +419,149 @@ def test_a_sunspec_scale_factor_outside_its_range_is_a_failed_read() -> None:
     assert decode_fields(m, Registers(plan_blocks(m), [[100, 0xFFFE]])) == {
         "current_l1_a": pytest.approx(1.0)
     }
+
+
+# --- re-planning around registers the meter refuses (evcc-io/evcc#31143) -----------------------
+
+
+def _settle(plan: ReadPlan, refused: set[tuple[str, int]]) -> tuple[bool, int]:
+    """Read the plan from a meter refusing ``refused`` (exception 2) until it answers every
+    block: (read ok, refusals). Not ok: a block of essential fields was refused."""
+    refusals = 0
+    while True:
+        bad = [
+            i
+            for i, b in enumerate(plan.blocks)
+            if any((b.table, a) in refused for a in range(b.start, b.start + b.count))
+        ]
+        if not bad:
+            return True, refusals
+        refusals += 1
+        assert refusals < 100, "re-planning must end"
+        if plan.refused(bad[0], 2) is None:
+            return False, refusals
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in MAPS_DIR.glob("*.toml")))
+def test_a_read_plan_starts_as_the_fewest_requests(model: str) -> None:
+    (m,) = load_model(model)
+    plan = ReadPlan(m)
+    assert plan.blocks == plan_blocks(m)
+    assert plan.read_map is m
+    assert plan.dropped == ()
+
+
+def test_em24_refusing_export_energy_drops_it_and_reads_the_rest_in_one_request() -> None:
+    (em24,) = load_model("em24")
+    plan = ReadPlan(em24)
+    ok, refusals = _settle(plan, {("input", 0x5C)})
+    assert ok
+    assert refusals == 3  # the whole map, the energies set apart, the export energy alone
+    assert [(d.name, d.table, d.address, d.count) for d in plan.dropped] == [
+        ("energy_export_wh", "input", 0x5C, 2)
+    ]
+    assert plan.blocks == (Block(table="input", start=0x00, count=0x40),)
+    assert plan.read_map.field("energy_export_wh") is None
+    assert plan.map is em24
+
+
+def test_each_refused_non_essential_field_is_dropped_on_its_own() -> None:
+    (em24,) = load_model("em24")
+    plan = ReadPlan(em24)
+    ok, _ = _settle(plan, {("input", 0x5C), ("input", 0x3F)})
+    assert ok
+    assert sorted(d.name for d in plan.dropped) == ["energy_export_wh", "energy_import_wh"]
+    assert plan.blocks == (Block(table="input", start=0x00, count=0x2A),)
+
+
+def test_a_refused_essential_register_fails_after_setting_the_rest_apart() -> None:
+    (em24,) = load_model("em24")
+    plan = ReadPlan(em24)
+    assert plan.refused(0, 2) == ()  # 0x00..0x5D: mixed; the energies etc. go apart
+    essential = plan.blocks[0]
+    assert (essential.start, essential.count) == (0x0C, 12)  # currents, phase powers
+    assert {f.name for f in plan.fields_of(0)} == {
+        *(f"current_l{p}_a" for p in (1, 2, 3)),
+        *(f"power_l{p}_w" for p in (1, 2, 3)),
+    }
+    assert plan.refused(0, 2) is None  # essential fields only: the read fails
+    assert plan.dropped == ()
+
+
+def test_a_refused_gap_drops_nothing() -> None:
+    """A meter that refuses an unmapped register a request spans (max_gap too wide for it):
+    the fields end up read apart, none dropped."""
+    (em24,) = load_model("em24")
+    plan = ReadPlan(em24)
+    ok, _ = _settle(plan, {("input", 0x30)})
+    assert ok
+    assert plan.dropped == ()
+    assert {f.name for i in range(len(plan.blocks)) for f in plan.fields_of(i)} == {
+        f.name for f in em24.fields
+    }
+
+
+def test_sunspec_energies_share_a_refused_scale_factor_and_both_go() -> None:
+    (m,) = load_model("sunspec_int")
+    plan = ReadPlan(m)
+    ok, _ = _settle(plan, {("holding", 54)})  # the energies' scale factor
+    assert ok
+    assert sorted(d.name for d in plan.dropped) == ["energy_export_wh", "energy_import_wh"]
+    ok, _ = _settle(plan, {("holding", 54), ("holding", 22)})  # the powers' scale factor
+    assert not ok, "the phase powers give the current its sign: essential"
+
+
+@pytest.mark.parametrize(
+    ("name", "sign", "essential"),
+    [
+        pytest.param("current_l2_a", "from_power", True, id="current"),
+        pytest.param("power_l1_w", "from_power", True, id="phase-power-signs-the-current"),
+        pytest.param("power_l1_w", "as_read", False, id="phase-power-not-needed-as-read"),
+        pytest.param("power_w", "from_power", False, id="total-power-status-only"),
+        pytest.param("voltage_l3_v", "from_power", False, id="voltage"),
+        pytest.param("energy_import_wh", "from_power", False, id="energy-import"),
+        pytest.param("energy_export_wh", "as_read", False, id="energy-export"),
+        pytest.param("limit", "from_power", True, id="an-ems-limit"),
+        pytest.param("heartbeat", "as_read", True, id="an-ems-heartbeat"),
+    ],
+)
+def test_essential_fields(name: str, sign: str, essential: bool) -> None:
+    m = _map([_f(name, 0)], current_sign=sign)
+    assert is_essential(m.fields[0], m) is essential
+
+
+def test_a_map_of_essential_fields_only_never_drops_one() -> None:
+    m = _map([_f("limit", 100), _f("heartbeat", 101)])
+    plan = ReadPlan(m)
+    assert plan.refused(0, 2) is None
+    assert plan.blocks == plan_blocks(m)
+
+
+def test_a_dropped_field_decodes_as_none() -> None:
+    m = _map([_f("current_l1_a", 0), _f("energy_import_wh", 50)], phases=1, max_gap=0)
+    plan = ReadPlan(m)
+    assert len(plan.blocks) == 2
+    assert plan.refused(1, 2) is not None
+    assert [d.name for d in plan.dropped] == ["energy_import_wh"]
+    values = decode_planned(plan, Registers(plan.blocks, [[7]]))
+    assert values == {"current_l1_a": 7.0, "energy_import_wh": None}
+
+
+@given(st.sets(st.integers(min_value=0, max_value=0x5D), max_size=6))
+def test_em24_against_any_refused_registers(refused: set[int]) -> None:
+    """Whatever registers an EM24 refuses: the read fails exactly when one of the currents or
+    phase powers (0x0C..0x17) is refused, and otherwise drops exactly the fields with a refused
+    register of their own, and reads every other field."""
+    (em24,) = load_model("em24")
+    plan = ReadPlan(em24)
+    ok, _ = _settle(plan, {("input", a) for a in refused})
+    assert ok is not any(0x0C <= a <= 0x17 for a in refused)
+    if ok:
+        hit = {
+            f.name
+            for f in em24.fields
+            if any(f.address <= a < f.address + f.count for a in refused)
+        }
+        assert {d.name for d in plan.dropped} == hit
+        read = {f.name for i in range(len(plan.blocks)) for f in plan.fields_of(i)}
+        assert read == {f.name for f in em24.fields} - hit
