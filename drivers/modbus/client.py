@@ -6,11 +6,18 @@ registers in as few requests as :func:`plan_blocks` allows, and raises only the 
 decides (staleness, backoff). After a timeout or a dropped connection the socket is discarded
 and the next read reconnects, so a late answer to an old request can never be taken for the
 answer to a new one (RTU framing over TCP has no transaction id to tell them apart).
+
+A meter that refuses a block (exception 2 or 3) holding fields a reading can do without (energy,
+voltages, the total power: :func:`~drivers.modbus.decode.is_essential`) is read again without
+them, in the same read while ``timeout_s`` since its start allows, else at the next read; a
+field the meter refuses on its own is dropped (None from then on, :attr:`ModbusMeter.dropped`)
+and logged once. A refused block of essential fields fails the read as any bad response.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -22,11 +29,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from drivers.modbus.decode import (
-    Block,
+    DroppedField,
+    ReadPlan,
     Registers,
     UndefinedField,
-    decode_fields,
-    plan_blocks,
+    decode_planned,
+    is_essential,
     to_reading,
 )
 from drivers.modbus.errors import (
@@ -40,6 +48,8 @@ from drivers.modbus.reading import MeterReading
 from drivers.modbus.registers import RegisterMap, TableName
 from drivers.modbus.sunspec import SunSpecNotFound, scan
 
+log = logging.getLogger(__name__)
+
 Framer = Literal["tcp", "rtu"]
 FRAMERS: tuple[Framer, ...] = ("tcp", "rtu")
 SUNSPEC_PHASES = {201: 1, 202: 2, 203: 3, 204: 3, 211: 1, 212: 2, 213: 3, 214: 3}
@@ -52,6 +62,11 @@ _EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target did not respond",
 }
+# Exception codes that refuse the registers asked for, every time: 2 (illegal data address), and
+# 3 (illegal data value), which some meters and gateways answer for a range they lack (the
+# protocol gives it for a register count out of 1..125; ours never is). The others (device
+# failure, busy, gateway) are the device or its line failing now: a failed read, nothing more.
+REFUSED = frozenset({2, 3})
 
 
 def _utc_now() -> datetime:
@@ -94,7 +109,7 @@ class ModbusMeter:
         self._utc_now = utc_now
         self._client: AsyncModbusTcpClient | None = None
         self._map: RegisterMap | None = None
-        self._blocks: tuple[Block, ...] = ()
+        self._plan: ReadPlan | None = None
         self._requests = 0
 
     @property
@@ -102,13 +117,28 @@ class ModbusMeter:
         """The map in use: for SunSpec, the one for the model found (None before the scan)."""
         return self._map
 
+    @property
+    def dropped(self) -> tuple[DroppedField, ...]:
+        """Fields the meter refused to be read, in the order found: None in every reading."""
+        return () if self._plan is None else self._plan.dropped
+
     async def read_values(self) -> dict[str, float | None]:
-        """Every field of the map, scaled to its unit."""
-        m, blocks = await self._resolved()
-        words = [await self._read(b.table, b.start, b.count) for b in blocks]
-        self._requests = len(blocks)
+        """Every field of the map, scaled to its unit (a dropped field: None)."""
+        plan = await self._resolved()
+        started = self._monotonic()
+        self._requests = 0
+        while True:
+            words: list[list[int]] = []
+            try:
+                for b in plan.blocks:
+                    self._requests += 1
+                    words.append(await self._read(b.table, b.start, b.count))
+            except MeterBadResponse as exc:
+                self._refused(plan, len(words), exc, started)
+                continue  # planned again: read the new plan's blocks
+            break
         try:
-            return decode_fields(m, Registers(blocks, words))
+            return decode_planned(plan, Registers(plan.blocks, words))
         except UndefinedField as exc:
             raise self._error(MeterUndefinedValue, str(exc), exc.address) from None
 
@@ -137,7 +167,51 @@ class ModbusMeter:
 
     # --- internals ------------------------------------------------------------------------
 
-    async def _resolved(self) -> tuple[RegisterMap, tuple[Block, ...]]:
+    def _refused(self, plan: ReadPlan, index: int, exc: MeterBadResponse, started: float) -> None:
+        """Block ``index`` got ``exc``: plan again without the fields that may go, or raise."""
+        code = exc.exception_code
+        if code not in REFUSED:
+            raise exc
+        block = plan.blocks[index]
+        fields = plan.fields_of(index)
+        dropped = plan.refused(index, code)
+        if dropped is None:
+            raise exc  # essential fields only: the map is wrong for this meter
+        name = _EXCEPTION_NAMES[code]
+        for d in dropped:
+            log.warning(
+                "meter %r at %s:%d refuses %s (exception %d, %s): field %s dropped, "
+                "it reads as no value from now on; the phase currents are read without it",
+                self.name,
+                self.host,
+                self.port,
+                d.registers,
+                code,
+                name,
+                d.name,
+            )
+        if not dropped:
+            log.debug(
+                "meter %r refuses %s registers 0x%04X..0x%04X (exception %d) holding %s: "
+                "planned again",
+                self.name,
+                block.table,
+                block.start,
+                block.start + block.count - 1,
+                code,
+                ", ".join(f.name for f in fields),
+            )
+        if self._monotonic() - started >= self.timeout_s:
+            spare = ", ".join(f.name for f in fields if not is_essential(f, plan.map))
+            raise self._error(
+                MeterBadResponse,
+                f"exception response {code} ({name}) reading {block.count} {block.table} "
+                f"registers with {spare}; planned again, no time left in this read: the next "
+                "read goes on",
+                block.start,
+            ) from None
+
+    async def _resolved(self) -> ReadPlan:
         if self._map is None:
             first = self._maps[0]
             if first.sunspec_models:
@@ -154,8 +228,9 @@ class ModbusMeter:
                 )
             else:
                 self._map = first
-            self._blocks = plan_blocks(self._map)
-        return self._map, self._blocks
+            self._plan = ReadPlan(self._map)
+        assert self._plan is not None
+        return self._plan
 
     async def _read_holding(self, address: int, count: int) -> list[int]:
         return await self._read("holding", address, count)
@@ -216,10 +291,13 @@ class ModbusMeter:
         if response.isError():
             code = getattr(response, "exception_code", 0)
             name = _EXCEPTION_NAMES.get(code, "exception")
-            raise self._error(
-                MeterBadResponse,
+            raise MeterBadResponse(
                 f"exception response {code} ({name}) reading {count} {table} registers",
-                address,
+                meter=self.name,
+                host=self.host,
+                port=self.port,
+                register=address,
+                exception_code=code,
             )
         registers = list(response.registers)
         if len(registers) != count:

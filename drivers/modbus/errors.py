@@ -7,7 +7,8 @@
     │                           on an RS-485 line)
     ├── MeterConnectionError    TCP connect refused, unreachable, or the connection dropped
     ├── MeterBadResponse        an exception response (e.g. illegal address), a short answer, no
-    │                           SunSpec marker or model
+    │                           SunSpec marker or model (a refused register of a field a reading
+    │                           can do without is dropped instead: ModbusMeter.dropped)
     └── MeterUndefinedValue     the register holds the meter's "not available" pattern (all-FF,
                                 SunSpec 0x8000, NaN) for a field the map does not mark optional
     UnknownMeterModel           (a ValueError) a model name not in the registry; lists known names
@@ -41,7 +42,21 @@ class MeterConnectionError(MeterError):
 
 
 class MeterBadResponse(MeterError):
-    pass
+    """``exception_code``: the Modbus exception the meter answered with (None: no exception
+    response, e.g. a short answer)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        meter: str,
+        host: str,
+        port: int,
+        register: int | None = None,
+        exception_code: int | None = None,
+    ) -> None:
+        super().__init__(message, meter=meter, host=host, port=port, register=register)
+        self.exception_code = exception_code
 
 
 class MeterUndefinedValue(MeterError):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pymodbus import FramerType
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -28,6 +29,7 @@ _PACK = {
     "float64": "d",
 }
 FC = {"holding": 3, "input": 4}
+TABLE_OF_FC = {3: "holding", 4: "input"}
 
 
 def encode(value: float, type_: str, word_order: str) -> list[int]:
@@ -94,7 +96,11 @@ class MeterServer:
         self.unit_id = unit_id
         self.framer = framer
         self.requests = 0
+        self.refused = 0
         self.connections = 0
+        # (table, address) -> the exception a read that includes that register gets, as a meter
+        # that lacks it answers (the registers around it still read)
+        self.refuse: dict[tuple[str, int], ExcCodes] = {}
         self._answering = asyncio.Event()
         self._answering.set()
         self._server: ModbusTcpServer | None = None
@@ -108,9 +114,16 @@ class MeterServer:
         count: int,
         current_registers: list[int],
         set_values: list[int] | list[bool] | None,
-    ) -> None:
+    ) -> ExcCodes | None:
         self.requests += 1
         await self._answering.wait()
+        table = TABLE_OF_FC.get(function_code)
+        for a in range(address, address + count):
+            code = self.refuse.get((table or "", a))
+            if code is not None and set_values is None:
+                self.refused += 1
+                return code
+        return None
 
     def _connected(self, connected: bool) -> None:
         if connected:

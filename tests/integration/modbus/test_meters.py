@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 
 import pytest
 from pymodbus import FramerType
+from pymodbus.constants import ExcCodes
 
 from drivers.modbus import (
     MeterBadResponse,
@@ -241,14 +243,126 @@ async def test_exception_response_is_a_bad_response(unit_id: int, match: str) ->
 
 
 async def test_illegal_address_names_the_register() -> None:
+    """A refused phase current fails the read (the map is wrong for this meter), naming the
+    block of the essential fields, read apart from the rest after the first refusal."""
+    (sdm,) = load_model("sdm630")
+    async with MeterServer(registers_for(sdm, TRUTH)) as server:
+        server.refuse[("input", 0x08)] = ExcCodes.ILLEGAL_ADDRESS  # current L2
+        meter = meter_for(server, (sdm,))
+        try:
+            with pytest.raises(MeterBadResponse, match="illegal data address") as info:
+                await meter.read()
+            with pytest.raises(MeterBadResponse, match="illegal data address"):
+                await meter.read()  # and every read after it
+        finally:
+            await meter.close()
+    assert info.value.register == 0x06  # currents and phase powers: 0x06..0x11
+    assert meter.dropped == ()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param(ExcCodes.ILLEGAL_ADDRESS, id="exception-2-illegal-data-address"),
+        pytest.param(ExcCodes.ILLEGAL_VALUE, id="exception-3-illegal-data-value"),
+    ],
+)
+async def test_em24_that_refuses_export_energy_is_read_without_it(
+    code: ExcCodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """evcc-io/evcc#31143: an EM24 without kWh(-) TOT (0x5C) refuses every read that includes
+    it; the one request 0x00..0x5D of the map failed every poll. Now the export energy is
+    dropped (logged once) and the rest is read, in one request again (0x00..0x3F)."""
+    (em24,) = load_model("em24")
+    async with MeterServer(registers_for(em24, TRUTH)) as server:
+        server.refuse[("input", 0x5C)] = code
+        meter = meter_for(server, (em24,))
+        try:
+            with caplog.at_level(logging.WARNING, logger="drivers.modbus.client"):
+                first = await meter.read()
+                requests = server.requests
+                later = [await meter.read() for _ in range(3)]
+        finally:
+            await meter.close()
+    for reading in (first, *later):
+        assert reading.current_a == pytest.approx(EXPECTED_CURRENT)
+        assert reading.power_w == pytest.approx((2875.0, 1900.0, -690.0))
+        assert reading.total_power_w == pytest.approx(4085.0)
+        assert reading.voltage_v == pytest.approx((230.1, 231.2, 229.8))
+        assert reading.energy_import_wh == pytest.approx(1234500.0)
+        assert reading.energy_export_wh is None
+    assert [r.requests for r in later] == [1, 1, 1]
+    assert server.requests == requests + 3, "one request per read once the field is dropped"
+    assert server.refused == 3  # 0x00..0x5D, then 0x3E..0x5D set apart, then 0x5C alone
+    assert [(d.name, d.table, d.address, d.exception_code) for d in meter.dropped] == [
+        ("energy_export_wh", "input", 0x5C, int(code))
+    ]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "meter 'grid'" in warnings[0]
+    assert "input 0x005C..0x005D" in warnings[0]
+    assert "energy_export_wh" in warnings[0]
+
+
+async def test_meter_without_energy_registers_reads_without_them() -> None:
+    """A meter whose register space ends before the energy counters (SDM630 without 0x48..0x4B):
+    both energies are dropped, the rest is read."""
     (sdm,) = load_model("sdm630")
     regs = registers_for(sdm, {k: v for k, v in TRUTH.items() if not k.startswith("energy")})
-    async with MeterServer(regs) as server:  # the meter has no energy registers
+    async with MeterServer(regs) as server:
         meter = meter_for(server, (sdm,))
-        with pytest.raises(MeterBadResponse, match="illegal data address") as info:
-            await meter.read()
-        await meter.close()
-    assert info.value.register == 0x00
+        try:
+            reading = await meter.read()
+            again = await meter.read()
+            values = await meter.read_values()
+        finally:
+            await meter.close()
+    assert reading.current_a == pytest.approx(EXPECTED_CURRENT)
+    assert reading.energy_import_wh is None
+    assert reading.energy_export_wh is None
+    assert sorted(d.name for d in meter.dropped) == ["energy_export_wh", "energy_import_wh"]
+    assert again.requests == 1  # 0x00..0x35
+    assert values["energy_import_wh"] is None
+    assert values["current_l1_a"] == pytest.approx(12.5)
+
+
+async def test_device_failure_on_a_non_essential_register_fails_the_read() -> None:
+    """Exception 4 (device failure) is the meter failing now, not a register it lacks: the read
+    fails as before, nothing is dropped."""
+    (em24,) = load_model("em24")
+    async with MeterServer(registers_for(em24, TRUTH)) as server:
+        server.refuse[("input", 0x5C)] = ExcCodes.DEVICE_FAILURE
+        meter = meter_for(server, (em24,))
+        try:
+            with pytest.raises(MeterBadResponse, match="exception response 4"):
+                await meter.read()
+        finally:
+            await meter.close()
+    assert meter.dropped == ()
+    assert server.requests == 1
+
+
+async def test_refusals_beyond_the_time_budget_are_read_again_at_the_next_read() -> None:
+    """With no time left in a read (a clock that moves 1 s per look, timeout 0.5 s) each refusal
+    fails that read; the next read goes on from what it learnt, and reads without the field."""
+    (em24,) = load_model("em24")
+    clock = iter(range(1_000_000))
+    async with MeterServer(registers_for(em24, TRUTH)) as server:
+        server.refuse[("input", 0x5C)] = ExcCodes.ILLEGAL_ADDRESS
+        meter = meter_for(server, (em24,), monotonic=lambda: float(next(clock)))
+        try:
+            failed = 0
+            for _ in range(3):
+                with pytest.raises(MeterBadResponse, match="no time left in this read"):
+                    await meter.read()
+                failed += 1
+            reading = await meter.read()
+        finally:
+            await meter.close()
+    assert failed == 3
+    assert reading.current_a == pytest.approx(EXPECTED_CURRENT)
+    assert reading.energy_export_wh is None
+    assert [d.name for d in meter.dropped] == ["energy_export_wh"]
 
 
 async def test_rtu_framing_over_tcp() -> None:
