@@ -231,4 +231,9 @@ class MeterActor(Actor):
             "current_a": None if last is None else list(last.current_a),
             "age_s": age,
             "pymodbus_lines_dropped": _noise_filter.dropped,
+            # fields the meter refuses (exception 2/3), read without: None in every reading
+            "dropped_fields": {
+                d.name: f"{d.registers} refused (exception {d.exception_code})"
+                for d in (() if self.meter is None else self.meter.dropped)
+            },
         }

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymodbus.constants import ExcCodes
 
 from actors.grid_limit import GridLimitReported, limit_actor_factory
 from actors.grid_limits import LimitValue
@@ -18,12 +19,13 @@ from config.energy import meter_from_table
 from config.energy_limits import ModbusLimitConfig
 from config.energy_limits import from_table as limit_from_table
 from config.fields import Table
+from drivers.modbus import load_model
 from supervisors.actor import Actor, ActorContext
 from supervisors.spec import ChildSpec, SupervisorSpec
 from supervisors.system import ActorSystem
 from tests.helpers import wait_for
 from tests.integration.energy_node.harness import sdm630_server
-from tests.integration.modbus.meter_server import MeterServer
+from tests.integration.modbus.meter_server import MeterServer, registers_for
 
 
 class Recorder(Actor):
@@ -162,6 +164,70 @@ async def test_meter_reports_reads_and_failures_and_keeps_pymodbus_quiet(
         noise = [r for r in caplog.records if r.name == PYMODBUS_LOGGER and r.levelno >= 40]
         assert noise == [], "per-request pymodbus errors are dropped"
         assert quiet_pymodbus().dropped > dropped, "and counted"
+
+
+async def test_em24_refusing_its_export_energy_keeps_reading_and_says_why(
+    system: ActorSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    """evcc-io/evcc#31143: an EM24 answering exception 2 for kWh(-) TOT (0x5C). The meter keeps
+    reading (not stale, no fail-safe): the phase currents go on to the allocator, the export
+    energy is dropped, logged once, and the actor's status names it."""
+    (em24,) = load_model("em24")
+    truth = {
+        "voltage_l1_v": 230.0,
+        "voltage_l2_v": 230.0,
+        "voltage_l3_v": 230.0,
+        "power_w": 3910.0,
+        "current_l1_a": 12.0,
+        "current_l2_a": 8.0,
+        "current_l3_a": 3.0,
+        "power_l1_w": 2760.0,
+        "power_l2_w": 1840.0,
+        "power_l3_w": -690.0,
+        "energy_import_wh": 1234500.0,
+        "energy_export_wh": 89000.0,
+    }
+    got: list[object] = []
+    async with MeterServer(registers_for(em24, truth)) as server:
+        server.refuse[("input", 0x5C)] = ExcCodes.ILLEGAL_ADDRESS
+        meter = meter_from_table(
+            Table(
+                {
+                    "name": "grid",
+                    "model": "em24",
+                    "host": "127.0.0.1",
+                    "port": server.port,
+                    "poll_interval_s": 0.05,
+                    "timeout_s": 0.2,
+                },
+                source="<test>",
+            )
+        )
+        spec = ChildSpec(
+            id="grid",
+            start=lambda ctx: MeterActor(ctx, config=meter, allocator_path="energy/allocator"),
+        )
+        with caplog.at_level(logging.INFO):
+            await start(system, got, spec)
+            await wait_for(lambda: sum(isinstance(m, MeterRead) for m in got) >= 5, what="5 reads")
+        actor = system.actor("energy/grid")
+        assert isinstance(actor, MeterActor)
+        status = actor.report()
+    reads = [m for m in got if isinstance(m, MeterRead)]
+    assert all(r.current_a == pytest.approx((12.0, 8.0, -3.0)) for r in reads)
+    assert not any(isinstance(m, MeterFailed) for m in got)
+    assert actor.last is not None
+    assert actor.last.energy_export_wh is None
+    assert actor.last.energy_import_wh == pytest.approx(1234500.0)
+    assert status["failures_total"] == 0
+    assert status["dropped_fields"] == {
+        "energy_export_wh": "input 0x005C..0x005D refused (exception 2)"
+    }
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "'grid'" in warnings[0]
+    assert "0x005C" in warnings[0]
+    assert "energy_export_wh" in warnings[0]
 
 
 async def test_a_contact_files_every_new_error_is_logged_with_its_reason(
