@@ -30,7 +30,8 @@ min_charge_s = 60.0        # a started connector is not paused for this long (un
                            # physical limit would be exceeded)
 stale_no_increase_s = 3.0  # meter older than this: no increases
 stale_failsafe_s = 10.0    # meter older than this: fail-safe budget
-failsafe_current_a = 6.0   # fail-safe cap per connector (0: pause all); default min_current_a
+failsafe_current_a = 6.0   # fail-safe cap per connector (0: pause all); 0 or >= min_current_a;
+                           # default 6, or 0 when min_current_a is above 6
 # failsafe_total_a = 32    # fail-safe budget per phase at the site (number or [L1, L2, L3])
 draw_slack_a = 1.0         # a settled car drawing less than offered keeps its draw + this
 resume_margin_a = 1.0      # a connector at 0 A starts only if its minimum + this fits
@@ -63,6 +64,7 @@ from typing import Literal
 from actors.allocation_types import ROTATIONS, AllocationConfig, PerPhase
 from actors.compliance import ComplianceConfig
 from actors.control_loop import ControlConfig, FailSafe
+from actors.control_types import IEC_MIN_CURRENT_A
 from config.energy_limits import ContactLimitConfig, GridLimitConfig, per_phase
 from config.energy_limits import from_table as grid_limit_from_table
 from config.fields import ConfigError, Table
@@ -184,7 +186,11 @@ def allocation_from_table(t: Table) -> AllocationSection:
         raise t.error(
             "stale_failsafe_s", f"a value > stale_no_increase_s ({no_increase:g})", failsafe_after
         )
-    fs_current = t.number("failsafe_current_a", min_current, min=0.0, max=80.0)
+    # Default 6 A; with a minimum above 6 A, 0 (pause all): what 6 A meant there before the
+    # refusal below (the loop counts a cap under the minimum as a pause), so an upgrade keeps
+    # the fail-safe it had and the safe TxDefaultProfile goes down, not up.
+    fs_default = IEC_MIN_CURRENT_A if min_current <= IEC_MIN_CURRENT_A else 0.0
+    fs_current = t.number("failsafe_current_a", fs_default, min=0.0, max=80.0)
     if 0 < fs_current < min_current:  # below the minimum a car does not charge: say 0
         raise t.error(
             "failsafe_current_a",
@@ -309,13 +315,15 @@ def check_references(
         metered[m.node] = m.name
     control = config.allocation.control
     for i, m in enumerate(config.meters):
-        # A meter's read is poll_interval_s old (and more) just before the next one comes: at
-        # stale_no_increase_s or more, no increase between two good reads (the fail-safe at
-        # stale_failsafe_s).
-        if m.poll_interval_s >= control.stale_no_increase_s:
+        # A meter's read is poll_interval_s old (plus a slow read's timeout_s) just before the
+        # next one comes: at stale_failsafe_s or more, the site would fall to its fail-safe
+        # between two good reads. (Past stale_no_increase_s only the ticks between reads hold;
+        # the step right after each read sees it fresh.)
+        if m.poll_interval_s + m.timeout_s >= control.stale_failsafe_s:
             raise fail(
                 f"meters[{i}].poll_interval_s",
-                f"less than [allocation] stale_no_increase_s ({control.stale_no_increase_s:g})",
+                "poll_interval_s + timeout_s below [allocation] stale_failsafe_s "
+                f"({control.stale_failsafe_s:g}; timeout_s {m.timeout_s:g})",
                 m.poll_interval_s,
             )
     minimum = control.allocation.min_current_a

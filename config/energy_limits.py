@@ -76,7 +76,7 @@ from actors.grid_limits import (
 )
 from actors.grid_limits_schedule import DAYS, ScheduleSource, ScheduleStep
 from config.fields import ConfigError, Table
-from drivers.modbus.registers import TABLES, TYPES, FieldSpec, RegisterMap
+from drivers.modbus.registers import REGISTERS, TABLES, TYPES, FieldSpec, RegisterMap
 
 KINDS = ("static", "modbus", "schedule", "contact", "cloud")
 FRAMERS = ("tcp", "rtu")
@@ -224,15 +224,23 @@ def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
     table = t.string("table", "holding", choices=TABLES)
     value_address = t.integer("value_address", min=0, max=65535)
     heartbeat_address = t.integer("heartbeat_address", min=0, max=65535)
-    if heartbeat_address == value_address:
+    value_type = t.string("value_type", "uint16", choices=TYPES)
+    heartbeat_type = t.string("heartbeat_type", "uint16", choices=TYPES)
+    value_regs = range(value_address, value_address + REGISTERS[value_type[-2:]])
+    heartbeat_regs = range(heartbeat_address, heartbeat_address + REGISTERS[heartbeat_type[-2:]])
+    if set(value_regs) & set(heartbeat_regs):
         # the limit held steady would read as a silent EMS: stale, its fail-safe for good
-        raise t.error("heartbeat_address", "a register other than value_address", value_address)
+        raise t.error(
+            "heartbeat_address",
+            f"registers apart from the limit's ({value_regs.start}..{value_regs.stop - 1})",
+            heartbeat_address,
+        )
     fields = (
         FieldSpec(
             name="limit",
             address=value_address,
             table=table,
-            type=t.string("value_type", "uint16", choices=TYPES),
+            type=value_type,
             word_order="big",
             scale=1.0,
         ),
@@ -240,7 +248,7 @@ def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
             name="heartbeat",
             address=heartbeat_address,
             table=table,
-            type=t.string("heartbeat_type", "uint16", choices=TYPES),
+            type=heartbeat_type,
             word_order="big",
             # (a counter passes through the "no value" pattern: that read is skipped)
             optional=True,

@@ -157,9 +157,15 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
     top = Table(data, source=source)
     site = top.table("site")
     name = site.string("name")
-    if name.strip() in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+    if not name.strip():
+        raise site.error("name", "a non-empty name", name)
+    if not site.has("storage_dir") and (
+        name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+    ):
         # the default storage_dir is var/<name>: "../../x" would put the stores elsewhere
-        raise site.error("name", "a name usable as a directory name (no '/', not '..')", name)
+        raise site.error(
+            "name", "a name usable as a directory name (no '/', not '..'), or a storage_dir", name
+        )
     storage = Path(site.string("storage_dir", "var/" + name))
     site.reject_unknown()
     runtime = runtime_from_table(top.table("runtime", Table({}, source=source, path="runtime")))
@@ -175,8 +181,13 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
     if cloud is None:
         for i, cp in enumerate(ocpp_parts):
             if cp.cloud_password is not None:  # no cloud to send it to: set for nothing
+                written = (
+                    "cloud_password_file"
+                    if cp_tables[i].has("cloud_password_file")
+                    else "cloud_password"
+                )
                 raise ConfigError(
-                    source, f"charge_points[{i}].cloud_password", "a [cloud] section with it", "set"
+                    source, f"charge_points[{i}].{written}", "a [cloud] section with it", "set"
                 )
     if cloud is not None and cloud.edge_identity is not None:
         clash = next(

@@ -170,7 +170,7 @@ BASE = '[site]\nname = "s"\n'
             "a name usable as a directory name",
             id="name-leaves-var",
         ),
-        pytest.param('[site]\nname = ""\n', "site.name", "directory name", id="name-empty"),
+        pytest.param('[site]\nname = ""\n', "site.name", "a non-empty name", id="name-empty"),
         pytest.param(
             BASE + '[cloud]\nurl = "wss://c.example/ocpp"\nedge_password = "0123456789abcdef"\n',
             "cloud.edge_password",
@@ -272,3 +272,19 @@ def test_broker_shards_with_tls_on_the_listener(tmp_path: Path) -> None:
     (tmp_path / "k.pem").write_text("key")
     config = parse_site(text, source=str(tmp_path / "site.toml"), base_dir=tmp_path)
     assert (config.runtime.broker_shards, config.listener.security_profile) == (2, 2)
+
+
+def test_a_site_name_with_a_slash_is_fine_with_its_own_storage_dir(tmp_path: Path) -> None:
+    """The name is only the default storage_dir's last part: "Berlin/Mitte" with a storage_dir
+    of its own loads (review of 3c2640c)."""
+    text = f'[site]\nname = "Berlin/Mitte"\nstorage_dir = "{tmp_path}"\n'
+    assert parse_site(text, source="s.toml", base_dir=tmp_path).name == "Berlin/Mitte"
+
+
+def test_a_cloud_password_file_without_a_cloud_is_named(tmp_path: Path) -> None:
+    (tmp_path / "cp1.key").write_text("0123456789abcdef\n")
+    text = BASE + '[[charge_points]]\nid = "CP1"\ncloud_password_file = "cp1.key"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_site(text, source=str(tmp_path / "site.toml"), base_dir=tmp_path)
+    assert info.value.key == "charge_points[0].cloud_password_file"
+    assert "a [cloud] section with it" in str(info.value)

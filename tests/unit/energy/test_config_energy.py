@@ -293,11 +293,16 @@ MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
         # Values that load but leave the site without charging or in fail-safe (review of
         # 2026-11-30, an operator's view):
         pytest.param(
-            MINIMAL
-            + '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\npoll_interval_s = 15\n',
+            MINIMAL + '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\npoll_interval_s = 9\n',
             "meters[0].poll_interval_s",
-            "less than [allocation] stale_no_increase_s (3)",
-            id="meter-polled-slower-than-it-goes-stale",
+            "poll_interval_s + timeout_s below [allocation] stale_failsafe_s (10; timeout_s 1)",
+            id="meter-polled-slower-than-the-failsafe",
+        ),
+        pytest.param(
+            MINIMAL + EMS.format(extra='value_type = "float32"\n'),
+            "grid_limits[1].heartbeat_address",
+            "registers apart from the limit's (100..101)",
+            id="ems-heartbeat-inside-a-32-bit-limit",
         ),
         pytest.param(
             MINIMAL + "[allocation]\nfailsafe_current_a = 3\n",
@@ -321,7 +326,7 @@ MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
             MINIMAL
             + EMS.format(extra="").replace("heartbeat_address = 101", "heartbeat_address = 100"),
             "grid_limits[1].heartbeat_address",
-            "a register other than value_address",
+            "registers apart from the limit's (100..100)",
             id="ems-heartbeat-is-the-value",
         ),
         pytest.param(
@@ -447,8 +452,26 @@ def test_a_charge_point_that_could_never_be_offered_its_minimum_is_refused() -> 
     assert info.value.key == "charge_points[CP1].max_current_a"
     assert "at least [allocation] min_current_a (10)" in str(info.value)
     config = load(MINIMAL + "[allocation]\nmin_current_a = 8\n", charge_points=[("CP1", cp)])
+    assert config is not None
+
+
+@pytest.mark.parametrize(("minimum", "failsafe"), [(6.0, 6.0), (6.5, 0.0), (10.0, 0.0)])
+def test_the_failsafe_default_is_6_a_or_a_pause(minimum: float, failsafe: float) -> None:
+    """6 A; with a minimum above 6 A, 0: what 6 A amounted to there (a cap under the minimum
+    pauses), so a site that set only min_current_a keeps the fail-safe it had, and its safe
+    TxDefaultProfile goes down, not up (review of 2bbb323, which defaulted it to the minimum:
+    10 A per car with no meter where every car had been paused)."""
+    config = load(MINIMAL + f"[allocation]\nmin_current_a = {minimum}\n")
     control = config.allocation.control  # type: ignore[attr-defined]
-    assert control.failsafe.current_a == 8.0, "the fail-safe cap defaults to the minimum"
+    assert control.failsafe.current_a == failsafe
+    assert control.default_a == failsafe
+
+
+def test_a_meter_polled_slower_than_no_increase_still_loads() -> None:
+    """The step right after each read sees it fresh (review of 2bbb323): only a poll that lets
+    the fail-safe in between two reads is refused."""
+    meter = '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\npoll_interval_s = 5\n'
+    assert load(MINIMAL + meter) is not None
 
 
 def test_a_schedule_step_all_day() -> None:
