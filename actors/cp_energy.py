@@ -21,9 +21,11 @@
   TxDefaultProfile goes to the energy node as a rejection (connector 0).
 - A charge point that rejects a profile teaches us: stack level above 0 rejected -> retry at 0;
   amperes rejected -> retry in watts. A 2.0.1 charge point says why (``statusInfo.reasonCode``):
-  the lesson it names is taken at once (UnsupportedRateUnit, InvalidStackLevel), and one that
-  names another cause teaches nothing about what it takes (TxNotFound: the transaction is not on
-  the EVSE, e.g. it ended without the edge hearing; the stack level or unit would not help, and
+  UnsupportedRateUnit teaches watts at once (for the TxDefaultProfile too); InvalidStackLevel
+  teaches stack level 0 after the retry, alone (EVerest says it also for a TxProfile of the
+  transaction at that level already, e.g. the cloud's: not always "too high"); one that names
+  another cause teaches nothing about what it takes (TxNotFound: the transaction is not on the
+  EVSE, e.g. it ended without the edge hearing; the stack level or unit would not help, and
   changing them would change every later profile). What it finally answered goes back to the
   energy node, with its reason.
 """
@@ -59,8 +61,9 @@ DEFAULT_SOURCE = "safe default"  # what binds a new transaction's first TxProfil
 # The station's profiles' call tags (actors.profiles.boot_profiles' order) -> their purpose
 STATION_PROFILES = {"boot:0": "TxDefaultProfile", "boot:1": "max profile"}
 # 2.0.1 reasonCodes (case-insensitive, OCPP 2.0.1 part 2 appendix; EVerest's libocpp uses these
-# for a refused SetChargingProfile): the lesson each names, taken without the retry ...
+# for a refused SetChargingProfile): the lesson each names (alone) ...
 LESSON_OF = {"unsupportedrateunit": "unit", "invalidstacklevel": "stack level"}
+AT_ONCE = frozenset({"unit"})  # ... taken without the retry (no race makes a unit refused)
 # ... and the causes that no stack level or rate unit would cure: nothing to learn from them.
 NO_LESSON = frozenset({"txnotfound", "unknownevse", "invalidschedule", "missingparam"})
 
@@ -109,9 +112,10 @@ class EnergySide:
         self.boot_installed = False
         # The charge point's answers to the station's profiles (TxDefaultProfile, the max
         # profile), for the status; and the capabilities it refused the max profile under: not
-        # sent again with them ("where supported"), again once a lesson changed them.
+        # sent again with them ("where supported"), again once a lesson changed them; all
+        # forgotten at a boot (new firmware may take it).
         self.station: dict[str, str] = {}
-        self.max_refused: ChargePointCapabilities | None = None
+        self.max_refused: set[ChargePointCapabilities] = set()
         self.resume_tx = False  # once the capabilities are known: TxProfiles of a reconnect
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
         # connector -> the transaction whose refused TxProfile is tried again, until the retry
@@ -197,7 +201,9 @@ class EnergySide:
         ]
 
     def booted(self, now: datetime) -> list[CallChargePoint]:
-        """BootNotification: a rebooted charge point forgot its profiles."""
+        """BootNotification: a rebooted charge point forgot its profiles (and may run new
+        firmware: the max profile it refused goes once more)."""
+        self.max_refused.clear()
         self.sent.clear()
         self.rejected.clear()
         self.retrying.clear()
@@ -209,7 +215,7 @@ class EnergySide:
     def _boot_profiles(self, now: datetime) -> list[CallChargePoint]:
         self.boot_installed = True
         caps = self.caps
-        if self.max_refused == caps:
+        if caps in self.max_refused:
             caps = replace(caps, supports_max_profile=False)
         payloads = boot_profiles(
             version=self.version,
@@ -383,7 +389,7 @@ class EnergySide:
                 station += self._running_profiles(running_tx)
             return station, None, None
         if answer.tag in STATION_PROFILES:
-            return [], self._station_answered(answer, now), None
+            return self._station_answered(answer, now)
         if not answer.tag.startswith(("tx:", "txr:")):
             return [], None, None
         kind, connector, limit_a, tx_id = answer.tag.split(":", 3)
@@ -411,7 +417,7 @@ class EnergySide:
             count = self.rejected.get(connector_id, 0) + 1
             self.rejected[connector_id] = count
             lesson = LESSON_OF.get((reason or "").lower())
-            if count == 1 and lesson is None:
+            if count == 1 and lesson not in AT_ONCE:
                 self.retrying[connector_id] = tx_id
                 later = TxRetry(connector_id=connector_id, tx_id=tx_id)
             elif (reason or "").lower() not in NO_LESSON:
@@ -432,11 +438,15 @@ class EnergySide:
         )
         return calls, outcome, later
 
-    def _station_answered(self, answer: Answer, now: datetime) -> ProfileOutcome | None:
+    def _station_answered(
+        self, answer: Answer, now: datetime
+    ) -> tuple[list[CallChargePoint], ProfileOutcome | None, None]:
         """A station profile's answer: kept for the status. The max profile refused ("where
         supported"): not sent again under these capabilities, and no rejection to count. The
         safe TxDefaultProfile refused: a new transaction draws what the charge point gives
-        until its TxProfile comes; an outcome for connector 0, counted as a rejection."""
+        until its TxProfile comes; an outcome for connector 0, counted as a rejection (and one
+        when it is taken again); refused in amperes with UnsupportedRateUnit, the station's
+        profiles go again in watts at once."""
         purpose = STATION_PROFILES[answer.tag]
         if answer.ok:
             status = str(answer.payload.get("status"))
@@ -446,19 +456,30 @@ class EnergySide:
             status, reason = f"error: {answer.error}", None
             refused = answer.error.startswith(("NotSupported", "NotImplemented"))
         told = f"{status}: {reason}" if reason else status
+        before = self.station.get(purpose)
         self.station[purpose] = told
         if answer.tag == "boot:1":
-            self.max_refused = self.caps if refused else None
-            return None
-        if status == "Accepted":
-            return None
-        return ProfileOutcome(
+            if refused:
+                self.max_refused.add(self.caps)
+            return [], None, None
+        calls: list[CallChargePoint] = []
+        if (
+            refused
+            and LESSON_OF.get((reason or "").lower()) == "unit"
+            and self.caps.rate_units[0] == "A"
+        ):
+            self.caps = replace(self.caps, rate_units=("W",))
+            calls = self._boot_profiles(now)
+        if status == "Accepted" and (before is None or before == "Accepted"):
+            return [], None, None
+        outcome = ProfileOutcome(
             charge_point_id=self.cp_id,
             connector_id=0,
             limit_a=self._default_a(),
-            status=f"{purpose} {told}",
+            status=f"{purpose} {told}" + (" (retrying)" if calls else ""),
             written_utc=utc_text(now),
         )
+        return calls, outcome, None
 
     def retry(self, r: TxRetry) -> list[CallChargePoint]:
         """The refused TxProfile again, at the transaction's limit now (not the one refused: a

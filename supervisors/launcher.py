@@ -126,13 +126,7 @@ class NodeLauncher:
         for node in self.nodes:
             if node.cpus:
                 log.info("node %s runs on CPU %s", node.name, ",".join(map(str, node.cpus)))
-        if cfg.energy is None and cfg.charge_points:
-            log.warning(
-                "no load management: %s has no [[meters]], [[feeders]], [[grid_limits]] or "
-                "[allocation]; no charging profiles are installed and the charge points' "
-                "max_current_a, priority and phases are not used",
-                cfg.source,
-            )
+        warn_unmanaged(cfg)
         self.started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         # Children fork from here: freeze what is already allocated so copy-on-write pages stay
         # shared (measured: 15 MB per process without, 4 MB with).
@@ -283,4 +277,15 @@ class NodeLauncher:
                 "started_utc": self.started_utc,
                 "root_answered": isinstance(reply, SiteStatus),
             },
+        )
+
+
+def warn_unmanaged(cfg: SiteConfig) -> None:
+    """A site file without load management says so in the start log (either mode)."""
+    if cfg.energy is None and cfg.charge_points:
+        log.warning(
+            "no load management: %s has no [[meters]], [[feeders]], [[grid_limits]] or "
+            "[allocation]; no charging profiles are installed and the charge points' "
+            "max_current_a, priority and phases are not used",
+            cfg.source,
         )

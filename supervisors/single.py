@@ -20,7 +20,13 @@ import orjson
 from config.schema import SiteConfig
 from drivers import control
 from supervisors.intensity import restart_allowed
-from supervisors.launcher import DEFAULT_NODES, EXIT_NODES_GAVE_UP, EXIT_OK, EXIT_START_FAILED
+from supervisors.launcher import (
+    DEFAULT_NODES,
+    EXIT_NODES_GAVE_UP,
+    EXIT_OK,
+    EXIT_START_FAILED,
+    warn_unmanaged,
+)
 from supervisors.node_messages import NodeSpec
 from supervisors.node_runtime import NodeHistory, NodeRuntime
 from supervisors.status_doc import status_document
@@ -153,6 +159,7 @@ class SingleProcessSite:
 
 
 async def run_single(config: SiteConfig, nodes: tuple[NodeSpec, ...] = DEFAULT_NODES) -> int:
+    warn_unmanaged(config)
     site = SingleProcessSite(config, nodes)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -134,7 +134,7 @@ async def running(
     """The node with ``body`` as its energy sections, and (unless ``meter_a`` is None) a real
     SDM630 reading ``meter_a`` as its "grid" meter (``node.server``); ``heartbeat_s``: the
     grid-limit sources' heartbeat (grid_limit.HEARTBEAT_S on a site: 10 s). ``compliance``: the
-    allocator's (not a site-file setting; the default's grace is 30 s)."""
+    allocator's (the site file's [allocation] compliance_*; the default grace is 30 s)."""
     async with contextlib.AsyncExitStack() as stack:
         server = None
         if meter_a is not None:
@@ -510,7 +510,7 @@ async def test_stale_meter_stops_increases_the_samples_allow_then_falls_back_to_
 
 # --- compliance: a node over its limit, a charge point that ignores its profile -------------
 
-# Short enough for a test (the allocator's default grace is 30 s; not a site-file setting).
+# Short enough for a test (the default grace is 30 s; [allocation] compliance_grace_s).
 QUICK_COMPLIANCE = ComplianceConfig(tolerance_a=2.0, grace_s=1.0, react_s=0.3)
 
 

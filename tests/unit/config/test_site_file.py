@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,26 @@ def test_a_cloud_password_file_without_a_cloud_is_named(tmp_path: Path) -> None:
         parse_site(text, source=str(tmp_path / "site.toml"), base_dir=tmp_path)
     assert info.value.key == "charge_points[0].cloud_password_file"
     assert "a [cloud] section with it" in str(info.value)
+
+
+def test_a_site_without_load_management_says_so_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from supervisors.launcher import warn_unmanaged
+
+    unmanaged = parse_site(
+        BASE + '[[charge_points]]\nid = "CP1"\n', source="s.toml", base_dir=tmp_path
+    )
+    managed = parse_site(
+        BASE
+        + '[[charge_points]]\nid = "CP1"\n'
+        + '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n',
+        source="s.toml",
+        base_dir=tmp_path,
+    )
+    with caplog.at_level(logging.WARNING, logger="supervisors.launcher"):
+        warn_unmanaged(managed)
+        assert not caplog.records
+        warn_unmanaged(unmanaged)
+    (record,) = caplog.records
+    assert "no load management: s.toml has no [[meters]]" in record.getMessage()

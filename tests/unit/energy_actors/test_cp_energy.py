@@ -156,7 +156,7 @@ def refused_for(tag: str, reason: str) -> Answer:
 @pytest.mark.parametrize(
     ("reason", "stack_level", "units", "again"),
     [
-        pytest.param("InvalidStackLevel", 0, ("A", "W"), True, id="stack-level-at-once"),
+        pytest.param("InvalidStackLevel", 0, ("A", "W"), True, id="stack-level-after-the-retry"),
         pytest.param("UnsupportedRateUnit", 5, ("W",), True, id="unit-at-once"),
         pytest.param("InvalidSchedule", 5, ("A", "W"), False, id="no-lesson"),
         pytest.param("TxNotFound", 5, ("A", "W"), False, id="not-its-transaction"),
@@ -171,7 +171,7 @@ def test_a_refusal_that_says_why(
     profile); an unknown code, what a refusal without a reason would teach. The outcome
     carries the reason."""
     side = charging_side()
-    at_once = reason in ("InvalidStackLevel", "UnsupportedRateUnit")
+    at_once = reason == "UnsupportedRateUnit"  # InvalidStackLevel may be a conflict: retried
     calls, outcome, later = side.answered(refused_for("tx:1:10.0:7", reason), NOW, running)
     if not at_once:
         assert (calls, later) == ([], TxRetry(connector_id=1, tx_id="7"))
@@ -362,10 +362,18 @@ def test_a_newer_limit_after_the_retry_went_replaces_it_where_it_waits() -> None
     assert side.retrying == {}
 
 
+def reconnected(side: EnergySide) -> list[str]:
+    """The station's profiles a reconnect without a boot sends (capabilities learned again)."""
+    side.connected(OcppVersion.V16)
+    calls, _, _ = side.answered(caps_answer(), NOW, running_tx=running)
+    return [t for t in tags(calls) if t.startswith("boot:")]
+
+
 def test_the_station_profiles_answers() -> None:
     """A refused max profile is not sent again under the same capabilities ("where supported"),
-    and counts as no rejection; again once a lesson changed them. A refused TxDefaultProfile
-    is an outcome for connector 0 (a rejection the status counts). Both in the report."""
+    across reconnects, and counts as no rejection; again once a lesson changed them, and after
+    a boot (new firmware). A refused TxDefaultProfile is an outcome for connector 0 (a rejection
+    the status counts), and one when taken again. Both answers in the report."""
     side = charging_side()
     boot = side.booted(NOW)
     assert tags(boot) == ["boot:0", "boot:1"]
@@ -379,19 +387,39 @@ def test_the_station_profiles_answers() -> None:
         "TxDefaultProfile": "Accepted",
         "max profile": "Rejected",
     }
-    assert tags(side.booted(NOW)) == ["boot:0"], "not again under the same capabilities"
-    # A lesson from a refused TxProfile changes the capabilities: the max profile goes again.
+    assert reconnected(side) == ["boot:0"], "not again under the same capabilities"
+    # A lesson from a refused TxProfile changes the capabilities: the max profile goes again,
+    # is refused under those too, and neither goes on the next connections.
     side.answered(refused("tx:1:10.0:7"), NOW, running_tx=running)
     side.retry(TxRetry(connector_id=1, tx_id="7"))
     calls, _, _ = side.answered(refused("txr:1:10.0:7"), NOW, running_tx=running)
     assert tags(calls) == ["boot:0", "boot:1", "tx:1:10.0:7"]
-    side.answered(accepted("boot:1"), NOW)
-    assert side.report()["station_profiles"]["max profile"] == "Accepted"
     error = Answer(tag="boot:1", ok=False, payload={}, error="NotImplemented: no such profile")
     side.answered(error, NOW)
-    assert tags(side.booted(NOW)) == ["boot:0"], "a CALLERROR NotImplemented: not supported"
+    assert reconnected(side) == ["boot:0"], "learned again: stack level 5, refused under it"
+    assert tags(side.booted(NOW)) == ["boot:0", "boot:1"], "a boot: perhaps new firmware"
+    side.answered(accepted("boot:1"), NOW)
+    assert side.report()["station_profiles"]["max profile"] == "Accepted"
     side.answered(Answer(tag="boot:0", ok=False, payload={}, error="timeout"), NOW)
     _, outcome, _ = side.answered(refused_for("boot:0", "InvalidSchedule"), NOW)
     assert outcome is not None
     assert (outcome.connector_id, outcome.limit_a) == (0, 6.0)
     assert outcome.status == "TxDefaultProfile Rejected: InvalidSchedule"
+    _, outcome, _ = side.answered(accepted("boot:0"), NOW)
+    assert outcome is not None
+    assert outcome.status == "TxDefaultProfile Accepted", "the energy node's entry cleared"
+
+
+def test_a_safe_default_refused_in_amperes_goes_again_in_watts() -> None:
+    """2.0.1 UnsupportedRateUnit for the TxDefaultProfile: the station's profiles go again in
+    watts at once (before, only a TxProfile's refusal taught it: the first car of each
+    connection started without a safe default)."""
+    side = charging_side()
+    side.booted(NOW)
+    calls, outcome, _ = side.answered(refused_for("boot:0", "UnsupportedRateUnit"), NOW)
+    assert side.caps.rate_units == ("W",)
+    assert tags(calls) == ["boot:0", "boot:1"]
+    units = {c.payload["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"] for c in calls}
+    assert units == {"W"}
+    assert outcome is not None
+    assert outcome.status == "TxDefaultProfile Rejected: UnsupportedRateUnit (retrying)"
