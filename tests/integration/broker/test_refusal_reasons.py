@@ -7,19 +7,17 @@ station went in watts."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actors.utc import format_utc
 from tests.helpers import wait_for
-from tests.integration.broker.edge import Edge, cloud_and_edge
+from tests.integration.broker.edge import Edge
 from tests.integration.broker.raw_cp import RawChargePoint
-from tests.integration.broker.test_cloud_profiles import boot_201, calls
-from tests.integration.broker.test_profile_batches import ENERGY, batch
-from tests.integration.sim.conftest import GOOD_TAG
+from tests.integration.broker.station_201 import station_on_broker
+from tests.integration.broker.test_cloud_profiles import calls
+from tests.integration.broker.test_profile_batches import batch
 
 Station = tuple[RawChargePoint, Edge]
 Refusal = Callable[[dict[str, Any]], dict[str, Any]]
@@ -43,26 +41,12 @@ def rejection(edge: Edge) -> str | None:
 
 
 @pytest.fixture
-async def station(tmp_path: Path) -> AsyncIterator[Station]:
+async def station(tmp_path: Path) -> AsyncIterator[tuple[RawChargePoint, Edge]]:
     """A 2.0.1 station booted on the broker, transaction "A" started on EVSE 1."""
-    async with cloud_and_edge(tmp_path, extra=ENERGY) as (_, edge):
-        cp = RawChargePoint("CP1", version="ocpp2.0.1")
-        try:
-            await boot_201(cp, edge, "Occupied")
-            started = {
-                "eventType": "Started",
-                "timestamp": format_utc(datetime.now(UTC)),
-                "seqNo": 1,
-                "triggerReason": "Authorized",
-                "transactionInfo": {"transactionId": "A"},
-                "evse": {"id": 1, "connectorId": 1},
-                "idToken": {"idToken": GOOD_TAG, "type": "ISO14443"},
-            }
-            await cp.call("TransactionEvent", started)
-            await wait_for(lambda: tx_profiles(cp) == [("A", "A")], what="A's TxProfile at start")
-            yield cp, edge
-        finally:
-            await cp.close()
+    async with station_on_broker(tmp_path) as s:
+        await s.event("A", "Started")
+        await wait_for(lambda: tx_profiles(s.cp) == [("A", "A")], what="A's TxProfile at start")
+        yield s.cp, s.edge
 
 
 def refusing(reason: str, refused: Callable[[dict[str, Any]], bool]) -> Refusal:

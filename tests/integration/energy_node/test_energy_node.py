@@ -155,6 +155,16 @@ async def running(
             await node.stop()
 
 
+async def lift_dimming_for_three_steps(node: EnergyNode, dim: Path) -> None:
+    """The dimming contact opens (the site's limit back up to the fuse's 40 A); three steps."""
+    contact(dim, closed=False)
+    await wait_for(
+        lambda: node.summary()["limits"]["site"]["L1"]["limit_a"] == 40.0, what="dimming lifted"
+    )
+    steps = node.allocator().steps
+    await wait_for(lambda: node.allocator().steps >= steps + 3, what="3 more steps")
+
+
 @contextlib.asynccontextmanager
 async def following(sim: CarSim, *, report_every_s: float | None = None) -> AsyncIterator[None]:
     """The cars follow every batch; with ``report_every_s`` their samples also come that often
@@ -427,13 +437,7 @@ async def test_stale_meter_holds_then_falls_back_to_failsafe(tmp_path: Path) -> 
             await wait_for(lambda: node.summary()["mode"] == "stale", what="stale mode")
             held_from = len(node.batches)
             held = node.batches[-1].limits()
-            contact(dim, closed=False)  # the site limit goes back up to 40 A
-            await wait_for(
-                lambda: node.summary()["limits"]["site"]["L1"]["limit_a"] == 40.0,
-                what="dimming lifted",
-            )
-            steps = node.allocator().steps
-            await wait_for(lambda: node.allocator().steps >= steps + 3, what="3 more steps")
+            await lift_dimming_for_three_steps(node, dim)
             assert node.summary()["mode"] == "stale", "machine too slow for this window"
             assert all(x.limits() == held for x in node.batches[held_from:]), "no increase"
             failsafe = await node.wait_batch(
@@ -480,13 +484,7 @@ async def test_stale_meter_stops_increases_the_samples_allow_then_falls_back_to_
             held_from = len(node.batches)
             held = {k: c["sent_a"] for k, c in node.summary()["connectors"].items()}
             assert held == {"CP1/1": dimmed, "CP2/1": dimmed}
-            contact(dim, closed=False)  # the site limit goes back up to 40 A
-            await wait_for(
-                lambda: node.summary()["limits"]["site"]["L1"]["limit_a"] == 40.0,
-                what="dimming lifted",
-            )
-            steps = node.allocator().steps
-            await wait_for(lambda: node.allocator().steps >= steps + 3, what="3 more steps")
+            await lift_dimming_for_three_steps(node, dim)
             connectors = node.summary()["connectors"]
             assert time.monotonic() - last_read_s < control.stale_failsafe_s, (
                 "machine too slow for this window"
