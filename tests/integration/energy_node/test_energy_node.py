@@ -924,23 +924,30 @@ current_a = 16
         assert {x.binding_source for x in lowered.batch.limits} == {"grid_limit:evening peak/L1"}
 
 
+async def cloud_limit_16_a_for_1_s(node: EnergyNode) -> datetime:
+    """Two cars at 8 A, then the cloud pushes 16 A for 1 s: both lowered to 6.5 A. When the push
+    expires."""
+    await node.wait_meter_read()
+    node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
+    await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0})
+    expires = datetime.now(UTC) + timedelta(seconds=1.0)
+    node.send(
+        CloudLimitPushed(
+            source="cloud",
+            node="site",
+            limit_a=16.0,
+            power_w=None,
+            expires_utc=format_utc(expires),
+        )
+    )
+    await node.wait_batch(lambda b: b.limits() == {"CP1/1": 6.5, "CP2/1": 6.5})
+    return expires
+
+
 async def test_cloud_limit_applies_until_it_expires(tmp_path: Path) -> None:
     body = FUSE_40 + '\n[[grid_limits]]\nname = "cloud"\nkind = "cloud"\n' + FAST
     async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, tick_s=30) as node:
-        await node.wait_meter_read()
-        node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
-        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0})
-        expires = datetime.now(UTC) + timedelta(seconds=1.0)
-        node.send(
-            CloudLimitPushed(
-                source="cloud",
-                node="site",
-                limit_a=16.0,
-                power_w=None,
-                expires_utc=format_utc(expires),
-            )
-        )
-        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 6.5, "CP2/1": 6.5})
+        expires = await cloud_limit_16_a_for_1_s(node)
         assert node.summary()["sources"]["cloud"]["limit"] == "16/16/16 A"
         assert node.system is not None
         node.system.cells["energy/limits/cloud"].kill()  # restarts from its persisted push
@@ -972,20 +979,8 @@ async def test_a_cloud_limit_is_lifted_when_it_expires_not_at_the_next_heartbeat
     (10 s on a site, 30 s here): the allocator's limit is the fuse's again at once."""
     body = FUSE_40 + '\n[[grid_limits]]\nname = "cloud"\nkind = "cloud"\n' + FAST
     async with running(tmp_path, body, meter_a=TWO_CARS_AT_8, heartbeat_s=30.0) as node:
-        await node.wait_meter_read()
-        node.send(demand(report("CP1", measured_a=8.0), report("CP2", measured_a=8.0)))
-        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 8.0, "CP2/1": 8.0})
-        expires = time.monotonic() + 1.0
-        node.send(
-            CloudLimitPushed(
-                source="cloud",
-                node="site",
-                limit_a=16.0,
-                power_w=None,
-                expires_utc=format_utc(datetime.now(UTC) + timedelta(seconds=1.0)),
-            )
-        )
-        await node.wait_batch(lambda b: b.limits() == {"CP1/1": 6.5, "CP2/1": 6.5})
+        expires_utc = await cloud_limit_16_a_for_1_s(node)
+        expires = time.monotonic() + (expires_utc - datetime.now(UTC)).total_seconds()
 
         def binding() -> object:
             return node.summary()["limits"]["site"]["L1"]

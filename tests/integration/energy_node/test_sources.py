@@ -116,28 +116,33 @@ async def test_ems_register_live_while_its_heartbeat_moves(system: ActorSystem) 
         await wait_for(lambda: limit_is(fail_safe, stale=True), what="EMS gone")
 
 
+def meter_spec(model: str, port: int, *, timeout_s: float) -> ChildSpec:
+    """The "grid" meter actor of ``model`` on ``port``, polled every 0.05 s."""
+    meter = meter_from_table(
+        Table(
+            {
+                "name": "grid",
+                "model": model,
+                "host": "127.0.0.1",
+                "port": port,
+                "poll_interval_s": 0.05,
+                "timeout_s": timeout_s,
+            },
+            source="<test>",
+        )
+    )
+    return ChildSpec(
+        id="grid",
+        start=lambda ctx: MeterActor(ctx, config=meter, allocator_path="energy/allocator"),
+    )
+
+
 async def test_meter_reports_reads_and_failures_and_keeps_pymodbus_quiet(
     system: ActorSystem, caplog: pytest.LogCaptureFixture
 ) -> None:
     got: list[object] = []
     async with sdm630_server((12.0, 8.0, -3.0)) as server:
-        meter = meter_from_table(
-            Table(
-                {
-                    "name": "grid",
-                    "model": "sdm630",
-                    "host": "127.0.0.1",
-                    "port": server.port,
-                    "poll_interval_s": 0.05,
-                    "timeout_s": 0.1,
-                },
-                source="<test>",
-            )
-        )
-        spec = ChildSpec(
-            id="grid",
-            start=lambda ctx: MeterActor(ctx, config=meter, allocator_path="energy/allocator"),
-        )
+        spec = meter_spec("sdm630", server.port, timeout_s=0.1)
         dropped = quiet_pymodbus().dropped
         with caplog.at_level(logging.INFO):
             await start(system, got, spec)
@@ -190,23 +195,7 @@ async def test_em24_refusing_its_export_energy_keeps_reading_and_says_why(
     got: list[object] = []
     async with MeterServer(registers_for(em24, truth)) as server:
         server.refuse[("input", 0x5C)] = ExcCodes.ILLEGAL_ADDRESS
-        meter = meter_from_table(
-            Table(
-                {
-                    "name": "grid",
-                    "model": "em24",
-                    "host": "127.0.0.1",
-                    "port": server.port,
-                    "poll_interval_s": 0.05,
-                    "timeout_s": 0.2,
-                },
-                source="<test>",
-            )
-        )
-        spec = ChildSpec(
-            id="grid",
-            start=lambda ctx: MeterActor(ctx, config=meter, allocator_path="energy/allocator"),
-        )
+        spec = meter_spec("em24", server.port, timeout_s=0.2)
         with caplog.at_level(logging.INFO):
             await start(system, got, spec)
             await wait_for(lambda: sum(isinstance(m, MeterRead) for m in got) >= 5, what="5 reads")
