@@ -30,8 +30,7 @@ min_charge_s = 60.0        # a started connector is not paused for this long (un
                            # physical limit would be exceeded)
 stale_no_increase_s = 3.0  # meter older than this: no increases
 stale_failsafe_s = 10.0    # meter older than this: fail-safe budget
-failsafe_current_a = 6.0   # fail-safe cap per connector (0: pause all); 0 or >= min_current_a;
-                           # default 6, or 0 when min_current_a is above 6
+failsafe_current_a = 6.0   # fail-safe cap per connector (0: pause all; else at least 6)
 # failsafe_total_a = 32    # fail-safe budget per phase at the site (number or [L1, L2, L3])
 draw_slack_a = 1.0         # a settled car drawing less than offered keeps its draw + this
 resume_margin_a = 1.0      # a connector at 0 A starts only if its minimum + this fits
@@ -186,15 +185,14 @@ def allocation_from_table(t: Table) -> AllocationSection:
         raise t.error(
             "stale_failsafe_s", f"a value > stale_no_increase_s ({no_increase:g})", failsafe_after
         )
-    # Default 6 A; with a minimum above 6 A, 0 (pause all): what 6 A meant there before the
-    # refusal below (the loop counts a cap under the minimum as a pause), so an upgrade keeps
-    # the fail-safe it had and the safe TxDefaultProfile goes down, not up.
-    fs_default = IEC_MIN_CURRENT_A if min_current <= IEC_MIN_CURRENT_A else 0.0
-    fs_current = t.number("failsafe_current_a", fs_default, min=0.0, max=80.0)
-    if 0 < fs_current < min_current:  # below the minimum a car does not charge: say 0
+    fs_current = t.number("failsafe_current_a", IEC_MIN_CURRENT_A, min=0.0, max=80.0)
+    if 0 < fs_current < IEC_MIN_CURRENT_A:
+        # a car does not draw below 6 A (IEC 61851): the loop counts it as 0, the broker's safe
+        # TxDefaultProfile would say it. (Between 6 A and min_current_a is meaningful: a new
+        # car draws it until the loop's first decision; actors.control_types.beginning.)
         raise t.error(
             "failsafe_current_a",
-            f"0 (pause all) or at least min_current_a ({min_current:g})",
+            f"0 (pause all) or at least {IEC_MIN_CURRENT_A:g} (IEC 61851)",
             fs_current,
         )
     fs_total = per_phase(t, "failsafe_total_a", required=False)

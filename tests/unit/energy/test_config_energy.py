@@ -307,8 +307,8 @@ MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
         pytest.param(
             MINIMAL + "[allocation]\nfailsafe_current_a = 3\n",
             "allocation.failsafe_current_a",
-            "0 (pause all) or at least min_current_a (6)",
-            id="failsafe-below-the-minimum",
+            "0 (pause all) or at least 6 (IEC 61851)",
+            id="failsafe-below-6-a",
         ),
         pytest.param(
             MINIMAL + EMS.format(extra="value_scale = 0\n"),
@@ -455,16 +455,19 @@ def test_a_charge_point_that_could_never_be_offered_its_minimum_is_refused() -> 
     assert config is not None
 
 
-@pytest.mark.parametrize(("minimum", "failsafe"), [(6.0, 6.0), (6.5, 0.0), (10.0, 0.0)])
-def test_the_failsafe_default_is_6_a_or_a_pause(minimum: float, failsafe: float) -> None:
-    """6 A; with a minimum above 6 A, 0: what 6 A amounted to there (a cap under the minimum
-    pauses), so a site that set only min_current_a keeps the fail-safe it had, and its safe
-    TxDefaultProfile goes down, not up (review of 2bbb323, which defaulted it to the minimum:
-    10 A per car with no meter where every car had been paused)."""
-    config = load(MINIMAL + f"[allocation]\nmin_current_a = {minimum}\n")
+@pytest.mark.parametrize("minimum", [6.0, 10.0])
+def test_the_failsafe_default_stays_6_a(minimum: float) -> None:
+    """6 A whatever the minimum, and 6 A under a 10 A minimum loads: a new car draws the safe
+    default until the loop's first decision (actors.control_types.beginning), the fail-safe
+    budget (failsafe_total_a) works with it. Reviews of 2bbb323 (which refused it and defaulted
+    to the minimum: 10 A per car with no meter where all had been paused) and of ae6179c (whose
+    0 made a fail-safe budget useless and sent 0 A TxProfiles at a transaction's start, which
+    some cars never resume from)."""
+    config = load(MINIMAL + f"[allocation]\nmin_current_a = {minimum}\nfailsafe_total_a = 32\n")
     control = config.allocation.control  # type: ignore[attr-defined]
-    assert control.failsafe.current_a == failsafe
-    assert control.default_a == failsafe
+    assert (control.failsafe.current_a, control.default_a) == (6.0, 6.0)
+    explicit = load(MINIMAL + "[allocation]\nmin_current_a = 10\nfailsafe_current_a = 6\n")
+    assert explicit.allocation.control.failsafe.current_a == 6.0  # type: ignore[attr-defined]
 
 
 def test_a_meter_polled_slower_than_no_increase_still_loads() -> None:
