@@ -118,6 +118,9 @@ class EnergySide:
         self.max_refused: set[ChargePointCapabilities] = set()
         self.resume_tx = False  # once the capabilities are known: TxProfiles of a reconnect
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
+        # connectors whose TxProfile went again under a lesson learned before its refusal (once
+        # until one is taken: a charge point that refuses it anyway is not asked in a loop)
+        self.relearned: set[int] = set()
         # connector -> the transaction whose refused TxProfile is tried again, until the retry
         # is answered (or one of its TxProfiles taken)
         self.retrying: dict[int, str] = {}
@@ -175,6 +178,7 @@ class EnergySide:
         self.version = version
         self.sent.clear()
         self.rejected.clear()  # what it refuses is learned again with its capabilities
+        self.relearned.clear()
         self.retrying.clear()
         self.retry_sent.clear()
         self.boot_installed = False
@@ -206,6 +210,7 @@ class EnergySide:
         self.max_refused.clear()
         self.sent.clear()
         self.rejected.clear()
+        self.relearned.clear()
         self.retrying.clear()
         self.retry_sent.clear()
         self.boot_installed = False
@@ -403,6 +408,7 @@ class EnergySide:
         if status == "Accepted":
             self.sent[connector_id] = value
             self.rejected.pop(connector_id, None)
+            self.relearned.discard(connector_id)
             self._retry_done(connector_id)
         elif status == "Rejected" and self.limit_of(connector_id, tx_id) is None:
             pass  # for a transaction that is no longer the connector's: nothing to learn
@@ -461,6 +467,9 @@ class EnergySide:
         if answer.tag == "boot:1":
             if refused:
                 self.max_refused.add(self.caps)
+            elif status == "Accepted":
+                # taken under these: a refusal read late (sent under others) does not hold them
+                self.max_refused.discard(self.caps)
             return [], None, None
         calls: list[CallChargePoint] = []
         if (
@@ -548,6 +557,11 @@ class EnergySide:
             lesson == "unit" or (lesson is None and "W" in self.caps.rate_units)
         ):
             self.caps = replace(self.caps, rate_units=("W",))  # named: whatever it said before
+        elif lesson is not None and connector_id not in self.relearned:
+            # The lesson it names is learned already (from another profile's refusal, e.g. the
+            # TxDefaultProfile's before this TxProfile, sent under the old capabilities, was
+            # answered): this one goes again as it takes them, once until one is taken.
+            self.relearned.add(connector_id)
         else:
             return []
         return self._tx_profile(limit, tx_id, force=True)

@@ -423,3 +423,34 @@ def test_a_safe_default_refused_in_amperes_goes_again_in_watts() -> None:
     assert units == {"W"}
     assert outcome is not None
     assert outcome.status == "TxDefaultProfile Rejected: UnsupportedRateUnit (retrying)"
+
+
+def test_a_tx_profile_refused_for_a_lesson_learned_meanwhile_goes_again_once() -> None:
+    """The TxDefaultProfile's UnsupportedRateUnit taught watts while the TxProfile, sent in
+    amperes, was on its way: its own refusal for the same reason sends it again in watts (it had
+    nothing left to learn, and the transaction ran without its limit until the next one); once:
+    refused again, it is not asked in a loop (second review of 1781172)."""
+    side = charging_side()
+    side.booted(NOW)
+    side.answered(refused_for("boot:0", "UnsupportedRateUnit"), NOW)
+    assert side.caps.rate_units == ("W",)
+    calls, _, _ = side.answered(refused_for("tx:1:10.0:7", "UnsupportedRateUnit"), NOW, running)
+    assert tags(calls) == ["tx:1:10.0:7"]
+    assert '"chargingRateUnit":"W"' in calls[0].payload_json
+    again, _, later = side.answered(refused_for("tx:1:10.0:7", "UnsupportedRateUnit"), NOW, running)
+    assert (again, later) == ([], None)
+    side.answered(accepted("tx:1:10.0:7"), NOW)
+    assert side.relearned == set(), "taken: the next refusal may send it again"
+
+
+def test_a_max_profile_taken_clears_a_refusal_read_late() -> None:
+    """The max profile in amperes was on the wire when the TxDefaultProfile's refusal taught
+    watts: its refusal, read under the new capabilities, does not keep the watts one (taken)
+    from going after a cloud's clear (second review of 1781172)."""
+    side = charging_side()
+    side.booted(NOW)
+    side.answered(refused_for("boot:0", "UnsupportedRateUnit"), NOW)
+    side.answered(refused_for("boot:1", "UnsupportedRateUnit"), NOW)  # the amperes one, late
+    side.answered(accepted("boot:1"), NOW)  # the watts one
+    calls = side.cloud_cleared({}, NOW, running)
+    assert [t for t in tags(calls) if t.startswith("boot:")] == ["boot:0", "boot:1"]
