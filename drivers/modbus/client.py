@@ -67,6 +67,12 @@ _EXCEPTION_NAMES = {
 # protocol gives it for a register count out of 1..125; ours never is). The others (device
 # failure, busy, gateway) are the device or its line failing now: a failed read, nothing more.
 REFUSED = frozenset({2, 3})
+# What a plan learned from refusals is forgotten this long after it began learning: every
+# field is asked for again as at first. A gateway that answered exception 2 for a whole block
+# once (a transient fault on its RS-485 side) does not cost the fields, or the extra requests,
+# for the reader's life; a meter that lacks a register costs its few refused requests again,
+# once per period.
+RELEARN_AFTER_S = 600.0
 
 
 def _utc_now() -> datetime:
@@ -110,6 +116,8 @@ class ModbusMeter:
         self._client: AsyncModbusTcpClient | None = None
         self._map: RegisterMap | None = None
         self._plan: ReadPlan | None = None
+        self._learning_since: float | None = None  # the plan's first lesson (RELEARN_AFTER_S)
+        self._warned: set[str] = set()  # fields whose drop was logged as a warning
         self._requests = 0
 
     @property
@@ -126,6 +134,11 @@ class ModbusMeter:
         """Every field of the map, scaled to its unit (a dropped field: None)."""
         plan = await self._resolved()
         started = self._monotonic()
+        since = self._learning_since
+        if since is not None and started - since >= RELEARN_AFTER_S:
+            log.info("meter %r: asking for the registers it refused again", self.name)
+            plan = self._plan = ReadPlan(plan.map)
+            self._learning_since = None
         self._requests = 0
         while True:
             words: list[list[int]] = []
@@ -177,9 +190,14 @@ class ModbusMeter:
         dropped = plan.refused(index, code)
         if dropped is None:
             raise exc  # essential fields only: the map is wrong for this meter
+        if self._learning_since is None:
+            self._learning_since = self._monotonic()
         name = _EXCEPTION_NAMES[code]
         for d in dropped:
-            log.warning(
+            level = logging.DEBUG if d.name in self._warned else logging.WARNING
+            self._warned.add(d.name)
+            log.log(
+                level,
                 "meter %r at %s:%d refuses %s (exception %d, %s): field %s dropped, "
                 "it reads as no value from now on; the phase currents are read without it",
                 self.name,

@@ -152,6 +152,39 @@ def _holds(block: Block, f: FieldSpec) -> bool:
     return any(a < end and block.start < a + n for a, n in spans)
 
 
+def _around(blocks: Sequence[Block], holes: Sequence[tuple[TableName, int, int]]) -> list[Block]:
+    """``blocks`` cut where they span a hole (table, first register, end): the parts beside it."""
+    out = list(blocks)
+    for table, start, end in holes:
+        cut: list[Block] = []
+        for b in out:
+            b_end = b.start + b.count
+            if b.table != table or end <= b.start or b_end <= start:
+                cut.append(b)
+                continue
+            if b.start < start:
+                cut.append(Block(table=b.table, start=b.start, count=start - b.start))
+            if end < b_end:
+                cut.append(Block(table=b.table, start=end, count=b_end - end))
+        out = cut
+    return out
+
+
+def _trimmed(b: Block, held: Sequence[FieldSpec]) -> Block:
+    """``b`` from the first to the last register of ``held`` in it (a block cut beside a hole
+    may begin or end in registers no field maps)."""
+    used = [
+        a
+        for f in held
+        for a0, n in ((f.address, f.count), (f.scale_factor, 1))
+        if a0 is not None
+        for a in range(a0, a0 + n)
+        if b.start <= a < b.start + b.count
+    ]
+    first, last = min(used), max(used)
+    return Block(table=b.table, start=first, count=last - first + 1)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DroppedField:
     """A field the meter refused to be read: None from then on."""
@@ -203,16 +236,23 @@ class ReadPlan:
         kept = tuple(f for f in self.map.fields if f.name not in gone)
         self.read_map = self.map if not gone else replace(self.map, fields=kept)
         grouped = tuple(f for f in kept if f.name not in self._apart | self._alone)
-        groups = [grouped, tuple(f for f in kept if f.name in self._apart)]
-        groups += [(f,) for f in kept if f.name in self._alone]
+        # The fields set apart or alone are read without spanning unmapped registers (max_gap
+        # 0: a meter that lacks one refuses a request that spans it), and no block spans a
+        # dropped field's registers.
+        groups = [(grouped, self.map.max_gap), (tuple(f for f in kept if f.name in self._apart), 0)]
+        groups += [((f,), 0) for f in kept if f.name in self._alone]
+        holes = [(d.table, d.address, d.address + d.count) for d in self.dropped]
         blocks: list[Block] = []
         fields: list[tuple[FieldSpec, ...]] = []
-        for group in groups:
+        for group, gap in groups:
             if not group:
                 continue
-            for b in plan_blocks(replace(self.map, fields=group)):
-                blocks.append(b)
-                fields.append(tuple(f for f in group if _holds(b, f)))
+            planned = plan_blocks(replace(self.map, fields=group, max_gap=gap))
+            for b in _around(planned, holes):
+                held = tuple(f for f in group if _holds(b, f))
+                if held:
+                    blocks.append(_trimmed(b, held))
+                    fields.append(held)
         self.blocks = tuple(blocks)
         self._fields = tuple(fields)
 

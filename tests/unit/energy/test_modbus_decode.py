@@ -456,7 +456,7 @@ def test_em24_refusing_export_energy_drops_it_and_reads_the_rest_in_one_request(
     plan = ReadPlan(em24)
     ok, refusals = _settle(plan, {("input", 0x5C)})
     assert ok
-    assert refusals == 3  # the whole map, the energies set apart, the export energy alone
+    assert refusals == 2  # the whole map; the export energy, set apart read on its own
     assert [(d.name, d.table, d.address, d.count) for d in plan.dropped] == [
         ("energy_export_wh", "input", 0x5C, 2)
     ]
@@ -565,3 +565,26 @@ def test_em24_against_any_refused_registers(refused: set[int]) -> None:
         assert {d.name for d in plan.dropped} == hit
         read = {f.name for i in range(len(plan.blocks)) for f in plan.fields_of(i)}
         assert read == {f.name for f in em24.fields} - hit
+
+
+def test_a_refused_register_costs_only_its_own_field() -> None:
+    """The plan after a refusal spans no refused or dropped register (second review of
+    1b77ba4): a SunSpec 203 meter refusing its import energy (whose scale factor it shares with
+    the export energy, further on) keeps the export energy; an EM24 refusing its total power
+    settles at two requests per read, not three."""
+    (sunspec,) = load_model("sunspec_int")
+    m = sunspec.shifted(40070)
+    import_at = m.field("energy_import_wh")
+    assert import_at is not None
+    plan = ReadPlan(m)
+    ok, _ = _settle(plan, {("holding", import_at.address)})
+    assert ok
+    assert [d.name for d in plan.dropped] == ["energy_import_wh"]
+    read = {f.name for i in range(len(plan.blocks)) for f in plan.fields_of(i)}
+    assert "energy_export_wh" in read
+    (em24,) = load_model("em24")
+    plan = ReadPlan(em24)
+    ok, _ = _settle(plan, {("input", 0x28)})
+    assert ok
+    assert [d.name for d in plan.dropped] == ["power_w"]
+    assert len(plan.blocks) == 2
