@@ -285,6 +285,7 @@ class EnergySide:
         station profiles (it manages this charge point's energy and knows what it takes)."""
         self.sent.pop(connector_id, None)
         self.rejected.pop(connector_id, None)
+        self.relearned.discard(connector_id)
         self._retry_done(connector_id)
         limit = self.limit_of(connector_id, tx_id)
         if limit is None:

@@ -67,11 +67,11 @@ _EXCEPTION_NAMES = {
 # protocol gives it for a register count out of 1..125; ours never is). The others (device
 # failure, busy, gateway) are the device or its line failing now: a failed read, nothing more.
 REFUSED = frozenset({2, 3})
-# What a plan learned from refusals is forgotten this long after it began learning: every
-# field is asked for again as at first. A gateway that answered exception 2 for a whole block
-# once (a transient fault on its RS-485 side) does not cost the fields, or the extra requests,
-# for the reader's life; a meter that lacks a register costs its few refused requests again,
-# once per period.
+# What a plan learned from refusals is asked again this long after it began learning: each
+# dropped field alone (back if the meter answers), the fields set apart grouped again. A gateway
+# that answered exception 2 for a whole block once (a transient fault on its RS-485 side) does
+# not cost the fields, or the extra requests, for the reader's life; a meter that lacks a
+# register costs one refused request per such field and period, no failed read.
 RELEARN_AFTER_S = 600.0
 
 
@@ -136,9 +136,8 @@ class ModbusMeter:
         started = self._monotonic()
         since = self._learning_since
         if since is not None and started - since >= RELEARN_AFTER_S:
-            log.info("meter %r: asking for the registers it refused again", self.name)
-            plan = self._plan = ReadPlan(plan.map)
-            self._learning_since = None
+            await self._relearn(plan)
+            started = self._monotonic()
         self._requests = 0
         while True:
             words: list[list[int]] = []
@@ -179,6 +178,29 @@ class ModbusMeter:
         self._drop()
 
     # --- internals ------------------------------------------------------------------------
+
+    async def _relearn(self, plan: ReadPlan) -> None:
+        """RELEARN_AFTER_S after the plan's first lesson: each dropped field asked for alone
+        (one request each; a refusal costs nothing more and no failed read), those answered
+        back, and the fields set apart grouped again. Still refusing some: again a period later."""
+        answered: set[str] = set()
+        for d in plan.dropped:
+            try:
+                await self._read(d.table, d.address, d.count)
+            except MeterBadResponse as exc:
+                if exc.exception_code not in REFUSED:
+                    raise
+                continue
+            answered.add(d.name)
+        plan.relearned(frozenset(answered))
+        self._learning_since = self._monotonic() if plan.dropped else None
+        log.log(
+            logging.INFO if answered else logging.DEBUG,
+            "meter %r: the registers it refused asked for again: %s read again, %s still refused",
+            self.name,
+            ", ".join(sorted(answered)) or "none",
+            ", ".join(d.name for d in plan.dropped) or "none",
+        )
 
     def _refused(self, plan: ReadPlan, index: int, exc: MeterBadResponse, started: float) -> None:
         """Block ``index`` got ``exc``: plan again without the fields that may go, or raise."""

@@ -242,19 +242,33 @@ class ReadPlan:
         groups = [(grouped, self.map.max_gap), (tuple(f for f in kept if f.name in self._apart), 0)]
         groups += [((f,), 0) for f in kept if f.name in self._alone]
         holes = [(d.table, d.address, d.address + d.count) for d in self.dropped]
+        # ... and the grouped fields' blocks do not span the values of those read apart: a
+        # meter that refused one of them would refuse the essential fields' block again.
+        elsewhere = [
+            (f.table, f.address, f.address + f.count)
+            for f in kept
+            if f.name in self._apart | self._alone
+        ]
         blocks: list[Block] = []
         fields: list[tuple[FieldSpec, ...]] = []
         for group, gap in groups:
             if not group:
                 continue
             planned = plan_blocks(replace(self.map, fields=group, max_gap=gap))
-            for b in _around(planned, holes):
+            for b in _around(planned, holes + (elsewhere if group is grouped else [])):
                 held = tuple(f for f in group if _holds(b, f))
                 if held:
                     blocks.append(_trimmed(b, held))
                     fields.append(held)
         self.blocks = tuple(blocks)
         self._fields = tuple(fields)
+
+    def relearned(self, answered: frozenset[str]) -> None:
+        """Forget what was learned but the drops the meter still stands by: the dropped fields
+        in ``answered`` (it read them again) come back, and nothing is set apart any more."""
+        self.dropped = tuple(d for d in self.dropped if d.name not in answered)
+        self._apart = self._alone = frozenset()
+        self._plan()
 
     def fields_of(self, index: int) -> tuple[FieldSpec, ...]:
         """The fields with a register in block ``index``."""

@@ -588,3 +588,30 @@ def test_a_refused_register_costs_only_its_own_field() -> None:
     assert ok
     assert [d.name for d in plan.dropped] == ["power_w"]
     assert len(plan.blocks) == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "refused_field"),
+    [
+        pytest.param("sunspec_int", "voltage_l1_v", id="sunspec-int-voltage"),
+        pytest.param("sunspec_float", "power_w", id="sunspec-float-total-power"),
+        pytest.param("abb_b23", "power_w", id="abb-total-power"),
+        pytest.param("em24", "voltage_l1_v", id="em24-voltage"),
+    ],
+)
+def test_a_refused_optional_field_inside_the_essential_span_is_dropped(
+    model: str, refused_field: str
+) -> None:
+    """The essential fields' block, planned again after a refusal, spans no field set apart
+    (third review: a SunSpec or ABB meter refusing a voltage or its total power, registers
+    between the currents and the phase powers, failed every read, the site in fail-safe)."""
+    (m,) = load_model(model)
+    if m.sunspec_models:
+        m = m.shifted(40070)
+    f = m.field(refused_field)
+    assert f is not None
+    plan = ReadPlan(m)
+    ok, refusals = _settle(plan, {(f.table, f.address)})
+    assert ok
+    assert refusals <= 3
+    assert [d.name for d in plan.dropped] == [refused_field]

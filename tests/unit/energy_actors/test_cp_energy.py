@@ -454,3 +454,16 @@ def test_a_max_profile_taken_clears_a_refusal_read_late() -> None:
     side.answered(accepted("boot:1"), NOW)  # the watts one
     calls = side.cloud_cleared({}, NOW, running)
     assert [t for t in tags(calls) if t.startswith("boot:")] == ["boot:0", "boot:1"]
+
+
+def test_a_new_transaction_starts_with_its_own_resend() -> None:
+    """The re-send under a lesson learned meanwhile is per transaction: one the last car's used
+    up does not keep the next car's (third review of d479336)."""
+    side = charging_side()
+    side.booted(NOW)
+    side.answered(refused_for("boot:0", "UnsupportedRateUnit"), NOW)
+    side.answered(refused_for("tx:1:10.0:7", "UnsupportedRateUnit"), NOW, running)
+    side.answered(refused_for("tx:1:10.0:7", "UnsupportedRateUnit"), NOW, running)  # used up
+    assert side.relearned == {1}
+    side.transaction_started(1, "8")
+    assert side.relearned == set()
