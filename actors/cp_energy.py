@@ -423,7 +423,7 @@ class EnergySide:
             # before it has taken in its own transaction. Only then adapt.
             count = self.rejected.get(connector_id, 0) + 1
             self.rejected[connector_id] = count
-            lesson = LESSON_OF.get((reason or "").lower())
+            lesson = lesson_of(reason)
             if count == 1 and lesson not in AT_ONCE:
                 self.retrying[connector_id] = tx_id
                 later = TxRetry(connector_id=connector_id, tx_id=tx_id)
@@ -473,11 +473,7 @@ class EnergySide:
                 self.max_refused.discard(self.caps)
             return [], None, None
         calls: list[CallChargePoint] = []
-        if (
-            refused
-            and LESSON_OF.get((reason or "").lower()) == "unit"
-            and self.caps.rate_units[0] == "A"
-        ):
+        if refused and lesson_of(reason) == "unit" and self.caps.rate_units[0] == "A":
             self.caps = replace(self.caps, rate_units=("W",))
             calls = self._boot_profiles(now)
         if status == "Accepted" and (before is None or before == "Accepted"):
@@ -596,3 +592,8 @@ def reason_code(payload: Mapping[str, Any]) -> str | None:
     info = payload.get("statusInfo")
     code = info.get("reasonCode") if isinstance(info, Mapping) else None
     return code if isinstance(code, str) and code else None
+
+
+def lesson_of(reason: str | None) -> str | None:
+    """What a refusal's reasonCode teaches (:data:`LESSON_OF`; codes are case-insensitive)."""
+    return None if reason is None else LESSON_OF.get(reason.lower())

@@ -76,7 +76,7 @@ from actors.grid_limits import (
 )
 from actors.grid_limits_schedule import DAYS, ScheduleSource, ScheduleStep
 from config.fields import ConfigError, Table
-from drivers.modbus.registers import REGISTERS, TABLES, TYPES, FieldSpec, RegisterMap
+from drivers.modbus.registers import TABLES, TYPES, FieldSpec, RegisterMap
 
 KINDS = ("static", "modbus", "schedule", "contact", "cloud")
 FRAMERS = ("tcp", "rtu")
@@ -222,38 +222,32 @@ def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
         timeout_s=t.number("timeout_s", 1.0, min=0.05, max=30),
     )
     table = t.string("table", "holding", choices=TABLES)
-    value_address = t.integer("value_address", min=0, max=65535)
-    heartbeat_address = t.integer("heartbeat_address", min=0, max=65535)
-    value_type = t.string("value_type", "uint16", choices=TYPES)
-    heartbeat_type = t.string("heartbeat_type", "uint16", choices=TYPES)
-    value_regs = range(value_address, value_address + REGISTERS[value_type[-2:]])
-    heartbeat_regs = range(heartbeat_address, heartbeat_address + REGISTERS[heartbeat_type[-2:]])
-    if set(value_regs) & set(heartbeat_regs):
+    limit = FieldSpec(
+        name="limit",
+        address=t.integer("value_address", min=0, max=65535),
+        table=table,
+        type=t.string("value_type", "uint16", choices=TYPES),
+        word_order="big",
+        scale=1.0,
+    )
+    heartbeat = FieldSpec(
+        name="heartbeat",
+        address=t.integer("heartbeat_address", min=0, max=65535),
+        table=table,
+        type=t.string("heartbeat_type", "uint16", choices=TYPES),
+        word_order="big",
+        # (a counter passes through the "no value" pattern: that read is skipped)
+        optional=True,
+    )
+    value_regs = range(limit.address, limit.address + limit.count)
+    if set(value_regs) & set(range(heartbeat.address, heartbeat.address + heartbeat.count)):
         # the limit held steady would read as a silent EMS: stale, its fail-safe for good
         raise t.error(
             "heartbeat_address",
             f"registers apart from the limit's ({value_regs.start}..{value_regs.stop - 1})",
-            heartbeat_address,
+            heartbeat.address,
         )
-    fields = (
-        FieldSpec(
-            name="limit",
-            address=value_address,
-            table=table,
-            type=value_type,
-            word_order="big",
-            scale=1.0,
-        ),
-        FieldSpec(
-            name="heartbeat",
-            address=heartbeat_address,
-            table=table,
-            type=heartbeat_type,
-            word_order="big",
-            # (a counter passes through the "no value" pattern: that read is skipped)
-            optional=True,
-        ),
-    )
+    fields = (limit, heartbeat)
     # What the EMS writes for "no value" (all ones of a uint16 would read as 65535 A or W):
     # such a read fails, and the fail-safe applies once the source is stale.
     undefined = t.string("value_undefined", "none", choices=("none", "all_ones", "sunspec"))

@@ -233,8 +233,11 @@ def cloud_from_table(t: Table) -> CloudConfig:
     )
     if config.edge_password is not None and config.edge_identity is None:
         # no edge session to use it: a password set for nothing
-        key = "edge_password_file" if t.has("edge_password_file") else "edge_password"
-        raise t.error(key, "edge_identity with it (the edge's own session)", "set")
+        raise t.error(
+            password_key(t, "edge_password"),
+            "edge_identity with it (the edge's own session)",
+            "set",
+        )
     t.reject_unknown()
     return config
 
@@ -254,6 +257,11 @@ class ChargePointOcpp:
     password: Secret | None = None  # what the charge point sends us (profiles 1 and 2)
     cloud_password: Secret | None = None  # what we send the cloud on its behalf
     ocpp_version: OcppVersion | None = None  # None: whatever it offers
+
+
+def password_key(t: Table, name: str) -> str:
+    """The key a password was written under: ``name`` or ``name_file``."""
+    return f"{name}_file" if t.has(f"{name}_file") else name
 
 
 def _password(t: Table, name: str) -> Secret | None:

@@ -29,6 +29,7 @@ from config.ocpp import (
     check_unique_ids,
     cloud_from_table,
     listener_from_table,
+    password_key,
 )
 from drivers.control import MAX_UNIX_PATH, unix_path_fits
 
@@ -181,11 +182,7 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
     if cloud is None:
         for i, cp in enumerate(ocpp_parts):
             if cp.cloud_password is not None:  # no cloud to send it to: set for nothing
-                written = (
-                    "cloud_password_file"
-                    if cp_tables[i].has("cloud_password_file")
-                    else "cloud_password"
-                )
+                written = password_key(cp_tables[i], "cloud_password")
                 raise ConfigError(
                     source, f"charge_points[{i}].{written}", "a [cloud] section with it", "set"
                 )

@@ -141,15 +141,24 @@ def is_essential(f: FieldSpec, m: RegisterMap) -> bool:
     return True
 
 
+def _registers(f: FieldSpec) -> list[int]:
+    """The registers a field is read from: its value's, and its scale factor's."""
+    regs = list(range(f.address, f.address + f.count))
+    if f.scale_factor is not None:
+        regs.append(f.scale_factor)
+    return regs
+
+
+def _in(block: Block, f: FieldSpec) -> list[int]:
+    """The registers of ``f`` that ``block`` reads."""
+    if f.table != block.table:
+        return []
+    return [a for a in _registers(f) if block.start <= a < block.start + block.count]
+
+
 def _holds(block: Block, f: FieldSpec) -> bool:
     """Whether ``block`` reads a register of ``f`` (its value or its scale factor)."""
-    if f.table != block.table:
-        return False
-    end = block.start + block.count
-    spans = [(f.address, f.count)]
-    if f.scale_factor is not None:
-        spans.append((f.scale_factor, 1))
-    return any(a < end and block.start < a + n for a, n in spans)
+    return bool(_in(block, f))
 
 
 def _around(blocks: Sequence[Block], holes: Sequence[tuple[TableName, int, int]]) -> list[Block]:
@@ -173,14 +182,7 @@ def _around(blocks: Sequence[Block], holes: Sequence[tuple[TableName, int, int]]
 def _trimmed(b: Block, held: Sequence[FieldSpec]) -> Block:
     """``b`` from the first to the last register of ``held`` in it (a block cut beside a hole
     may begin or end in registers no field maps)."""
-    used = [
-        a
-        for f in held
-        for a0, n in ((f.address, f.count), (f.scale_factor, 1))
-        if a0 is not None
-        for a in range(a0, a0 + n)
-        if b.start <= a < b.start + b.count
-    ]
+    used = [a for f in held for a in _in(b, f)]
     first, last = min(used), max(used)
     return Block(table=b.table, start=first, count=last - first + 1)
 
