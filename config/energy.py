@@ -67,6 +67,7 @@ from actors.control_types import IEC_MIN_CURRENT_A
 from config.energy_limits import ContactLimitConfig, GridLimitConfig, per_phase
 from config.energy_limits import from_table as grid_limit_from_table
 from config.fields import ConfigError, Table
+from drivers.modbus.decode import ReadPlan
 from drivers.modbus.errors import UnknownMeterModel
 from drivers.modbus.registers import RegisterMap, known_models, load_map_file, load_model
 
@@ -313,15 +314,22 @@ def check_references(
         metered[m.node] = m.name
     control = config.allocation.control
     for i, m in enumerate(config.meters):
-        # A meter's read is poll_interval_s old (plus a slow read's timeout_s) just before the
-        # next one comes: at stale_failsafe_s or more, the site would fall to its fail-safe
-        # between two good reads. (Past stale_no_increase_s only the ticks between reads hold;
-        # the step right after each read sees it fresh.)
-        if m.poll_interval_s + m.timeout_s >= control.stale_failsafe_s:
+        # A meter's read is poll_interval_s old (plus a slow read's time) just before the next
+        # one comes: at stale_failsafe_s or more, the site would fall to its fail-safe between
+        # two good reads. (Past stale_no_increase_s only the ticks between reads hold; the step
+        # right after each read sees it fresh.) A slow read takes up to timeout_s per request,
+        # and a map whose registers lie apart takes several requests a read.
+        requests = read_requests(m.register_maps)
+        if m.poll_interval_s + requests * m.timeout_s >= control.stale_failsafe_s:
+            slow = (
+                f"timeout_s {m.timeout_s:g}"
+                if requests == 1
+                else f"{requests} requests a read ({m.model}) x timeout_s {m.timeout_s:g}"
+            )
             raise fail(
                 f"meters[{i}].poll_interval_s",
-                "poll_interval_s + timeout_s below [allocation] stale_failsafe_s "
-                f"({control.stale_failsafe_s:g}; timeout_s {m.timeout_s:g})",
+                "poll_interval_s + a slow read below [allocation] stale_failsafe_s "
+                f"({control.stale_failsafe_s:g}; {slow})",
                 m.poll_interval_s,
             )
     minimum = control.allocation.min_current_a
@@ -373,3 +381,9 @@ def site_energy_from_tables(
         )
         config = replace(config, grid_limits=limits)
     return config, cp_energy
+
+
+def read_requests(maps: Sequence[RegisterMap]) -> int:
+    """Requests a good read of a meter with these maps makes (the SunSpec candidates: the most
+    of any; the model scan comes once, before the first reading)."""
+    return max((len(ReadPlan(m).blocks) for m in maps), default=1)

@@ -295,8 +295,17 @@ MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
         pytest.param(
             MINIMAL + '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\npoll_interval_s = 9\n',
             "meters[0].poll_interval_s",
-            "poll_interval_s + timeout_s below [allocation] stale_failsafe_s (10; timeout_s 1)",
+            "poll_interval_s + a slow read below [allocation] stale_failsafe_s (10; timeout_s 1)",
             id="meter-polled-slower-than-the-failsafe",
+        ),
+        pytest.param(
+            # The ABB's registers lie apart: two requests a read, each up to timeout_s (7 + 1.5
+            # fits a one-request map's read, 7 + 2 x 1.5 does not).
+            MINIMAL + '[[meters]]\nname = "m"\nmodel = "abb_b23"\nhost = "h"\npoll_interval_s = 7\n'
+            "timeout_s = 1.5\n",
+            "meters[0].poll_interval_s",
+            "(10; 2 requests a read (abb_b23) x timeout_s 1.5)",
+            id="meter-read-of-two-requests-slower-than-the-failsafe",
         ),
         pytest.param(
             MINIMAL + EMS.format(extra='value_type = "float32"\n'),
@@ -475,6 +484,11 @@ def test_a_meter_polled_slower_than_no_increase_still_loads() -> None:
     the fail-safe in between two reads is refused."""
     meter = '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\npoll_interval_s = 5\n'
     assert load(MINIMAL + meter) is not None
+    # One request a read: 7 + 1.5 s is below the fail-safe's 10 s (the ABB's two are not).
+    one = (
+        '[[meters]]\nname = "m"\nmodel = "em24"\nhost = "h"\npoll_interval_s = 7\ntimeout_s = 1.5\n'
+    )
+    assert load(MINIMAL + one) is not None
 
 
 def test_a_schedule_step_all_day() -> None:
