@@ -83,6 +83,8 @@ class MeterRead:
     read_monotonic_s: float
     read_utc: datetime
     duration_s: float
+    # the fields the meter refuses (exception 2/3), read without: None in every reading
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +185,7 @@ class MeterActor(Actor):
                 read_monotonic_s=reading.read_s - reading.duration_s,
                 read_utc=reading.read_utc,
                 duration_s=reading.duration_s,
+                dropped=tuple(d.name for d in self.meter.dropped) if self.meter else (),
             ),
         )
 

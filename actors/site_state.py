@@ -156,6 +156,7 @@ class SiteState:
             "read_utc": format_utc(msg.read_utc),
             "error": None,
             "failures": 0,
+            "dropped_fields": list(msg.dropped),
         }
         limit = self.effective.get(msg.node)
         if limit is None:

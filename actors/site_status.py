@@ -27,6 +27,7 @@ def site_summary(state: SiteState, now_s: float) -> dict[str, Any]:
             "stale": age >= stale_after,
             "error": info.get("error"),
             "failures": info.get("failures", 0),
+            "dropped_fields": info.get("dropped_fields") or [],
         }
     connectors = {}
     for key, d in state.decisions.items():

@@ -91,7 +91,9 @@ def render_site(doc: dict[str, Any], out: TextIO) -> None:
         currents = meter.get("current_a") or []
         load = " ".join(f"L{i + 1} {_fmt(a, ' A')}" for i, a in enumerate(currents))
         state = "STALE" if meter.get("stale") else f"{_fmt(meter.get('age_s'), ' s')} old"
-        out.write(f"Meter {name} ({meter.get('node')}): {load or '-'}  ({state})\n")
+        dropped = meter.get("dropped_fields") or []
+        refused = f"; refuses {', '.join(dropped)}, read without" if dropped else ""
+        out.write(f"Meter {name} ({meter.get('node')}): {load or '-'}  ({state}{refused})\n")
     for node, limit in (energy.get("limits") or {}).items():
         phases = " ".join(
             f"{p} {_fmt((limit.get(p) or {}).get('limit_a'), ' A', 0)}" for p in ("L1", "L2", "L3")

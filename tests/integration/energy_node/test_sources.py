@@ -205,6 +205,8 @@ async def test_em24_refusing_its_export_energy_keeps_reading_and_says_why(
     reads = [m for m in got if isinstance(m, MeterRead)]
     assert all(r.current_a == pytest.approx((12.0, 8.0, -3.0)) for r in reads)
     assert not any(isinstance(m, MeterFailed) for m in got)
+    # The allocator hears of it with each reading (the site view says it, cli/site_view.py).
+    assert reads[-1].dropped == ("energy_export_wh",)
     assert actor.last is not None
     assert actor.last.energy_export_wh is None
     assert actor.last.energy_import_wh == pytest.approx(1234500.0)

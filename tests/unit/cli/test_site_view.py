@@ -111,3 +111,17 @@ def test_the_last_profile_batch_counts_every_broker_nodes_part() -> None:
     # what adds up is added up; no node's own counter passes for the site's
     assert _brokers(d)["profiles"]["profiles_rejected"] == 3
     assert "batches_received" not in _brokers(d)["profiles"]
+
+
+def test_a_meter_that_refuses_some_fields_says_which() -> None:
+    """A meter read without the fields it refuses (drivers/modbus/client.py) is not stale; the
+    site view names those fields beside its reading (they were only in the meter's own status)."""
+    d = doc([])
+    meters = d["nodes"][1]["site"]["meters"]
+    meters["grid"] = {"node": "site", "current_a": [12.0, 8.0, -3.0], "age_s": 0.2}
+    assert "Meter grid (site): L1 12.0 A L2 8.0 A L3 -3.0 A  (0.2 s old)\n" in rendered(d)
+    meters["grid"]["dropped_fields"] = ["energy_export_wh", "voltage_l1_v"]
+    assert (
+        "Meter grid (site): L1 12.0 A L2 8.0 A L3 -3.0 A  (0.2 s old; refuses energy_export_wh, "
+        "voltage_l1_v, read without)\n" in rendered(d)
+    )

@@ -103,7 +103,7 @@ class Site:
             self.utc,
         )
 
-    def meter(self, a: float | PerPhase) -> str | None:
+    def meter(self, a: float | PerPhase, dropped: tuple[str, ...] = ()) -> str | None:
         current = (a, a, a) if isinstance(a, int | float) else a
         why, records = self.state.meter_read(
             MeterRead(
@@ -114,6 +114,7 @@ class Site:
                 read_monotonic_s=self.now_s,
                 read_utc=self.utc,
                 duration_s=0.001,
+                dropped=dropped,
             ),
             self.utc,
         )
@@ -1106,3 +1107,16 @@ def test_a_paused_car_in_a_new_transaction_is_held_at_0_a_at_once() -> None:
     assert batch is not None
     (cp1,) = [lim for lim in batch.limits if lim.charge_point_id == "CP1"]
     assert (cp1.limit_a, cp1.transaction_id) == (0.0, "2")
+
+
+def test_the_fields_a_meter_refuses_are_in_the_site_summary() -> None:
+    """Each reading says which fields the meter is read without (actors.meter, MeterRead.dropped):
+    the site summary (``run.py status``) shows them, and a reading without them clears them."""
+    site = Site()
+    site.at(100.0)
+    site.meter(10.0, dropped=("energy_export_wh",))
+    meter = site_summary(site.state, site.now_s)["meters"]["grid"]
+    assert (meter["dropped_fields"], meter["stale"]) == (["energy_export_wh"], False)
+    site.at(101.0)
+    site.meter(10.0)
+    assert site_summary(site.state, site.now_s)["meters"]["grid"]["dropped_fields"] == []
