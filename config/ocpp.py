@@ -266,7 +266,10 @@ def password_key(t: Table, name: str) -> str:
 
 def _password(t: Table, name: str) -> Secret | None:
     file_key = f"{name}_file"
-    inline, path = t.string(name, None), _path(t, file_key)
+    inline, path = t.raw(name, None), _path(t, file_key)
+    if inline is not None and not isinstance(inline, str):
+        # Not t.string: its error echoes the value (a key written without quotes is a number).
+        raise t.error(name, f"a string (in quotes), not a TOML {type(inline).__name__}")
     if inline is not None and path is not None:
         raise t.error(file_key, f"either {name} or {file_key}, not both")
     key = name

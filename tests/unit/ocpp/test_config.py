@@ -343,3 +343,25 @@ def test_duplicate_ids_are_refused_case_insensitively() -> None:
         check_unique_ids(cps, source="site.toml")
     assert caught.value.key == "charge_points[2].id"
     check_unique_ids(cps[:2], source="site.toml")
+
+
+NUMERIC_KEY = 12345678901234567890  # a key written without quotes: TOML reads an integer
+
+
+@pytest.mark.parametrize("value", [NUMERIC_KEY, [PASSWORD], {"k": PASSWORD}])
+@pytest.mark.parametrize("name", ["password", "cloud_password", "edge_password"])
+def test_a_password_that_is_not_a_string_is_not_echoed(name: str, value: object) -> None:
+    shown = str(NUMERIC_KEY) if value == NUMERIC_KEY else PASSWORD
+
+    def load() -> object:
+        if name == "edge_password":
+            data = {"url": "wss://csms.example.com/ocpp", "edge_identity": "EDGE", name: value}
+            return cloud_from_table(table(data))
+        return charge_point_ocpp_from_table(table({"id": "CP1", name: value}), security_profile=0)
+
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert caught.value.key == f"x.{name}"
+    assert "a string" in str(caught.value)
+    assert shown not in str(caught.value)
+    assert shown not in repr(caught.value.got)
