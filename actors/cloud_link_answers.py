@@ -57,7 +57,7 @@ class CloudLinkAnswers(CloudLinkBase):
         inflight = self.inflight
         if inflight is None or inflight.message_id != frame.message_id:
             log.info(
-                "%s: late or unknown answer %s from the cloud dropped", self.cp_id, frame.message_id
+                "%s: late or unknown answer %r from the cloud dropped", self.cp_id, frame.message_id
             )
             return
         self._take_inflight()
@@ -154,8 +154,8 @@ class CloudLinkAnswers(CloudLinkBase):
         self.stats["dead_lettered"] += 1
         self.retry_at = 0.0
         self._unavailable(item["message_id"], reason)
-        log.error(
-            "ALARM %s: %s %s dead-lettered: %s",
+        log.error(  # %r: the message id is the charge point's (see cp_calls' unknown answer)
+            "ALARM %s: %s %r dead-lettered: %s",
             self.cp_id,
             item["action"],
             item["message_id"],

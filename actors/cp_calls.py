@@ -75,7 +75,8 @@ class DownstreamCalls(ChargePointBase):
     async def _down_answered(self, frame: CallResult | CallError) -> None:
         call = self.down.complete(frame.message_id)
         if call is None:
-            log.info("%s: answer to unknown call %s dropped", self.cp_id, frame.message_id)
+            # %r: the charge point chose the id (a newline in it would forge a log line)
+            log.info("%s: answer to unknown call %r dropped", self.cp_id, frame.message_id)
             return
         if call.origin == "cloud":
             self._cloud(AnswerToCloud(session=call.session, text=frame.raw))
