@@ -388,7 +388,7 @@ class OcppListener:
             self.handed_over += 1
         except HandoverError as exc:
             self.handover_failed += 1
-            log.warning("OCPP listener: could not pass %s (%s) on: %s", peer, target, exc)
+            log.warning("OCPP listener: could not pass %s (%r) on: %s", peer, target, exc)
             with contextlib.suppress(OSError):
                 conn.send(_UNAVAILABLE)
         finally:
@@ -456,7 +456,7 @@ class OcppListener:
         except HandoverError as exc:
             self._relays.discard(transport)
             self.handover_failed += 1
-            log.warning("OCPP listener: could not pass %s (%s) on: %s", peer, target, exc)
+            log.warning("OCPP listener: could not pass %s (%r) on: %s", peer, target, exc)
             transport.write(_UNAVAILABLE)
             transport.close()
         except BaseException:  # the listener stopping, or no descriptor left for the relay

@@ -204,6 +204,28 @@ async def test_a_node_that_is_not_there_gets_a_503(tmp_path: Path, echo: Echo) -
         await front.stop()
 
 
+async def test_a_request_target_with_a_newline_stays_on_its_log_line(
+    tmp_path: Path, echo: Echo, caplog: pytest.LogCaptureFixture
+) -> None:
+    front = OcppListener(echo, lookup, ListenerOptions(), route=lambda cp: tmp_path / "gone.sock")
+    await front.start()
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection(("127.0.0.1", front.port))
+    sock.setblocking(False)
+    try:
+        # A bare LF inside the request line (only CRLF ends it), in the query the id ignores.
+        await loop.sock_sendall(sock, b"GET /ocpp/CP1?a\nforged-line HTTP/1.1\r\n\r\n")
+        async with asyncio.timeout(timeout_s(5)):
+            assert (await loop.sock_recv(sock, 100)).startswith(b"HTTP/1.1 503")
+        assert front.handover_failed == 1
+    finally:
+        sock.close()
+        await front.stop()
+    lines = [r.getMessage() for r in caplog.records if "forged-line" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "\n" not in lines[0]
+
+
 async def test_a_silent_connection_is_closed_after_the_open_timeout(
     tmp_path: Path, echo: Echo
 ) -> None:
