@@ -51,7 +51,14 @@ def _brokers(doc: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _printable(cell: str) -> str:
+    """A cell as it may reach a terminal: charge points choose some of them (a 2.0.1
+    transactionId is any string), and a control character would act on the operator's screen."""
+    return cell if cell.isprintable() else cell.encode("unicode_escape").decode("ascii")
+
+
 def _table(rows: list[list[str]], out: TextIO) -> None:
+    rows = [[_printable(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")

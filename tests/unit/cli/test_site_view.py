@@ -125,3 +125,21 @@ def test_a_meter_that_refuses_some_fields_says_which() -> None:
         "Meter grid (site): L1 12.0 A L2 8.0 A L3 -3.0 A  (0.2 s old; refuses energy_export_wh, "
         "voltage_l1_v, read without)\n" in rendered(d)
     )
+
+
+def test_what_a_charge_point_chose_cannot_write_control_characters_to_the_terminal() -> None:
+    # A 2.0.1 transactionId is any string of up to 36 characters: here one that would clear
+    # the operator's screen and start a forged row.
+    d = doc([])
+    d["nodes"][0]["site"]["charge_points"] = {
+        "CP1": {
+            "connected": True,
+            "connectors": {"1": "Charging"},
+            "transactions": {"\x1b[2J\nX": {}},
+        }
+    }
+    text = rendered(d)
+    assert "\x1b" not in text
+    row = next(line for line in text.splitlines() if line.startswith("CP1"))
+    assert "Charging" in row
+    assert "\\x1b[2J\\nX" in row
