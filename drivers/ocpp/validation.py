@@ -189,8 +189,9 @@ def _violation(
             extra = sorted(str(k) for k in value if k not in allowed)
             path.append(extra[0] if extra else "")
             what = "field not allowed here"
-    # A peer's unknown key can be any length; the CALLERROR it earns stays small.
-    field = ".".join(p for p in path if p)[:128]
+    # A peer's unknown key can be any length and any characters; the CALLERROR it earns stays
+    # small, and a control character in it (a newline) is escaped: the field is logged too.
+    field = ".".join(_printable(p) for p in path if p)[:128]
     where = field or "payload"
     return PayloadViolation(
         f"{action}: {where}: {what}",
@@ -200,3 +201,7 @@ def _violation(
         message_id=message_id,
         message_type=message_type,
     )
+
+
+def _printable(name: str) -> str:
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")

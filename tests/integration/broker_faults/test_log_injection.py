@@ -10,6 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from actors.audit import AUDIT_TABLE
+from actors.audit_records import decode_record
 from sim.cloud import SimCloud
 from tests.helpers import wait_for
 from tests.integration.broker.raw_cp import RawChargePoint
@@ -53,3 +55,26 @@ async def test_a_message_id_with_a_newline_stays_on_its_log_line(
     lines = edge_lines(caplog, "forged line")
     assert len(lines) == 2, lines
     assert [line for line in lines if "\n" in line] == []
+
+
+async def test_a_field_name_with_a_newline_stays_on_its_log_line(
+    tmp_path: Path, cloud: SimCloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    edge = await start_edge(tmp_path, site_toml(tmp_path, cloud_url=cloud.url))
+    cp = await RawChargePoint("CP1").connect(edge.url)
+    try:
+        # A field the schema does not allow is named in the CALLERROR, the log and the audit.
+        answer = await cp.send_frame([2, "m1", "Heartbeat", {FORGED: 1}], "m1")
+        assert answer[:3] == [4, "m1", "FormationViolation"]
+        assert "forged line" in answer[3]
+        await wait_for(lambda: bool(edge_lines(caplog, "frame rejected")), what="the log line")
+        store = edge.system.require_store()
+        reasons = [decode_record(v).reason for _, v in store.scan(AUDIT_TABLE)]
+    finally:
+        await cp.close()
+        await edge.stop()
+    lines = edge_lines(caplog, "forged line")
+    assert len(lines) == 1, lines
+    assert "\n" not in lines[0]
+    assert [r for r in reasons if "forged line" in r and "\n" not in r] == reasons[-1:]
