@@ -42,6 +42,11 @@ def test_identity_from_path(path: str, identity: str) -> None:
         pytest.param("/ocpp/caf%C3%A9", "'é'", id="non-ascii"),
         pytest.param("/ocpp/%20CP1", "space", id="leading-space"),
         pytest.param("/ocpp/" + "x" * 49, "48", id="49-chars"),
+        # A dot-segment: relayed as <cloud url>/.. a CSMS that normalises paths would see its
+        # base URL's parent (with auto_register, any charge point may name itself so).
+        pytest.param("/ocpp/..", "dot-segment", id="dot-dot"),
+        pytest.param("/ocpp/%2E%2E", "dot-segment", id="encoded-dot-dot"),
+        pytest.param("/ocpp/.", "dot-segment", id="dot"),
     ],
 )
 def test_bad_identity_in_path(path: str, why: str) -> None:
