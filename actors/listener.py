@@ -105,6 +105,9 @@ class Listener(Actor):
             "addresses": [] if server is None else server.bound_addresses,
             "connected": len(self.broker.links),
             "accepted_total": self.accepted,
+            # connections refused at the handshake: bad path or identity, unknown charge point,
+            # bad credentials (each logged once a minute per charge point, drivers/ocpp/server.py)
+            "refused": {} if server is None else dict(server.refused),
         }
         if server is not None and self.broker.shards > 1:
             report["handed_over"] = server.handed_over

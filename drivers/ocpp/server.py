@@ -200,6 +200,41 @@ class _OcppServerConnection(ServerConnection):
         return super().remote_address
 
 
+class RefusalLog:
+    """Which refusals to log: the first of each key, then at most one per ``window_s``, saying
+    how many were not logged in between. At most ``max_keys`` keys are remembered (the oldest
+    forgotten first): a scan of many ids costs bounded memory, and logs at most one line per new
+    id."""
+
+    def __init__(
+        self,
+        window_s: float = 60.0,
+        max_keys: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self.clock = clock
+        self._keys: dict[str, tuple[float, int]] = {}  # key -> (logged at, unlogged since)
+
+    def due(self, key: str) -> int | None:
+        """None: do not log this one; else log it, with this many left unlogged before it."""
+        now = self.clock()
+        seen = self._keys.pop(key, None)
+        if seen is not None and now - seen[0] < self.window_s:
+            self._keys[key] = (seen[0], seen[1] + 1)
+            return None
+        if len(self._keys) >= self.max_keys:
+            del self._keys[next(iter(self._keys))]
+        self._keys[key] = (now, 0)
+        return 0 if seen is None else seen[1]
+
+
+def _host(peer: str) -> str:
+    """A peer's host without its port ("127.0.0.1:50312" -> "127.0.0.1", "[::1]:50312" -> "[::1]")."""
+    return peer.rpartition(":")[0] or peer
+
+
 def _respond(
     connection: ServerConnection, status: http.HTTPStatus, text: str, **headers: str
 ) -> Response:
@@ -244,6 +279,10 @@ class OcppListener:
         self.relayed = 0  # of those handed over, relayed by this front (TLS)
         self._relays: set[asyncio.Transport] = set()  # their TLS connections (relay_to)
         self.handover_failed = 0
+        # Connections refused at the handshake, by why (status: the listener's "refused"), and
+        # their log lines, one per charge point (or peer) and minute.
+        self.refused: dict[str, int] = {}
+        self.refusal_log = RefusalLog()
 
     async def __aenter__(self) -> OcppListener:
         await self.start()
@@ -480,13 +519,22 @@ class OcppListener:
                 if not request.path.startswith(o.path_prefix)
                 else http.HTTPStatus.BAD_REQUEST
             )
-            log.info("refused a connection from %s: %s", peer, exc)
+            self._refused(
+                logging.INFO, "path", _host(peer), "refused a connection from %s: %s", peer, exc
+            )
             return _respond(connection, status, f"Not an OCPP endpoint: {exc}")
         access = self._lookup(charge_point_id)
         auto = False
         if access is None:
             if not (o.auto_register and o.security_profile == 0):
-                log.info("refused unknown charge point %r from %s", charge_point_id, peer)
+                self._refused(
+                    logging.INFO,
+                    "unknown",
+                    charge_point_id,
+                    "refused unknown charge point %r from %s",
+                    charge_point_id,
+                    peer,
+                )
                 return _respond(connection, http.HTTPStatus.NOT_FOUND, "Unknown charge point")
             access, auto = ChargePointAccess(), True
         key_used = ""
@@ -499,7 +547,14 @@ class OcppListener:
             ):
                 key_used = "previous_password"
         if o.security_profile >= 1 and not key_used:
-            log.warning("refused charge point %r from %s: bad credentials", charge_point_id, peer)
+            self._refused(
+                logging.WARNING,
+                "credentials",
+                charge_point_id,
+                "refused charge point %r from %s: bad credentials",
+                charge_point_id,
+                peer,
+            )
             return _respond(
                 connection,
                 http.HTTPStatus.UNAUTHORIZED,
@@ -510,6 +565,19 @@ class OcppListener:
             charge_point_id=charge_point_id, access=access, auto_registered=auto, key_used=key_used
         )
         return None
+
+    def _refused(self, level: int, why: str, who: str, msg: str, *args: object) -> None:
+        """Count a refusal and log it, once a minute per charge point (or peer) and reason: a
+        charge point with a wrong password retries every few seconds, and a scan tries many ids;
+        a line for each filled the journal. The next line says how many went unlogged."""
+        self.refused[why] = self.refused.get(why, 0) + 1
+        unlogged = self.refusal_log.due(f"{why}:{who}")
+        if unlogged is None:
+            return
+        if unlogged:
+            msg += " (and %d more like it since the last such line, not logged)"
+            args = (*args, unlogged)
+        log.log(level, msg, *args)
 
     def _select_subprotocol(
         self, connection: ServerConnection, offered: Sequence[Subprotocol]

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.server import (
     ListenerOptions,
+    RefusalLog,
     tls_server_context,
 )
 from drivers.ocpp.upstream import Unauthorized, basic_authorization, connect_upstream
@@ -151,6 +152,40 @@ async def test_basic_auth(listen: Listen, echo: Echo, headers: dict[str, str], s
     assert caught.value.response.status_code == status
     assert caught.value.response.headers["WWW-Authenticate"].startswith("Basic")
     assert echo.connections == []
+
+
+async def test_refusals_are_counted_and_logged_once_a_minute_per_charge_point(
+    listen: Listen, echo: Echo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A charge point with a wrong password retries every few seconds, a scan tries many ids:
+    each refusal is counted (the listener's status), but logged once a minute per charge point
+    and reason (a line each filled the journal)."""
+    caplog.set_level(logging.INFO, logger="drivers.ocpp.server")
+    listener = await listen(security_profile=1)
+    wrong = {"Authorization": basic_authorization("CP1", PASSWORD + "x")}
+    attempts = [("CP1", wrong)] * 5 + [("CP16", wrong)] * 2 + [("CP9", {})] * 3
+    for identity, headers in attempts:
+        with pytest.raises(InvalidStatus):
+            async with open_client(url(listener, identity), "ocpp1.6", additional_headers=headers):
+                pass
+    assert listener.refused == {"credentials": 7, "unknown": 3}
+    lines = [r.getMessage() for r in caplog.records if r.name == "drivers.ocpp.server"]
+    refusals = [line for line in lines if line.startswith("refused")]
+    assert len(refusals) == 3, refusals  # CP1's and CP16's passwords, CP9 unknown
+    assert sum("'CP1'" in line and "bad credentials" in line for line in refusals) == 1
+
+
+def test_the_refusal_log_says_how_many_it_left_out() -> None:
+    now = [0.0]
+    log = RefusalLog(window_s=60.0, max_keys=2, clock=lambda: now[0])
+    assert [log.due("a") for _ in range(4)] == [0, None, None, None]
+    now[0] = 59.9
+    assert log.due("a") is None
+    now[0] = 60.0
+    assert log.due("a") == 4  # logged, with the four before it left out
+    assert log.due("a") is None
+    assert (log.due("b"), log.due("c")) == (0, 0)  # "a" forgotten: at most two keys
+    assert log.due("a") == 0
 
 
 async def test_tls_with_basic_auth(listen: Listen, echo: Echo, tls_files: TlsFiles) -> None:
