@@ -530,7 +530,7 @@ class OcppListener:
                 self._refused(
                     logging.INFO,
                     "unknown",
-                    charge_point_id,
+                    _host(peer),  # a scan of ids from one host: a line a minute
                     "refused unknown charge point %r from %s",
                     charge_point_id,
                     peer,
@@ -567,9 +567,10 @@ class OcppListener:
         return None
 
     def _refused(self, level: int, why: str, who: str, msg: str, *args: object) -> None:
-        """Count a refusal and log it, once a minute per charge point (or peer) and reason: a
-        charge point with a wrong password retries every few seconds, and a scan tries many ids;
-        a line for each filled the journal. The next line says how many went unlogged."""
+        """Count a refusal and log it, once a minute per ``who`` and reason (bad credentials: the
+        charge point; an unknown id or a bad path: the peer's host): a charge point with a wrong
+        password retries every few seconds, and a scan tries many ids; a line for each filled
+        the journal. The next line says how many went unlogged."""
         self.refused[why] = self.refused.get(why, 0) + 1
         unlogged = self.refusal_log.due(f"{why}:{who}")
         if unlogged is None:
