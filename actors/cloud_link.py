@@ -275,6 +275,12 @@ class CloudLink(CloudLinkAnswers):
         self.outbox.append(self, msg, after_commit=lambda: self.ref.tell(Pump()))
         if msg.live:
             self.live.add(msg.message_id)
+            if self.ready:
+                # Behind the call in flight or a backlog, the charge point waits at most
+                # answer_deadline_s, as for a relay: the message is durable, the edge answers.
+                due = time.monotonic() + self.cloud.answer_deadline_s
+                self.relay_due[msg.message_id] = due
+                self._arm_deadline(due)
         if not self.ready:
             audit(
                 self,
@@ -395,6 +401,7 @@ class CloudLink(CloudLinkAnswers):
             return
         key, item = head
         text = item["text"]
+        due = self.relay_due.pop(item["message_id"], None)
         if self.version == OcppVersion.V16.value:
             call = parse_frame(text)
             assert isinstance(call, Call)
@@ -416,5 +423,6 @@ class CloudLink(CloudLinkAnswers):
             item["action"],
             live=item["message_id"] in self.live,
             key=key,
+            answer_at=due,  # the charge point's wait began when it was queued
         )
         await self._send_up(text)

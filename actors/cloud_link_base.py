@@ -177,10 +177,19 @@ class CloudLinkBase(Actor):
             log.info("%s: upstream send failed: %s", self.cp_id, exc)
 
     def _start(
-        self, kind: str, message_id: str, action: str, *, live: bool, key: bytes = b""
+        self,
+        kind: str,
+        message_id: str,
+        action: str,
+        *,
+        live: bool,
+        key: bytes = b"",
+        answer_at: float | None = None,
     ) -> None:
         self.seq += 1
         now = time.monotonic()
+        if answer_at is None:
+            answer_at = now + self.cloud.answer_deadline_s
         inflight = Inflight(
             seq=self.seq,
             kind=kind,
@@ -188,7 +197,7 @@ class CloudLinkBase(Actor):
             action=action,
             live=live,
             key=key,
-            answer_at=now + self.cloud.answer_deadline_s if live else math.inf,
+            answer_at=answer_at if live else math.inf,
             call_at=now + self.cloud.call_timeout_s,
         )
         self.inflight = inflight

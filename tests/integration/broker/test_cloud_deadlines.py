@@ -3,7 +3,8 @@ reads every frame and answers only what it is told to).
 
 - A charge point waiting for the cloud's answer is answered by the edge after answer_deadline_s.
 - A relay queued behind an unanswered call is answered by the edge after answer_deadline_s too,
-  while the call in flight still holds the session (one outstanding CALL per direction).
+  while the call in flight still holds the session (one outstanding CALL per direction); so is a
+  transaction message queued behind it (durable in the outbox, it goes up later).
 - After call_timeout_s the call in flight has failed and the next one goes up.
 - Three calls in a row timed out: the edge drops the session and connects again.
 - A cloud that answers again: relays go through at once and no stale deadline answers a
@@ -179,6 +180,32 @@ async def test_unanswered_calls_are_answered_by_the_edge_then_fail_then_reconnec
             assert answer[2] == {"currentTime": "2026-11-29T00:00:00Z"}, answer
             assert time.monotonic() - started < ANSWER_DEADLINE_S
         assert not cp.other_frames.qsize()
+    finally:
+        await cp.close()
+
+
+async def test_a_transaction_message_queued_behind_an_unanswered_call_is_answered_on_time(
+    edge: Edge, silent_cloud: SilentCloud
+) -> None:
+    """Transaction messages go through the outbox, in order: one that waits behind a call the
+    cloud does not answer is answered by the edge after answer_deadline_s too (it is durable
+    already), not once the call in flight has failed and been retried (the charge point, given
+    no answer, would time out and send it again: a second copy for the cloud)."""
+    cp = await booted(edge, silent_cloud)
+    stop = {"transactionId": 5, "meterStop": 1500, "timestamp": "2026-11-29T00:00:00Z"}
+    try:
+        first = await cp.call("StopTransaction", stop, timeout_s=timeout_s(5))
+        assert first[0] == 3, first
+        started = time.monotonic()
+        second = await cp.call(
+            "StopTransaction", {**stop, "transactionId": 6}, timeout_s=timeout_s(15)
+        )
+        waited = time.monotonic() - started
+        assert second[0] == 3, second
+        assert second[2] == {}, second
+        assert ANSWER_DEADLINE_S * 0.9 <= waited < ANSWER_DEADLINE_S + timeout_s(1), waited
+        assert len(silent_cloud.actions("StopTransaction")) == 1, "not sent up: the first holds"
+        assert edge.cloud("CP1")["queue_depth"] == 2, "both kept for the cloud"
     finally:
         await cp.close()
 
