@@ -302,7 +302,18 @@ class ChargePoint(LimitsAndCaps):
             await self._check_energy_caps()
         version = self.version
         if call.action == "StartTransaction" and version is V16:
-            known = self.state.start_keys.get(start_dedup_key(call.payload).text())
+            start_key = start_dedup_key(call.payload).text()
+            known = self.state.start_keys.get(start_key)
+            queued = self.state.starts_queued.get(start_key)
+            if known is None and queued is not None and queued not in self.pending:
+                # A retried start whose first copy is queued for the cloud, its answer lost
+                # with the link or a restart: that copy is the transaction (a second one at
+                # the cloud would never be stopped). Answered here, as the edge answers a
+                # start while the cloud is away, under the copy's message id.
+                pending = Pending(call=call, stage="cloud", queued_as=queued)
+                self.pending[call.message_id] = pending
+                await self._answer_locally(pending, "a retried start, its first copy queued")
+                return
             if known is not None:
                 # A retried start we already answered: same transaction, never a second one.
                 tx = self.state.transactions.get(known, {})
@@ -343,6 +354,9 @@ class ChargePoint(LimitsAndCaps):
                 )
             )
         elif policy.delivery is Delivery.TRANSACTION:
+            if call.action == "StartTransaction" and version is V16:
+                self.state.start_queued(start_dedup_key(call.payload).text(), call.message_id)
+                self.dirty = True
             self.send_durable(
                 self._cloud_ref(),
                 EnqueueCall(
@@ -367,6 +381,8 @@ class ChargePoint(LimitsAndCaps):
             answer = None
         if isinstance(answer, CallResult):
             if call.action == "StartTransaction" and self.version is V16:
+                self.state.starts_queued.pop(start_dedup_key(call.payload).text(), None)
+                self.dirty = True
                 tx_id = answer.payload.get("transactionId")
                 if isinstance(tx_id, int):
                     self.state.start_transaction(
@@ -471,10 +487,11 @@ class ChargePoint(LimitsAndCaps):
             self.state.edge_tx_hwm, id_range, self.state.running_edge_ids()
         )
         answer = start_transaction_answer(edge_id, verdict)
+        message_id = pending.queued_as or call.message_id  # the copy in the outbox
         self.state.start_transaction(
             transaction_id=edge_id,
             payload=call.payload,
-            message_id=call.message_id,
+            message_id=message_id,
             edge_minted=True,
             id_tag_info=answer["idTagInfo"],
             start_key=start_dedup_key(call.payload).text(),
@@ -485,7 +502,7 @@ class ChargePoint(LimitsAndCaps):
         if msg.energy_cap_wh is not None:
             tx["energy_cap_wh"] = msg.energy_cap_wh
         self.send_durable(
-            self._cloud_ref(), EdgeTransactionMinted(message_id=call.message_id, edge_id=edge_id)
+            self._cloud_ref(), EdgeTransactionMinted(message_id=message_id, edge_id=edge_id)
         )
         audit(
             self,

@@ -42,6 +42,9 @@ class Pending:
     call: Call
     stage: str  # "cloud" | "auth"
     started: float = field(default_factory=time.monotonic)
+    # A retried 1.6 StartTransaction: the message id of its first copy, queued for the cloud
+    # (the transaction the edge mints is that copy's)
+    queued_as: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -102,6 +102,9 @@ class ChargePointState:
         self.connectors: dict[str, dict[str, Any]] = dict(d.get("connectors", {}))
         self.transactions: dict[str, dict[str, Any]] = dict(d.get("transactions", {}))
         self.start_keys: dict[str, str] = dict(d.get("start_keys", {}))
+        # 1.6 starts queued for the cloud whose answer has not reached the charge point yet:
+        # start key -> the queued copy's message id (a retry of one is that transaction)
+        self.starts_queued: dict[str, str] = dict(d.get("starts_queued", {}))
         self.meter: dict[str, dict[str, Any]] = dict(d.get("meter", {}))
         self.firmware_status: str | None = d.get("firmware_status")
         self.diagnostics_status: str | None = d.get("diagnostics_status")
@@ -121,6 +124,7 @@ class ChargePointState:
             "connectors": self.connectors,
             "transactions": self.transactions,
             "start_keys": self.start_keys,
+            "starts_queued": self.starts_queued,
             "meter": self.meter,
             "firmware_status": self.firmware_status,
             "diagnostics_status": self.diagnostics_status,
@@ -267,8 +271,16 @@ class ChargePointState:
         if len(self.start_keys) > START_KEYS_KEPT:
             for key in list(self.start_keys)[: len(self.start_keys) - START_KEYS_KEPT]:
                 del self.start_keys[key]
+        self.starts_queued.pop(start_key, None)
         if edge_minted:
             self.edge_tx_hwm = transaction_id
+
+    def start_queued(self, start_key: str, message_id: str) -> None:
+        """A 1.6 start went into the outbox; its answer has yet to reach the charge point."""
+        self.starts_queued[start_key] = message_id
+        if len(self.starts_queued) > START_KEYS_KEPT:
+            for key in list(self.starts_queued)[: len(self.starts_queued) - START_KEYS_KEPT]:
+                del self.starts_queued[key]
 
     def _evse_connector(self, evse_id: object) -> str:
         """2.0.1 MeterValues name the EVSE only; its connector is kept as "evse:connector" (as

@@ -1,0 +1,161 @@
+"""A 1.6 StartTransaction whose answer never reached the charge point (its link dropped while
+the cloud was slow to answer, or the edge restarted meanwhile) is retried by the charge point
+with the same payload: the copy the edge already queued is the transaction, and the cloud
+gets ONE StartTransaction for it (a second one would open a second transaction there, the first
+never stopped), the retry answered under an id mapped to the cloud's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from tests.helpers import wait_for
+from tests.integration.broker.edge import Edge, start_edge
+from tests.integration.broker.raw_cp import RawChargePoint
+
+CLOUD_TX_ID = 77
+START = {
+    "connectorId": 1,
+    "idTag": "TAG-1",
+    "meterStart": 1000,
+    "timestamp": "2026-11-28T10:00:00Z",
+}
+# The edge answers a charge point the cloud keeps waiting after this long: well after the
+# charge point in these tests gave up and came back.
+EXTRA = "answer_deadline_s = 1\ncall_timeout_s = 30\nping_interval_s = 0\n"
+
+
+class HeldCloud:
+    """A 1.6 cloud that answers StartTransaction only once ``release`` is set (with
+    CLOUD_TX_ID and ``status``), and everything else at once. Records every CALL."""
+
+    def __init__(self) -> None:
+        self.server: Server | None = None
+        self.release = asyncio.Event()
+        self.status = "Accepted"
+        self.received: list[list[Any]] = []
+
+    async def start(self) -> None:
+        self.server = await serve(self._session, "127.0.0.1", 0, subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+
+    async def _session(self, ws: ServerConnection) -> None:
+        async for text in ws:
+            frame = orjson.loads(text)
+            if frame[0] != 2:
+                continue
+            self.received.append(frame)
+            action = frame[2]
+            payload: dict[str, Any] = {}
+            if action == "BootNotification":
+                payload = {"status": "Accepted", "currentTime": "2026-11-28T10:00:00Z"}
+                payload["interval"] = 300
+            elif action == "StartTransaction":
+                await self.release.wait()
+                payload = {"transactionId": CLOUD_TX_ID, "idTagInfo": {"status": self.status}}
+            await ws.send(orjson.dumps([3, frame[1], payload]).decode())
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/ocpp"
+
+    def calls(self, action: str) -> list[list[Any]]:
+        return [f for f in self.received if f[2] == action]
+
+    async def stop(self) -> None:
+        self.release.set()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.fixture
+async def held_cloud() -> AsyncIterator[HeldCloud]:
+    cloud = HeldCloud()
+    await cloud.start()
+    yield cloud
+    await cloud.stop()
+
+
+async def booted(edge: Edge) -> RawChargePoint:
+    cp = await RawChargePoint("CP1").connect(edge.url)
+    await cp.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+    await wait_for(lambda: edge.cloud("CP1")["online"], what="the cloud session")
+    return cp
+
+
+async def start_then_drop(edge: Edge, cloud: HeldCloud) -> None:
+    """The charge point asks to start and loses its link before any answer."""
+    cp = await booted(edge)
+    assert cp.ws is not None
+    await cp.ws.send(orjson.dumps([2, "start-1", "StartTransaction", START]).decode())
+    await wait_for(lambda: len(cloud.calls("StartTransaction")) == 1, what="the start sent up")
+    await cp.close()
+    await wait_for(lambda: not edge.cp("CP1")["connected"], what="the edge sees it gone")
+
+
+async def retry_and_stop(edge: Edge, cloud: HeldCloud) -> int:
+    """It comes back and retries the start (its own new message id), then stops; the cloud
+    answers the start. Returns the id the charge point was given."""
+    cp = await booted(edge)
+    again = await cp.call("StartTransaction", START, timeout_s=10)
+    assert again[0] == 3, again
+    tx_id = again[2]["transactionId"]
+    stop = await cp.call(
+        "StopTransaction",
+        {"transactionId": tx_id, "meterStop": 1500, "timestamp": "2026-11-28T10:30:00Z"},
+    )
+    assert stop[0] == 3, stop
+    cloud.release.set()
+    await wait_for(
+        lambda: edge.cloud("CP1")["queue_depth"] == 0, timeout=15, what="everything delivered"
+    )
+    await cp.close()
+    return int(tx_id)
+
+
+def assert_one_transaction_at_the_cloud(cloud: HeldCloud) -> None:
+    """One StartTransaction message (the same message again after a restart: at least once,
+    under its message id), with the payload the charge point sent."""
+    starts = cloud.calls("StartTransaction")
+    assert {s[1] for s in starts} == {"start-1"}, f"one transaction, one StartTransaction: {starts}"
+    assert all(s[3] == START for s in starts), "as the charge point sent it"
+    stops = cloud.calls("StopTransaction")
+    assert [s[3]["transactionId"] for s in stops] == [CLOUD_TX_ID], stops
+    assert stops[0][3]["meterStop"] == 1500
+
+
+async def test_a_start_retried_after_the_link_dropped_reaches_the_cloud_once(
+    tmp_path: Path, held_cloud: HeldCloud
+) -> None:
+    edge = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=EXTRA)
+    try:
+        await start_then_drop(edge, held_cloud)
+        tx_id = await retry_and_stop(edge, held_cloud)
+        assert_one_transaction_at_the_cloud(held_cloud)
+        assert tx_id != CLOUD_TX_ID, "answered by the edge: the cloud kept it waiting"
+    finally:
+        await edge.stop()
+
+
+async def test_a_start_retried_after_the_edge_restarted_reaches_the_cloud_once(
+    tmp_path: Path, held_cloud: HeldCloud
+) -> None:
+    first = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=EXTRA)
+    try:
+        await start_then_drop(first, held_cloud)
+    finally:
+        await first.stop()
+    second = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=EXTRA)
+    try:
+        await retry_and_stop(second, held_cloud)
+        assert_one_transaction_at_the_cloud(held_cloud)
+    finally:
+        await second.stop()
