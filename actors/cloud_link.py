@@ -42,6 +42,7 @@ from actors.messages import (
     AnswerToCloud,
     ChargePointLinkState,
     CloudLinkChanged,
+    CloudVerdict,
     EdgeTransactionMinted,
     EnqueueCall,
     LatestForNewSession,
@@ -204,7 +205,11 @@ class CloudLink(CloudLinkAnswers):
             cloud_id = self.txmap.edge_minted(msg.message_id, msg.edge_id)
             self.persist("txmap", self.txmap.to_dict())
             if cloud_id is not None:
+                # The cloud answered this start before the edge minted its id (the charge point
+                # waited no longer, or asked again): its id, and its verdict, are the edge's.
                 self._tell_cp(TransactionMapped(edge_id=msg.edge_id, cloud_id=cloud_id))
+                status = self.txmap.cloud_status(msg.message_id)
+                self._tell_cp(CloudVerdict(edge_id=msg.edge_id, cloud_id=cloud_id, status=status))
         elif isinstance(msg, Deadline):
             await self._deadline(msg)
         elif isinstance(msg, AnswerToCloud):

@@ -103,13 +103,13 @@ class CloudLinkAnswers(CloudLinkBase):
             frame.payload.get("transactionId"), int
         ):
             cloud_id = frame.payload["transactionId"]
-            edge_id = self.txmap.cloud_answered(inflight.message_id, cloud_id)
+            status = str((frame.payload.get("idTagInfo") or {}).get("status", "Accepted"))
+            edge_id = self.txmap.cloud_answered(inflight.message_id, cloud_id, status)
             self.persist("txmap", self.txmap.to_dict())
             if edge_id is not None:
                 self._tell_cp(TransactionMapped(edge_id=edge_id, cloud_id=cloud_id))
-                status = (frame.payload.get("idTagInfo") or {}).get("status", "Accepted")
                 # The edge answered this start itself; the cloud's verdict may differ.
-                self._tell_cp(CloudVerdict(edge_id=edge_id, cloud_id=cloud_id, status=str(status)))
+                self._tell_cp(CloudVerdict(edge_id=edge_id, cloud_id=cloud_id, status=status))
         if inflight.message_id in self.live:
             self.live.discard(inflight.message_id)
             self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))

@@ -101,17 +101,18 @@ class TxMap:
 
     def __init__(self, doc: dict[str, Any] | None) -> None:
         d = doc or {}
-        self.by_msg: dict[str, dict[str, int | None]] = dict(d.get("by_msg", {}))
+        # message id -> {"edge": id, "cloud": id, "status": the cloud's idTagInfo status}
+        self.by_msg: dict[str, dict[str, Any]] = dict(d.get("by_msg", {}))
         self.e2c: dict[int, int] = {int(k): int(v) for k, v in d.get("e2c", {}).items()}
         self.c2e: dict[int, int] = {c: e for e, c in self.e2c.items()}
 
-    def _entry(self, message_id: str) -> dict[str, int | None]:
+    def _entry(self, message_id: str) -> dict[str, Any]:
         entry = self.by_msg.setdefault(message_id, {"edge": None, "cloud": None})
         while len(self.by_msg) > MAPPINGS_KEPT:
             del self.by_msg[next(iter(self.by_msg))]
         return entry
 
-    def _join(self, entry: dict[str, int | None]) -> None:
+    def _join(self, entry: dict[str, Any]) -> None:
         edge, cloud = entry.get("edge"), entry.get("cloud")
         if edge is not None and cloud is not None:
             self.e2c[edge] = cloud
@@ -126,11 +127,16 @@ class TxMap:
         self._join(entry)
         return entry.get("cloud")
 
-    def cloud_answered(self, message_id: str, cloud_id: int) -> int | None:
+    def cloud_answered(self, message_id: str, cloud_id: int, status: str) -> int | None:
         entry = self._entry(message_id)
         entry["cloud"] = cloud_id
+        entry["status"] = status
         self._join(entry)
         return entry.get("edge")
+
+    def cloud_status(self, message_id: str) -> str:
+        """The cloud's idTagInfo status in its answer to this start (Accepted if not kept)."""
+        return str(self.by_msg.get(message_id, {}).get("status", "Accepted"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"by_msg": self.by_msg, "e2c": {str(k): v for k, v in self.e2c.items()}}

@@ -159,3 +159,42 @@ async def test_a_start_retried_after_the_edge_restarted_reaches_the_cloud_once(
         assert_one_transaction_at_the_cloud(held_cloud)
     finally:
         await second.stop()
+
+
+async def test_the_clouds_refusal_of_the_first_copy_reaches_the_retried_transaction(
+    tmp_path: Path, held_cloud: HeldCloud
+) -> None:
+    """The cloud answered the first copy (Invalid) while the charge point was away; the edge
+    accepts the retry by its fallback: the cloud's verdict is the transaction's all the same,
+    and it is stopped (StopTransactionOnInvalidId) under the id the charge point knows."""
+    edge = await start_edge(
+        tmp_path,
+        cloud_url=held_cloud.url,
+        cloud_extra=EXTRA,
+        extra='[authorization]\nunknown_id_offline = "accept"\n',
+    )
+    try:
+        await start_then_drop(edge, held_cloud)
+        held_cloud.status = "Invalid"
+        held_cloud.release.set()
+        await wait_for(lambda: edge.cloud("CP1")["queue_depth"] == 0, what="the copy answered")
+        cp = await booted(edge)
+        cp.answers["RemoteStopTransaction"] = {"status": "Accepted"}
+        again = await cp.call("StartTransaction", START)
+        tx_id = again[2]["transactionId"]
+        assert again[2]["idTagInfo"]["status"] == "Accepted", again
+        await wait_for(
+            lambda: (
+                edge.cp("CP1")["transactions"].get(str(tx_id), {}).get("cloud_id") == CLOUD_TX_ID
+            ),
+            what="mapped to the cloud's id",
+        )
+        await wait_for(
+            lambda: any(c[2] == "RemoteStopTransaction" for c in cp.received_calls),
+            what="the edge stops the transaction the cloud refused",
+        )
+        stop = next(c for c in cp.received_calls if c[2] == "RemoteStopTransaction")
+        assert stop[3] == {"transactionId": tx_id}
+        await cp.close()
+    finally:
+        await edge.stop()
