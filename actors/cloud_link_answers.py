@@ -184,9 +184,17 @@ class CloudLinkAnswers(CloudLinkBase):
             for message_id in due:
                 del self.relay_due[message_id]
             gone = set(due)
+            waiting = {r.message_id for r in self.relays}
             self.relays = collections.deque(r for r in self.relays if r.message_id not in gone)
             for message_id in due:
-                self._relay_not_answered(message_id, "the cloud session did not come up in time")
+                # A relay waits for the session; a queued message for the calls ahead of it.
+                reason = (
+                    "the cloud session did not come up in time"
+                    if message_id in waiting
+                    else "queued behind calls the cloud has not answered within "
+                    f"{self.cloud.answer_deadline_s:g} s"
+                )
+                self._relay_not_answered(message_id, reason)
         inflight = self.inflight
         if inflight is not None and inflight.answer_at <= now:
             inflight.answer_at = math.inf
