@@ -6,6 +6,7 @@ charge point: the latest limit replaces one still waiting, and nobody else waits
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ async def test_a_slow_charge_point_gets_the_latest_limit_next_and_holds_up_nobod
     await cloud.start()
     edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY, charge_points=CPS)
     slow = SimChargePoint(
-        fast_config(edge.url, "ocpp1.6", behaviour=Behaviour(profile_answer_delay_s=1.0))
+        fast_config(edge.url, "ocpp1.6", behaviour=Behaviour(profile_answer_delay_s=0.2))
     )
     quick = SimChargePoint(fast_config(edge.url, "ocpp1.6", charge_point_id="CP2"))
     try:
@@ -122,7 +123,13 @@ async def test_a_slow_charge_point_gets_the_latest_limit_next_and_holds_up_nobod
             ),
             timeout=8,
             what="the station's profiles and each transaction's first TxProfile (the safe "
-            "default) installed, one a second on the slow one",
+            "default) installed, one each 0.2 s on the slow one",
+        )
+        # From now on the slow one answers each profile after 3 s: the quick one's four limits
+        # must all be through while it answers its first (1 s from the start, the setup at that
+        # pace too, failed once beside other test sessions on two cores).
+        slow.config = replace(
+            slow.config, behaviour=replace(slow.config.behaviour, profile_answer_delay_s=3.0)
         )
         sent_before = slow.stats.received["SetChargingProfile"]
         for i, limit_a in enumerate((12.0, 11.0, 10.0, 9.0)):
@@ -131,7 +138,7 @@ async def test_a_slow_charge_point_gets_the_latest_limit_next_and_holds_up_nobod
         assert slow.offered_a(1) == 12.0, "the slow one still answering the first"
         await wait_for(
             lambda: edge.cp("CP1")["energy"]["sent_a"] == {"1": 9.0},
-            timeout=5,
+            timeout=10,
             what="the slow one at the latest limit, accepted",
         )
         assert slow.offered_a(1) == 9.0
