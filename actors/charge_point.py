@@ -456,6 +456,34 @@ class ChargePoint(LimitsAndCaps):
         await self._answered_call(call)
         await self._started_by(call, payload)
 
+    async def _event_authorized(self, call: Call, msg: AuthorizedLocally) -> None:
+        """2.0.1: the edge authorized the id a transaction runs under. How (and any cap of the
+        site's fallback) is kept with the transaction, durable before the station gets its
+        answer, as for a 1.6 start: the cloud's later verdict is judged by it, caps count."""
+        info = call.payload.get("transactionInfo") or {}
+        tx_id = str(info.get("transactionId"))
+        tx = self.state.transactions.get(tx_id)
+        token = (call.payload.get("idToken") or {}).get("idToken")
+        if tx is None or tx.get("local_path") is not None or token != tx.get("id_tag"):
+            return  # not its id (a stop token), or authorized before
+        tx["local_path"] = msg.path
+        if msg.energy_cap_wh is not None:
+            tx["energy_cap_wh"] = msg.energy_cap_wh
+        audit(
+            self,
+            AuditKind.AUTHORIZATION,
+            decision=msg.status,
+            charge_point_id=self.cp_id,
+            reason=f"TransactionEvent answered by the edge ({msg.reason})",
+            inputs={
+                "path": msg.path,
+                "transaction_id": tx_id,
+                "evse_id": (call.payload.get("evse") or {}).get("id"),
+            },
+        )
+        self._persist_state()
+        await self.commit()
+
     async def _authorized(self, msg: AuthorizedLocally) -> None:
         pending = self.pending.pop(msg.message_id, None)
         if pending is None:
@@ -475,6 +503,7 @@ class ChargePoint(LimitsAndCaps):
             await self._answered_call(call)
             return
         if call.action == "TransactionEvent":
+            await self._event_authorized(call, msg)
             await self._send(call_result_text(call.message_id, id_token_info(version, verdict)))
             await self._answered_call(call)
             await self._started_by(call, {})

@@ -198,11 +198,12 @@ class ChargePointState:
             return True
         return False
 
-    def _meter(self, connector: str, meter_values: Any, now: datetime) -> None:
+    def _meter(self, connector: str, meter_values: Any, now: datetime) -> dict[str, Any]:
         values = read_sampled_values(meter_values)
         if values:
             merged = {**self.meter.get(connector, {}), **values, "received_utc": utc_text(now)}
             self.meter[connector] = merged
+        return values
 
     def _transaction_event(self, payload: Mapping[str, Any], now: datetime) -> bool:
         info = payload.get("transactionInfo") or {}
@@ -226,13 +227,18 @@ class ChargePointState:
                     self._supersede(connector, tx_id, now)
                 else:
                     self._heard_late(connector, tx_id, now)
+        id_token = payload.get("idToken")
+        token = id_token.get("idToken") if isinstance(id_token, Mapping) else None
+        changed = False
         if kind == "Started":
             if connector is not None and tx.get("state") == "running":
                 self._new_session(connector)
-            tx.update(
-                started_utc=payload.get("timestamp"),
-                id_tag=(payload.get("idToken") or {}).get("idToken"),
-            )
+            tx.update(started_utc=payload.get("timestamp"), id_tag=token or tx.get("id_tag"))
+        elif token and tx.get("id_tag") is None:
+            # Authorized after it started (TxStartPoint EVConnected, say): the first id presented
+            # is the transaction's (a later one stops it), as the cloud's verdict on it is.
+            tx["id_tag"] = token
+            changed = True
         if kind == "Ended":
             self._ended(tx_id).update(
                 state="stopped",
@@ -241,8 +247,17 @@ class ChargePointState:
             )
             self._prune_stopped()
         if payload.get("meterValue") and connector is not None:
-            self._meter(connector, payload.get("meterValue"), now)
-        return payload.get("eventType") != "Updated"
+            values = self._meter(connector, payload.get("meterValue"), now)
+            if (
+                "energy_wh" in values
+                and tx.get("state") == "running"
+                and tx.get("meter_start_wh") is None
+            ):
+                # Its first register reading (the Started event's, as a rule; a transaction first
+                # heard of in the middle counts from there): energy caps count from it.
+                tx["meter_start_wh"] = values["energy_wh"]
+                changed = True
+        return changed or payload.get("eventType") != "Updated"
 
     def start_transaction(
         self,
