@@ -10,6 +10,8 @@ import math
 import time
 from typing import Any
 
+import orjson
+
 from actors.audit import audit
 from actors.audit_records import AuditKind
 from actors.cloud_link_base import CloudLinkBase, Deadline, Inflight, Pump
@@ -110,6 +112,12 @@ class CloudLinkAnswers(CloudLinkBase):
                 self._tell_cp(TransactionMapped(edge_id=edge_id, cloud_id=cloud_id))
                 # The edge answered this start itself; the cloud's verdict may differ.
                 self._tell_cp(CloudVerdict(edge_id=edge_id, cloud_id=cloud_id, status=status))
+        elif (
+            inflight.action == "TransactionEvent"
+            and inflight.message_id not in self.live
+            and item is not None
+        ):
+            self._event_verdict(item, frame)
         if inflight.message_id in self.live:
             self.live.discard(inflight.message_id)
             self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))
@@ -128,6 +136,28 @@ class CloudLinkAnswers(CloudLinkBase):
                     "received_utc": item.get("received_utc"),
                 },
             )
+
+    def _event_verdict(self, item: dict[str, Any], frame: CallResult) -> None:
+        """2.0.1: the cloud's idTokenInfo for a TransactionEvent the edge had answered itself
+        (the cloud away, or too slow): the transaction is the station's, its id the same at the
+        edge and the cloud; the charge point actor judges it (CloudVerdict)."""
+        info = frame.payload.get("idTokenInfo")
+        if not isinstance(info, dict) or not isinstance(info.get("status"), str):
+            return  # no verdict (the cloud owes one for an event with an idToken)
+        try:
+            payload = orjson.loads(item["text"])[3]
+        except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
+            return
+        if not isinstance(payload, dict):
+            return
+        id_token, info_tx = payload.get("idToken"), payload.get("transactionInfo")
+        token = id_token.get("idToken") if isinstance(id_token, dict) else None
+        tx_id = info_tx.get("transactionId") if isinstance(info_tx, dict) else None
+        if not isinstance(token, str) or not isinstance(tx_id, str):
+            return
+        self._tell_cp(
+            CloudVerdict(edge_id=tx_id, cloud_id=tx_id, status=info["status"], id_token=token)
+        )
 
     def _failed(self, inflight: Inflight, reason: str) -> None:
         self.stats["last_error"] = reason

@@ -25,6 +25,7 @@ from actors.messages import (
     LateDecision,
     LateVerdict,
 )
+from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.framing import (
     Call,
 )
@@ -207,6 +208,12 @@ class LimitsAndCaps(CloudProfiles):
         tx = self.state.transactions.get(str(msg.edge_id))
         if tx is None:
             return
+        if msg.id_token is not None and (
+            msg.id_token != tx.get("id_tag") or tx.get("cloud_status") == msg.status
+        ):
+            # 2.0.1: the verdict on another id than the transaction's (a stop token), or again
+            # (the event of an id carried twice): judged once.
+            return
         tx["cloud_status"] = msg.status
         self.dirty = True
         if msg.status == "Accepted" and tx.get("energy_cap_wh") is None:
@@ -238,10 +245,14 @@ class LimitsAndCaps(CloudProfiles):
             return
         self.dirty = True
         if msg.action == "stop":
+            # 1.6: the id the edge minted (an int); 2.0.1: the station's own string.
+            v16 = self.version is OcppVersion.V16
             await self._edge_call(
                 CallChargePoint(
-                    action="RemoteStopTransaction",
-                    payload={"transactionId": int(msg.transaction_id)},
+                    action="RemoteStopTransaction" if v16 else "RequestStopTransaction",
+                    payload={
+                        "transactionId": int(msg.transaction_id) if v16 else msg.transaction_id
+                    },
                     tag="late-rejection",
                 )
             )

@@ -255,11 +255,15 @@ class EdgeCallFromCloud:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloudVerdict:
-    """The cloud's answer to a replayed StartTransaction the edge had answered itself (1.6)."""
+    """The cloud's answer to a transaction message the edge had answered itself: a replayed 1.6
+    StartTransaction (``edge_id`` the id the edge minted, ``cloud_id`` the cloud's), or a 2.0.1
+    TransactionEvent carrying an idToken (both the station's own transactionId; ``id_token``
+    the event's token: a stop token's verdict is not the transaction's)."""
 
-    edge_id: int
-    cloud_id: int
+    edge_id: int | str
+    cloud_id: int | str
     status: str
+    id_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

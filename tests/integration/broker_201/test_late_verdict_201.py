@@ -1,7 +1,11 @@
-"""2.0.1: a transaction the edge authorized while the cloud was away.
+"""2.0.1: the cloud's later verdict on a transaction the edge authorized while it was away.
 
 The station starts a transaction with an id the edge does not know; the cloud is away, so the
-edge accepts it by its fallback and queues the TransactionEvent; the fallback's energy cap holds.
+edge accepts it by its fallback and queues the TransactionEvent. When the cloud is back it gets
+the Started event and answers with its own idTokenInfo: a rejection stops the transaction
+(RequestStopTransaction under the station's transactionId) or caps its energy, as the site's
+settings say (as for 1.6, tests/integration/broker/test_edge_session.py); an acceptance changes
+nothing.
 """
 
 from __future__ import annotations
@@ -107,6 +111,100 @@ async def started_offline(
             yield cloud, edge, station
         finally:
             await cp.close()
+
+
+async def test_a_later_rejection_stops_an_offline_accepted_201_transaction(
+    tmp_path: Path,
+) -> None:
+    async with started_offline(tmp_path, 'unknown_id_offline = "accept"') as (
+        cloud,
+        edge,
+        station,
+    ):
+        tx = transaction(edge)
+        assert tx["local_path"] == "fallback:accept", "how the edge authorized it, recorded"
+        await wait_for(
+            lambda: any(
+                r.kind.value == "authorization" and r.inputs.get("transaction_id") == TX
+                for r in records(edge)
+            ),
+            what="the edge's authorization of the transaction, recorded with its id",
+        )
+        assert cloud.id_tag_status(STRANGER) == "Invalid"
+        await cloud.start()  # the replayed Started is answered Invalid
+        await wait_for(lambda: bool(station.stops()), timeout=15, what="the edge stops it")
+        assert [c[3] for c in station.stops()] == [{"transactionId": TX}], "the station's id"
+        assert tx["cloud_status"] == "Invalid"
+        await wait_for(
+            lambda: ("late_authorization", "stop") in kinds(edge),
+            what="the late authorization's record",
+        )
+        late = next(r for r in records(edge) if r.kind.value == "late_authorization")
+        assert late.charge_point_id == "CP1"
+        assert late.inputs["transaction_id"] == TX
+        assert late.inputs["cloud_status"] == "Invalid"
+        assert late.inputs["local_path"] == "fallback:accept"
+
+
+async def test_a_later_acceptance_changes_nothing(tmp_path: Path) -> None:
+    async with started_offline(tmp_path, 'unknown_id_offline = "accept"') as (
+        cloud,
+        edge,
+        station,
+    ):
+        cloud.id_tags = None  # every id Accepted
+        await cloud.start()
+        await wait_for(
+            lambda: transaction(edge).get("cloud_status") == "Accepted",
+            timeout=15,
+            what="the cloud's verdict reaches the transaction",
+        )
+        await wait_for(lambda: edge.cloud("CP1")["queue_depth"] == 0, what="the queue drained")
+        # Its meter values still come, and it runs on: no stop, no cap, no late decision.
+        await station.event("Updated", 5400.0)
+        assert station.stops() == []
+        assert transaction(edge)["state"] == "running"
+        assert "energy_cap_wh" not in transaction(edge)
+        assert not transaction(edge).get("energy_blocked")
+        assert "late_authorization" not in [k for k, _ in kinds(edge)]
+
+
+async def test_a_later_rejection_caps_the_201_transactions_energy_from_its_meter_start(
+    tmp_path: Path,
+) -> None:
+    """Not stopped (StopTransactionOnInvalidId off): it may take MaxEnergyOnInvalidId more
+    (below the fallback's own cap), counted from the Started event's meter reading."""
+    auth = (
+        'unknown_id_offline = "accept_capped"\nunknown_id_energy_cap_wh = 2000\n'
+        "stop_transaction_on_invalid_id = false\nmax_energy_on_invalid_id_wh = 500"
+    )
+    async with started_offline(tmp_path, auth, meter_wh=5000.0) as (cloud, edge, station):
+        tx = transaction(edge)
+        assert tx["local_path"] == "fallback:accept_capped"
+        assert tx["energy_cap_wh"] == 2000, "the fallback's cap, on the transaction"
+        assert tx["meter_start_wh"] == 5000.0
+        await station.event("Updated", 5200.0)
+        await cloud.start()
+        await wait_for(
+            lambda: ("late_authorization", "cap_energy") in kinds(edge),
+            timeout=15,
+            what="the late decision: a cap",
+        )
+        await wait_for(lambda: tx.get("energy_cap_wh") == 500, what="the cap on the transaction")
+        assert not tx.get("energy_blocked"), "200 Wh of 500 delivered"
+        await station.event("Updated", 5450.0)
+        assert not tx.get("energy_blocked")
+        await station.event("Updated", 5510.0)
+        assert tx.get("energy_blocked"), "510 Wh delivered: no more"
+        await wait_for(
+            lambda: any(
+                (r.kind.value, r.decision) == ("limit", "0 A")
+                and r.inputs.get("transaction_id") == TX
+                for r in records(edge)
+            ),
+            what="the energy cap's record",
+        )
+        assert station.stops() == []
 
 
 async def test_the_fallbacks_cap_pauses_an_offline_accepted_201_transaction(
