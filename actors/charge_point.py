@@ -418,10 +418,10 @@ class ChargePoint(LimitsAndCaps):
         call = pending.call
         version = self.version
         now = self.broker.now()
+        # A TransactionEvent with an idToken is answered with its idTokenInfo, whichever event
+        # carries it (with TxStartPoint EVConnected, say, the id comes in an Updated event).
         if call.action in ("Authorize", "StartTransaction") or (
-            call.action == "TransactionEvent"
-            and call.payload.get("idToken")
-            and call.payload.get("eventType") == "Started"
+            call.action == "TransactionEvent" and call.payload.get("idToken")
         ):
             pending.stage = "auth"
             self.ctx.system.send(

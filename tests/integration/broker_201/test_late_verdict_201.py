@@ -226,3 +226,35 @@ async def test_the_fallbacks_cap_pauses_an_offline_accepted_201_transaction(
             ),
             what="the energy cap's record",
         )
+
+
+async def test_an_id_presented_after_the_start_is_authorized_and_judged_the_same(
+    tmp_path: Path,
+) -> None:
+    """TxStartPoint EVConnected: the transaction starts without an id, the id comes in an
+    Updated event (triggerReason Authorized). The edge answers it with its idTokenInfo and
+    records how it decided; the cloud's later Invalid stops it."""
+    async with cloud_and_edge(
+        tmp_path, extra=f'{ENERGY}\n[authorization]\nunknown_id_offline = "accept"\n'
+    ) as (cloud, edge):
+        cp = RawChargePoint("CP1", version="ocpp2.0.1")
+        try:
+            cp.answers["RequestStopTransaction"] = {"status": "Accepted"}
+            await boot_201(cp, edge, "Occupied")
+            await wait_for(lambda: edge.cloud("CP1")["online"], what="the cloud session")
+            await cloud.stop()
+            await wait_for(lambda: not edge.cloud("CP1")["online"], what="the cloud gone")
+            station = Station(cp)
+            await station.event("Started", 5000.0, triggerReason="CablePluggedIn")
+            authorized = await station.event(
+                "Updated",
+                triggerReason="Authorized",
+                idToken={"idToken": STRANGER, "type": "ISO14443"},
+            )
+            assert authorized[2].get("idTokenInfo") == {"status": "Accepted"}, authorized
+            assert transaction(edge)["local_path"] == "fallback:accept"
+            await cloud.start()
+            await wait_for(lambda: bool(station.stops()), timeout=15, what="the edge stops it")
+            assert [c[3] for c in station.stops()] == [{"transactionId": TX}]
+        finally:
+            await cp.close()
