@@ -238,7 +238,9 @@ def _fill(
                 at_cap.add(cid)
         for c in constraints:
             members = [cid for cid in c.weights if cid in rising and cid not in frozen]
-            if members and c.left_a <= _EPS * max(1.0, c.capacity_a):
+            # An unlimited constraint (a node whose sources set no limit now) freezes no one:
+            # its left_a (inf) is not "used up" however it compares with inf.
+            if members and c.left_a <= _EPS * max(1.0, c.capacity_a) < math.inf:
                 sharing = sum(1 for cid in c.weights if cid in level)
                 bound = (  # the same for every member (immutable): built once
                     _node_binding(c, kind="node", left_a=c.capacity_a),

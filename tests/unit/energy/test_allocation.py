@@ -327,3 +327,19 @@ def test_a_maximum_the_cloud_sets_is_named_where_it_binds() -> None:
     assert "4.0 A (set by the cloud profile) is below the minimum" in a.reason
     plain = allocate([node(limit_a=math.inf)], [car("a", max_a=22)], CFG).of("a")
     assert (plain.binding.source, plain.reason) == ("", "connector maximum 22.0 A")
+
+
+def test_a_node_without_a_limit_now_holds_back_no_car() -> None:
+    """A charge point's node whose only source sets no limit now (a section 14a contact open)
+    has infinite capacity: a car under it rises to its own maximum while another car reaches
+    its cap first (it was frozen at the other's level, "limit inf A", and lowered)."""
+    open_contact = node("CP-001", parent="site", limit_a=math.inf, source="")
+    result = allocate(
+        [node(limit_a=100, meter_a=phases(0)), open_contact],
+        [car("a", node="CP-001", max_a=32, arrived_s=1), car("b", max_a=10, arrived_s=2)],
+        CFG,
+    )
+    assert result.limits() == {"a": 32.0, "b": 10.0}
+    a = result.of("a")
+    assert a.binding.kind == "car_max", a.reason
+    assert "inf" not in a.reason
