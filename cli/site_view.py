@@ -7,6 +7,8 @@ from typing import Any, TextIO
 
 from actors.broker_context import merge_batch_reports
 
+PHASES = ("L1", "L2", "L3")
+
 
 def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
     if value is None:
@@ -78,6 +80,23 @@ def _last_batch(broker: dict[str, Any]) -> str:
     )
 
 
+def _limit_line(limit: dict[str, Any]) -> str:
+    """A node's limit per phase, its total (a power limit) if any, and what binds each: one
+    source named once, else each phase's (and the total's) own."""
+    parts = [f"{p} {_fmt((limit.get(p) or {}).get('limit_a'), ' A', 0)}" for p in PHASES]
+    keys = list(PHASES)
+    total = limit.get("total")
+    if isinstance(total, dict):
+        parts.append(f"total {_fmt(total.get('limit_a'), ' A')}")
+        keys.append("total")
+    sources = [(limit.get(k) or {}).get("source") or "-" for k in keys]
+    if len(set(sources)) == 1:
+        bound = sources[0]
+    else:
+        bound = ", ".join(f"{k} {s}" for k, s in zip(keys, sources, strict=True))
+    return f"{' '.join(parts)}  (bound by {bound})"
+
+
 def render_site(doc: dict[str, Any], out: TextIO) -> None:
     broker, energy = _brokers(doc), _node(doc, "energy")
     cps: dict[str, Any] = broker.get("charge_points") or {}
@@ -102,11 +121,7 @@ def render_site(doc: dict[str, Any], out: TextIO) -> None:
         refused = f"; refuses {', '.join(dropped)}, read without" if dropped else ""
         out.write(f"Meter {name} ({meter.get('node')}): {load or '-'}  ({state}{refused})\n")
     for node, limit in (energy.get("limits") or {}).items():
-        phases = " ".join(
-            f"{p} {_fmt((limit.get(p) or {}).get('limit_a'), ' A', 0)}" for p in ("L1", "L2", "L3")
-        )
-        source = (limit.get("L1") or {}).get("source")
-        out.write(f"Limit at {node}: {phases}  (bound by {source or '-'})\n")
+        out.write(f"Limit at {node}: {_limit_line(limit)}\n")
     if energy:
         out.write(f"Load management: {energy.get('mode', '-')}{_last_batch(broker)}\n")
     decisions: dict[str, Any] = energy.get("connectors") or {}

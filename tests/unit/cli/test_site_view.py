@@ -143,3 +143,35 @@ def test_what_a_charge_point_chose_cannot_write_control_characters_to_the_termin
     row = next(line for line in text.splitlines() if line.startswith("CP1"))
     assert "Charging" in row
     assert "\\x1b[2J\\nX" in row
+
+
+def test_a_limit_line_names_each_phases_source_and_the_total() -> None:
+    """A node whose phases are bound by different sources names each (it named L1's alone, so
+    an EMS limiting L2 read as the fuse's); a power limit's total (a section 14a contact's
+    4.2 kW, 18.3 A summed over the phases) is shown with its source."""
+    d = doc([])
+
+    def phase(a: float, source: str) -> dict[str, Any]:
+        return {"limit_a": a, "source": source}
+
+    d["nodes"][1]["site"]["limits"] = {
+        "site": {
+            "L1": phase(63.0, "main fuse"),
+            "L2": phase(40.0, "ems"),
+            "L3": phase(63.0, "main fuse"),
+        },
+        "CP-001": {
+            "L1": phase(18.261, "14a"),
+            "L2": phase(18.261, "14a"),
+            "L3": phase(18.261, "14a"),
+            "total": phase(18.261, "14a"),
+        },
+        "garage": {p: phase(32.0, "garage breaker") for p in ("L1", "L2", "L3")},
+    }
+    text = rendered(d)
+    assert (
+        "Limit at site: L1 63 A L2 40 A L3 63 A  (bound by L1 main fuse, L2 ems, L3 main fuse)\n"
+        in text
+    ), text
+    assert "Limit at CP-001: L1 18 A L2 18 A L3 18 A total 18.3 A  (bound by 14a)\n" in text, text
+    assert "Limit at garage: L1 32 A L2 32 A L3 32 A  (bound by garage breaker)\n" in text, text
