@@ -147,7 +147,7 @@ def meter_from_table(t: Table) -> MeterConfig:
         name=name,
         register_maps=maps,
         model=label,
-        host=t.string("host"),
+        host=t.string("host", nonempty="a host name or address"),
         port=t.integer("port", 502, min=1, max=65535),
         unit_id=t.integer("unit_id", 1, min=0, max=255),
         framer=t.string("framer", "tcp", choices=FRAMERS),

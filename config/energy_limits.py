@@ -200,7 +200,7 @@ def from_table(t: Table) -> GridLimitConfig:
                 fail_safe=fail_safe,
                 stale_after_s=_stale_after(t, poll_s),
             ),
-            path=t.string("path"),
+            path=t.string("path", nonempty="the contact file's path"),
             poll_interval_s=poll_s,
         )
     else:
@@ -215,7 +215,7 @@ def from_table(t: Table) -> GridLimitConfig:
 
 def _modbus(t: Table, name: str, node: str) -> ModbusLimitConfig:
     endpoint = ModbusEndpoint(
-        host=t.string("host"),
+        host=t.string("host", nonempty="a host name or address"),
         port=t.integer("port", 502, min=1, max=65535),
         unit_id=t.integer("unit_id", 1, min=0, max=255),
         framer=t.string("framer", "tcp", choices=FRAMERS),

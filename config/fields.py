@@ -59,12 +59,22 @@ class Table:
             raise self.error(name, "a value (the key is required)")
         return default
 
-    def string(self, name: str, default: Any = _MISSING, *, choices: tuple[str, ...] = ()) -> Any:
+    def string(
+        self,
+        name: str,
+        default: Any = _MISSING,
+        *,
+        choices: tuple[str, ...] = (),
+        nonempty: str | None = None,
+    ) -> Any:
+        """``nonempty``: what a blank value is refused for (a required host or path)."""
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
         if not isinstance(value, str):
             raise self.error(name, "a string", value)
+        if nonempty is not None and not value.strip():
+            raise self.error(name, nonempty, value)
         if choices and value not in choices:
             raise self.error(name, "one of " + ", ".join(repr(c) for c in choices), value)
         return value

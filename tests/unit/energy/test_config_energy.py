@@ -352,6 +352,25 @@ MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
             id="contact-stale-between-reads",
         ),
         pytest.param(
+            MINIMAL + '[[meters]]\nname = "m"\nmodel = "em24"\nhost = ""\n',
+            "meters[0].host",
+            "a host name or address",
+            id="meter-host-empty",
+        ),
+        pytest.param(
+            MINIMAL + EMS.format(extra="").replace('host = "h"', 'host = " "'),
+            "grid_limits[1].host",
+            "a host name or address",
+            id="ems-host-blank",
+        ),
+        pytest.param(
+            MINIMAL + '[[grid_limits]]\nname = "14a"\nkind = "contact"\npath = ""\n'
+            "dimmed = { power_w = 4200 }\n",
+            "grid_limits[1].path",
+            "the contact file's path",
+            id="contact-path-empty",
+        ),
+        pytest.param(
             '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurent_a = 63\n',
             "grid_limits[0].curent_a",
             "misspelt",
