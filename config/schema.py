@@ -141,6 +141,21 @@ def _names(t: Table, name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(raw))
 
 
+# Every section a site file may have (config.energy reads the last four).
+SECTIONS = (
+    "site",
+    "runtime",
+    "listener",
+    "cloud",
+    "authorization",
+    "charge_points",
+    "meters",
+    "feeders",
+    "grid_limits",
+    "allocation",
+)
+
+
 def load_site(path: Path) -> SiteConfig:
     source = str(path)
     try:
@@ -207,6 +222,10 @@ def parse_site(text: str, *, source: str, base_dir: Path) -> SiteConfig:
                 "bytes with the socket's name)",
                 str(longest),
             )
+    # A misspelt section ([[feeder]]) is named before the load-management sections check their
+    # references: they would blame what it left out ("'yard' is no feeder name").
+    for key in sorted(set(top.data) - set(SECTIONS)):
+        raise top.error(key, "no such key here (misspelt?)")
     energy, cp_energy = _energy_sections(top, cp_tables)
     auth = _auth_section(top)
     for t in cp_tables:

@@ -185,6 +185,14 @@ BASE = '[site]\nname = "s"\n'
             id="cloud-password-without-cloud",
         ),
         pytest.param(
+            BASE + '[[feeder]]\nname = "yard"\nlimit_a = 40\n'
+            '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
+            '[[charge_points]]\nid = "CP1"\nfeeder = "yard"\n',
+            "feeder",
+            "no such key here (misspelt?)",
+            id="misspelt-section-named-before-what-it-left-out",
+        ),
+        pytest.param(
             '[site]\nname = "s"\nstorage_dir = "/' + "d" * 90 + '"\n[runtime]\nbroker_shards = 2\n',
             "site.storage_dir",
             "a path short enough for the broker nodes' Unix sockets",
@@ -312,3 +320,10 @@ def test_a_site_without_load_management_says_so_at_start(
         warn_unmanaged(unmanaged)
     (record,) = caplog.records
     assert "no load management: s.toml has no [[meters]]" in record.getMessage()
+
+
+def test_the_sections_checked_first_include_the_load_management_ones() -> None:
+    from config.energy import ENERGY_SECTIONS
+    from config.schema import SECTIONS
+
+    assert set(ENERGY_SECTIONS) <= set(SECTIONS)
