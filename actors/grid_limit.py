@@ -274,6 +274,7 @@ class RegisterLimitActor(_LimitActor):
         self.state = RegisterState()
         self.client: ModbusMeter | None = None
         self.last_error = ""
+        self.stale_logged = False
 
     async def started(self) -> None:
         e = self.config.endpoint
@@ -314,6 +315,14 @@ class RegisterLimitActor(_LimitActor):
                     )
             self.send_after(self.config.poll_interval_s, Evaluate(poll=True))
         self.current = register_limit(self.config.source, self.state, now_s=self.clock.monotonic())
+        # Its fail-safe in force (often pausing cars) and its return, once each, as a contact's
+        # or a meter's fault is; before the first good read a read error (above) says it.
+        if self.current.stale and not self.stale_logged and self.state.value is not None:
+            log.warning("grid limit %r: %s applies", self.name, self.current.detail)
+            self.stale_logged = True
+        elif not self.current.stale and self.stale_logged:
+            log.info("grid limit %r: live again (%s)", self.name, self.current.value.describe())
+            self.stale_logged = False
 
     def report(self) -> dict[str, Any]:
         out = super().report()

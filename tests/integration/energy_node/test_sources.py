@@ -293,3 +293,32 @@ async def test_an_ems_no_value_pattern_is_no_limit(system: ActorSystem) -> None:
             and m.limit.value.power_w == 65535.0
             for m in got
         )
+
+
+async def test_an_ems_going_stale_and_live_again_is_logged_once_each(
+    system: ActorSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The EMS answers but its heartbeat stops: its fail-safe applies (pausing cars, often) and
+    the log says so once, naming the source and why, as a contact's or a meter's fault is; its
+    return is logged too."""
+    caplog.set_level(logging.INFO, logger="actors.grid_limit")
+    got: list[object] = []
+    async with MeterServer({"holding": {100: 20, 101: 1}}) as server:
+        factory = limit_actor_factory(
+            ems_config(server.port), allocator_path="energy/allocator", heartbeat_s=30.0
+        )
+        await start(system, got, ChildSpec(id="ems", start=factory))
+
+        def logged(text: str) -> list[str]:
+            return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+        await wait_for(lambda: bool(logged("fail-safe 10/10/10 A applies")), what="the stale EMS")
+        (stale,) = logged("fail-safe 10/10/10 A applies")
+        assert "'ems'" in stale, stale
+        assert "heartbeat last changed" in stale, stale
+        await server.set("holding", 101, [2])
+        await wait_for(lambda: bool(logged("live again")), what="the EMS back")
+        messages = [r.getMessage() for r in caplog.records]
+        back = next(i for i, m in enumerate(messages) if "live again" in m)
+        assert "20/20/20 A" in messages[back], messages[back]
+        assert sum("applies" in m for m in messages[:back]) == 1, messages[:back]
