@@ -161,8 +161,9 @@ def allocate(
             continue
         own_min = min_current(d, cfg)
         start = start_margin_a if d.offered_a <= 0 else 0.0
-        blocked = _first_blocked(by_connector[cid], cid, own_min + start)
+        blocked = _first_blocked(by_connector[cid], cid, own_min, start)
         if blocked is not None:
+            start = _start_margin(blocked, start)
             left = max(0.0, blocked.left_a)
             to_start = f" (+{start:.1f} A to start)" if start > 0 else ""
             results[cid] = (
@@ -257,12 +258,20 @@ def _fill(
 
 
 def _first_blocked(
-    constraints: Iterable[Constraint], cid: str, amount_a: float
+    constraints: Iterable[Constraint], cid: str, amount_a: float, start_a: float
 ) -> Constraint | None:
     for c in constraints:
-        if c.used_a + c.weights[cid] * amount_a > c.capacity_a + _EPS:
+        needed = amount_a + _start_margin(c, start_a)
+        if c.used_a + c.weights[cid] * needed > c.capacity_a + _EPS:
             return c
     return None
+
+
+def _start_margin(c: Constraint, start_a: float) -> float:
+    """The room a car at 0 A needs above its minimum on ``c``: none on the total of a node
+    without a meter (a charge point dimmed under section 14a to 4.2 kW), whose load is only the
+    currents the allocation sets, as it keeps no margin there (allocation_constraints)."""
+    return 0.0 if c.phase == "total" and c.meter_a is None else start_a
 
 
 def _node_binding(c: Constraint, *, kind: Literal["node", "paused"], left_a: float) -> Binding:

@@ -343,3 +343,19 @@ def test_a_node_without_a_limit_now_holds_back_no_car() -> None:
     a = result.of("a")
     assert a.binding.kind == "car_max", a.reason
     assert "inf" not in a.reason
+
+
+def test_a_car_at_0_a_starts_under_a_4_2_kw_dimming_of_its_charge_point() -> None:
+    """Section 14a: a dimmed device keeps 4.2 kW. A 3-phase car not charging (new, paused, or
+    after a restart) under its charge point's 4.2 kW (18.3 A summed, no meter there) was held
+    at 0 A: its minimum plus the start margin on each phase (3 x 7 A) never fit the total. The
+    allocation alone loads that node, so the margin for unseen load does not apply there."""
+    dimmed = node("CP-001", parent="site", limit_a=4200 / 230, total_a=4200 / 230, source="14a")
+    site = node(limit_a=100, meter_a=phases(0))
+    result = allocate([site, dimmed], [car("a", node="CP-001")], CFG, start_margin_a=1.0)
+    assert result.of("a").limit_a == 6.0, result.of("a").reason
+    # The site's own (metered) room still needs the margin to start a car.
+    tight = node(limit_a=7.5, meter_a=phases(0))
+    result = allocate([tight, dimmed], [car("a", node="CP-001")], CFG, start_margin_a=1.0)
+    assert result.of("a").limit_a == 0.0
+    assert "(+1.0 A to start) on node 'site'" in result.of("a").reason
