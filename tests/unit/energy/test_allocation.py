@@ -359,3 +359,14 @@ def test_a_car_at_0_a_starts_under_a_4_2_kw_dimming_of_its_charge_point() -> Non
     result = allocate([tight, dimmed], [car("a", node="CP-001")], CFG, start_margin_a=1.0)
     assert result.of("a").limit_a == 0.0
     assert "(+1.0 A to start) on node 'site'" in result.of("a").reason
+
+
+def test_a_current_dimming_on_a_charge_point_keeps_the_margin_per_phase() -> None:
+    """README: a per-phase limit keeps margin_a free on every node, metered or not; so a
+    charge point dimmed by current needs min_current_a + margin_a (7 A leaves 6 A, 6 A pauses),
+    where a power dimming (the total) keeps none."""
+    site = node(limit_a=100, meter_a=phases(0))
+    for dimmed_a, expected in ((7.0, 6.0), (6.0, 0.0)):
+        cp = node("CP-001", parent="site", limit_a=dimmed_a, source="14a")
+        result = allocate([site, cp], [car("a", node="CP-001", offered_a=6.0)], CFG)
+        assert result.of("a").limit_a == expected, result.of("a").reason
