@@ -126,6 +126,10 @@ class SiteState:
         # whatever was sent before (the broker gave the transaction the safe default at its
         # start, actors.cp_energy)
         self.fresh: set[str] = set()
+        # connectors with a limit record since this state began: the first decision of each is
+        # recorded, changed or not (after a restart "unchanged" is against the 0 A it starts
+        # from, not the limit the charge point had: a pause there went unexplained)
+        self.recorded: set[str] = set()
         self.last_batch_s: float | None = None
         self.trackers: dict[str, Tracker] = {}
         self.node_trackers: dict[str, Tracker] = {}
@@ -381,11 +385,13 @@ class SiteState:
         self.mode = MODE_NAMES[rec.mode]
         if batch is not None:
             self._track(batch, now_s)
+        recorded = self.recorded
         records = tuple(
             self._limit_record(dec, sources[dec.connector_id], rec.mode, rec.meter_age_s, now_utc)
             for dec in rec.decisions
-            if dec.changed or dec.connector_id in began
+            if dec.changed or dec.connector_id in began or dec.connector_id not in recorded
         )
+        recorded.update(dec.connector_id for dec in rec.decisions)
         return StepOutput(records=records, batch=batch, lowers=lowers, sent=sent)
 
     def prepare(self, now_s: float) -> bool:

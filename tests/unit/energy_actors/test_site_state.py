@@ -1120,3 +1120,23 @@ def test_the_fields_a_meter_refuses_are_in_the_site_summary() -> None:
     site.at(101.0)
     site.meter(10.0)
     assert site_summary(site.state, site.now_s)["meters"]["grid"]["dropped_fields"] == []
+
+
+def test_the_first_decision_after_a_start_is_recorded_changed_or_not() -> None:
+    """A restarted energy node starts every connector at 0 A: a car that was charging and is
+    now paused (no room) got no record ("unchanged"), while its charge point was lowered to 0 A
+    by the first batch; ``explain`` then showed the limit from before the restart."""
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.demand({"CP1": 12.0})
+    site.meter(60.0)
+    batch = site.step()
+    assert limits_of(batch) == {"CP1/1": 0.0}
+    limits = [r for r in site.records if isinstance(r, AuditRecord) and r.kind == AuditKind.LIMIT]
+    assert [(r.charge_point_id, r.decision) for r in limits] == [("CP1", "0 A")], limits
+    site.at(101.0)
+    site.meter(60.0)
+    site.step()
+    again = [r for r in site.records if isinstance(r, AuditRecord) and r.kind == AuditKind.LIMIT]
+    assert len(again) == 1, "only the first decision since the start is recorded unchanged"
