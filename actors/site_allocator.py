@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -203,6 +204,8 @@ class SiteAllocator(Actor):
         self.last_step_ms = 0.0
         self.max_step_ms = 0.0
         self.last_step_why = ""
+        self.logged_mode = ""  # the load-management mode the log last told of (_log_mode)
+        self.mode_warned = False  # and whether that was a warning (stale or fail-safe)
         self.write_s_per_limit: dict[str, float] = {}  # per broker node (ProfileOutcomes)
         self.last_pause_ms = 0.0  # after the last lowering batch (AllocatorSettings)
 
@@ -393,10 +396,40 @@ class SiteAllocator(Actor):
             after = None if batch is None else functools.partial(self._send_now, batch, step_ns)
             self._stage_all(out.records, after_commit=after)
         self.steps += 1
+        self._log_mode()
         self.last_step_why = why
         self.last_step_ms = (time.perf_counter() - started - paused_s) * 1000
         self.max_step_ms = max(self.max_step_ms, self.last_step_ms)
         self._settle_later()
+
+    def _log_mode(self) -> None:
+        """A change of the load-management mode, once: what an operator reading the journal needs
+        to explain limits that stopped rising (stale meter data) or fell to the fail-safe budget
+        (its records say it per connector, the log said nothing)."""
+        assert self.state is not None
+        mode, record, before = self.state.mode, self.state.record, self.logged_mode
+        if mode == before:
+            return
+        self.logged_mode = mode
+        age_s = math.inf if record is None else record.meter_age_s
+        seen = (
+            "no meter reading yet"
+            if age_s == math.inf
+            else (f"the oldest meter reading {age_s:.1f} s old")
+        )
+        if mode == "normal":
+            again = " again (meter data fresh)" if self.mode_warned else ""
+            log.info("load management: normal%s", again)
+            self.mode_warned = False
+        elif mode == "stale":
+            log.warning("load management: stale (%s: no increases until a fresh one)", seen)
+            self.mode_warned = True
+        elif mode == "fail-safe":
+            # At the start, before the first reading, as expected: not a warning.
+            starting = not before and age_s == math.inf
+            level = logging.INFO if starting else logging.WARNING
+            log.log(level, "load management: fail-safe (%s: every limit within its budget)", seen)
+            self.mode_warned = not starting
 
     def _settle_later(self) -> None:
         """A Settled message for when the loop's last change settles, if that is still ahead

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -421,7 +422,10 @@ async def test_without_a_meter_new_demand_is_counted_once_the_waiting_messages_a
 # --- stale meter: no increases, then fail-safe -----------------------------------------------
 
 
-async def test_stale_meter_holds_then_falls_back_to_failsafe(tmp_path: Path) -> None:
+async def test_stale_meter_holds_then_falls_back_to_failsafe(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="actors.site_allocator")
     dim = tmp_path / "dim"
     contact(dim, closed=True)
     body = FUSE_40 + contact_toml("dimming", dim, 20) + FAST
@@ -449,6 +453,20 @@ async def test_stale_meter_holds_then_falls_back_to_failsafe(tmp_path: Path) -> 
             meter = node.summary()["meters"]["grid"]
             assert meter["stale"]
             assert "no answer" in (meter["error"] or "")
+            node.meter().answer_again()
+            await wait_for(lambda: node.summary()["mode"] == "normal", what="normal again")
+    # Each change of mode told the journal once (it said nothing: the records only, per
+    # connector), with the oldest reading's age.
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records]
+    modes = [(level, m) for level, m in logged if m.startswith("load management: ")]
+    assert [(level, m.split(" (")[0]) for level, m in modes][-4:] == [
+        ("INFO", "load management: normal"),
+        ("WARNING", "load management: stale"),
+        ("WARNING", "load management: fail-safe"),
+        ("INFO", "load management: normal again"),
+    ], modes
+    assert "the oldest meter reading" in modes[-3][1], modes
+    assert "no increases" in modes[-3][1], modes
 
 
 async def test_stale_meter_stops_increases_the_samples_allow_then_falls_back_to_failsafe(
