@@ -156,8 +156,10 @@ def render_site(doc: dict[str, Any], out: TextIO) -> None:
                 str(status),
                 (next(iter(txs)) if txs else "-")[:12],
                 _fmt(decision.get("limit_a"), " A"),
-                _fmt(meter.get("offered_a"), " A"),
-                drawn if meter else "-",
+                # The last sample stays in the state after a transaction ends: shown only while
+                # one runs (an idle charge point read as drawing its last car's 24 A).
+                _fmt(meter.get("offered_a"), " A") if txs else "-",
+                drawn if meter and txs else "-",
                 "online" if cloud.get("online") else "offline",
                 str(cloud.get("queue_depth", "-")),
                 str(decision.get("binding_source") or "-")[:40],

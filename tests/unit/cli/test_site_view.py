@@ -175,3 +175,25 @@ def test_a_limit_line_names_each_phases_source_and_the_total() -> None:
     ), text
     assert "Limit at CP-001: L1 18 A L2 18 A L3 18 A total 18.3 A  (bound by 14a)\n" in text, text
     assert "Limit at garage: L1 32 A L2 32 A L3 32 A  (bound by garage breaker)\n" in text, text
+
+
+def test_an_idle_charge_point_shows_no_draw_from_its_last_transaction() -> None:
+    """The last MeterValues sample stays in the state after a transaction ends (the energy node
+    counts it): the table shows offered and drawn current only while a transaction runs."""
+    d = doc([])
+    meter = {
+        "1": {"offered_a": 24.0, "current_L1_a": 24.0, "current_L2_a": 23.9, "current_L3_a": 24.1}
+    }
+    cp = {
+        "connected": True,
+        "connectors": {"1": "Charging"},
+        "meter": meter,
+        "transactions": {"7": {}},
+    }
+    d["nodes"][0]["site"]["charge_points"] = {"CP1": cp}
+    row = next(line for line in rendered(d).splitlines() if line.startswith("CP1"))
+    assert row.split()[5:8] == ["24.0", "A", "24.0/23.9/24.1"], row
+    cp["transactions"] = {}
+    cp["connectors"] = {"1": "Available"}
+    row = next(line for line in rendered(d).splitlines() if line.startswith("CP1"))
+    assert row.split()[2:6] == ["Available", "-", "-", "-"], row
