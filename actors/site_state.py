@@ -147,11 +147,41 @@ class SiteState:
             return True
         return all(s in self.sources for s in self.model.sources)
 
+    def meters_known(self, now_s: float) -> bool:
+        """Every metered node has a reading, or ``stale_failsafe_s`` since this state began are
+        over (a meter that never answers: the fail-safe then, as for one that stops). Until
+        then no step: the charge points keep the limits they have, as under a stale meter (no
+        increase, the fail-safe after ``stale_failsafe_s``). A step before the first reading
+        was the fail-safe at once, and a (re)started node starts every car from 0 A
+        (control_types.arriving): without ``failsafe_total_a`` nothing rises there, so every
+        car on the site was paused by a restart of the energy node, until its first reading and
+        a start (7 s at the defaults), and some cars do not resume after a pause."""
+        if now_s - self.started_s >= self.model.control.stale_failsafe_s:
+            return True
+        samples = self.samples
+        return all(node in samples for node in self.model.metered)
+
     def meter_read(self, msg: MeterRead, now_utc: datetime) -> tuple[str | None, list[AuditRecord]]:
         old = self.samples.get(msg.node)
         if old is not None and msg.read_monotonic_s <= old.read_s:
             return None, []
         self.samples[msg.node] = MeterSample(current_a=msg.current_a, read_s=msg.read_monotonic_s)
+        # The last meter's first reading: the steps that waited for it may go (meters_known).
+        why = (
+            "every meter read"
+            if old is None and all(node in self.samples for node in self.model.metered)
+            else None
+        )
+        self._meter_info(msg)
+        limit = self.effective.get(msg.node)
+        if limit is None:
+            return why, []
+        records = self._check_node(msg, limit, now_utc)
+        if over_limit(msg.current_a, limit, self.model.control.allocation.margin_a):
+            return "meter shows overload", records
+        return why, records
+
+    def _meter_info(self, msg: MeterRead) -> None:
         self.meters[msg.meter] = {
             "node": msg.node,
             "current_a": list(msg.current_a),
@@ -162,13 +192,6 @@ class SiteState:
             "failures": 0,
             "dropped_fields": list(msg.dropped),
         }
-        limit = self.effective.get(msg.node)
-        if limit is None:
-            return None, []
-        records = self._check_node(msg, limit, now_utc)
-        if over_limit(msg.current_a, limit, self.model.control.allocation.margin_a):
-            return "meter shows overload", records
-        return None, records
 
     def meter_failed(self, msg: MeterFailed) -> None:
         info = self.meters.setdefault(msg.meter, {"node": msg.node})
@@ -360,6 +383,9 @@ class SiteState:
         fold or step."""
         if not self.limits_known(now_s):
             self.mode = "waiting for limits"
+            return None
+        if not self.meters_known(now_s):
+            self.mode = "waiting for meters"
             return None
         model = self.model
         nodes = node_inputs(model, self.effective_limits(now_s, now_utc), self.samples)

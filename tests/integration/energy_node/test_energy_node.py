@@ -1069,6 +1069,39 @@ async def test_restarted_allocator_gets_limits_and_meters_again(tmp_path: Path) 
         assert again.limits()["CP1/1"] >= 6.0
 
 
+async def test_a_restarted_allocator_pauses_no_car_before_its_first_meter_reading(
+    tmp_path: Path,
+) -> None:
+    """The allocator restarted (a crash, kill -9 of its node, the edge restarted) knows no car
+    and no reading. It stepped as soon as its limit sources reported, before the meter's first
+    reading: the fail-safe, where a car it knows nothing of (0 A) does not rise without a
+    failsafe_total_a: every charging car was sent 0 A, and started again 7 s later (the
+    defaults). It now waits for the reading (at most stale_failsafe_s), the charge points
+    keeping their limits meanwhile, and restarts each car at the minimum."""
+    body = FUSE_40 + "\n[allocation]\nmargin_a = 1.0\n"  # the control loop's defaults
+    async with running(tmp_path, body, meter_a=(18.0, 18.0, 18.0)) as node:
+        await node.wait_meter_read()
+        node.send(demand(report("CP1", measured_a=16.0)))
+        await node.wait_batch(lambda b: b.limits().get("CP1/1", 0.0) >= 6.0, what="charging")
+        count = len(node.batches)
+        assert node.system is not None
+        node.system.cells["energy/allocator"].kill()
+        await wait_for(
+            lambda: (
+                node.system is not None
+                and node.system.cells["energy/allocator"].generation == 2
+                and node.system.cells["energy/allocator"].running
+            ),
+            what="allocator restarted",
+        )
+        node.send(demand(report("CP1", measured_a=16.0)))  # the broker reports again at once
+        again = await node.wait_batch(
+            lambda b: "CP1/1" in b.limits(), after=count, what="CP1's limit after the restart"
+        )
+        assert again.limits()["CP1/1"] >= 6.0, [b.limits() for b in node.batches[count:]]
+        assert all(b.limits().get("CP1/1", 6.0) >= 6.0 for b in node.batches[count:])
+
+
 @pytest.mark.parametrize("closed", [True, False], ids=["dimmed", "open"])
 async def test_unreadable_contact_file_means_fail_safe(tmp_path: Path, closed: bool) -> None:
     dim = tmp_path / "dim"

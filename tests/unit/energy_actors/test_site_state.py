@@ -186,6 +186,37 @@ def test_no_step_until_every_source_reported() -> None:
     assert site.limits("ems") == "every limit source reported"
 
 
+def test_no_step_before_the_first_meter_reading_until_the_fail_safe_time() -> None:
+    """A (re)started allocator steps once every meter has read (the charge points keep their
+    limits until then, as under a stale meter), or once stale_failsafe_s (10 s) are over: a
+    meter that never answers brings the fail-safe then, as one that stops does."""
+    site = Site()
+    site.limits("main fuse")
+    assert site.limits("ems") == "every limit source reported"
+    site.demand({"CP1": 16.0})
+    assert site.state.step(now_s=site.now_s, now_utc=site.utc) is None
+    assert site.state.mode == "waiting for meters"
+    site.at(109.9)
+    assert site.state.step(now_s=site.now_s, now_utc=site.utc) is None
+    site.at(110.0)
+    # The fail-safe, knowing nothing of the car: without failsafe_total_a nothing rises from
+    # 0 A (README: the EV load only goes down), so it is paused, 10 s after the start.
+    assert limits_of(site.step()) == {"CP1/1": 0.0}
+    assert site.state.mode == "fail-safe"
+    # With the reading, the first step: the last meter's first reading says so.
+    fresh = Site()
+    fresh.limits("main fuse")
+    fresh.limits("ems")
+    fresh.demand({"CP1": 16.0})
+    fresh.at(101.0)
+    assert fresh.meter(18.0) == "every meter read"
+    assert limits_of(fresh.step())["CP1/1"] >= 6.0
+    assert fresh.state.mode == "normal"
+    assert fresh.meter(18.0) is None, "not again (a sample no newer)"
+    fresh.at(102.0)
+    assert fresh.meter(18.0) is None, "nor for the next reading"
+
+
 def test_a_source_that_never_reports_counts_with_its_fail_safe_after_the_grace() -> None:
     site = Site(Policy(source_grace_s=10.0))
     site.limits("main fuse")
