@@ -201,7 +201,7 @@ class ChargePoint(LimitsAndCaps):
             self.send_after(0.0 if self.cloud_heard else grace, StrictCheck(conn_no=link.conn_no))
         if self.broker.energy_managed and self.state.registration == "Accepted":
             self.send_after(QUIET_RECONNECT_S, QuietReconnect(conn_no=link.conn_no))
-
+        await self._late_stops_again()
         await self._pump_down()
 
     async def _strict_check(self, msg: StrictCheck) -> None:

@@ -32,6 +32,7 @@ from drivers.ocpp.framing import (
 
 log = logging.getLogger(__name__)
 PROFILED = "tx_profiled"  # a 2.0.1 transaction whose start the energy side has taken in
+LATE_STOP = "late_stop"  # the cloud's late rejection stops it (sent again on each connection)
 
 _PROFILE_ACTIONS = frozenset(
     {
@@ -245,17 +246,10 @@ class LimitsAndCaps(CloudProfiles):
             return
         self.dirty = True
         if msg.action == "stop":
-            # 1.6: the id the edge minted (an int); 2.0.1: the station's own string.
-            v16 = self.version is OcppVersion.V16
-            await self._edge_call(
-                CallChargePoint(
-                    action="RemoteStopTransaction" if v16 else "RequestStopTransaction",
-                    payload={
-                        "transactionId": int(msg.transaction_id) if v16 else msg.transaction_id
-                    },
-                    tag="late-rejection",
-                )
-            )
+            # Kept with the transaction: a charge point away now (its link fell with the
+            # cloud's, say) gets the stop when it is back (_late_stops_again).
+            tx[LATE_STOP] = True
+            await self._late_stop(msg.transaction_id)
         elif msg.action in ("cap_energy", "let_run") and msg.energy_cap_wh is not None:
             tx["energy_cap_wh"] = msg.energy_cap_wh
             await self._check_energy_caps()
@@ -265,6 +259,24 @@ class LimitsAndCaps(CloudProfiles):
         elif msg.action == "lift_cap":
             tx.pop("energy_cap_wh", None)
             tx.pop("energy_blocked", None)
+
+    async def _late_stop(self, tx_id: str) -> None:
+        # 1.6: the id the edge minted (an int); 2.0.1: the station's own string.
+        v16 = self.version is OcppVersion.V16
+        await self._edge_call(
+            CallChargePoint(
+                action="RemoteStopTransaction" if v16 else "RequestStopTransaction",
+                payload={"transactionId": int(tx_id) if v16 else tx_id},
+                tag="late-rejection",
+            )
+        )
+
+    async def _late_stops_again(self) -> None:
+        """On a new connection: the stops the cloud's late rejection asked for, of the
+        transactions still running (one sent while the charge point was away was lost)."""
+        for tx_id, tx in list(self.state.transactions.items()):
+            if tx.get(LATE_STOP) and tx.get("state") == "running":
+                await self._late_stop(tx_id)
 
     async def _check_energy_caps(self) -> None:
         for tx_id, tx in self.state.transactions.items():

@@ -258,3 +258,35 @@ async def test_an_id_presented_after_the_start_is_authorized_and_judged_the_same
             assert [c[3] for c in station.stops()] == [{"transactionId": TX}]
         finally:
             await cp.close()
+
+
+async def test_a_later_rejection_reaches_a_station_away_when_the_cloud_answered(
+    tmp_path: Path,
+) -> None:
+    """The cloud's Invalid comes while the station is away (its link fell with the cloud's):
+    the stop cannot go then, and goes when it is back, its transaction still running."""
+    async with started_offline(tmp_path, 'unknown_id_offline = "accept"') as (
+        cloud,
+        edge,
+        station,
+    ):
+        await station.cp.close()
+        await wait_for(lambda: not edge.cp("CP1")["connected"], what="the station gone")
+        await cloud.start()  # the replayed Started is answered Invalid
+        await wait_for(
+            lambda: ("late_authorization", "stop") in kinds(edge),
+            timeout=15,
+            what="the late decision: stop",
+        )
+        assert station.stops() == []
+        back = RawChargePoint("CP1", version="ocpp2.0.1")
+        back.answers["RequestStopTransaction"] = {"status": "Accepted"}
+        try:
+            await boot_201(back, edge, "Occupied")
+            await wait_for(
+                lambda: bool(calls(back, "RequestStopTransaction")),
+                what="the stop, once the station is back",
+            )
+            assert [c[3] for c in calls(back, "RequestStopTransaction")] == [{"transactionId": TX}]
+        finally:
+            await back.close()
