@@ -59,7 +59,8 @@ def _printable(cell: str) -> str:
     return cell if cell.isprintable() else cell.encode("unicode_escape").decode("ascii")
 
 
-def _table(rows: list[list[str]], out: TextIO) -> None:
+def table(rows: list[list[str]], out: TextIO) -> None:
+    """Rows as aligned columns; a cell with a control character shown escaped."""
     rows = [[_printable(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -166,7 +167,7 @@ def render_site(doc: dict[str, Any], out: TextIO) -> None:
             ]
         )
     if len(rows) > 1:
-        _table(rows, out)
+        table(rows, out)
 
 
 def _key_rotation(rotation: object) -> str:

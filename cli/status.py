@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from cli.site_view import render_site
+from cli.site_view import render_site, table
 from config.schema import SiteConfig
 from drivers import control
 from supervisors.node_runtime import read_snapshot
@@ -68,12 +68,6 @@ def loop_lag_cell(lag: dict[str, Any] | None) -> str:
     return f"p99 {lag['p99_ms']:.1f} max {lag['max_ms']:.1f} ms"
 
 
-def _table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-
-
 def _tree_rows(children: list[dict[str, Any]], depth: int, rows: list[list[str]]) -> None:
     for child in children:
         rows.append(
@@ -121,7 +115,7 @@ def render(doc: dict[str, Any], out: TextIO) -> None:
                 _cell(failure),
             ]
         )
-    _table(rows, out)
+    table(rows, out)
     out.write("\n")
     render_site(doc, out)
     for node in doc["nodes"]:
@@ -131,7 +125,7 @@ def render(doc: dict[str, Any], out: TextIO) -> None:
         if len(tree_rows) == 1:
             out.write("  (no answer from this node)\n")
         else:
-            _table(tree_rows, out)
+            table(tree_rows, out)
 
 
 def render_watch(doc: dict[str, Any], out: TextIO) -> None:
