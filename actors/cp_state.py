@@ -246,8 +246,11 @@ class ChargePointState:
                 stop_reason=info.get("stoppedReason"),
             )
             self._prune_stopped()
-        if payload.get("meterValue") and connector is not None:
-            values = self._meter(connector, payload.get("meterValue"), now)
+        # An event without its EVSE (a station names it once, in the first event after the EV
+        # is known) samples the transaction's connector: its meter values were dropped.
+        where = connector if connector is not None else tx.get("connector")
+        if payload.get("meterValue") and where is not None:
+            values = self._meter(str(where), payload.get("meterValue"), now)
             if (
                 "energy_wh" in values
                 and tx.get("state") == "running"

@@ -129,6 +129,47 @@ def test_a_201_transaction_started_forgets_the_last_car_and_takes_its_own_sample
     assert state.meter["1:1"]["current_L1_a"] == 7.0
 
 
+def test_201_updated_events_without_their_evse_sample_the_transactions_connector() -> None:
+    """A station names the EVSE in the first TransactionEvent after the EV is known and may leave
+    it out of the Updated events that carry the transaction's periodic meter values: those count
+    for the transaction's connector (they were dropped: no draw seen, no energy counted)."""
+    state = ChargePointState("CP1")
+    started: dict[str, object] = {
+        "eventType": "Started",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "transactionInfo": {"transactionId": "t"},
+        "evse": {"id": 2, "connectorId": 1},
+        "meterValue": [
+            {
+                "timestamp": "2026-01-01T00:00:00Z",
+                "sampledValue": [
+                    {"measurand": "Energy.Active.Import.Register", "value": 1000.0},
+                ],
+            }
+        ],
+    }
+    state.on_call("TransactionEvent", started, NOW)
+    updated = {
+        "eventType": "Updated",
+        "timestamp": "2026-01-01T00:01:00Z",
+        "transactionInfo": {"transactionId": "t"},
+        "meterValue": [
+            {
+                "timestamp": "2026-01-01T00:01:00Z",
+                "sampledValue": [
+                    {"measurand": "Current.Import", "phase": p, "value": 9.5}
+                    for p in ("L1", "L2", "L3")
+                ]
+                + [{"measurand": "Energy.Active.Import.Register", "value": 1500.0}],
+            }
+        ],
+    }
+    state.on_call("TransactionEvent", updated, NOW)
+    assert state.meter["2:1"]["current_L1_a"] == 9.5
+    assert state.meter["2:1"]["energy_wh"] == 1500.0
+    assert state.transactions["t"]["meter_start_wh"] == 1000.0
+
+
 def test_201_meter_values_count_for_the_connector_of_their_evse() -> None:
     """2.0.1 MeterValues name the EVSE; the connector is known as "evse:connector"."""
     state = ChargePointState("CP1")
