@@ -1,7 +1,8 @@
 """Allocation invariants under random sites. The reference figures (headroom, phase mapping,
 caps, minimums, ranks) are recomputed here from the raw inputs, not taken from the module under
 test. Random sites include what the control loop learns about cars (1-phase cars, a minimum
-above 6 A, cars that do not draw) and the margin a start needs."""
+above 6 A, cars that do not draw), the margin a start needs, phases with no limit in force (inf),
+meters not read yet and a section 14a power dimming of a node without a meter."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ TOL = 1e-6
 
 amps = st.floats(min_value=0, max_value=80, allow_nan=False).map(lambda a: round(a, 1))
 signed = st.floats(min_value=-30, max_value=90, allow_nan=False).map(lambda a: round(a, 1))
+# A phase with no limit in force (a section 14a contact open: the node at inf) among the others
+limit_amps = amps | st.just(math.inf)
 
 
 @st.composite
@@ -46,18 +49,25 @@ def sites(
         name = "site" if i == 0 else f"f{i}"
         parent = None if i == 0 else draw(st.sampled_from(names))
         metered = draw(st.booleans())
+        # (a metered node's meter not read yet: no headroom there)
         meter = (
             MeterSample(current_a=(draw(signed), draw(signed), draw(signed)), read_s=0.0)
-            if metered
+            if metered and draw(st.integers(0, 9))
             else None
         )
-        total = draw(st.one_of(st.just(math.inf), st.floats(min_value=5, max_value=200)))
+        total = draw(
+            st.one_of(
+                st.just(math.inf),
+                st.floats(min_value=5, max_value=200),
+                st.just(4200 / 230),  # a section 14a dimming: 3 x 6 A fit, 3 x 7 A do not
+            )
+        )
         nodes.append(
             NodeInput(
                 name=name,
                 parent=parent,
                 limit=NodeLimit(
-                    current_a=(draw(amps), draw(amps), draw(amps)),
+                    current_a=(draw(limit_amps), draw(limit_amps), draw(limit_amps)),
                     sources=(f"{name}-L1", f"{name}-L2", f"{name}-L3"),
                     total_a=total,
                     total_source=f"{name}-total",
@@ -207,6 +217,9 @@ def _check_common(
         assert _used(weights, limits) <= capacity + TOL, (name, capacity, limits)
     # Priorities: a connector paused for lack of room would not fit at its minimum (plus the
     # start margin if it is not charging) even if every connector ranked below it were paused.
+    # No start margin on the total of a node without a meter, which keeps no margin either (a
+    # section 14a dimming to 4.2 kW starts a 3-phase car at 6 A).
+    unmetered = {n.name for n in nodes if not n.metered}
     for c in cars:
         if result.of(c.connector_id).binding.kind != "paused":
             continue
@@ -215,9 +228,15 @@ def _check_common(
             for d in cars
             if limits[d.connector_id] > 0 and _rank(d) < _rank(c)
         }
-        above[c.connector_id] = _min(c) + (start_margin_a if c.offered_a <= 0 else 0.0)
-        full = {cid: above.get(cid, 0.0) for cid in limits}
-        assert any(_used(w, full) > cap + TOL for _, cap, w in constraints), c.connector_id
+        start = start_margin_a if c.offered_a <= 0 else 0.0
+        blocked = []
+        for name, cap, w in constraints:
+            node_name, phase = name.split("/")
+            own = 0.0 if phase == "total" and node_name in unmetered else start
+            full = {cid: above.get(cid, 0.0) for cid in limits}
+            full[c.connector_id] = _min(c) + own
+            blocked.append(_used(w, full) > cap + TOL)
+        assert any(blocked), c.connector_id
     # Work conserving: a connector below its cap sits on a (nearly) saturated constraint.
     for c in cars:
         limit = limits[c.connector_id]
