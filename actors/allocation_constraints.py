@@ -123,6 +123,10 @@ def build_constraints(
         metered = node.metered and not ignore_meters
         meter = node.meter.current_a if (metered and node.meter is not None) else None
         bases: list[float] = []
+        # A phase of a node without a meter capped by its power limit alone (effective_limits
+        # caps each phase at P / U too) keeps no margin, as the total keeps none: the total binds
+        # it anyway, and its margin would take 1 A from a 1-phase car under a 4.2 kW dimming.
+        power_only = not node.metered and math.isfinite(node.limit.total_a)
         for p in range(3):
             if not metered:
                 base = 0.0
@@ -134,17 +138,18 @@ def build_constraints(
                     base = max(base, node.base_floor_a[p])
             bases.append(base)
             limit = node.limit.current_a[p]
+            phase_margin_a = 0.0 if power_only and limit >= node.limit.total_a else margin_a
             constraints.append(
                 Constraint(
                     node=node.name,
                     phase=PHASE_NAMES[p],
                     limit_a=limit,
                     source=node.limit.sources[p],
-                    margin_a=margin_a,
+                    margin_a=phase_margin_a,
                     meter_a=None if meter is None else meter[p],
                     managed_a=managed[node.name][p],
                     base_load_a=base,
-                    headroom_a=_headroom(limit, margin_a, base),
+                    headroom_a=_headroom(limit, phase_margin_a, base),
                 )
             )
         if math.isfinite(node.limit.total_a):

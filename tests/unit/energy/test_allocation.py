@@ -7,8 +7,16 @@ import math
 import pytest
 
 from actors.allocation import allocate, ancestry
-from actors.allocation_types import AllocationConfig, ConnectorDemand, NodeInput
+from actors.allocation_types import AllocationConfig, ConnectorDemand, MeterSample, NodeInput
 from actors.evolve import evolve
+from actors.grid_limits import (
+    ContactSource,
+    ContactState,
+    GridLimit,
+    LimitValue,
+    contact_limit,
+    effective_limits,
+)
 from tests.unit.energy.builders import car, node, phases
 
 CFG = AllocationConfig(margin_a=1.0, min_current_a=6.0, draw_slack_a=1.0, resolution_a=0.1)
@@ -370,3 +378,40 @@ def test_a_current_dimming_on_a_charge_point_keeps_the_margin_per_phase() -> Non
         cp = node("CP-001", parent="site", limit_a=dimmed_a, source="14a")
         result = allocate([site, cp], [car("a", node="CP-001", offered_a=6.0)], CFG)
         assert result.of("a").limit_a == expected, result.of("a").reason
+
+
+def test_a_4_2_kw_dimming_of_a_charge_point_leaves_a_1_phase_car_18_2_a() -> None:
+    """README: a section 14a contact on a charge point (``dimmed = { power_w = 4200 }``) leaves
+    a 1-phase car 18.2 A; a power limit on a node without a meter keeps no margin. The node's
+    limit as the runtime makes it (the contact's limit through effective_limits) also caps each
+    phase at 4200 / 230 A, and that cap kept margin_a: 17.2 A (3.96 kW) where the unit cases,
+    written with the total alone, said 18.2."""
+    contact = ContactSource(
+        name="14a", node="CP-001", dimmed=LimitValue(power_w=4200), fail_safe=LimitValue(power_w=0)
+    )
+    dimmed = contact_limit(contact, ContactState(closed=True, read_s=0.0), now_s=0.0)
+    fuse = GridLimit(source="fuse", node="site", value=LimitValue(current_a=phases(63)))
+    limits = effective_limits([fuse, dimmed], ["site", "CP-001"])
+    nodes = [
+        NodeInput(
+            name="site",
+            parent=None,
+            limit=limits["site"],
+            metered=True,
+            meter=MeterSample(current_a=phases(20), read_s=0.0),
+        ),
+        NodeInput(name="CP-001", parent="site", limit=limits["CP-001"]),
+    ]
+    for phase_count, expected in ((1, 18.2), (3, 6.0)):
+        for offered in (0.0, 6.0):
+            d = car("a", node="CP-001", phases=phase_count, offered_a=offered)
+            got = allocate(nodes, [d], CFG, start_margin_a=1.0).of("a")
+            assert got.limit_a == expected, (phase_count, offered, got.reason)
+    # An explicit per-phase limit on the charge point keeps its margin, power limit or not.
+    both = GridLimit(
+        source="14a", node="CP-001", value=LimitValue(current_a=phases(16), power_w=4200)
+    )
+    limits = effective_limits([fuse, both], ["site", "CP-001"])
+    nodes[1] = NodeInput(name="CP-001", parent="site", limit=limits["CP-001"])
+    one = allocate(nodes, [car("a", node="CP-001", phases=1, offered_a=6.0)], CFG).of("a")
+    assert one.limit_a == 15.0, one.reason

@@ -162,7 +162,12 @@ def _constraints(
             weights = {
                 c.connector_id: 1.0 for c in cars if n.name in paths[c.node] and p in _grid(c)
             }
-            out.append((f"{n.name}/L{p + 1}", max(0.0, n.limit.current_a[p] - 1.0 - base), weights))
+            # a margin per phase, but on a node without a meter for a phase its power limit
+            # alone caps (the total binds there, and keeps none)
+            limit = n.limit.current_a[p]
+            power_only = not n.metered and limit >= n.limit.total_a
+            margin = 0.0 if power_only else 1.0
+            out.append((f"{n.name}/L{p + 1}", max(0.0, limit - margin - base), weights))
         if math.isfinite(n.limit.total_a):
             weights = {
                 c.connector_id: float(len(_grid(c))) for c in cars if n.name in paths[c.node]
