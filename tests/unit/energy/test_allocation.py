@@ -415,3 +415,15 @@ def test_a_4_2_kw_dimming_of_a_charge_point_leaves_a_1_phase_car_18_2_a() -> Non
     nodes[1] = NodeInput(name="CP-001", parent="site", limit=limits["CP-001"])
     one = allocate(nodes, [car("a", node="CP-001", phases=1, offered_a=6.0)], CFG).of("a")
     assert one.limit_a == 15.0, one.reason
+
+
+def test_a_current_dimming_of_min_plus_margin_starts_no_car_at_0_a() -> None:
+    """README: ``dimmed = { current_a = 7 }`` on a charge point keeps a charging car at 6 A but
+    starts none at 0 A (its minimum plus resume_margin_a, 1 A, must fit: 8 A). It said 7 A
+    (min_current_a + margin_a) would do: a car arriving under the dimming waited for its end."""
+    site = node(limit_a=100, meter_a=phases(0))
+    for dimmed_a, offered_a, expected in ((7.0, 6.0, 6.0), (7.0, 0.0, 0.0), (8.0, 0.0, 7.0)):
+        cp = node("CP-001", parent="site", limit_a=dimmed_a, source="14a")
+        d = car("a", node="CP-001", offered_a=offered_a)
+        got = allocate([site, cp], [d], CFG, start_margin_a=1.0).of("a")
+        assert got.limit_a == expected, (dimmed_a, offered_a, got.reason)
