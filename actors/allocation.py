@@ -260,6 +260,11 @@ def _fill(
 def _first_blocked(
     constraints: Iterable[Constraint], cid: str, amount_a: float, start_a: float
 ) -> Constraint | None:
+    if not start_a:  # a car that charges (most, every step): no start margin to place
+        for c in constraints:
+            if c.used_a + c.weights[cid] * amount_a > c.capacity_a + _EPS:
+                return c
+        return None
     for c in constraints:
         needed = amount_a + _start_margin(c, start_a)
         if c.used_a + c.weights[cid] * needed > c.capacity_a + _EPS:
