@@ -1035,6 +1035,17 @@ async def test_killed_meter_is_restarted_and_the_allocator_keeps_running(tmp_pat
         assert meters.children[0].restarts == 1
 
 
+async def restart_allocator(node: EnergyNode) -> None:
+    """Kill the allocator actor and wait for its supervisor to have it running again."""
+    assert node.system is not None
+    cell = node.system.cells["energy/allocator"]
+    generation = cell.generation
+    cell.kill()
+    await wait_for(
+        lambda: cell.generation == generation + 1 and cell.running, what="allocator restarted"
+    )
+
+
 async def test_restarted_allocator_gets_limits_and_meters_again(tmp_path: Path) -> None:
     async with running(tmp_path, FUSE_40 + FAST) as node:
         await node.wait_meter_read()
@@ -1045,16 +1056,7 @@ async def test_restarted_allocator_gets_limits_and_meters_again(tmp_path: Path) 
         )
         assert await node.allocator_ref.ask(rules) is None  # answered after its commit
         assert node.summary()["limits"]["site"]["L1"]["source"] == "central rules"
-        assert node.system is not None
-        node.system.cells["energy/allocator"].kill()
-        await wait_for(
-            lambda: (
-                node.system is not None
-                and node.system.cells["energy/allocator"].generation == 2
-                and node.system.cells["energy/allocator"].running
-            ),
-            what="allocator restarted",
-        )
+        await restart_allocator(node)
         await node.wait_meter_read()
         assert node.summary()["sources"]["main fuse"]["limit"] == "40/40/40 A"
         assert node.summary()["limits"]["site"]["L1"] == {
@@ -1084,16 +1086,7 @@ async def test_a_restarted_allocator_pauses_no_car_before_its_first_meter_readin
         node.send(demand(report("CP1", measured_a=16.0)))
         await node.wait_batch(lambda b: b.limits().get("CP1/1", 0.0) >= 6.0, what="charging")
         count = len(node.batches)
-        assert node.system is not None
-        node.system.cells["energy/allocator"].kill()
-        await wait_for(
-            lambda: (
-                node.system is not None
-                and node.system.cells["energy/allocator"].generation == 2
-                and node.system.cells["energy/allocator"].running
-            ),
-            what="allocator restarted",
-        )
+        await restart_allocator(node)
         node.send(demand(report("CP1", measured_a=16.0)))  # the broker reports again at once
         again = await node.wait_batch(
             lambda b: "CP1/1" in b.limits(), after=count, what="CP1's limit after the restart"
