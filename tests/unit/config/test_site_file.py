@@ -327,3 +327,12 @@ def test_the_sections_checked_first_include_the_load_management_ones() -> None:
     from config.schema import SECTIONS
 
     assert set(ENERGY_SECTIONS) <= set(SECTIONS)
+
+
+def test_every_section_the_energy_package_reads_is_a_known_section() -> None:
+    """config.schema names misspelt sections from its SECTIONS before config.energy reads its
+    own (ENERGY_SECTIONS): a section added to one and not the other would be refused."""
+    from config.energy import ENERGY_SECTIONS
+    from config.schema import SECTIONS
+
+    assert set(ENERGY_SECTIONS) <= set(SECTIONS)
