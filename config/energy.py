@@ -285,6 +285,11 @@ def check_references(
             seen.add(parent)
             parent = feeders[parent].parent
     cp_names = {name for name, _ in charge_points}
+    # A grid limit's node names a feeder or a charge point (section 14a dims one device): a
+    # feeder named like a charge point took the charge point's contact (the feeder's limit).
+    for i, f in enumerate(config.feeders):
+        if f.name in cp_names:
+            raise fail(f"feeders[{i}].name", "a name no charge point has", f.name)
     limit_nodes = nodes | cp_names
     names: set[str] = set()
     for i, g in enumerate(config.grid_limits):

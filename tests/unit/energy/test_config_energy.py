@@ -551,3 +551,16 @@ def test_the_compliance_check_is_configured_in_allocation(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         load(MINIMAL + "[allocation]\ncompliance_grace_s = -1\n")
     assert info.value.key == "allocation.compliance_grace_s"
+
+
+def test_a_feeder_named_like_a_charge_point_is_refused() -> None:
+    """A grid limit's ``node`` names a feeder or a charge point (section 14a dims one device): a
+    feeder of the same name took the charge point's contact as the feeder's limit."""
+    from config.energy import ChargePointEnergy
+
+    text = MINIMAL + '[[feeders]]\nname = "CP-1"\nlimit_a = 32\n'
+    with pytest.raises(ConfigError) as info:
+        load(text, charge_points=[("CP-1", ChargePointEnergy())])
+    assert info.value.key == "feeders[0].name"
+    assert "a name no charge point has" in str(info.value)
+    assert load(text, charge_points=[("CP-2", ChargePointEnergy())]) is not None
