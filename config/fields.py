@@ -7,6 +7,7 @@ section's dataclass) use these readers and never raise anything but :class:`Conf
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,7 +57,9 @@ class Table:
         if name in self.data:
             return self.data[name]
         if default is _MISSING:
-            raise self.error(name, "a value (the key is required)")
+            near = difflib.get_close_matches(name, [str(k) for k in self.data], n=1, cutoff=0.7)
+            found = f"; found {near[0]!r}: misspelt?" if near else ""
+            raise self.error(name, f"a value (the key is required{found})")
         return default
 
     def string(

@@ -54,6 +54,13 @@ BASE = '[site]\nname = "s"\n'
         pytest.param("", "site", "a value (the key is required)", id="no-site"),
         pytest.param('[site]\nnmae = "s"\n', "site.name", "a value", id="missing-name"),
         pytest.param(
+            # A misspelt required key is named beside the missing one (it read as missing only).
+            '[site]\nnmae = "s"\n',
+            "site.name",
+            "the key is required; found 'nmae': misspelt?",
+            id="missing-name-names-the-misspelt-key",
+        ),
+        pytest.param(
             BASE + "[runtime]\nmdoe = 'nodes'\n", "runtime.mdoe", "no such key", id="typo"
         ),
         pytest.param(
