@@ -414,15 +414,31 @@ class Cell:
         self._ops, self._after, self._sends = [], [], []
         if env is not None and env.durable_key is not None:
             ops.append(("del", "mailbox", env.durable_key))
+        enqueuers: list[Callable[[], None]] = []
         if sends:
             store = self.system.require_store()
             for target, msg, data in sends:
                 key = mailbox_key(target.path, store.next_id())
                 ops.append(("put", "mailbox", key, b"\x00" + data))
-                after.append(_enqueuer(target, key, msg))
+                enqueuers.append(_enqueuer(target, key, msg))
         if ops:
-            await self.system.require_store().submit(ops)
+            future = self.system.require_store().submit(ops)
+            # Cancelled here (killed, a linked task failed), the commit still goes on in the
+            # writer: a restart must wait for it before it loads state and durable mail, and the
+            # durable messages it carries must still reach their running targets.
+            self._inflight = future
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                future.add_done_callback(_after_commit(enqueuers))
+                raise
+            except BaseException:
+                self._inflight = None
+                raise
+            self._inflight = None
         for fn in after:
+            fn()
+        for fn in enqueuers:
             fn()
 
     # -- durable mailbox ------------------------------------------------------------------------
@@ -478,3 +494,12 @@ class Cell:
 
 def _enqueuer(target: Cell, key: bytes, msg: object) -> Callable[[], None]:
     return lambda: target.enqueue_durable(key, msg)
+
+
+def _after_commit(fns: list[Callable[[], None]]) -> Callable[[asyncio.Future[None]], None]:
+    def run(future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            for fn in fns:
+                fn()
+
+    return run

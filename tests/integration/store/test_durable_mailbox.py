@@ -333,3 +333,38 @@ async def test_map_full_grows_and_retries(small_store: Store) -> None:
     assert small_store.info().map_size_bytes > 128 * 1024
     assert small_store.count("state") == 500
     assert small_store.get("state", b"k00499") == blob
+
+
+async def test_killed_while_its_commit_is_in_flight_delivers_each_forward_once(
+    node: Node,
+) -> None:
+    """The kill lands after the batch went to the writer and before the commit came back (a
+    shutdown timeout, a sibling's restart, a linked task's failure): the commit still lands, so
+    the forward it carries must reach the sink, and the deposit must not be handled again."""
+    await node.start()
+    ledger = node.ref("ledger")
+    node.ledger_gate.open.clear()
+    await ledger.tell_durable(Deposit(n=1))
+    await wait_for(lambda: node.ledger_gate.entered == [1], what="inside the deposit")
+    assert node.store is not None
+    assert node.system is not None
+    store, cell = node.store, node.system.cells["node/ledger"]
+    store.write_lock.acquire()  # the batch's commit cannot complete while held
+    try:
+        node.ledger_gate.open.set()
+        # Handled (nothing awaited between the handler's return and the batch's submit).
+        await wait_for(lambda: cell.current is None, what="handled, waiting for the commit")
+        cell.kill()
+        await wait_for(lambda: not cell.running, what="killed")
+    finally:
+        store.write_lock.release()
+    await wait_for(lambda: cell.generation == 2 and cell.running, what="restarted")
+    await wait_for(lambda: mailbox_count(store, "node/ledger") == 0, what="deposit consumed")
+    await wait_for(lambda: mailbox_count(store, "node/sink") == 0, what="forward consumed")
+    assert await node.ref("sink").ask("got") == [1]
+    assert await ledger.ask("total") == 1
+    assert store.get_value("state", b"node/ledger\x00seen") == [1], "handled once"
+    # After a restart of the whole node nothing is left to deliver a second time.
+    await node.stop()
+    await node.start()
+    assert await node.ref("sink").ask("got") == [1]
