@@ -129,9 +129,14 @@ class Supervisor(Actor):
 
     async def terminate(self, reason: object) -> None:
         self.terminating = True
-        await self._stop_all()
-        for child in self.children.values():
-            child.cell.retire(f"supervisor {self.path} ended ({reason})")
+        try:
+            await self._stop_all()
+        finally:
+            # Cut short by our own shutdown timeout, we leave no child running under nobody:
+            # the ones not stopped yet are killed with us (in OTP they are linked to us).
+            for child in self.children.values():
+                child.cell.kill()
+                child.cell.retire(f"supervisor {self.path} ended ({reason})")
 
     def _exited(self, cell: Cell, reason: ExitReason) -> None:
         if self.terminating:

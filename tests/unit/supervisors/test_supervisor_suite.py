@@ -295,6 +295,28 @@ async def test_stop_is_reverse_order_and_waits_at_most_the_shutdown_timeout() ->
     assert system.terminated.result().kind == "shutdown"
 
 
+async def test_a_supervisor_cut_short_by_its_shutdown_timeout_leaves_no_child_running() -> None:
+    """Its children need longer to stop than it is given: those it had not stopped yet are
+    killed with it (in OTP they are linked to it), not left running under nobody."""
+    journal = Journal()
+    system = ActorSystem("sup")
+
+    def slow(child_id: str) -> ChildSpec:
+        return ChildSpec(
+            id=child_id, start=lambda ctx: SlowStop(ctx, journal), shutdown_timeout_s=0.2
+        )
+
+    inner = SupervisorSpec(children=(probe("a", journal), slow("s1"), slow("s2")))
+    await system.start(
+        SupervisorSpec(children=(ChildSpec(id="inner", start=inner, shutdown_timeout_s=0.3),))
+    )
+    await system.stop(5.0)
+    cells = system.cells.values()
+    await wait_for(lambda: not any(c.running for c in cells), what="every actor ended")
+    assert journal.of("terminate")[:2] == ["s2", "s1"]
+    assert "a" in journal.of("terminate")
+
+
 async def test_a_child_that_fails_to_start_fails_the_supervisor_start(system: ActorSystem) -> None:
     journal = Journal()
     spec = SupervisorSpec(
