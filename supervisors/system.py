@@ -177,6 +177,7 @@ class ActorSystem:
             return
         self.stopping = True
         cell = self.cells[self.root.path]
+        cell.terminate_timeout_s = timeout_s  # the root's terminate is the whole tree's stop
         await cell.stop(timeout_s)
 
     async def which_children(self, timeout_s: float = 1.0) -> tuple[ChildReport, ...]:

@@ -317,6 +317,20 @@ async def test_a_supervisor_cut_short_by_its_shutdown_timeout_leaves_no_child_ru
     assert "a" in journal.of("terminate")
 
 
+@pytest.mark.slow
+async def test_the_whole_stop_timeout_is_the_roots_not_only_its_first_five_seconds() -> None:
+    """A node stops within ``[runtime] shutdown_timeout_s`` (15 s by default): a child that takes
+    more than 5 s of it must not cost the children stopped after it (the store writer, last)
+    their orderly stop."""
+    journal = Journal()
+    system = ActorSystem("sup")
+    slow = ChildSpec(id="slow", start=lambda ctx: SlowStop(ctx, journal), shutdown_timeout_s=5.3)
+    await system.start(SupervisorSpec(children=(probe("first", journal), slow)))
+    await system.stop(8.0)
+    reasons = {cid: reason for kind, cid, reason in journal.events if kind == "terminate"}
+    assert reasons == {"slow": "shutdown", "first": "shutdown"}
+
+
 async def test_a_child_that_fails_to_start_fails_the_supervisor_start(system: ActorSystem) -> None:
     journal = Journal()
     spec = SupervisorSpec(
