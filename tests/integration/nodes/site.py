@@ -21,7 +21,9 @@ from tests.helpers import timeout_s, wait_for_sync
 REPO = Path(__file__).resolve().parents[3]
 
 
-def write_config(tmp_path: Path, *, mode: str = "nodes", extra: str = "") -> Path:
+def write_config(
+    tmp_path: Path, *, mode: str = "nodes", extra: str = "", max_restarts: int = 100
+) -> Path:
     cfg = tmp_path / "site.toml"
     cfg.write_text(
         f"""
@@ -32,7 +34,7 @@ storage_dir = "{tmp_path / "var"}"
 [runtime]
 mode = "{mode}"
 log_level = "WARNING"
-node_max_restarts = 100
+node_max_restarts = {max_restarts}
 cpu_affinity = "auto"
 {extra}
 """
@@ -49,13 +51,14 @@ class ProbeSite:
     config: Path | None = None
     extra: str = ""  # more [runtime] keys
     realtime_nodes: str = ""  # probe_site.py --realtime=
+    max_restarts: int = 100  # [runtime] node_max_restarts
 
     @property
     def control_socket(self) -> Path:
         return self.tmp_path / "var" / "control.sock"
 
     def start(self) -> None:
-        self.config = write_config(self.tmp_path, extra=self.extra)
+        self.config = write_config(self.tmp_path, extra=self.extra, max_restarts=self.max_restarts)
         args = [
             sys.executable,
             "-m",

@@ -206,6 +206,28 @@ def test_killed_node_comes_back_with_its_state_and_status_shows_it(site: ProbeSi
     assert human.splitlines()[0].startswith("Site probe: live (nodes mode)")
 
 
+def test_node_restarts_beyond_the_intensity_end_the_runtime_with_exit_3(tmp_path: Path) -> None:
+    """``node_max_restarts`` = 1: the second kill -9 within the period is one restart too many.
+    The launcher says so and exits 3 for systemd, the other node stopped, no process left."""
+    site = ProbeSite(tmp_path, max_restarts=1)
+    site.start()
+    try:
+        pids = [p.pid for p in site.processes()]
+        site.wait_node_back("probe", site.kill_node("probe"))
+        pids += [p.pid for p in site.processes() if p.pid not in pids]
+        site.kill_node("probe")
+        assert site.proc is not None
+        code = site.proc.wait(timeout_s(30))
+        assert code == 3, site.log_text()
+        assert "node restarts exhausted (node probe: process exited without notice" in (
+            site.log_text()
+        )
+        assert wait_gone(pids) == []
+        assert not site.control_socket.exists()
+    finally:
+        site.cleanup()
+
+
 def thread_cpus(pid: int) -> list[tuple[int, ...]]:
     """The CPU sets of every thread of the process, as the kernel has them."""
     return [tuple(psutil.Process(t.id).cpu_affinity()) for t in psutil.Process(pid).threads()]
