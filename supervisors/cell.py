@@ -165,9 +165,11 @@ class Cell:
                 current.uncancel()  # the cancel is handled here; terminate() must still run
             if self._link_exc is not None:
                 reason = crashed(self._link_exc)
+                # What it had in hand is treated as after a kill (an ask answered with the crash).
+                self._requeue_current(f"crashed: {self._link_exc!r}")
             else:
                 reason = KILLED
-                self._requeue_current()
+                self._requeue_current("was killed")
         except Exception as exc:
             reason = crashed(exc)
             log.error("%s crashed: %s", self.path, reason.detail, exc_info=exc)
@@ -289,7 +291,7 @@ class Cell:
             env.attempts = attempts
             self.mailbox.put_front([env])
 
-    def _requeue_current(self) -> None:
+    def _requeue_current(self, what: str) -> None:
         # Handled earlier in the batch but not committed: handled again after the restart.
         self.mailbox.put_front([e for e, _ in self._batch if e.durable_key is None])
         self._batch = []
@@ -300,7 +302,7 @@ class Cell:
             return  # durable mail is reloaded from LMDB
         if env.reply is not None:
             if not env.reply.done():
-                env.reply.set_exception(ActorCrashed(f"{self.path} was killed"))
+                env.reply.set_exception(ActorCrashed(f"{self.path} {what}"))
             return
         env.attempts += 1
         if env.attempts >= self.max_attempts:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
-from supervisors.actor import ActorCrashed, ActorRef, ActorStopped, AskTimeout, Refused
+from supervisors.actor import Actor, ActorCrashed, ActorRef, ActorStopped, AskTimeout, Refused
 from supervisors.intensity import Backoff
 from supervisors.messages import StartChild, TerminateChild, WhichChildren
 from supervisors.spec import ChildSpec, SpecError, SupervisorSpec
@@ -436,6 +437,35 @@ async def test_linked_task_failure_crashes_the_actor(system: ActorSystem) -> Non
 
 
 # -- dynamic children and specs --------------------------------------------------------------------
+class Linked(Actor):
+    """On "fail_linked" it starts a linked task that fails, then waits (for an ask's answer)."""
+
+    async def receive(self, msg: object) -> Any:
+        if msg == "fail_linked":
+
+            async def fail() -> None:
+                raise RuntimeError("linked task failed on purpose")
+
+            self.spawn(fail(), name="fail")
+            await asyncio.Event().wait()
+        if msg == "ping":
+            return "pong"
+        return await super().receive(msg)
+
+
+async def test_an_ask_in_hand_when_a_linked_task_fails_is_answered_with_the_crash(
+    system: ActorSystem,
+) -> None:
+    await start_tree(system, SupervisorSpec(children=(ChildSpec(id="l", start=Linked),)))
+    ref = system.lookup("sup/l")
+    assert ref is not None
+    t0 = time.monotonic()
+    with pytest.raises(ActorCrashed):
+        await ref.ask("fail_linked", timeout_s=5.0)
+    assert time.monotonic() - t0 < 2.0, "answered at the crash, not at the ask's timeout"
+    assert await ref.ask("ping") == "pong"
+
+
 async def test_start_and_terminate_child(system: ActorSystem) -> None:
     journal = Journal()
     root = await start_tree(system, SupervisorSpec(children=(probe("a", journal),)))
