@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -188,7 +189,8 @@ class CloudLink(CloudLinkAnswers):
             if msg.session == self.session:
                 await self._cloud_frame(msg.text)
         elif isinstance(msg, RelayCall):
-            self.live.add(msg.message_id)
+            self._detach(msg.message_id)
+            self.live[msg.message_id] = msg
             if msg.queue:
                 self.queue_relays[msg.message_id] = msg
             if self.ready or self.connecting or self.conn is not None:
@@ -277,9 +279,11 @@ class CloudLink(CloudLinkAnswers):
         self.persist("latest", self.latest)
 
     def _enqueue(self, msg: EnqueueCall) -> None:
-        self.outbox.append(self, msg, after_commit=lambda: self.ref.tell(Pump()))
         if msg.live:
-            self.live.add(msg.message_id)
+            self._detach(msg.message_id)
+        key = self.outbox.append(self, msg, after_commit=lambda: self.ref.tell(Pump()))
+        if msg.live:
+            self.live[msg.message_id] = key
             if self.ready:
                 # Behind the call in flight or a backlog, the charge point waits at most
                 # answer_deadline_s, as for a relay: the message is durable, the edge answers.
@@ -359,7 +363,7 @@ class CloudLink(CloudLinkAnswers):
         self.conn, self.ready = None, False
         self.stats["last_error"] = reason
         inflight = self._take_inflight()
-        if inflight is not None:
+        if inflight is not None and self._owns(inflight.message_id, inflight.owner):
             self._relay_not_answered(inflight.message_id, f"cloud link lost: {reason}")
         for relay in self.relays:
             self._relay_not_answered(relay.message_id, "cloud link lost")
@@ -380,6 +384,28 @@ class CloudLink(CloudLinkAnswers):
         )
         self.wake.set()
 
+    def _detach(self, message_id: str) -> None:
+        """A new call with ``message_id`` while the charge point still waits on one with that id:
+        an earlier connection's (ids are unique per connection; a charge point whose counter
+        starts again on reconnecting, within answer_deadline_s, reuses them). That one's answer
+        goes to nobody now (its connection is gone); a ``queue`` relay not yet answered goes into
+        the durable outbox at once, as it would at its deadline (nothing lost)."""
+        old = self.live.pop(message_id, None)
+        if old is None:
+            return
+        self.relay_due.pop(message_id, None)
+        log.info(
+            "%s: call %r of an earlier connection still waited on: its answer goes to nobody",
+            self.cp_id,
+            message_id,
+        )
+        if not isinstance(old, RelayCall):
+            return  # an outbox item: durable already, its answer is dropped
+        self.relays = collections.deque(r for r in self.relays if r is not old)
+        if old.queue and self.queue_relays.get(message_id) is old:
+            del self.queue_relays[message_id]
+            self._queue_relay(old, "its charge point reconnected", lambda: self.ref.tell(Pump()))
+
     async def _pump(self) -> None:
         if self.conn is None or self.inflight is not None:
             return
@@ -393,7 +419,8 @@ class CloudLink(CloudLinkAnswers):
         if self.relays:
             relay = self.relays.popleft()
             self.relay_due.pop(relay.message_id, None)
-            self._start("relay", relay.message_id, relay.action, live=True)
+            live = self._owns(relay.message_id, relay)
+            self._start("relay", relay.message_id, relay.action, live=live, owner=relay)
             self.stats["relayed"] += 1
             await self._send_up(relay.text)
             return
@@ -406,7 +433,8 @@ class CloudLink(CloudLinkAnswers):
             return
         key, item = head
         text = item["text"]
-        due = self.relay_due.pop(item["message_id"], None)
+        live = self._owns(item["message_id"], key)
+        due = self.relay_due.pop(item["message_id"], None) if live else None
         if self.version == OcppVersion.V16.value:
             call = parse_frame(text)
             assert isinstance(call, Call)
@@ -426,7 +454,7 @@ class CloudLink(CloudLinkAnswers):
             "outbox",
             item["message_id"],
             item["action"],
-            live=item["message_id"] in self.live,
+            live=live,
             key=key,
             answer_at=due,  # the charge point's wait began when it was queued
         )

@@ -65,9 +65,10 @@ class CloudLinkAnswers(CloudLinkBase):
         self._take_inflight()
         self.timeouts_in_a_row = 0
         if inflight.kind == "relay":
-            self.queue_relays.pop(inflight.message_id, None)
-            if inflight.message_id in self.live:
-                self.live.discard(inflight.message_id)
+            if self.queue_relays.get(inflight.message_id) is inflight.owner:
+                del self.queue_relays[inflight.message_id]
+            if self._owns(inflight.message_id, inflight.owner):
+                del self.live[inflight.message_id]
                 self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))
         elif inflight.kind == "preamble":
             self._preamble_answered(frame)
@@ -114,12 +115,12 @@ class CloudLinkAnswers(CloudLinkBase):
                 self._tell_cp(CloudVerdict(edge_id=edge_id, cloud_id=cloud_id, status=status))
         elif (
             inflight.action == "TransactionEvent"
-            and inflight.message_id not in self.live
+            and not self._owns(inflight.message_id, inflight.key)
             and item is not None
         ):
             self._event_verdict(item, frame)
-        if inflight.message_id in self.live:
-            self.live.discard(inflight.message_id)
+        if self._owns(inflight.message_id, inflight.key):
+            del self.live[inflight.message_id]
             self._tell_cp(CloudAnswered(message_id=inflight.message_id, text=frame.raw))
         elif item is not None:
             self.stats["replayed"] += 1
@@ -162,9 +163,10 @@ class CloudLinkAnswers(CloudLinkBase):
     def _failed(self, inflight: Inflight, reason: str) -> None:
         self.stats["last_error"] = reason
         if inflight.kind == "relay":
-            self._relay_not_answered(inflight.message_id, reason)
+            if self._owns(inflight.message_id, inflight.owner):
+                self._relay_not_answered(inflight.message_id, reason)
             return
-        self._unavailable(inflight.message_id, reason)
+        self._unavailable(inflight.message_id, reason, owner=inflight.key)
         item = self.outbox.peek(inflight.key)
         if item is None:
             return
@@ -183,7 +185,7 @@ class CloudLinkAnswers(CloudLinkBase):
         self.outbox.dead_letter(self, key, {**item, "reason": reason})
         self.stats["dead_lettered"] += 1
         self.retry_at = 0.0
-        self._unavailable(item["message_id"], reason)
+        self._unavailable(item["message_id"], reason, owner=key)
         log.error(  # %r: the message id is the charge point's (see cp_calls' unknown answer)
             "ALARM %s: %s %r dead-lettered: %s",
             self.cp_id,
@@ -228,10 +230,11 @@ class CloudLinkAnswers(CloudLinkBase):
         inflight = self.inflight
         if inflight is not None and inflight.answer_at <= now:
             inflight.answer_at = math.inf
-            self._relay_not_answered(
-                inflight.message_id,
-                f"the cloud did not answer within {self.cloud.answer_deadline_s:g} s",
-            )
+            if self._owns(inflight.message_id, inflight.owner):
+                self._relay_not_answered(
+                    inflight.message_id,
+                    f"the cloud did not answer within {self.cloud.answer_deadline_s:g} s",
+                )
         if inflight is not None and inflight.call_at <= now:
             await self._call_timed_out(inflight)
         self._arm_deadline(self._next_deadline())

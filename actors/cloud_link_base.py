@@ -10,6 +10,7 @@ import collections
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,8 @@ class Inflight:
     action: str
     live: bool  # the charge point is waiting for this answer
     key: bytes = b""  # outbox key
+    # what the charge point waits on (CloudLinkBase.live): the RelayCall, or the outbox key
+    owner: object = None
     answer_at: float = math.inf  # monotonic: the waiting charge point is answered by the edge
     call_at: float = math.inf  # monotonic: the call has failed
 
@@ -103,7 +106,12 @@ class CloudLinkBase(Actor):
         self.queue_relays: dict[str, RelayCall] = {}
         self.deadline = DeadlineTimer()
         self.preamble: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
-        self.live: set[str] = set()
+        # The calls the charge point waits on, by message id: the RelayCall, or the outbox key of
+        # an EnqueueCall. Its owner, not the id alone, says whose answer it is: a charge point that
+        # reconnects may use an id again (unique per connection), and an answer to its earlier
+        # call, still on its way, went to the new one (a StartTransaction's transactionId to a
+        # later call). See _detach.
+        self.live: dict[str, object] = {}
         self.retry_at = 0.0
         self.timeouts_in_a_row = 0
         self.connecting = False
@@ -122,9 +130,17 @@ class CloudLinkBase(Actor):
     def _tell_cp(self, msg: object) -> None:
         self.ctx.system.send(self.broker.cp_path(self.cp_id), msg)
 
-    def _unavailable(self, message_id: str, reason: str) -> None:
-        if message_id in self.live:
-            self.live.discard(message_id)
+    def _owns(self, message_id: str, owner: object) -> bool:
+        """Whether the charge point waits on this call (``owner``) for ``message_id``'s answer."""
+        current = self.live.get(message_id)
+        return current is not None and (
+            current is owner or (isinstance(owner, bytes) and current == owner)
+        )
+
+    def _unavailable(self, message_id: str, reason: str, owner: object = None) -> None:
+        """The charge point is answered by the edge: for ``owner``'s call only, if given."""
+        if message_id in self.live and (owner is None or self._owns(message_id, owner)):
+            del self.live[message_id]
             self._tell_cp(CloudUnavailable(message_id=message_id, reason=reason))
 
     def _relay_not_answered(self, message_id: str, reason: str) -> None:
@@ -134,15 +150,19 @@ class CloudLinkBase(Actor):
         still answers a relay that was in flight, the queued copy reaches it again later: at
         least once."""
         relay = self.queue_relays.pop(message_id, None)
-        if relay is None or message_id not in self.live:
+        if relay is None or not self._owns(message_id, relay):
             self._unavailable(message_id, reason)
             return
-        self.live.discard(message_id)
+        del self.live[message_id]
 
         def committed() -> None:
             self._tell_cp(CloudUnavailable(message_id=message_id, reason=f"{reason}: queued"))
             self.ref.tell(Pump())
 
+        self._queue_relay(relay, reason, committed)
+
+    def _queue_relay(self, relay: RelayCall, reason: str, committed: Callable[[], None]) -> None:
+        """A ``queue`` relay the cloud did not answer, into the durable outbox."""
         self.outbox.append(
             self,
             EnqueueCall(
@@ -185,6 +205,7 @@ class CloudLinkBase(Actor):
         live: bool,
         key: bytes = b"",
         answer_at: float | None = None,
+        owner: object = None,
     ) -> None:
         self.seq += 1
         now = time.monotonic()
@@ -197,6 +218,7 @@ class CloudLinkBase(Actor):
             action=action,
             live=live,
             key=key,
+            owner=owner if owner is not None else (key or None),
             answer_at=answer_at if live else math.inf,
             call_at=now + self.cloud.call_timeout_s,
         )

@@ -14,6 +14,7 @@ reads every frame and answers only what it is told to).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -326,3 +327,55 @@ async def test_a_call_the_charge_point_never_answers_fails_after_the_down_timeou
         assert 0.4 * 0.9 <= time.monotonic() - started < 0.4 + timeout_s(1)
     finally:
         await cp.close()
+
+
+@pytest.mark.parametrize("first_action", ["Heartbeat", "MeterValues"])
+async def test_an_answer_to_an_earlier_connections_call_does_not_answer_a_new_call_with_its_id(
+    tmp_path: Path, silent_cloud: SilentCloud, first_action: str
+) -> None:
+    """Message ids are unique per connection: a charge point that reconnects may use an id again
+    (its counter starts afresh). The cloud's late answer to the earlier connection's call went to
+    the new call with that id (here a Heartbeat's currentTime; a StartTransaction's transactionId
+    would have been another transaction's), and the new call's own answer was dropped."""
+    e = await start_edge(
+        tmp_path,
+        cloud_url=silent_cloud.url,
+        cloud_extra="answer_deadline_s = 5\ncall_timeout_s = 8\nping_interval_s = 0\n",
+    )
+    try:
+        first = await booted(e, silent_cloud)
+        payload = METER if first_action == "MeterValues" else {}
+        held = asyncio.create_task(first.send_frame([2, "m2", first_action, payload], "m2"))
+        await wait_for(lambda: "m2" in silent_cloud.actions(first_action), what="it went up")
+        await first.close()  # its link drops before the cloud answers
+        held.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await held
+        second = await RawChargePoint("CP1").connect(e.url)
+        try:
+            again = asyncio.create_task(second.send_frame([2, "m2", "Heartbeat", {}], "m2"))
+            await wait_for(
+                lambda: e.cloud("CP1")["relays_waiting"] == 1,
+                what="the new call waiting behind the first, in flight",
+            )
+            # The cloud answers the first connection's call now, then answers everything.
+            assert silent_cloud.ws is not None
+            old = {"currentTime": "2001-01-01T00:00:00Z"}
+            await silent_cloud.ws.send(orjson.dumps([3, "m2", old]).decode())
+            silent_cloud.answering = True
+            answer = await asyncio.wait_for(again, timeout_s(4))
+            assert answer[2] == {"currentTime": "2026-11-29T00:00:00Z"}, answer
+            assert silent_cloud.actions("Heartbeat")[-1] == "m2", "the new call went up too"
+            if first_action == "MeterValues":
+                # The earlier call must not be lost (a queue message): it went into the outbox
+                # when the new call took its id, and goes up again (at least once).
+                await wait_for(
+                    lambda: silent_cloud.actions("MeterValues") == ["m2", "m2"],
+                    timeout=CALL_TIMEOUT_S + 5,
+                    what="the earlier MeterValues delivered from the outbox",
+                )
+                assert e.cloud("CP1")["queue_depth"] == 0
+        finally:
+            await second.close()
+    finally:
+        await e.stop()
