@@ -143,13 +143,21 @@ def render_watch(doc: dict[str, Any], out: TextIO) -> None:
         out.write(f"\nnode {name}: {count} restart(s), last: {failure}\n")
 
 
-def main(config: SiteConfig, *, as_json: bool, watch: bool, out: TextIO = sys.stdout) -> int:
+def main(
+    config: SiteConfig,
+    *,
+    as_json: bool,
+    watch: bool,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
     while True:
         doc = collect(config)
         if watch:
             out.write("\x1b[2J\x1b[H")
         if doc is None:
-            out.write(
+            # with --json, stdout is for the document alone (a program parses it)
+            (err if as_json else out).write(
                 f"Site {config.name}: no runtime answered and nothing is persisted under "
                 f"{config.storage_dir}\n"
             )
