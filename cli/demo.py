@@ -100,7 +100,17 @@ def wait_for_peers(peers: subprocess.Popen[bytes], ports: dict[str, int]) -> Non
                 time.sleep(0.05)  # polling a port that is not open yet
 
 
+def _python() -> str:
+    """The interpreter running the demo, as typed in the directory it runs in (make run:
+    ``.venv/bin/python``, as README has it); a bare ``python`` may lack the requirements."""
+    if not sys.executable:
+        return "python"
+    relative = os.path.relpath(sys.executable)
+    return sys.executable if relative.startswith("..") else relative
+
+
 def banner(config: SiteConfig, ports: dict[str, int], cloud_outage_s: float) -> str:
+    python = _python()
     outage = (
         f"\n  The cloud goes away after 30 s for {cloud_outage_s:g} s: watch the queues fill and drain."
         if cloud_outage_s
@@ -109,9 +119,9 @@ def banner(config: SiteConfig, ports: dict[str, int], cloud_outage_s: float) -> 
     return (
         f"\nDemo site '{config.name}': 8 simulated charge points, an SDM630 meter and a CSMS on loopback.\n"
         f"  Charge points connect to ws://127.0.0.1:{ports['listener_port']}/ocpp/<id>\n"
-        f"  Look at it:        python run.py status          (or: status --watch, status --json)\n"
-        f"  Why a limit:       python run.py explain DEMO-CP-003\n"
-        f"  The audit trail:   python run.py audit --since 10m\n"
+        f"  Look at it:        {python} run.py status          (or: status --watch, status --json)\n"
+        f"  Why a limit:       {python} run.py explain DEMO-CP-003\n"
+        f"  The audit trail:   {python} run.py audit --since 10m\n"
         f"  Site file:         {demo_site_file()}{outage}\n"
         f"  Stop with Ctrl-C.\n"
     )
