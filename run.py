@@ -19,7 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from config.fields import ConfigError
@@ -72,6 +75,18 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _to_stdout(command: Callable[[], int]) -> int:
+    """A command whose reader leaves early (``run.py audit | head``) ends as one killed by
+    SIGPIPE would, without a traceback (the recipe of Python's signal module documentation)."""
+    try:
+        code = command()
+        sys.stdout.flush()  # inside: what is left would fail at exit, outside any handler
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config_path = getattr(args, "sub_config", None) or args.config
@@ -98,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         from cli import status
 
-        return status.main(config, as_json=args.json, watch=args.watch)
+        return _to_stdout(lambda: status.main(config, as_json=args.json, watch=args.watch))
     if args.command in ("explain", "audit"):
         from cli import audit
 
-        return audit.run(config, args)
+        return _to_stdout(lambda: audit.run(config, args))
     _setup_logging(config.runtime.log_level)
     if args.single_process or config.runtime.mode == "single-process":
         from supervisors.single import run_single

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +16,9 @@ import pytest
 from actors.audit_records import AuditKind
 from cli import audit as audit_cli
 from drivers.store.env import open_store
+from tests.helpers import timeout_s
 from tests.integration.audit_cli.trail import (
+    REPO,
     day_at_cp001,
     limit,
     message,
@@ -196,3 +202,28 @@ def test_ids_repeat_across_nodes_and_rows_stay_apart(tmp_path: Path) -> None:
     assert broker_ids == energy_ids, "both nodes start at epoch 1: the node tells them apart"
     rows = json_rows(run_main(["audit", "--json", "--config", str(write_site(tmp_path))]).out)
     assert sorted(row["node"] for row in rows) == ["broker", "energy"]
+
+
+@pytest.mark.parametrize(
+    "command", [["audit"], ["explain", "CP001"], ["status"]], ids=lambda c: c[0]
+)
+def test_a_reader_that_left_early_ends_the_command_quietly(site: Path, command: list[str]) -> None:
+    """``run.py audit | head``: the reader leaves after its lines; the command then ends as one
+    killed by SIGPIPE would, without a traceback on the terminal."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the first line is written: every write fails (EPIPE)
+    try:
+        done = subprocess.run(
+            [sys.executable, "run.py", *command, "--config", str(site)],
+            cwd=REPO,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=timeout_s(60),
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 128 + signal.SIGPIPE, done.stderr
