@@ -138,6 +138,9 @@ class SiteState:
         self.demand_sent_ns: dict[int, int] = {}
         self.report_shard: dict[str, int] = {}  # connector key -> the shard that reported it
         self.demand_overtaken = 0  # older batches that arrived after it, dropped
+        # A decrease was due while waiting for the meters' first reading (a limit went down, a
+        # meter over its limit): the wait is over (meters_known), as under a stale meter.
+        self.must_lower = False
 
     # -- folds: each returns why a step is due now, or None ------------------------------------
     def limits_known(self, now_s: float) -> bool:
@@ -155,8 +158,10 @@ class SiteState:
         was the fail-safe at once, and a (re)started node starts every car from 0 A
         (control_types.arriving): without ``failsafe_total_a`` nothing rises there, so every
         car on the site was paused by a restart of the energy node, until its first reading and
-        a start (7 s at the defaults), and some cars do not resume after a pause."""
-        if now_s - self.started_s >= self.model.control.stale_failsafe_s:
+        a start (7 s at the defaults), and some cars do not resume after a pause. A decrease
+        due meanwhile (a limit gone down, a meter that has read over its limit) ends the wait
+        at once (``must_lower``): a stale meter does not hold one back either."""
+        if self.must_lower or now_s - self.started_s >= self.model.control.stale_failsafe_s:
             return True
         samples = self.samples
         return all(node in samples for node in self.model.metered)
@@ -178,6 +183,7 @@ class SiteState:
             return why, []
         records = self._check_node(msg, limit, now_utc)
         if over_limit(msg.current_a, limit, self.model.control.allocation.margin_a):
+            self.must_lower = True
             return "meter shows overload", records
         return why, records
 
@@ -207,6 +213,7 @@ class SiteState:
         if not known_before:
             return "every limit source reported"
         if is_decrease(before, after):
+            self.must_lower = True
             return f"limit from {msg.source!r} went down"
         return None
 

@@ -1171,3 +1171,22 @@ def test_the_first_decision_after_a_start_is_recorded_changed_or_not() -> None:
     site.step()
     again = [r for r in site.records if isinstance(r, AuditRecord) and r.kind == AuditKind.LIMIT]
     assert len(again) == 1, "only the first decision since the start is recorded unchanged"
+
+
+def test_a_limit_going_down_while_waiting_for_the_first_meter_reading_steps_at_once() -> None:
+    """Waiting for the meters' first reading keeps the charge points' limits as under a stale
+    meter, where no increase is made but a decrease still is: a limit that goes down meanwhile
+    (a meter that does not answer at the start) must not wait stale_failsafe_s (10 s) while the
+    charge points keep limits made for the higher one."""
+    site = Site()
+    site.limits("main fuse")
+    assert site.limits("ems") == "every limit source reported"
+    site.demand({"CP1": 16.0, "CP2": 16.0})
+    assert site.state.step(now_s=site.now_s, now_utc=site.utc) is None
+    assert site.state.mode == "waiting for meters"
+    site.at(102.0)
+    down = LimitValue(current_a=(6.0, 6.0, 6.0))
+    assert site.limits("ems", down) == "limit from 'ems' went down"
+    out = site.state.step(now_s=site.now_s, now_utc=site.utc)
+    assert out is not None, "the decrease waited for the meter"
+    assert site.state.mode != "waiting for meters"
