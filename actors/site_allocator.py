@@ -407,8 +407,8 @@ class SiteAllocator(Actor):
         to explain limits that stopped rising (stale meter data) or fell to the fail-safe budget
         (its records say it per connector, the log said nothing)."""
         assert self.state is not None
-        mode, record, before = self.state.mode, self.state.record, self.logged_mode
-        if mode == before:
+        mode, record = self.state.mode, self.state.record
+        if mode == self.logged_mode:
             return
         self.logged_mode = mode
         age_s = math.inf if record is None else record.meter_age_s
@@ -425,11 +425,12 @@ class SiteAllocator(Actor):
             log.warning("load management: stale (%s: no increases until a fresh one)", seen)
             self.mode_warned = True
         elif mode == "fail-safe":
-            # At the start, before the first reading, as expected: not a warning.
-            starting = not before and age_s == math.inf
-            level = logging.INFO if starting else logging.WARNING
-            log.log(level, "load management: fail-safe (%s: every limit within its budget)", seen)
-            self.mode_warned = not starting
+            # Always a warning: at the start the allocator waits for every meter's first reading
+            # (SiteState.meters_known), so a fail-safe with none is a meter that did not answer
+            # within stale_failsafe_s (or a decrease that could not wait for it), not the
+            # expected state of a start.
+            log.warning("load management: fail-safe (%s: every limit within its budget)", seen)
+            self.mode_warned = True
 
     def _settle_later(self) -> None:
         """A Settled message for when the loop's last change settles, if that is still ahead

@@ -39,6 +39,7 @@ from actors.meter import MeterActor, MeterRead
 from actors.shards import shard_of
 from actors.site_allocator import AllocatorSettings, SiteAllocator
 from actors.utc import format_utc
+from drivers.ports import free_tcp_port
 from drivers.store.env import open_store
 from supervisors.spec import ChildSpec, SupervisorSpec
 from supervisors.system import ActorSystem
@@ -1180,3 +1181,27 @@ async def test_each_broker_node_gets_the_limits_of_its_charge_points(tmp_path: P
             lambda: f"{gone}/1" not in node.summary()["connectors"], what=f"{gone} forgotten"
         )
         assert {k.split("/")[0] for k in node.summary()["connectors"]} == set(ids) - {gone}
+
+
+async def test_a_meter_that_never_reads_at_the_start_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The allocator waits for every meter's first reading, at most stale_failsafe_s: the
+    fail-safe it then steps in is a meter that did not answer (a fault, as for one that stops),
+    no longer the expected fail-safe of a start before its first reading (INFO)."""
+    caplog.set_level(logging.INFO, logger="actors.site_allocator")
+    body = meter_toml(free_tcp_port()) + FUSE_40 + FAST  # nothing listens there
+    async with running(tmp_path, body, meter_a=None) as node:
+        await wait_for(
+            lambda: node.summary()["mode"] == "fail-safe",
+            timeout=timeout_s(2.0 + 3.0),
+            what="the fail-safe after stale_failsafe_s",
+        )
+    modes = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.getMessage().startswith("load management: ")
+    ]
+    assert modes, "no mode logged"
+    assert modes[0][1].startswith("load management: fail-safe"), modes
+    assert modes[0][0] == "WARNING", modes
