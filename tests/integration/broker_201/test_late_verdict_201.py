@@ -86,11 +86,8 @@ class Station:
 
 
 @contextlib.asynccontextmanager
-async def started_offline(
-    tmp_path: Path, auth: str, token: str = STRANGER, meter_wh: float = 5000.0
-) -> AsyncIterator[tuple[SimCloud, Edge, Station]]:
-    """A 2.0.1 station on the edge, the cloud gone, a transaction started with ``token`` and
-    accepted by the edge (the site's fallback ``auth``)."""
+async def offline(tmp_path: Path, auth: str) -> AsyncIterator[tuple[SimCloud, Edge, Station]]:
+    """A 2.0.1 station booted on the edge (the site's fallback ``auth``), then the cloud gone."""
     async with cloud_and_edge(tmp_path, extra=f"{ENERGY}\n[authorization]\n{auth}\n") as (
         cloud,
         edge,
@@ -102,15 +99,23 @@ async def started_offline(
             await wait_for(lambda: edge.cloud("CP1")["online"], what="the cloud session")
             await cloud.stop()
             await wait_for(lambda: not edge.cloud("CP1")["online"], what="the cloud gone")
-            station = Station(cp)
-            started = await station.event(
-                "Started", meter_wh, idToken={"idToken": token, "type": "ISO14443"}
-            )
-            assert started[2]["idTokenInfo"]["status"] == "Accepted", started
-            assert edge.cloud("CP1")["queue_depth"] >= 1, "the Started event is queued"
-            yield cloud, edge, station
+            yield cloud, edge, Station(cp)
         finally:
             await cp.close()
+
+
+@contextlib.asynccontextmanager
+async def started_offline(
+    tmp_path: Path, auth: str, token: str = STRANGER, meter_wh: float = 5000.0
+) -> AsyncIterator[tuple[SimCloud, Edge, Station]]:
+    """:func:`offline`, and a transaction started with ``token`` and accepted by the edge."""
+    async with offline(tmp_path, auth) as (cloud, edge, station):
+        started = await station.event(
+            "Started", meter_wh, idToken={"idToken": token, "type": "ISO14443"}
+        )
+        assert started[2]["idTokenInfo"]["status"] == "Accepted", started
+        assert edge.cloud("CP1")["queue_depth"] >= 1, "the Started event is queued"
+        yield cloud, edge, station
 
 
 async def test_a_later_rejection_stops_an_offline_accepted_201_transaction(
@@ -234,30 +239,18 @@ async def test_an_id_presented_after_the_start_is_authorized_and_judged_the_same
     """TxStartPoint EVConnected: the transaction starts without an id, the id comes in an
     Updated event (triggerReason Authorized). The edge answers it with its idTokenInfo and
     records how it decided; the cloud's later Invalid stops it."""
-    async with cloud_and_edge(
-        tmp_path, extra=f'{ENERGY}\n[authorization]\nunknown_id_offline = "accept"\n'
-    ) as (cloud, edge):
-        cp = RawChargePoint("CP1", version="ocpp2.0.1")
-        try:
-            cp.answers["RequestStopTransaction"] = {"status": "Accepted"}
-            await boot_201(cp, edge, "Occupied")
-            await wait_for(lambda: edge.cloud("CP1")["online"], what="the cloud session")
-            await cloud.stop()
-            await wait_for(lambda: not edge.cloud("CP1")["online"], what="the cloud gone")
-            station = Station(cp)
-            await station.event("Started", 5000.0, triggerReason="CablePluggedIn")
-            authorized = await station.event(
-                "Updated",
-                triggerReason="Authorized",
-                idToken={"idToken": STRANGER, "type": "ISO14443"},
-            )
-            assert authorized[2].get("idTokenInfo") == {"status": "Accepted"}, authorized
-            assert transaction(edge)["local_path"] == "fallback:accept"
-            await cloud.start()
-            await wait_for(lambda: bool(station.stops()), timeout=15, what="the edge stops it")
-            assert [c[3] for c in station.stops()] == [{"transactionId": TX}]
-        finally:
-            await cp.close()
+    async with offline(tmp_path, 'unknown_id_offline = "accept"') as (cloud, edge, station):
+        await station.event("Started", 5000.0, triggerReason="CablePluggedIn")
+        authorized = await station.event(
+            "Updated",
+            triggerReason="Authorized",
+            idToken={"idToken": STRANGER, "type": "ISO14443"},
+        )
+        assert authorized[2].get("idTokenInfo") == {"status": "Accepted"}, authorized
+        assert transaction(edge)["local_path"] == "fallback:accept"
+        await cloud.start()
+        await wait_for(lambda: bool(station.stops()), timeout=15, what="the edge stops it")
+        assert [c[3] for c in station.stops()] == [{"transactionId": TX}]
 
 
 async def test_a_later_rejection_reaches_a_station_away_when_the_cloud_answered(
