@@ -56,17 +56,20 @@ class CloudProfiles(DownstreamCalls):
 
     async def _cloud_profile_set(self, request: Mapping[str, Any]) -> None:
         """The charge point accepted the cloud's SetChargingProfile ``request``."""
+        level = self.energy.caps.stack_level
         found = self._keep_cloud_profile(request)
         if found is None:
             return
+        # Above the edge's level, it would override the edge's: theirs go at its level now.
+        raised = self.energy.caps.stack_level != level
         if found.purpose == TX_PROFILE:
-            await self._cloud_caps_again(force=True, only=found.connector_id)
+            await self._cloud_caps_again(force=True, only=found.connector_id, station_again=raised)
         else:  # on the station at the edge's level, it replaced the edge's TxDefaultProfile
             replaced = (found.connector_id, found.profile.stack_level) == (
                 0,
                 self.energy.caps.stack_level,
             )
-            await self._cloud_caps_again(force=False, station_again=replaced)
+            await self._cloud_caps_again(force=raised, station_again=replaced or raised)
 
     async def _remote_start_accepted(self, request: Mapping[str, Any]) -> None:
         """The charge point accepted the cloud's RemoteStartTransaction (1.6) or
@@ -79,8 +82,10 @@ class CloudProfiles(DownstreamCalls):
         connector = request.get("connectorId" if self.version is OcppVersion.V16 else "evseId")
         key = connector if isinstance(connector, int) else 0
         self.remote_start_profiles[key] = (dict(profile), self.broker.now())
+        level = self.energy.caps.stack_level
         if key and self._running_tx(key) is not None and self._take_remote_start_profile(key):
-            await self._cloud_caps_again(force=True, only=key)
+            raised = self.energy.caps.stack_level != level
+            await self._cloud_caps_again(force=True, only=key, station_again=raised)
 
     def _take_remote_start_profile(self, connector: int) -> bool:
         """A transaction started on ``connector``: the TxProfile of a remote start for it (or
@@ -124,6 +129,7 @@ class CloudProfiles(DownstreamCalls):
                 != (found.connector_id, new.stack_level)
             ] + [{**new.to_doc(), "connector": found.connector_id}]
             self.dirty = True
+            self.energy.cloud_level_at(self._kept_level())
             return found
         tx_id = found.transaction_id or self._running_tx(found.connector_id)
         tx = None if tx_id is None else self.state.transactions.get(tx_id)
@@ -135,7 +141,18 @@ class CloudProfiles(DownstreamCalls):
             d for d in tx.get(PROFILES_KEY, []) if d.get("stack_level") != new.stack_level
         ] + [new.to_doc()]
         self.dirty = True
+        self.energy.cloud_level_at(self._kept_level())
         return found
+
+    def _kept_level(self) -> int:
+        """The highest stack level of the cloud's profiles kept (the running transactions' and
+        the TxDefaultProfiles), 0 if none."""
+        docs = list(self.state.cloud_defaults)
+        for tx in self.state.transactions.values():
+            if tx.get("state") == "running":
+                docs += tx.get(PROFILES_KEY, [])
+        levels = [d.get("stack_level") for d in docs]
+        return max((lv for lv in levels if isinstance(lv, int)), default=0)
 
     def _drop_id(self, profile_id: int) -> None:
         for other in self.state.transactions.values():
@@ -208,6 +225,8 @@ class CloudProfiles(DownstreamCalls):
         ``restored``: the caps of a restarted actor (not audited again)."""
         held: list[CallChargePoint] = []
         now = self.broker.now()
+        if restored:
+            self.energy.cloud_level_at(self._kept_level())
         caps = self.energy.cloud_caps
         volts = self.energy.caps.nominal_voltage_v
         defaults = [

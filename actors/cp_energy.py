@@ -133,6 +133,11 @@ class EnergySide:
         # the cloud's TxDefaultProfiles' limit on new transactions now, A: the edge's
         # TxDefaultProfile carries the lower of it and default_limit_a
         self.cloud_default_a: float | None = None
+        # the highest stack level of the cloud's profiles the broker keeps, each accepted by
+        # the charge point (actors.cp_cloud_caps): the edge's go at least there, as within a
+        # purpose a charge point follows the highest level alone (one above the edge's would
+        # override its limit with the cloud's)
+        self.cloud_level = 0
         # connector -> (what its template depends on, the template)
         self.templates: dict[int, tuple[tuple[Any, ...], TxProfileTemplate | None]] = {}
 
@@ -563,7 +568,22 @@ class EnergySide:
             return []
         return self._tx_profile(limit, tx_id, force=True)
 
+    def cloud_level_at(self, level: int) -> bool:
+        """The cloud's kept profiles reach stack ``level``, which the charge point took: the
+        edge's profiles go at it from now on if theirs is lower (whether it was)."""
+        self.cloud_level = level
+        if not self.caps_known or level <= self.caps.max_stack_level:
+            return False
+        self.caps = replace(self.caps, max_stack_level=level)
+        return True
+
     def _learn(self, answer: Answer) -> None:
+        self._learn_caps(answer)
+        if self.cloud_level > self.caps.max_stack_level:
+            # It reports less than it took from the cloud (or nothing): at least that.
+            self.caps = replace(self.caps, max_stack_level=self.cloud_level)
+
+    def _learn_caps(self, answer: Answer) -> None:
         if not answer.ok:
             self.caps_known = True  # keep the safe defaults (stack level 0, A or W)
             return

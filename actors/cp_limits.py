@@ -198,8 +198,11 @@ class LimitsAndCaps(CloudProfiles):
         # if one was waiting for it, or one the cloud set once the charge point had started it
         # (its TransactionEvent can come before its answer to the remote start). The TxProfile
         # goes below, capped.
+        level = self.energy.caps.stack_level
         self._take_remote_start_profile(connector)
-        for c in await self._cloud_caps_again(force=False, send=False):
+        # Its level above the edge's: the edge's TxDefaultProfile goes again at it too.
+        raised = self.energy.caps.stack_level != level
+        for c in await self._cloud_caps_again(force=False, send=False, station_again=raised):
             if c.replace_key != f"tx:{connector}":  # another connector's cap changed too
                 await self._edge_call(c)
         for c in self.energy.transaction_started(connector, tx_id):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from ocpp.v16 import call as v16_call
 
 from actors.audit import AUDIT_TABLE
@@ -24,6 +25,8 @@ from actors.audit_records import decode_record
 from actors.profiles import ChargePointCapabilities, tx_default_profile_id
 from actors.utc import format_utc
 from sim.charge_point import SimChargePoint
+from sim.cloud import SimCloud
+from sim.cp_config import Behaviour
 from sim.profile_payloads import profile_for
 from tests.helpers import wait_for
 from tests.integration.broker.edge import Edge, cloud_and_edge, start_edge
@@ -422,3 +425,49 @@ async def test_a_201_transaction_that_names_its_evse_later_gets_its_tx_profile(
             assert len(tx_limits(cp)) == 1, "taken in once"
         finally:
             await cp.close()
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+async def test_a_cloud_profile_above_the_edges_level_cannot_lift_the_site_limit(
+    tmp_path: Path, protocol: str
+) -> None:
+    """The edge's level is the highest it knows the charge point takes (here it reports 0 and
+    takes up to 20; likewise where the edge learned 0 from a refusal). The cloud's TxProfile at
+    a higher level, accepted, overrides the edge's in the charge point: the car would follow the
+    cloud's 32 A, the site's 10 A ignored. The charge point took that level: the edge's profiles
+    go again at it, capped."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    quirk = Behaviour(reported_max_stack_level=0)
+    config = fast_config(edge.url, protocol, behaviour=quirk, meter_interval_s=60.0)
+    c = Charging(cloud, edge, SimChargePoint(config))
+    try:
+        await charge(edge, c.cp)
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
+        await wait_for(
+            lambda: c.accepted() == {"1": 10.0} and c.cp.offered_a(1) == 10.0,
+            what="the edge's TxProfile at 10 A, at stack level 0",
+        )
+        await cloud_sets(c, tx_profile(c, 32.0, stack_level=3))
+        await wait_for(
+            lambda: c.energy()["cloud_caps_a"] == {"1": 32.0} and edge.cp("CP1")["down_queue"] == 0,
+            timeout=3,
+            what="the cloud's profile taken in",
+        )
+        await wait_for(
+            lambda: c.cp.offered_a(1) == 10.0,
+            timeout=3,
+            what="the car back at the site's 10 A, not the cloud's 32 A",
+        )
+        assert c.energy()["caps"]["max_stack_level"] >= 3
+        # The edge's TxDefaultProfile too, not left below a level the cloud's may use.
+        assert sorted(
+            (p.purpose.value, p.stack_level)
+            for p in c.cp.profiles.profiles
+            if p.purpose.value != "ChargePointMaxProfile"
+        ) == [("TxDefaultProfile", 3), ("TxProfile", 3)]
+    finally:
+        await c.cp.stop()
+        await edge.stop()
+        await cloud.stop()
