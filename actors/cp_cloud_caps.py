@@ -38,6 +38,7 @@ from actors.cp_calls import DownstreamCalls
 from actors.cp_state import connector_number
 from actors.energy_messages import CLOUD_PROFILE
 from actors.messages import CallChargePoint
+from actors.profiles import is_edge_profile_id
 from actors.utc import format_utc, parse_utc
 from drivers.ocpp.codes import OcppVersion
 
@@ -70,6 +71,18 @@ class CloudProfiles(DownstreamCalls):
                 self.energy.caps.stack_level,
             )
             await self._cloud_caps_again(force=raised, station_again=replaced or raised)
+        if is_edge_profile_id(self.energy.caps, found.profile.profile_id) and self.energy_ready:
+            # Nothing keeps the cloud from the ids the edge's profiles take: the charge point
+            # replaced the edge's with that id (same id replaces, whatever its purpose, level or
+            # connector), so all of the edge's go again (the cloud's is kept as a cap).
+            log.warning(
+                "%s: the cloud's charging profile %d has the id of one of the edge's, which it "
+                "replaced; the edge's installed again",
+                self.cp_id,
+                found.profile.profile_id,
+            )
+            for c in self.energy.all_again(self.broker.now(), self._running_tx):
+                await self._edge_call(c)
 
     async def _remote_start_accepted(self, request: Mapping[str, Any]) -> None:
         """The charge point accepted the cloud's RemoteStartTransaction (1.6) or

@@ -533,6 +533,13 @@ class EnergySide:
         level = criteria.get("stackLevel")
         if isinstance(level, int) and level != self.caps.stack_level:
             return []
+        return self.all_again(now, running_tx)
+
+    def all_again(
+        self, now: datetime, running_tx: Callable[[int], str | None]
+    ) -> list[CallChargePoint]:
+        """The edge's profiles, each of which the charge point may no longer hold: the
+        station's and each running transaction's TxProfile, at their values now."""
         self.sent.clear()
         calls = self._boot_profiles(now) if self.caps_known else []
         return calls + self._running_profiles(running_tx)

@@ -471,3 +471,34 @@ async def test_a_cloud_profile_above_the_edges_level_cannot_lift_the_site_limit(
         await c.cp.stop()
         await edge.stop()
         await cloud.stop()
+
+
+async def test_a_cloud_profile_with_an_edge_profiles_id_does_not_leave_the_station_without_it(
+    charging: Charging,
+) -> None:
+    """Nothing keeps the cloud from using the ids the edge's profiles take (900000 up): the
+    cloud's TxDefaultProfile with the id of the edge's, at a level below it, replaces the edge's
+    in the charge point (same id), and a new car would get the cloud's 32 A, not the safe 6 A.
+    The edge's goes in again at once, at the lower of the two."""
+    c = charging
+    edge_default = tx_default_profile_id(ChargePointCapabilities())
+    station = profile_for(
+        c.cp.config.protocol, limit=32.0, profile_id=edge_default, purpose="TxDefaultProfile"
+    )
+    station["stackLevel"] = 1
+    answer = await c.cloud.set_charging_profile("CP1", 0, station)
+    assert answer["status"] == "Accepted"
+    await wait_for(
+        lambda: (
+            c.edge.cp("CP1")["down_queue"] == 0
+            and [
+                (p.profile_id, p.stack_level, p.periods[0].limit)
+                for p in c.cp.profiles.profiles
+                if p.purpose.value == "TxDefaultProfile"
+            ]
+            == [(edge_default, EDGE_LEVEL, 6.0)]
+        ),
+        timeout=3,
+        what="the edge's safe 6 A TxDefaultProfile back in the charge point",
+    )
+    assert c.accepted() == {"1": 10.0}
