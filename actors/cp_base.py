@@ -10,7 +10,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from actors.broker_context import BrokerContext, Link
@@ -119,9 +118,6 @@ class ChargePointBase(Actor):
             default_limit_a=broker.default_limit_a,
         )
         self.energy_ready = False  # energy calls wait for the first answer on a connection
-        # connector (0: any) -> the TxProfile of the cloud's accepted remote start, and when
-        # (actors.cp_cloud_caps): the transaction it starts takes it
-        self.remote_start_profiles: dict[int, tuple[dict[str, Any], datetime]] = {}
         self.heard_on = 0  # the last connection (conn_no) the charge point sent a CALL on
         # replace_key of a profile call -> the trigger of the batch it came from (ProfileWrites)
         self.profile_triggers: dict[str, int] = {}

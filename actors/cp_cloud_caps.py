@@ -94,7 +94,12 @@ class CloudProfiles(DownstreamCalls):
             return
         connector = request.get("connectorId" if self.version is OcppVersion.V16 else "evseId")
         key = connector if isinstance(connector, int) else 0
-        self.remote_start_profiles[key] = (dict(profile), self.broker.now())
+        # Kept with the state: a restart before its transaction starts does not lose it.
+        self.state.remote_starts[str(key)] = {
+            "profile": dict(profile),
+            "utc": format_utc(self.broker.now()),
+        }
+        self.dirty = True
         level = self.energy.caps.stack_level
         if key and self._running_tx(key) is not None and self._take_remote_start_profile(key):
             raised = self.energy.caps.stack_level != level
@@ -105,13 +110,21 @@ class CloudProfiles(DownstreamCalls):
         for any connector) becomes its own; whether there was one."""
         now = self.broker.now()
         for key in (connector, 0):
-            found = self.remote_start_profiles.pop(key, None)
-            if found is None or (now - found[1]).total_seconds() > REMOTE_START_KEPT_S:
+            found = self.state.remote_starts.pop(str(key), None)
+            if found is None:
+                continue
+            self.dirty = True
+            try:
+                when = parse_utc(found.get("utc"), where="utc")
+            except ValueError:
+                continue
+            profile = found.get("profile")
+            if not isinstance(profile, dict) or (now - when).total_seconds() > REMOTE_START_KEPT_S:
                 continue
             if self.version is OcppVersion.V16:
-                request = {"connectorId": connector, "csChargingProfiles": found[0]}
+                request = {"connectorId": connector, "csChargingProfiles": profile}
             else:
-                request = {"evseId": connector, "chargingProfile": found[0]}
+                request = {"evseId": connector, "chargingProfile": profile}
             return self._keep_cloud_profile(request) is not None
         return False
 

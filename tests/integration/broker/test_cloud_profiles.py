@@ -24,6 +24,7 @@ from actors.audit import AUDIT_TABLE
 from actors.audit_records import decode_record
 from actors.profiles import ChargePointCapabilities, tx_default_profile_id
 from actors.utc import format_utc
+from sim.car import CarSpec
 from sim.charge_point import SimChargePoint
 from sim.cloud import SimCloud
 from sim.cp_config import Behaviour
@@ -502,3 +503,34 @@ async def test_a_cloud_profile_with_an_edge_profiles_id_does_not_leave_the_stati
         what="the edge's safe 6 A TxDefaultProfile back in the charge point",
     )
     assert c.accepted() == {"1": 10.0}
+
+
+async def test_a_remote_starts_profile_survives_a_restart_before_its_transaction(
+    charging: Charging,
+) -> None:
+    """The remote start's TxProfile waits for its transaction (the driver plugs in later): the
+    broker's actor restarting meanwhile lost it (kept in memory only), and the transaction's
+    TxProfile at the site's 10 A replaced the cloud's 7 A in the charge point (same level)."""
+    c = charging
+    await c.cp.stop_transaction(1)
+    await wait_for(lambda: not c.edge.cp("CP1")["transactions"], what="the transaction ended")
+    await c.cp.unplug(1)
+    profile = tx_profile(c, 7.0, stack_level=EDGE_LEVEL)
+    answer = await c.cloud.remote_start("CP1", GOOD_TAG, connector_id=1, charging_profile=profile)
+    assert answer["status"] == "Accepted"
+    await wait_for(lambda: c.edge.cp("CP1")["down_queue"] == 0, what="the remote start answered")
+    path = "broker/charge_points/CP1"
+    old = c.edge.system.actor(path)
+    c.edge.system.cells[path].kill()
+    await wait_for(
+        lambda: c.edge.system.cells[path].running and c.edge.system.actor(path) is not old,
+        what="the actor restarted",
+    )
+    await c.cp.plug_in(1, CarSpec(max_current_a=32.0, energy_need_wh=1e9))
+    await wait_for(lambda: bool(c.edge.cp("CP1")["transactions"]), what="the new transaction")
+    c.edge.system.send("broker/profiles", batch(c.edge, 10.0, sent_ns=2_000))  # its first limit
+    await wait_for(
+        lambda: c.accepted() == {"1": 7.0} and c.cp.offered_a(1) == 7.0,
+        timeout=3,
+        what="the remote start's transaction at the cloud's 7 A",
+    )
