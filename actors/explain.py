@@ -3,9 +3,9 @@
 The store hands over the records it selected (by charge point and time, site-wide ones included);
 :func:`explain` picks out:
 
-- the limit in force: the latest ``limit`` record for the charge point at or before the time, with
-  the source that bound it and its inputs (``limit_record`` conventions: ``limit_a``,
-  ``binding_source``);
+- the limit in force: the latest ``limit`` record for the charge point at or before the time that
+  carries a limit (``limit_record`` conventions: ``limit_a``, ``binding_source``), with the source
+  that bound it and its inputs (a cloud cap's record, ``cloud_cap_a``, is told around it);
 - the answer: the latest ``authorization`` record at or before the time;
 - the central rules in force (latest ``rules_applied`` / ``rules_rolled_back`` at or before);
 - everything else within ``window_s`` either side: earlier or later limits, authorizations, late
@@ -55,7 +55,11 @@ def explain(
     )
     before = [r for r in mine if r.time_utc <= at_utc]
     own_before = [r for r in before if r.charge_point_id == charge_point_id]
-    limit = _latest(own_before, {AuditKind.LIMIT})
+    # A limit decided (``limit_a``): the broker's records of a cloud profile's cap coming or
+    # going (``cloud_cap_a``) are kind ``limit`` too, but the cap binds only through the energy
+    # node's decision (binding source "cloud profile" there): a cap above the site's limit, or
+    # one cleared, leaves that decision as it was, unrecorded, and is no limit in force.
+    limit = _latest([r for r in own_before if "limit_a" in r.inputs], {AuditKind.LIMIT})
     answer = _latest(own_before, {AuditKind.AUTHORIZATION})
     rules = _latest(before, _RULES_KINDS)
     window = timedelta(seconds=window_s)

@@ -10,6 +10,7 @@ import pytest
 from tests.integration.audit_cli.trail import (
     CP,
     auth,
+    cloud_cap,
     day_at_cp001,
     limit,
     rules,
@@ -170,3 +171,29 @@ def test_run_py_help_says_a_time_without_zone_is_utc() -> None:
     r = run_process(["explain", "--help"])
     assert r.code == 0
     assert "without a zone it means UTC" in " ".join(r.out.split())
+
+
+@pytest.mark.parametrize("cap_a", [32.0, None], ids=["cap-above-the-site-limit", "cap-cleared"])
+def test_a_cloud_cap_that_does_not_bind_is_not_the_limit_in_force(
+    tmp_path: Path, cap_a: float | None
+) -> None:
+    """The broker records the cloud's TxProfile cap when it comes and goes; the energy node
+    records its decision only when it changes. A cap above the site's 10 A (or its end) leaves
+    the decision at 10 A, bound by the DSO: that is the limit in force, not the cap's record."""
+    var = tmp_path / "var"
+    write(var, "energy", [limit(-60, 10, "grid_limit:dso")])
+    write(var, "broker", [cloud_cap(-30, cap_a)])
+    site = write_site(tmp_path)
+    r = run_main(["explain", CP, "--at", "2025-06-01T12:00:00Z", "--config", str(site)])
+    assert r.code == 0, r.err
+    assert r.out.splitlines()[1].startswith("  Limit: 10 A since 2025-06-01T11:59:00Z"), r.out
+    assert "bound by grid_limit:dso" in r.out.splitlines()[1]
+    assert "limit: " + ("no cloud cap" if cap_a is None else "at most 32.0 A") in r.out, (
+        "the cap's record is still told, around the time"
+    )
+    doc = orjson.loads(
+        run_main(
+            ["explain", CP, "--at", "2025-06-01T12:00:00Z", "--json", "--config", str(site)]
+        ).out
+    )
+    assert doc["limit"]["inputs"]["limit_a"] == 10

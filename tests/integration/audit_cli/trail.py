@@ -66,6 +66,27 @@ def limit(at: float, limit_a: float, source: str, *, cp: str = CP) -> AuditRecor
     )
 
 
+def cloud_cap(at: float, cap_a: float | None, *, cp: str = CP) -> AuditRecord:
+    """The broker's record of a cloud TxProfile's cap (or its end), as actors.cp_cloud_caps
+    writes it: kind ``limit``, binding source ``cloud profile``, no ``limit_a``."""
+    decision = "no cloud cap" if cap_a is None else f"at most {cap_a:.1f} A"
+    return new_record(
+        time_utc=t(at),
+        actor=f"broker/charge_points/{cp}",
+        charge_point_id=cp,
+        kind=AuditKind.LIMIT,
+        decision=decision,
+        reason=f"the cloud's TxProfile 42: {decision} on connector 1",
+        inputs={
+            "cloud_cap_a": cap_a,
+            "binding_source": "cloud profile",
+            "profile_id": 42,
+            "connector_id": 1,
+            "transaction_id": "7",
+        },
+    )
+
+
 def message(
     kind: AuditKind, at: float, *, cp: str = CP, action: str = "StartTransaction"
 ) -> AuditRecord:
