@@ -16,6 +16,7 @@ from actors.cp_base import QuietReconnect
 from actors.cp_cloud_caps import CloudProfiles
 from actors.cp_downstream import DownCall
 from actors.cp_energy import RETRY_AFTER_S, Answer, TxRetry
+from actors.cp_state import connector_number
 from actors.energy_messages import ENERGY_CAP
 from actors.messages import (
     ApplyLimit,
@@ -298,5 +299,10 @@ class LimitsAndCaps(CloudProfiles):
                     decision="0 A",
                     charge_point_id=self.cp_id,
                     reason=f"energy cap of {cap:g} Wh reached ({delivered:g} Wh delivered)",
-                    inputs={"limit_a": 0, "binding_source": ENERGY_CAP, "transaction_id": tx_id},
+                    inputs={
+                        "limit_a": 0,
+                        "binding_source": ENERGY_CAP,
+                        "transaction_id": tx_id,
+                        "connector_id": connector_number(str(tx.get("connector", ""))),
+                    },
                 )

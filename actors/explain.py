@@ -5,7 +5,9 @@ The store hands over the records it selected (by charge point and time, site-wid
 
 - the limit in force: the latest ``limit`` record for the charge point at or before the time that
   carries a limit (``limit_record`` conventions: ``limit_a``, ``binding_source``), with the source
-  that bound it and its inputs (a cloud cap's record, ``cloud_cap_a``, is told around it);
+  that bound it and its inputs (a cloud cap's record, ``cloud_cap_a``, is told around it); one
+  per connector (``connector_id``) when the records name more than one (``limits`` in the
+  JSON, ``limit`` the latest of them);
 - the answer: the latest ``authorization`` record at or before the time;
 - the central rules in force (latest ``rules_applied`` / ``rules_rolled_back`` at or before);
 - everything else within ``window_s`` either side: earlier or later limits, authorizations, late
@@ -59,24 +61,30 @@ def explain(
     # going (``cloud_cap_a``) are kind ``limit`` too, but the cap binds only through the energy
     # node's decision (binding source "cloud profile" there): a cap above the site's limit, or
     # one cleared, leaves that decision as it was, unrecorded, and is no limit in force.
-    limit = _latest([r for r in own_before if "limit_a" in r.inputs], {AuditKind.LIMIT})
+    decided = [r for r in own_before if r.kind is AuditKind.LIMIT and "limit_a" in r.inputs]
+    # Per connector (the energy node decides, and records, each connector's limit): the latest
+    # of any connector told alone made an idle connector's "0 A, no car" the charge point's
+    # limit while its other connector's car charged.
+    by_connector = _latest_by_connector(decided)
+    limit = decided[-1] if decided else None
     answer = _latest(own_before, {AuditKind.AUTHORIZATION})
     rules = _latest(before, _RULES_KINDS)
     window = timedelta(seconds=window_s)
-    chosen = {id(x) for x in (limit, answer, rules) if x is not None}
+    chosen = {id(x) for x in (*by_connector.values(), answer, rules) if x is not None}
     around = [r for r in mine if abs(r.time_utc - at_utc) <= window and id(r) not in chosen]
 
     at = format_utc(at_utc)
     lines = [f"Why {charge_point_id} at {at}:"]
-    if limit is None:
+    if not by_connector:
         lines.append("  Limit: no limit decision at or before this time in the records given.")
-    else:
-        source = limit.inputs.get("binding_source", "unknown source")
+    for connector, record in by_connector.items():
+        label = "Limit" if len(by_connector) == 1 else f"Limit on connector {connector}"
+        source = record.inputs.get("binding_source", "unknown source")
         lines.append(
-            f"  Limit: {limit.decision} since {format_utc(limit.time_utc)}{_ref(limit)}, "
-            f"bound by {source}: {limit.reason}"
+            f"  {label}: {record.decision} since {format_utc(record.time_utc)}{_ref(record)}, "
+            f"bound by {source}: {record.reason}"
         )
-        inputs = {k: v for k, v in limit.inputs.items() if k not in ("limit_a", "binding_source")}
+        inputs = {k: v for k, v in record.inputs.items() if k not in ("limit_a", "binding_source")}
         if inputs:
             lines.append(f"    inputs: {_inputs(inputs)}")
     if answer is None:
@@ -104,6 +112,7 @@ def explain(
         "at_utc": at,
         "window_s": window_s,
         "limit": None if limit is None else record_to_json(limit),
+        "limits": [record_to_json(r) for r in by_connector.values()],
         "answer": None if answer is None else record_to_json(answer),
         "rules": None if rules is None else record_to_json(rules),
         "around": [record_to_json(r) for r in around],
@@ -118,6 +127,16 @@ def explain(
         },
     }
     return Explanation(lines=tuple(lines), data=data)
+
+
+def _latest_by_connector(records: list[AuditRecord]) -> dict[Any, AuditRecord]:
+    """The latest of ``records`` (oldest first) per ``connector_id`` input, by connector."""
+    latest: dict[Any, AuditRecord] = {}
+    for record in records:
+        latest[record.inputs.get("connector_id")] = record
+    return dict(
+        sorted(latest.items(), key=lambda kv: (not isinstance(kv[0], int), str(kv[0]).zfill(9)))
+    )
 
 
 def _latest(records: list[AuditRecord], kinds: Iterable[AuditKind]) -> AuditRecord | None:

@@ -17,7 +17,9 @@ means UTC), a span back from now (``90s``, ``15m``, ``2h``, ``1d``) or ``now``.
 the limit in force and the source that bound it, the authorization and its path, the central
 rules in force, and everything recorded within ``--window`` seconds either side (default 900).
 ``--json`` prints one object: ``charge_point_id``, ``at_utc``, ``window_s``, ``limit``,
-``answer``, ``rules`` (a record each, or null), ``around`` (records), ``messages`` (counts of
+``answer``, ``rules`` (a record each, or null; ``limit`` the latest of any connector),
+``limits`` (the limit in force on each connector the records name: a record each), ``around``
+(records), ``messages`` (counts of
 ``message_buffered``, ``message_coalesced``, ``message_replayed``, ``message_dead_lettered`` in
 the window), ``nodes`` (the stores read) and ``lookback_complete`` (false when the search before
 the window for the limit, answer or rules in force stopped after

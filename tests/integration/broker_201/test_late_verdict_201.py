@@ -231,6 +231,10 @@ async def test_the_fallbacks_cap_pauses_an_offline_accepted_201_transaction(
             ),
             what="the energy cap's record",
         )
+        capped = [r for r in records(edge) if r.inputs.get("binding_source") == "energy cap"]
+        # Its connector, as the energy node's limit records name it: explain tells the limit in
+        # force per connector.
+        assert [r.inputs.get("connector_id") for r in capped] == [1], capped
 
 
 async def test_an_id_presented_after_the_start_is_authorized_and_judged_the_same(

@@ -276,6 +276,31 @@ async def test_ramp_keeps_the_sum_within_headroom_and_audits_every_change(tmp_pa
         assert f"Limit: {target:g} A" in story.text()
 
 
+async def test_explain_tells_each_connectors_limit_not_the_idle_ones_alone(
+    tmp_path: Path,
+) -> None:
+    """A charge point with two connectors, a car on the first: the allocator records both
+    first decisions in one step (the car's and the idle connector's "0 A, no car"). ``explain``
+    told the latest record of either alone: "0 A, bound by no car" while the car charged."""
+    async with running(tmp_path, FUSE_40 + FAST, meter_a=(10.0, 10.0, 10.0)) as node:
+        await node.wait_meter_read()
+        node.send(
+            demand(report("CP1", measured_a=8.0), report("CP1", connector_id=2, charging=False))
+        )
+        first = await node.wait_batch(
+            lambda b: b.limits().get("CP1/1", 0.0) >= 6.0, what="the car charging"
+        )
+        assert first.limits()["CP1/2"] == 0.0
+        records = [r for r in node.audit() if r.kind is AuditKind.LIMIT]
+        story = explain(records, charge_point_id="CP1", at_utc=datetime.now(UTC))
+        text = story.text()
+        car = f"{first.limits()['CP1/1']:g} A"
+        assert f"  Limit on connector 1: {car} since" in text, text
+        assert "bound by grid_limit:main fuse/" in text.split("Limit on connector 1:")[1], text
+        assert "  Limit on connector 2: 0 A since" in text, text
+        assert [x["inputs"]["connector_id"] for x in story.data["limits"]] == [1, 2]
+
+
 # --- decrease at once on a meter overload ----------------------------------------------------
 
 
