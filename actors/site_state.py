@@ -126,10 +126,12 @@ class SiteState:
         # whatever was sent before (the broker gave the transaction the safe default at its
         # start, actors.cp_energy)
         self.fresh: set[str] = set()
-        # connectors with a limit record since this state began: the first decision of each is
-        # recorded, changed or not (after a restart "unchanged" is against the 0 A it starts
-        # from, not the limit the charge point had: a pause there went unexplained)
-        self.recorded: set[str] = set()
+        # connectors with a limit record since this state began, and the binding source of its
+        # last one: the first decision of each is recorded, changed or not (after a restart
+        # "unchanged" is against the 0 A it starts from, not the limit the charge point had: a
+        # pause there went unexplained); so is one whose source changed with the loop's mode
+        # (the fail-safe binding at the limit a car had: explain named the source before it)
+        self.recorded: dict[str, str] = {}
         self.last_batch_s: float | None = None
         self.trackers: dict[str, Tracker] = {}
         self.node_trackers: dict[str, Tracker] = {}
@@ -414,17 +416,26 @@ class SiteState:
         result = finish(loop)
         kept = {k: self.loop.connectors[k] for k in draws if k in self.loop.connectors}
         self.loop = replace(result.state, connectors={**result.state.connectors, **kept})
+        was = self.record
         rec = self.record = result.record
+        mode_changed = was is not None and was.mode != rec.mode
         self.mode = MODE_NAMES[rec.mode]
         if batch is not None:
             self._track(batch, now_s)
         recorded = self.recorded
+        due = [
+            dec
+            for dec in rec.decisions
+            if dec.changed
+            or dec.connector_id in began
+            or recorded.get(dec.connector_id) is None
+            or (mode_changed and recorded[dec.connector_id] != sources[dec.connector_id])
+        ]
         records = tuple(
             self._limit_record(dec, sources[dec.connector_id], rec.mode, rec.meter_age_s, now_utc)
-            for dec in rec.decisions
-            if dec.changed or dec.connector_id in began or dec.connector_id not in recorded
+            for dec in due
         )
-        recorded.update(dec.connector_id for dec in rec.decisions)
+        recorded.update((dec.connector_id, sources[dec.connector_id]) for dec in due)
         return StepOutput(records=records, batch=batch, lowers=lowers, sent=sent)
 
     def prepare(self, now_s: float) -> bool:

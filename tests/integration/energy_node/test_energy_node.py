@@ -495,6 +495,40 @@ async def test_stale_meter_holds_then_falls_back_to_failsafe(
     assert "no increases" in modes[-3][1], modes
 
 
+async def test_explain_names_the_fail_safe_when_it_binds_at_the_limit_the_car_had(
+    tmp_path: Path,
+) -> None:
+    """A car at 7 A under a dimming (10 A: 7 A left) and a fail-safe of 7 A: the meter stops,
+    the fail-safe binds at the same 7 A, and the dimming is lifted. The limit did not change, so
+    nothing was recorded: ``explain`` named the lifted dimming, in mode normal, while the status
+    and the batches said fail-safe."""
+    dim = tmp_path / "dim"
+    contact(dim, closed=True)
+    body = FUSE_40 + contact_toml("dimming", dim, 10) + FAST.replace("= 6.0", "= 7.0")
+    async with running(tmp_path, body, charge_points=("CP1",)) as node:
+        await node.wait_meter_read()
+        sim = CarSim(node, node.meter(), base_a=2.0, charge_points=("CP1",))
+        async with following(sim):
+            await sim.start()
+            await node.wait_batch(lambda b: b.limits().get("CP1/1") == 7.0, what="7 A, dimmed")
+            node.meter().stop_answering()
+            await wait_for(
+                lambda: node.summary()["mode"] == "fail-safe", timeout=6.0, what="fail-safe"
+            )
+            contact(dim, closed=False)
+            await wait_for(
+                lambda: node.summary()["limits"]["site"]["L1"]["limit_a"] == 40.0,
+                what="dimming lifted",
+            )
+            status = node.summary()["connectors"]["CP1/1"]
+            assert (status["limit_a"], status["binding_source"]) == (7.0, "fail-safe")
+        records = [r for r in node.audit() if r.kind is AuditKind.LIMIT]
+        story = explain(records, charge_point_id="CP1", at_utc=datetime.now(UTC))
+        assert story.data["limit"]["inputs"]["binding_source"] == "fail-safe", story.text()
+        assert story.data["limit"]["inputs"]["mode"] == "fail-safe", story.text()
+        assert "Limit: 7 A since" in story.text()
+
+
 async def test_stale_meter_stops_increases_the_samples_allow_then_falls_back_to_failsafe(
     tmp_path: Path,
 ) -> None:
