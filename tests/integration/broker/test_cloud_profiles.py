@@ -33,7 +33,7 @@ from tests.helpers import wait_for
 from tests.integration.broker.edge import Edge, cloud_and_edge, start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
-from tests.integration.broker.test_profiles_again import Charging, charging
+from tests.integration.broker.test_profiles_again import Charging, charging, restart_cp_actor
 from tests.integration.broker.test_with_ocpp_csms import Cloud
 from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
@@ -152,13 +152,7 @@ async def test_the_cap_survives_a_restart_of_the_charge_points_actor(charging: C
     c = charging
     await cloud_sets(c, tx_profile(c, 8.0, stack_level=1))
     await wait_for(lambda: c.accepted() == {"1": 8.0}, timeout=3, what="capped at 8 A")
-    path = "broker/charge_points/CP1"
-    old = c.edge.system.actor(path)
-    c.edge.system.cells[path].kill()
-    await wait_for(
-        lambda: c.edge.system.cells[path].running and c.edge.system.actor(path) is not old,
-        what="the actor restarted",
-    )
+    await restart_cp_actor(c.edge)
     assert c.energy()["cloud_caps_a"] == {"1": 8.0}, "the cloud's cap back with it"
     c.edge.system.send("broker/profiles", batch(c.edge, 12.0, sent_ns=5_000))
     await wait_for(lambda: c.accepted() == {"1": 8.0}, timeout=3, what="12 A capped at 8 A")
@@ -519,13 +513,7 @@ async def test_a_remote_starts_profile_survives_a_restart_before_its_transaction
     answer = await c.cloud.remote_start("CP1", GOOD_TAG, connector_id=1, charging_profile=profile)
     assert answer["status"] == "Accepted"
     await wait_for(lambda: c.edge.cp("CP1")["down_queue"] == 0, what="the remote start answered")
-    path = "broker/charge_points/CP1"
-    old = c.edge.system.actor(path)
-    c.edge.system.cells[path].kill()
-    await wait_for(
-        lambda: c.edge.system.cells[path].running and c.edge.system.actor(path) is not old,
-        what="the actor restarted",
-    )
+    await restart_cp_actor(c.edge)
     await c.cp.plug_in(1, CarSpec(max_current_a=32.0, energy_need_wh=1e9))
     await wait_for(lambda: bool(c.edge.cp("CP1")["transactions"]), what="the new transaction")
     c.edge.system.send("broker/profiles", batch(c.edge, 10.0, sent_ns=2_000))  # its first limit

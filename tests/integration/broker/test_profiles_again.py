@@ -193,6 +193,17 @@ async def test_a_charge_point_that_overstates_its_stack_level_gets_every_profile
         await cloud.stop()
 
 
+async def restart_cp_actor(edge: Edge, cp_id: str = "CP1") -> None:
+    """Kill the charge point's actor and wait for its supervisor to have a new one running."""
+    path = f"broker/charge_points/{cp_id}"
+    old = edge.system.actor(path)
+    edge.system.cells[path].kill()
+    await wait_for(
+        lambda: edge.system.cells[path].running and edge.system.actor(path) is not old,
+        what="the actor restarted",
+    )
+
+
 async def test_a_restarted_charge_point_actor_learns_the_charge_point_again(
     charging: Charging,
 ) -> None:
@@ -201,14 +212,8 @@ async def test_a_restarted_charge_point_actor_learns_the_charge_point_again(
     station's profiles go again, and the next limit goes as the charge point takes it (before,
     a 2.0.1 charge point got a 1.6 payload and refused it as malformed)."""
     c = charging
-    path = "broker/charge_points/CP1"
-    old = c.edge.system.actor(path)
     sets = c.cp.stats.received["SetChargingProfile"]
-    c.edge.system.cells[path].kill()
-    await wait_for(
-        lambda: c.edge.system.cells[path].running and c.edge.system.actor(path) is not old,
-        what="the actor restarted",
-    )
+    await restart_cp_actor(c.edge)
     await wait_for(
         lambda: c.cp.stats.received["SetChargingProfile"] >= sets + len(STATION),
         what="the station's profiles again",
