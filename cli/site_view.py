@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 from actors.broker_context import merge_batch_reports
+from drivers.ocpp.redact import printable
 
 PHASES = ("L1", "L2", "L3")
 
@@ -53,15 +54,9 @@ def _brokers(doc: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _printable(cell: str) -> str:
-    """A cell as it may reach a terminal: charge points choose some of them (a 2.0.1
-    transactionId is any string), and a control character would act on the operator's screen."""
-    return cell if cell.isprintable() else cell.encode("unicode_escape").decode("ascii")
-
-
 def table(rows: list[list[str]], out: TextIO) -> None:
     """Rows as aligned columns; a cell with a control character shown escaped."""
-    rows = [[_printable(c) for c in row] for row in rows]
+    rows = [[printable(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")

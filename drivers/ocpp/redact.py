@@ -51,6 +51,13 @@ class QuietPerConnection(logging.Filter):
         return True
 
 
+def printable(text: str) -> str:
+    """``text`` as it may reach a terminal or a log line: a peer chooses many strings (a
+    2.0.1 transactionId is any string, a payload's unknown key anything), and a control
+    character in one (a newline) would forge a line or act on the operator's screen."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def websockets_logger(name: str) -> logging.Logger:
     """A logger for websockets' ``logger=`` option, with :class:`RedactSecrets` and
     :class:`QuietPerConnection` attached once."""

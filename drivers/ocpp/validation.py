@@ -43,6 +43,7 @@ from drivers.ocpp.framing import (
     PayloadViolation,
     UnknownAction,
 )
+from drivers.ocpp.redact import printable
 
 Validator = Callable[[Any], Any]
 
@@ -191,7 +192,7 @@ def _violation(
             what = "field not allowed here"
     # A peer's unknown key can be any length and any characters; the CALLERROR it earns stays
     # small, and a control character in it (a newline) is escaped: the field is logged too.
-    field = ".".join(_printable(p) for p in path if p)[:128]
+    field = ".".join(printable(p) for p in path if p)[:128]
     where = field or "payload"
     return PayloadViolation(
         f"{action}: {where}: {what}",
@@ -201,7 +202,3 @@ def _violation(
         message_id=message_id,
         message_type=message_type,
     )
-
-
-def _printable(name: str) -> str:
-    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
