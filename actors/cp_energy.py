@@ -19,8 +19,9 @@
 - The station's profiles' answers are kept (the status's ``station_profiles``): a refused max
   profile is not sent again under the same capabilities ("where supported"); a refused
   TxDefaultProfile goes to the energy node as a rejection (connector 0).
-- A charge point that rejects a profile teaches us: stack level above 0 rejected -> retry at 0;
-  amperes rejected -> retry in watts. A 2.0.1 charge point says why (``statusInfo.reasonCode``):
+- A charge point that rejects a profile teaches us: stack level above 0 rejected -> retry at 0
+  (at the level of the cloud's profiles it accepted, if higher: below it, a cloud profile would
+  override the edge's); amperes rejected -> retry in watts. A 2.0.1 charge point says why (``statusInfo.reasonCode``):
   UnsupportedRateUnit teaches watts at once (for the TxDefaultProfile too); InvalidStackLevel
   teaches stack level 0 after the retry, alone (EVerest says it also for a TxProfile of the
   transaction at that level already, e.g. the cloud's: not always "too high"); one that names
@@ -560,8 +561,10 @@ class EnergySide:
         limit = self.limit_of(connector_id, tx_id)
         if limit is None:
             return []
-        if self.caps.max_stack_level > 0 and lesson in (None, "stack level"):
-            self.caps = replace(self.caps, max_stack_level=0)
+        if self.caps.max_stack_level > self.cloud_level and lesson in (None, "stack level"):
+            # Down to 0, yet not below the cloud's profiles it took: a cloud profile above the
+            # edge's overrides it within its purpose (cloud_level_at).
+            self.caps = replace(self.caps, max_stack_level=self.cloud_level)
         elif self.caps.rate_units[0] == "A" and (
             lesson == "unit" or (lesson is None and "W" in self.caps.rate_units)
         ):

@@ -1,0 +1,75 @@
+"""The stack level and the ids of the edge's profiles beside the cloud's (actors.cp_cloud_caps,
+actors.cp_energy): within a purpose a charge point follows the highest stack level alone, and a
+profile with the id of another replaces it, so the edge's must stay at least at the level of the
+cloud's profiles the charge point accepted, and go again when the cloud's take one of their ids.
+Real broker and cloud over websockets, a raw 2.0.1 station (its answers scripted) or the
+simulated charge point (profiles applied as OCPP says)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sim.profile_payloads import profile_for
+from tests.helpers import wait_for
+from tests.integration.broker.raw_cp import RawChargePoint
+from tests.integration.broker.station_201 import station_on_broker
+from tests.integration.broker.test_cloud_profiles import calls
+from tests.integration.broker.test_profile_batches import batch
+
+CLOUD_ID = 42
+
+
+def edge_tx_levels(cp: RawChargePoint) -> list[int]:
+    """The stack level of each TxProfile of the edge's the station got, in order."""
+    return [
+        int(c[3]["chargingProfile"]["stackLevel"])
+        for c in calls(cp, "SetChargingProfile")
+        if c[3]["chargingProfile"]["chargingProfilePurpose"] == "TxProfile"
+        and c[3]["chargingProfile"]["id"] != CLOUD_ID
+    ]
+
+
+async def test_a_refusal_does_not_take_the_edges_profiles_below_the_clouds_level(
+    tmp_path: Path,
+) -> None:
+    """The station reports no stack level (the edge's is 0) and takes the cloud's TxProfile at
+    level 3: the edge's go at 3 (b04628c). Then it refuses the edge's TxProfile twice without a
+    reason (its retry too): a lesson, which took the edge's level back to 0, below the cloud's
+    32 A at 3, which the station then follows alone. The edge's stays at 3 (the lesson is the
+    other one: watts)."""
+    async with station_on_broker(tmp_path) as s:
+        await s.event("A", "Started")
+        await wait_for(lambda: edge_tx_levels(s.cp) == [0], what="A's TxProfile at start")
+        cloud = profile_for(
+            "ocpp2.0.1", limit=32.0, profile_id=CLOUD_ID, stack_level=3, transaction_id="A"
+        )
+        answer = await s.cloud.set_charging_profile("CP1", 1, cloud)
+        assert answer["status"] == "Accepted"
+        await wait_for(
+            lambda: edge_tx_levels(s.cp)[-1:] == [3] and s.edge.cp("CP1")["down_queue"] == 0,
+            what="the edge's TxProfile again at the cloud's level",
+        )
+        seen = len(edge_tx_levels(s.cp))
+
+        refused: list[int] = []
+
+        def refuse_twice(payload: dict[str, Any]) -> dict[str, Any]:
+            p = payload["chargingProfile"]
+            edge_tx = p["chargingProfilePurpose"] == "TxProfile" and p["id"] != CLOUD_ID
+            if edge_tx and len(refused) < 2:
+                refused.append(int(p["stackLevel"]))
+                return {"status": "Rejected"}
+            return {"status": "Accepted"}
+
+        s.cp.answers["SetChargingProfile"] = refuse_twice
+        s.edge.system.send("broker/profiles", batch(s.edge, 8.0, sent_ns=2_000))
+        await wait_for(
+            lambda: s.edge.cp("CP1")["energy"]["sent_a"] == {"1": 8.0},
+            timeout=5,
+            what="the edge's 8 A taken after the lesson",
+        )
+        assert refused == [3, 3]
+        after = edge_tx_levels(s.cp)[seen:]
+        assert min(after) >= 3, f"the edge's TxProfiles went at {after}, below the cloud's 3"
+        assert s.edge.cp("CP1")["energy"]["caps"]["max_stack_level"] == 3
