@@ -204,6 +204,17 @@ def profile_set(version: OcppVersion, request: Mapping[str, Any], now: datetime)
     )
 
 
+def profile_id_of(version: OcppVersion, request: Mapping[str, Any]) -> int | None:
+    """The id of the profile a SetChargingProfile ``request`` sets, whatever its purpose (None:
+    it has none that can be read)."""
+    if version is OcppVersion.V16:
+        profile, id_key = request.get("csChargingProfiles"), "chargingProfileId"
+    else:
+        profile, id_key = request.get("chargingProfile"), "id"
+    found = profile.get(id_key) if isinstance(profile, Mapping) else None
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+
 def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -31,6 +31,7 @@ from actors.cloud_profiles import (
     clears,
     default_cap_at,
     earliest,
+    profile_id_of,
     profile_set,
 )
 from actors.cp_base import CloudCapDue
@@ -59,10 +60,17 @@ class CloudProfiles(DownstreamCalls):
         """The charge point accepted the cloud's SetChargingProfile ``request``."""
         level = self.energy.caps.stack_level
         found = self._keep_cloud_profile(request)
-        if found is None:
-            return
+        if found is not None:
+            await self._cloud_profile_kept(found, raised=self.energy.caps.stack_level != level)
+        profile_id = profile_id_of(self.version, request)  # whatever its purpose
+        edge_id = profile_id is not None and is_edge_profile_id(self.energy.caps, profile_id)
+        if edge_id and profile_id is not None and self.energy_ready:
+            await self._edge_ids_taken(profile_id)
+
+    async def _cloud_profile_kept(self, found: CloudSet, *, raised: bool) -> None:
+        """The cloud's TxProfile or TxDefaultProfile, kept: the edge's profiles it caps go
+        again (``raised``: it took the edge's stack level up, see EnergySide.cloud_level_at)."""
         # Above the edge's level, it would override the edge's: theirs go at its level now.
-        raised = self.energy.caps.stack_level != level
         if found.purpose == TX_PROFILE:
             await self._cloud_caps_again(force=True, only=found.connector_id, station_again=raised)
         else:  # on the station at the edge's level, it replaced the edge's TxDefaultProfile
@@ -71,18 +79,21 @@ class CloudProfiles(DownstreamCalls):
                 self.energy.caps.stack_level,
             )
             await self._cloud_caps_again(force=raised, station_again=replaced or raised)
-        if is_edge_profile_id(self.energy.caps, found.profile.profile_id) and self.energy_ready:
-            # Nothing keeps the cloud from the ids the edge's profiles take: the charge point
-            # replaced the edge's with that id (same id replaces, whatever its purpose, level or
-            # connector), so all of the edge's go again (the cloud's is kept as a cap).
-            log.warning(
-                "%s: the cloud's charging profile %d has the id of one of the edge's, which it "
-                "replaced; the edge's installed again",
-                self.cp_id,
-                found.profile.profile_id,
-            )
-            for c in self.energy.all_again(self.broker.now(), self._running_tx):
-                await self._edge_call(c)
+
+    async def _edge_ids_taken(self, profile_id: int) -> None:
+        """Nothing keeps the cloud from the ids the edge's profiles take: the charge point
+        replaced the edge's with that id (same id replaces, whatever its purpose, level or
+        connector; a ChargePointMaxProfile with the TxDefaultProfile's id leaves new cars
+        without the safe default), so all of the edge's go again (the cloud's TxProfile or
+        TxDefaultProfile is kept as a cap)."""
+        log.warning(
+            "%s: the cloud's charging profile %d has the id of one of the edge's, which it "
+            "replaced; the edge's installed again",
+            self.cp_id,
+            profile_id,
+        )
+        for c in self.energy.all_again(self.broker.now(), self._running_tx):
+            await self._edge_call(c)
 
     async def _remote_start_accepted(self, request: Mapping[str, Any]) -> None:
         """The charge point accepted the cloud's RemoteStartTransaction (1.6) or

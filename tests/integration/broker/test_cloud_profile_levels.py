@@ -10,12 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from actors.profiles import ChargePointCapabilities, tx_default_profile_id
 from sim.profile_payloads import profile_for
 from tests.helpers import wait_for
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.station_201 import station_on_broker
-from tests.integration.broker.test_cloud_profiles import calls
+from tests.integration.broker.test_cloud_profiles import EDGE_LEVEL, calls
 from tests.integration.broker.test_profile_batches import batch
+from tests.integration.broker.test_profiles_again import Charging, charging
+
+__all__ = ["charging"]
 
 CLOUD_ID = 42
 
@@ -73,3 +77,43 @@ async def test_a_refusal_does_not_take_the_edges_profiles_below_the_clouds_level
         after = edge_tx_levels(s.cp)[seen:]
         assert min(after) >= 3, f"the edge's TxProfiles went at {after}, below the cloud's 3"
         assert s.edge.cp("CP1")["energy"]["caps"]["max_stack_level"] == 3
+
+
+def held(c: Charging, purpose: str) -> list[tuple[int, int, float]]:
+    """The profiles of ``purpose`` the charge point holds: (id, stack level, first limit)."""
+    return sorted(
+        (p.profile_id, p.stack_level, p.periods[0].limit)
+        for p in c.cp.profiles.profiles
+        if p.purpose.value == purpose
+    )
+
+
+async def test_a_cloud_max_profile_with_an_edge_profiles_id_does_not_leave_new_cars_without_the_safe_default(
+    charging: Charging,
+) -> None:
+    """The cloud's ChargePointMaxProfile with the id of the edge's TxDefaultProfile (900000)
+    replaces that one in the charge point (same id replaces, whatever the purpose): a new car
+    would get what the charge point gives, not the safe 6 A. Only the cloud's TxProfiles and
+    TxDefaultProfiles were looked at for the edge's ids (3a2084b); the edge's now go again."""
+    c = charging
+    edge_default = tx_default_profile_id(ChargePointCapabilities())
+    cloud_max = profile_for(
+        c.cp.config.protocol,
+        limit=32.0,
+        profile_id=edge_default,
+        purpose="ChargePointMaxProfile",
+        kind="Absolute",
+        stack_level=1,
+    )
+    answer = await c.cloud.set_charging_profile("CP1", 0, cloud_max)
+    assert answer["status"] == "Accepted"
+    await wait_for(
+        lambda: (
+            c.edge.cp("CP1")["down_queue"] == 0
+            and held(c, "TxDefaultProfile") == [(edge_default, EDGE_LEVEL, 6.0)]
+        ),
+        timeout=3,
+        what="the edge's safe 6 A TxDefaultProfile back in the charge point",
+    )
+    assert c.accepted() == {"1": 10.0}
+    assert c.cp.offered_a(1) == 10.0
