@@ -16,7 +16,9 @@ cloud's schedule changes its value (a period begins, its duration or validity en
 begins again) the broker sends it again (``CloudCap.until``). Likewise the cloud's
 TxDefaultProfiles: the limit of a transaction without a TxProfile of the cloud's (the edge's
 TxProfile would shadow them too; a connector's own overrides the station's), and on the station a
-cap on the edge's safe TxDefaultProfile (the cloud's at the edge's level replaces it). Only the
+cap on the edge's safe TxDefaultProfile (the cloud's at the edge's level replaces it). The cloud's
+ChargePointMaxProfiles likewise cap the edge's (within that purpose too the highest level wins:
+one above the edge's would lift the charge point's cap, one below it would be shadowed). Only the
 first schedule of a 2.0.1 profile is read (the others are ISO 15118 offers, K01.FR.70); a schedule
 in watts becomes amperes per phase over its periods' ``numberPhases`` (3 when absent, as OCPP says)
 at the nominal voltage.
@@ -106,13 +108,21 @@ def _time(value: Any, where: str) -> datetime | None:
 
 TX_PROFILE = "TxProfile"
 TX_DEFAULT = "TxDefaultProfile"
+MAX_PROFILE = "ChargePointMaxProfile"  # 2.0.1: ChargingStationMaxProfile, read as this
+_PURPOSES = {
+    TX_PROFILE: TX_PROFILE,
+    TX_DEFAULT: TX_DEFAULT,
+    MAX_PROFILE: MAX_PROFILE,
+    "ChargingStationMaxProfile": MAX_PROFILE,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloudSet:
-    """A SetChargingProfile of the cloud's that sets a TxProfile or a TxDefaultProfile: its
-    purpose, on which connector (1.6) or EVSE (2.0.1; 0: the station, a TxDefaultProfile only),
-    for which transaction (a TxProfile's; None: the one running there), and the profile."""
+    """A SetChargingProfile of the cloud's that sets a TxProfile, a TxDefaultProfile or a
+    ChargePointMaxProfile: its purpose, on which connector (1.6) or EVSE (2.0.1; 0: the station,
+    a TxDefaultProfile or the max profile), for which transaction (a TxProfile's; None: the one
+    running there), and the profile."""
 
     purpose: str
     connector_id: int
@@ -121,8 +131,9 @@ class CloudSet:
 
 
 def profile_set(version: OcppVersion, request: Mapping[str, Any], now: datetime) -> CloudSet | None:
-    """The TxProfile or TxDefaultProfile a SetChargingProfile request sets (None: it sets
-    another purpose). Raises ValueError naming the field when the profile cannot be read."""
+    """The TxProfile, TxDefaultProfile or ChargePointMaxProfile (2.0.1 ChargingStationMaxProfile)
+    a SetChargingProfile request sets (None: it sets another purpose). Raises ValueError naming
+    the field when the profile cannot be read."""
     if version is OcppVersion.V16:
         profile = request.get("csChargingProfiles")
         connector = request.get("connectorId")
@@ -133,8 +144,8 @@ def profile_set(version: OcppVersion, request: Mapping[str, Any], now: datetime)
         id_key = "id"
     if not isinstance(profile, Mapping):
         return None
-    purpose = profile.get("chargingProfilePurpose")
-    if purpose not in (TX_PROFILE, TX_DEFAULT):
+    purpose = _PURPOSES.get(str(profile.get("chargingProfilePurpose")))
+    if purpose is None:
         return None
     schedule = profile.get("chargingSchedule")
     if version is not OcppVersion.V16:
@@ -146,6 +157,8 @@ def profile_set(version: OcppVersion, request: Mapping[str, Any], now: datetime)
     lowest = 1 if purpose == TX_PROFILE else 0
     if not isinstance(connector, int) or connector < lowest:
         raise ValueError(f"a {purpose} needs a connector/EVSE id >= {lowest}, got {connector!r}")
+    if purpose == MAX_PROFILE and connector != 0:
+        raise ValueError(f"a {purpose} is for connector/EVSE 0, got {connector!r}")
     unit = schedule.get("chargingRateUnit")
     if unit not in ("A", "W"):
         raise ValueError(f"chargingSchedule.chargingRateUnit: expected A or W, got {unit!r}")
@@ -185,7 +198,7 @@ def profile_set(version: OcppVersion, request: Mapping[str, Any], now: datetime)
             f"{id_key} and stackLevel: expected integers, got {profile_id!r}, {level!r}"
         )
     return CloudSet(
-        purpose=str(purpose),
+        purpose=purpose,
         connector_id=connector,
         transaction_id=None if tx is None or purpose != TX_PROFILE else str(tx),
         profile=CloudProfile(
@@ -244,7 +257,8 @@ def clears(
             return True
         if version is OcppVersion.V16 or not criteria:
             return False
-    wanted = criteria.get("chargingProfilePurpose")
+    named_purpose = criteria.get("chargingProfilePurpose")
+    wanted = None if named_purpose is None else _PURPOSES.get(str(named_purpose), "")
     level = criteria.get("stackLevel")
     return (
         (connector is None or connector == connector_id)

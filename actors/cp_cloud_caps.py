@@ -23,6 +23,7 @@ from typing import Any
 from actors.audit import audit
 from actors.audit_records import AuditKind
 from actors.cloud_profiles import (
+    MAX_PROFILE,
     TX_DEFAULT,
     TX_PROFILE,
     CloudProfile,
@@ -68,17 +69,27 @@ class CloudProfiles(DownstreamCalls):
             await self._edge_ids_taken(profile_id)
 
     async def _cloud_profile_kept(self, found: CloudSet, *, raised: bool) -> None:
-        """The cloud's TxProfile or TxDefaultProfile, kept: the edge's profiles it caps go
-        again (``raised``: it took the edge's stack level up, see EnergySide.cloud_level_at)."""
+        """The cloud's TxProfile, TxDefaultProfile or max profile, kept: the edge's profiles it
+        caps go again (``raised``: it took the edge's stack level up, see
+        EnergySide.cloud_level_at: all of them, the max profile too)."""
         # Above the edge's level, it would override the edge's: theirs go at its level now.
+        # On the station at the edge's level, it replaced the edge's of its purpose.
+        replaced = (found.connector_id, found.profile.stack_level) == (
+            0,
+            self.energy.caps.stack_level,
+        )
         if found.purpose == TX_PROFILE:
-            await self._cloud_caps_again(force=True, only=found.connector_id, station_again=raised)
-        else:  # on the station at the edge's level, it replaced the edge's TxDefaultProfile
-            replaced = (found.connector_id, found.profile.stack_level) == (
-                0,
-                self.energy.caps.stack_level,
+            await self._cloud_caps_again(
+                force=True, only=found.connector_id, station_again=raised, max_again=raised
             )
-            await self._cloud_caps_again(force=raised, station_again=replaced or raised)
+        elif found.purpose == TX_DEFAULT:
+            await self._cloud_caps_again(
+                force=raised, station_again=replaced or raised, max_again=raised
+            )
+        else:
+            await self._cloud_caps_again(
+                force=raised, station_again=raised, max_again=replaced or raised
+            )
 
     async def _edge_ids_taken(self, profile_id: int) -> None:
         """Nothing keeps the cloud from the ids the edge's profiles take: the charge point
@@ -114,7 +125,9 @@ class CloudProfiles(DownstreamCalls):
         level = self.energy.caps.stack_level
         if key and self._running_tx(key) is not None and self._take_remote_start_profile(key):
             raised = self.energy.caps.stack_level != level
-            await self._cloud_caps_again(force=True, only=key, station_again=raised)
+            await self._cloud_caps_again(
+                force=True, only=key, station_again=raised, max_again=raised
+            )
 
     def _take_remote_start_profile(self, connector: int) -> bool:
         """A transaction started on ``connector``: the TxProfile of a remote start for it (or
@@ -156,6 +169,15 @@ class CloudProfiles(DownstreamCalls):
         if found is None:
             return None
         new = found.profile
+        if found.purpose == MAX_PROFILE:
+            # Same id replaces, wherever it was; same stack level too (connector 0 alone).
+            self._drop_id(new.profile_id)
+            self.state.cloud_max = [
+                d for d in self.state.cloud_max if d.get("stack_level") != new.stack_level
+            ] + [new.to_doc()]
+            self.dirty = True
+            self.energy.cloud_level_at(self._kept_level())
+            return found
         if found.purpose == TX_DEFAULT:
             # Same id replaces, wherever it was; same stack level on the same connector too.
             self._drop_id(new.profile_id)
@@ -182,9 +204,9 @@ class CloudProfiles(DownstreamCalls):
         return found
 
     def _kept_level(self) -> int:
-        """The highest stack level of the cloud's profiles kept (the running transactions' and
-        the TxDefaultProfiles), 0 if none."""
-        docs = list(self.state.cloud_defaults)
+        """The highest stack level of the cloud's profiles kept (the running transactions', the
+        TxDefaultProfiles and the max profiles), 0 if none."""
+        docs = self.state.cloud_defaults + self.state.cloud_max
         for tx in self.state.transactions.values():
             if tx.get("state") == "running":
                 docs += tx.get(PROFILES_KEY, [])
@@ -199,6 +221,7 @@ class CloudProfiles(DownstreamCalls):
         self.state.cloud_defaults = [
             d for d in self.state.cloud_defaults if d.get("id") != profile_id
         ]
+        self.state.cloud_max = [d for d in self.state.cloud_max if d.get("id") != profile_id]
 
     def _running_tx(self, connector: int) -> str | None:
         """The newest transaction running on the connector (see cp_state.connector_reports)."""
@@ -237,6 +260,16 @@ class CloudProfiles(DownstreamCalls):
             changed |= {int(d.get("connector", 0)) for d in defaults if d not in left}
             self.state.cloud_defaults = left
             self.dirty = True
+        maxes = self.state.cloud_max
+        left = [
+            d
+            for d, profile in zip(maxes, self._kept_profiles(maxes), strict=True)
+            if profile is None or not clears(self.version, request, profile, 0, MAX_PROFILE)
+        ]
+        if len(left) != len(maxes):
+            changed.add(0)
+            self.state.cloud_max = left
+            self.dirty = True
         return changed
 
     async def _cloud_cap_due(self, msg: CloudCapDue) -> None:
@@ -252,13 +285,15 @@ class CloudProfiles(DownstreamCalls):
         send: bool = True,
         restored: bool = False,
         station_again: bool = False,
+        max_again: bool = False,
     ) -> list[CallChargePoint]:
         """Each running transaction's cap from the cloud's profiles now (its TxProfiles', else
         the TxDefaultProfiles'), and the station's (the cloud's TxDefaultProfiles' on connector
         0: the edge's own TxDefaultProfile carries the lower of it and its default); a TxProfile
         for each connector whose cap changed (``force``: for ``only``, or all, even if not),
-        the TxDefaultProfile if the station's did (``station_again``: even if not), and the
-        timer for the next change. ``send`` False: the calls are returned, not sent.
+        the TxDefaultProfile if the station's did (``station_again``: even if not), the max
+        profile if the cloud's max profiles' cap did (``max_again``: even if not), and the timer
+        for the next change. ``send`` False: the calls are returned, not sent.
         ``restored``: the caps of a restarted actor (not audited again)."""
         held: list[CallChargePoint] = []
         now = self.broker.now()
@@ -281,6 +316,18 @@ class CloudProfiles(DownstreamCalls):
         if station.limit_a != self.energy.cloud_default_a and not restored:
             self._audit_cap(0, "", station.limit_a, station.profile_id, self.energy.cloud_default_a)
         calls += self.energy.cloud_default_capped(station.limit_a, now, force=station_again)
+        top = cap_at(
+            [p for p in self._kept_profiles(self.state.cloud_max) if p is not None],
+            now,
+            tx_started=None,
+            nominal_voltage_v=volts,
+        )
+        next_due = earliest(next_due, top.until)
+        if top.limit_a != self.energy.cloud_max_a and not restored:
+            self._audit_cap(
+                0, "", top.limit_a, top.profile_id, self.energy.cloud_max_a, MAX_PROFILE
+            )
+        calls += self.energy.cloud_max_capped(top.limit_a, now, force=max_again)
         reported = False
         running: dict[int, str] = {}
         for key, t in self.state.transactions.items():
@@ -356,8 +403,12 @@ class CloudProfiles(DownstreamCalls):
         before: float | None,
         purpose: str = TX_DEFAULT,
     ) -> None:
-        """``connector`` 0: the station's cap, on the edge's TxDefaultProfile."""
+        """``connector`` 0: the station's cap, on the edge's TxDefaultProfile (``purpose``
+        MAX_PROFILE: on its max profile)."""
+        top = purpose == MAX_PROFILE
         what = f"connector {connector}" if connector else "new transactions"
+        if top:
+            what = "the charge point"
         if cap_a is None:
             decision = "no cloud cap"
             reason = f"the cloud's {purpose}s no longer limit {what}"
@@ -367,6 +418,8 @@ class CloudProfiles(DownstreamCalls):
             decision = f"at most {cap_a:.1f} A"
             edge = "TxProfile" if connector else "TxDefaultProfile"
             own = "the site's limit" if connector else "its own default"
+            if top:
+                edge, own = MAX_PROFILE, "the charge point's maximum"
             reason = (
                 f"the cloud's {purpose} {profile_id} limits {what} to {cap_a:.1f} A: the "
                 f"edge's {edge} carries the lower of it and {own}"

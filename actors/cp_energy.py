@@ -134,6 +134,9 @@ class EnergySide:
         # the cloud's TxDefaultProfiles' limit on new transactions now, A: the edge's
         # TxDefaultProfile carries the lower of it and default_limit_a
         self.cloud_default_a: float | None = None
+        # the cloud's ChargePointMaxProfiles' limit now, A: the edge's max profile carries the
+        # lower of it and max_current_a
+        self.cloud_max_a: float | None = None
         # the highest stack level of the cloud's profiles the broker keeps, each accepted by
         # the charge point (actors.cp_cloud_caps): the edge's go at least there, as within a
         # purpose a charge point follows the highest level alone (one above the edge's would
@@ -152,6 +155,7 @@ class EnergySide:
             "sent_a": {str(c): a for c, a in self.sent.items()},
             "cloud_caps_a": {str(c): a for c, a in self.cloud_caps.items()},
             "cloud_default_a": self.cloud_default_a,
+            "cloud_max_a": self.cloud_max_a,
             "default_limit_a": self.default_limit_a,
             # connector -> the transaction whose refused TxProfile goes once more
             "retrying": {str(c): tx for c, tx in self.retrying.items()},
@@ -232,7 +236,7 @@ class EnergySide:
             version=self.version,
             caps=caps,
             default_limit_a=self._default_a(),
-            max_limit_a=self.max_current_a,
+            max_limit_a=self._max_a(),
             phases=self.phases,
             now_utc=now,
         )
@@ -366,6 +370,24 @@ class EnergySide:
         if not self.caps_known or not (force or self._default_a() != before):
             return []
         return self._boot_profiles(now)[:1]
+
+    def cloud_max_capped(
+        self, cap_a: float | None, now: datetime, *, force: bool
+    ) -> list[CallChargePoint]:
+        """The cloud's ChargePointMaxProfiles' limit is now ``cap_a`` (None: none): the edge's max
+        profile again if that changes it (``force``: even if not: its stack level was raised, or
+        the cloud's may have replaced it), where it is sent at all."""
+        before = self._max_a()
+        self.cloud_max_a = cap_a
+        if not self.caps_known or not (force or self._max_a() != before):
+            return []
+        return self._boot_profiles(now)[1:]
+
+    def _max_a(self) -> float:
+        """What the edge's max profile allows: the charge point's maximum, or the cloud's if
+        lower."""
+        cloud_a = self.cloud_max_a
+        return self.max_current_a if cloud_a is None else min(self.max_current_a, cloud_a)
 
     def _default_a(self) -> float:
         """What the edge's TxDefaultProfile offers: its default, or the cloud's if lower."""

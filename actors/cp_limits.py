@@ -201,9 +201,12 @@ class LimitsAndCaps(CloudProfiles):
         # goes below, capped.
         level = self.energy.caps.stack_level
         self._take_remote_start_profile(connector)
-        # Its level above the edge's: the edge's TxDefaultProfile goes again at it too.
+        # Its level above the edge's: the edge's station profiles go again at it too.
         raised = self.energy.caps.stack_level != level
-        for c in await self._cloud_caps_again(force=False, send=False, station_again=raised):
+        held = await self._cloud_caps_again(
+            force=False, send=False, station_again=raised, max_again=raised
+        )
+        for c in held:
             if c.replace_key != f"tx:{connector}":  # another connector's cap changed too
                 await self._edge_call(c)
         for c in self.energy.transaction_started(connector, tx_id):

@@ -114,6 +114,8 @@ class ChargePointState:
         # The cloud's TxDefaultProfiles the charge point accepted (actors.cp_cloud_caps): each
         # a CloudProfile record with its "connector" (0: the station's)
         self.cloud_defaults: list[dict[str, Any]] = list(d.get("cloud_defaults", []))
+        # The cloud's ChargePointMaxProfiles the charge point accepted: CloudProfile records
+        self.cloud_max: list[dict[str, Any]] = list(d.get("cloud_max", []))
         # connector (as text; "0": any) -> the TxProfile of the cloud's accepted remote start
         # and when ({"profile", "utc"}, actors.cp_cloud_caps): the transaction it starts takes it
         self.remote_starts: dict[str, dict[str, Any]] = dict(d.get("remote_starts", {}))
@@ -135,6 +137,7 @@ class ChargePointState:
             "edge_tx_hwm": self.edge_tx_hwm,
             "counters": self.counters,
             "cloud_defaults": self.cloud_defaults,
+            "cloud_max": self.cloud_max,
             "remote_starts": self.remote_starts,
         }
 

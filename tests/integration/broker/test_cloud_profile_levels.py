@@ -7,17 +7,26 @@ simulated charge point (profiles applied as OCPP says)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from actors.profiles import ChargePointCapabilities, tx_default_profile_id
+from sim.charge_point import SimChargePoint
+from sim.cloud import SimCloud
+from sim.cp_config import Behaviour
 from sim.profile_payloads import profile_for
+from sim.smart_charging import Electrical
 from tests.helpers import wait_for
+from tests.integration.broker.edge import start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.station_201 import station_on_broker
 from tests.integration.broker.test_cloud_profiles import EDGE_LEVEL, calls
-from tests.integration.broker.test_profile_batches import batch
+from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
 from tests.integration.broker.test_profiles_again import Charging, charging
+from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
 __all__ = ["charging"]
 
@@ -117,3 +126,66 @@ async def test_a_cloud_max_profile_with_an_edge_profiles_id_does_not_leave_new_c
     )
     assert c.accepted() == {"1": 10.0}
     assert c.cp.offered_a(1) == 10.0
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+async def test_a_cloud_max_profile_cannot_lift_the_charge_points_cap(
+    tmp_path: Path, protocol: str
+) -> None:
+    """The edge's ChargePointMaxProfile holds the charge point at its 16 A (``max_current_a``)
+    at the edge's level, 0 here (the charge point reports nothing and takes up to 20). Within
+    that purpose too the highest level wins: the cloud's at level 3 with 32 A took the charge
+    point's cap to 32 A (b04628c raised only the TxProfile and TxDefaultProfile, and the
+    cloud's max profiles were not looked at). The edge's goes at 3 now; and the cloud's lower
+    one below it, shadowed by the edge's, caps it (12 A), as its TxDefaultProfiles do."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(
+        tmp_path, cloud_url=cloud.url, extra=ENERGY, cp_extra="max_current_a = 16"
+    )
+    quirk = Behaviour(reported_max_stack_level=0)
+    config = fast_config(edge.url, protocol, behaviour=quirk, meter_interval_s=60.0)
+    c = Charging(cloud, edge, SimChargePoint(config))
+    electrical = Electrical(phases=3)
+
+    def station_a() -> float | None:
+        return c.cp.profiles.station_limit_a(datetime.now(UTC), electrical)
+
+    def cloud_max(limit: float, level: int) -> dict[str, Any]:
+        return profile_for(
+            protocol,
+            limit=limit,
+            profile_id=43,
+            purpose="ChargePointMaxProfile",
+            kind="Absolute",
+            stack_level=level,
+        )
+
+    try:
+        await charge(edge, c.cp)
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
+        await wait_for(
+            lambda: c.accepted() == {"1": 10.0} and station_a() == 16.0,
+            what="the edge's TxProfile at 10 A, its max profile at 16 A",
+        )
+        answer = await cloud.set_charging_profile("CP1", 0, cloud_max(32.0, 3))
+        assert answer["status"] == "Accepted"
+        await wait_for(
+            lambda: station_a() == 16.0 and edge.cp("CP1")["down_queue"] == 0,
+            timeout=3,
+            what="the charge point's cap at the edge's 16 A, not the cloud's 32 A",
+        )
+        assert c.energy()["caps"]["max_stack_level"] >= 3
+
+        answer = await cloud.set_charging_profile("CP1", 0, cloud_max(12.0, 1))
+        assert answer["status"] == "Accepted"
+        await wait_for(
+            lambda: station_a() == 12.0 and edge.cp("CP1")["down_queue"] == 0,
+            timeout=3,
+            what="the charge point's cap at the cloud's lower 12 A",
+        )
+        assert c.energy()["cloud_max_a"] == 12.0
+    finally:
+        await c.cp.stop()
+        await edge.stop()
+        await cloud.stop()

@@ -24,6 +24,7 @@ from sim.profile_payloads import profile_v16, profile_v201
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 V16, V201 = OcppVersion.V16, OcppVersion.V201
+MAX = "ChargePointMaxProfile"
 
 
 def at(seconds: float) -> datetime:
@@ -78,15 +79,39 @@ def test_a_tx_profile_is_read_in_either_version(version: OcppVersion, request_: 
 @pytest.mark.parametrize(
     ("version", "request_"),
     [
-        pytest.param(V16, v16_request(limit=8.0, purpose="ChargePointMaxProfile"), id="1.6-max"),
         pytest.param(
-            V201, v201_request(limit=8.0, purpose="ChargePointMaxProfile"), id="2.0.1-max"
+            V201,
+            v201_request(limit=8.0, purpose="ChargingStationExternalConstraints"),
+            id="2.0.1-external",
         ),
         pytest.param(V16, {"connectorId": 1}, id="no-profile"),
     ],
 )
 def test_other_purposes_are_not_read(version: OcppVersion, request_: Any) -> None:
     assert profile_set(version, request_, T0) is None
+
+
+@pytest.mark.parametrize(
+    ("version", "request_"),
+    [
+        pytest.param(
+            V16,
+            {"connectorId": 0, "csChargingProfiles": profile_v16(limit=8.0, purpose=MAX)},
+            id="1.6",
+        ),
+        pytest.param(
+            V201,
+            {"evseId": 0, "chargingProfile": profile_v201(limit=8.0, purpose=MAX)},
+            id="2.0.1-charging-station-max",
+        ),
+    ],
+)
+def test_a_max_profile_is_read_on_the_station_alone(version: OcppVersion, request_: Any) -> None:
+    found = profile_set(version, request_, T0)
+    assert found is not None
+    assert (found.purpose, found.connector_id, found.transaction_id) == (MAX, 0, None)
+    with pytest.raises(ValueError, match="a ChargePointMaxProfile is for connector/EVSE 0"):
+        profile_set(version, {**request_, "connectorId": 1, "evseId": 1}, T0)
 
 
 @pytest.mark.parametrize(
@@ -369,6 +394,25 @@ def test_what_a_clear_removes_of_a_station_default(
     version: OcppVersion, request_: Any, cleared: bool
 ) -> None:
     assert clears(version, request_, profile(), 0, "TxDefaultProfile") is cleared
+
+
+@pytest.mark.parametrize(
+    ("version", "request_", "cleared"),
+    [
+        pytest.param(V16, {"chargingProfilePurpose": MAX}, True, id="1.6-purpose"),
+        pytest.param(V16, {"chargingProfilePurpose": "TxDefaultProfile"}, False, id="1.6-other"),
+        pytest.param(
+            V201,
+            {"chargingProfileCriteria": {"chargingProfilePurpose": "ChargingStationMaxProfile"}},
+            True,
+            id="2.0.1-its-name",
+        ),
+    ],
+)
+def test_what_a_clear_removes_of_a_max_profile(
+    version: OcppVersion, request_: Any, cleared: bool
+) -> None:
+    assert clears(version, request_, profile(), 0, MAX) is cleared
 
 
 def test_a_period_that_is_not_an_object_is_named() -> None:

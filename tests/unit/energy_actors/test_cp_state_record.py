@@ -22,6 +22,7 @@ def test_the_document_round_trips_with_the_clouds_profiles() -> None:
         "cloud_profiles": [kept(42, 8.0)],
     }
     state.cloud_defaults = [{**kept(43, 16.0), "connector": 0}]
+    state.cloud_max = [kept(44, 20.0)]
     doc = orjson.loads(orjson.dumps(state.to_dict()))  # as LMDB keeps it
     again = ChargePointState("CP1", doc)
     assert again.to_dict() == state.to_dict()
@@ -33,4 +34,6 @@ def test_the_document_round_trips_with_the_clouds_profiles() -> None:
 def test_a_document_without_the_clouds_defaults_keeps_none() -> None:
     doc = ChargePointState("CP1").to_dict()
     del doc["cloud_defaults"]
+    del doc["cloud_max"]
     assert ChargePointState("CP1", doc).cloud_defaults == []
+    assert ChargePointState("CP1", doc).cloud_max == []
