@@ -240,7 +240,8 @@ def clears(
     purpose: str = TX_PROFILE,
 ) -> bool:
     """Whether a ClearChargingProfile ``request`` removes ``profile`` (of ``purpose``, on
-    ``connector_id``): every criterion it gives must match; with none, it clears all."""
+    ``connector_id``): the profile it names by id, else every criterion it gives must match;
+    with none, it clears all."""
     if version is OcppVersion.V16:
         named = request.get("id")
         criteria: Mapping[str, Any] = request
@@ -251,12 +252,11 @@ def clears(
         criteria = found if isinstance(found, Mapping) else {}
         connector = criteria.get("evseId")
     if isinstance(named, int):
-        # 1.6: an id clears that profile alone, whatever else the request says (3.13.5's
-        # "or"); 2.0.1: the id, or else the criteria.
-        if named == profile.profile_id:
-            return True
-        if version is OcppVersion.V16 or not criteria:
-            return False
+        # An id clears that profile alone, whatever else the request says: 1.6 3.13.5's "or";
+        # 2.0.1 K10 likewise (EVerest's libocpp clears by the id alone, K10.FR.03). Read as "the
+        # id, or else the criteria", a clear naming another id dropped the cloud's profile that
+        # the station still held (shadowed by the edge's), and its lower limit with it.
+        return named == profile.profile_id
     named_purpose = criteria.get("chargingProfilePurpose")
     wanted = None if named_purpose is None else _PURPOSES.get(str(named_purpose), "")
     level = criteria.get("stackLevel")

@@ -120,7 +120,9 @@ class _Handlers:
         **_: Any,
     ) -> Any:
         self._seen("ClearChargingProfile")
-        criteria = charging_profile_criteria or {}
+        # K10: a chargingProfileId clears that profile, the criteria not read (as EVerest's
+        # libocpp does, K10.FR.03)
+        criteria = {} if charging_profile_id is not None else charging_profile_criteria or {}
         purpose = criteria.get("charging_profile_purpose")
         removed = self.core.clear_profiles(
             profile_id=charging_profile_id,

@@ -354,8 +354,14 @@ def test_the_value_holds_until_the_moment_it_names(
         pytest.param(
             V201,
             {"chargingProfileId": 7, "chargingProfileCriteria": {"evseId": 1}},
+            False,
+            id="2.0.1-an-id-alone-counts",
+        ),
+        pytest.param(
+            V201,
+            {"chargingProfileId": 42, "chargingProfileCriteria": {"evseId": 2}},
             True,
-            id="2.0.1-or-its-criteria",
+            id="2.0.1-its-id-whatever-the-criteria",
         ),
         pytest.param(V201, {"chargingProfileCriteria": {"evseId": 2}}, False, id="2.0.1-evse"),
         pytest.param(
