@@ -20,8 +20,9 @@ cap on the edge's safe TxDefaultProfile (the cloud's at the edge's level replace
 ChargePointMaxProfiles likewise cap the edge's (within that purpose too the highest level wins:
 one above the edge's would lift the charge point's cap, one below it would be shadowed). Only the
 first schedule of a 2.0.1 profile is read (the others are ISO 15118 offers, K01.FR.70); a schedule
-in watts becomes amperes per phase over its periods' ``numberPhases`` (3 when absent, as OCPP says)
-at the nominal voltage.
+in watts becomes amperes per phase over its periods' ``numberPhases`` at the nominal voltage; when
+absent, 3 as OCPP says, but no more than the charge point's phases: one wired on a single phase
+gives the watts on it (W / U A), and three would hold the car at a third of what the cloud allows.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any, TypeGuard
 from actors.utc import format_utc, parse_utc
 from drivers.ocpp.codes import OcppVersion
 
-DEFAULT_PHASES = 3  # a period without numberPhases: three (1.6 and 2.0.1 alike)
+DEFAULT_PHASES = 3  # a period without numberPhases: three (1.6 and 2.0.1 alike) ...
 _RECURRENCE_S = {"Daily": 86_400.0, "Weekly": 604_800.0}
 DOC_VERSION = 1
 
@@ -339,16 +340,21 @@ def default_cap_at(
     *,
     tx_started: datetime | None,
     nominal_voltage_v: float,
+    phases: int = DEFAULT_PHASES,
 ) -> CloudCap:
     """The cloud's TxDefaultProfiles' limit on a transaction on ``connector_id`` (``defaults``:
     (connector, profile), 0 the station's): the connector's own where one has a period then,
     else the station's (a TxDefaultProfile on a connector overrides the station's there)."""
     own = [p for c, p in defaults if c == connector_id and connector_id != 0]
     station = [p for c, p in defaults if c == 0]
-    first = cap_at(own, now, tx_started=tx_started, nominal_voltage_v=nominal_voltage_v)
+    first = cap_at(
+        own, now, tx_started=tx_started, nominal_voltage_v=nominal_voltage_v, phases=phases
+    )
     if first.limit_a is not None:
         return first
-    second = cap_at(station, now, tx_started=tx_started, nominal_voltage_v=nominal_voltage_v)
+    second = cap_at(
+        station, now, tx_started=tx_started, nominal_voltage_v=nominal_voltage_v, phases=phases
+    )
     return replace(second, until=earliest(first.until, second.until))
 
 
@@ -364,9 +370,12 @@ def cap_at(
     *,
     tx_started: datetime | None,
     nominal_voltage_v: float,
+    phases: int = DEFAULT_PHASES,
 ) -> CloudCap:
     """The cloud's limit on the transaction at ``now``: that of its highest stack level with a
-    period then (as the charge point itself would choose among them), in A per phase."""
+    period then (as the charge point itself would choose among them), in A per phase.
+    ``phases``: the charge point's; a period in watts without ``numberPhases`` counts three, or
+    these if fewer."""
     best: tuple[int, CloudProfile, float, int | None] | None = None
     until: datetime | None = None
     for profile in profiles:
@@ -377,7 +386,8 @@ def cap_at(
             best = (profile.stack_level, profile, value[0], value[1])
     if best is None:
         return CloudCap(limit_a=None, profile_id=None, until=until)
-    _, profile, limit, phases = best
+    _, profile, limit, period_phases = best
     if profile.unit == "W":
-        limit = limit / ((phases or DEFAULT_PHASES) * nominal_voltage_v)
+        absent = min(DEFAULT_PHASES, max(1, phases))  # ... or the charge point's, if fewer
+        limit = limit / ((period_phases or absent) * nominal_voltage_v)
     return CloudCap(limit_a=limit, profile_id=profile.profile_id, until=until)

@@ -310,7 +310,9 @@ class CloudProfiles(DownstreamCalls):
             )
             if p is not None
         ]
-        station = default_cap_at(defaults, 0, now, tx_started=None, nominal_voltage_v=volts)
+        station = default_cap_at(
+            defaults, 0, now, tx_started=None, nominal_voltage_v=volts, phases=self.energy.phases
+        )
         next_due = station.until
         calls: list[CallChargePoint] = []
         if station.limit_a != self.energy.cloud_default_a and not restored:
@@ -321,6 +323,7 @@ class CloudProfiles(DownstreamCalls):
             now,
             tx_started=None,
             nominal_voltage_v=volts,
+            phases=self.energy.phases,
         )
         next_due = earliest(next_due, top.until)
         if top.limit_a != self.energy.cloud_max_a and not restored:
@@ -342,11 +345,17 @@ class CloudProfiles(DownstreamCalls):
                 now,
                 tx_started=started,
                 nominal_voltage_v=volts,
+                phases=self.energy.phases,
             )
             purpose = TX_PROFILE
             if cap.limit_a is None and tx_id is not None:
                 fallback = default_cap_at(
-                    defaults, connector, now, tx_started=started, nominal_voltage_v=volts
+                    defaults,
+                    connector,
+                    now,
+                    tx_started=started,
+                    nominal_voltage_v=volts,
+                    phases=self.energy.phases,
                 )
                 cap = replace(fallback, until=earliest(cap.until, fallback.until))
                 purpose = TX_DEFAULT

@@ -6,11 +6,19 @@ applied as OCPP says)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from sim.charge_point import SimChargePoint
+from sim.cloud import SimCloud
+from sim.profile_payloads import profile_for
 from tests.helpers import wait_for
+from tests.integration.broker.edge import start_edge
 from tests.integration.broker.test_cloud_profiles import cloud_sets, tx_profile
+from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
 from tests.integration.broker.test_profiles_again import Charging, charging
+from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
 __all__ = ["charging"]
 
@@ -47,3 +55,39 @@ async def test_a_201_clear_with_an_id_clears_that_profile_alone(charging: Chargi
     await wait_for(lambda: c.accepted() == {"1": 10.0}, timeout=3, what="the site's 10 A again")
     assert c.energy()["cloud_caps_a"] == {}
     assert c.cp.offered_a(1) == 10.0
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+async def test_watts_without_number_phases_on_a_one_phase_charge_point(
+    tmp_path: Path, protocol: str
+) -> None:
+    """The cloud's TxProfile says 1840 W without ``numberPhases`` to a charge point wired on one
+    phase (``phases = 1``): 8 A on its one phase, which the charge point itself gives (it
+    cannot spread the watts over phases it has not got). OCPP's three when the field is absent
+    made the edge's cap 2.6 A (1840 W / 3 / 230 V): the car held at a third of what the cloud
+    allows, the site's 10 A far above it."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY, cp_extra="phases = 1")
+    config = fast_config(edge.url, protocol, phases=1, meter_interval_s=60.0)
+    c = Charging(cloud, edge, SimChargePoint(config))
+    try:
+        await charge(edge, c.cp)
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
+        await wait_for(lambda: c.accepted() == {"1": 10.0}, what="the edge's 10 A")
+        watts = profile_for(
+            protocol, limit=1840.0, unit="W", number_phases=None, profile_id=42, stack_level=1
+        )
+        await cloud_sets(c, watts)
+        await wait_for(
+            lambda: c.energy()["cloud_caps_a"] != {} and c.edge.cp("CP1")["down_queue"] == 0,
+            timeout=3,
+            what="the cloud's profile taken in",
+        )
+        assert c.energy()["cloud_caps_a"] == {"1": 8.0}
+        assert c.accepted() == {"1": 8.0}
+        assert c.cp.offered_a(1) == 8.0
+    finally:
+        await c.cp.stop()
+        await edge.stop()
+        await cloud.stop()

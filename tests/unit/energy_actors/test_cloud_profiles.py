@@ -269,15 +269,20 @@ def test_the_highest_stack_level_with_a_period_then_gives_the_cap() -> None:
 
 
 @pytest.mark.parametrize(
-    ("phases", "expected_a"),
+    ("phases", "cp_phases", "expected_a"),
     [
-        pytest.param(None, 11_040 / 3 / 230, id="three-by-default"),
-        pytest.param(1, 11_040 / 230, id="one"),
+        pytest.param(None, 3, 11_040 / 3 / 230, id="three-by-default"),
+        pytest.param(1, 3, 11_040 / 230, id="one"),
+        pytest.param(None, 1, 11_040 / 230, id="a-one-phase-charge-point-by-default"),
+        pytest.param(None, 2, 11_040 / 2 / 230, id="a-two-phase-charge-point-by-default"),
+        pytest.param(3, 1, 11_040 / 3 / 230, id="three-said-is-three"),
     ],
 )
-def test_watts_become_amperes_per_phase(phases: int | None, expected_a: float) -> None:
+def test_watts_become_amperes_per_phase(
+    phases: int | None, cp_phases: int, expected_a: float
+) -> None:
     p = profile(unit="W", periods=((0.0, 11_040.0, phases),))
-    cap = cap_at([p], at(0), tx_started=None, nominal_voltage_v=230.0)
+    cap = cap_at([p], at(0), tx_started=None, nominal_voltage_v=230.0, phases=cp_phases)
     assert cap.limit_a == pytest.approx(expected_a)
 
 
