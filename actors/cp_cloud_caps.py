@@ -64,8 +64,9 @@ class CloudProfiles(DownstreamCalls):
         if found is not None:
             await self._cloud_profile_kept(found, raised=self.energy.caps.stack_level != level)
         profile_id = profile_id_of(self.version, request)  # whatever its purpose
-        edge_id = profile_id is not None and is_edge_profile_id(self.energy.caps, profile_id)
-        if edge_id and profile_id is not None and self.energy_ready:
+        if profile_id is None or not self.energy_ready:
+            return
+        if is_edge_profile_id(self.energy.caps, profile_id):
             await self._edge_ids_taken(profile_id)
 
     async def _cloud_profile_kept(self, found: CloudSet, *, raised: bool) -> None:
@@ -95,8 +96,8 @@ class CloudProfiles(DownstreamCalls):
         """Nothing keeps the cloud from the ids the edge's profiles take: the charge point
         replaced the edge's with that id (same id replaces, whatever its purpose, level or
         connector; a ChargePointMaxProfile with the TxDefaultProfile's id leaves new cars
-        without the safe default), so all of the edge's go again (the cloud's TxProfile or
-        TxDefaultProfile is kept as a cap)."""
+        without the safe default), so all of the edge's go again (the cloud's is kept as a
+        cap)."""
         log.warning(
             "%s: the cloud's charging profile %d has the id of one of the edge's, which it "
             "replaced; the edge's installed again",
