@@ -341,11 +341,21 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         slot = next((s for s in self.slots if s.address == address), None)
         if slot is None:
             return
-        if slot.state in ("stopping", "stopped"):
-            slot.state = "stopped"
+        if slot.state == "stopped":
             return
         reason = slot.pending_failure or "process exited without notice (killed?)"
         slot.pending_failure = None
+        if slot.state == "stopping" or self.stopper is not None:
+            # The site is stopping: no restart (OTP), and if this node was the one stopping,
+            # the stop goes on to the next one now: its NodeStopped will never come.
+            current = slot.state == "stopping"
+            log.warning(
+                "node %s (pid %s) exited while the site stops: %s", slot.spec.name, slot.pid, reason
+            )
+            slot.state, slot.pid = "stopped", None
+            if current:
+                self._stop_next()
+            return
         slot.last_failure, slot.last_failure_utc = reason, _utc_now()
         log.warning("node %s (pid %s) exited: %s", slot.spec.name, slot.pid, reason)
         assert self.site is not None
@@ -453,6 +463,7 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         if live:
             slot = live[-1]
             slot.state = "stopping"
+            log.info("stopping node %s (pid %s)", slot.spec.name, slot.pid)
             self.send(slot.address, StopNode(timeout_s=self.stop_timeout_s))
         elif self.stopper is not None:
             self.send(self.stopper, SiteStopped(stopped=tuple(self.stopped)))
@@ -460,8 +471,9 @@ class RootSupervisor(Actor):  # type: ignore[misc]
 
     def _node_stopped(self, msg: NodeStopped) -> None:
         slot = self._by_name(msg.name)
-        if slot is not None:
-            slot.state = "stopped"
-            self.stopped.append(msg.name)
-            self.send(slot.address, ActorExitRequest())
+        if slot is None or slot.state != "stopping":
+            return  # late: the node's exit already moved the stop on
+        slot.state = "stopped"
+        self.stopped.append(msg.name)
+        self.send(slot.address, ActorExitRequest())
         self._stop_next()

@@ -22,7 +22,12 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def write_config(
-    tmp_path: Path, *, mode: str = "nodes", extra: str = "", max_restarts: int = 100
+    tmp_path: Path,
+    *,
+    mode: str = "nodes",
+    extra: str = "",
+    max_restarts: int = 100,
+    log_level: str = "WARNING",
 ) -> Path:
     cfg = tmp_path / "site.toml"
     cfg.write_text(
@@ -33,7 +38,7 @@ storage_dir = "{tmp_path / "var"}"
 
 [runtime]
 mode = "{mode}"
-log_level = "WARNING"
+log_level = "{log_level}"
 node_max_restarts = {max_restarts}
 cpu_affinity = "auto"
 {extra}
@@ -52,13 +57,19 @@ class ProbeSite:
     extra: str = ""  # more [runtime] keys
     realtime_nodes: str = ""  # probe_site.py --realtime=
     max_restarts: int = 100  # [runtime] node_max_restarts
+    log_level: str = "WARNING"  # [runtime] log_level (the root's and the nodes' logs)
 
     @property
     def control_socket(self) -> Path:
         return self.tmp_path / "var" / "control.sock"
 
     def start(self) -> None:
-        self.config = write_config(self.tmp_path, extra=self.extra, max_restarts=self.max_restarts)
+        self.config = write_config(
+            self.tmp_path,
+            extra=self.extra,
+            max_restarts=self.max_restarts,
+            log_level=self.log_level,
+        )
         args = [
             sys.executable,
             "-m",
