@@ -45,6 +45,7 @@ class RuntimeConfig:
     admin_port: int = 0  # Thespian admin port; 0 picks a free loopback port at start
     node_max_restarts: int = 10
     node_restart_period_s: float = 60.0
+    node_start_timeout_s: float = 60.0  # a node not up by then is ended (and restarted)
     shutdown_timeout_s: float = 15.0
     log_level: str = "INFO"
     status_timeout_s: float = 1.0
@@ -107,7 +108,8 @@ def runtime_from_table(t: Table) -> RuntimeConfig:
     """``[runtime]``: mode ("nodes": a Thespian root with broker and energy node processes;
     "single-process": the same actor trees in one process), admin_port, node_max_restarts /
     node_restart_period_s (node restart intensity; beyond it the runtime exits non-zero for systemd),
-    shutdown_timeout_s, log_level, status_timeout_s, cpu_affinity ("off"; "auto": each node's
+    node_start_timeout_s (a node not started by then is ended: a failure, restarted within the
+    intensity), shutdown_timeout_s, log_level, status_timeout_s, cpu_affinity ("off"; "auto": each node's
     event loop on a CPU of its own), broker_shards (broker node processes, 1 to 8: the charge
     points spread over them by their id, actors/shards.py), realtime_nodes (node names whose
     event loop runs at real-time priority, supervisors/priority.py)."""
@@ -116,6 +118,7 @@ def runtime_from_table(t: Table) -> RuntimeConfig:
         admin_port=t.integer("admin_port", 0, min=0, max=65535),
         node_max_restarts=t.integer("node_max_restarts", 10, min=0),
         node_restart_period_s=t.number("node_restart_period_s", 60.0, min=0.1),
+        node_start_timeout_s=t.number("node_start_timeout_s", 60.0, min=0.1),
         shutdown_timeout_s=t.number("shutdown_timeout_s", 15.0, min=0.1),
         log_level=t.string("log_level", "INFO", choices=LOG_LEVELS),
         status_timeout_s=t.number("status_timeout_s", 1.0, min=0.1, max=30),

@@ -147,6 +147,7 @@ class NodeLauncher:
                     policy=NodePolicy(
                         max_restarts=cfg.runtime.node_max_restarts,
                         period_s=cfg.runtime.node_restart_period_s,
+                        start_timeout_s=cfg.runtime.node_start_timeout_s,
                     ),
                     log_level=logging.getLevelName(cfg.runtime.log_level),
                 ),

@@ -35,6 +35,9 @@ class NodePolicy:
 
     max_restarts: int = 10
     period_s: float = 60.0
+    # A node not up this long after its launch is ended: a failure like any other (restarted
+    # within the intensity). Without it a start that hangs showed "restarting" for ever.
+    start_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +66,14 @@ class StartNode:
     log_level: int = 20
 
     __str__ = _name_only
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStarting:
+    """Sent by a node as it takes its StartNode: its pid, so the root can end it if it hangs."""
+
+    name: str
+    pid: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,6 +18,7 @@ import collections
 import itertools
 import logging
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from supervisors.node_messages import (
     NodeFailed,
     NodePolicy,
     NodeSpec,
+    NodeStarting,
     NodeStatusQuery,
     NodeStatusReply,
     NodeStopped,
@@ -103,6 +105,7 @@ class NodeActor(Actor):  # type: ignore[misc]
             return
         self.name = msg.spec.name
         self.root = sender
+        self.send(sender, NodeStarting(name=self.name, pid=os.getpid()))
         hygiene.ignore_terminal_signals()
         install_process_logging(f"node={self.name} pid={os.getpid()}", msg.log_level)
         self.bridge = PipeBridge()
@@ -242,6 +245,7 @@ class _Slot:
     last_failure_utc: str | None = None
     up_since_utc: str | None = None
     pending_failure: str | None = None
+    launches: int = 0  # which launch a start deadline is for
     held: collections.deque[Route] = field(default_factory=lambda: collections.deque(maxlen=1000))
 
 
@@ -281,6 +285,10 @@ class RootSupervisor(Actor):  # type: ignore[misc]
                 slot = _Slot(spec=spec)
                 self.slots.append(slot)
                 self._launch(slot)
+        elif isinstance(msg, NodeStarting):
+            starting = self._by_name(msg.name)
+            if starting is not None and starting.state in ("starting", "restarting"):
+                starting.pid = msg.pid
         elif isinstance(msg, NodeUp):
             self._node_up(msg)
         elif isinstance(msg, NodeFailed):
@@ -299,6 +307,8 @@ class RootSupervisor(Actor):  # type: ignore[misc]
             self._status_reply(msg)
         elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, int):
             self._finish_status(msg.payload)
+        elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, tuple):
+            self._start_deadline(*msg.payload)
         elif isinstance(msg, StopSite):
             self._stop_site(msg, sender)
         elif isinstance(msg, NodeStopped):
@@ -307,7 +317,12 @@ class RootSupervisor(Actor):  # type: ignore[misc]
     # -- lifecycle of nodes -----------------------------------------------------------------------
     def _launch(self, slot: _Slot) -> None:
         assert self.site is not None
+        slot.launches += 1
         slot.address = self.createActor(NodeActor)
+        self.wakeupAfter(
+            timedelta(seconds=self.site.policy.start_timeout_s),
+            payload=(slot.spec.name, slot.launches),
+        )
         self.send(
             slot.address,
             StartNode(
@@ -322,6 +337,23 @@ class RootSupervisor(Actor):  # type: ignore[misc]
                 log_level=self.site.log_level,
             ),
         )
+
+    def _start_deadline(self, name: str, launch: int) -> None:
+        """A node not up by now is ended; its exit is then a failure like any other."""
+        slot = self._by_name(name)
+        if slot is None or slot.launches != launch or slot.state not in ("starting", "restarting"):
+            return
+        assert self.site is not None
+        reason = f"did not start within {self.site.policy.start_timeout_s:g} s"
+        log.error("node %s (pid %s) %s: ending it", name, slot.pid, reason)
+        slot.pending_failure = reason
+        if slot.pid is not None:
+            try:
+                os.kill(slot.pid, signal.SIGKILL)  # its loop may be blocked: no orderly way
+                return
+            except ProcessLookupError:
+                pass  # gone already: Thespian's exit report is on its way
+        self.send(slot.address, ActorExitRequest())
 
     def _by_name(self, name: str) -> _Slot | None:
         return next((s for s in self.slots if s.spec.name == name), None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from drivers.store.codec import persisted
@@ -28,11 +29,22 @@ class Record:
     msg_id: int
 
 
+def hang_file(storage_dir: Path, node: str) -> Path:
+    """While this file exists, the node's start never ends (its ledger's ``started`` waits)."""
+    return storage_dir / f"{node}.hang_start"
+
+
 class Ledger(Actor):
     DURABLE = frozenset({Record})
 
+    def __init__(self, ctx: ActorContext, hang: Path | None = None) -> None:
+        super().__init__(ctx)
+        self.hang = hang
+
     async def started(self) -> None:
         self.consumed = self.load("consumed", 0)
+        if self.hang is not None and self.hang.exists():
+            await asyncio.Event().wait()  # the fault: a start that never reports back
 
     async def receive(self, msg: object) -> Any:
         if isinstance(msg, Record):
@@ -78,11 +90,12 @@ class Ingest(Actor):
 
 def probe_kind(port: int) -> NodeKind:
     def build(ctx: NodeContext) -> SupervisorSpec:
+        hang = hang_file(Path(ctx.config.storage_dir), ctx.name)
         return SupervisorSpec(
             strategy="rest_for_one",
             children=(
                 store_writer_spec(),
-                ChildSpec(id="ledger", start=Ledger),
+                ChildSpec(id="ledger", start=lambda c: Ledger(c, hang)),
                 ChildSpec(id="ingest", start=lambda c: Ingest(c, port)),
             ),
         )

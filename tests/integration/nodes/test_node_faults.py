@@ -6,6 +6,7 @@ report, and what the root holds for a node that is down.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import timeout_s, wait_for_sync
+from tests.integration.nodes.probe import hang_file
 from tests.integration.nodes.site import ProbeSite, wait_gone
 
 pytestmark = [pytest.mark.nodes, pytest.mark.slow]
@@ -49,5 +51,56 @@ def test_a_node_killed_while_the_site_stops_moves_the_stop_on(tmp_path: Path) ->
         assert "node probe stopped in" in log, "probe got its orderly stop"
         assert took_s < SHUTDOWN_TIMEOUT_S, f"the stop took {took_s:.1f} s: {log}"
         assert wait_gone(pids) == []
+    finally:
+        site.cleanup()
+
+
+START_TIMEOUT_S = 2
+
+
+def test_a_node_hanging_in_its_start_is_ended_restarted_and_shown(tmp_path: Path) -> None:
+    """The restarted 'probe' never reports started (its ledger's start waits for ever). The root
+    ends it after node_start_timeout_s, says so in the log and in the status (a failure, not
+    'restarting' for ever) and restarts it; once the fault is gone it comes back."""
+    site = ProbeSite(tmp_path, log_level="INFO", extra=f"node_start_timeout_s = {START_TIMEOUT_S}")
+    site.start()
+    try:
+        hang = hang_file(tmp_path / "var", "probe")
+        hang.touch()
+        old_pid = site.kill_node("probe")
+        failed = f"did not start within {START_TIMEOUT_S} s"
+
+        def ended_twice() -> bool:
+            node = site.node("probe")
+            return node["restarts"] >= 2 and failed in (node["last_failure"] or "")
+
+        wait_for_sync(ended_twice, timeout=30, what="the hung start ended and restarted")
+        assert site.node("other")["restarts"] == 0
+        assert re.search(
+            rf"ERROR supervisors.nodes: node probe \(pid \d+\) {failed}", site.log_text()
+        )
+        hang.unlink()
+        node = site.wait_node_back("probe", old_pid, timeout=30)
+        assert node["restarts"] >= 2
+        assert failed in node["last_failure"]
+    finally:
+        site.cleanup()
+
+
+def test_a_node_hanging_in_its_start_uses_up_the_restart_intensity(tmp_path: Path) -> None:
+    """node_max_restarts = 1: the kill -9's restart hangs, is ended, and that failure is one
+    restart too many: the runtime exits 3 for systemd (it used to wait for ever)."""
+    site = ProbeSite(tmp_path, max_restarts=1, extra=f"node_start_timeout_s = {START_TIMEOUT_S}")
+    site.start()
+    try:
+        assert site.proc is not None
+        hang_file(tmp_path / "var", "probe").touch()
+        site.kill_node("probe")
+        code = site.proc.wait(timeout_s(30))
+        assert code == 3, site.log_text()
+        assert (
+            f"node restarts exhausted (node probe: did not start within {START_TIMEOUT_S} s)"
+            in site.log_text()
+        )
     finally:
         site.cleanup()
