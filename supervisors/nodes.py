@@ -373,6 +373,22 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         slot = next((s for s in self.slots if s.address == address), None)
         if slot is None:
             return
+        try:
+            self._exited(slot)
+        finally:
+            self._no_answer_from(slot.spec.name)
+
+    def _no_answer_from(self, name: str) -> None:
+        """A node that exited will not answer the status queries it was asked: they end without
+        it now, not at their timeout, and show its slot as it is after the exit (restarting),
+        where the end of the wait showed the restarted node, 'running', as not answering."""
+        for request_id, request in list(self.requests.items()):
+            if name in request.waiting:
+                request.waiting.discard(name)
+                if not request.waiting:
+                    self._finish_status(request_id)
+
+    def _exited(self, slot: _Slot) -> None:
         if slot.state == "stopped":
             return
         reason = slot.pending_failure or "process exited without notice (killed?)"
