@@ -53,6 +53,7 @@ from supervisors.node_messages import (
     Ping,
     Pong,
     Route,
+    Routes,
     SiteStarted,
     SiteStatus,
     SiteStopped,
@@ -90,6 +91,9 @@ class NodeActor(Actor):  # type: ignore[misc]
                 self._start(msg, sender)
             elif isinstance(msg, Route):
                 self._on_loop(self._deliver, msg.path, msg.message)
+            elif isinstance(msg, Routes):
+                for route in msg.routes:
+                    self._on_loop(self._deliver, route.path, route.message)
             elif isinstance(msg, NodeStatusQuery):
                 self._on_loop(self._status, msg.request_id, sender)
             elif isinstance(msg, StopNode):
@@ -363,8 +367,9 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         if slot is None:
             return
         slot.pid, slot.state, slot.up_since_utc = msg.pid, "running", _utc_now()
-        while slot.held:
-            self.send(slot.address, slot.held.popleft())
+        if slot.held:
+            self.send(slot.address, Routes(routes=tuple(slot.held)))
+            slot.held.clear()
         if self.starter is not None and all(s.state == "running" for s in self.slots):
             self.send(self.starter, SiteStarted(ok=True))
             self.starter = None

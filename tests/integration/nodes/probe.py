@@ -4,6 +4,10 @@ Protocol on 127.0.0.1:<port>: the client sends ``<id>\\n`` lines; the edge answe
 the message is committed to the ledger's durable mailbox (acknowledged = on disk). The ledger
 counts each id it consumes in its own table (one transaction with the consumption), so the test can
 account for every acknowledged message after any number of kill -9s: lost, unexpected, duplicates.
+
+Two more lines send to another node's ledger (through the node links, or the Thespian root while
+that node is down) and are echoed once sent: ``record NODE ID`` a Record (kept by the root),
+``beat NODE COUNT`` COUNT Beats (transient: the root may drop them).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from drivers.store.codec import persisted
 from supervisors.actor import Actor, ActorContext
@@ -29,6 +33,15 @@ class Record:
     msg_id: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Beat:
+    """A message between nodes that its sender repeats: the root may drop it while it holds it
+    for a node that is down (supervisors.node_messages.transient)."""
+
+    TRANSIENT: ClassVar[bool] = True
+    seq: int
+
+
 def hang_file(storage_dir: Path, node: str) -> Path:
     """While this file exists, the node's start never ends (its ledger's ``started`` waits)."""
     return storage_dir / f"{node}.hang_start"
@@ -43,6 +56,7 @@ class Ledger(Actor):
 
     async def started(self) -> None:
         self.consumed = self.load("consumed", 0)
+        self.beats = 0
         if self.hang is not None and self.hang.exists():
             await asyncio.Event().wait()  # the fault: a start that never reports back
 
@@ -56,10 +70,13 @@ class Ledger(Actor):
             self.stage(("put", LEDGER_TABLE, key, str(count).encode()))
             self.persist("consumed", self.consumed)
             return None
+        if isinstance(msg, Beat):
+            self.beats += 1
+            return None
         return await super().receive(msg)
 
     def report(self) -> dict[str, Any]:
-        return {"consumed": self.consumed}
+        return {"consumed": self.consumed, "beats": self.beats}
 
 
 class Ingest(Actor):
@@ -76,7 +93,16 @@ class Ingest(Actor):
         assert ledger is not None
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while line := await reader.readline():
-                await ledger.tell_durable(Record(msg_id=int(line)))
+                words = line.split()
+                if words[0] == b"beat":  # beat NODE COUNT: COUNT Beats to NODE's ledger
+                    for seq in range(int(words[2])):
+                        self.ctx.system.send(f"{words[1].decode()}/ledger", Beat(seq=seq))
+                elif words[0] == b"record":  # record NODE ID: a Record to NODE's ledger
+                    self.ctx.system.send(
+                        f"{words[1].decode()}/ledger", Record(msg_id=int(words[2]))
+                    )
+                else:
+                    await ledger.tell_durable(Record(msg_id=int(line)))
                 writer.write(line)
         writer.close()
 
@@ -102,6 +128,9 @@ def probe_kind(port: int) -> NodeKind:
 
     def summary(system: ActorSystem) -> dict[str, Any]:
         ledger = system.actor(f"{system.name}/ledger")
-        return {"consumed": getattr(ledger, "consumed", None)}
+        return {
+            "consumed": getattr(ledger, "consumed", None),
+            "beats": getattr(ledger, "beats", None),
+        }
 
     return NodeKind(build=build, summary=summary)

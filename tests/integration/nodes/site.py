@@ -129,7 +129,7 @@ class ProbeSite:
         def back() -> bool:
             try:
                 node = self.node(name)
-            except control.ControlUnavailable:
+            except (control.ControlUnavailable, StopIteration):  # StopIteration: no root answer
                 return False
             if (
                 node.get("state") == "running"

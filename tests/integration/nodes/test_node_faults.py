@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -167,5 +168,62 @@ def test_a_status_asked_of_a_node_that_then_dies_ends_at_its_exit(tmp_path: Path
         assert probe["answered"] is False
         assert probe["state"] != "running" or probe["pid"] == pid, probe
         assert took_s < 3, f"the status waited {took_s:.1f} s for a node that had exited"
+    finally:
+        site.cleanup()
+
+
+TRANSIENT_HELD = 1000  # the root's bound on transient messages held for a node that is down
+
+
+def _exchange(port: int, lines: list[bytes]) -> None:
+    """Send the probe its command lines; return once it has echoed each (sent on)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s(10)) as sock:
+        sock.sendall(b"".join(line + b"\n" for line in lines))
+        echoed = b""
+        while echoed.count(b"\n") < len(lines):
+            chunk = sock.recv(65536)
+            assert chunk, "the probe closed the connection"
+            echoed += chunk
+
+
+def test_a_node_back_after_a_long_outage_gets_what_the_root_held_and_the_runtime_lives(
+    tmp_path: Path,
+) -> None:
+    """'other' is down (killed, its restarts hanging in their start) while 'probe' sends it 1500
+    Beats through the root. When 'other' is back, the root delivers what it held in one
+    message: one Thespian send each (1000 held) kept the root from the launcher's pings for
+    over 4 s, and the launcher tore the whole runtime down (exit 2)."""
+    site = ProbeSite(tmp_path, extra=f"node_start_timeout_s = {START_TIMEOUT_S}")
+    site.start()
+    try:
+        assert site.proc is not None
+        hang = hang_file(tmp_path / "var", "other")
+        hang.touch()
+        old_pid = site.kill_node("other")
+        wait_for_sync(
+            lambda: site.node("other")["state"] == "restarting", timeout=10, what="other down"
+        )
+        restarts = site.node("other")["restarts"]
+        _exchange(site.port, [b"beat other 1500"])
+
+        def held_a_while() -> bool:
+            # everything handed to the root, and one more hung start ended since
+            # (the probe may not answer while its Thespian thread hands them to the root)
+            links = site.node("probe").get("links") or {}
+            return links.get("sent_via_root", 0) >= 1500 and (
+                site.node("other")["restarts"] > restarts
+            )
+
+        wait_for_sync(held_a_while, timeout=20, what="the messages held for a while")
+        hang.unlink()
+        site.wait_node_back("other", old_pid, timeout=30)
+        wait_for_sync(
+            lambda: site.node("other")["site"]["beats"] >= TRANSIENT_HELD,
+            timeout=10,
+            what="the held Beats delivered",
+        )
+        assert site.proc.poll() is None, site.log_text()
+        assert "did not answer a ping" not in site.log_text()
+        assert site.terminate() == 0, site.log_text()
     finally:
         site.cleanup()
