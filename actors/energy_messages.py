@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from actors.evolve import value
 
@@ -49,6 +50,10 @@ class ConnectorReport:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemandBatch:
     """Each report replaces the previous one of its connector."""
+
+    # Sent again every second, complete: the Thespian root may drop one it holds for an energy
+    # node that is down (supervisors.node_messages.transient).
+    TRANSIENT: ClassVar[bool] = True
 
     reports: tuple[ConnectorReport, ...]
     sent_utc: str
@@ -123,6 +128,9 @@ class ProfileBatch:
     connector's limit (the first batch, every ``resend_s``, when connectors come or go);
     otherwise only those that changed since they were last sent."""
 
+    # A newer batch replaces it, and a full one goes every resend_s and when connectors come or
+    # go (a restarted broker node's do): the root may drop one it holds for a node that is down.
+    TRANSIENT: ClassVar[bool] = True
     limits: tuple[ConnectorLimit, ...]
     default_limit_a: float  # the safe TxDefaultProfile current (fail-safe per connector)
     computed_utc: str
@@ -145,6 +153,9 @@ class ProfileOutcome:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProfileOutcomes:
+    # Bookkeeping (rejection counts, fan-out speed) a restarted energy node learns again: the
+    # root may drop one it holds for a node that is down.
+    TRANSIENT: ClassVar[bool] = True
     outcomes: tuple[ProfileOutcome, ...]
     # The broker node that sends them, and how long it took, per limit, to write its latest
     # whole batch of at least FAN_OUT_LEARNED_MIN limits (receipt -> last frame, wall seconds;

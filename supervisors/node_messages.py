@@ -101,6 +101,15 @@ class Route:
         return f"Route({self.path}, {type(self.message).__name__})"
 
 
+def transient(message: object) -> bool:
+    """Whether the root may drop ``message`` while it holds it for a node that is down: only if
+    its type says so (``TRANSIENT = True``: a snapshot or batch its sender repeats, bookkeeping
+    a restarted node learns again). Anything else may stand for something already acknowledged
+    (a cloud grid limit the broker answered Accepted, a rules bundle or local list it stored)
+    and is kept until the node is back."""
+    return getattr(type(message), "TRANSIENT", False) is True
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Routes:
     """What the root held for a node while it was down, delivered in one message when it is

@@ -62,14 +62,26 @@ from supervisors.node_messages import (
     StatusQuery,
     StopNode,
     StopSite,
+    transient,
 )
 from supervisors.node_runtime import NodeHistory, NodeRuntime
 
 log = logging.getLogger(__name__)
 
+# Held for a node that is down: at most this many transient messages (the oldest go first) ...
+HELD_TRANSIENT_MAX = 1000
+# ... and at most this many in all, a bound for memory only: the others are few (cloud pushes,
+# rules, local lists), and if it is ever reached they go too, each drop logged as an ERROR.
+HELD_MAX = 100_000
+KEPT_DROP_LOG_EVERY_S = 10.0
+
 
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _counts(counter: collections.Counter[str]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in counter.most_common())
 
 
 # -- the node actor ------------------------------------------------------------------------------
@@ -250,7 +262,10 @@ class _Slot:
     up_since_utc: str | None = None
     pending_failure: str | None = None
     launches: int = 0  # which launch a start deadline is for
-    held: collections.deque[Route] = field(default_factory=lambda: collections.deque(maxlen=1000))
+    held: collections.deque[Route] = field(default_factory=collections.deque)  # see _hold
+    held_transient: int = 0
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)  # by type
+    kept_drop_logged_s: float = 0.0
 
 
 @dataclass
@@ -367,9 +382,20 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         if slot is None:
             return
         slot.pid, slot.state, slot.up_since_utc = msg.pid, "running", _utc_now()
+        delivered = len(slot.held)
         if slot.held:
             self.send(slot.address, Routes(routes=tuple(slot.held)))
             slot.held.clear()
+        slot.held_transient = 0
+        if slot.dropped:
+            log.warning(
+                "node %s is up: %d held messages delivered, %d dropped while it was down (%s)",
+                slot.spec.name,
+                delivered,
+                sum(slot.dropped.values()),
+                _counts(slot.dropped),
+            )
+            slot.dropped.clear()
         if self.starter is not None and all(s.state == "running" for s in self.slots):
             self.send(self.starter, SiteStarted(ok=True))
             self.starter = None
@@ -441,7 +467,51 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         elif slot.state == "running":
             self.send(slot.address, msg)
         else:
-            slot.held.append(msg)  # delivered when the node is back up (bounded)
+            self._hold(slot, msg)  # delivered when the node is back up
+
+    def _hold(self, slot: _Slot, msg: Route) -> None:
+        """Hold ``msg`` for a node that is down. Beyond HELD_TRANSIENT_MAX transient messages,
+        the oldest transient one goes; what is not transient stays (it was dropped like the
+        rest, the oldest first and unlogged: a cloud grid limit the broker had answered
+        Accepted, held while the energy node restarted, went first)."""
+        slot.held.append(msg)
+        if transient(msg.message):
+            slot.held_transient += 1
+            if slot.held_transient > HELD_TRANSIENT_MAX:
+                i = next(i for i, r in enumerate(slot.held) if transient(r.message))
+                oldest = slot.held[i]
+                del slot.held[i]
+                slot.held_transient -= 1
+                self._dropped(slot, oldest)
+        if len(slot.held) > HELD_MAX:
+            oldest = slot.held.popleft()
+            slot.held_transient -= transient(oldest.message)
+            self._dropped(slot, oldest)
+
+    def _dropped(self, slot: _Slot, route: Route) -> None:
+        kind = type(route.message).__name__
+        first = not slot.dropped
+        slot.dropped[kind] += 1
+        if not transient(route.message):
+            now = time.monotonic()
+            if now - slot.kept_drop_logged_s >= KEPT_DROP_LOG_EVERY_S:
+                slot.kept_drop_logged_s = now
+                log.error(
+                    "node %s is down and %d messages are held for it: dropping the oldest, "
+                    "%s for %s (dropped so far: %s)",
+                    slot.spec.name,
+                    HELD_MAX,
+                    kind,
+                    route.path,
+                    _counts(slot.dropped),
+                )
+        elif first:
+            log.warning(
+                "node %s is down: holding at most %d transient messages for it, dropping the "
+                "oldest transient ones from now on (counted when it is back)",
+                slot.spec.name,
+                HELD_TRANSIENT_MAX,
+            )
 
     def _pong(self) -> Pong:
         return Pong(
