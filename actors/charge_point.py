@@ -88,6 +88,10 @@ log = logging.getLogger(__name__)
 
 
 class ChargePoint(LimitsAndCaps):
+    # The cloud's late verdict and the authorizer's decision on it (actors.cp_limits): durable
+    # from the cloud's acknowledged answer to the decision kept with the transaction.
+    DURABLE = frozenset({CloudVerdict, LateDecision})
+
     async def started(self) -> None:
         self.state = ChargePointState(self.cp_id, self.load("state"))
         self.link = self.broker.links.get(self.cp_id)  # a connection outlives our restarts

@@ -211,7 +211,9 @@ class CloudLink(CloudLinkAnswers):
                 # waited no longer, or asked again): its id, and its verdict, are the edge's.
                 self._tell_cp(TransactionMapped(edge_id=msg.edge_id, cloud_id=cloud_id))
                 status = self.txmap.cloud_status(msg.message_id)
-                self._tell_cp(CloudVerdict(edge_id=msg.edge_id, cloud_id=cloud_id, status=status))
+                self._verdict_to_cp(
+                    CloudVerdict(edge_id=msg.edge_id, cloud_id=cloud_id, status=status)
+                )
         elif isinstance(msg, Deadline):
             await self._deadline(msg)
         elif isinstance(msg, AnswerToCloud):

@@ -112,7 +112,7 @@ class CloudLinkAnswers(CloudLinkBase):
             if edge_id is not None:
                 self._tell_cp(TransactionMapped(edge_id=edge_id, cloud_id=cloud_id))
                 # The edge answered this start itself; the cloud's verdict may differ.
-                self._tell_cp(CloudVerdict(edge_id=edge_id, cloud_id=cloud_id, status=status))
+                self._verdict_to_cp(CloudVerdict(edge_id=edge_id, cloud_id=cloud_id, status=status))
         elif (
             inflight.action == "TransactionEvent"
             and not self._owns(inflight.message_id, inflight.key)
@@ -156,7 +156,7 @@ class CloudLinkAnswers(CloudLinkBase):
         tx_id = info_tx.get("transactionId") if isinstance(info_tx, dict) else None
         if not isinstance(token, str) or not isinstance(tx_id, str):
             return
-        self._tell_cp(
+        self._verdict_to_cp(
             CloudVerdict(edge_id=tx_id, cloud_id=tx_id, status=info["status"], id_token=token)
         )
 

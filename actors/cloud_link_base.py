@@ -20,6 +20,7 @@ from actors.broker_context import BrokerContext
 from actors.messages import (
     CloudLinkChanged,
     CloudUnavailable,
+    CloudVerdict,
     EnqueueCall,
     RelayCall,
 )
@@ -129,6 +130,17 @@ class CloudLinkBase(Actor):
 
     def _tell_cp(self, msg: object) -> None:
         self.ctx.system.send(self.broker.cp_path(self.cp_id), msg)
+
+    def _verdict_to_cp(self, msg: CloudVerdict) -> None:
+        """The cloud's verdict on a transaction the edge authorized, into the charge point
+        actor's durable mailbox in this unit of work: the one that acknowledges the cloud's
+        answer (the outbox item taken out, or the mint that joins it). Told in memory only, a
+        crash before the charge point judged it lost it, and the transaction ran on."""
+        ref = self.ctx.system.lookup(self.broker.cp_path(self.cp_id))
+        if ref is None:
+            self._tell_cp(msg)  # no such actor: a dead letter, as any message
+        else:
+            self.send_durable(ref, msg)
 
     def _owns(self, message_id: str, owner: object) -> bool:
         """Whether the charge point waits on this call (``owner``) for ``message_id``'s answer."""

@@ -226,8 +226,13 @@ class LimitsAndCaps(CloudProfiles):
         self.dirty = True
         if msg.status == "Accepted" and tx.get("energy_cap_wh") is None:
             return
-        self.ctx.system.send(
-            f"{self.broker.node}/authorizer",
+        authorizer = self.ctx.system.lookup(f"{self.broker.node}/authorizer")
+        if authorizer is None:
+            raise RuntimeError("no authorizer in this node")  # retried, then a dead letter
+        # Durable, committed with the cloud_status it set: a crash before the authorizer
+        # decided would otherwise leave a refused transaction judged and never acted on.
+        self.send_durable(
+            authorizer,
             LateVerdict(
                 charge_point_id=self.cp_id,
                 transaction_id=str(msg.edge_id),

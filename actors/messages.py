@@ -253,12 +253,15 @@ class EdgeCallFromCloud:
     reply_path: str
 
 
+@persisted(name="broker.CloudVerdict")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloudVerdict:
     """The cloud's answer to a transaction message the edge had answered itself: a replayed 1.6
     StartTransaction (``edge_id`` the id the edge minted, ``cloud_id`` the cloud's), or a 2.0.1
     TransactionEvent carrying an idToken (both the station's own transactionId; ``id_token``
-    the event's token: a stop token's verdict is not the transaction's)."""
+    the event's token: a stop token's verdict is not the transaction's). Durable, as the
+    LateVerdict and LateDecision it leads to: the cloud's answer is acknowledged (out of the
+    outbox, never sent again) in the unit of work that sends it."""
 
     edge_id: int | str
     cloud_id: int | str
@@ -266,6 +269,7 @@ class CloudVerdict:
     id_token: str | None = None
 
 
+@persisted(name="broker.LateVerdict")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LateVerdict:
     """To the authorizer: the cloud's later answer for a transaction the edge authorized."""
@@ -280,6 +284,7 @@ class LateVerdict:
     reply_to: str
 
 
+@persisted(name="broker.LateDecision")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LateDecision:
     """From the authorizer: what to do with that transaction (actors.authorization.LateAction)."""

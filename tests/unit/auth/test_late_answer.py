@@ -9,6 +9,8 @@ import pytest
 from actors.auth_settings import AuthSettings
 from actors.authorization import DecisionPath, LateAction, on_late_answer
 from actors.id_tags import AuthStatus
+from actors.messages import CloudVerdict, LateDecision, LateVerdict
+from drivers.store import codec
 
 STOP = {"stop_transaction_on_invalid_id": True}
 KEEP = {"stop_transaction_on_invalid_id": False}
@@ -204,3 +206,39 @@ def test_late_answer(
     )
     assert cloud.value in result.reason
     assert result.audit_inputs()["action"] == action.value
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(
+            CloudVerdict(edge_id=7, cloud_id=1234, status="Invalid"), id="cloud-verdict-16"
+        ),
+        pytest.param(
+            CloudVerdict(edge_id="tx-1", cloud_id="tx-1", status="Blocked", id_token="TAG"),
+            id="cloud-verdict-201",
+        ),
+        pytest.param(
+            LateVerdict(
+                charge_point_id="CP1",
+                transaction_id="tx-1",
+                local_path="fallback:accept_capped",
+                local_energy_cap_wh=2000,
+                cloud_status="Invalid",
+                running=True,
+                energy_delivered_wh=212.5,
+                reply_to="broker/charge_points/CP1",
+            ),
+            id="late-verdict",
+        ),
+        pytest.param(
+            LateDecision(
+                transaction_id="tx-1", action="cap_energy", reason="r", energy_cap_wh=500.0
+            ),
+            id="late-decision",
+        ),
+    ],
+)
+def test_the_late_verdicts_messages_round_trip_through_a_durable_mailbox(message: object) -> None:
+    """They travel durably (a crash on their way loses nothing): as the codec stores them."""
+    assert codec.decode(codec.encode(message)) == message
