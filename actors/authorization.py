@@ -288,13 +288,25 @@ def on_late_answer(
     transaction_running: bool,
     energy_delivered_wh: float,
     settings: AuthSettings,
+    refused_before: AuthStatus | None = None,
 ) -> LateAnswerAction:
     """What to do when the cloud answers the StartTransaction (replayed or not) of a running
     transaction; ``local_path`` is how the edge authorized it (for the reason text),
-    ``local_energy_cap_wh`` the cap a capped fallback put on it (if any)."""
+    ``local_energy_cap_wh`` the cap a capped fallback put on it (if any).
+
+    ``refused_before``: the cloud's earlier refusal of this transaction's id (2.0.1: its answer
+    to an earlier TransactionEvent carrying it). That verdict was judged and stands for the
+    transaction's lifetime, as in 1.6, where the StartTransaction's answer is the only one: a
+    later Accepted lifts no cap and takes back no stop, a later refusal adds nothing. What the
+    cloud wants otherwise it says itself (RemoteStart/RequestStart, its charging profiles)."""
     said = f"cloud answered {cloud_status.value} for an id accepted via {local_path.value}"
     if not transaction_running:
         return LateAnswerAction(action=LateAction.NONE, reason=f"{said}; transaction already ended")
+    if refused_before is not None:
+        return LateAnswerAction(
+            action=LateAction.NONE,
+            reason=f"{said}; the cloud refused it before ({refused_before.value}): that stands",
+        )
     if cloud_status is AuthStatus.ACCEPTED:
         if local_energy_cap_wh is not None:
             return LateAnswerAction(

@@ -320,6 +320,12 @@ class Authorizer(Actor):
             status = AuthStatus(msg.cloud_status)
         except ValueError:
             path, status = DecisionPath.FALLBACK_ACCEPT, AuthStatus.INVALID
+        refused_before = None
+        if msg.refused_before is not None:
+            try:
+                refused_before = AuthStatus(msg.refused_before)
+            except ValueError:
+                refused_before = AuthStatus.INVALID
         action = on_late_answer(
             local_path=path,
             local_energy_cap_wh=msg.local_energy_cap_wh,
@@ -327,6 +333,7 @@ class Authorizer(Actor):
             transaction_running=msg.running,
             energy_delivered_wh=msg.energy_delivered_wh,
             settings=self.settings_for(msg.charge_point_id),
+            refused_before=refused_before,
         )
         audit(
             self,
@@ -340,6 +347,7 @@ class Authorizer(Actor):
                 "cloud_status": msg.cloud_status,
                 "local_path": msg.local_path,
                 "energy_delivered_wh": msg.energy_delivered_wh,
+                **({"refused_before": msg.refused_before} if msg.refused_before else {}),
             },
         )
         decision = LateDecision(

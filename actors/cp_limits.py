@@ -222,10 +222,16 @@ class LimitsAndCaps(CloudProfiles):
             # 2.0.1: the verdict on another id than the transaction's (a stop token), or again
             # (the event of an id carried twice): judged once.
             return
-        tx["cloud_status"] = msg.status
-        self.dirty = True
-        if msg.status == "Accepted" and tx.get("energy_cap_wh") is None:
-            return
+        refused_before = tx.get("cloud_status")
+        if refused_before in (None, "Accepted"):
+            refused_before = None
+            tx["cloud_status"] = msg.status
+            self.dirty = True
+            if msg.status == "Accepted" and tx.get("energy_cap_wh") is None:
+                return
+        # else a 2.0.1 verdict after the cloud refused the transaction (Invalid, then Accepted
+        # on a later event): the refusal stands (actors.authorization.on_late_answer); the
+        # authorizer records that it changes nothing.
         authorizer = self.ctx.system.lookup(f"{self.broker.node}/authorizer")
         if authorizer is None:
             raise RuntimeError("no authorizer in this node")  # retried, then a dead letter
@@ -242,6 +248,7 @@ class LimitsAndCaps(CloudProfiles):
                 running=tx.get("state") == "running",
                 energy_delivered_wh=self._delivered_wh(tx),
                 reply_to=self.path,
+                refused_before=refused_before,
             ),
         )
 

@@ -282,6 +282,7 @@ class LateVerdict:
     running: bool
     energy_delivered_wh: float
     reply_to: str
+    refused_before: str | None = None  # the cloud's earlier refusal of it (that stands)
 
 
 @persisted(name="broker.LateDecision")

@@ -287,3 +287,43 @@ async def test_a_later_rejection_reaches_a_station_away_when_the_cloud_answered(
             assert [c[3] for c in calls(back, "RequestStopTransaction")] == [{"transactionId": TX}]
         finally:
             await back.close()
+
+
+async def test_a_later_acceptance_does_not_lift_the_cap_of_a_refused_transaction(
+    tmp_path: Path,
+) -> None:
+    """The cloud refused the transaction's id (its answer to the Started event): capped at
+    MaxEnergyOnInvalidId. Offline again, the station carries the same id in a later event,
+    which the cloud, back, answers Accepted. A transaction the cloud refused stays refused for
+    its lifetime, as a 1.6 one judged on its StartTransaction's answer alone: the cap holds
+    (the acceptance was judged again and lifted it: the Invalid id charged without limit)."""
+    auth = (
+        'unknown_id_offline = "accept_capped"\nunknown_id_energy_cap_wh = 2000\n'
+        "stop_transaction_on_invalid_id = false\nmax_energy_on_invalid_id_wh = 500"
+    )
+    token = {"idToken": STRANGER, "type": "ISO14443"}
+    async with started_offline(tmp_path, auth, meter_wh=5000.0) as (cloud, edge, station):
+        tx = transaction(edge)
+        await cloud.start()  # Invalid
+        await wait_for(lambda: tx.get("energy_cap_wh") == 500, timeout=15, what="the late cap")
+        await cloud.stop()
+        await wait_for(lambda: not edge.cloud("CP1")["online"], what="the cloud gone again")
+        again = await station.event("Updated", 5200.0, triggerReason="Authorized", idToken=token)
+        assert again[2]["idTokenInfo"]["status"] == "Accepted", again
+        cloud.id_tags = None  # every id Accepted now
+        await cloud.start()
+        await wait_for(lambda: edge.cloud("CP1")["queue_depth"] == 0, what="the event answered")
+        await wait_for(
+            lambda: (
+                [d for k, d in kinds(edge) if k == "late_authorization"] == ["cap_energy", "none"]
+            ),
+            what="the acceptance recorded, changing nothing",
+        )
+        late = [r for r in records(edge) if r.kind.value == "late_authorization"]
+        assert late[1].inputs["cloud_status"] == "Accepted"
+        assert "refused it before (Invalid)" in late[1].reason, late[1].reason
+        assert tx["cloud_status"] == "Invalid", "the refusal stands"
+        assert tx.get("energy_cap_wh") == 500
+        await station.event("Updated", 5510.0)
+        assert tx.get("energy_blocked"), "510 Wh delivered: no more"
+        assert station.stops() == []

@@ -209,6 +209,46 @@ def test_late_answer(
 
 
 @pytest.mark.parametrize(
+    ("cloud", "refused_before", "fallback_cap", "settings"),
+    [
+        pytest.param(AuthStatus.ACCEPTED, AuthStatus.INVALID, 2000, KEEP, id="accepted-keeps-cap"),
+        pytest.param(AuthStatus.ACCEPTED, AuthStatus.INVALID, None, STOP, id="accepted-after-stop"),
+        pytest.param(AuthStatus.BLOCKED, AuthStatus.INVALID, None, STOP, id="second-refusal"),
+        pytest.param(
+            AuthStatus.INVALID,
+            AuthStatus.EXPIRED,
+            None,
+            KEEP | {"max_energy_on_invalid_id_wh": 500},
+            id="second-refusal-no-new-cap",
+        ),
+    ],
+)
+def test_a_refusal_stands_for_the_transactions_lifetime(
+    cloud: AuthStatus,
+    refused_before: AuthStatus,
+    fallback_cap: int | None,
+    settings: dict[str, Any],
+) -> None:
+    """A verdict after the cloud refused the transaction (2.0.1: a later event carrying its id)
+    changes nothing, whatever it says: as in 1.6, where the start's answer is the only one."""
+    result = on_late_answer(
+        local_path=DecisionPath.FALLBACK_ACCEPT_CAPPED if fallback_cap else DecisionPath.CACHE,
+        local_energy_cap_wh=fallback_cap,
+        cloud_status=cloud,
+        transaction_running=True,
+        energy_delivered_wh=300.0,
+        settings=AuthSettings(**settings),
+        refused_before=refused_before,
+    )
+    assert (result.action, result.energy_cap_wh, result.stop_reason) == (
+        LateAction.NONE,
+        None,
+        None,
+    )
+    assert f"refused it before ({refused_before.value})" in result.reason
+
+
+@pytest.mark.parametrize(
     "message",
     [
         pytest.param(
@@ -228,6 +268,7 @@ def test_late_answer(
                 running=True,
                 energy_delivered_wh=212.5,
                 reply_to="broker/charge_points/CP1",
+                refused_before="Invalid",
             ),
             id="late-verdict",
         ),
