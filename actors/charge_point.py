@@ -108,6 +108,10 @@ class ChargePoint(LimitsAndCaps):
                 self.energy_ready = True
                 for c in self.energy.connected(self.version):
                     await self._edge_call(c)
+        if self.link is not None:
+            # Restarted under a live connection: a stop the cloud's late rejection asked for
+            # may have waited in the last incarnation's queue of calls (lost with it).
+            await self._late_stops_again()
 
     def report(self) -> dict[str, Any]:
         link = self.link

@@ -291,8 +291,10 @@ class LimitsAndCaps(CloudProfiles):
         )
 
     async def _late_stops_again(self) -> None:
-        """On a new connection: the stops the cloud's late rejection asked for, of the
-        transactions still running (one sent while the charge point was away was lost)."""
+        """On a new connection, or a restart of the actor under a live one: the stops the
+        cloud's late rejection asked for, of the transactions still running (one sent while
+        the charge point was away was lost, one queued behind another call was lost with the
+        actor's memory)."""
         for tx_id, tx in list(self.state.transactions.items()):
             if tx.get(LATE_STOP) and tx.get("state") == "running":
                 await self._late_stop(tx_id)

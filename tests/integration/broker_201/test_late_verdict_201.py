@@ -10,6 +10,7 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from tests.integration.broker.edge import Edge, cloud_and_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.test_cloud_profiles import boot_201, calls
 from tests.integration.broker.test_profile_batches import ENERGY
+from tests.integration.broker.test_profiles_again import restart_cp_actor
 
 TX = "tx-late-1"
 STRANGER = "STRANGER"  # not among the cloud's id tags: Invalid there
@@ -327,3 +329,41 @@ async def test_a_later_acceptance_does_not_lift_the_cap_of_a_refused_transaction
         await station.event("Updated", 5510.0)
         assert tx.get("energy_blocked"), "510 Wh delivered: no more"
         assert station.stops() == []
+
+
+async def test_a_late_stop_waiting_behind_another_call_survives_a_restart_of_the_actor(
+    tmp_path: Path,
+) -> None:
+    """The stop is decided (and kept with the transaction) while a call of the cloud's waits
+    for the station's answer, so it waits in the actor's queue of calls; the actor is killed
+    then and restarts under the live connection: the stop goes (it went only on the next
+    connection, and the Invalid id charged on until then)."""
+    async with started_offline(tmp_path, 'unknown_id_offline = "accept"') as (
+        cloud,
+        edge,
+        station,
+    ):
+        cloud.inject_fault("TransactionEvent", delay_s=3.0, times=1)  # its answer comes later
+        await cloud.start()
+        await wait_for(lambda: cloud.count("CP1", "TransactionEvent") == 1, what="replayed")
+        # The station never answers DataTransfer: the call stays outstanding.
+        pending = asyncio.ensure_future(cloud.call("CP1", "DataTransfer", {"vendorId": "X"}))
+        try:
+            await wait_for(
+                lambda: bool(calls(station.cp, "DataTransfer")), what="the cloud's call sent"
+            )
+            await wait_for(
+                lambda: transaction(edge).get("late_stop") is True,
+                timeout=15,
+                what="the late stop decided",
+            )
+            cell = edge.system.cells["broker/charge_points/CP1"]
+            await wait_for(lambda: cell.pending_durable() == 0, what="the decision committed")
+            assert station.stops() == [], "the stop waits behind the cloud's call"
+            await restart_cp_actor(edge)
+            await wait_for(lambda: bool(station.stops()), what="the stop, after the restart")
+            assert [c[3] for c in station.stops()] == [{"transactionId": TX}]
+        finally:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
