@@ -26,6 +26,11 @@ class Behaviour:
     slow_apply_s: float = 0.0
     # Sends BootNotification again on every reconnect (most chargers do not).
     boot_on_reconnect: bool = False
+    # 2.0.1 as EVerest's libocpp: a profile whose purpose and stack level another id holds (a
+    # TxProfile of the same transaction, K01.FR.39; another purpose on the same EVSE, K01.FR.06)
+    # is Rejected, with its reasonCode (sim.smart_charging.ProfileStore.taken_level). Off, and
+    # always in 1.6: it replaces that one (1.6 3.13.2).
+    refuses_taken_level: bool = False
     # Answers SetChargingProfile only after this many seconds (a busy controller); it reads
     # nothing else meanwhile.
     profile_answer_delay_s: float = 0.0

@@ -111,6 +111,10 @@ class _Handlers:
             profile = profile_from_v201(evse_id, charging_profile, installed_utc=core.clock.utc())
         except (ProfileError, KeyError, ValueError):
             return answer_later(R.SetChargingProfile(status="Rejected"), delay_s)
+        taken = core.profiles.taken_level(profile)
+        if taken is not None and core.config.behaviour.refuses_taken_level:
+            refused = R.SetChargingProfile(status="Rejected", status_info={"reason_code": taken})
+            return answer_later(refused, delay_s)
         return answer_later(R.SetChargingProfile(status=core.install_profile(profile)), delay_s)
 
     def clear_charging_profile(

@@ -239,6 +239,30 @@ class ProfileStore:
                 del self._profiles[key]
         self._profiles[profile.profile_id] = profile
 
+    def taken_level(self, profile: ChargingProfile) -> str | None:
+        """Why a 2.0.1 station as EVerest's libocpp refuses ``profile`` (its reasonCode; None:
+        it does not), where 1.6 would have it replace the one it meets (3.13.2): another id
+        holds its stack level, a TxProfile of the same transaction (K01.FR.39: InvalidStackLevel)
+        or a profile of its purpose on the same EVSE whose validity overlaps it (K01.FR.06:
+        DuplicateProfile); a TxDefaultProfile on the station and one on an EVSE at one level
+        likewise (K01.FR.52/53)."""
+        for old in self._profiles.values():
+            if old.profile_id == profile.profile_id or old.stack_level != profile.stack_level:
+                continue
+            if old.purpose != profile.purpose:
+                continue
+            if profile.purpose == Purpose.TX:
+                if old.transaction_id == profile.transaction_id:
+                    return "InvalidStackLevel"
+                continue
+            if profile.purpose == Purpose.TX_DEFAULT and (old.connector_id == 0) != (
+                profile.connector_id == 0
+            ):
+                return "DuplicateProfile"
+            if old.connector_id == profile.connector_id and _overlap(old, profile):
+                return "DuplicateProfile"
+        return None
+
     def clear(
         self,
         *,
@@ -377,3 +401,18 @@ def _breakpoints(
             break
         base += every
     return found
+
+
+def _overlap(a: ChargingProfile, b: ChargingProfile) -> bool:
+    """Whether the validity periods of ``a`` and ``b`` meet (absent: from ever, to ever)."""
+    a_ends_before_b = (
+        a.valid_to_utc is not None
+        and b.valid_from_utc is not None
+        and (a.valid_to_utc < b.valid_from_utc)
+    )
+    b_ends_before_a = (
+        b.valid_to_utc is not None
+        and a.valid_from_utc is not None
+        and (b.valid_to_utc < a.valid_from_utc)
+    )
+    return not (a_ends_before_b or b_ends_before_a)

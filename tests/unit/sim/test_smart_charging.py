@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -128,6 +129,29 @@ def test_same_id_or_same_slot_replaces() -> None:
     assert [p.profile_id for p in store.profiles] == [2]
     store.install(prof(3, DEF, 8, stack=4))
     assert sorted(p.profile_id for p in store.profiles) == [2, 3]
+
+
+def test_a_taken_level_is_told_as_libocpp_refuses_it() -> None:
+    """What a 2.0.1 station as EVerest's refuses where 1.6 replaces (K01.FR.39, K01.FR.06)."""
+    store = ProfileStore()
+    for p in (
+        prof(1, TX, 10, stack=3, tx="A"),
+        prof(2, DEF, 6, connector=0, stack=3),
+        prof(3, MAX, 16, connector=0, stack=3),
+    ):
+        store.install(p)
+    assert store.taken_level(prof(9, TX, 32, stack=3, tx="A")) == "InvalidStackLevel"
+    assert store.taken_level(prof(1, TX, 32, stack=3, tx="A")) is None, "its own id replaces"
+    assert store.taken_level(prof(9, TX, 32, stack=3, tx="B")) is None, "another transaction"
+    assert store.taken_level(prof(9, TX, 32, stack=4, tx="A")) is None
+    assert store.taken_level(prof(9, DEF, 32, connector=0, stack=3)) == "DuplicateProfile"
+    assert store.taken_level(prof(9, DEF, 32, connector=1, stack=3)) == "DuplicateProfile"
+    assert store.taken_level(prof(9, MAX, 32, connector=0, stack=3)) == "DuplicateProfile"
+    assert store.taken_level(prof(9, MAX, 32, connector=0, stack=2)) is None
+    later = replace(prof(9, MAX, 32, connector=0, stack=3), valid_from_utc=T0 + timedelta(days=1))
+    ends = replace(prof(3, MAX, 16, connector=0, stack=3), valid_to_utc=T0)
+    store.install(ends)
+    assert store.taken_level(later) is None, "validity periods apart"
 
 
 def test_clear_matches_all_given_criteria() -> None:
