@@ -177,7 +177,7 @@ class CloudProfiles(DownstreamCalls):
                 d for d in self.state.cloud_max if d.get("stack_level") != new.stack_level
             ] + [new.to_doc()]
             self.dirty = True
-            self.energy.cloud_level_at(self._kept_level())
+            self._cloud_level_at()
             return found
         if found.purpose == TX_DEFAULT:
             # Same id replaces, wherever it was; same stack level on the same connector too.
@@ -189,7 +189,7 @@ class CloudProfiles(DownstreamCalls):
                 != (found.connector_id, new.stack_level)
             ] + [{**new.to_doc(), "connector": found.connector_id}]
             self.dirty = True
-            self.energy.cloud_level_at(self._kept_level())
+            self._cloud_level_at()
             return found
         tx_id = found.transaction_id or self._running_tx(found.connector_id)
         tx = None if tx_id is None else self.state.transactions.get(tx_id)
@@ -201,18 +201,36 @@ class CloudProfiles(DownstreamCalls):
             d for d in tx.get(PROFILES_KEY, []) if d.get("stack_level") != new.stack_level
         ] + [new.to_doc()]
         self.dirty = True
-        self.energy.cloud_level_at(self._kept_level())
+        self._cloud_level_at()
         return found
 
-    def _kept_level(self) -> int:
+    def _kept_level(self) -> int | None:
         """The highest stack level of the cloud's profiles kept (the running transactions', the
-        TxDefaultProfiles and the max profiles), 0 if none."""
+        TxDefaultProfiles and the max profiles), None if none."""
         docs = self.state.cloud_defaults + self.state.cloud_max
         for tx in self.state.transactions.values():
             if tx.get("state") == "running":
                 docs += tx.get(PROFILES_KEY, [])
         levels = [d.get("stack_level") for d in docs]
-        return max((lv for lv in levels if isinstance(lv, int)), default=0)
+        return max((lv for lv in levels if isinstance(lv, int)), default=None)
+
+    def _cloud_level_at(self) -> None:
+        """The edge's stack level beside the cloud's kept profiles (EnergySide.level), and a
+        warning when they come to share it on a 2.0.1 station (1.6 has the later of one purpose
+        replace the other there): the cloud's at the top the charge point takes, it may refuse
+        the edge's (K01.FR.39, K01.FR.06) and follow the cloud's limit alone."""
+        before = self.energy.shared_level
+        self.energy.cloud_level_at(self._kept_level())
+        shared = self.energy.shared_level
+        if shared is not None and shared != before and self.version is not OcppVersion.V16:
+            log.warning(
+                "%s: the cloud's charging profiles reach stack level %d, the highest the "
+                "charge point takes as far as the edge knows: the edge's go at it too, which "
+                "a 2.0.1 charge point may refuse (another id at that level), following the "
+                "cloud's limit there instead of the site's",
+                self.cp_id,
+                shared,
+            )
 
     def _drop_id(self, profile_id: int) -> None:
         for other in self.state.transactions.values():
@@ -299,7 +317,7 @@ class CloudProfiles(DownstreamCalls):
         held: list[CallChargePoint] = []
         now = self.broker.now()
         if restored:
-            self.energy.cloud_level_at(self._kept_level())
+            self._cloud_level_at()
         caps = self.energy.cloud_caps
         volts = self.energy.caps.nominal_voltage_v
         defaults = [

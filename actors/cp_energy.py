@@ -19,9 +19,19 @@
 - The station's profiles' answers are kept (the status's ``station_profiles``): a refused max
   profile is not sent again under the same capabilities ("where supported"); a refused
   TxDefaultProfile goes to the energy node as a rejection (connector 0).
+- The edge's stack level (:meth:`EnergySide.level`) is the highest the charge point takes as far
+  as the edge knows, and above the cloud's profiles it accepted: within a purpose a charge point
+  follows the highest level alone, so one of the cloud's above the edge's would override its
+  limit, and at the same level, where 1.6 has the later replace the other (3.13.2), a 2.0.1
+  station refuses the second of two ids (K01.FR.39 for a transaction's TxProfiles, K01.FR.06
+  for the other purposes; EVerest's libocpp answers InvalidStackLevel / DuplicateProfile). So the
+  edge goes one above the cloud's where the charge point took the cloud's above what it reports
+  (it takes more than it says); where the cloud's sit at the top it reports, the edge's go at it
+  (1.6 replaces; a 2.0.1 station may refuse them: :attr:`EnergySide.shared_level`).
 - A charge point that rejects a profile teaches us: stack level above 0 rejected -> retry at 0
   (at the level of the cloud's profiles it accepted, if higher: below it, a cloud profile would
-  override the edge's); amperes rejected -> retry in watts. A 2.0.1 charge point says why (``statusInfo.reasonCode``):
+  override the edge's; and no higher again on this connection); amperes rejected -> retry in
+  watts. A 2.0.1 charge point says why (``statusInfo.reasonCode``):
   UnsupportedRateUnit teaches watts at once (for the TxDefaultProfile too); InvalidStackLevel
   teaches stack level 0 after the retry, alone (EVerest says it also for a TxProfile of the
   transaction at that level already, e.g. the cloud's: not always "too high"); one that names
@@ -138,10 +148,13 @@ class EnergySide:
         # lower of it and max_current_a
         self.cloud_max_a: float | None = None
         # the highest stack level of the cloud's profiles the broker keeps, each accepted by
-        # the charge point (actors.cp_cloud_caps): the edge's go at least there, as within a
-        # purpose a charge point follows the highest level alone (one above the edge's would
-        # override its limit with the cloud's)
-        self.cloud_level = 0
+        # the charge point (actors.cp_cloud_caps; None: it keeps none): the edge's go above it
+        # where the charge point takes that (level)
+        self.cloud_level: int | None = None
+        # the stack level the charge point reports it takes (0 when it reports none)
+        self.reported_level = 0
+        # the highest a refusal left the edge's at, on this connection (None: no such lesson)
+        self.taught_level: int | None = None
         # connector -> (what its template depends on, the template)
         self.templates: dict[int, tuple[tuple[Any, ...], TxProfileTemplate | None]] = {}
 
@@ -151,6 +164,10 @@ class EnergySide:
                 "max_stack_level": self.caps.max_stack_level,
                 "rate_units": list(self.caps.rate_units),
             },
+            "cloud_level": self.cloud_level,
+            # the stack level the edge's share with the cloud's kept profiles, as the top the
+            # charge point takes (None: they do not): a 2.0.1 station may refuse the edge's there
+            "shared_level": self.shared_level,
             "limits_a": {str(c): lim.limit_a for c, lim in self.limits.items()},
             "sent_a": {str(c): a for c, a in self.sent.items()},
             "cloud_caps_a": {str(c): a for c, a in self.cloud_caps.items()},
@@ -188,6 +205,7 @@ class EnergySide:
         self.version = version
         self.sent.clear()
         self.rejected.clear()  # what it refuses is learned again with its capabilities
+        self.taught_level = None
         self.relearned.clear()
         self.retrying.clear()
         self.retry_sent.clear()
@@ -583,10 +601,13 @@ class EnergySide:
         limit = self.limit_of(connector_id, tx_id)
         if limit is None:
             return []
-        if self.caps.max_stack_level > self.cloud_level and lesson in (None, "stack level"):
+        floor = self.cloud_level or 0
+        if self.caps.max_stack_level > floor and lesson in (None, "stack level"):
             # Down to 0, yet not below the cloud's profiles it took: a cloud profile above the
-            # edge's overrides it within its purpose (cloud_level_at).
-            self.caps = replace(self.caps, max_stack_level=self.cloud_level)
+            # edge's overrides it within its purpose (level). No higher again on this
+            # connection: at the cloud's level if that is where it stops.
+            self.taught_level = floor
+            self.caps = replace(self.caps, max_stack_level=floor)
         elif self.caps.rate_units[0] == "A" and (
             lesson == "unit" or (lesson is None and "W" in self.caps.rate_units)
         ):
@@ -600,20 +621,47 @@ class EnergySide:
             return []
         return self._tx_profile(limit, tx_id, force=True)
 
-    def cloud_level_at(self, level: int) -> bool:
-        """The cloud's kept profiles reach stack ``level``, which the charge point took: the
-        edge's profiles go at it from now on if theirs is lower (whether it was)."""
+    def level(self) -> int:
+        """The stack level for the edge's profiles: the top the charge point takes as far as
+        the edge knows (what it reports, or what a refusal taught), above the cloud's kept
+        profiles. Where it took the cloud's above that top, it takes more than it says: one
+        above the cloud's (at the cloud's, a 2.0.1 station refuses a second id, K01.FR.39 and
+        K01.FR.06; a refusal there teaches the cloud's level, :meth:`_adapt`). Where the cloud's
+        sit at the top, the edge's go at it too: a 1.6 charge point has them replace the
+        cloud's of their purpose (the cloud's kept as a cap); a 2.0.1 one may refuse them
+        (:attr:`shared_level`)."""
+        top = self.reported_level if self.taught_level is None else self.taught_level
+        cloud = self.cloud_level
+        return top if cloud is None or cloud <= top else cloud + 1
+
+    @property
+    def shared_level(self) -> int | None:
+        """The edge's stack level, when the cloud's kept profiles reach it (None otherwise)."""
+        if not self.caps_known or self.cloud_level is None:
+            return None
+        edge = self.caps.max_stack_level
+        return edge if self.cloud_level >= edge else None
+
+    def cloud_level_at(self, level: int | None) -> bool:
+        """The cloud's kept profiles reach stack ``level`` (None: none kept), which the charge
+        point took: the edge's profiles go above it from now on if theirs is not (whether they
+        were raised; never lowered here: the cloud's cleared, the edge's stay where they are
+        taken)."""
         self.cloud_level = level
-        if not self.caps_known or level <= self.caps.max_stack_level:
+        if not self.caps_known:
             return False
-        self.caps = replace(self.caps, max_stack_level=level)
+        raised = self.level()
+        if raised <= self.caps.max_stack_level:
+            return False
+        self.caps = replace(self.caps, max_stack_level=raised)
         return True
 
     def _learn(self, answer: Answer) -> None:
         self._learn_caps(answer)
-        if self.cloud_level > self.caps.max_stack_level:
-            # It reports less than it took from the cloud (or nothing): at least that.
-            self.caps = replace(self.caps, max_stack_level=self.cloud_level)
+        level = self.level()
+        if level != self.caps.max_stack_level:
+            # It reports no more than it took from the cloud (or nothing): above that.
+            self.caps = replace(self.caps, max_stack_level=level)
 
     def _learn_caps(self, answer: Answer) -> None:
         if not answer.ok:
@@ -636,6 +684,7 @@ class EnergySide:
                 self.caps = capabilities_from_v201(variables, nominal_voltage_v=volts)
         except (ValueError, KeyError, TypeError):
             self.caps = ChargePointCapabilities(nominal_voltage_v=volts)
+        self.reported_level = self.caps.max_stack_level
         self.caps_known = True
 
 

@@ -47,10 +47,11 @@ async def test_a_refusal_does_not_take_the_edges_profiles_below_the_clouds_level
     tmp_path: Path,
 ) -> None:
     """The station reports no stack level (the edge's is 0) and takes the cloud's TxProfile at
-    level 3: the edge's go at 3 (b04628c). Then it refuses the edge's TxProfile twice without a
-    reason (its retry too): a lesson, which took the edge's level back to 0, below the cloud's
-    32 A at 3, which the station then follows alone. The edge's stays at 3 (the lesson is the
-    other one: watts)."""
+    level 3: the edge's go one above, at 4. Then it refuses the edge's TxProfile twice without
+    a reason (its retry too): a lesson, which took the edge's level back to 0, below the
+    cloud's 32 A at 3, which the station then follows alone (8880e34). The edge's go at 3, the
+    cloud's, no further (this station takes them there, as 1.6 has the later replace the
+    other), and the cloud's next profile there does not take them up to the refused 4 again."""
     async with station_on_broker(tmp_path) as s:
         await s.event("A", "Started")
         await wait_for(lambda: edge_tx_levels(s.cp) == [0], what="A's TxProfile at start")
@@ -60,8 +61,8 @@ async def test_a_refusal_does_not_take_the_edges_profiles_below_the_clouds_level
         answer = await s.cloud.set_charging_profile("CP1", 1, cloud)
         assert answer["status"] == "Accepted"
         await wait_for(
-            lambda: edge_tx_levels(s.cp)[-1:] == [3] and s.edge.cp("CP1")["down_queue"] == 0,
-            what="the edge's TxProfile again at the cloud's level",
+            lambda: edge_tx_levels(s.cp)[-1:] == [4] and s.edge.cp("CP1")["down_queue"] == 0,
+            what="the edge's TxProfile again above the cloud's level",
         )
         seen = len(edge_tx_levels(s.cp))
 
@@ -82,10 +83,21 @@ async def test_a_refusal_does_not_take_the_edges_profiles_below_the_clouds_level
             timeout=5,
             what="the edge's 8 A taken after the lesson",
         )
-        assert refused == [3, 3]
+        assert refused == [4, 4]
         after = edge_tx_levels(s.cp)[seen:]
         assert min(after) >= 3, f"the edge's TxProfiles went at {after}, below the cloud's 3"
+        assert after[-1] == 3
         assert s.edge.cp("CP1")["energy"]["caps"]["max_stack_level"] == 3
+        assert s.edge.cp("CP1")["energy"]["shared_level"] == 3
+
+        cloud["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"] = 7.0
+        answer = await s.cloud.set_charging_profile("CP1", 1, cloud)
+        assert answer["status"] == "Accepted"
+        await wait_for(
+            lambda: s.edge.cp("CP1")["energy"]["sent_a"] == {"1": 7.0},
+            what="the edge's TxProfile at the cloud's 7 A",
+        )
+        assert edge_tx_levels(s.cp)[-1] == 3, "not up to the refused 4 again"
 
 
 def held(c: Charging, purpose: str) -> list[tuple[int, int, float]]:
@@ -185,6 +197,57 @@ async def test_a_cloud_max_profile_cannot_lift_the_charge_points_cap(
             what="the charge point's cap at the cloud's lower 12 A",
         )
         assert c.energy()["cloud_max_a"] == 12.0
+    finally:
+        await c.cp.stop()
+        await edge.stop()
+        await cloud.stop()
+
+
+async def test_a_201_station_that_refuses_a_taken_level_gets_the_edges_profiles_above_the_clouds(
+    tmp_path: Path,
+) -> None:
+    """A 2.0.1 station as EVerest's refuses a profile at a stack level another id holds (a
+    TxProfile of the same transaction, K01.FR.39: InvalidStackLevel; another purpose on the
+    same EVSE, K01.FR.06: DuplicateProfile) where 1.6 replaces it. It reports level 0 and takes
+    the cloud's 32 A TxProfile at 3: the edge's went again AT 3 (b04628c), were refused, and
+    the car followed the cloud's 32 A, the site's 10 A ignored. They go one above (4), capped
+    at the cloud's limit, its TxDefaultProfile and max profile too."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    quirk = Behaviour(reported_max_stack_level=0, refuses_taken_level=True)
+    config = fast_config(edge.url, "ocpp2.0.1", behaviour=quirk, meter_interval_s=60.0)
+    c = Charging(cloud, edge, SimChargePoint(config))
+    try:
+        await charge(edge, c.cp)
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
+        await wait_for(
+            lambda: c.accepted() == {"1": 10.0} and c.cp.offered_a(1) == 10.0,
+            what="the edge's TxProfile at 10 A, at stack level 0",
+        )
+        cloud_tx = profile_for(
+            "ocpp2.0.1",
+            limit=32.0,
+            profile_id=CLOUD_ID,
+            stack_level=3,
+            transaction_id=c.cp.connectors[1].tx.transaction_id,  # type: ignore[union-attr]
+        )
+        answer = await cloud.set_charging_profile("CP1", 1, cloud_tx)
+        assert answer["status"] == "Accepted"
+        await wait_for(
+            lambda: c.energy()["cloud_caps_a"] == {"1": 32.0} and edge.cp("CP1")["down_queue"] == 0,
+            timeout=3,
+            what="the cloud's profile taken in",
+        )
+        await wait_for(
+            lambda: c.cp.offered_a(1) == 10.0,
+            timeout=3,
+            what="the car at the site's 10 A, not the cloud's 32 A",
+        )
+        edge_levels = {p.purpose.value: p.stack_level for p in c.cp.profiles.profiles}
+        assert held(c, "TxProfile")[0] == (CLOUD_ID, 3, 32.0), "the cloud's, shadowed"
+        assert edge_levels == {"TxDefaultProfile": 4, "ChargePointMaxProfile": 4, "TxProfile": 4}
+        assert c.energy()["caps"]["max_stack_level"] == 4
     finally:
         await c.cp.stop()
         await edge.stop()

@@ -429,8 +429,9 @@ async def test_a_cloud_profile_above_the_edges_level_cannot_lift_the_site_limit(
     """The edge's level is the highest it knows the charge point takes (here it reports 0 and
     takes up to 20; likewise where the edge learned 0 from a refusal). The cloud's TxProfile at
     a higher level, accepted, overrides the edge's in the charge point: the car would follow the
-    cloud's 32 A, the site's 10 A ignored. The charge point took that level: the edge's profiles
-    go again at it, capped."""
+    cloud's 32 A, the site's 10 A ignored. The charge point took that level, above what it
+    reports: the edge's profiles go again one above it (at it, a 2.0.1 station may refuse a
+    second id, K01.FR.39), capped."""
     cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
     await cloud.start()
     edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
@@ -455,13 +456,13 @@ async def test_a_cloud_profile_above_the_edges_level_cannot_lift_the_site_limit(
             timeout=3,
             what="the car back at the site's 10 A, not the cloud's 32 A",
         )
-        assert c.energy()["caps"]["max_stack_level"] >= 3
+        assert c.energy()["caps"]["max_stack_level"] == 4
         # The edge's TxDefaultProfile too, not left below a level the cloud's may use.
         assert sorted(
-            (p.purpose.value, p.stack_level)
+            (p.purpose.value, p.stack_level, p.profile_id == 42)
             for p in c.cp.profiles.profiles
             if p.purpose.value != "ChargePointMaxProfile"
-        ) == [("TxDefaultProfile", 3), ("TxProfile", 3)]
+        ) == [("TxDefaultProfile", 4, False), ("TxProfile", 3, True), ("TxProfile", 4, False)]
     finally:
         await c.cp.stop()
         await edge.stop()

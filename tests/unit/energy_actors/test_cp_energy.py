@@ -147,6 +147,45 @@ def test_a_lesson_from_a_refused_tx_profile_sends_the_station_profiles_again() -
     assert (tags(calls), later) == (["boot:0", "boot:1", "tx:1:10.0:7"], None)
 
 
+@pytest.mark.parametrize(
+    ("cloud_level", "edge_level", "shared"),
+    [
+        pytest.param(None, 5, None, id="no-cloud-profile: the reported 5"),
+        pytest.param(2, 5, None, id="below: shadowed, capped"),
+        pytest.param(5, 5, 5, id="at the top it reports: shared, a 2.0.1 station may refuse"),
+        pytest.param(7, 8, None, id="above what it reports: one above, not at it (K01.FR.39)"),
+    ],
+)
+def test_the_edges_stack_level_beside_the_clouds(
+    cloud_level: int | None, edge_level: int, shared: int | None
+) -> None:
+    side = charging_side()
+    assert side.cloud_level_at(cloud_level) == (edge_level != 5)
+    assert (side.caps.max_stack_level, side.shared_level) == (edge_level, shared)
+    assert side.report()["shared_level"] == shared
+    # A reconnection reads what it reports again: the same level beside the cloud's.
+    side.connected(OcppVersion.V16)
+    side.answered(caps_answer(), NOW)
+    assert side.caps.max_stack_level == edge_level
+
+
+def test_a_refusal_above_the_clouds_level_teaches_it_for_the_connection() -> None:
+    """One above the cloud's 7 refused (as too high): the edge's go at the cloud's 7, no
+    further, and the cloud's next profile at 7 does not take them up to 8 again; a reconnection
+    tries 8 once more."""
+    side = charging_side()
+    side.cloud_level_at(7)
+    side.answered(refused("tx:1:10.0:7"), NOW, running_tx=running)
+    side.retry(TxRetry(connector_id=1, tx_id="7"))
+    side.answered(refused("txr:1:10.0:7"), NOW, running_tx=running)
+    assert (side.caps.max_stack_level, side.shared_level) == (7, 7)
+    assert not side.cloud_level_at(7)
+    assert side.caps.max_stack_level == 7
+    side.connected(OcppVersion.V16)
+    side.answered(caps_answer(), NOW)
+    assert side.caps.max_stack_level == 8
+
+
 def refused_for(tag: str, reason: str) -> Answer:
     """A 2.0.1 refusal that says why."""
     payload = {"status": "Rejected", "statusInfo": {"reasonCode": reason}}
