@@ -136,7 +136,7 @@ class ChargePoint(LimitsAndCaps):
         elif isinstance(msg, CloudAnswered):
             await self._cloud_answered(msg)
         elif isinstance(msg, CloudUnavailable):
-            pending = self.pending.get(msg.message_id)
+            pending = self._pending_for(msg.message_id)
             if pending is not None and pending.stage == "cloud":
                 await self._answer_locally(pending, msg.reason)
         elif isinstance(msg, AuthorizedLocally):
@@ -313,7 +313,22 @@ class ChargePoint(LimitsAndCaps):
             start_key = start_dedup_key(call.payload).text()
             known = self.state.start_keys.get(start_key)
             queued = self.state.starts_queued.get(start_key)
-            if known is None and queued is not None and queued not in self.pending:
+            first = None if queued is None else self._pending_for(queued)
+            if known is None and first is not None:
+                # Retried on the same connection while its first copy still waits (the charge
+                # point timed out before answer_deadline_s): the retry takes that copy's place
+                # and gets its answer, the cloud's or the edge's, whichever comes first (queued
+                # again, it was a second transaction at the cloud, the first never stopped).
+                del self.pending[first.call.message_id]
+                self.pending[call.message_id] = Pending(
+                    call=call,
+                    stage=first.stage,
+                    started=first.started,
+                    queued_as=queued,
+                    stands_for=first.stands_for | {first.call.message_id},
+                )
+                return
+            if known is None and queued is not None:
                 # A retried start whose first copy is queued for the cloud, its answer lost
                 # with the link or a restart: that copy is the transaction (a second one at
                 # the cloud would never be stopped). Answered here, as the edge answers a
@@ -379,14 +394,20 @@ class ChargePoint(LimitsAndCaps):
             self._cloud(RelayCall(message_id=call.message_id, action=call.action, text=call.raw))
 
     async def _cloud_answered(self, msg: CloudAnswered) -> None:
-        pending = self.pending.pop(msg.message_id, None)
+        pending = self._pending_for(msg.message_id, take=True)
         if pending is None:
             return
         call = pending.call
+        text = msg.text
         try:
-            answer = parse_frame(msg.text)
+            answer = parse_frame(text)
         except FrameError:
             answer = None
+        if answer is not None and call.message_id != msg.message_id:
+            # The answer to an earlier copy of a retried start: the retry's now.
+            frame = orjson.loads(text)
+            frame[1] = call.message_id
+            text = orjson.dumps(frame).decode()
         if isinstance(answer, CallResult):
             if call.action == "StartTransaction" and self.version is V16:
                 self.state.starts_queued.pop(start_dedup_key(call.payload).text(), None)
@@ -396,7 +417,7 @@ class ChargePoint(LimitsAndCaps):
                     self.state.start_transaction(
                         transaction_id=tx_id,
                         payload=call.payload,
-                        message_id=call.message_id,
+                        message_id=pending.queued_as or call.message_id,
                         edge_minted=False,
                         id_tag_info=answer.payload.get("idTagInfo", {}),
                         start_key=start_dedup_key(call.payload).text(),
@@ -417,7 +438,7 @@ class ChargePoint(LimitsAndCaps):
                             id_tag_info=info,
                         ),
                     )
-        await self._send(msg.text)
+        await self._send(text)
         await self._answered_call(call)
         if isinstance(answer, CallResult):
             await self._started_by(call, answer.payload)
@@ -493,7 +514,7 @@ class ChargePoint(LimitsAndCaps):
         await self.commit()
 
     async def _authorized(self, msg: AuthorizedLocally) -> None:
-        pending = self.pending.pop(msg.message_id, None)
+        pending = self._pending_for(msg.message_id, take=True)
         if pending is None:
             return
         call = pending.call

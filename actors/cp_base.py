@@ -44,6 +44,9 @@ class Pending:
     # A retried 1.6 StartTransaction: the message id of its first copy, queued for the cloud
     # (the transaction the edge mints is that copy's)
     queued_as: str | None = None
+    # A 1.6 StartTransaction retried on the same connection while an earlier copy still waited:
+    # the earlier copies' message ids, whose answers (the cloud's, the authorizer's) are its own
+    stands_for: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +124,16 @@ class ChargePointBase(Actor):
         self.heard_on = 0  # the last connection (conn_no) the charge point sent a CALL on
         # replace_key of a profile call -> the trigger of the batch it came from (ProfileWrites)
         self.profile_triggers: dict[str, int] = {}
+
+    def _pending_for(self, message_id: str, *, take: bool = False) -> Pending | None:
+        """The call waiting for ``message_id``'s answer: its own, or a retried start's that took
+        an earlier copy's place (Pending.stands_for)."""
+        key: str | None = message_id
+        if message_id not in self.pending:
+            key = next((k for k, p in self.pending.items() if message_id in p.stands_for), None)
+        if key is None:
+            return None
+        return self.pending.pop(key) if take else self.pending[key]
 
     @property
     def version(self) -> OcppVersion:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from tests.helpers import wait_for
+from tests.helpers import timeout_s, wait_for
 from tests.integration.broker.edge import Edge, start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 
@@ -33,14 +33,17 @@ EXTRA = "answer_deadline_s = 1\ncall_timeout_s = 30\nping_interval_s = 0\n"
 
 
 class HeldCloud:
-    """A 1.6 cloud that answers StartTransaction only once ``release`` is set (with
-    CLOUD_TX_ID and ``status``), and everything else at once. Records every CALL."""
+    """A 1.6 cloud that answers StartTransaction only once ``release`` is set (with ``status``),
+    and everything else at once. Records every CALL. Each start it has not seen before opens a
+    transaction of its own (CLOUD_TX_ID, then 78, ...); the same message again (id and payload)
+    is given the same one."""
 
     def __init__(self) -> None:
         self.server: Server | None = None
         self.release = asyncio.Event()
         self.status = "Accepted"
         self.received: list[list[Any]] = []
+        self.tx_ids: dict[bytes, int] = {}
 
     async def start(self) -> None:
         self.server = await serve(self._session, "127.0.0.1", 0, subprotocols=["ocpp1.6"])  # type: ignore[list-item]
@@ -58,7 +61,9 @@ class HeldCloud:
                 payload["interval"] = 300
             elif action == "StartTransaction":
                 await self.release.wait()
-                payload = {"transactionId": CLOUD_TX_ID, "idTagInfo": {"status": self.status}}
+                seen = orjson.dumps(frame[1:])
+                tx_id = self.tx_ids.setdefault(seen, CLOUD_TX_ID + len(self.tx_ids))
+                payload = {"transactionId": tx_id, "idTagInfo": {"status": self.status}}
             await ws.send(orjson.dumps([3, frame[1], payload]).decode())
 
     @property
@@ -195,6 +200,78 @@ async def test_the_clouds_refusal_of_the_first_copy_reaches_the_retried_transact
         )
         stop = next(c for c in cp.received_calls if c[2] == "RemoteStopTransaction")
         assert stop[3] == {"transactionId": tx_id}
+        await cp.close()
+    finally:
+        await edge.stop()
+
+
+# The charge point in these tests gives up before the edge answers for the cloud (10 s by
+# default; a charge point's own timeout may well be shorter) and sends the start again.
+SLOW_EXTRA = "answer_deadline_s = 3\ncall_timeout_s = 30\nping_interval_s = 0\n"
+
+
+async def start_waiting(edge: Edge, cloud: HeldCloud) -> RawChargePoint:
+    """The charge point asks to start; the cloud holds its answer."""
+    cp = await booted(edge)
+    assert cp.ws is not None
+    await cp.ws.send(orjson.dumps([2, "start-1", "StartTransaction", START]).decode())
+    await wait_for(lambda: len(cloud.calls("StartTransaction")) == 1, what="the start sent up")
+    return cp
+
+
+async def stop_and_deliver(edge: Edge, cloud: HeldCloud, cp: RawChargePoint, tx_id: int) -> None:
+    stop = await cp.call(
+        "StopTransaction",
+        {"transactionId": tx_id, "meterStop": 1500, "timestamp": "2026-11-28T10:30:00Z"},
+    )
+    assert stop[0] == 3, stop
+    cloud.release.set()
+    await wait_for(
+        lambda: edge.cloud("CP1")["queue_depth"] == 0, timeout=15, what="everything delivered"
+    )
+    assert edge.cp("CP1")["transactions"] == {}, "nothing left running at the edge"
+
+
+async def test_a_start_retried_on_the_same_connection_while_its_first_copy_waits_is_that_one(
+    tmp_path: Path, held_cloud: HeldCloud
+) -> None:
+    """The charge point times out before the edge answers (answer_deadline_s) and sends the
+    start again on the same connection, its first copy still waiting for the cloud: the retry
+    takes the first copy's place, answered when that one is (here by the edge, at the first
+    copy's deadline), not queued as a second start for the cloud."""
+    edge = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=SLOW_EXTRA)
+    try:
+        cp = await start_waiting(edge, held_cloud)
+        again = await cp.call("StartTransaction", START, timeout_s=timeout_s(10))
+        assert again[0] == 3, again
+        assert edge.cloud("CP1")["queue_depth"] == 1, "the retry is not queued a second time"
+        tx_id = int(again[2]["transactionId"])
+        assert tx_id != CLOUD_TX_ID, "answered by the edge: the cloud kept it waiting"
+        await stop_and_deliver(edge, held_cloud, cp, tx_id)
+        assert_one_transaction_at_the_cloud(held_cloud)
+        await cp.close()
+    finally:
+        await edge.stop()
+
+
+async def test_the_clouds_answer_to_the_first_copy_answers_the_retry_on_the_same_connection(
+    tmp_path: Path, held_cloud: HeldCloud
+) -> None:
+    """As above, the cloud answering the first copy after the retry came (before the deadline):
+    the charge point gets the cloud's own transaction id in answer to its retry."""
+    edge = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=SLOW_EXTRA)
+    try:
+        cp = await start_waiting(edge, held_cloud)
+        retry = asyncio.create_task(cp.call("StartTransaction", START, timeout_s=timeout_s(10)))
+        await wait_for(
+            lambda: edge.cp("CP1")["counters"].get("frames_in") == 3, what="the retry read"
+        )
+        held_cloud.release.set()
+        again = await retry
+        assert again[0] == 3, again
+        assert again[2]["transactionId"] == CLOUD_TX_ID, again
+        await stop_and_deliver(edge, held_cloud, cp, CLOUD_TX_ID)
+        assert_one_transaction_at_the_cloud(held_cloud)
         await cp.close()
     finally:
         await edge.stop()
