@@ -313,7 +313,11 @@ class ChargePoint(LimitsAndCaps):
             start_key = start_dedup_key(call.payload).text()
             known = self.state.start_keys.get(start_key)
             queued = self.state.starts_queued.get(start_key)
-            first = None if queued is None else self._pending_for(queued)
+            first = (
+                None
+                if queued is None
+                else next((p for p in self.pending.values() if p.queued_as == queued), None)
+            )
             if known is None and first is not None:
                 # Retried on the same connection while its first copy still waits (the charge
                 # point timed out before answer_deadline_s): the retry takes that copy's place
@@ -377,8 +381,12 @@ class ChargePoint(LimitsAndCaps):
                 )
             )
         elif policy.delivery is Delivery.TRANSACTION:
+            start_ref = ""
             if call.action == "StartTransaction" and version is V16:
-                self.state.start_queued(start_dedup_key(call.payload).text(), call.message_id)
+                # Its message id may come again on a later connection: the copy's own name.
+                start_ref = f"{call.message_id}@{self.ctx.system.require_store().next_id():x}"
+                self.pending[call.message_id].queued_as = start_ref
+                self.state.start_queued(start_dedup_key(call.payload).text(), start_ref)
                 self.dirty = True
             self.send_durable(
                 self._cloud_ref(),
@@ -387,6 +395,7 @@ class ChargePoint(LimitsAndCaps):
                     action=call.action,
                     text=call.raw,
                     received_utc=now.isoformat(timespec="milliseconds"),
+                    start_ref=start_ref,
                 ),
             )
         else:
@@ -545,11 +554,11 @@ class ChargePoint(LimitsAndCaps):
             self.state.edge_tx_hwm, id_range, self.state.running_edge_ids()
         )
         answer = start_transaction_answer(edge_id, verdict)
-        message_id = pending.queued_as or call.message_id  # the copy in the outbox
+        start_ref = pending.queued_as or call.message_id  # the copy in the outbox
         self.state.start_transaction(
             transaction_id=edge_id,
             payload=call.payload,
-            message_id=message_id,
+            message_id=start_ref,
             edge_minted=True,
             id_tag_info=answer["idTagInfo"],
             start_key=start_dedup_key(call.payload).text(),
@@ -560,7 +569,8 @@ class ChargePoint(LimitsAndCaps):
         if msg.energy_cap_wh is not None:
             tx["energy_cap_wh"] = msg.energy_cap_wh
         self.send_durable(
-            self._cloud_ref(), EdgeTransactionMinted(message_id=message_id, edge_id=edge_id)
+            self._cloud_ref(),
+            EdgeTransactionMinted(message_id=call.message_id, edge_id=edge_id, start_ref=start_ref),
         )
         audit(
             self,

@@ -204,13 +204,14 @@ class CloudLink(CloudLinkAnswers):
         elif isinstance(msg, EnqueueCall):
             self._enqueue(msg)
         elif isinstance(msg, EdgeTransactionMinted):
-            cloud_id = self.txmap.edge_minted(msg.message_id, msg.edge_id)
+            start_ref = msg.start_ref or msg.message_id
+            cloud_id = self.txmap.edge_minted(start_ref, msg.edge_id)
             self.persist("txmap", self.txmap.to_dict())
             if cloud_id is not None:
                 # The cloud answered this start before the edge minted its id (the charge point
                 # waited no longer, or asked again): its id, and its verdict, are the edge's.
                 self._tell_cp(TransactionMapped(edge_id=msg.edge_id, cloud_id=cloud_id))
-                status = self.txmap.cloud_status(msg.message_id)
+                status = self.txmap.cloud_status(start_ref)
                 self._verdict_to_cp(
                     CloudVerdict(edge_id=msg.edge_id, cloud_id=cloud_id, status=status)
                 )

@@ -107,7 +107,8 @@ class CloudLinkAnswers(CloudLinkBase):
         ):
             cloud_id = frame.payload["transactionId"]
             status = str((frame.payload.get("idTagInfo") or {}).get("status", "Accepted"))
-            edge_id = self.txmap.cloud_answered(inflight.message_id, cloud_id, status)
+            start_ref = (item or {}).get("start_ref") or inflight.message_id
+            edge_id = self.txmap.cloud_answered(start_ref, cloud_id, status)
             self.persist("txmap", self.txmap.to_dict())
             if edge_id is not None:
                 self._tell_cp(TransactionMapped(edge_id=edge_id, cloud_id=cloud_id))

@@ -41,8 +41,8 @@ class Pending:
     call: Call
     stage: str  # "cloud" | "auth"
     started: float = field(default_factory=time.monotonic)
-    # A retried 1.6 StartTransaction: the message id of its first copy, queued for the cloud
-    # (the transaction the edge mints is that copy's)
+    # A 1.6 StartTransaction queued for the cloud, or a retry of one: the queued copy's
+    # reference (EnqueueCall.start_ref; the transaction the edge mints is that copy's)
     queued_as: str | None = None
     # A 1.6 StartTransaction retried on the same connection while an earlier copy still waited:
     # the earlier copies' message ids, whose answers (the cloud's, the authorizer's) are its own

@@ -103,7 +103,8 @@ class ChargePointState:
         self.transactions: dict[str, dict[str, Any]] = dict(d.get("transactions", {}))
         self.start_keys: dict[str, str] = dict(d.get("start_keys", {}))
         # 1.6 starts queued for the cloud whose answer has not reached the charge point yet:
-        # start key -> the queued copy's message id (a retry of one is that transaction)
+        # start key -> the queued copy's reference, EnqueueCall.start_ref (a retry of one is
+        # that transaction; kept before references existed: its message id, the same thing)
         self.starts_queued: dict[str, str] = dict(d.get("starts_queued", {}))
         self.meter: dict[str, dict[str, Any]] = dict(d.get("meter", {}))
         self.firmware_status: str | None = d.get("firmware_status")
@@ -287,7 +288,7 @@ class ChargePointState:
             "id_tag": payload.get("idTag"),
             "meter_start_wh": payload.get("meterStart"),
             "started_utc": payload.get("timestamp"),
-            "message_id": message_id,
+            "message_id": message_id,  # its queued copy's reference if it has one (start_ref)
             "edge_minted": edge_minted,
             "cloud_id": None if edge_minted else transaction_id,
             "id_tag_info": dict(id_tag_info),
@@ -300,9 +301,9 @@ class ChargePointState:
         if edge_minted:
             self.edge_tx_hwm = transaction_id
 
-    def start_queued(self, start_key: str, message_id: str) -> None:
+    def start_queued(self, start_key: str, start_ref: str) -> None:
         """A 1.6 start went into the outbox; its answer has yet to reach the charge point."""
-        self.starts_queued[start_key] = message_id
+        self.starts_queued[start_key] = start_ref
         if len(self.starts_queued) > START_KEYS_KEPT:
             for key in list(self.starts_queued)[: len(self.starts_queued) - START_KEYS_KEPT]:
                 del self.starts_queued[key]

@@ -67,15 +67,22 @@ class EnqueueCall:
     text: str
     received_utc: str
     live: bool = True
+    # A 1.6 StartTransaction: this copy's reference, unique across connections and restarts (a
+    # message id is unique per connection only), under which its cloud id and its edge id meet
+    # (outbox.TxMap). Empty: the message id (as before references existed).
+    start_ref: str = ""
 
 
 @persisted(name="broker.EdgeTransactionMinted")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EdgeTransactionMinted:
-    """The edge answered StartTransaction ``message_id`` itself with ``edge_id`` (1.6)."""
+    """The edge answered StartTransaction ``message_id`` itself with ``edge_id`` (1.6): the
+    transaction of the copy queued as ``start_ref`` (EnqueueCall.start_ref; empty: the message
+    id, as before references existed)."""
 
     message_id: str
     edge_id: int
+    start_ref: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,6 +46,8 @@ class Outbox:
             "received_utc": msg.received_utc,
             "attempts": 0,
         }
+        if msg.start_ref:
+            item["start_ref"] = msg.start_ref
         self.uncommitted[key] = item
 
         def committed() -> None:
@@ -97,17 +99,23 @@ class Outbox:
 
 
 class TxMap:
-    """1.6: which StartTransaction (message id) got which edge id and which cloud id."""
+    """1.6: which StartTransaction got which edge id and which cloud id.
+
+    A start is named by its queued copy's reference (EnqueueCall.start_ref), not by its message
+    id: a charge point's ids are unique per connection only, and one used again on a later
+    connection (its counter starting again) met the earlier start's entry: the new start's cloud
+    id joined the earlier transaction's edge id, or its edge id the earlier start's cloud id."""
 
     def __init__(self, doc: dict[str, Any] | None) -> None:
         d = doc or {}
-        # message id -> {"edge": id, "cloud": id, "status": the cloud's idTagInfo status}
+        # start reference -> {"edge": id, "cloud": id, "status": the cloud's idTagInfo status};
+        # entries written before references existed are keyed by the message id (its reference)
         self.by_msg: dict[str, dict[str, Any]] = dict(d.get("by_msg", {}))
         self.e2c: dict[int, int] = {int(k): int(v) for k, v in d.get("e2c", {}).items()}
         self.c2e: dict[int, int] = {c: e for e, c in self.e2c.items()}
 
-    def _entry(self, message_id: str) -> dict[str, Any]:
-        entry = self.by_msg.setdefault(message_id, {"edge": None, "cloud": None})
+    def _entry(self, start_ref: str) -> dict[str, Any]:
+        entry = self.by_msg.setdefault(start_ref, {"edge": None, "cloud": None})
         while len(self.by_msg) > MAPPINGS_KEPT:
             del self.by_msg[next(iter(self.by_msg))]
         return entry
@@ -121,22 +129,22 @@ class TxMap:
                 old = next(iter(self.e2c))
                 self.c2e.pop(self.e2c.pop(old), None)
 
-    def edge_minted(self, message_id: str, edge_id: int) -> int | None:
-        entry = self._entry(message_id)
+    def edge_minted(self, start_ref: str, edge_id: int) -> int | None:
+        entry = self._entry(start_ref)
         entry["edge"] = edge_id
         self._join(entry)
         return entry.get("cloud")
 
-    def cloud_answered(self, message_id: str, cloud_id: int, status: str) -> int | None:
-        entry = self._entry(message_id)
+    def cloud_answered(self, start_ref: str, cloud_id: int, status: str) -> int | None:
+        entry = self._entry(start_ref)
         entry["cloud"] = cloud_id
         entry["status"] = status
         self._join(entry)
         return entry.get("edge")
 
-    def cloud_status(self, message_id: str) -> str:
+    def cloud_status(self, start_ref: str) -> str:
         """The cloud's idTagInfo status in its answer to this start (Accepted if not kept)."""
-        return str(self.by_msg.get(message_id, {}).get("status", "Accepted"))
+        return str(self.by_msg.get(start_ref, {}).get("status", "Accepted"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"by_msg": self.by_msg, "e2c": {str(k): v for k, v in self.e2c.items()}}

@@ -275,3 +275,95 @@ async def test_the_clouds_answer_to_the_first_copy_answers_the_retry_on_the_same
         await cp.close()
     finally:
         await edge.stop()
+
+
+# Another start, on connector 2, by a charge point whose message ids begin again at each
+# connection (unique per connection only, as OCPP-J asks): it comes as "m2" as START did.
+START_2 = {
+    "connectorId": 2,
+    "idTag": "TAG-2",
+    "meterStart": 2000,
+    "timestamp": "2026-11-28T10:05:00Z",
+}
+
+
+async def start_answered_by_the_edge(edge: Edge) -> int:
+    """A connection whose start (message "m2") the edge answers at answer_deadline_s, the cloud
+    holding it; then the charge point reconnects (its next connection counts from "m1")."""
+    cp = await booted(edge)
+    first = await cp.call("StartTransaction", START, timeout_s=timeout_s(5))
+    assert first[0] == 3, first
+    await cp.close()
+    await wait_for(lambda: not edge.cp("CP1")["connected"], what="the edge sees it gone")
+    return int(first[2]["transactionId"])
+
+
+async def stop_both(edge: Edge, cloud: HeldCloud, cp: RawChargePoint, first: int, second: int):
+    for tx_id, meter_stop in ((first, 1500), (second, 2500)):
+        stop = await cp.call(
+            "StopTransaction",
+            {"transactionId": tx_id, "meterStop": meter_stop, "timestamp": "2026-11-28T10:30:00Z"},
+        )
+        assert stop[0] == 3, stop
+    cloud.release.set()
+    await wait_for(
+        lambda: edge.cloud("CP1")["queue_depth"] == 0, timeout=15, what="everything delivered"
+    )
+    assert edge.cloud("CP1")["dead_letters"] == 0, "no stop without its transaction"
+    assert edge.cp("CP1")["transactions"] == {}, "nothing left running at the edge"
+
+
+def assert_each_stop_reached_its_own_transaction(cloud: HeldCloud) -> None:
+    starts = cloud.calls("StartTransaction")
+    assert [(s[1], s[3]) for s in starts] == [("m2", START), ("m2", START_2)], starts
+    stops = sorted(
+        (s[3]["transactionId"], s[3]["meterStop"]) for s in cloud.calls("StopTransaction")
+    )
+    assert stops == [(CLOUD_TX_ID, 1500), (CLOUD_TX_ID + 1, 2500)], stops
+
+
+async def test_a_message_id_used_again_on_a_later_connection_maps_its_own_start(
+    tmp_path: Path, held_cloud: HeldCloud
+) -> None:
+    """The edge answered a start ("m2") and the cloud's id for it came later; the charge point
+    reconnects and a new start has "m2" again, answered by the cloud at once: the new start's
+    cloud id is its own, not the earlier transaction's too (that one's stop went up under the
+    new id: the cloud's first transaction never stopped, the second stopped while it ran)."""
+    edge = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=EXTRA)
+    try:
+        first = await start_answered_by_the_edge(edge)
+        held_cloud.release.set()
+        await wait_for(
+            lambda: edge.cp("CP1")["transactions"][str(first)]["cloud_id"] == CLOUD_TX_ID,
+            what="the first mapped to the cloud's id",
+        )
+        cp = await booted(edge)
+        second = await cp.call("StartTransaction", START_2, timeout_s=timeout_s(5))
+        assert second[1] == "m2", "the same message id as the first start's"
+        assert second[2]["transactionId"] == CLOUD_TX_ID + 1, second
+        await stop_both(edge, held_cloud, cp, first, CLOUD_TX_ID + 1)
+        assert_each_stop_reached_its_own_transaction(held_cloud)
+        await cp.close()
+    finally:
+        await edge.stop()
+
+
+async def test_two_starts_with_one_message_id_answered_by_the_edge_keep_their_own_ids(
+    tmp_path: Path, held_cloud: HeldCloud
+) -> None:
+    """Both starts ("m2" on two connections) answered by the edge while the cloud holds the
+    first: each edge id is mapped to its own start's cloud id (the second mint took the first's
+    place in the map: the cloud's id for the first start went to the second transaction, and the
+    first one's stop was dead-lettered, never given a cloud id)."""
+    edge = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=EXTRA)
+    try:
+        first = await start_answered_by_the_edge(edge)
+        cp = await booted(edge)
+        second = await cp.call("StartTransaction", START_2, timeout_s=timeout_s(5))
+        assert second[1] == "m2", "the same message id as the first start's"
+        assert second[2]["transactionId"] != first, second
+        await stop_both(edge, held_cloud, cp, first, int(second[2]["transactionId"]))
+        assert_each_stop_reached_its_own_transaction(held_cloud)
+        await cp.close()
+    finally:
+        await edge.stop()
