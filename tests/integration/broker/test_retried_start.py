@@ -232,23 +232,31 @@ async def stop_and_deliver(edge: Edge, cloud: HeldCloud, cp: RawChargePoint, tx_
     assert edge.cp("CP1")["transactions"] == {}, "nothing left running at the edge"
 
 
+@pytest.mark.parametrize(
+    "retry_id",
+    [pytest.param("m2", id="its-next-message-id"), pytest.param("start-1", id="the-same-id")],
+)
 async def test_a_start_retried_on_the_same_connection_while_its_first_copy_waits_is_that_one(
-    tmp_path: Path, held_cloud: HeldCloud
+    tmp_path: Path, held_cloud: HeldCloud, retry_id: str
 ) -> None:
     """The charge point times out before the edge answers (answer_deadline_s) and sends the
-    start again on the same connection, its first copy still waiting for the cloud: the retry
-    takes the first copy's place, answered when that one is (here by the edge, at the first
-    copy's deadline), not queued as a second start for the cloud."""
+    start again on the same connection (a new message id, or the same frame again), its first
+    copy still waiting for the cloud: the retry takes the first copy's place, answered when that
+    one is (here by the edge, at the first copy's deadline), not queued as a second start for
+    the cloud."""
     edge = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=SLOW_EXTRA)
     try:
         cp = await start_waiting(edge, held_cloud)
-        again = await cp.call("StartTransaction", START, timeout_s=timeout_s(10))
+        again = await cp.send_frame(
+            [2, retry_id, "StartTransaction", START], retry_id, timeout_s=timeout_s(10)
+        )
         assert again[0] == 3, again
         assert edge.cloud("CP1")["queue_depth"] == 1, "the retry is not queued a second time"
         tx_id = int(again[2]["transactionId"])
         assert tx_id != CLOUD_TX_ID, "answered by the edge: the cloud kept it waiting"
         await stop_and_deliver(edge, held_cloud, cp, tx_id)
         assert_one_transaction_at_the_cloud(held_cloud)
+        assert len(held_cloud.calls("StartTransaction")) == 1, "not even under one id"
         await cp.close()
     finally:
         await edge.stop()
