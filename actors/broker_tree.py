@@ -68,6 +68,7 @@ def build_broker(ctx: NodeContext) -> SupervisorSpec:
 
 
 def edge_endpoint_spec(broker: BrokerContext, identity: str, node: str) -> ChildSpec:
+    # Under charge_points on the front: actors.shards.edge_endpoint_path (the energy node asks it).
     # Whose audit trail to sync: every node of the site (they share the storage directory), the
     # other broker nodes' too (``[runtime] broker_shards``).
     others = (broker_node(k) for k in range(broker.shards))

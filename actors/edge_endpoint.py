@@ -12,7 +12,9 @@ backoff are the same machinery), and:
   what ``run.py status`` shows as ``unsynced``;
 - takes the calls the cloud addresses to the edge: SendLocalList / GetLocalListVersion and
   DataTransfer ``RulesBundle`` / ``RulesRollback`` go to the authorizer, ``GridLimit`` to the energy
-  node; ChangeConfiguration ``AuthorizationKey`` rotates the edge's own key (kept in the store,
+  node (kept in the broker's store before it is answered Accepted, and sent again to the energy
+  node when this actor starts and when the energy node's source asks: CloudLimitWanted);
+  ChangeConfiguration ``AuthorizationKey`` rotates the edge's own key (kept in the store,
   answered Accepted, then the session reconnects with it: :mod:`actors.credentials`), any other
   configuration key is answered NotSupported; GetConfiguration (Core profile, so a CSMS that reads
   every charge point's settings does not see a failure) answers that the edge has no readable key
@@ -23,7 +25,7 @@ backoff are the same machinery), and:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -33,6 +35,7 @@ from actors.audit import audit
 from actors.audit_records import AuditKind, record_to_json
 from actors.broker_context import BrokerContext
 from actors.cloud_limit_push import BadCloudLimit, cloud_limit_push
+from actors.energy_messages import CloudLimitPushed, CloudLimitWanted
 from actors.messages import (
     AnswerToCloud,
     CallFromCloud,
@@ -65,6 +68,8 @@ log = logging.getLogger(__name__)
 
 VENDOR_ID = "site-edge"
 SYNC_INTERVAL_S = 2.0
+ENERGY_ALLOCATOR = "energy/allocator"
+CLOUD_LIMITS_KEY = "cloud_limits"  # the last accepted push per cloud source (its config name)
 BATCH_RECORDS = 200
 BATCH_BYTES = 256 * 1024
 
@@ -89,6 +94,11 @@ class EdgeEndpoint(Actor):
 
     async def started(self) -> None:
         self.hwm: dict[str, int] = self.load("audit_hwm", {})
+        self.cloud_limits: dict[str, dict[str, Any]] = self.load(CLOUD_LIMITS_KEY, {})
+        # Again to the energy node: one sent just before this node died may not have reached it
+        # (its source also asks when it starts; a source takes a push once, by its seq).
+        for doc in self.cloud_limits.values():
+            self.ctx.system.send(ENERGY_ALLOCATOR, _pushed_from(doc))
         cloud = self._cloud_path()
         boot = {"chargePointVendor": "site-edge", "chargePointModel": "edge-runtime"}
         self.ctx.system.send(
@@ -151,6 +161,10 @@ class EdgeEndpoint(Actor):
                 self.last_error = msg.reason
         elif isinstance(msg, CallFromCloud):
             await self._call_from_cloud(msg)
+        elif isinstance(msg, CloudLimitWanted):
+            doc = self.cloud_limits.get(msg.source)
+            if doc is not None:
+                self.ctx.system.send(msg.reply_to, _pushed_from(doc))
         else:
             return await super().receive(msg)
         return None
@@ -249,7 +263,7 @@ class EdgeEndpoint(Actor):
                 )
                 return
             if kind == "GridLimit":
-                self._grid_limit(msg, payload)
+                await self._grid_limit(msg, payload)
                 return
             self._answer(msg, call_result_text(msg.message_id, {"status": "UnknownMessageId"}))
             return
@@ -325,9 +339,13 @@ class EdgeEndpoint(Actor):
             inputs=inputs,
         )
 
-    def _grid_limit(self, msg: CallFromCloud, payload: dict[str, Any]) -> None:
+    async def _grid_limit(self, msg: CallFromCloud, payload: dict[str, Any]) -> None:
         """Checked whole here (actors.cloud_limit_push): answered Accepted only if the energy
-        node's cloud source will take it, else Rejected with the reason (logged)."""
+        node's cloud source will take it, else Rejected with the reason (logged). Accepted only
+        once it is in this node's store: it was answered as it left for the energy node, and an
+        energy node killed before it stored the push (or the link to it going down with the push
+        in it) lost it for good, the site above a limit the edge had acknowledged. Kept, it goes
+        again to the energy node's source when that starts (CloudLimitWanted), expiry and all."""
         energy = self.broker.config.energy
         sources = {
             g.source.name: g.source.node
@@ -346,8 +364,38 @@ class EdgeEndpoint(Actor):
                 ),
             )
             return
-        self.ctx.system.send("energy/allocator", limit)
+        # By the source's configured name (a site with one cloud source takes any name).
+        key = limit.source if limit.source in sources else next(iter(sources))
+        limit = replace(limit, seq=self.ctx.system.require_store().next_id())
+        self.cloud_limits[key] = _pushed_doc(limit)
+        self.persist(CLOUD_LIMITS_KEY, self.cloud_limits)
+        await self.commit()
+        self.ctx.system.send(ENERGY_ALLOCATOR, limit)
         self._answer(msg, call_result_text(msg.message_id, {"status": "Accepted"}))
 
     def _answer(self, msg: CallFromCloud, text: str) -> None:
         self.ctx.system.send(self._cloud_path(), AnswerToCloud(session=msg.session, text=text))
+
+
+def _pushed_doc(msg: CloudLimitPushed) -> dict[str, Any]:
+    return {
+        "source": msg.source,
+        "node": msg.node,
+        "limit_a": msg.limit_a,
+        "power_w": msg.power_w,
+        "expires_utc": msg.expires_utc,
+        "seq": msg.seq,
+    }
+
+
+def _pushed_from(doc: dict[str, Any]) -> CloudLimitPushed:
+    """The kept push as it was accepted: its expiry too, so one that has expired since is sent
+    expired (the source applies what follows its expiry, not the limit)."""
+    return CloudLimitPushed(
+        source=str(doc["source"]),
+        node=str(doc["node"]),
+        limit_a=doc.get("limit_a"),
+        power_w=doc.get("power_w"),
+        expires_utc=doc.get("expires_utc"),
+        seq=int(doc.get("seq", 0)),
+    )

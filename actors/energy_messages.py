@@ -176,6 +176,23 @@ class CloudLimitPushed:
     limit_a: float | None
     power_w: float | None
     expires_utc: str | None
+    # The broker's id for the push it accepted (its store's next_id(): a later push has a larger
+    # one, across the broker's restarts too). The source takes none older than the last it took
+    # in its run: a push sent again (CloudLimitWanted) may arrive after a newer one (the direct
+    # node link and the Thespian root do not keep order between them). 0: not numbered.
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloudLimitWanted:
+    """A cloud limit source, started, asks the broker for the last push the edge accepted for it
+    (``source``: its configured name); the broker sends it to ``reply_to`` again. The broker
+    answers the cloud Accepted once the push is in its own store, not the energy node's: a push
+    sent to an energy node that died before it stored it (kill -9, a link that went down) would
+    otherwise be lost, the site running above a limit the edge acknowledged."""
+
+    source: str
+    reply_to: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

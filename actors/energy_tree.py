@@ -24,6 +24,7 @@ from typing import Any
 
 from actors.grid_limit import Clock, child_id, limit_actor_factory, network_facing
 from actors.meter import MeterActor
+from actors.shards import edge_endpoint_path
 from actors.site_allocator import AllocatorSettings, SiteAllocator
 from config.energy import ChargePointEnergy, EnergyConfig, MeterConfig
 from config.energy_limits import CloudLimitConfig
@@ -55,9 +56,12 @@ def energy_spec(
     heartbeat_s: float = 10.0,
     backoff: Backoff = NETWORK_BACKOFF,
     clock: Clock | None = None,
+    cloud_kept_at: str | None = None,
 ) -> SupervisorSpec:
     """The tree for one energy node. ``settings``, ``heartbeat_s``, ``backoff`` and ``clock``
-    (the limit sources' time) are for tests and benchmarks; a site runs the defaults."""
+    (the limit sources' time) are for tests and benchmarks; a site runs the defaults.
+    ``cloud_kept_at``: the broker's actor that keeps the cloud limits the edge accepted (the
+    edge session's endpoint; None: the site has none)."""
     allocator_path = f"{node}/{ALLOCATOR}"
     limits = () if energy is None else energy.grid_limits
     meters = () if energy is None else energy.meters
@@ -70,7 +74,11 @@ def energy_spec(
         ChildSpec(
             id=child_id(g.source.name),
             start=limit_actor_factory(
-                g, allocator_path=allocator_path, heartbeat_s=heartbeat_s, clock=clock
+                g,
+                allocator_path=allocator_path,
+                heartbeat_s=heartbeat_s,
+                clock=clock,
+                cloud_kept_at=cloud_kept_at,
             ),
             backoff=backoff if network_facing(g) else None,
         )
@@ -124,11 +132,14 @@ def _meter_factory(m: MeterConfig, allocator_path: str) -> Callable[[ActorContex
 def build_energy(ctx: NodeContext) -> SupervisorSpec:
     config = ctx.config
     energy = getattr(config, "energy", None)
+    cloud = getattr(config, "cloud", None)
+    identity = None if cloud is None else cloud.edge_identity
     return energy_spec(
         energy if isinstance(energy, EnergyConfig) else None,
         charge_point_energy(config),
         node=ctx.name,
         settings=allocator_settings(config),
+        cloud_kept_at=None if identity is None else edge_endpoint_path(identity),
     )
 
 

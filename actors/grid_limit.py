@@ -9,7 +9,9 @@ The decisions are the pure functions of :mod:`actors.grid_limits` and
 - schedule: re-evaluated at each step edge (a timer to the next boundary) and on heartbeats;
 - contact: polls the contact file (:mod:`drivers.contact`);
 - cloud: takes :class:`CloudLimitPushed` (routed here by the allocator), keeps it, persisted,
-  until it expires, then reports what applies after expiry.
+  until it expires, then reports what applies after expiry; when it starts it asks the broker for
+  the last push the edge accepted (:class:`CloudLimitWanted`): one that died with this node
+  before it was stored here comes again.
 
 Each sends :class:`GridLimitReported` when its limit changes and on a slow heartbeat, so a
 restarted allocator converges. ``fallback`` in the report is what the allocator applies if the
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from actors.energy_messages import CloudLimitPushed
+from actors.energy_messages import CloudLimitPushed, CloudLimitWanted
 from actors.grid_limits import (
     CloudState,
     ContactState,
@@ -331,18 +333,36 @@ class RegisterLimitActor(_LimitActor):
 
 
 class CloudLimitActor(_LimitActor):
-    """Keeps the last limit the cloud pushed until it expires; persisted, so a restart keeps it."""
+    """Keeps the last limit the cloud pushed until it expires; persisted, so a restart keeps it.
+    ``kept_at``: the broker's actor that keeps what the edge accepted (None: the site has no
+    edge session, nothing to ask)."""
 
     STATE_KEY = "pushed"
 
-    def __init__(self, ctx: ActorContext, *, config: CloudLimitConfig, **kw: Any) -> None:
+    def __init__(
+        self,
+        ctx: ActorContext,
+        *,
+        config: CloudLimitConfig,
+        kept_at: str | None = None,
+        **kw: Any,
+    ) -> None:
         s = config.source
         super().__init__(ctx, name=s.name, node=s.node, fallback=s.fail_safe, **kw)
         self.config = config
+        self.kept_at = kept_at
         self.state = CloudState()
+        self.seq = 0  # of the last push taken in this run (CloudLimitPushed.seq)
+        self.stale_pushes = 0
 
     async def started(self) -> None:
         self.state = _cloud_state(self.load(self.STATE_KEY, None))
+        if self.kept_at is not None:
+            # The broker answers the cloud once a push is in its store; the energy node may have
+            # died before this one stored it (or before it even arrived).
+            self.ctx.system.send(
+                self.kept_at, CloudLimitWanted(source=self.name, reply_to=self.path)
+            )
         await super().started()
 
     async def receive(self, msg: object) -> Any:
@@ -362,6 +382,11 @@ class CloudLimitActor(_LimitActor):
                 self.node,
             )
             return
+        if msg.seq < self.seq:
+            # Sent again (asked for at start, or by a restarted broker) and overtaken on the way
+            # by a newer push this source has taken already.
+            self.stale_pushes += 1
+            return
         try:
             value = None
             if msg.limit_a is not None or msg.power_w is not None:
@@ -375,7 +400,13 @@ class CloudLimitActor(_LimitActor):
             log.warning("cloud limit %r: bad push ignored: %s", self.name, exc)
             return
         self.state = CloudState(value=value, valid_until_utc=expires)
+        self.seq = msg.seq
         self.persist(self.STATE_KEY, _cloud_doc(self.state))
+
+    def report(self) -> dict[str, Any]:
+        out = super().report()
+        out.update(seq=self.seq, stale_pushes=self.stale_pushes)
+        return out
 
     async def evaluate(self, *, poll: bool) -> None:
         now = self.clock.utc_now()
@@ -429,8 +460,10 @@ def limit_actor_factory(
     allocator_path: str,
     heartbeat_s: float = HEARTBEAT_S,
     clock: Clock | None = None,
+    cloud_kept_at: str | None = None,
 ) -> Callable[[ActorContext], Actor]:
-    """The factory of the actor for one configured source (a registry by kind)."""
+    """The factory of the actor for one configured source (a registry by kind).
+    ``cloud_kept_at``: where a cloud source asks for the push the edge accepted."""
     kw: dict[str, Any] = {
         "allocator_path": allocator_path,
         "heartbeat_s": heartbeat_s,
@@ -445,7 +478,7 @@ def limit_actor_factory(
     if isinstance(config, ModbusLimitConfig):
         return lambda ctx: RegisterLimitActor(ctx, config=config, **kw)
     if isinstance(config, CloudLimitConfig):
-        return lambda ctx: CloudLimitActor(ctx, config=config, **kw)
+        return lambda ctx: CloudLimitActor(ctx, config=config, kept_at=cloud_kept_at, **kw)
     raise TypeError(f"no grid-limit actor for {type(config).__name__}")
 
 

@@ -35,3 +35,10 @@ def shard_of_node(node: str) -> int:
     if node.startswith(prefix) and node[len(prefix) :].isdigit():
         return int(node[len(prefix) :])
     raise ValueError(f"not a broker node name: {node!r}")
+
+
+def edge_endpoint_path(identity: str) -> str:
+    """Where the edge's own session (``[cloud] edge_identity``) has its endpoint actor: on the
+    front, among the charge points (actors/broker_tree.py). The energy node asks it for the
+    cloud limits the edge accepted (CloudLimitWanted)."""
+    return f"{broker_node(0)}/charge_points/{identity}"

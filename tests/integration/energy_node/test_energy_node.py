@@ -1068,6 +1068,38 @@ async def test_a_cloud_limit_is_lifted_when_it_expires_not_at_the_next_heartbeat
         assert time.monotonic() - expires < 3.0, f"lifted {time.monotonic() - expires:.1f} s late"
 
 
+async def test_a_push_sent_again_does_not_replace_a_newer_one_the_source_took(
+    tmp_path: Path,
+) -> None:
+    """The broker sends a kept push again (the source asked at its start, or the broker
+    restarted), and it may arrive after a newer push that took another way (direct link or
+    the Thespian root): the source keeps the newer one (the broker numbers its pushes, seq)."""
+    body = FUSE_40 + '\n[[grid_limits]]\nname = "cloud"\nkind = "cloud"\n' + FAST
+
+    def pushed(limit_a: float, seq: int) -> CloudLimitPushed:
+        return CloudLimitPushed(
+            source="cloud", node="site", limit_a=limit_a, power_w=None, expires_utc=None, seq=seq
+        )
+
+    async with running(tmp_path, body, meter_a=None, tick_s=30) as node:
+
+        def source() -> CloudLimitActor:
+            actor = node.system.actor("energy/limits/cloud") if node.system else None
+            assert isinstance(actor, CloudLimitActor)
+            return actor
+
+        def cloud() -> object:
+            return node.summary()["sources"].get("cloud", {}).get("limit")
+
+        node.send(pushed(16.0, seq=7))
+        await wait_for(lambda: cloud() == "16/16/16 A", what="the newer push")
+        node.send(pushed(20.0, seq=5))
+        await wait_for(lambda: source().stale_pushes == 1, what="the older push turned down")
+        assert cloud() == "16/16/16 A"
+        node.send(pushed(20.0, seq=9))
+        await wait_for(lambda: cloud() == "20/20/20 A", what="a newer push still taken")
+
+
 # --- supervision -----------------------------------------------------------------------------
 
 
