@@ -6,7 +6,8 @@ anyone) and learns from the cloud's answers (:class:`CloudAuthorized`) into the 
 cloud addresses to the edge (SendLocalList, GetLocalListVersion, DataTransfer RulesBundle and
 RulesRollback) are answered here. A rules bundle is validated whole and applied atomically or not
 at all; the applied version is reported back and the previous one kept for rollback; its energy part
-goes to the energy node. Every decision is written to the audit trail in the same commit as the
+goes to the energy node, and again when the energy node's allocator starts and asks
+(:class:`SiteRulesWanted`). Every decision is written to the audit trail in the same commit as the
 state it changes.
 
 With broker shards (``[runtime] broker_shards``) the cloud's calls to the edge reach the front's
@@ -45,7 +46,7 @@ from actors.authorization import (
     on_late_answer,
 )
 from actors.broker_context import BrokerContext
-from actors.energy_messages import SiteRulesChanged
+from actors.energy_messages import SiteRulesChanged, SiteRulesWanted
 from actors.id_tags import AuthStatus, IdTagInfo, parse_id_tag_info, parse_id_token_info
 from actors.local_list import LocalList, handle_send_local_list, local_list_version
 from actors.local_list import from_dict as list_from_dict
@@ -182,14 +183,15 @@ class Authorizer(Actor):
             self._publish_rules()
             self._share_all()
 
-    def _publish_rules(self) -> None:
+    def _publish_rules(self, to: str = "energy/allocator") -> None:
         current = self.rules.current
         if current is None:
             return
         cps = current.doc.get("charge_points", {})
         self.ctx.system.send(
-            "energy/allocator",
+            to,
             SiteRulesChanged(
+                seq=self.ctx.system.require_store().next_id(),
                 version=current.version,
                 priorities={k: int(v["priority"]) for k, v in cps.items() if "priority" in v},
                 max_current_a={
@@ -262,6 +264,10 @@ class Authorizer(Actor):
         if isinstance(msg, AuthorityWanted):
             if self.front:
                 self._share(msg.reply_to)
+            return None
+        if isinstance(msg, SiteRulesWanted):
+            if self.front:
+                self._publish_rules(msg.reply_to)
             return None
         if isinstance(msg, LateVerdict):
             self._late(msg)

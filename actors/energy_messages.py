@@ -205,3 +205,20 @@ class SiteRulesChanged:
     priorities: dict[str, int]
     max_current_a: dict[str, float]
     site: dict[str, float]
+    # The broker's id for this sending (its store's next_id(): later sendings have larger ones):
+    # the allocator takes none older than the last it took in its run, as rules sent again
+    # (SiteRulesWanted) may arrive after a change that took the other way between the nodes
+    # (direct link or the Thespian root). A rollback goes to a lower version: versions cannot
+    # order them. 0: not numbered.
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteRulesWanted:
+    """The site allocator, started, asks the front broker node's authorizer for the rules in
+    force (:class:`SiteRulesChanged` to ``reply_to``). The authorizer answers the cloud once the
+    rules are in its store, and sends them when they change: one sending lost with an energy
+    node that died before it stored them (kill -9, a link that went down) would otherwise leave
+    the site on the rules before, until the next change."""
+
+    reply_to: str

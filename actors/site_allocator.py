@@ -12,6 +12,9 @@ converges): a batch that lowers a limit at once, a batch of increases once its r
 disk.
 
 It also routes :class:`CloudLimitPushed` from the broker to the cloud limit source it names.
+Central rules (:class:`SiteRulesChanged`) are persisted as they come, and asked for again at
+start (:class:`SiteRulesWanted`): they are sent when they change, and a sending lost with this
+node (killed before it stored them) would not come again.
 The control loop's state is monotonic time and is not persisted: after a restart every car
 restarts at the minimum and ramps up (the safe side); the limit sources and meters restart with
 the allocator (rest_for_one) and report again at once.
@@ -42,6 +45,7 @@ from actors.energy_messages import (
     ProfileBatch,
     ProfileOutcomes,
     SiteRulesChanged,
+    SiteRulesWanted,
 )
 from actors.grid_limit import GridLimitReported
 from actors.meter import MeterFailed, MeterRead
@@ -208,13 +212,19 @@ class SiteAllocator(Actor):
         self.mode_warned = False  # and whether that was a warning (stale or fail-safe)
         self.write_s_per_limit: dict[str, float] = {}  # per broker node (ProfileOutcomes)
         self.last_pause_ms = 0.0  # after the last lowering batch (AllocatorSettings)
+        self.rules_seq = 0  # of the last SiteRulesChanged taken in this run
+        self.stale_rules = 0  # sent again and overtaken by newer rules: not taken
 
     async def started(self) -> None:
         if self.state is not None:
             doc = self.load(RULES_KEY)
             if isinstance(doc, dict):
-                # The authorizer sends rules when they change, not when this node restarts.
                 self.state.rules_changed(_rules_from(doc))
+            # The authorizer sends rules when they change; those sent as this node died (or
+            # before it stored them) come again only if asked for.
+            self.ctx.system.send(
+                f"{broker_node(0)}/authorizer", SiteRulesWanted(reply_to=self.ctx.path)
+            )
             self.send_after(self.settings.tick_s, Tick())
 
     async def receive(self, msg: object) -> Any:
@@ -275,6 +285,10 @@ class SiteAllocator(Actor):
             if msg.node and msg.write_s_per_limit is not None:
                 self.write_s_per_limit[msg.node] = msg.write_s_per_limit
         elif isinstance(msg, SiteRulesChanged):
+            if msg.seq < self.rules_seq:
+                self.stale_rules += 1
+                return None
+            self.rules_seq = msg.seq
             self.persist(RULES_KEY, _rules_doc(msg))
             await self._step(state.rules_changed(msg))
         else:
@@ -509,6 +523,7 @@ class SiteAllocator(Actor):
             "last_fan_out_pause_ms": round(self.last_pause_ms, 3),
             "max_step_ms": round(self.max_step_ms, 3),
             "last_step": self.last_step_why,
+            "stale_rules": self.stale_rules,
         }
 
     def summary(self) -> dict[str, Any]:

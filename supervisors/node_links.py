@@ -13,7 +13,8 @@ is up, through the root otherwise (the peer not started yet, restarting, or its 
 long for AF_UNIX), and the link is retried in the background. Messages between nodes are not
 durable either way; each is a snapshot or is resent (``DemandBatch`` every second, a full
 ``ProfileBatch`` every ``resend_s``), or its sender keeps it and the receiver asks for it again
-when it starts (a cloud grid limit the broker accepted: ``CloudLimitWanted``). While the path switches, a message sent one way can overtake
+when it starts (a cloud grid limit the broker accepted: ``CloudLimitWanted``; the central rules:
+``SiteRulesWanted``). While the path switches, a message sent one way can overtake
 one sent the other way: the profile router drops a batch older than the last it handled.
 
 Frames: 4-byte big-endian length, then the pickled ``(path, message)``; a frame that does not

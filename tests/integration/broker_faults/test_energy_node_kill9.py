@@ -1,5 +1,6 @@
 """kill -9 of the energy node around what the cloud sent the edge: a grid limit (DataTransfer
-``GridLimit``), answered Accepted by the broker node as it hands it on to the energy node.
+``GridLimit``) and central rules (DataTransfer ``RulesBundle``), both answered Accepted by the
+broker node as it hands them on to the energy node.
 
 The runtime is ``python run.py --config FILE`` in nodes mode (launcher, Thespian root, broker and
 energy node processes) with ``[cloud] edge_identity``; the simulated cloud runs in this process.
@@ -166,3 +167,27 @@ async def test_a_cloud_limit_the_edge_accepted_is_in_force_after_the_energy_node
     assert energy["site"]["sources"]["cloud"]["limit"] is None, energy["site"]["sources"]
     assert runtime.proc is not None
     assert runtime.proc.poll() is None, runtime.log_text()
+
+
+async def test_central_rules_the_edge_accepted_are_in_force_after_the_energy_node_is_killed(
+    runtime: NodesRuntime, cloud: SimCloud
+) -> None:
+    """A rules bundle lowering the site's maximum to 30 A comes while the energy node cannot
+    take it in; the broker applies it and answers Accepted; the energy node is killed -9 and
+    restarted. The site must run at the rules' 30 A, not the fuse's 40 A."""
+    await ready(runtime, cloud)
+    pid = await stop_energy(runtime)
+    rules = {"kind": "edge-rules", "version": 5, "site": {"max_current_a": 30.0}}
+    answer = await cloud.data_transfer(
+        EDGE, "site-edge", message_id="RulesBundle", data=orjson.dumps(rules).decode()
+    )
+    assert answer["status"] == "Accepted", answer
+    await kill_energy(runtime, pid)
+
+    async def rules_in_force() -> bool:
+        return await site_limit(runtime) == {"limit_a": 30.0, "source": "central rules"}
+
+    try:
+        await wait_for(rules_in_force, timeout=15, what="the rules' 30 A in force")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: the limit in force is {await site_limit(runtime)}") from None

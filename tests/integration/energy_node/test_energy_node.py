@@ -1163,6 +1163,32 @@ async def test_restarted_allocator_gets_limits_and_meters_again(tmp_path: Path) 
         assert again.limits()["CP1/1"] >= 6.0
 
 
+async def test_rules_sent_again_do_not_replace_newer_ones_the_allocator_took(
+    tmp_path: Path,
+) -> None:
+    """The broker sends the rules in force again when the allocator asks at its start, and
+    they may arrive after a change that took the other way between the nodes: the allocator
+    keeps the newer (the broker numbers its sendings, seq; a rollback lowers the version, so
+    versions cannot order them)."""
+    async with running(tmp_path, FUSE_40 + FAST, meter_a=None, tick_s=30) as node:
+
+        def rules(max_a: float, seq: int) -> SiteRulesChanged:
+            return SiteRulesChanged(
+                version=3, priorities={}, max_current_a={}, site={"max_current_a": max_a}, seq=seq
+            )
+
+        def site_l1() -> object:
+            return node.summary()["limits"]["site"]["L1"]
+
+        await node.allocator_ref.ask(rules(30.0, seq=7))
+        assert site_l1() == {"limit_a": 30.0, "source": "central rules"}
+        await node.allocator_ref.ask(rules(20.0, seq=5))
+        assert node.allocator().stale_rules == 1
+        assert site_l1() == {"limit_a": 30.0, "source": "central rules"}
+        await node.allocator_ref.ask(rules(20.0, seq=9))
+        assert site_l1() == {"limit_a": 20.0, "source": "central rules"}
+
+
 async def test_a_restarted_allocator_pauses_no_car_before_its_first_meter_reading(
     tmp_path: Path,
 ) -> None:
