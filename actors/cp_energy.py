@@ -564,13 +564,17 @@ class EnergySide:
     ) -> list[CallChargePoint]:
         """The charge point accepted the cloud's ClearChargingProfile ``request``: the edge's
         profiles it may have removed, again. Not when it named a profile id or a stack level
-        that is not the edge's (the cloud clearing its own)."""
+        that is not the edge's (the cloud clearing its own). An id names that profile alone,
+        its criteria not read (1.6 3.13.5, 2.0.1 K10, as actors.cloud_profiles.clears): the
+        edge's id with another stack level clears the edge's profile all the same."""
         criteria = request.get("chargingProfileCriteria")
         if not isinstance(criteria, Mapping):
             criteria = request
         named = request.get("id", request.get("chargingProfileId"))
-        if isinstance(named, int) and not is_edge_profile_id(self.caps, named):
-            return []
+        if isinstance(named, int):
+            if not is_edge_profile_id(self.caps, named):
+                return []
+            return self.all_again(now, running_tx)
         level = criteria.get("stackLevel")
         if isinstance(level, int) and level != self.caps.stack_level:
             return []

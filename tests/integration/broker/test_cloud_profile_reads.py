@@ -17,7 +17,7 @@ from tests.helpers import wait_for
 from tests.integration.broker.edge import start_edge
 from tests.integration.broker.test_cloud_profiles import cloud_sets, tx_profile
 from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
-from tests.integration.broker.test_profiles_again import Charging, charging
+from tests.integration.broker.test_profiles_again import STATION, Charging, charging
 from tests.integration.sim.conftest import GOOD_TAG, fast_config
 
 __all__ = ["charging"]
@@ -91,3 +91,26 @@ async def test_watts_without_number_phases_on_a_one_phase_charge_point(
         await c.cp.stop()
         await edge.stop()
         await cloud.stop()
+
+
+@pytest.mark.parametrize("charging", ["ocpp2.0.1"], indirect=True)
+async def test_a_clear_naming_the_edges_profile_with_other_criteria_puts_it_back(
+    charging: Charging,
+) -> None:
+    """The same K10 reading for the edge's own profiles: a clear naming the edge's TxProfile by
+    its id clears it, whatever its criteria say (a stack level not the edge's here). The edge
+    read the criteria too, judged it the cloud clearing its own, and left the transaction
+    without its TxProfile: the car got the safe default, not the site's 10 A, until the energy
+    node's next change or full batch."""
+    c = charging
+    edge_tx = [p.profile_id for p in c.cp.profiles.profiles if p.purpose.value == "TxProfile"]
+    assert len(edge_tx) == 1
+    levels = {p.stack_level for p in c.cp.profiles.profiles}
+    assert 3 not in levels, levels
+    request = {"chargingProfileId": edge_tx[0], "chargingProfileCriteria": {"stackLevel": 3}}
+    assert await clear(c, request) == "Accepted", "the station cleared it by its id"
+    await wait_for(
+        lambda: c.held() == [*STATION, "TxProfile"] and c.cp.offered_a(1) == 10.0,
+        timeout=3,
+        what="the edge's TxProfile installed again",
+    )
