@@ -69,6 +69,11 @@ EXIT_START_FAILED = 1
 EXIT_ADMIN_LOST = 2
 EXIT_NODES_GAVE_UP = 3
 
+# How long the launcher waits for the site's start: at least this, and node_start_timeout_s
+# with this margin (the root's deadline, the kill, the exit report) if longer.
+START_WAIT_MIN_S = 60.0
+START_WAIT_MARGIN_S = 10.0
+
 
 class NodeLauncher:
     def __init__(self, config: SiteConfig, nodes: tuple[NodeSpec, ...] | None = None) -> None:
@@ -136,6 +141,9 @@ class NodeLauncher:
             {"Admin Port": self.admin_port, "Process Startup Method": "fork"},
         )
         listener: socket.socket | None = None
+        # The root answers once every node is up, or one failed: at the latest when a start
+        # deadline ends a node (node_start_timeout_s) and its exit is reported.
+        start_wait_s = max(START_WAIT_MIN_S, cfg.runtime.node_start_timeout_s + START_WAIT_MARGIN_S)
         try:
             root = asys.createActor(RootSupervisor)
             answer = asys.ask(
@@ -151,10 +159,14 @@ class NodeLauncher:
                     ),
                     log_level=logging.getLevelName(cfg.runtime.log_level),
                 ),
-                60,
+                start_wait_s,
             )
             if not isinstance(answer, SiteStarted) or not answer.ok:
-                error = answer.error if isinstance(answer, SiteStarted) else "no answer in 60 s"
+                error = (
+                    answer.error
+                    if isinstance(answer, SiteStarted)
+                    else f"no answer in {start_wait_s:g} s"
+                )
                 log.error("site did not start: %s", error)
                 return EXIT_START_FAILED
             listener = control.bind_control_socket(cfg.control_socket)

@@ -47,18 +47,30 @@ def hang_file(storage_dir: Path, node: str) -> Path:
     return storage_dir / f"{node}.hang_start"
 
 
+def slow_file(storage_dir: Path, node: str) -> Path:
+    """While this file exists, the node's start goes on (it ends once the file is gone)."""
+    return storage_dir / f"{node}.slow_start"
+
+
 class Ledger(Actor):
     DURABLE = frozenset({Record})
 
-    def __init__(self, ctx: ActorContext, hang: Path | None = None) -> None:
+    def __init__(
+        self, ctx: ActorContext, hang: Path | None = None, slow: Path | None = None
+    ) -> None:
         super().__init__(ctx)
         self.hang = hang
+        self.slow = slow
 
     async def started(self) -> None:
         self.consumed = self.load("consumed", 0)
         self.beats = 0
         if self.hang is not None and self.hang.exists():
             await asyncio.Event().wait()  # the fault: a start that never reports back
+        # a slow start (a large store, say), until the test removes the file (polled: a file
+        # outside the process, no event to wait on)
+        while self.slow is not None and self.slow.exists():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
 
     async def receive(self, msg: object) -> Any:
         if isinstance(msg, Record):
@@ -117,11 +129,12 @@ class Ingest(Actor):
 def probe_kind(port: int) -> NodeKind:
     def build(ctx: NodeContext) -> SupervisorSpec:
         hang = hang_file(Path(ctx.config.storage_dir), ctx.name)
+        slow = slow_file(Path(ctx.config.storage_dir), ctx.name)
         return SupervisorSpec(
             strategy="rest_for_one",
             children=(
                 store_writer_spec(),
-                ChildSpec(id="ledger", start=lambda c: Ledger(c, hang)),
+                ChildSpec(id="ledger", start=lambda c: Ledger(c, hang, slow)),
                 ChildSpec(id="ingest", start=lambda c: Ingest(c, port)),
             ),
         )

@@ -63,7 +63,7 @@ class ProbeSite:
     def control_socket(self) -> Path:
         return self.tmp_path / "var" / "control.sock"
 
-    def start(self) -> None:
+    def start(self, *, answer_timeout: float = 30) -> None:
         self.config = write_config(
             self.tmp_path,
             extra=self.extra,
@@ -83,7 +83,9 @@ class ProbeSite:
             args.append(f"--realtime={self.realtime_nodes}")
         self.log = open(self.tmp_path / "site.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for_sync(self._answers, timeout=30, what="the site to answer on its control socket")
+        wait_for_sync(
+            self._answers, timeout=answer_timeout, what="the site to answer on its control socket"
+        )
 
     def _answers(self) -> bool:
         assert self.proc is not None

@@ -19,7 +19,7 @@ import pytest
 
 from drivers.store.env import Store
 from tests.helpers import timeout_s, wait_for_sync
-from tests.integration.nodes.probe import LEDGER_TABLE, hang_file
+from tests.integration.nodes.probe import LEDGER_TABLE, hang_file, slow_file
 from tests.integration.nodes.site import ProbeSite, wait_gone
 
 pytestmark = [pytest.mark.nodes, pytest.mark.slow]
@@ -108,6 +108,30 @@ def test_a_node_hanging_in_its_start_uses_up_the_restart_intensity(tmp_path: Pat
             in site.log_text()
         )
     finally:
+        site.cleanup()
+
+
+LAUNCHER_START_WAIT_S = 60  # how long the launcher waited for the site's start, whatever else
+
+
+def test_a_first_start_may_take_as_long_as_node_start_timeout_s(tmp_path: Path) -> None:
+    """node_start_timeout_s = 120 (a node whose start takes longer than a minute: a large store,
+    say): 'probe' comes up after 62 s on the site's first start. The root allows it that (its
+    deadline is node_start_timeout_s) but the launcher waited 60 s for the site's start
+    whatever node_start_timeout_s said, and exited 1 ("no answer in 60 s")."""
+    slow = slow_file(tmp_path / "var", "probe")
+    slow.parent.mkdir(parents=True, exist_ok=True)
+    slow.touch()
+    site = ProbeSite(tmp_path, extra="node_start_timeout_s = 120")
+    timer = threading.Timer(LAUNCHER_START_WAIT_S + 2, slow.unlink)
+    timer.start()
+    try:
+        site.start(answer_timeout=LAUNCHER_START_WAIT_S + 30)
+        assert not slow.exists(), "up only once the slow start ended"
+        assert site.node("probe")["restarts"] == 0
+        assert site.terminate() == 0
+    finally:
+        timer.cancel()
         site.cleanup()
 
 
