@@ -120,6 +120,19 @@ def test_after_a_reboot_no_profile_for_the_transactions_it_ended() -> None:
         pytest.param({"chargingProfileCriteria": {"stackLevel": 5}}, True, id="201-edges-level"),
         pytest.param({"chargingProfileCriteria": {"stackLevel": 1}}, False, id="201-other-level"),
         pytest.param({"chargingProfileId": 7}, False, id="201-the-clouds-id"),
+        # An id names that profile alone, whatever the criteria beside it (1.6 3.13.5, K10)
+        pytest.param(
+            {"id": DEFAULT_PROFILE_ID_BASE + 101, "stackLevel": 0}, True, id="the-edges-id-alone"
+        ),
+        pytest.param({"id": 7, "stackLevel": 5}, False, id="the-clouds-id-alone"),
+        pytest.param(
+            {
+                "chargingProfileId": DEFAULT_PROFILE_ID_BASE,
+                "chargingProfileCriteria": {"stackLevel": 1},
+            },
+            True,
+            id="201-the-edges-id-alone",
+        ),
     ],
 )
 def test_a_clear_from_the_cloud_brings_the_edges_profiles_back_if_it_may_have_removed_them(
