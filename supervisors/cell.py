@@ -72,6 +72,10 @@ class Cell:
         self._sends: list[tuple[Cell, object, bytes]] = []
         self._batch: list[tuple[Envelope, Any]] = []
         self._durable_floor = b""
+        # What the last instance made takes durably: between a failed start and the next one (a
+        # backoff) there is no instance to ask, and a durable send meanwhile must wait in LMDB,
+        # not fail its sender (check_durable).
+        self._durable_types: frozenset[type] = frozenset()
         # The latest commit not waited for (see _flush): a restart waits for it before the new
         # instance loads its state.
         self._inflight: asyncio.Future[None] | None = None
@@ -94,6 +98,7 @@ class Cell:
         ctx = ActorContext(path=self.path, system=self.system, cell=self, parent=self.parent)
         actor = self.factory(ctx)
         self.actor = actor
+        self._durable_types = actor.DURABLE
         try:
             await actor.started()
             if self._ops or self._after or self._sends:
@@ -446,7 +451,7 @@ class Cell:
     # -- durable mailbox ------------------------------------------------------------------------
     def check_durable(self, msg: object) -> None:
         actor = self.actor
-        durable = actor.DURABLE if actor is not None else frozenset()
+        durable = actor.DURABLE if actor is not None else self._durable_types
         if type(msg) not in durable:
             raise TypeError(
                 f"{self.path} does not take {type(msg).__name__} durably "

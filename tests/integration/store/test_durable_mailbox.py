@@ -16,6 +16,7 @@ from actors.store_writer import StoreWriter
 from drivers.store.codec import persisted
 from drivers.store.env import EPOCH_SHIFT, Store, mailbox_prefix, open_store
 from supervisors.actor import Actor, ActorContext
+from supervisors.intensity import Backoff
 from supervisors.spec import ChildSpec, SupervisorSpec
 from supervisors.system import ActorSystem
 from tests.helpers import timeout_s, wait_for
@@ -368,3 +369,65 @@ async def test_killed_while_its_commit_is_in_flight_delivers_each_forward_once(
     await node.stop()
     await node.start()
     assert await node.ref("sink").ask("got") == [1]
+
+
+class FlakySink(Sink):
+    """A sink whose start fails while ``failing`` is set (a corrupt record, a port in use)."""
+
+    failing = False
+
+    async def started(self) -> None:
+        if FlakySink.failing:
+            raise RuntimeError("sink cannot start")
+        await super().started()
+
+
+async def test_a_durable_send_to_an_actor_waiting_to_restart_after_a_failed_start_waits_in_lmdb(
+    tmp_path: Path,
+) -> None:
+    """Between a failed start and the next (a backoff), the target has no instance to ask what it
+    takes durably: the sender's handler failed with a TypeError ("does not take Forwarded
+    durably") until its deposit was dead-lettered, and the sink never got it. Its classes are
+    known from the instance that failed: the message waits in LMDB for the next start."""
+    store = open_store(tmp_path / "lmdb")
+    system = ActorSystem("node", store=store)
+    ledger_gate, sink_gate = Gate(), Gate()
+    FlakySink.failing = False
+    spec = SupervisorSpec(
+        strategy="one_for_one",
+        max_restarts=20,
+        children=(
+            ChildSpec(id="store", start=StoreWriter),
+            ChildSpec(id="ledger", start=lambda ctx: Ledger(ctx, ledger_gate)),
+            ChildSpec(
+                id="sink",
+                start=lambda ctx: FlakySink(ctx, sink_gate),
+                backoff=Backoff(min_s=0.3, max_s=0.3, jitter=0.0, reset_after_s=60.0),
+            ),
+        ),
+    )
+    await system.start(spec)
+    try:
+        sink_cell = system.cells["node/sink"]
+        FlakySink.failing = True
+        sink_cell.kill()
+        await wait_for(
+            lambda: sink_cell.actor is None and sink_cell.generation >= 2,
+            what="the sink's restart failed; it waits out its backoff",
+        )
+        ledger = system.lookup("node/ledger")
+        assert ledger is not None
+        await ledger.tell_durable(Deposit(n=1))
+        await wait_for(lambda: mailbox_count(store, "node/ledger") == 0, what="deposit handled")
+        assert store.get_value("state", b"node/ledger\x00seen") == [1], "handled once"
+        FlakySink.failing = False
+        await wait_for(lambda: sink_cell.running, what="the sink started again")
+        await wait_for(lambda: mailbox_count(store, "node/sink") == 0, what="forward consumed")
+        sink = system.lookup("node/sink")
+        assert sink is not None
+        assert await sink.ask("got") == [1]
+        assert store.count("dead", b"") == 0, "nothing dead-lettered"
+    finally:
+        FlakySink.failing = False
+        await system.stop(2.0)
+        store.close()
