@@ -70,6 +70,7 @@ from actors.ocpp_rules import (
     id_token_info,
     next_edge_transaction_id,
     offline_policy,
+    retry_key,
     start_dedup_key,
     start_transaction_answer,
 )
@@ -309,35 +310,19 @@ class ChargePoint(LimitsAndCaps):
         if call.action in ("MeterValues", "TransactionEvent"):
             await self._check_energy_caps()
         version = self.version
+        key = retry_key(version, call.action, call.payload)
+        if self._retried(call, key):
+            return
         if call.action == "StartTransaction" and version is V16:
             start_key = start_dedup_key(call.payload).text()
             known = self.state.start_keys.get(start_key)
             queued = self.state.starts_queued.get(start_key)
-            first = (
-                None
-                if queued is None
-                else next((p for p in self.pending.values() if p.queued_as == queued), None)
-            )
-            if known is None and first is not None:
-                # Retried on the same connection while its first copy still waits (the charge
-                # point timed out before answer_deadline_s): the retry takes that copy's place
-                # and gets its answer, the cloud's or the edge's, whichever comes first (queued
-                # again, it was a second transaction at the cloud, the first never stopped).
-                del self.pending[first.call.message_id]
-                self.pending[call.message_id] = Pending(
-                    call=call,
-                    stage=first.stage,
-                    started=first.started,
-                    queued_as=queued,
-                    stands_for=first.stands_for | {first.call.message_id},
-                )
-                return
             if known is None and queued is not None:
                 # A retried start whose first copy is queued for the cloud, its answer lost
                 # with the link or a restart: that copy is the transaction (a second one at
                 # the cloud would never be stopped). Answered here, as the edge answers a
                 # start while the cloud is away, under the copy's message id.
-                pending = Pending(call=call, stage="cloud", queued_as=queued)
+                pending = Pending(call=call, stage="cloud", queued_as=queued, retry_key=key)
                 self.pending[call.message_id] = pending
                 await self._answer_locally(pending, "a retried start, its first copy queued")
                 return
@@ -363,7 +348,7 @@ class ChargePoint(LimitsAndCaps):
                     payload_json=orjson.dumps(call.payload).decode(),
                 )
             )
-        self.pending[call.message_id] = Pending(call=call, stage="cloud")
+        self.pending[call.message_id] = Pending(call=call, stage="cloud", retry_key=key)
         if self.broker.config.cloud is None:
             # A site without a cloud: the edge is the central system for its charge points.
             await self._answer_locally(self.pending[call.message_id], "no cloud configured")
@@ -413,7 +398,7 @@ class ChargePoint(LimitsAndCaps):
         except FrameError:
             answer = None
         if answer is not None and call.message_id != msg.message_id:
-            # The answer to an earlier copy of a retried start: the retry's now.
+            # The answer to an earlier copy of a retried call: the retry's now.
             frame = orjson.loads(text)
             frame[1] = call.message_id
             text = orjson.dumps(frame).decode()

@@ -44,8 +44,10 @@ class Pending:
     # A 1.6 StartTransaction queued for the cloud, or a retry of one: the queued copy's
     # reference (EnqueueCall.start_ref; the transaction the edge mints is that copy's)
     queued_as: str | None = None
-    # A 1.6 StartTransaction retried on the same connection while an earlier copy still waited:
-    # the earlier copies' message ids, whose answers (the cloud's, the authorizer's) are its own
+    # A transaction-related call: what a retry of it has the same (ocpp_rules.retry_key)
+    retry_key: str | None = None
+    # A call retried on the same connection while an earlier copy still waited: the earlier
+    # copies' message ids, whose answers (the cloud's, the authorizer's) are its own
     stands_for: frozenset[str] = frozenset()
 
 
@@ -125,9 +127,29 @@ class ChargePointBase(Actor):
         # replace_key of a profile call -> the trigger of the batch it came from (ProfileWrites)
         self.profile_triggers: dict[str, int] = {}
 
+    def _retried(self, call: Call, key: str | None) -> bool:
+        """``call`` is a transaction message sent again on this connection while its first copy
+        still waits (the charge point stopped waiting before answer_deadline_s): it takes that
+        copy's place, and gets its answer, the cloud's or the edge's, whichever comes first.
+        Queued again, the cloud got the message twice (two StartTransactions: two transactions,
+        the first never stopped; two StopTransactions for one)."""
+        first = next((p for p in self.pending.values() if p.retry_key == key), None)
+        if key is None or first is None:
+            return False
+        del self.pending[first.call.message_id]
+        self.pending[call.message_id] = Pending(
+            call=call,
+            stage=first.stage,
+            started=first.started,
+            queued_as=first.queued_as,
+            retry_key=key,
+            stands_for=first.stands_for | {first.call.message_id},
+        )
+        return True
+
     def _pending_for(self, message_id: str, *, take: bool = False) -> Pending | None:
-        """The call waiting for ``message_id``'s answer: its own, or a retried start's that took
-        an earlier copy's place (Pending.stands_for)."""
+        """The call waiting for ``message_id``'s answer: its own, or a retry's that took an
+        earlier copy's place (Pending.stands_for)."""
         key: str | None = message_id
         if message_id not in self.pending:
             key = next((k for k, p in self.pending.items() if message_id in p.stands_for), None)

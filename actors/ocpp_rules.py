@@ -415,6 +415,21 @@ def start_dedup_key(payload: Mapping[str, Any]) -> StartKey:
     )
 
 
+def retry_key(version: OcppVersion, action: str, payload: Mapping[str, Any]) -> str | None:
+    """What makes a transaction-related call the same message as one the charge point sent
+    before (it stopped waiting for the answer and sent it again), or None: not one the edge
+    takes for another. A 1.6 start: its StartKey (a retry may spell its timestamp otherwise).
+    The rest (a stop, transaction meter values, a 2.0.1 TransactionEvent): the payload to the
+    letter but for the order of keys, as a charge point resends a message as it was. The same
+    transactionId (and seqNo, timestamps) with anything else different is another message (the
+    next sample), or a charge point's fault the cloud should see: never swallowed."""
+    if offline_policy(version, action, payload).delivery is not Delivery.TRANSACTION:
+        return None
+    if action == "StartTransaction" and version is V16:
+        return f"{action} {start_dedup_key(payload).text()}"
+    return f"{action} {orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()}"
+
+
 EDGE_MESSAGE_ID_PREFIX: Final = "edge-"
 _BASE36: Final = "0123456789abcdefghijklmnopqrstuvwxyz"
 

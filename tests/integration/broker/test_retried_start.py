@@ -33,12 +33,16 @@ EXTRA = "answer_deadline_s = 1\ncall_timeout_s = 30\nping_interval_s = 0\n"
 
 
 class HeldCloud:
-    """A 1.6 cloud that answers StartTransaction only once ``release`` is set (with ``status``),
-    and everything else at once. Records every CALL. Each start it has not seen before opens a
-    transaction of its own (CLOUD_TX_ID, then 78, ...); the same message again (id and payload)
-    is given the same one."""
+    """A cloud that answers the ``held`` actions (StartTransaction unless told) only once
+    ``release`` is set, and everything else at once; 1.6 unless told. Records every CALL. Each
+    start it has not seen before opens a transaction of its own (CLOUD_TX_ID, then 78, ...) with
+    ``status``; the same message again (id and payload) is given the same one."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, held: tuple[str, ...] = ("StartTransaction",), subprotocol: str = "ocpp1.6"
+    ) -> None:
+        self.held = held
+        self.subprotocol = subprotocol
         self.server: Server | None = None
         self.release = asyncio.Event()
         self.status = "Accepted"
@@ -46,7 +50,12 @@ class HeldCloud:
         self.tx_ids: dict[bytes, int] = {}
 
     async def start(self) -> None:
-        self.server = await serve(self._session, "127.0.0.1", 0, subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+        self.server = await serve(
+            self._session,
+            "127.0.0.1",
+            0,
+            subprotocols=[self.subprotocol],  # type: ignore[list-item]
+        )
 
     async def _session(self, ws: ServerConnection) -> None:
         async for text in ws:
@@ -59,8 +68,9 @@ class HeldCloud:
             if action == "BootNotification":
                 payload = {"status": "Accepted", "currentTime": "2026-11-28T10:00:00Z"}
                 payload["interval"] = 300
-            elif action == "StartTransaction":
+            if action in self.held:
                 await self.release.wait()
+            if action == "StartTransaction":
                 seen = orjson.dumps(frame[1:])
                 tx_id = self.tx_ids.setdefault(seen, CLOUD_TX_ID + len(self.tx_ids))
                 payload = {"transactionId": tx_id, "idTagInfo": {"status": self.status}}

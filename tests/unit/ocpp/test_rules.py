@@ -31,6 +31,7 @@ from actors.ocpp_rules import (
     may_thin,
     next_edge_transaction_id,
     offline_policy,
+    retry_key,
     rewrite_down,
     rewrite_up,
     start_dedup_key,
@@ -474,6 +475,82 @@ def test_start_dedup_key_matches_a_retry_with_another_timestamp_spelling() -> No
     assert start_dedup_key(start).text() == '[1,"TAG",1000,"2024-05-01T12:00:00.000Z"]'
     odd = {**start, "timestamp": "yesterday"}
     assert start_dedup_key(odd).timestamp_utc == "yesterday"
+
+
+_STOP = {"transactionId": 7, "meterStop": 1500, "timestamp": "2024-05-01T12:30:00Z"}
+_MV = {
+    "connectorId": 1,
+    "transactionId": 7,
+    "meterValue": [{"timestamp": "2024-05-01T12:10:00Z", "sampledValue": [{"value": "1200"}]}],
+}
+_EVENT = {
+    "eventType": "Updated",
+    "timestamp": "2024-05-01T12:10:00Z",
+    "triggerReason": "MeterValuePeriodic",
+    "seqNo": 3,
+    "transactionInfo": {"transactionId": "tx-1"},
+}
+_START = {"connectorId": 1, "idTag": "TAG", "meterStart": 1000, "timestamp": "2024-05-01T12:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("version", "action", "first", "again", "same"),
+    [
+        pytest.param(V16, "StopTransaction", _STOP, dict(reversed(_STOP.items())), True, id="stop"),
+        pytest.param(
+            V16, "StopTransaction", _STOP, {**_STOP, "meterStop": 1501}, False, id="stop-other"
+        ),
+        pytest.param(V16, "MeterValues", _MV, {**_MV}, True, id="meter-values"),
+        pytest.param(
+            V16,
+            "MeterValues",
+            _MV,
+            {**_MV, "meterValue": [{**_MV["meterValue"][0], "sampledValue": [{"value": "1201"}]}]},
+            False,
+            id="meter-values-next-value",
+        ),
+        pytest.param(V201, "TransactionEvent", _EVENT, {**_EVENT}, True, id="event"),
+        pytest.param(
+            V201, "TransactionEvent", _EVENT, {**_EVENT, "seqNo": 4}, False, id="event-next"
+        ),
+        pytest.param(
+            V201,
+            "TransactionEvent",
+            _EVENT,
+            {**_EVENT, "triggerReason": "ChargingStateChanged"},
+            False,
+            id="event-same-seq-no-other-content",
+        ),
+        pytest.param(
+            V16,
+            "StartTransaction",
+            _START,
+            {**_START, "timestamp": "2024-05-01T14:00:00+02:00"},
+            True,
+            id="start-another-timestamp-spelling",
+        ),
+    ],
+)
+def test_retry_key_takes_only_the_same_message_for_a_retry(
+    version: OcppVersion, action: str, first: dict[str, Any], again: dict[str, Any], same: bool
+) -> None:
+    key = retry_key(version, action, first)
+    assert key is not None
+    assert (retry_key(version, action, again) == key) is same
+
+
+@pytest.mark.parametrize(
+    ("version", "action", "payload"),
+    [
+        pytest.param(V16, "MeterValues", {"connectorId": 1, "meterValue": []}, id="no-transaction"),
+        pytest.param(V16, "Heartbeat", {}, id="heartbeat"),
+        pytest.param(V201, "MeterValues", {"evseId": 1, "meterValue": []}, id="201-meter-values"),
+    ],
+)
+def test_a_message_outside_transactions_is_never_a_retry(
+    version: OcppVersion, action: str, payload: dict[str, Any]
+) -> None:
+    assert retry_key(version, action, payload) is None
 
 
 @given(epoch=st.integers(0, 2**64), counter=st.integers(0, 2**64))
