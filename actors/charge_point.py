@@ -304,15 +304,18 @@ class ChargePoint(LimitsAndCaps):
     async def _call(self, call: Call) -> None:
         if self.link is not None:
             self.heard_on = self.link.conn_no
+        version = self.version
+        key = retry_key(version, call.action, call.payload)
+        if self._retried(call, key):
+            # The same message again: its first copy told the state all it says (again, a start
+            # or a Started event forgot the sample the new car sent since, a sample overwrote a
+            # newer one).
+            return
         now = self.broker.now()
         if self.state.on_call(call.action, call.payload, now):
             self.dirty = True
         if call.action in ("MeterValues", "TransactionEvent"):
             await self._check_energy_caps()
-        version = self.version
-        key = retry_key(version, call.action, call.payload)
-        if self._retried(call, key):
-            return
         if call.action == "StartTransaction" and version is V16:
             start_key = start_dedup_key(call.payload).text()
             known = self.state.start_keys.get(start_key)

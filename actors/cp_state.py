@@ -174,8 +174,10 @@ class ChargePointState:
             return True
         if action == "StartTransaction":
             # As the charge point asks (the answer may take a while, and the new session's
-            # first MeterValues may come before it); not again for a retried start.
-            if start_dedup_key(payload).text() not in self.start_keys:
+            # first MeterValues may come before it); not again for a retried start, answered
+            # or still queued (its first copy's answer lost with the link or a restart).
+            start_key = start_dedup_key(payload).text()
+            if start_key not in self.start_keys and start_key not in self.starts_queued:
                 self._new_session(str(payload.get("connectorId")))
             return False
         if action == "MeterValues":

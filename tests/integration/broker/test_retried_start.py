@@ -385,3 +385,80 @@ async def test_two_starts_with_one_message_id_answered_by_the_edge_keep_their_ow
         await cp.close()
     finally:
         await edge.stop()
+
+
+# The new session's first sample, on the start's connector before its transaction id is known
+# (1.6 MeterValues may come without one).
+SAMPLE = {
+    "connectorId": 1,
+    "meterValue": [
+        {
+            "timestamp": "2026-11-28T10:00:05Z",
+            "sampledValue": [
+                {"value": "7400", "measurand": "Power.Active.Import", "unit": "W"},
+                {"value": "10.5", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+            ],
+        }
+    ],
+}
+
+
+def sampled(edge: Edge) -> dict[str, Any]:
+    meter: dict[str, Any] = edge.cp("CP1")["meter"].get("1", {})
+    return {k: meter.get(k) for k in ("power_w", "current_L1_a", "sampled_utc")}
+
+
+SAMPLED = {"power_w": 7400.0, "current_L1_a": 10.5, "sampled_utc": "2026-11-28T10:00:05Z"}
+
+
+async def sample_taken(edge: Edge, cp: RawChargePoint) -> None:
+    assert cp.ws is not None
+    await cp.ws.send(orjson.dumps([2, "mv-1", "MeterValues", SAMPLE]).decode())
+    await wait_for(lambda: sampled(edge) == SAMPLED, what="the sample taken")
+
+
+async def test_a_start_retried_on_the_same_connection_keeps_the_sample_taken_since_its_first(
+    tmp_path: Path, held_cloud: HeldCloud
+) -> None:
+    """The connector's sample is forgotten when a session starts (its last car's draw is not the
+    new car's), at the first copy of its start: a retry is the same session, and the new car's
+    sample that came in between is kept (the energy node would count the car as unmeasured)."""
+    edge = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=SLOW_EXTRA)
+    try:
+        cp = await start_waiting(edge, held_cloud)
+        await sample_taken(edge, cp)
+        assert cp.ws is not None
+        await cp.ws.send(orjson.dumps([2, "m3", "StartTransaction", START]).decode())
+        await wait_for(
+            lambda: edge.cp("CP1")["counters"].get("frames_in") == 4, what="the retry read"
+        )
+        assert sampled(edge) == SAMPLED
+        held_cloud.release.set()
+        await wait_for(
+            lambda: edge.cloud("CP1")["queue_depth"] == 0, timeout=15, what="the start delivered"
+        )
+        assert sampled(edge) == SAMPLED
+        await cp.close()
+    finally:
+        await edge.stop()
+
+
+async def test_a_start_retried_after_the_link_dropped_keeps_the_sample_taken_since_its_first(
+    tmp_path: Path, held_cloud: HeldCloud
+) -> None:
+    """As above, the retry on the charge point's next connection (its first copy still queued)."""
+    edge = await start_edge(tmp_path, cloud_url=held_cloud.url, cloud_extra=EXTRA)
+    try:
+        await start_then_drop(edge, held_cloud)
+        cp = await booted(edge)
+        await sample_taken(edge, cp)
+        again = await cp.call("StartTransaction", START, timeout_s=timeout_s(10))
+        assert again[0] == 3, again
+        assert sampled(edge) == SAMPLED
+        held_cloud.release.set()
+        await wait_for(
+            lambda: edge.cloud("CP1")["queue_depth"] == 0, timeout=15, what="the start delivered"
+        )
+        await cp.close()
+    finally:
+        await edge.stop()

@@ -204,3 +204,45 @@ async def test_the_next_transaction_event_while_the_last_waits_is_its_own_event(
         await cp.close()
     finally:
         await edge.stop()
+
+
+async def test_a_started_event_retried_while_its_first_copy_waits_keeps_the_sample_since(
+    tmp_path: Path, cloud_201: HeldCloud
+) -> None:
+    """The EVSE's sample is forgotten when a transaction starts (its last car's draw is not the
+    new car's), at the first copy of the Started event: the car's sample that came in between
+    is kept when the station sends the event again."""
+    edge = await start_edge(tmp_path, cloud_url=cloud_201.url, cloud_extra=SLOW_EXTRA)
+    try:
+        cp = await booted_201(edge)
+        started = {
+            "eventType": "Started",
+            "timestamp": "2026-11-28T10:00:00Z",
+            "triggerReason": "CablePluggedIn",
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": "tx-201"},
+            "evse": {"id": 1, "connectorId": 1},
+        }
+        await first_copy_waiting(cloud_201, cp, "first", "TransactionEvent", started)
+        sample = {"value": 7400, "measurand": "Power.Active.Import"}
+        assert cp.ws is not None
+        mv = {
+            "evseId": 1,
+            "meterValue": [{"timestamp": "2026-11-28T10:00:05Z", "sampledValue": [sample]}],
+        }
+        await cp.ws.send(orjson.dumps([2, "mv", "MeterValues", mv]).decode())
+
+        def power_w() -> object:
+            return edge.cp("CP1")["meter"].get("1:1", {}).get("power_w")
+
+        await wait_for(lambda: power_w() == 7400.0, what="the sample taken")
+        again = await cp.send_frame(
+            [2, "m9", "TransactionEvent", started], "m9", timeout_s=timeout_s(10)
+        )
+        assert again[0] == 3, again
+        assert power_w() == 7400.0, "the retried Started forgot the new car's sample"
+        await delivered(edge, cloud_201)
+        assert len(cloud_201.calls("TransactionEvent")) == 1
+        await cp.close()
+    finally:
+        await edge.stop()
