@@ -36,7 +36,8 @@ class HeldCloud:
     """A cloud that answers the ``held`` actions (StartTransaction unless told) only once
     ``release`` is set, and everything else at once; 1.6 unless told. Records every CALL. Each
     start it has not seen before opens a transaction of its own (CLOUD_TX_ID, then 78, ...) with
-    ``status``; the same message again (id and payload) is given the same one."""
+    ``status``; the same message again (id and payload) is given the same one. ``answers``: the
+    payload it answers an action with (empty unless told)."""
 
     def __init__(
         self, *, held: tuple[str, ...] = ("StartTransaction",), subprotocol: str = "ocpp1.6"
@@ -48,6 +49,7 @@ class HeldCloud:
         self.status = "Accepted"
         self.received: list[list[Any]] = []
         self.tx_ids: dict[bytes, int] = {}
+        self.answers: dict[str, dict[str, Any]] = {}
 
     async def start(self) -> None:
         self.server = await serve(
@@ -64,7 +66,7 @@ class HeldCloud:
                 continue
             self.received.append(frame)
             action = frame[2]
-            payload: dict[str, Any] = {}
+            payload: dict[str, Any] = dict(self.answers.get(action, {}))
             if action == "BootNotification":
                 payload = {"status": "Accepted", "currentTime": "2026-11-28T10:00:00Z"}
                 payload["interval"] = 300

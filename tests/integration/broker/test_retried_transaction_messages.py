@@ -46,6 +46,30 @@ def event(seq_no: int, event_type: str = "Updated", energy_wh: int = 1200) -> di
     }
 
 
+STARTED = {
+    "eventType": "Started",
+    "timestamp": "2026-11-28T10:00:00Z",
+    "triggerReason": "CablePluggedIn",
+    "seqNo": 0,
+    "transactionInfo": {"transactionId": "tx-201"},
+    "evse": {"id": 1, "connectorId": 1},
+}
+# The new car's draw on EVSE 1, after its Started event
+POWER_SAMPLE = {
+    "evseId": 1,
+    "meterValue": [
+        {
+            "timestamp": "2026-11-28T10:00:05Z",
+            "sampledValue": [{"value": 7400, "measurand": "Power.Active.Import"}],
+        }
+    ],
+}
+
+
+def evse_power_w(edge: Edge) -> object:
+    return edge.cp("CP1")["meter"].get("1:1", {}).get("power_w")
+
+
 @pytest.fixture
 async def cloud_16() -> AsyncIterator[HeldCloud]:
     cloud = HeldCloud(held=("StopTransaction", "MeterValues"))
@@ -215,32 +239,15 @@ async def test_a_started_event_retried_while_its_first_copy_waits_keeps_the_samp
     edge = await start_edge(tmp_path, cloud_url=cloud_201.url, cloud_extra=SLOW_EXTRA)
     try:
         cp = await booted_201(edge)
-        started = {
-            "eventType": "Started",
-            "timestamp": "2026-11-28T10:00:00Z",
-            "triggerReason": "CablePluggedIn",
-            "seqNo": 0,
-            "transactionInfo": {"transactionId": "tx-201"},
-            "evse": {"id": 1, "connectorId": 1},
-        }
-        await first_copy_waiting(cloud_201, cp, "first", "TransactionEvent", started)
-        sample = {"value": 7400, "measurand": "Power.Active.Import"}
+        await first_copy_waiting(cloud_201, cp, "first", "TransactionEvent", STARTED)
         assert cp.ws is not None
-        mv = {
-            "evseId": 1,
-            "meterValue": [{"timestamp": "2026-11-28T10:00:05Z", "sampledValue": [sample]}],
-        }
-        await cp.ws.send(orjson.dumps([2, "mv", "MeterValues", mv]).decode())
-
-        def power_w() -> object:
-            return edge.cp("CP1")["meter"].get("1:1", {}).get("power_w")
-
-        await wait_for(lambda: power_w() == 7400.0, what="the sample taken")
+        await cp.ws.send(orjson.dumps([2, "mv", "MeterValues", POWER_SAMPLE]).decode())
+        await wait_for(lambda: evse_power_w(edge) == 7400.0, what="the sample taken")
         again = await cp.send_frame(
-            [2, "m9", "TransactionEvent", started], "m9", timeout_s=timeout_s(10)
+            [2, "m9", "TransactionEvent", STARTED], "m9", timeout_s=timeout_s(10)
         )
         assert again[0] == 3, again
-        assert power_w() == 7400.0, "the retried Started forgot the new car's sample"
+        assert evse_power_w(edge) == 7400.0, "the retried Started forgot the new car's sample"
         await delivered(edge, cloud_201)
         assert len(cloud_201.calls("TransactionEvent")) == 1
         await cp.close()
