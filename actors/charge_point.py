@@ -73,6 +73,7 @@ from actors.ocpp_rules import (
     retry_key,
     start_dedup_key,
     start_transaction_answer,
+    transaction_id_of,
 )
 from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.framing import (
@@ -306,7 +307,7 @@ class ChargePoint(LimitsAndCaps):
             self.heard_on = self.link.conn_no
         version = self.version
         key = retry_key(version, call.action, call.payload)
-        if self._retried(call, key):
+        if self._retried(call, key) or await self._sent_before(call, key):
             # The same message again: its first copy told the state all it says (again, a start
             # or a Started event forgot the sample the new car sent since, a sample overwrote a
             # newer one).
@@ -317,18 +318,7 @@ class ChargePoint(LimitsAndCaps):
         if call.action in ("MeterValues", "TransactionEvent"):
             await self._check_energy_caps()
         if call.action == "StartTransaction" and version is V16:
-            start_key = start_dedup_key(call.payload).text()
-            known = self.state.start_keys.get(start_key)
-            queued = self.state.starts_queued.get(start_key)
-            if known is None and queued is not None:
-                # A retried start whose first copy is queued for the cloud, its answer lost
-                # with the link or a restart: that copy is the transaction (a second one at
-                # the cloud would never be stopped). Answered here, as the edge answers a
-                # start while the cloud is away, under the copy's message id.
-                pending = Pending(call=call, stage="cloud", queued_as=queued, retry_key=key)
-                self.pending[call.message_id] = pending
-                await self._answer_locally(pending, "a retried start, its first copy queued")
-                return
+            known = self.state.start_keys.get(start_dedup_key(call.payload).text())
             if known is not None:
                 # A retried start we already answered: same transaction, never a second one.
                 tx = self.state.transactions.get(known, {})
@@ -374,7 +364,8 @@ class ChargePoint(LimitsAndCaps):
                 # Its message id may come again on a later connection: the copy's own name.
                 start_ref = f"{call.message_id}@{self.ctx.system.require_store().next_id():x}"
                 self.pending[call.message_id].queued_as = start_ref
-                self.state.start_queued(start_dedup_key(call.payload).text(), start_ref)
+            if key is not None:
+                self.state.queued(key, start_ref or call.message_id, _transaction_of(call))
                 self.dirty = True
             self.send_durable(
                 self._cloud_ref(),
@@ -389,6 +380,33 @@ class ChargePoint(LimitsAndCaps):
         else:
             # The CloudLink knows best whether the cloud can answer (up, connecting, or away).
             self._cloud(RelayCall(message_id=call.message_id, action=call.action, text=call.raw))
+
+    async def _sent_before(self, call: Call, key: str | None) -> bool:
+        """``call`` is a transaction message queued for the cloud before, whose answer the charge
+        point did not read (its link dropped, the edge restarted, or it stopped waiting): the
+        copy queued is that message (queued again, the cloud got two stops for one session, two
+        events with one seqNo, two starts: two transactions, the first never stopped). The
+        retry gets the cloud's answer to it if one came, else the edge's, at once, as while the
+        cloud is away (a 1.6 start: the queued copy's transaction, its id minted for it)."""
+        record = None if key is None else self.state.sent.get(key)
+        if record is None:
+            return False
+        answer = record.get("answer")
+        if isinstance(answer, dict):
+            await self._send(call_result_text(call.message_id, answer))
+            await self._answered_call(call)
+            await self._started_by(call, answer)
+            return True
+        start = call.action == "StartTransaction" and self.version is V16
+        pending = Pending(
+            call=call,
+            stage="cloud",
+            queued_as=str(record["ref"]) if start else None,
+            retry_key=key,
+        )
+        self.pending[call.message_id] = pending
+        await self._answer_locally(pending, f"a retried {call.action}, its first copy queued")
+        return True
 
     async def _cloud_answered(self, msg: CloudAnswered) -> None:
         pending = self._pending_for(msg.message_id, take=True)
@@ -407,7 +425,7 @@ class ChargePoint(LimitsAndCaps):
             text = orjson.dumps(frame).decode()
         if isinstance(answer, CallResult):
             if call.action == "StartTransaction" and self.version is V16:
-                self.state.starts_queued.pop(start_dedup_key(call.payload).text(), None)
+                self.state.sent.pop(pending.retry_key or "", None)
                 self.dirty = True
                 tx_id = answer.payload.get("transactionId")
                 if isinstance(tx_id, int):
@@ -421,6 +439,9 @@ class ChargePoint(LimitsAndCaps):
                         now=self.broker.now(),
                     )
                     self.dirty = True
+            elif pending.retry_key is not None:
+                # Kept for a retry: the charge point may never read it (its link drops).
+                self.dirty |= self.state.cloud_answered(pending.retry_key, answer.payload)
             elif call.action == "BootNotification":
                 self.state.registration = answer.payload.get("status")
                 self.dirty = True
@@ -577,3 +598,13 @@ class ChargePoint(LimitsAndCaps):
         await self._send(call_result_text(call.message_id, answer))
         await self._answered_call(call)
         await self._transaction_started(int(call.payload.get("connectorId", 0)), str(edge_id))
+
+
+def _transaction_of(call: Call) -> str | None:
+    """The transaction a charge point's transaction message belongs to (None: a 1.6 start)."""
+    if call.action == "TransactionEvent":
+        info = call.payload.get("transactionInfo") or {}
+        tx_id = info.get("transactionId") if isinstance(info, dict) else None
+        return None if tx_id is None else str(tx_id)
+    number = transaction_id_of(call)
+    return None if number is None else str(number)

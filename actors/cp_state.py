@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from actors.energy_messages import ConnectorReport
-from actors.ocpp_rules import start_dedup_key, utc_text
+from actors.ocpp_rules import start_dedup_key, start_retry_key, utc_text
 
-RECORD_VERSION = 1
+# 2: the 1.6 starts queued ("starts_queued": start key -> reference) are among the transaction
+# messages sent ("sent"); a version-1 document's are read into it
+RECORD_VERSION = 2
 HISTORY_MAX = 30
 STOPPED_KEPT = 20  # ended transactions kept (stopped or superseded), the newest
 # A transaction still "running" on a connector where a new one began: its end never came (a
@@ -24,6 +26,7 @@ STOPPED_KEPT = 20  # ended transactions kept (stopped or superseded), the newest
 SUPERSEDED = "superseded"
 ENDED_STATES = frozenset({"stopped", SUPERSEDED})
 START_KEYS_KEPT = 200
+SENT_KEPT = START_KEYS_KEPT
 PLUGGED = frozenset(
     {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Occupied"}
 )
@@ -102,10 +105,19 @@ class ChargePointState:
         self.connectors: dict[str, dict[str, Any]] = dict(d.get("connectors", {}))
         self.transactions: dict[str, dict[str, Any]] = dict(d.get("transactions", {}))
         self.start_keys: dict[str, str] = dict(d.get("start_keys", {}))
-        # 1.6 starts queued for the cloud whose answer has not reached the charge point yet:
-        # start key -> the queued copy's reference, EnqueueCall.start_ref (a retry of one is
-        # that transaction; kept before references existed: its message id, the same thing)
-        self.starts_queued: dict[str, str] = dict(d.get("starts_queued", {}))
+        # Transaction messages queued for the cloud whose answer may not have reached the
+        # charge point, which sends one again as it was after its link dropped or the edge
+        # restarted (1.6 4.8, 2.0.1 E): the copy queued is that message, never a second one for
+        # the cloud. Retry key (ocpp_rules.retry_key) -> {"ref": the queued copy's reference (a
+        # 1.6 start's EnqueueCall.start_ref, else its message id), "tx": its transaction's id
+        # (None: a 1.6 start), "answer": the cloud's answer the edge passed on, if one came}.
+        # A 1.6 start leaves when answered (start_keys then); the rest with their transaction
+        # (_prune_stopped), or the oldest beyond SENT_KEPT.
+        self.sent: dict[str, dict[str, Any]] = {
+            k: dict(v) for k, v in dict(d.get("sent", {})).items()
+        }
+        for start_key, ref in dict(d.get("starts_queued", {})).items():  # a version-1 document
+            self.sent.setdefault(start_retry_key(start_key), {"ref": ref, "tx": None})
         self.meter: dict[str, dict[str, Any]] = dict(d.get("meter", {}))
         self.firmware_status: str | None = d.get("firmware_status")
         self.diagnostics_status: str | None = d.get("diagnostics_status")
@@ -130,7 +142,7 @@ class ChargePointState:
             "connectors": self.connectors,
             "transactions": self.transactions,
             "start_keys": self.start_keys,
-            "starts_queued": self.starts_queued,
+            "sent": self.sent,
             "meter": self.meter,
             "firmware_status": self.firmware_status,
             "diagnostics_status": self.diagnostics_status,
@@ -177,7 +189,7 @@ class ChargePointState:
             # first MeterValues may come before it); not again for a retried start, answered
             # or still queued (its first copy's answer lost with the link or a restart).
             start_key = start_dedup_key(payload).text()
-            if start_key not in self.start_keys and start_key not in self.starts_queued:
+            if start_key not in self.start_keys and start_retry_key(start_key) not in self.sent:
                 self._new_session(str(payload.get("connectorId")))
             return False
         if action == "MeterValues":
@@ -299,16 +311,26 @@ class ChargePointState:
         if len(self.start_keys) > START_KEYS_KEPT:
             for key in list(self.start_keys)[: len(self.start_keys) - START_KEYS_KEPT]:
                 del self.start_keys[key]
-        self.starts_queued.pop(start_key, None)
+        self.sent.pop(start_retry_key(start_key), None)
         if edge_minted:
             self.edge_tx_hwm = transaction_id
 
-    def start_queued(self, start_key: str, start_ref: str) -> None:
-        """A 1.6 start went into the outbox; its answer has yet to reach the charge point."""
-        self.starts_queued[start_key] = start_ref
-        if len(self.starts_queued) > START_KEYS_KEPT:
-            for key in list(self.starts_queued)[: len(self.starts_queued) - START_KEYS_KEPT]:
-                del self.starts_queued[key]
+    def queued(self, retry_key: str, ref: str, tx_id: str | None) -> None:
+        """A transaction message went into the outbox as ``ref``; its answer has yet to reach
+        the charge point."""
+        self.sent.pop(retry_key, None)  # moved last: the oldest go first
+        self.sent[retry_key] = {"ref": ref, "tx": tx_id}
+        for key in list(self.sent)[: max(0, len(self.sent) - SENT_KEPT)]:
+            del self.sent[key]
+
+    def cloud_answered(self, retry_key: str, answer: Mapping[str, Any]) -> bool:
+        """The cloud's answer to a queued transaction message, passed on to the charge point
+        (which may not read it): a retry gets it too. True if kept."""
+        record = self.sent.get(retry_key)
+        if record is None:
+            return False
+        record["answer"] = dict(answer)
+        return True
 
     def _evse_connector(self, evse_id: object) -> str:
         """2.0.1 MeterValues name the EVSE only; its connector is kept as "evse:connector" (as
@@ -415,8 +437,11 @@ class ChargePointState:
     def _prune_stopped(self) -> None:
         """Keep the ``STOPPED_KEPT`` that ended last (stopped or superseded)."""
         stopped = [k for k, t in self.transactions.items() if t.get("state") in ENDED_STATES]
-        for key in stopped[: max(0, len(stopped) - STOPPED_KEPT)]:
+        gone = set(stopped[: max(0, len(stopped) - STOPPED_KEPT)])
+        for key in gone:
             del self.transactions[key]
+        if gone:  # ended STOPPED_KEPT transactions ago: none of their messages comes again
+            self.sent = {k: r for k, r in self.sent.items() if r.get("tx") not in gone}
 
     def running_edge_ids(self) -> set[int]:
         """The edge-minted ids not to mint again: running ones, and superseded ones (a late

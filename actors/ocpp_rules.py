@@ -9,6 +9,7 @@ E04/E13 (TransactionEvent, thinning only intermediate Updated events) and Part 4
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
@@ -422,12 +423,23 @@ def retry_key(version: OcppVersion, action: str, payload: Mapping[str, Any]) -> 
     The rest (a stop, transaction meter values, a 2.0.1 TransactionEvent): the payload to the
     letter but for the order of keys, as a charge point resends a message as it was. The same
     transactionId (and seqNo, timestamps) with anything else different is another message (the
-    next sample), or a charge point's fault the cloud should see: never swallowed."""
+    next sample), or a charge point's fault the cloud should see: never swallowed. The action
+    and a 128-bit digest: kept with the charge point's state (ChargePointState.sent), a sample
+    of a few kB would be kept whole."""
     if offline_policy(version, action, payload).delivery is not Delivery.TRANSACTION:
         return None
     if action == "StartTransaction" and version is V16:
-        return f"{action} {start_dedup_key(payload).text()}"
-    return f"{action} {orjson.dumps(payload, option=orjson.OPT_SORT_KEYS).decode()}"
+        return start_retry_key(start_dedup_key(payload).text())
+    return _retry_digest(action, orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
+
+
+def start_retry_key(start_key: str) -> str:
+    """The retry key of the 1.6 start whose StartKey.text() is ``start_key``."""
+    return _retry_digest("StartTransaction", start_key.encode())
+
+
+def _retry_digest(action: str, data: bytes) -> str:
+    return f"{action} {hashlib.blake2b(data, digest_size=16).hexdigest()}"
 
 
 EDGE_MESSAGE_ID_PREFIX: Final = "edge-"
