@@ -68,6 +68,7 @@ from actors.ocpp_rules import (
     data_transfer_answer,
     heartbeat_answer,
     id_token_info,
+    kept_across_links,
     next_edge_transaction_id,
     offline_policy,
     retry_key,
@@ -364,7 +365,7 @@ class ChargePoint(LimitsAndCaps):
                 # Its message id may come again on a later connection: the copy's own name.
                 start_ref = f"{call.message_id}@{self.ctx.system.require_store().next_id():x}"
                 self.pending[call.message_id].queued_as = start_ref
-            if key is not None:
+            if key is not None and kept_across_links(version, call.action, call.payload):
                 self.state.queued(key, start_ref or call.message_id, _transaction_of(call))
                 self.dirty = True
             self.send_durable(

@@ -433,6 +433,23 @@ def retry_key(version: OcppVersion, action: str, payload: Mapping[str, Any]) -> 
     return _retry_digest(action, orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
 
 
+def kept_across_links(version: OcppVersion, action: str, payload: Mapping[str, Any]) -> bool:
+    """A transaction message whose copy the charge point's state remembers (ChargePointState.sent)
+    so that the same message sent again after its link dropped or the edge restarted is that
+    copy: what opens or closes a transaction, which the cloud bills by (a 1.6 start or stop, a
+    2.0.1 Started or Ended event). Not a sample (1.6 MeterValues, an Updated event): sent again
+    on a later link it reaches the cloud twice, the same readings under the same transaction
+    (seqNo); remembered, each sample rewrote the state document in the commit that queued it and
+    again at its answer (bench/broker.py --quick: transaction MeterValues 1367 -> 972 msg/s,
+    broker CPU 0.73 -> 0.92 ms a message; the replay of a backlog 2276 -> 1768 msg/s). A same
+    sample sent again on the same link, while its first copy waits, is that copy (retry_key)."""
+    if action in ("StartTransaction", "StopTransaction"):
+        return version is V16
+    if action == "TransactionEvent":
+        return payload.get("eventType") in ("Started", "Ended")
+    return False
+
+
 def start_retry_key(start_key: str) -> str:
     """The retry key of the 1.6 start whose StartKey.text() is ``start_key``."""
     return _retry_digest("StartTransaction", start_key.encode())
