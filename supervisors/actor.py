@@ -11,7 +11,9 @@ mailbox (so it may then be acknowledged to a peer). Consuming it, the state upda
 commit in ONE transaction, after ``receive`` returns: nothing lost, nothing applied twice. Messages
 that queued up while the actor was busy are handled as a batch that commits as one transaction
 (a busy actor costs one fsync per batch); asks are answered after that commit, so an answer never
-shows state that is not on disk. A message whose handling raises is retried after the restart (none
+shows state that is not on disk. An answer to a peer that is not an ask (a reply to the cloud,
+sent on to the actor that owns the session) goes the same way with :meth:`Actor.send_once_committed`:
+after the commit of what its handling changed, at once if it changed nothing. A message whose handling raises is retried after the restart (none
 of its batch is applied); after ``max_attempts`` failures it goes to the dead-letter table instead
 of crash-looping.
 
@@ -234,6 +236,19 @@ class Actor:
     def send_durable(self, to: ActorRef, msg: object) -> None:
         """Append ``msg`` to ``to``'s durable mailbox in the same commit as this message."""
         self.ctx.cell.stage_send(self, to, msg)
+
+    def send_once_committed(self, to: str, msg: object) -> None:
+        """Send ``msg`` to the actor at path ``to`` (this node or another) once what handling
+        the current message staged (:meth:`persist`, :meth:`stage`, :meth:`send_durable`) is
+        committed: an answer that tells a peer something was accepted must not go out before
+        it is on disk (a node killed in between loses what the peer was told it kept, and the
+        peer does not send it again). A message whose handling staged nothing sends it as soon
+        as its handler returns, without waiting for a commit (unless a send of an earlier
+        message in its batch waits: they keep their order). If the commit fails nothing is
+        sent (the actor crashes and restarts on what is on disk); if the actor is killed while
+        its commit runs, it is sent once the commit lands, as durable sends are delivered.
+        Dropped with the rest when the handler raises (or refuses)."""
+        self.ctx.cell.send_committed(self, to, msg)
 
     async def commit(self) -> None:
         """Commit staged changes now (inside ``receive``), e.g. before answering a peer."""

@@ -71,6 +71,11 @@ class Cell:
         self._after: list[Callable[[], None]] = []
         self._sends: list[tuple[Cell, object, bytes]] = []
         self._batch: list[tuple[Envelope, Any]] = []
+        # send_once_committed: the current message's sends, and the batch's that wait for its
+        # commit; _staged counts what handlers staged (ops and durable sends), never goes down.
+        self._pending: list[tuple[str, object]] = []
+        self._replies: list[tuple[str, object]] = []
+        self._staged = 0
         self._durable_floor = b""
         # What the last instance made takes durably: between a failed start and the next one (a
         # backoff) there is no instance to ask, and a durable send meanwhile must wait in LMDB,
@@ -95,13 +100,15 @@ class Cell:
         self._shutdown = False
         self._link_exc = None
         self._ops, self._after, self._sends, self._batch = [], [], [], []
+        self._pending, self._replies = [], []
         ctx = ActorContext(path=self.path, system=self.system, cell=self, parent=self.parent)
         actor = self.factory(ctx)
         self.actor = actor
         self._durable_types = actor.DURABLE
         try:
             await actor.started()
-            if self._ops or self._after or self._sends:
+            self._replies, self._pending = self._pending, []
+            if self._ops or self._after or self._sends or self._replies:
                 await self._commit(None)
             if actor.DURABLE:
                 self._reload_durable()
@@ -205,10 +212,12 @@ class Cell:
             while env is not None:
                 self.current = env
                 mark = len(self._ops), len(self._after), len(self._sends)
+                staged = self._staged
                 try:
                     result = await actor.receive(env.msg)
                 except Refused as exc:
                     self._truncate(mark)
+                    self._pending = []
                     result = exc
                 except Exception as exc:
                     unconsumed = [e for e, _ in self._batch]
@@ -218,6 +227,7 @@ class Cell:
                     self.mailbox.put_front([e for e in unconsumed if e.durable_key is None])
                     raise
                 self.current = None
+                self._settle_pending(staged)
                 if env.durable_key is not None:
                     self._ops.append(("del", "mailbox", env.durable_key))
                 self._batch.append((env, result))
@@ -226,6 +236,19 @@ class Cell:
                     break
                 env = mailbox.pop()
             await self._flush()
+
+    def _settle_pending(self, staged: int) -> None:
+        """What the message just handled sends once committed: at once if it staged nothing
+        (and nothing sent earlier in the batch waits: they keep their order), else after the
+        batch's commit."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        if self._staged != staged or self._replies:
+            self._replies.extend(pending)
+            return
+        for to, msg in pending:
+            self.system.send(to, msg)
 
     def _truncate(self, mark: tuple[int, int, int]) -> None:
         del self._ops[mark[0] :]
@@ -240,19 +263,21 @@ class Cell:
         the writer commits in order, so the actor goes on with its next message while the fsync
         runs (measured at 500 charge points through the broker: round trip p99 33-37 -> 22-25
         ms). A failed commit crashes the actor, as a failed awaited one does. A batch with
-        after-commit actions is waited for: what they send must not be overtaken by what the
-        actor sends on its next message (the site allocator's increases wait for their records,
-        its decreases do not; a decrease must never be followed by the increase before it)."""
+        after-commit actions or sends (send_once_committed) is waited for: what they send must
+        not be overtaken by what the actor sends on its next message (the site allocator's
+        increases wait for their records, its decreases do not; a decrease must never be
+        followed by the increase before it)."""
         batch, self._batch = self._batch, []
         if (
             not wait
             and self._ops
             and not self._after
             and not self._sends
+            and not self._replies
             and all(env.reply is None and env.durable_key is None for env, _ in batch)
         ):
             self._commit_behind()
-        elif self._ops or self._after or self._sends:
+        elif self._ops or self._after or self._sends or self._replies:
             await self._commit(None)
         # else: nothing to commit (a batch that only sent frames, say): no await at all
         for env, result in batch:
@@ -267,7 +292,10 @@ class Cell:
 
     # -- failures and dead letters --------------------------------------------------------------
     async def _failed(self, env: Envelope, exc: Exception) -> None:
-        self._ops, self._after, self._sends = [], [], []  # a failed handler's changes are dropped
+        # A failed handler's changes are dropped, and what its batch would have sent once they
+        # were committed.
+        self._ops, self._after, self._sends = [], [], []
+        self._pending, self._replies = [], []
         self.current = None
         if env.reply is not None:
             if not env.reply.done():
@@ -301,6 +329,7 @@ class Cell:
         self.mailbox.put_front([e for e, _ in self._batch if e.durable_key is None])
         self._batch = []
         self._ops, self._after, self._sends = [], [], []
+        self._pending, self._replies = [], []
         env = self.current
         self.current = None
         if env is None or env.durable_key is not None:
@@ -371,6 +400,7 @@ class Cell:
         if op[1] not in store._tables:
             store.table(op[1])  # opened here, never inside the writer's transaction
         self._ops.append(op)
+        self._staged += 1
         if after is not None:
             self._after.append(after)
 
@@ -386,6 +416,12 @@ class Cell:
         # The key is minted at commit time: keys must reach LMDB in the order they are minted
         # (see enqueue_durable).
         self._sends.append((to._cell, msg, codec.encode(msg)))
+        self._staged += 1
+
+    def send_committed(self, actor: Actor, to: str, msg: object) -> None:
+        """See :meth:`Actor.send_once_committed`."""
+        self._check(actor)
+        self._pending.append((to, msg))
 
     def load_state(self, key: str, default: Any) -> Any:
         return self.system.require_store().get_value("state", state_key(self.path, key), default)
@@ -419,6 +455,7 @@ class Cell:
     async def _commit(self, env: Envelope | None) -> None:
         ops, after, sends = self._ops, self._after, self._sends
         self._ops, self._after, self._sends = [], [], []
+        replies, self._replies = self._replies, []
         if env is not None and env.durable_key is not None:
             ops.append(("del", "mailbox", env.durable_key))
         enqueuers: list[Callable[[], None]] = []
@@ -428,11 +465,15 @@ class Cell:
                 key = mailbox_key(target.path, store.next_id())
                 ops.append(("put", "mailbox", key, b"\x00" + data))
                 enqueuers.append(_enqueuer(target, key, msg))
+        # After the durable sends: a reply never overtakes a message sent in the same commit.
+        enqueuers.extend(_sender(self.system, to, msg) for to, msg in replies)
         if ops:
             future = self.system.require_store().submit(ops)
             # Cancelled here (killed, a linked task failed), the commit still goes on in the
             # writer: a restart must wait for it before it loads state and durable mail, and the
-            # durable messages it carries must still reach their running targets.
+            # durable messages it carries must still reach their running targets (and what was
+            # to be sent once it is committed, its answers, must still go). A failed commit
+            # sends none of it.
             self._inflight = future
             try:
                 await asyncio.shield(future)
@@ -501,6 +542,10 @@ class Cell:
 
 def _enqueuer(target: Cell, key: bytes, msg: object) -> Callable[[], None]:
     return lambda: target.enqueue_durable(key, msg)
+
+
+def _sender(system: ActorSystem, to: str, msg: object) -> Callable[[], None]:
+    return lambda: system.send(to, msg)
 
 
 def _after_commit(fns: list[Callable[[], None]]) -> Callable[[asyncio.Future[None]], None]:
