@@ -8,7 +8,8 @@ RulesRollback) are answered here. A rules bundle is validated whole and applied 
 at all; the applied version is reported back and the previous one kept for rollback; its energy part
 goes to the energy node, and again when the energy node's allocator starts and asks
 (:class:`SiteRulesWanted`). Every decision is written to the audit trail in the same commit as the
-state it changes.
+state it changes, and the cloud's call is answered once that commit has landed
+(:meth:`Actor.send_once_committed`): an update answered Accepted is on disk.
 
 With broker shards (``[runtime] broker_shards``) the cloud's calls to the edge reach the front's
 authorizer (``broker``) only: it shares its local list and rules, whole, with the other broker
@@ -414,7 +415,11 @@ class Authorizer(Actor):
                     }
                 ).decode(),
             }
-        self.ctx.system.send(
+        # Once what it changed is committed: a list or rules the cloud was told were accepted
+        # were lost if the node died before the commit (the cloud does not send them again; a
+        # lost differential update leaves the version wrong and entries missing). An answer
+        # that changed nothing (GetLocalListVersion) goes at once.
+        self.send_once_committed(
             msg.reply_path,
             AnswerToCloud(session=msg.session, text=call_result_text(msg.message_id, answer)),
         )
