@@ -167,6 +167,12 @@ class ChargePointBase(Actor):
         if self.broker.config.cloud is not None:
             self.ctx.system.send(self.broker.cloud_path(self.cp_id), msg)
 
+    def _cloud_once_committed(self, msg: object) -> None:
+        """To the cloud link once what handling this message changed is committed (at once if
+        it changed nothing): an answer the cloud reads as "kept" must not precede the record."""
+        if self.broker.config.cloud is not None:
+            self.send_once_committed(self.broker.cloud_path(self.cp_id), msg)
+
     def _cloud_ref(self) -> Any:
         ref = self.ctx.system.lookup(self.broker.cloud_path(self.cp_id))
         if ref is None:

@@ -79,7 +79,12 @@ class DownstreamCalls(ChargePointBase):
             log.info("%s: answer to unknown call %r dropped", self.cp_id, frame.message_id)
             return
         if call.origin == "cloud":
-            self._cloud(AnswerToCloud(session=call.session, text=frame.raw))
+            # After what the edge keeps of the accepted call (the cloud's profiles as caps, a
+            # remote start's TxProfile, a rotated key: below) is committed. Relayed at once, a
+            # node killed before the commit lost it while the cloud had the charge point's
+            # Accepted: the edge's next TxProfile went above the cloud's limit, or the charge
+            # point's new key was refused. An answer that changes nothing goes at once.
+            self._cloud_once_committed(AnswerToCloud(session=call.session, text=frame.raw))
             if isinstance(frame, CallResult) and call.action in credentials.ACTIONS:
                 self._key_rotated(call, frame.payload)
             if isinstance(frame, CallResult):

@@ -278,8 +278,14 @@ async def test_a_remote_start_answered_after_its_transaction_began_keeps_its_cap
             # The energy node's first limit for the transaction (the 10 A above was for no car).
             await wait_for(lambda: bool(edge.cp("CP1")["transactions"]), what="the transaction")
             edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=2_000))
-            await wait_for(lambda: len(tx_limits(cp)) >= 1, what="the transaction's TxProfile")
-            assert tx_limits(cp) == [7.0] * len(tx_limits(cp))
+            await wait_for(
+                lambda: bool(tx_limits(cp)) and tx_limits(cp)[-1] == 7.0,
+                what="the transaction's TxProfile at the cloud's 7 A",
+            )
+            # Before the energy node's limit, one may go at the edge's default for a new car
+            # (6 A: the remote start's answer reaches the cloud after the edge's commit, and the
+            # edge may have taken the transaction's start by then); never above the cloud's.
+            assert all(limit <= 7.0 for limit in tx_limits(cp)), tx_limits(cp)
             assert edge.cp("CP1")["energy"]["cloud_caps_a"] == {"1": 7.0}
         finally:
             await cp.close()

@@ -7,6 +7,10 @@ The cloud does not send an update again once the edge accepted it: a lost full l
 edge on the list before; a lost differential update leaves the version wrong or entries missing,
 and the next differential update builds on it.
 
+Likewise a call the edge relays to a charge point and keeps a record of once the charge point
+accepted it: the cloud's TxProfile (SetChargingProfile), kept as a cap on the edge's own profiles.
+Lost, the edge's next TxProfile lifts the car above the cloud's limit.
+
 Fault injection, deterministic (``Dying``): from the commit of the update on, nothing reaches LMDB
 in the node's life (the store takes the submissions and never writes them, as when the node is
 killed before the writer's fsync); once the actors involved have done all they can without the
@@ -27,13 +31,19 @@ import orjson
 import pytest
 
 from drivers.store.env import Op, StoreError, state_key
+from sim.charge_point import SimChargePoint
 from sim.cloud import CloudNotConnectedError, SimCloud
+from sim.profile_payloads import profile_for
 from tests.helpers import wait_for
 from tests.integration.broker.edge import Edge, start_edge
+from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
+from tests.integration.sim.conftest import fast_config
+from tests.integration.store.test_commit_behind import writer_held
 
 EDGE = "SITE-EDGE"
 AUTHORIZER = "broker/authorizer"
 CLOUD_LINK = f"broker/cloud/{EDGE}"
+CP = "broker/charge_points/CP1"
 
 
 async def make_edge(tmp_path: Path, cloud: SimCloud) -> Edge:
@@ -204,3 +214,63 @@ async def test_an_update_the_cloud_was_told_was_accepted_survives_the_brokers_de
     finally:
         if edge is not None:
             await edge.stop()
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+async def test_a_cloud_cap_the_cloud_was_told_was_accepted_survives_the_brokers_death(
+    tmp_path: Path, cloud: SimCloud, protocol: str
+) -> None:
+    """CP1 charges at the site's 10 A; the cloud sets a TxProfile of 7 A below the edge's stack
+    level and CP1 accepts it. If the cloud got that Accepted, the edge must still cap CP1 at
+    7 A after the broker's death."""
+    edge: Edge | None = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    assert edge is not None
+    cp = SimChargePoint(fast_config(edge.url, protocol, meter_interval_s=60.0))
+    try:
+        await charge(edge, cp)
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
+        await wait_for(
+            lambda: (
+                edge.cp("CP1")["energy"]["sent_a"] == {"1": 10.0}
+                and edge.cp("CP1")["down_queue"] == 0
+            ),
+            what="the edge's TxProfile at 10 A, accepted",
+        )
+        dying = Dying(edge, puts(CP, "state", containing=b"cloud_profiles"))
+        profile = profile_for(protocol, limit=7.0, profile_id=42, stack_level=1)
+        answer = await answer_or_death(
+            edge, cloud.set_charging_profile("CP1", 1, profile), dying, (CP, "broker/cloud/CP1")
+        )
+        edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+        caps = edge.cp("CP1")["energy"]["cloud_caps_a"]
+        if answer is not None and answer.get("status") == "Accepted":
+            assert caps == {"1": 7.0}, (
+                f"the cloud was told {answer}, but after the broker's death the caps are {caps}"
+            )
+        else:
+            assert caps == {}, f"not accepted ({answer}), yet the edge has the caps {caps}"
+    finally:
+        await cp.stop()
+        if edge is not None:
+            await edge.stop()
+
+
+async def test_answers_that_change_nothing_do_not_wait_for_a_commit(
+    tmp_path: Path, cloud: SimCloud
+) -> None:
+    """The fast path: with the store's writer held (no commit can land), the edge still answers
+    the cloud's GetLocalListVersion, and relays CP1's answer to the cloud's GetConfiguration."""
+    edge = await make_edge(tmp_path, cloud)
+    cp = SimChargePoint(fast_config(edge.url, "ocpp1.6"))
+    try:
+        await cp.start()
+        await wait_for(lambda: cp.connected and cloud.connected("CP1"), what="CP1 online")
+        await wait_for(lambda: cloud.connected(EDGE), timeout=10, what="the edge session")
+        with writer_held(edge.system.require_store()):
+            version = await asyncio.wait_for(cloud.call(EDGE, "GetLocalListVersion", {}), 5)
+            assert version == {"listVersion": 0}
+            config = await asyncio.wait_for(cloud.call("CP1", "GetConfiguration", {}), 5)
+            assert "configurationKey" in config, config
+    finally:
+        await cp.stop()
+        await edge.stop()
