@@ -263,7 +263,7 @@ class EdgeEndpoint(Actor):
                 )
                 return
             if kind == "GridLimit":
-                await self._grid_limit(msg, payload)
+                self._grid_limit(msg, payload)
                 return
             self._answer(msg, call_result_text(msg.message_id, {"status": "UnknownMessageId"}))
             return
@@ -318,15 +318,11 @@ class EdgeEndpoint(Actor):
             action=msg.action,
             now_utc=utc_text(self.broker.now()),
         )
-        accepted = call_result_text(msg.message_id, {"status": "Accepted"})
-
-        def answer_then_reconnect() -> None:
-            # Only once the key is on disk: the cloud may drop the old one as soon as it reads
-            # Accepted, and the session that follows must find the new one.
-            self._answer(msg, accepted)
-            self.ctx.system.send(self._cloud_path(), ReconnectUpstream(reason="key rotated"))
-
-        self.stage(credentials.edge_put_op(self.identity, record), answer_then_reconnect)
+        self.stage(credentials.edge_put_op(self.identity, record))
+        # Only once the key is on disk: the cloud may drop the old one as soon as it reads
+        # Accepted, and the session that follows must find the new one.
+        self._answer_once_committed(msg, call_result_text(msg.message_id, {"status": "Accepted"}))
+        self.send_once_committed(self._cloud_path(), ReconnectUpstream(reason="key rotated"))
         log.info("%s: the cloud rotated the edge's key; reconnecting with it", self.identity)
         audit(
             self,
@@ -339,7 +335,7 @@ class EdgeEndpoint(Actor):
             inputs=inputs,
         )
 
-    async def _grid_limit(self, msg: CallFromCloud, payload: dict[str, Any]) -> None:
+    def _grid_limit(self, msg: CallFromCloud, payload: dict[str, Any]) -> None:
         """Checked whole here (actors.cloud_limit_push): answered Accepted only if the energy
         node's cloud source will take it, else Rejected with the reason (logged). Accepted only
         once it is in this node's store: it was answered as it left for the energy node, and an
@@ -369,12 +365,15 @@ class EdgeEndpoint(Actor):
         limit = replace(limit, seq=self.ctx.system.require_store().next_id())
         self.cloud_limits[key] = _pushed_doc(limit)
         self.persist(CLOUD_LIMITS_KEY, self.cloud_limits)
-        await self.commit()
-        self.ctx.system.send(ENERGY_ALLOCATOR, limit)
-        self._answer(msg, call_result_text(msg.message_id, {"status": "Accepted"}))
+        self.send_once_committed(ENERGY_ALLOCATOR, limit)
+        self._answer_once_committed(msg, call_result_text(msg.message_id, {"status": "Accepted"}))
 
     def _answer(self, msg: CallFromCloud, text: str) -> None:
         self.ctx.system.send(self._cloud_path(), AnswerToCloud(session=msg.session, text=text))
+
+    def _answer_once_committed(self, msg: CallFromCloud, text: str) -> None:
+        """After the commit of what answering changed (Actor.send_once_committed)."""
+        self.send_once_committed(self._cloud_path(), AnswerToCloud(session=msg.session, text=text))
 
 
 def _pushed_doc(msg: CloudLimitPushed) -> dict[str, Any]:
