@@ -189,7 +189,11 @@ class Authorizer(Actor):
         if current is None:
             return
         cps = current.doc.get("charge_points", {})
-        self.ctx.system.send(
+        # Once they are committed (at once if nothing changed): sent before, a node killed
+        # before the commit left the energy node (which stores them) on rules the broker lost
+        # and the cloud was never told were accepted, and a broker with no rules after its
+        # restart sends none to correct it.
+        self.send_once_committed(
             to,
             SiteRulesChanged(
                 seq=self.ctx.system.require_store().next_id(),

@@ -23,6 +23,7 @@ first); from outside (kill -9 of a run.py broker node) it cannot be hit reliably
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import orjson
 import pytest
 
+from actors.energy_messages import SiteRulesChanged
 from drivers.store.env import Op, StoreError, state_key
 from sim.charge_point import SimChargePoint
 from sim.cloud import CloudNotConnectedError, SimCloud
@@ -274,3 +276,54 @@ async def test_answers_that_change_nothing_do_not_wait_for_a_commit(
     finally:
         await cp.stop()
         await edge.stop()
+
+
+def outbound(edge: Edge) -> list[tuple[str, object]]:
+    """What the broker node sends to other nodes from now on (this site has none: they are
+    dropped after this record, where a real site's node link carries them)."""
+    sent: list[tuple[str, object]] = []
+    route = edge.system.remote
+    assert route is not None
+
+    def record(path: str, msg: object) -> None:
+        sent.append((path, msg))
+        route(path, msg)
+
+    edge.system.remote = record
+    return sent
+
+
+async def test_rules_reach_the_energy_node_only_once_the_broker_has_them(
+    tmp_path: Path, cloud: SimCloud
+) -> None:
+    """A broker node killed between sending new rules to the energy node and committing them
+    left the energy node (which stores them) on rules the broker lost and the cloud was never
+    told were accepted; a broker with no rules after its restart sends none, so nothing
+    corrected it."""
+    edge = await make_edge(tmp_path, cloud)
+    task: asyncio.Future[Any] | None = None
+    dying: Dying | None = None
+    try:
+        await wait_for(lambda: cloud.connected(EDGE), timeout=10, what="the edge session")
+        sent = outbound(edge)
+        bundle = {"kind": "edge-rules", "version": 5, "site": {"max_current_a": 30.0}}
+        dying = Dying(edge, puts(AUTHORIZER, "rules"))
+        task = asyncio.ensure_future(
+            cloud.data_transfer(
+                EDGE, "site-edge", message_id="RulesBundle", data=orjson.dumps(bundle).decode()
+            )
+        )
+        await wait_for(lambda: dying.dying, timeout=10, what="the rules' commit submitted")
+        await wait_for(
+            lambda: dying.blocked(edge, AUTHORIZER), timeout=10, what="the authorizer done"
+        )
+        rules = [m for p, m in sent if isinstance(m, SiteRulesChanged)]
+        assert rules == [], f"sent to the energy node before the broker kept them: {rules}"
+    finally:
+        if dying is not None:
+            dying.died()
+        await edge.stop()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
