@@ -106,7 +106,10 @@ class Authorizer(Actor):
         self._share_all()  # to those that asked before this node was up
 
     def _share(self, to: str) -> None:
-        self.ctx.system.send(
+        # Once committed (at once if nothing changed: an answer to AuthorityWanted): sent
+        # before, a front killed before its commit left the other broker nodes (which keep
+        # them) on a local list and rules it lost and the cloud was never told were accepted.
+        self.send_once_committed(
             to,
             AuthorityShared(
                 local_list=list_to_dict(self.local_list),

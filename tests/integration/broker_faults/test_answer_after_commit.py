@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,16 @@ import orjson
 import pytest
 
 from actors.energy_messages import SiteRulesChanged
+from actors.messages import AuthorityShared
+from config.schema import parse_site
 from drivers.store.env import Op, StoreError, state_key
 from sim.charge_point import SimChargePoint
 from sim.cloud import CloudNotConnectedError, SimCloud
 from sim.profile_payloads import profile_for
+from supervisors.node_messages import NodeSpec
+from supervisors.single import SingleProcessSite
 from tests.helpers import wait_for
-from tests.integration.broker.edge import Edge, start_edge
+from tests.integration.broker.edge import Edge, site_text, start_edge
 from tests.integration.broker.test_profile_batches import ENERGY, batch, charge
 from tests.integration.sim.conftest import fast_config
 from tests.integration.store.test_commit_behind import writer_held
@@ -319,6 +324,51 @@ async def test_rules_reach_the_energy_node_only_once_the_broker_has_them(
         )
         rules = [m for p, m in sent if isinstance(m, SiteRulesChanged)]
         assert rules == [], f"sent to the energy node before the broker kept them: {rules}"
+    finally:
+        if dying is not None:
+            dying.died()
+        await edge.stop()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def test_rules_reach_the_other_broker_nodes_only_once_the_front_has_them(
+    tmp_path: Path, cloud: SimCloud
+) -> None:
+    """With broker shards, the front's authorizer shares its rules and local list with the other
+    broker nodes' (AuthorityShared), which keep them: sent before its commit, a front killed in
+    between left the other nodes on rules it lost and the cloud was never told were accepted
+    (each node answering charge points by other rules than the front's after its restart)."""
+    text = site_text(
+        tmp_path,
+        cloud_url=cloud.url,
+        cloud_extra=f'edge_identity = "{EDGE}"\nanswer_deadline_s = 2',
+    )
+    config = parse_site(text, source="test site", base_dir=tmp_path)
+    config = replace(config, runtime=replace(config.runtime, broker_shards=2))
+    site = SingleProcessSite(config, (NodeSpec(name="broker", kind="broker"),))
+    await site.start()
+    edge = Edge(site=site, tmp_path=tmp_path)
+    task: asyncio.Future[Any] | None = None
+    dying: Dying | None = None
+    try:
+        await wait_for(lambda: cloud.connected(EDGE), timeout=10, what="the edge session")
+        sent = outbound(edge)
+        bundle = {"kind": "edge-rules", "version": 5, "site": {"max_current_a": 30.0}}
+        dying = Dying(edge, puts(AUTHORIZER, "rules"))
+        task = asyncio.ensure_future(
+            cloud.data_transfer(
+                EDGE, "site-edge", message_id="RulesBundle", data=orjson.dumps(bundle).decode()
+            )
+        )
+        await wait_for(lambda: dying.dying, timeout=10, what="the rules' commit submitted")
+        await wait_for(
+            lambda: dying.blocked(edge, AUTHORIZER), timeout=10, what="the authorizer done"
+        )
+        shared = [(p, m) for p, m in sent if isinstance(m, AuthorityShared)]
+        assert shared == [], f"shared before the front kept them: {shared}"
     finally:
         if dying is not None:
             dying.died()
