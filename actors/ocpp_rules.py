@@ -440,9 +440,10 @@ def kept_across_links(version: OcppVersion, action: str, payload: Mapping[str, A
     2.0.1 Started or Ended event). Not a sample (1.6 MeterValues, an Updated event): sent again
     on a later link it reaches the cloud twice, the same readings under the same transaction
     (seqNo); remembered, each sample rewrote the state document in the commit that queued it and
-    again at its answer (bench/broker.py --quick: transaction MeterValues 1367 -> 972 msg/s,
-    broker CPU 0.73 -> 0.92 ms a message; the replay of a backlog 2276 -> 1768 msg/s). A same
-    sample sent again on the same link, while its first copy waits, is that copy (retry_key)."""
+    again at its answer (bench/broker.py --quick, alternating on a quiet host: transaction
+    MeterValues 1262-1274 -> 1059-1135 msg/s, broker CPU 0.75-0.80 -> 0.90-0.95 ms a message,
+    bench/RESULTS.md). A same sample sent again on the same link, while its first copy waits,
+    is that copy (retry_key)."""
     if action in ("StartTransaction", "StopTransaction"):
         return version is V16
     if action == "TransactionEvent":
