@@ -298,14 +298,10 @@ def outbound(edge: Edge) -> list[tuple[str, object]]:
     return sent
 
 
-async def test_rules_reach_the_energy_node_only_once_the_broker_has_them(
-    tmp_path: Path, cloud: SimCloud
-) -> None:
-    """A broker node killed between sending new rules to the energy node and committing them
-    left the energy node (which stores them) on rules the broker lost and the cloud was never
-    told were accepted; a broker with no rules after its restart sends none, so nothing
-    corrected it."""
-    edge = await make_edge(tmp_path, cloud)
+async def sent_while_rules_commit(edge: Edge, cloud: SimCloud) -> list[tuple[str, object]]:
+    """What the broker node sent to other nodes from a cloud RulesBundle until its authorizer
+    can do nothing more without the rules' commit (which never lands: ``Dying``); the edge is
+    stopped after."""
     task: asyncio.Future[Any] | None = None
     dying: Dying | None = None
     try:
@@ -322,8 +318,7 @@ async def test_rules_reach_the_energy_node_only_once_the_broker_has_them(
         await wait_for(
             lambda: dying.blocked(edge, AUTHORIZER), timeout=10, what="the authorizer done"
         )
-        rules = [m for p, m in sent if isinstance(m, SiteRulesChanged)]
-        assert rules == [], f"sent to the energy node before the broker kept them: {rules}"
+        return list(sent)
     finally:
         if dying is not None:
             dying.died()
@@ -332,6 +327,18 @@ async def test_rules_reach_the_energy_node_only_once_the_broker_has_them(
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+async def test_rules_reach_the_energy_node_only_once_the_broker_has_them(
+    tmp_path: Path, cloud: SimCloud
+) -> None:
+    """A broker node killed between sending new rules to the energy node and committing them
+    left the energy node (which stores them) on rules the broker lost and the cloud was never
+    told were accepted; a broker with no rules after its restart sends none, so nothing
+    corrected it."""
+    sent = await sent_while_rules_commit(await make_edge(tmp_path, cloud), cloud)
+    rules = [m for p, m in sent if isinstance(m, SiteRulesChanged)]
+    assert rules == [], f"sent to the energy node before the broker kept them: {rules}"
 
 
 async def test_rules_reach_the_other_broker_nodes_only_once_the_front_has_them(
@@ -350,30 +357,6 @@ async def test_rules_reach_the_other_broker_nodes_only_once_the_front_has_them(
     config = replace(config, runtime=replace(config.runtime, broker_shards=2))
     site = SingleProcessSite(config, (NodeSpec(name="broker", kind="broker"),))
     await site.start()
-    edge = Edge(site=site, tmp_path=tmp_path)
-    task: asyncio.Future[Any] | None = None
-    dying: Dying | None = None
-    try:
-        await wait_for(lambda: cloud.connected(EDGE), timeout=10, what="the edge session")
-        sent = outbound(edge)
-        bundle = {"kind": "edge-rules", "version": 5, "site": {"max_current_a": 30.0}}
-        dying = Dying(edge, puts(AUTHORIZER, "rules"))
-        task = asyncio.ensure_future(
-            cloud.data_transfer(
-                EDGE, "site-edge", message_id="RulesBundle", data=orjson.dumps(bundle).decode()
-            )
-        )
-        await wait_for(lambda: dying.dying, timeout=10, what="the rules' commit submitted")
-        await wait_for(
-            lambda: dying.blocked(edge, AUTHORIZER), timeout=10, what="the authorizer done"
-        )
-        shared = [(p, m) for p, m in sent if isinstance(m, AuthorityShared)]
-        assert shared == [], f"shared before the front kept them: {shared}"
-    finally:
-        if dying is not None:
-            dying.died()
-        await edge.stop()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+    sent = await sent_while_rules_commit(Edge(site=site, tmp_path=tmp_path), cloud)
+    shared = [(p, m) for p, m in sent if isinstance(m, AuthorityShared)]
+    assert shared == [], f"shared before the front kept them: {shared}"
