@@ -250,6 +250,7 @@ class Authorizer(Actor):
                 msg.reply_to,
                 AuthorizedLocally(
                     message_id=msg.message_id,
+                    ask_ref=msg.ask_ref,
                     status=result.status.value,
                     expiry_utc=None if result.expiry_utc is None else format_utc(result.expiry_utc),
                     parent_id=result.parent_id,

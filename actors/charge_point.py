@@ -472,6 +472,9 @@ class ChargePoint(LimitsAndCaps):
             call.action == "TransactionEvent" and call.payload.get("idToken")
         ):
             pending.stage = "auth"
+            # Unique across connections and restarts: the answer is this call's only if it
+            # echoes it (the message id may be the same on the charge point's next connection).
+            pending.ask_ref = self.ctx.system.require_store().next_id()
             self.ctx.system.send(
                 f"{self.broker.node}/authorizer",
                 AuthorizeLocally(
@@ -479,6 +482,7 @@ class ChargePoint(LimitsAndCaps):
                     message_id=call.message_id,
                     id_token=_id_token(call.payload),
                     reply_to=self.path,
+                    ask_ref=pending.ask_ref,
                 ),
             )
             return
@@ -533,9 +537,17 @@ class ChargePoint(LimitsAndCaps):
         await self.commit()
 
     async def _authorized(self, msg: AuthorizedLocally) -> None:
-        pending = self._pending_for(msg.message_id, take=True)
-        if pending is None:
+        pending = self._pending_for(msg.message_id)
+        if pending is None or pending.stage != "auth" or pending.ask_ref != msg.ask_ref:
+            # Asked for a call of an earlier connection (gone: its charge point reads no answer
+            # on it), whose message id a new call reused: that call's tag is another one.
+            log.info(
+                "%s: authorization of an earlier call %r dropped (its connection is gone)",
+                self.cp_id,
+                msg.message_id,
+            )
             return
+        self._pending_for(msg.message_id, take=True)
         call = pending.call
         version = self.version
         verdict = IdTokenVerdict(

@@ -49,6 +49,8 @@ class Pending:
     # A call retried on the same connection while an earlier copy still waited: the earlier
     # copies' message ids, whose answers (the cloud's, the authorizer's) are its own
     stands_for: frozenset[str] = frozenset()
+    # Stage "auth": the AuthorizeLocally's ask_ref; only the answer echoing it is this call's
+    ask_ref: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +146,7 @@ class ChargePointBase(Actor):
             queued_as=first.queued_as,
             retry_key=key,
             stands_for=first.stands_for | {first.call.message_id},
+            ask_ref=first.ask_ref,
         )
         return True
 

@@ -190,17 +190,23 @@ class ChargePointAnswered:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthorizeLocally:
-    """Ask the authorizer for a local decision; answered with :class:`AuthorizedLocally`."""
+    """Ask the authorizer for a local decision; answered with :class:`AuthorizedLocally`.
+
+    ``ask_ref`` names this request, echoed in the answer: ``message_id`` alone is unique per
+    connection only, and an answer still on its way when the charge point reconnects must not
+    answer a new call that reused the id."""
 
     charge_point_id: str
     message_id: str
     id_token: str
     reply_to: str
+    ask_ref: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthorizedLocally:
     message_id: str
+    ask_ref: int = 0  # AuthorizeLocally.ask_ref
     status: str
     expiry_utc: str | None
     parent_id: str | None
