@@ -58,6 +58,7 @@ from actors.messages import (
     AuthorityWanted,
     AuthorizedLocally,
     AuthorizeLocally,
+    CacheClearedAtChargePoint,
     CloudAuthorized,
     EdgeCallFromCloud,
     LateDecision,
@@ -75,7 +76,8 @@ log = logging.getLogger(__name__)
 class Authorizer(Actor):
     # The cloud's late verdict on a transaction (from its charge point actor), decided and
     # answered (LateDecision) in one unit of work: a crash on its way loses nothing.
-    DURABLE = frozenset({LateVerdict})
+    # A charge point's Accepted ClearCache, the cloud told so once this is queued here.
+    DURABLE = frozenset({LateVerdict, CacheClearedAtChargePoint})
 
     def __init__(self, ctx: ActorContext, broker: BrokerContext) -> None:
         super().__init__(ctx)
@@ -281,6 +283,9 @@ class Authorizer(Actor):
         if isinstance(msg, LateVerdict):
             self._late(msg)
             return None
+        if isinstance(msg, CacheClearedAtChargePoint):
+            self._cache_cleared(msg)
+            return None
         return await super().receive(msg)
 
     def _decide(
@@ -328,6 +333,26 @@ class Authorizer(Actor):
         for k in range(self.broker.shards):
             if k != self.broker.shard:
                 self.ctx.system.send(f"{broker_node(k)}/authorizer", shared)
+
+    def _cache_cleared(self, msg: CacheClearedAtChargePoint) -> None:
+        """The cloud's ClearCache, accepted by a charge point: the edge answers that charge
+        point offline from this node's cache, whose every entry would authorize there (it is
+        the node's, not the charge point's), so all of it goes. Clearing only what was learned
+        at that charge point left a tag the cloud revoked, learned at a neighbour, accepted
+        there offline; the neighbours lose their cached ids until the cloud answers for them
+        again (the local list, which ClearCache leaves alone, is for ids that must work
+        offline)."""
+        removed = len(self.cache)
+        self._apply_cache(self.cache.plan_clear())
+        audit(
+            self,
+            AuditKind.CACHE_CLEARED,
+            decision="cleared",
+            reason="the cloud's ClearCache, accepted by the charge point",
+            charge_point_id=msg.charge_point_id,
+            inputs={"entries_removed": removed, "message_id": msg.message_id},
+            now=self.broker.now(),
+        )
 
     def _late(self, msg: LateVerdict) -> None:
         try:

@@ -39,6 +39,7 @@ from actors.messages import (
     ApplyLimit,
     AuthorizedLocally,
     AuthorizeLocally,
+    CacheClearedAtChargePoint,
     CallChargePoint,
     CallFromCloud,
     ChargePointAnswered,
@@ -408,6 +409,20 @@ class ChargePoint(LimitsAndCaps):
         self.pending[call.message_id] = pending
         await self._answer_locally(pending, f"a retried {call.action}, its first copy queued")
         return True
+
+    async def _cloud_call_done(self, call: DownCall, answer: dict[str, Any]) -> None:
+        if call.action == "ClearCache" and answer.get("status") == "Accepted":
+            # The edge answers this charge point offline from its own cache: the cloud that
+            # cleared the charge point's (a tag revoked, say) must not see it accepted offline
+            # from the edge's. Durable, committed before the cloud gets the Accepted.
+            authorizer = self.ctx.system.lookup(f"{self.broker.node}/authorizer")
+            if authorizer is None:
+                raise RuntimeError("no authorizer in this node")  # the cloud is not answered
+            self.send_durable(
+                authorizer,
+                CacheClearedAtChargePoint(charge_point_id=self.cp_id, message_id=call.message_id),
+            )
+        await super()._cloud_call_done(call, answer)
 
     async def _cloud_answered(self, msg: CloudAnswered) -> None:
         pending = self._pending_for(msg.message_id, take=True)

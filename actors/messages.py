@@ -298,6 +298,17 @@ class LateVerdict:
     refused_before: str | None = None  # the cloud's earlier refusal of it (that stands)
 
 
+@persisted(name="broker.CacheClearedAtChargePoint")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheClearedAtChargePoint:
+    """To the authorizer: a charge point accepted the cloud's ClearCache; the cache the edge
+    answers it from offline is cleared too (durable: the cloud is told Accepted only once this
+    is committed)."""
+
+    charge_point_id: str
+    message_id: str  # the cloud's ClearCache, for the audit record
+
+
 @persisted(name="broker.LateDecision")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LateDecision:

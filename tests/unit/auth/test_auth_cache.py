@@ -17,6 +17,8 @@ from actors.auth_cache import (
     entry_to_dict,
 )
 from actors.id_tags import AuthStatus, IdTagInfo
+from actors.messages import CacheClearedAtChargePoint
+from drivers.store import codec
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DAY = 86400
@@ -159,3 +161,10 @@ def test_newer_entry_record_is_refused() -> None:
     doc["rv"] = 99
     with pytest.raises(ValueError, match="rv"):
         entry_from_dict(doc)
+
+
+def test_a_charge_points_cleared_cache_round_trips_through_a_durable_mailbox() -> None:
+    """CacheClearedAtChargePoint travels durably to the authorizer (the cloud is told Accepted
+    once it is queued there): as the codec stores it."""
+    message = CacheClearedAtChargePoint(charge_point_id="CP1", message_id="cc-1")
+    assert codec.decode(codec.encode(message)) == message
