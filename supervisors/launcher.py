@@ -8,7 +8,7 @@ processes through pidfds (messages from the launcher reach the root directly, so
 not show in a ping), and a root that stops answering is the same as gone. It serves the control
 socket for
 ``run.py status``. SIGTERM: orderly stop (nodes in reverse start order, each committing what it
-acknowledged), exit 0, no process left behind.
+acknowledged; one that does not stop by its deadline is killed), exit 0, no process left behind.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from supervisors.node_messages import (
     StartSite,
     StatusQuery,
     StopSite,
+    stop_deadline_s,
 )
 from supervisors.status_doc import status_document
 
@@ -179,10 +180,12 @@ class NodeLauncher:
             )
             code = self._serve(asys, root, listener)
             if code == EXIT_OK:
+                # The root gives each node its deadline and kills it then: the whole stop
+                # ends within the nodes' deadlines, this margin for the root's own messages.
                 stopped = asys.ask(
                     root,
                     StopSite(timeout_s=cfg.runtime.shutdown_timeout_s),
-                    cfg.runtime.shutdown_timeout_s * len(self.nodes) + 5,
+                    stop_deadline_s(cfg.runtime.shutdown_timeout_s) * len(self.nodes) + 5,
                 )
                 if not isinstance(stopped, SiteStopped):
                     log.warning("orderly stop did not complete in time")

@@ -164,8 +164,22 @@ class SiteStatus:
     __str__ = _name_only
 
 
+# A node's stop deadline at the root: its tree's stop timeout (``[runtime] shutdown_timeout_s``)
+# plus this, for what the node does around the tree's stop (its last status snapshot, closing its
+# links and its store). A node still there at its deadline is killed and the stop moves on.
+STOP_GRACE_S = 2.0
+
+
+def stop_deadline_s(timeout_s: float) -> float:
+    """How long the root waits for one node's stop before it kills it."""
+    return timeout_s + STOP_GRACE_S
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StopSite:
+    """Stop the nodes one at a time, each given ``timeout_s`` for its tree (and the root's
+    deadline, :func:`stop_deadline_s`, before it is killed)."""
+
     timeout_s: float = 15.0
 
 

@@ -62,6 +62,7 @@ from supervisors.node_messages import (
     StatusQuery,
     StopNode,
     StopSite,
+    stop_deadline_s,
     transient,
 )
 from supervisors.node_runtime import NodeHistory, NodeRuntime
@@ -268,6 +269,14 @@ class _Slot:
     kept_drop_logged_s: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class _StopDeadline:
+    """The wakeup payload of a node's stop deadline (which launch it is for)."""
+
+    name: str
+    launch: int
+
+
 @dataclass
 class _StatusRequest:
     requester: Any
@@ -328,6 +337,8 @@ class RootSupervisor(Actor):  # type: ignore[misc]
             self._finish_status(msg.payload)
         elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, tuple):
             self._start_deadline(*msg.payload)
+        elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, _StopDeadline):
+            self._stop_deadline(msg.payload)
         elif isinstance(msg, StopSite):
             self._stop_site(msg, sender)
         elif isinstance(msg, NodeStopped):
@@ -576,7 +587,9 @@ class RootSupervisor(Actor):  # type: ignore[misc]
 
     # -- orderly stop ----------------------------------------------------------------------------
     def _stop_site(self, msg: StopSite, sender: Any) -> None:
-        """Stop nodes one at a time in reverse start order (OTP), each within its timeout."""
+        """Stop nodes one at a time in reverse start order (OTP), each within its timeout: a
+        node still there at its deadline (:func:`stop_deadline_s`) is killed, and the next one
+        gets its orderly stop."""
         self.stopper, self.stop_timeout_s = sender, msg.timeout_s
         self.stopped = []
         self._stop_next()
@@ -588,9 +601,35 @@ class RootSupervisor(Actor):  # type: ignore[misc]
             slot.state = "stopping"
             log.info("stopping node %s (pid %s)", slot.spec.name, slot.pid)
             self.send(slot.address, StopNode(timeout_s=self.stop_timeout_s))
+            self.wakeupAfter(
+                timedelta(seconds=stop_deadline_s(self.stop_timeout_s)),
+                payload=_StopDeadline(name=slot.spec.name, launch=slot.launches),
+            )
         elif self.stopper is not None:
             self.send(self.stopper, SiteStopped(stopped=tuple(self.stopped)))
             self.stopper = None
+
+    def _stop_deadline(self, deadline: _StopDeadline) -> None:
+        """A node that has not answered its stop by now (its loop blocked, its process frozen, or
+        its StopNode taken before it had a loop) is killed: the root waited for it until the
+        launcher's whole wait ran out, and the nodes after it got no orderly stop. Its exit
+        report then moves the stop on (:meth:`_exited`)."""
+        slot = self._by_name(deadline.name)
+        if slot is None or slot.launches != deadline.launch or slot.state != "stopping":
+            return
+        reason = f"did not stop within {stop_deadline_s(self.stop_timeout_s):g} s"
+        log.error("node %s (pid %s) %s: killing it", slot.spec.name, slot.pid, reason)
+        slot.pending_failure = reason
+        if slot.pid is not None:
+            try:
+                os.kill(slot.pid, signal.SIGKILL)  # SIGKILL ends a SIGSTOPped process too
+                return
+            except ProcessLookupError:
+                pass  # gone already: Thespian's exit report is on its way
+        # No process to kill (it never said its pid): end the actor and move on now.
+        slot.state, slot.pid = "stopped", None
+        self.send(slot.address, ActorExitRequest())
+        self._stop_next()
 
     def _node_stopped(self, msg: NodeStopped) -> None:
         slot = self._by_name(msg.name)

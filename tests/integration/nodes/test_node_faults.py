@@ -60,6 +60,44 @@ def test_a_node_killed_while_the_site_stops_moves_the_stop_on(tmp_path: Path) ->
         site.cleanup()
 
 
+STOP_GRACE_S = 2  # supervisors.nodes.STOP_GRACE_S: a node's deadline is shutdown_timeout_s + this
+
+
+def test_a_node_that_never_answers_its_stop_is_killed_at_its_deadline(tmp_path: Path) -> None:
+    """'other' (stopped first) is frozen: alive, but it cannot answer its stop. The root had no
+    deadline of its own for a node's stop: it waited for a NodeStopped that never came until
+    the launcher's whole wait ran out (2 x 3 + 5 s), said the orderly stop did not complete,
+    and 'probe' never got its orderly stop from the root. Now the root kills 'other' once its
+    stop deadline (shutdown_timeout_s plus a grace) has passed, logs it as an ERROR naming it,
+    and goes on to stop 'probe' in order: exit 0 well within the launcher's wait."""
+    shutdown_s = 3
+    site = ProbeSite(tmp_path, log_level="INFO", extra=f"shutdown_timeout_s = {shutdown_s}")
+    site.start()
+    try:
+        assert site.proc is not None
+        pids = [p.pid for p in site.processes()]
+        other = int(site.node("other")["pid"])
+        os.kill(other, signal.SIGSTOP)
+        started = time.monotonic()
+        site.proc.send_signal(signal.SIGTERM)
+        code = site.proc.wait(timeout_s(30))
+        took_s = time.monotonic() - started
+        log = site.log_text()
+        assert code == 0, log
+        assert "orderly stop did not complete in time" not in log, log
+        assert re.search(
+            rf"ERROR supervisors.nodes: node other \(pid {other}\) did not stop within "
+            rf"{shutdown_s + STOP_GRACE_S} s: killing it",
+            log,
+        ), log
+        assert "node probe stopped in" in log, "probe got its orderly stop"
+        launcher_wait_s = shutdown_s * 2 + 5
+        assert took_s < shutdown_s + STOP_GRACE_S + 3 < launcher_wait_s, f"took {took_s:.1f} s"
+        assert wait_gone(pids) == []
+    finally:
+        site.cleanup()
+
+
 START_TIMEOUT_S = 2
 
 
