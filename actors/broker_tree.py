@@ -67,6 +67,15 @@ def build_broker(ctx: NodeContext) -> SupervisorSpec:
     )
 
 
+def starts_later(ctx: NodeContext, path: str) -> bool:
+    """A charge point not in the site file gets its ChargePoint and CloudLink when it connects
+    (``[listener] auto_register``, with a cloud: actors.listener): mail for them waits for it.
+    Without auto-registration no actor starts under charge_points or cloud after the start."""
+    if not ctx.config.listener.auto_register or ctx.config.cloud is None:
+        return False
+    return path.startswith((f"{ctx.name}/charge_points/", f"{ctx.name}/cloud/"))
+
+
 def edge_endpoint_spec(broker: BrokerContext, identity: str, node: str) -> ChildSpec:
     # Under charge_points on the front: actors.shards.edge_endpoint_path (the energy node asks it).
     # Whose audit trail to sync: every node of the site (they share the storage directory), the

@@ -18,19 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from drivers.store import codec
-from drivers.store.env import Store, open_store, peek_value
+from drivers.store.env import SEP, Op, Store, open_store, peek_value
 from supervisors import affinity, priority
 from supervisors.gc_policy import gc_maintenance
 from supervisors.loop_lag import LoopLag, monitor
 from supervisors.messages import ChildReport, ExitReason
 from supervisors.node_links import NodeLinks
 from supervisors.system import ActorSystem
-from supervisors.trees import NODE_KINDS, NodeContext
+from supervisors.trees import NODE_KINDS, NodeContext, NodeKind
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_KEY = b"status/snapshot"
 SNAPSHOT_INTERVAL_S = 30.0  # the stale fallback's age; 500 charge points: ~30 ms of work, in steps
+ORPHANS_PER_COMMIT = 1000  # messages moved to the dead letters per commit at start
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +90,7 @@ class NodeRuntime:
         self.started_utc = datetime.now(UTC).isoformat(timespec="milliseconds")
         self.system.on_restart = self._record_restart
         await self.system.start(spec)
+        await self._dead_letter_orphans(ctx, node_kind)
         if self.history.restarts:
             self._record_restart(
                 self.name,
@@ -104,6 +106,45 @@ class NodeRuntime:
             self.kind,
             os.getpid(),
             self.store.epoch,
+        )
+
+    async def _dead_letter_orphans(self, ctx: NodeContext, node_kind: NodeKind) -> None:
+        """Durable mail for an actor this node no longer has (a charge point removed from the
+        site file, or served by another broker node since ``broker_shards`` changed) would stay
+        in the mailbox table for ever: no actor at that path reads it. It goes to the dead
+        letters, its reason naming the path, so nothing acknowledged disappears without a trace.
+        Paths where an actor may start later (``NodeKind.starts_later``) keep theirs."""
+        system, store = self.system, self.store
+        assert system is not None
+        assert store is not None
+        later = node_kind.starts_later
+        kept: set[str] = set()
+        orphans: dict[str, list[tuple[bytes, bytes]]] = {}
+        for key, value in store.scan("mailbox"):
+            path = key[: -len(SEP) - 8].decode("utf-8", "replace")
+            if path in system.cells or path in kept:
+                continue
+            if later is not None and later(ctx, path):
+                kept.add(path)
+                continue
+            orphans.setdefault(path, []).append((key, value))
+        if not orphans:
+            return
+        ops: list[Op] = []
+        for path, items in orphans.items():
+            reason = f"no actor at {path} in node {self.name} at its start: not configured any more"
+            for key, value in items:
+                ops.append(("del", "mailbox", key))  # moved in the same commit
+                ops.append(system.dead_letter_op(path, value[1:], reason))
+                system.count_dead_letter(path)
+        for i in range(0, len(ops), 2 * ORPHANS_PER_COMMIT):
+            await store.submit(ops[i : i + 2 * ORPHANS_PER_COMMIT])
+        log.warning(
+            "node %s: %d durable messages for actors it no longer has moved to the dead letters "
+            "(%s)",
+            self.name,
+            sum(len(items) for items in orphans.values()),
+            ", ".join(f"{path} {len(items)}" for path, items in sorted(orphans.items())),
         )
 
     @property

@@ -29,6 +29,11 @@ class NodeKind:
     # The same summary in steps (a generator that yields between pieces and returns the dict),
     # for a node whose summary is long enough to stall its event loop; None: ``summary`` whole.
     summary_steps: Callable[[ActorSystem], Generator[None, None, dict[str, Any]]] | None = None
+    # Whether an actor may start at ``path`` after the node's start (a charge point
+    # auto-registered when it connects): its durable mail is kept for it. Mail for any other
+    # path the started tree does not have goes to the dead letters (node_runtime). None: no
+    # actor starts later.
+    starts_later: Callable[[NodeContext, str], bool] | None = None
 
 
 def store_writer_spec() -> ChildSpec:
@@ -54,6 +59,12 @@ def _broker_summary_steps(system: ActorSystem) -> Generator[None, None, dict[str
     return broker_summary_steps(system)
 
 
+def _broker_starts_later(ctx: NodeContext, path: str) -> bool:
+    from actors.broker_tree import starts_later
+
+    return starts_later(ctx, path)
+
+
 def _build_energy(ctx: NodeContext) -> SupervisorSpec:
     # Imported when used: actors.energy_tree imports this module.
     from actors.energy_tree import build_energy
@@ -69,7 +80,10 @@ def _energy_summary(system: ActorSystem) -> dict[str, Any]:
 
 NODE_KINDS: dict[str, NodeKind] = {
     "broker": NodeKind(
-        build=_broker_build, summary=_broker_summary, summary_steps=_broker_summary_steps
+        build=_broker_build,
+        summary=_broker_summary,
+        summary_steps=_broker_summary_steps,
+        starts_later=_broker_starts_later,
     ),
     "energy": NodeKind(build=_build_energy, summary=_energy_summary),
 }

@@ -130,14 +130,23 @@ def probe_kind(port: int) -> NodeKind:
     def build(ctx: NodeContext) -> SupervisorSpec:
         hang = hang_file(Path(ctx.config.storage_dir), ctx.name)
         slow = slow_file(Path(ctx.config.storage_dir), ctx.name)
+        # One more ledger per configured charge point, as the broker has one actor each.
+        cps = tuple(
+            ChildSpec(id=cp.id, start=lambda c: Ledger(c)) for cp in ctx.config.charge_points
+        )
         return SupervisorSpec(
             strategy="rest_for_one",
             children=(
                 store_writer_spec(),
                 ChildSpec(id="ledger", start=lambda c: Ledger(c, hang, slow)),
+                ChildSpec(id="cps", start=SupervisorSpec(children=cps)),
                 ChildSpec(id="ingest", start=lambda c: Ingest(c, port)),
             ),
         )
+
+    def starts_later(ctx: NodeContext, path: str) -> bool:
+        # Stands for the broker's auto-registered charge points: actors started when they connect.
+        return path.startswith(f"{ctx.name}/later/")
 
     def summary(system: ActorSystem) -> dict[str, Any]:
         ledger = system.actor(f"{system.name}/ledger")
@@ -146,4 +155,4 @@ def probe_kind(port: int) -> NodeKind:
             "beats": getattr(ledger, "beats", None),
         }
 
-    return NodeKind(build=build, summary=summary)
+    return NodeKind(build=build, summary=summary, starts_later=starts_later)

@@ -28,6 +28,7 @@ def write_config(
     extra: str = "",
     max_restarts: int = 100,
     log_level: str = "WARNING",
+    tables: str = "",
 ) -> Path:
     cfg = tmp_path / "site.toml"
     cfg.write_text(
@@ -42,6 +43,7 @@ log_level = "{log_level}"
 node_max_restarts = {max_restarts}
 cpu_affinity = "auto"
 {extra}
+{tables}
 """
     )
     return cfg
@@ -58,6 +60,7 @@ class ProbeSite:
     realtime_nodes: str = ""  # probe_site.py --realtime=
     max_restarts: int = 100  # [runtime] node_max_restarts
     log_level: str = "WARNING"  # [runtime] log_level (the root's and the nodes' logs)
+    tables: str = ""  # more tables after [runtime] ([[charge_points]]: probe.probe_kind)
 
     @property
     def control_socket(self) -> Path:
@@ -69,6 +72,7 @@ class ProbeSite:
             extra=self.extra,
             max_restarts=self.max_restarts,
             log_level=self.log_level,
+            tables=self.tables,
         )
         args = [
             sys.executable,

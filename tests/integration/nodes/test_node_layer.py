@@ -22,12 +22,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import psutil
 import pytest
 
-from drivers.store.env import Store, mailbox_prefix
+from drivers.store.codec import decode, encode
+from drivers.store.env import Store, mailbox_key, mailbox_prefix
 from tests.helpers import timeout_s, wait_for_sync
-from tests.integration.nodes.probe import LEDGER_TABLE
+from tests.integration.nodes.probe import LEDGER_TABLE, Record
 from tests.integration.nodes.site import REPO, ProbeSite, wait_gone
 
 pytestmark = [pytest.mark.nodes, pytest.mark.slow]
@@ -396,3 +398,64 @@ def test_crash_safety_counted_over_random_kill_9s(site: ProbeSite) -> None:
     assert figures["unexpected"] == 0, figures
     assert figures["applied_twice"] == 0, figures
     assert figures["pending"] == 0, "an orderly stop after settling leaves nothing unconsumed"
+
+
+def _charge_points(*ids: str) -> str:
+    return "".join(f'\n[[charge_points]]\nid = "{cp_id}"\n' for cp_id in ids)
+
+
+def test_mail_for_a_charge_point_configured_away_goes_to_the_dead_letters(tmp_path: Path) -> None:
+    """The probe node has one ledger per configured charge point (probe/cps/<id>), as the broker
+    has a ChargePoint and a CloudLink. The site stops with durable mail still in the mailbox
+    (committed, not yet consumed: a kill -9 or a stop at the wrong moment) for CP-1 and CP-2, and
+    for probe/later/X, where an actor would start later (as an auto-registered charge point's do
+    when it connects). Restarted with CP-2 removed from the site file, CP-2's mail stayed in the
+    mailbox table for ever: no actor at that path would ever read it, and nothing said so. It now
+    goes to the dead letters at the node's start, with a reason naming the path, one WARNING with
+    the count per path; CP-1's is consumed, and probe/later/X's is kept for its actor."""
+    site = ProbeSite(tmp_path, tables=_charge_points("CP-1", "CP-2"))
+    site.start()
+    assert site.terminate() == 0, site.log_text()
+    site.cleanup()
+    left = {"probe/cps/CP-1": [11], "probe/cps/CP-2": [21, 22], "probe/later/X": [31]}
+    store = Store(tmp_path / "var" / "probe")
+    try:
+        store.write_now(
+            [
+                (
+                    "put",
+                    "mailbox",
+                    mailbox_key(path, store.next_id()),
+                    b"\x00" + encode(Record(msg_id=i)),
+                )
+                for path, ids in left.items()
+                for i in ids
+            ]
+        )
+    finally:
+        store.close()
+
+    site = ProbeSite(tmp_path, log_level="INFO", tables=_charge_points("CP-1"))
+    site.start()
+    try:
+        assert site.node("probe")["dead_letters"] == 2
+        assert site.terminate() == 0, site.log_text()
+        log = site.log_text()
+    finally:
+        site.cleanup()
+    store = Store(tmp_path / "var" / "probe", readonly=True)
+    try:
+        consumed = {int.from_bytes(k, "big") for k, _ in store.scan(LEDGER_TABLE)}
+        pending = {p: store.count("mailbox", mailbox_prefix(p)) for p in left}
+        dead = [orjson.loads(v) for _, v in store.scan("dead")]
+    finally:
+        store.close()
+    assert consumed == {11}, "CP-1's mail reached its ledger"
+    assert pending == {"probe/cps/CP-1": 0, "probe/cps/CP-2": 0, "probe/later/X": 1}
+    assert sorted(d["path"] for d in dead) == ["probe/cps/CP-2", "probe/cps/CP-2"]
+    assert all("probe/cps/CP-2" in d["reason"] for d in dead), dead
+    assert sorted(decode(d["message"].encode()).msg_id for d in dead) == [21, 22]
+    warnings = re.findall(r"WARNING supervisors.node_runtime: node probe: .*dead letters.*", log)
+    assert len(warnings) == 1, log
+    assert "probe/cps/CP-2 2" in warnings[0], warnings
+    assert "later" not in warnings[0], warnings
