@@ -1,8 +1,9 @@
 """A change of ``[runtime] broker_shards`` on a site that has run: checked before the nodes start.
 
 Each broker node keeps its charge points' state in its own store: the messages queued for the
-cloud (table ``outbox``) and each ChargePoint's state (its running transactions, with the ids they
-go by). A charge point that the new count maps to another node starts there without them, so a
+cloud (table ``outbox``), the durable mail its ChargePoint and CloudLink had not handled yet (a
+kill -9: a transaction message on its way into the outbox), and each ChargePoint's state (its
+running transactions, with the ids they go by). A charge point that the new count maps to another node starts there without them, so a
 queued transaction message would never reach the cloud and a running transaction would lose its
 ids: the runtime refuses to start while any charge point that moves has such state, and names
 them. Run with the previous count until they are delivered and finished (``run.py status``:
@@ -30,6 +31,7 @@ from drivers.store import codec
 from drivers.store.audit_log import reading
 from drivers.store.env import SEP, Op, Store
 
+MAILBOX = "mailbox"  # the actors' durable mail (supervisors/cell.py)
 STATE = "state"  # the actors' persisted state (supervisors/cell.py), and a ChargePoint's key
 
 
@@ -98,6 +100,17 @@ def _pending(store: Store, node: str) -> Iterator[tuple[str, str]]:
         queued[cp_id] = queued.get(cp_id, 0) + 1
     for cp_id, n in queued.items():
         yield cp_id, f"{n} message{'s' if n != 1 else ''} queued for the cloud"
+    # Durable mail not yet handled (a kill -9): a transaction message handed to the CloudLink
+    # and not in its outbox yet, a verdict for the ChargePoint. Its actors start on the new node
+    # without it, and this node moves it to the dead letters at its start (node_runtime).
+    mail: dict[str, int] = {}
+    for actors in ("charge_points", "cloud"):
+        actors_prefix = f"{node}/{actors}/".encode()
+        for key, _ in _scan(store, MAILBOX, actors_prefix):
+            cp_id = key[len(actors_prefix) : -len(SEP) - 8].decode("utf-8", "replace")
+            mail[cp_id] = mail.get(cp_id, 0) + 1
+    for cp_id, n in mail.items():
+        yield cp_id, f"{n} message{'s' if n != 1 else ''} in its actors' durable mailboxes"
     prefix = f"{node}/charge_points/".encode()
     for key, raw in _scan(store, STATE, prefix):
         path, _, name = key.partition(SEP)

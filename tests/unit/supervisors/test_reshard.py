@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from actors.credentials import TABLE, StoredKey
+from actors.messages import EnqueueCall
 from actors.shards import broker_node, shard_of
 from drivers.store import codec
-from drivers.store.env import Store
-from supervisors.reshard import move_keys
+from drivers.store.codec import encode
+from drivers.store.env import Store, mailbox_key
+from supervisors.reshard import move_keys, pending_moves, refusal
 
 # Ids that two nodes split: one served by "broker", the other by "broker-1".
 FRONTS = [c for c in (f"CP{n}" for n in range(1, 40)) if shard_of(c, 2) == 0]
@@ -94,3 +96,42 @@ def test_three_nodes(tmp_path: Path) -> None:
     for cp in cps:
         assert keys(tmp_path, broker_node(shard_of(cp, 3)))[cp] == f"key-of-{cp}-0123456789"
     assert sum(len(keys(tmp_path, broker_node(k))) for k in range(3)) == len(cps)
+
+
+def test_mail_still_in_a_moving_charge_points_mailboxes_refuses_the_new_count(
+    tmp_path: Path,
+) -> None:
+    """A transaction message the ChargePoint handed durably to its CloudLink (EnqueueCall,
+    committed before the charge point got its answer) that the CloudLink had not taken into
+    its outbox yet when the site stopped (a kill -9) is in the CloudLink's durable mailbox, not
+    in the outbox. The refusal looked at the outbox and the state only: the new count started,
+    the charge point's actors started on its new node without it, and its old node moved it
+    to the dead letters at its start (node_runtime), so the cloud never got it. Like a message
+    in the outbox, it refuses the count, naming the charge point; mail of a charge point that
+    stays does not."""
+    moving, staying = SECONDS[0], FRONTS[0]
+    enqueued = EnqueueCall(
+        message_id="m1",
+        action="StopTransaction",
+        text='[2,"m1","StopTransaction",{}]',
+        received_utc="2026-11-30T10:00:00.000Z",
+    )
+    store = Store(tmp_path / "broker")
+    try:
+        store.write_now(
+            [
+                ("put", "mailbox", mailbox_key(path, store.next_id()), b"\x00" + encode(enqueued))
+                for path in (f"broker/cloud/{moving}", f"broker/cloud/{staying}")
+            ]
+        )
+    finally:
+        store.close()
+
+    assert pending_moves(tmp_path, 1) == {}
+    assert pending_moves(tmp_path, 2) == {
+        moving: ["1 message in its actors' durable mailboxes in broker"]
+    }
+    said = refusal(tmp_path, 2)
+    assert said is not None
+    assert f"{moving}:" in said
+    assert f"{staying}:" not in said
