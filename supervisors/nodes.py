@@ -392,6 +392,12 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         slot = self._by_name(msg.name)
         if slot is None:
             return
+        if slot.state in ("stopping", "stopped"):
+            # Asked to stop while it started (the site stops as it restarts): it stays so, and
+            # its NodeStopped (or exit, or stop deadline, for which its pid) moves the stop on.
+            # Marked running, its NodeStopped was ignored and the stop hung.
+            slot.pid = msg.pid
+            return
         slot.pid, slot.state, slot.up_since_utc = msg.pid, "running", _utc_now()
         delivered = len(slot.held)
         if slot.held:

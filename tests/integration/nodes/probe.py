@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +51,28 @@ def hang_file(storage_dir: Path, node: str) -> Path:
 def slow_file(storage_dir: Path, node: str) -> Path:
     """While this file exists, the node's start goes on (it ends once the file is gone)."""
     return storage_dir / f"{node}.slow_start"
+
+
+def block_file(storage_dir: Path, node: str) -> Path:
+    """While this file exists when the node's tree is up, the node's event loop is blocked (a
+    handler stuck in a synchronous call) from its next step on, before the node reports up;
+    ``blocking_file`` says it is."""
+    return storage_dir / f"{node}.block_loop"
+
+
+def blocking_file(storage_dir: Path, node: str) -> Path:
+    return storage_dir / f"{node}.loop_blocked"
+
+
+BLOCK_AT_MOST_S = 60.0  # a test that never removes the file must not leave a process stuck
+
+
+def _block_loop(block: Path, blocking: Path) -> None:
+    blocking.touch()
+    given_up = time.monotonic() + BLOCK_AT_MOST_S
+    while block.exists() and time.monotonic() < given_up:
+        time.sleep(0.05)  # the fault itself: the loop does nothing else meanwhile
+    blocking.unlink(missing_ok=True)
 
 
 class Ledger(Actor):
@@ -92,13 +115,19 @@ class Ledger(Actor):
 
 
 class Ingest(Actor):
-    def __init__(self, ctx: ActorContext, port: int) -> None:
+    def __init__(
+        self, ctx: ActorContext, port: int, block: tuple[Path, Path] | None = None
+    ) -> None:
         super().__init__(ctx)
         self.port = port
+        self.block = block
         self.server: asyncio.Server | None = None
 
     async def started(self) -> None:
         self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        if self.block is not None and self.block[0].exists():
+            # The last child: the tree is up; the loop blocks at its next step.
+            asyncio.get_running_loop().call_soon(_block_loop, *self.block)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ledger = self.ctx.system.lookup(self.path.rsplit("/", 1)[0] + "/ledger")
@@ -130,6 +159,8 @@ def probe_kind(port: int) -> NodeKind:
     def build(ctx: NodeContext) -> SupervisorSpec:
         hang = hang_file(Path(ctx.config.storage_dir), ctx.name)
         slow = slow_file(Path(ctx.config.storage_dir), ctx.name)
+        storage = Path(ctx.config.storage_dir)
+        block = (block_file(storage, ctx.name), blocking_file(storage, ctx.name))
         # One more ledger per configured charge point, as the broker has one actor each.
         cps = tuple(
             ChildSpec(id=cp.id, start=lambda c: Ledger(c)) for cp in ctx.config.charge_points
@@ -140,7 +171,7 @@ def probe_kind(port: int) -> NodeKind:
                 store_writer_spec(),
                 ChildSpec(id="ledger", start=lambda c: Ledger(c, hang, slow)),
                 ChildSpec(id="cps", start=SupervisorSpec(children=cps)),
-                ChildSpec(id="ingest", start=lambda c: Ingest(c, port)),
+                ChildSpec(id="ingest", start=lambda c: Ingest(c, port, block)),
             ),
         )
 

@@ -19,7 +19,13 @@ import pytest
 
 from drivers.store.env import Store
 from tests.helpers import timeout_s, wait_for_sync
-from tests.integration.nodes.probe import LEDGER_TABLE, hang_file, slow_file
+from tests.integration.nodes.probe import (
+    LEDGER_TABLE,
+    block_file,
+    blocking_file,
+    hang_file,
+    slow_file,
+)
 from tests.integration.nodes.site import ProbeSite, wait_gone
 
 pytestmark = [pytest.mark.nodes, pytest.mark.slow]
@@ -95,6 +101,46 @@ def test_a_node_that_never_answers_its_stop_is_killed_at_its_deadline(tmp_path: 
         assert took_s < shutdown_s + STOP_GRACE_S + 3 < launcher_wait_s, f"took {took_s:.1f} s"
         assert wait_gone(pids) == []
     finally:
+        site.cleanup()
+
+
+def test_a_node_that_comes_up_while_it_is_asked_to_stop_still_moves_the_stop_on(
+    tmp_path: Path,
+) -> None:
+    """'other' (stopped first) is restarting when the site is asked to stop: its tree is up but
+    its loop is blocked before it reports up, and the root asks it to stop. It then reports up
+    (NodeUp) and, its tree stopped, stopped (NodeStopped). The root took the NodeUp as it came
+    and marked it running: its NodeStopped was then ignored (not 'stopping'), its stop deadline
+    did nothing (not 'stopping'), and the stop waited for the launcher's whole wait, 'probe'
+    given no orderly stop by the root. Now a node asked to stop stays stopping when it reports
+    up, and its NodeStopped moves the stop on."""
+    shutdown_s = 3
+    site = ProbeSite(tmp_path, log_level="INFO", extra=f"shutdown_timeout_s = {shutdown_s}")
+    site.start()
+    block = block_file(tmp_path / "var", "other")
+    blocking = blocking_file(tmp_path / "var", "other")
+    try:
+        assert site.proc is not None
+        block.touch()
+        site.kill_node("other")
+        wait_for_sync(blocking.exists, timeout=30, what="other's restart blocked, tree up")
+        started = time.monotonic()
+        site.proc.send_signal(signal.SIGTERM)
+        wait_for_sync(
+            lambda: re.search(r"stopping node other \(pid \d+\)", site.log_text()) is not None,
+            timeout=10,
+            what="the root to ask node other to stop",
+        )
+        block.unlink()
+        code = site.proc.wait(timeout_s(60))
+        took_s = time.monotonic() - started
+        log = site.log_text()
+        assert code == 0, log
+        assert "orderly stop did not complete in time" not in log, log
+        assert "node other stopped in" in log, log
+        assert took_s < shutdown_s + 2 + 3, f"the stop took {took_s:.1f} s: {log}"
+    finally:
+        block.unlink(missing_ok=True)
         site.cleanup()
 
 
