@@ -110,8 +110,9 @@ class NodeRuntime:
 
     async def _dead_letter_orphans(self, ctx: NodeContext, node_kind: NodeKind) -> None:
         """Durable mail for an actor this node no longer has (a charge point removed from the
-        site file, or served by another broker node since ``broker_shards`` changed) would stay
-        in the mailbox table for ever: no actor at that path reads it. It goes to the dead
+        site file) would stay in the mailbox table for ever: no actor at that path reads it (a
+        charge point that a new ``broker_shards`` moves with mail still here is refused before
+        the nodes start: supervisors/reshard.py). It goes to the dead
         letters, its reason naming the path, so nothing acknowledged disappears without a trace.
         Paths where an actor may start later (``NodeKind.starts_later``) keep theirs."""
         system, store = self.system, self.store
