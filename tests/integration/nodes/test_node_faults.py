@@ -124,6 +124,7 @@ def test_a_node_that_comes_up_while_it_is_asked_to_stop_still_moves_the_stop_on(
         block.touch()
         site.kill_node("other")
         wait_for_sync(blocking.exists, timeout=30, what="other's restart blocked, tree up")
+        assert site.node("other")["state"] == "restarting", "blocked before it reported up"
         started = time.monotonic()
         site.proc.send_signal(signal.SIGTERM)
         wait_for_sync(
