@@ -461,21 +461,28 @@ class ChargePoint(LimitsAndCaps):
             elif call.action == "BootNotification":
                 self.state.registration = answer.payload.get("status")
                 self.dirty = True
-            elif call.action == "Authorize":
-                info = answer.payload.get("idTagInfo") or answer.payload.get("idTokenInfo")
-                if isinstance(info, dict):
-                    self.ctx.system.send(
-                        f"{self.broker.node}/authorizer",
-                        CloudAuthorized(
-                            charge_point_id=self.cp_id,
-                            id_token=_id_token(call.payload),
-                            id_tag_info=info,
-                        ),
-                    )
+            self._learn(call, answer.payload)
         await self._send(text)
         await self._answered_call(call)
         if isinstance(answer, CallResult):
             await self._started_by(call, answer.payload)
+
+    def _learn(self, call: Call, answer: dict[str, Any]) -> None:
+        """The cloud's verdict on an id in its answer, into the node's authorization cache:
+        an Authorize's, and a start's, a stop's or a TransactionEvent's with an id (OCPP 1.6
+        3.5.1: every IdTagInfo the Central System returns). Only the Authorize answers were
+        learned: a tag the cloud answered Invalid at a StartTransaction (revoked since its last
+        Authorize) was still Accepted offline from the cache, and a charge point that starts
+        without an Authorize (local pre-authorization) taught the cache nothing."""
+        if call.action not in _ANSWERS_WITH_ID_INFO:
+            return
+        info = answer.get("idTagInfo") or answer.get("idTokenInfo")
+        token = _id_token(call.payload)
+        if isinstance(info, dict) and token:
+            self.ctx.system.send(
+                f"{self.broker.node}/authorizer",
+                CloudAuthorized(charge_point_id=self.cp_id, id_token=token, id_tag_info=info),
+            )
 
     async def _answer_locally(self, pending: Pending, reason: str) -> None:
         call = pending.call
@@ -626,6 +633,12 @@ class ChargePoint(LimitsAndCaps):
         await self._send(call_result_text(call.message_id, answer))
         await self._answered_call(call)
         await self._transaction_started(int(call.payload.get("connectorId", 0)), str(edge_id))
+
+
+# Calls whose answer carries the cloud's verdict on the id they name (idTagInfo / idTokenInfo).
+_ANSWERS_WITH_ID_INFO = frozenset(
+    {"Authorize", "StartTransaction", "StopTransaction", "TransactionEvent"}
+)
 
 
 def _transaction_of(call: Call) -> str | None:
