@@ -15,6 +15,7 @@ from tests.helpers import wait_for
 from tests.integration.broker.edge import cloud_and_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.test_clear_cache import BOOT, authorize, cache_entries
+from tests.integration.broker.test_retried_transaction_messages import STARTED
 from tests.integration.sim.conftest import GOOD_TAG
 
 START = {"connectorId": 1, "idTag": GOOD_TAG, "meterStart": 0, "timestamp": "2025-01-06T12:00:00Z"}
@@ -51,5 +52,24 @@ async def test_a_tag_started_without_an_authorize_is_known_offline(tmp_path: Pat
             await cloud.stop()
             await wait_for(lambda: not edge.cloud("CP1")["online"], what="the cloud gone")
             assert await authorize(cp, "ocpp1.6") == "Accepted"
+        finally:
+            await cp.close()
+
+
+async def test_a_201_token_started_without_an_authorize_is_known_offline(tmp_path: Path) -> None:
+    """2.0.1: the idTokenInfo the cloud answers to a TransactionEvent that carries the id."""
+    async with cloud_and_edge(tmp_path) as (cloud, edge):
+        cp = await RawChargePoint("CP1", version="ocpp2.0.1").connect(edge.url)
+        try:
+            await cp.call("BootNotification", BOOT["ocpp2.0.1"])
+            started = await cp.call(
+                "TransactionEvent",
+                {**STARTED, "idToken": {"idToken": GOOD_TAG, "type": "ISO14443"}},
+            )
+            assert started[2]["idTokenInfo"]["status"] == "Accepted", started
+            await wait_for(lambda: cache_entries(edge) == 1, what="the event's token cached")
+            await cloud.stop()
+            await wait_for(lambda: not edge.cloud("CP1")["online"], what="the cloud gone")
+            assert await authorize(cp, "ocpp2.0.1") == "Accepted"
         finally:
             await cp.close()
