@@ -478,6 +478,11 @@ class ChargePoint(LimitsAndCaps):
             return
         info = answer.get("idTagInfo") or answer.get("idTokenInfo")
         token = _id_token(call.payload)
+        concurrent = isinstance(info, dict) and info.get("status") == "ConcurrentTx"
+        if concurrent and call.action != "Authorize":
+            # Of that transaction, not of the id: cached, the driver's tag was refused offline
+            # after the other transaction had ended.
+            return
         if isinstance(info, dict) and token:
             self.ctx.system.send(
                 f"{self.broker.node}/authorizer",

@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.helpers import wait_for
-from tests.integration.broker.edge import cloud_and_edge
+from tests.integration.broker.edge import cloud_and_edge, start_edge
 from tests.integration.broker.raw_cp import RawChargePoint
 from tests.integration.broker.test_clear_cache import BOOT, authorize, cache_entries
+from tests.integration.broker.test_retried_start import HeldCloud
 from tests.integration.broker.test_retried_transaction_messages import STARTED
 from tests.integration.sim.conftest import GOOD_TAG
 
@@ -73,3 +74,28 @@ async def test_a_201_token_started_without_an_authorize_is_known_offline(tmp_pat
             assert await authorize(cp, "ocpp2.0.1") == "Accepted"
         finally:
             await cp.close()
+
+
+async def test_a_start_answered_concurrent_tx_leaves_the_cached_verdict(tmp_path: Path) -> None:
+    """ConcurrentTx at a start is about that transaction (the tag charges elsewhere), not about
+    the tag: cached, the driver was refused offline once the other transaction had ended."""
+    cloud = HeldCloud(held=())
+    cloud.answers["Authorize"] = {"idTagInfo": {"status": "Accepted"}}
+    cloud.status = "ConcurrentTx"
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url)
+    try:
+        cp = await RawChargePoint("CP1").connect(edge.url)
+        await cp.call("BootNotification", BOOT["ocpp1.6"])
+        await wait_for(lambda: edge.cloud("CP1")["online"], what="the cloud session")
+        assert await authorize(cp, "ocpp1.6") == "Accepted"
+        await wait_for(lambda: cache_entries(edge) == 1, what="the tag cached")
+        started = await cp.call("StartTransaction", START)
+        assert started[2]["idTagInfo"]["status"] == "ConcurrentTx", started
+        await cloud.stop()
+        await wait_for(lambda: not edge.cloud("CP1")["online"], what="the cloud gone")
+        assert await authorize(cp, "ocpp1.6") == "Accepted"
+        await cp.close()
+    finally:
+        await edge.stop()
+        await cloud.stop()
