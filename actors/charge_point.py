@@ -574,8 +574,8 @@ class ChargePoint(LimitsAndCaps):
                 msg.message_id,
             )
             return
-        self._pending_for(msg.message_id, take=True)
         call = pending.call
+        del self.pending[call.message_id]
         version = self.version
         verdict = IdTokenVerdict(
             status=msg.status

@@ -135,8 +135,10 @@ class ChargePointBase(Actor):
         copy's place, and gets its answer, the cloud's or the edge's, whichever comes first.
         Queued again, the cloud got the message twice (two StartTransactions: two transactions,
         the first never stopped; two StopTransactions for one)."""
+        if key is None:  # not a transaction message: nothing to scan for (every frame comes here)
+            return False
         first = next((p for p in self.pending.values() if p.retry_key == key), None)
-        if key is None or first is None:
+        if first is None:
             return False
         del self.pending[first.call.message_id]
         self.pending[call.message_id] = Pending(
