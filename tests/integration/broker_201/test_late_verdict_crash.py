@@ -12,7 +12,9 @@ those messages on its way: what its sender committed is on disk, the message in 
 1.6 likewise: the replayed StartTransaction's answer (test at the end).
 
 Fault injection: the message never reaches its receiver in the dying node's life (``hold``),
-then the node is restarted on its LMDB. Every actor is the project's own, every socket real.
+then the node is stopped (an orderly stop: with the message held, what is on disk is what a kill -9
+would leave; a kill from outside cannot hit a window of microseconds) and restarted on its LMDB.
+Every actor is the project's own, every socket real.
 """
 
 from __future__ import annotations
