@@ -375,15 +375,23 @@ class RootSupervisor(Actor):  # type: ignore[misc]
             return
         assert self.site is not None
         reason = f"did not start within {self.site.policy.start_timeout_s:g} s"
-        log.error("node %s (pid %s) %s: ending it", name, slot.pid, reason)
+        if not self._kill(slot, reason, "ending it"):
+            self.send(slot.address, ActorExitRequest())
+
+    def _kill(self, slot: _Slot, reason: str, action: str = "killing it") -> bool:
+        """A node past its deadline (its loop may be blocked, its process frozen: no orderly
+        way): SIGKILL by its pid, logged as an ERROR with ``reason``, which its exit report then
+        names as its failure. False: no process to kill (it never said its pid, or it is gone
+        already: Thespian's exit report is on its way)."""
+        log.error("node %s (pid %s) %s: %s", slot.spec.name, slot.pid, reason, action)
         slot.pending_failure = reason
-        if slot.pid is not None:
-            try:
-                os.kill(slot.pid, signal.SIGKILL)  # its loop may be blocked: no orderly way
-                return
-            except ProcessLookupError:
-                pass  # gone already: Thespian's exit report is on its way
-        self.send(slot.address, ActorExitRequest())
+        if slot.pid is None:
+            return False
+        try:
+            os.kill(slot.pid, signal.SIGKILL)  # SIGKILL ends a SIGSTOPped process too
+        except ProcessLookupError:
+            return False
+        return True
 
     def _by_name(self, name: str) -> _Slot | None:
         return next((s for s in self.slots if s.spec.name == name), None)
@@ -623,15 +631,8 @@ class RootSupervisor(Actor):  # type: ignore[misc]
         slot = self._by_name(deadline.name)
         if slot is None or slot.launches != deadline.launch or slot.state != "stopping":
             return
-        reason = f"did not stop within {stop_deadline_s(self.stop_timeout_s):g} s"
-        log.error("node %s (pid %s) %s: killing it", slot.spec.name, slot.pid, reason)
-        slot.pending_failure = reason
-        if slot.pid is not None:
-            try:
-                os.kill(slot.pid, signal.SIGKILL)  # SIGKILL ends a SIGSTOPped process too
-                return
-            except ProcessLookupError:
-                pass  # gone already: Thespian's exit report is on its way
+        if self._kill(slot, f"did not stop within {stop_deadline_s(self.stop_timeout_s):g} s"):
+            return
         # No process to kill (it never said its pid): end the actor and move on now.
         slot.state, slot.pid = "stopped", None
         self.send(slot.address, ActorExitRequest())
