@@ -29,6 +29,7 @@ class RawChargePoint:
         self.ids = itertools.count(1)
         self.waiting: dict[str, asyncio.Future[list[Any]]] = {}
         self.received_calls: list[list[Any]] = []
+        self.received_texts: list[str] = []  # each CALL's frame as it came on the wire
         self.other_frames: asyncio.Queue[str] = asyncio.Queue()
         self.answers: dict[str, Answer] = {}
         self.reader: asyncio.Task[None] | None = None
@@ -66,6 +67,7 @@ class RawChargePoint:
                         continue
                 if isinstance(frame, list) and frame and frame[0] == 2:
                     self.received_calls.append(frame)
+                    self.received_texts.append(str(text))
                     answer = self.answers.get(frame[2])
                     if answer is not None:
                         payload = answer(frame[3]) if callable(answer) else answer
