@@ -58,7 +58,8 @@ class DownstreamCalls(ChargePointBase):
         await self._pump_down()
 
     async def _pump_down(self) -> None:
-        if self.link is None:
+        link = self.link
+        if link is None:
             return
         call = self.down.next()
         if call is None:
@@ -70,7 +71,9 @@ class DownstreamCalls(ChargePointBase):
         if call.replace_key and self.profile_triggers:
             trigger = self.profile_triggers.pop(call.replace_key, 0)
             if trigger:
-                self.broker.profile_writes.written(trigger)
+                # Stamped when the frame reaches the socket: held to the end of the loop's
+                # turn (drivers/ocpp/connection.py), it is not written yet.
+                link.conn.when_written(self.broker.profile_writes.written, trigger)
 
     async def _down_answered(self, frame: CallResult | CallError) -> None:
         call = self.down.complete(frame.message_id)

@@ -135,9 +135,10 @@ class ProfileRouter(Actor):
                 sent_ns=msg.sent_monotonic_ns,
                 step_ns=msg.step_monotonic_ns,
             )
-            # The charge point actors write their frames in the loop's next turn: no garbage
-            # collection until they have (gc_policy.collections_deferred).
-            with collections_deferred(asyncio.get_running_loop()):
+            # The charge point actors make their frames in the loop's next turn, written in the
+            # turn after (drivers/ocpp/connection.py): no garbage collection until they are
+            # (gc_policy.collections_deferred).
+            with collections_deferred(asyncio.get_running_loop(), turns=2):
                 for limit in msg.limits:
                     self.ctx.system.send(
                         self.broker.cp_path(limit.charge_point_id),

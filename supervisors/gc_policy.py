@@ -50,9 +50,12 @@ async def gc_maintenance(
 
 
 @contextlib.contextmanager
-def collections_deferred(loop: asyncio.AbstractEventLoop | None = None) -> Iterator[None]:
+def collections_deferred(
+    loop: asyncio.AbstractEventLoop | None = None, *, turns: int = 1
+) -> Iterator[None]:
     """No automatic collection inside the block (which must not await); with ``loop``, nor
-    until that loop has run the callbacks queued by the end of the block. A collection that came
+    until that loop has run the callbacks queued by the end of the block, and those these queue
+    in turn, ``turns`` deep. A collection that came
     due runs at the first allocation after. For latency-critical stretches that allocate a lot:
 
     - the allocator's step until its lowering batch is handed over: a young-generation
@@ -60,7 +63,8 @@ def collections_deferred(loop: asyncio.AbstractEventLoop | None = None) -> Itera
       site at its pace, counted with gc.callbacks: 17 collections inside those stretches in 340
       steps);
     - the broker's fan-out of a profile batch: the router wakes 500 charge point actors, each
-      writes its frame in the loop's next turn (``loop``: until they have).
+      makes its frame in the loop's next turn and the frames are written in the turn after
+      (drivers/ocpp/connection.py holds them to the end of a turn: ``turns=2``).
     """
     if not gc.isenabled():
         yield
@@ -72,4 +76,11 @@ def collections_deferred(loop: asyncio.AbstractEventLoop | None = None) -> Itera
         if loop is None or loop.is_closed():
             gc.enable()
         else:
-            loop.call_soon(gc.enable)
+            loop.call_soon(_enable_after, loop, turns - 1)
+
+
+def _enable_after(loop: asyncio.AbstractEventLoop, turns: int) -> None:
+    if turns <= 0 or loop.is_closed():
+        gc.enable()
+    else:
+        loop.call_soon(_enable_after, loop, turns - 1)

@@ -176,3 +176,29 @@ async def test_the_cloud_side_sends_masked_frames(compression: str | None) -> No
         await wait_for(lambda: len(got) == len(frames) or conn.closed, what="every frame")
         assert got == frames
         await conn.close(1000, "done")
+
+
+async def test_a_frame_held_to_the_end_of_the_turn_goes_before_a_close(
+    listen: Listen, echo: Echo
+) -> None:
+    """A plain frame is written at the end of the loop's turn (drivers/ocpp/connection.py:
+    _Held), not when send returns; a close right after it still comes after it on the wire, and
+    what waits for the write (when_written) runs once it is written."""
+    listener = await listen()
+    async with open_client(url(listener), "ocpp1.6") as ws:
+        await wait_for(lambda: len(echo.connections) == 1, what="the connection")
+        (server,) = echo.connections
+        written: list[int] = []
+        await server.send(frame(1))
+        server.when_written(written.append, 1)
+        assert written == [], "held to the end of the turn"
+        await asyncio.sleep(0)
+        assert written == [1]
+        assert await asyncio.wait_for(ws.recv(), timeout_s(5)) == frame(1)
+        await server.send(frame(2))
+        server.when_written(written.append, 2)
+        await server.close(4000, "after the frame")
+        assert written == [1, 2]
+        assert await asyncio.wait_for(ws.recv(), timeout_s(5)) == frame(2)
+        await asyncio.wait_for(ws.wait_closed(), timeout_s(5))
+        assert ws.close_code == 4000
