@@ -203,10 +203,11 @@ class Cell:
         transaction, and only then are their asks answered. A busy actor thus costs one commit per
         batch, not per message; a failure anywhere in a batch applies none of it."""
         mailbox = self.mailbox
+        loop = asyncio.get_running_loop()
         while not self._shutdown and not actor._stop_requested:
             env = mailbox.pop()
             if env is None:
-                await mailbox.wait()
+                await mailbox.waiter(loop)
                 continue
             handled = 0
             while env is not None:
@@ -235,7 +236,11 @@ class Cell:
                 if handled >= MAX_BATCH or self._shutdown or actor._stop_requested:
                     break
                 env = mailbox.pop()
-            await self._flush()
+            if self._ops or self._after or self._sends or self._replies:
+                await self._flush()
+            else:  # nothing to commit (a batch that only sent frames, say): no coroutine
+                batch, self._batch = self._batch, []
+                self._answer(batch)
 
     def _settle_pending(self, staged: int) -> None:
         """What the message just handled sends once committed: at once if it staged nothing
@@ -280,6 +285,10 @@ class Cell:
         elif self._ops or self._after or self._sends or self._replies:
             await self._commit(None)
         # else: nothing to commit (a batch that only sent frames, say): no await at all
+        self._answer(batch)
+
+    def _answer(self, batch: list[tuple[Envelope, Any]]) -> None:
+        """After the batch's commit: answer its asks (a refusal as the asker's exception)."""
         for env, result in batch:
             reply = env.reply
             if isinstance(result, Refused):
