@@ -13,6 +13,7 @@ Exceptions (the upstream client's connect errors are in :mod:`drivers.ocpp.upstr
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import weakref
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from websockets.protocol import Side, State
 from drivers.ocpp.codes import OcppVersion
 
 ABNORMAL_CLOSURE = 1006
+log = logging.getLogger(__name__)
 
 
 class LinkError(Exception):
@@ -88,7 +90,10 @@ class _Held:
     def flush(self) -> None:
         conns, self.conns = self.conns, []
         for conn in conns:
-            conn._write_held()
+            try:
+                conn._write_held()
+            except Exception:  # one socket's failure must not hold the others' frames back
+                log.exception("writing a held frame to %r failed", conn)
 
 
 _HELD: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Held] = weakref.WeakKeyDictionary()
