@@ -75,3 +75,21 @@ async def test_with_a_loop_on_again_once_the_queued_callbacks_ran() -> None:
     await asyncio.sleep(0)
     assert seen == [False]
     assert gc.isenabled()
+
+
+async def test_two_turns_deep_on_again_once_the_callbacks_they_queued_ran() -> None:
+    """The broker's fan-out: the woken actors make their frames, which are written in the turn
+    after theirs (drivers/ocpp/connection.py)."""
+    loop = asyncio.get_running_loop()
+    seen: list[bool] = []
+
+    def woken() -> None:
+        seen.append(gc.isenabled())
+        loop.call_soon(lambda: seen.append(gc.isenabled()))  # its frame written
+
+    with collections_deferred(loop, turns=2):
+        loop.call_soon(woken)
+    for _ in range(4):
+        await asyncio.sleep(0)
+    assert seen == [False, False]
+    assert gc.isenabled()
