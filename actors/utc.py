@@ -19,7 +19,10 @@ def parse_utc(text: object, *, where: str) -> datetime:
         raise ValueError(f"{where}: expected an RFC 3339 time, got {text!r}") from None
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00: past the year 9999 in UTC
+        raise ValueError(f"{where}: {text!r} is out of range in UTC") from None
 
 
 def format_utc(value: datetime) -> str:

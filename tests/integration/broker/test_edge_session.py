@@ -383,6 +383,8 @@ async def test_a_grid_limit_push_is_answered_only_as_the_energy_node_will_take_i
         for bad, why in [
             ({"limitA": 10}, "unknown key(s) limitA"),
             ({"limit_a": 10, "expires_utc": "tomorrow"}, "expires_utc"),
+            # a time beyond the year 9999 once in UTC: the check raised OverflowError
+            ({"limit_a": 10, "expires_utc": "9999-12-31T23:00:00-05:00"}, "expires_utc"),
             ({"limit_a": -10}, ">= 0"),
             ({"limit_a": 10, "node": "Site"}, "limits node 'site'"),
         ]:
