@@ -61,6 +61,7 @@ node = "site"
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import time
@@ -141,7 +142,7 @@ def per_phase(t: Table, key: str, *, required: bool = True) -> PerPhase | None:
     value = t.raw(key)
     expected = "a current >= 0 in A: a number or a list of three numbers [L1, L2, L3]"
     items = value if isinstance(value, list) else [value, value, value]
-    if len(items) != 3 or not all(_number(v) and v >= 0 for v in items):
+    if len(items) != 3 or not all(_number(v) and 0 <= v < math.inf for v in items):
         raise t.error(key, expected, value)
     return (float(items[0]), float(items[1]), float(items[2]))
 

@@ -8,6 +8,7 @@ section's dataclass) use these readers and never raise anything but :class:`Conf
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -106,6 +107,8 @@ class Table:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(name, "a number", value)
+        if not math.isfinite(value):  # TOML's inf and nan pass every range check
+            raise self.error(name, "a finite number", value)
         _check_range(self, name, value, min, max)
         return float(value)
 

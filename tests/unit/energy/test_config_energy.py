@@ -389,6 +389,44 @@ MINIMAL = '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = 63\n'
             "from 00:00 to 24:00: all day",
             id="schedule-empty-step",
         ),
+        # TOML's inf and nan: a traceback at start (exit 1, restarted by systemd) or, for a
+        # timing, a site that never leaves its fail-safe
+        pytest.param(
+            '[[grid_limits]]\nname = "fuse"\nkind = "static"\npower_w = inf\n',
+            "grid_limits[0].power_w",
+            "a finite number",
+            id="static-power-inf",
+        ),
+        pytest.param(
+            '[[grid_limits]]\nname = "fuse"\nkind = "static"\ncurrent_a = [63, inf, 63]\n',
+            "grid_limits[0].current_a",
+            "a current >= 0 in A",
+            id="static-current-inf",
+        ),
+        pytest.param(
+            MINIMAL + EMS.format(extra="").replace("current_a = 16", "power_w = nan"),
+            "grid_limits[1].fail_safe.power_w",
+            "a finite number",
+            id="fail-safe-power-nan",
+        ),
+        pytest.param(
+            MINIMAL + EMS.format(extra="stale_after_s = nan"),
+            "grid_limits[1].stale_after_s",
+            "a finite number",
+            id="ems-stale-after-nan",
+        ),
+        pytest.param(
+            MINIMAL + '[[meters]]\nname = "m"\nmodel = "sdm630"\nhost = "h"\ntimeout_s = nan\n',
+            "meters[0].timeout_s",
+            "a finite number",
+            id="meter-timeout-nan",
+        ),
+        pytest.param(
+            MINIMAL + "[allocation]\nmargin_a = nan\n",
+            "allocation.margin_a",
+            "a finite number",
+            id="margin-nan",
+        ),
     ],
 )
 def test_errors_name_file_key_and_expectation(text: str, key: str, expected: str) -> None:
