@@ -46,7 +46,7 @@ from drivers.modbus.errors import (
 )
 from drivers.modbus.reading import MeterReading
 from drivers.modbus.registers import RegisterMap, TableName
-from drivers.modbus.sunspec import SunSpecNotFound, scan
+from drivers.modbus.sunspec import SunSpecNotFound, check_length, scan
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,13 @@ RELEARN_AFTER_S = 600.0
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def last_offset(m: RegisterMap) -> int:
+    """The highest register a map reads (for SunSpec: an offset from the model's ID register)."""
+    ends = [f.address + f.count - 1 for f in m.fields]
+    ends += [f.scale_factor for f in m.fields if f.scale_factor is not None]
+    return max(ends)
 
 
 class ModbusMeter:
@@ -261,6 +268,10 @@ class ModbusMeter:
                 except SunSpecNotFound as exc:
                     raise self._error(MeterBadResponse, str(exc), None) from None
                 chosen = next(m for m in self._maps if found.model_id in m.sunspec_models)
+                try:
+                    check_length(found, last_offset(chosen))
+                except SunSpecNotFound as exc:
+                    raise self._error(MeterBadResponse, str(exc), found.address) from None
                 self._map = replace(
                     chosen.shifted(found.address),
                     name=f"{chosen.name} (model {found.model_id} at {found.address})",

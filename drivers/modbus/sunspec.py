@@ -16,6 +16,8 @@ SUNS_MARKER = (0x5375, 0x6E53)
 BASE_ADDRESSES = (40000, 0, 50000)
 END_MODEL = 0xFFFF
 MAX_MODELS = 64
+LAST_REGISTER = 65535
+ILLEGAL_ADDRESS = 2
 
 ReadHolding = Callable[[int, int], Awaitable[list[int]]]
 
@@ -47,7 +49,21 @@ async def scan(read: ReadHolding, wanted: Collection[int]) -> FoundModel:
         address = base + 2
         seen: list[int] = []
         for _ in range(MAX_MODELS):
-            model_id, length = await read(address, 2)
+            if address + 2 > LAST_REGISTER + 1:
+                raise SunSpecNotFound(
+                    f"SunSpec map at {base}: the model chain runs past register {LAST_REGISTER} "
+                    f"after models {seen} (a model length that is no length), "
+                    f"none of {sorted(wanted)}"
+                )
+            try:
+                model_id, length = await read(address, 2)
+            except MeterBadResponse as exc:
+                if exc.exception_code != ILLEGAL_ADDRESS:
+                    raise  # the device failing now: a failed read, the scan comes again
+                raise SunSpecNotFound(
+                    f"SunSpec map at {base}: no model at {address} (exception 2, and no end "
+                    f"model before it) after models {seen}, none of {sorted(wanted)}"
+                ) from None
             if model_id == END_MODEL:
                 break
             if model_id in wanted:
@@ -55,4 +71,21 @@ async def scan(read: ReadHolding, wanted: Collection[int]) -> FoundModel:
             seen.append(model_id)
             address += 2 + length
         raise SunSpecNotFound(f"SunSpec map at {base} has models {seen}, none of {sorted(wanted)}")
+
     raise SunSpecNotFound("no SunS marker (looked at " + "; ".join(looked) + ")")
+
+
+def check_length(found: FoundModel, last_offset: int) -> None:
+    """The model must hold the map's registers (offsets from its ID register, up to
+    ``last_offset``): past its length lie the next model or the end marker, which would be read
+    as values and scale factors."""
+    if found.length + 1 < last_offset:
+        raise SunSpecNotFound(
+            f"SunSpec model {found.model_id} at {found.address} has {found.length} registers; "
+            f"the map reads up to offset {last_offset} ({last_offset - 1} registers at least)"
+        )
+    if found.address + 1 + found.length > LAST_REGISTER:
+        raise SunSpecNotFound(
+            f"SunSpec model {found.model_id} at {found.address} with {found.length} registers "
+            f"runs past register {LAST_REGISTER}"
+        )

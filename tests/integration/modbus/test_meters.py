@@ -156,6 +156,50 @@ async def test_sunspec_marker_missing_is_a_bad_response() -> None:
         await meter.close()
 
 
+async def test_sunspec_model_shorter_than_the_map_is_refused() -> None:
+    """A model 203 whose length register says 20 (the standard says 105): the map's scale
+    factors and energies lie past its end, in the next model or the end marker (W_SF read the
+    end marker's 0xFFFF as 10^-1): the read fails naming the model, not a reading made of them."""
+    regs = sunspec_registers(203, 105, TRUTH)
+    regs[40071] = 20
+    regs[40070 + 22], regs[40070 + 23] = 0xFFFF, 0  # the end marker right after its 20 registers
+    async with MeterServer({"holding": regs}) as server:
+        meter = meter_for(server, load_model("sunspec"))
+        try:
+            with pytest.raises(MeterBadResponse, match=r"model 203 at 40070 has 20 registers"):
+                await meter.read()
+        finally:
+            await meter.close()
+
+
+async def test_sunspec_chain_running_past_the_last_register_is_a_bad_response() -> None:
+    """A length register holding garbage (0xFFF0) sends the walk past register 65535: pymodbus
+    raised ValueError, out of the driver (the meter actor crashed at every read, restarted with
+    backoff, with no failed read reported)."""
+    regs = {40000: SUNS[0], 40001: SUNS[1], 40002: 1, 40003: 0xFFF0}
+    async with MeterServer({"holding": regs}) as server:
+        meter = meter_for(server, load_model("sunspec"))
+        try:
+            with pytest.raises(MeterBadResponse, match=r"past register 65535 after models \[1\]"):
+                await meter.read()
+        finally:
+            await meter.close()
+
+
+async def test_sunspec_chain_without_its_end_marker_names_the_models_found() -> None:
+    """The chain stops without the 0xFFFF end model (the device refuses the next header): the
+    error says what the scan found, as a chain without a meter model does."""
+    regs = {40000: SUNS[0], 40001: SUNS[1], 40002: 1, 40003: 4, 40004: 0, 40007: 0}
+    async with MeterServer({"holding": regs}) as server:
+        server.refuse[("holding", 40008)] = ExcCodes.ILLEGAL_ADDRESS
+        meter = meter_for(server, load_model("sunspec"))
+        try:
+            with pytest.raises(MeterBadResponse, match=r"no model at 40008.*models \[1\]"):
+                await meter.read()
+        finally:
+            await meter.close()
+
+
 async def test_abb_all_ff_is_undefined_and_optional_export_is_none() -> None:
     (abb,) = load_model("abb_b23")
     regs = registers_for(abb, TRUTH)
