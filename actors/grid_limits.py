@@ -103,7 +103,8 @@ class RegisterSource:
 
 
 # An EMS register beyond these holds no limit (all ones of a uint16 read as 65535 A, a
-# mis-scaled value): the source's fail-safe applies, as while the EMS is silent.
+# mis-scaled value), nor does one below 0: the source's fail-safe applies, as while the EMS is
+# silent.
 EMS_LIMIT_MAX = {"a": 10_000.0, "w": 1e8}
 
 
@@ -141,12 +142,13 @@ def register_limit(source: RegisterSource, state: RegisterState, *, now_s: float
         return _fail_safe(source, f"heartbeat last changed {age}")
     scaled = state.value * source.scale
     bound = EMS_LIMIT_MAX[source.unit]
+    unit = "A" if source.unit == "a" else "W"
     if not scaled <= bound:  # (NaN too)
-        unit = "A" if source.unit == "a" else "W"
         return _fail_safe(
             source, f"EMS register value {scaled:g} {unit} is no limit (beyond {bound:g} {unit})"
         )
-    scaled = max(0.0, scaled)
+    if scaled < 0:  # e.g. -1 or 0x8000 in an int16: "no limit", or a sign mistake; not 0 A
+        return _fail_safe(source, f"EMS register value {scaled:g} {unit} is no limit (below 0)")
     value = (
         LimitValue(current_a=(scaled, scaled, scaled))
         if source.unit == "a"

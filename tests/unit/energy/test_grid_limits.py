@@ -70,10 +70,12 @@ def test_register_heartbeat_staleness(
     assert limit.value == (A16 if stale else LimitValue(current_a=(40.0, 40.0, 40.0)))
 
 
-@pytest.mark.parametrize("raw", [65535.0, 1e9, math.inf, math.nan])
+@pytest.mark.parametrize("raw", [65535.0, 1e9, math.inf, math.nan, -1.0, -32768.0])
 def test_a_register_value_no_limit_could_be_is_the_fail_safe(raw: float) -> None:
     """All ones of a uint16 (65535 A), a mis-scaled or infinite value: no limit (infinity read
-    as one had made the site's limit vanish while the source looked alive)."""
+    as one had made the site's limit vanish while the source looked alive). A negative value
+    (an int16 EMS writing -1 for "no limit", 0x8000) is none either: it read as 0 A, every car
+    on the node paused while the source showed live."""
     state = register_update(RegisterState(), value=raw, heartbeat=1, now_s=0.0)
     limit = register_limit(EMS, state, now_s=1.0)
     assert limit.stale
