@@ -52,7 +52,7 @@ from config.energy_limits import (
     ScheduleLimitConfig,
     StaticLimitConfig,
 )
-from drivers.contact import ContactReadError, read_contact
+from drivers.contact import ContactReader, ContactReadError
 from drivers.modbus import MeterError, ModbusMeter
 from supervisors.actor import Actor, ActorContext
 
@@ -237,13 +237,14 @@ class ContactLimitActor(_LimitActor):
         super().__init__(ctx, name=s.name, node=s.node, fallback=s.fail_safe, **kw)
         self.config = config
         self.state = ContactState()
+        self.reader = ContactReader(Path(config.path), timeout_s=1.0)
 
     async def evaluate(self, *, poll: bool) -> None:
         if poll:
             text: str | None = None
             read_error = ""
             try:
-                text = await read_contact(Path(self.config.path), timeout_s=1.0)
+                text = await self.reader.read()
             except ContactReadError as exc:
                 read_error = str(exc)
             before = self.state.error

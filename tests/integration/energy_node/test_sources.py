@@ -4,7 +4,11 @@ allocator: what they tell, when they go stale, and what they log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import sys
+import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -253,6 +257,70 @@ async def test_a_contact_files_every_new_error_is_logged_with_its_reason(
     await wait_for(lambda: logged("reads again"), what="the recovery")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3, warnings
+
+
+def threads_reading_a_contact() -> int:
+    """Threads inside the contact driver's blocking read right now."""
+    return sum(
+        any(f.f_code.co_name == "read_contact_now" for f, _ in traceback.walk_stack(frame))
+        for frame in sys._current_frames().values()
+    )
+
+
+@pytest.fixture
+async def fifo(tmp_path: Path) -> AsyncIterator[Path]:
+    """A FIFO no writer opens: reading it blocks in open(). Requested before ``system``, it
+    is torn down after the actors stopped: a writer then opens it, so every blocked open()
+    returns (a thread left in it would hold the interpreter's exit)."""
+    path = tmp_path / "dim"
+    os.mkfifo(path)
+    yield path
+    for _ in range(500):
+        if not threads_reading_a_contact():
+            break
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        await asyncio.sleep(0.01)
+
+
+async def test_a_contact_file_that_never_answers_holds_one_thread(
+    fifo: Path, system: ActorSystem
+) -> None:
+    """A contact path whose open() never returns (a FIFO no writer opened, a file on a hung
+    mount): the fail-safe applies, and the reads wait on one thread. Each poll started another
+    read in the event loop's default executor and left it stuck there, one a second, until the
+    executor (6 threads on 2 cores) was full: then the node's other users of it queued behind
+    them (a meter's host name lookup at every reconnect, the store writer's stop), and a
+    process exit waited for them for ever."""
+    table = {
+        "name": "14a",
+        "kind": "contact",
+        "path": str(fifo),
+        "dimmed": {"power_w": 4200},
+        "fail_safe": {"power_w": 3000},
+        "poll_interval_s": 0.05,
+        "stale_after_s": 0.5,
+    }
+    config = limit_from_table(Table(table, source="<test>"))
+    got: list[object] = []
+    factory = limit_actor_factory(config, allocator_path="energy/allocator", heartbeat_s=30.0)
+    await start(system, got, ChildSpec(id="contact", start=factory))
+
+    def fail_safe() -> bool:
+        r = last_limit(got)
+        return r is not None and r.limit is not None and r.limit.stale
+
+    await wait_for(fail_safe, what="the fail-safe of a contact that never answers")
+    # Something that must not happen needs a window: three more reads time out in it.
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 3.5
+    await wait_for(
+        lambda: loop.time() >= until or threads_reading_a_contact() > 1,
+        timeout=10,
+        what="three read timeouts",
+    )
+    assert threads_reading_a_contact() == 1
+    assert fail_safe()
 
 
 async def test_an_ems_no_value_pattern_is_no_limit(system: ActorSystem) -> None:
