@@ -37,6 +37,7 @@ _PER_REQUEST_NOISE = (
     "Failed to connect",  # connect refused: our MeterConnectionError says it
     "Not connected, trying to connect",
     "Cancel send, because not connected",
+    "ERROR: request ask for id=",  # an answer from another unit id: our MeterBadResponse says it
 )
 
 

@@ -126,6 +126,7 @@ class ModbusMeter:
         self._learning_since: float | None = None  # the plan's first lesson (RELEARN_AFTER_S)
         self._warned: set[str] = set()  # fields whose drop was logged as a warning
         self._requests = 0
+        self._answered_as: int | None = None  # the unit id of the last data received
 
     @property
     def register_map(self) -> RegisterMap | None:
@@ -298,6 +299,7 @@ class ModbusMeter:
             retries=0,
             reconnect_delay=0,  # no background reconnect loop: the actor owns retrying
             name=f"meter {self.name}",
+            trace_packet=self._traced,
         )
         started = self._monotonic()
         try:
@@ -315,8 +317,20 @@ class ModbusMeter:
         self._client = client
         return client
 
+    def _traced(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus's packet hook: the unit id of what came in (an answer pymodbus skips as
+        another device's would otherwise read as no answer). Modbus/TCP only: the MBAP header
+        places it; RTU bytes on a noisy line may begin anywhere."""
+        if not sending and self.framer == "tcp" and len(data) > 6:
+            self._answered_as = data[6]
+        return data
+
+    def _forget_answer(self) -> None:
+        self._answered_as = None
+
     async def _read(self, table: TableName, address: int, count: int) -> list[int]:
         client = await self._connected()
+        self._forget_answer()
         try:
             # pymodbus has its own timeout; this guard also bounds what it does not cover.
             async with asyncio.timeout(self.timeout_s + 0.25):
@@ -330,6 +344,15 @@ class ModbusMeter:
                     )
         except (TimeoutError, ModbusIOException):
             self._drop()
+            other = self._answered_as
+            if other is not None and other != self.unit_id and self.unit_id != 0:
+                # pymodbus skipped the answer as another device's
+                raise self._error(
+                    MeterBadResponse,
+                    f"answers as unit {other}, not unit {self.unit_id}: check unit_id "
+                    "(the meter's Modbus address, or the gateway's)",
+                    address,
+                ) from None
             raise self._error(
                 MeterTimeout, f"no answer within {self.timeout_s:g} s ({table})", address
             ) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -10,6 +12,7 @@ import pytest
 from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 
+from actors.meter import PYMODBUS_LOGGER, quiet_pymodbus
 from drivers.modbus import (
     MeterBadResponse,
     MeterConnectionError,
@@ -21,7 +24,7 @@ from drivers.modbus import (
 )
 from drivers.modbus.registers import RegisterMap
 from drivers.ports import free_tcp_port
-from tests.helpers import timeout_s
+from tests.helpers import timeout_s, wait_for
 from tests.integration.modbus.meter_server import MeterServer, encode, registers_for
 
 TRUTH = {
@@ -198,6 +201,57 @@ async def test_sunspec_chain_without_its_end_marker_names_the_models_found() -> 
                 await meter.read()
         finally:
             await meter.close()
+
+
+async def answering_as_unit(unit_id: int, open_: set[object]) -> tuple[asyncio.Server, int]:
+    """A Modbus/TCP peer that answers every read with zeros under ``unit_id`` whatever unit
+    was asked for (a gateway or meter set to another address than the site file says).
+    ``open_`` holds its connections until each is closed."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        open_.add(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                request = await reader.readexactly(12)
+                tid, function, count = request[0:2], request[7], int.from_bytes(request[10:12])
+                body = bytes([function, 2 * count]) + bytes(2 * count)
+                header = tid + b"\x00\x00" + (len(body) + 1).to_bytes(2, "big")
+                writer.write(header + bytes([unit_id]) + body)
+                await writer.drain()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+        open_.discard(writer)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_an_answer_from_another_unit_id_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The meter answers, as unit 2, a read for unit 1: pymodbus skips the frame and the read
+    times out. It was reported as "no answer within 0.3 s" (a network fault to chase) while
+    pymodbus logged an ERROR for every read, once a second for as long as it lasted."""
+    quiet_pymodbus()
+    connections: set[object] = set()
+    server, port = await answering_as_unit(2, connections)
+    (sdm,) = load_model("sdm630")
+    meter = ModbusMeter(
+        name="grid", host="127.0.0.1", port=port, register_maps=(sdm,), timeout_s=0.3
+    )
+    try:
+        with caplog.at_level(logging.DEBUG, logger=PYMODBUS_LOGGER):
+            for _ in range(3):
+                with pytest.raises(MeterBadResponse, match="answers as unit 2, not unit 1"):
+                    await meter.read()
+    finally:
+        await meter.close()
+        server.close()
+        await server.wait_closed()
+        await wait_for(lambda: not connections, what="the peer's connections closed")
+    noise = [r.getMessage() for r in caplog.records if r.name == PYMODBUS_LOGGER]
+    assert not [m for m in noise if "got id=2" in m], noise
 
 
 async def test_abb_all_ff_is_undefined_and_optional_export_is_none() -> None:
