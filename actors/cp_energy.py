@@ -117,6 +117,11 @@ class EnergySide:
         self.version = OcppVersion.V16
         self.limits: dict[int, ConnectorLimit] = {}
         self.sent: dict[int, float] = {}
+        # connector -> the TxProfile value last handed to the queue, until its answer: what the
+        # charge point will hold once the calls before the next limit are through, so what that
+        # limit is compared with (against ``sent``, a limit back to the accepted value while an
+        # increase waited was not sent, and the increase was then taken)
+        self.asked: dict[int, float] = {}
         # the site's safe TxDefaultProfile current (BrokerContext.default_limit_a), then each
         # batch's
         self.default_limit_a = default_limit_a
@@ -204,6 +209,7 @@ class EnergySide:
         TxProfiles are not installed again)."""
         self.version = version
         self.sent.clear()
+        self.asked.clear()
         self.rejected.clear()  # what it refuses is learned again with its capabilities
         self.taught_level = None
         self.relearned.clear()
@@ -237,6 +243,7 @@ class EnergySide:
         firmware: the max profile it refused goes once more)."""
         self.max_refused.clear()
         self.sent.clear()
+        self.asked.clear()
         self.rejected.clear()
         self.relearned.clear()
         self.retrying.clear()
@@ -312,6 +319,7 @@ class EnergySide:
         would override that one, up to the car's full current. Only where the edge installed its
         station profiles (it manages this charge point's energy and knows what it takes)."""
         self.sent.pop(connector_id, None)
+        self.asked.pop(connector_id, None)
         self.rejected.pop(connector_id, None)
         self.relearned.discard(connector_id)
         self._retry_done(connector_id)
@@ -339,9 +347,11 @@ class EnergySide:
         cap_a = self.cloud_caps.get(limit.connector_id)
         if cap_a is not None and cap_a < limit.limit_a:
             limit = replace(limit, limit_a=cap_a)
-        if not force and not worth_sending(limit.limit_a, self.sent.get(limit.connector_id)):
-            return []
         c = limit.connector_id
+        last = self.asked.get(c, self.sent.get(c))
+        if not force and not worth_sending(limit.limit_a, last):
+            return []
+        self.asked[c] = limit.limit_a
         retry = c in self.retry_sent and self.retrying.get(c) == tx_id
         kind = "txr" if retry else "tx"
         tag = f"{kind}:{limit.connector_id}:{limit.limit_a}:{tx_id}"
@@ -452,6 +462,8 @@ class EnergySide:
         later: TxRetry | None = None
         if kind == "txr" and self.retrying.get(connector_id) == tx_id:
             self._retry_done(connector_id)  # the retry is answered
+        if self.asked.get(connector_id) == value:
+            del self.asked[connector_id]  # the last one asked is answered: ``sent`` tells
         if status == "Accepted":
             self.sent[connector_id] = value
             self.rejected.pop(connector_id, None)
@@ -586,6 +598,7 @@ class EnergySide:
         """The edge's profiles, each of which the charge point may no longer hold: the
         station's and each running transaction's TxProfile, at their values now."""
         self.sent.clear()
+        self.asked.clear()
         calls = self._boot_profiles(now) if self.caps_known else []
         return calls + self._running_profiles(running_tx)
 

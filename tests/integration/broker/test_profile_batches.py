@@ -239,3 +239,44 @@ async def test_a_refused_tx_profile_is_not_tried_again_once_its_transaction_stop
             assert edge.cp("CP1")["energy"]["caps"]["max_stack_level"] > 0, "nothing learned"
         finally:
             await cp.close()
+
+
+async def test_a_limit_back_to_the_accepted_one_replaces_an_increase_still_unanswered(
+    tmp_path: Path,
+) -> None:
+    """A slow charge point has 10 A; an increase to 16 A goes and, before the charge point
+    answers it, the energy node takes it back to 10 A (a meter over its limit). The latest must
+    win: the charge point ends at 10 A, not at the 16 A it accepted last."""
+    cloud = SimCloud(id_tags=[GOOD_TAG], heartbeat_interval_s=300)
+    await cloud.start()
+    edge = await start_edge(tmp_path, cloud_url=cloud.url, extra=ENERGY)
+    cp = SimChargePoint(fast_config(edge.url, "ocpp1.6"))
+
+    def idle() -> bool:
+        report = edge.cp("CP1")
+        return report["down_queue"] == 0 and report["pending_calls"] == 0
+
+    def accepted() -> object:
+        return edge.cp("CP1")["energy"]["sent_a"]
+
+    try:
+        await charge(edge, cp)
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
+        await wait_for(lambda: idle() and accepted() == {"1": 10.0}, what="10 A accepted")
+        cp.config = replace(
+            cp.config, behaviour=replace(cp.config.behaviour, profile_answer_delay_s=1.0)
+        )
+        sent_before = cp.stats.received["SetChargingProfile"]
+        edge.system.send("broker/profiles", batch(edge, 16.0, sent_ns=2_000))
+        edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=3_000))
+        await wait_for(
+            lambda: cp.stats.received["SetChargingProfile"] > sent_before and idle(),
+            timeout=8,
+            what="the broker's calls answered",
+        )
+        assert accepted() == {"1": 10.0}, "the latest limit accepted last"
+        assert cp.offered_a(1) == 10.0
+    finally:
+        await cp.stop()
+        await edge.stop()
+        await cloud.stop()

@@ -319,8 +319,9 @@ def test_a_new_transaction_gets_the_safe_default_not_a_limit_decided_before_it()
     side.connected(OcppVersion.V16)
     calls, _, _ = side.answered(caps_answer(), NOW, running_tx=lambda c: {1: "7", 2: "9"}[c])
     assert tags(calls) == ["boot:0", "boot:1", "tx:1:10.0:7", "tx:2:5.0:9"]
-    (call,) = side.limit(limit(2, 12.0, tx="9"), 6.0, "9", lambda: NOW)
-    assert call.tag == "tx:2:5.0:9"  # its own limit, under the cloud's cap
+    # Its own limit, under the cloud's cap: the 5 A on its way already (not asked twice).
+    assert side.limit(limit(2, 12.0, tx="9"), 6.0, "9", lambda: NOW) == []
+    assert side.limits[2].limit_a == 12.0
     side.limit(limit(2, 0.0, tx=None), 6.0, None, lambda: NOW)  # it ended meanwhile
     calls, _, later = side.answered(refused("tx:2:5.0:9"), NOW, running_tx=lambda c: None)
     assert (calls, later) == ([], None)
