@@ -266,8 +266,19 @@ class SiteState:
                 # (DemandCache, CountMemo: they go by identity).
                 r = old
             self.reports[key] = r
-            at_s = sampled_s(r, now_s, now_utc)
             measured = r.measured_a
+            if (
+                old is not None
+                and r.sampled_utc is not None
+                and r.sampled_utc == old.sampled_utc
+                and measured == old.measured_a
+            ):
+                # The sample seen already (reported again each second): dated again, a stamp
+                # in the future (a charge point's clock ahead) made it a new one each time,
+                # judged over for as long as the clock was ahead (flagged past the grace).
+                at_s = None
+            else:
+                at_s = sampled_s(r, now_s, now_utc)
             if measured is not None and at_s is not None:
                 history = self.measured.setdefault(key, deque(maxlen=MEASURED_KEPT))
                 if not history or at_s > history[-1][0]:

@@ -307,6 +307,38 @@ def test_small_increases_wait_decreases_go_and_full_resend_is_periodic() -> None
     assert limits_of(resent) == {"CP1/1": 32.0}, "full set again after resend_s"
 
 
+@pytest.mark.parametrize("ahead_s", [0.0, 60.0], ids=["clock right", "clock a minute ahead"])
+def test_one_sample_over_its_limit_is_judged_once_whatever_the_charge_points_clock(
+    ahead_s: float,
+) -> None:
+    """A charge point sends MeterValues once a minute; one of them catches its car above its
+    limit (it had not followed a decrease yet), the next ones within. The broker reports the
+    connector every second with its last sample: that is one sample over, briefly, not over for
+    the grace. A charge point whose clock runs ahead (one that sets it from nothing but the
+    CSMS's answers drifts) stamps its samples in the energy node's future: each report of the
+    same sample was taken as a new one until the energy node's clock caught up with its stamp,
+    so a clock ahead by more than the grace (5 s here, 30 s by default) had the car flagged as
+    ignoring its profile for one sample, and the others lowered."""
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    site.demand({"CP1": 0.0, "CP2": 0.0})
+    assert limits_of(site.step())["CP1/1"] == 6.0
+    site.at(110.0)  # long after react_s: 6 A is in force
+    over = site.report("CP1", (12.0, 12.0, 12.0))
+    over = replace(over, sampled_utc=format_utc(site.utc + timedelta(seconds=ahead_s)))
+    within = site.report("CP2", (8.0, 8.0, 8.0))
+    for t in range(110, 122):  # the same sample, reported every second
+        site.at(float(t))
+        site.reports(over, within)
+        site.meter(22.0)
+        site.step()
+    summary = site_summary(site.state, site.now_s)
+    assert summary["connectors"]["CP1/1"]["non_compliant"] is False
+    assert not [r for r in site.records if getattr(r, "inputs", {}).get("non_compliant")]
+
+
 def test_stubborn_connector_is_flagged_audited_and_others_lowered() -> None:
     site = Site()
     site.limits()
