@@ -53,6 +53,28 @@ SESSION_SAMPLE_KEYS = (
 )
 
 
+# Unit texts with a prefix, as stations send them (1.6's enum has kW and kWh; 2.0.1's unit is
+# free text): the factor to the A, W and Wh the edge counts in
+_PREFIXED = {"kW": 1e3, "kWh": 1e3, "mA": 1e-3, "kA": 1e3, "mW": 1e-3, "MW": 1e6, "MWh": 1e6}
+_MULTIPLIERS = range(-9, 10)  # 2.0.1 unitOfMeasure.multiplier: a power of ten
+
+
+def _scale(sv: Mapping[str, Any]) -> float | None:
+    """What a sampled value is multiplied by to be in A, W or Wh: its unit's prefix and 2.0.1's
+    ``unitOfMeasure.multiplier`` (a milliampere reading of 16000, multiplier -3, was taken as
+    16000 A). None: a multiplier that makes no sense."""
+    measure = sv.get("unitOfMeasure")
+    measure = measure if isinstance(measure, Mapping) else {}
+    unit = sv.get("unit") or measure.get("unit")
+    factor = _PREFIXED.get(unit, 1.0) if isinstance(unit, str) else 1.0
+    multiplier = measure.get("multiplier", 0)
+    if isinstance(multiplier, bool) or not isinstance(multiplier, int):
+        return None
+    if multiplier not in _MULTIPLIERS:
+        return None
+    return factor * 10.0**multiplier
+
+
 def read_sampled_values(meter_values: Any) -> dict[str, Any]:
     """The newest sample of each measurand/phase we use, in A, W and Wh. A value that is no
     finite number is left out and counted in ``unusable_values`` (shown in the status)."""
@@ -68,13 +90,12 @@ def read_sampled_values(meter_values: Any) -> dict[str, Any]:
             if not isinstance(sv, Mapping):
                 continue
             value = _num(sv.get("value"))
-            if value is None:
+            scale = _scale(sv)
+            if value is None or scale is None:
                 unusable += 1
                 continue
+            value *= scale
             measurand = sv.get("measurand") or "Energy.Active.Import.Register"
-            unit = sv.get("unit") or (sv.get("unitOfMeasure") or {}).get("unit")
-            if unit in ("kW", "kWh"):
-                value *= 1000.0
             phase = str(sv.get("phase") or "")[:2]
             if measurand == "Current.Import" and phase in ("L1", "L2", "L3"):
                 out[f"current_{phase}_a"] = value

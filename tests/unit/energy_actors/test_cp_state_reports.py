@@ -198,6 +198,52 @@ def test_201_meter_values_count_for_the_connector_of_their_evse() -> None:
     assert "2" not in state.meter, "kept under the EVSE's connector, not the EVSE"
 
 
+@pytest.mark.parametrize(
+    ("unit", "value", "key", "expected"),
+    [
+        pytest.param({"unit": "A", "multiplier": -3}, 16000, "current_L1_a", 16.0, id="A e-3"),
+        pytest.param({"unit": "A", "multiplier": -1}, 160, "current_L1_a", 16.0, id="A e-1"),
+        pytest.param({"unit": "mA"}, 16000, "current_L1_a", 16.0, id="mA"),
+        pytest.param({"unit": "A"}, 16, "current_L1_a", 16.0, id="A"),
+        pytest.param({"unit": "Wh", "multiplier": 3}, 12.5, "energy_wh", 12500.0, id="Wh e3"),
+        pytest.param({"unit": "kWh"}, 12.5, "energy_wh", 12500.0, id="kWh"),
+        pytest.param({"unit": "kW", "multiplier": 0}, 11, "power_w", 11000.0, id="kW"),
+        pytest.param({"unit": "W", "multiplier": 3}, 11, "power_w", 11000.0, id="W e3"),
+    ],
+)
+def test_a_201_value_is_read_in_its_unit_and_multiplier(
+    unit: dict[str, object], value: float, key: str, expected: float
+) -> None:
+    """2.0.1's unitOfMeasure has a ``multiplier``, the power of ten the value is to be
+    multiplied by (2.0.1 part 2, UnitOfMeasureType), and a free unit text. A station that
+    sends its current in milliamperes (16000 with multiplier -3, or "mA") was read as 16000 A:
+    the energy node counted the car at 16000 A (every other car paused for it) and flagged it
+    as ignoring its profile; its energy in kWh by multiplier 3 read as a thousandth of it."""
+    measurand = {
+        "current_L1_a": "Current.Import",
+        "energy_wh": "Energy.Active.Import.Register",
+        "power_w": "Power.Active.Import",
+    }[key]
+    sampled = {"measurand": measurand, "value": value, "unitOfMeasure": unit}
+    if key == "current_L1_a":
+        sampled["phase"] = "L1"
+    out = read_sampled_values([{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [sampled]}])
+    assert out[key] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("multiplier", [99, -99])
+def test_a_201_multiplier_that_makes_no_sense_leaves_the_value_out(multiplier: object) -> None:
+    sampled = {
+        "measurand": "Current.Import",
+        "phase": "L1",
+        "value": 16,
+        "unitOfMeasure": {"unit": "A", "multiplier": multiplier},
+    }
+    out = read_sampled_values([{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [sampled]}])
+    assert "current_L1_a" not in out
+    assert out["unusable_values"] == 1
+
+
 @pytest.mark.parametrize("text", ["Infinity", "NaN", "1e309", "-inf", "ten"])
 def test_a_value_that_is_no_finite_number_is_left_out_and_counted(text: str) -> None:
     """An infinite current once crash-looped the allocator (its audit record refused it); NaN
