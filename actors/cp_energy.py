@@ -133,6 +133,11 @@ class EnergySide:
         self.station: dict[str, str] = {}
         self.max_refused: set[ChargePointCapabilities] = set()
         self.resume_tx = False  # once the capabilities are known: TxProfiles of a reconnect
+        # Connectors whose transaction's TxProfile a boot took: a charge point may carry a
+        # transaction on through a reboot (no stop, no new start), and then gives it what the
+        # TxDefaultProfile says; its TxProfile goes again once it shows it running
+        # (:meth:`shown_running`), unless one went since.
+        self.booted_tx: set[int] = set()
         self.rejected: dict[int, int] = {}  # connector -> TxProfile rejections in a row
         # connectors whose TxProfile went again under a lesson learned before its refusal (once
         # until one is taken: a charge point that refuses it anyway is not asked in a loop)
@@ -217,6 +222,7 @@ class EnergySide:
         self.retry_sent.clear()
         self.boot_installed = False
         self.resume_tx = not rebooted
+        self.booted_tx = set(self.limits) if rebooted else set()
         if version is OcppVersion.V16:
             return [self._call("GetConfiguration", {"key": CAPS_KEYS_16}, "caps")]
         return [
@@ -250,7 +256,22 @@ class EnergySide:
         self.retry_sent.clear()
         self.boot_installed = False
         self.resume_tx = False
+        self.booted_tx = set(self.limits)
         return self._boot_profiles(now) if self.caps_known else []
+
+    def shown_running(self, connector_id: int, tx_id: str | None) -> list[CallChargePoint]:
+        """After a boot, the charge point shows the connector's transaction ``tx_id`` running
+        (charging or suspended in its status, its MeterValues or events naming it): it carried
+        it on through the reboot, which took its TxProfile; that goes again at its last limit
+        (a transaction the reboot ended is heard of ending first, as a rule; a TxProfile for
+        one ending meanwhile is refused and its retry dropped with it)."""
+        if connector_id not in self.booted_tx or not self.caps_known:
+            return []
+        self.booted_tx.discard(connector_id)
+        limit = self.limit_of(connector_id, tx_id)
+        if limit is None or tx_id is None:
+            return []
+        return self._tx_profile(limit, tx_id, force=True)
 
     def _boot_profiles(self, now: datetime) -> list[CallChargePoint]:
         self.boot_installed = True
@@ -320,6 +341,7 @@ class EnergySide:
         station profiles (it manages this charge point's energy and knows what it takes)."""
         self.sent.pop(connector_id, None)
         self.asked.pop(connector_id, None)
+        self.booted_tx.discard(connector_id)
         self.rejected.pop(connector_id, None)
         self.relearned.discard(connector_id)
         self._retry_done(connector_id)
@@ -352,6 +374,8 @@ class EnergySide:
         if not force and not worth_sending(limit.limit_a, last):
             return []
         self.asked[c] = limit.limit_a
+        if self.booted_tx:
+            self.booted_tx.discard(c)
         retry = c in self.retry_sent and self.retrying.get(c) == tx_id
         kind = "txr" if retry else "tx"
         tag = f"{kind}:{limit.connector_id}:{limit.limit_a}:{tx_id}"

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 PROFILED = "tx_profiled"  # a 2.0.1 transaction whose start the energy side has taken in
 LATE_STOP = "late_stop"  # the cloud's late rejection stops it (sent again on each connection)
 
+RUNNING = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})  # 1.6 statuses in a transaction
 _PROFILE_ACTIONS = frozenset(
     {
         "SetChargingProfile",
@@ -65,6 +66,11 @@ class LimitsAndCaps(CloudProfiles):
             calls = []
         for c in calls:
             await self._edge_call(c)
+        if self.energy.booted_tx and self.energy_ready:
+            shown = self._shown_running(call)
+            if shown is not None:
+                for c in self.energy.shown_running(shown, self._running_tx(shown)):
+                    await self._edge_call(c)
         if call.action in (
             "StatusNotification",
             "MeterValues",
@@ -75,6 +81,27 @@ class LimitsAndCaps(CloudProfiles):
             self._report_connectors(
                 urgent=call.action != "MeterValues" and call.action != "StatusNotification"
             )
+
+    def _shown_running(self, call: Call) -> int | None:
+        """The connector whose running transaction ``call`` shows alive, if it does: a status
+        of charging or suspended (2.0.1: Occupied) on it, MeterValues or an Updated
+        TransactionEvent naming the transaction."""
+        payload = call.payload
+        if call.action == "StatusNotification":
+            if payload.get("status") in RUNNING or payload.get("connectorStatus") == "Occupied":
+                number = payload.get("evseId", payload.get("connectorId"))
+                return number if isinstance(number, int) and number > 0 else None
+            return None
+        if call.action == "MeterValues":
+            tx_id = payload.get("transactionId")
+        elif call.action == "TransactionEvent" and payload.get("eventType") == "Updated":
+            tx_id = (payload.get("transactionInfo") or {}).get("transactionId")
+        else:
+            return None
+        tx = self.state.transactions.get(str(tx_id)) if tx_id is not None else None
+        if tx is None or tx.get("state") != "running":
+            return None
+        return connector_number(str(tx.get("connector", "")))
 
     async def _quiet_reconnect(self, msg: QuietReconnect) -> None:
         """Accepted on an earlier connection and back without a word for QUIET_RECONNECT_S. A
