@@ -247,6 +247,11 @@ class OcppConnection:
                 fn(arg)
 
     async def recv(self) -> str:
+        if self._held:
+            # Before reading: a frame read now that is not UTF-8 closes the link at once
+            # (websockets for a text frame, below for a binary one), and no frame may follow
+            # the close frame; the one held would have been dropped, though sent before it.
+            self._write_held()
         try:
             message = await self._ws.recv()
         except ConnectionClosed as exc:

@@ -202,3 +202,26 @@ async def test_a_frame_held_to_the_end_of_the_turn_goes_before_a_close(
         assert await asyncio.wait_for(ws.recv(), timeout_s(5)) == frame(2)
         await asyncio.wait_for(ws.wait_closed(), timeout_s(5))
         assert ws.close_code == 4000
+
+
+@pytest.mark.parametrize(
+    "opcode", [pytest.param(Opcode.TEXT, id="text"), pytest.param(Opcode.BINARY, id="binary")]
+)
+async def test_a_frame_held_to_the_end_of_the_turn_goes_before_the_close_for_bad_utf8(
+    listen: Listen, echo: Echo, opcode: Opcode
+) -> None:
+    """A charge point's frame, then one that is not UTF-8, read in one turn: the echo of the
+    first is held to the end of the turn when reading the second closes the link (1007: ours
+    for a binary frame, websockets' for a text one); it goes before the close, as before a
+    close through OcppConnection.close."""
+    listener = await listen()
+    async with open_client(url(listener), "ocpp1.6") as ws:
+        await wait_for(lambda: len(echo.connections) == 1, what="the connection")
+        # Both written in this step, so the listener reads them in one turn (loopback).
+        await ws.send(frame(1))
+        ws.protocol.send_frame(Frame(opcode, b"\xff\xfe"))
+        ws.send_data()
+        assert await asyncio.wait_for(ws.recv(), timeout_s(5)) == frame(1)
+        await asyncio.wait_for(ws.wait_closed(), timeout_s(5))
+    assert ws.close_code == 1007
+    assert echo.frames == [frame(1)]
