@@ -77,15 +77,16 @@ class _Held:
     frames the same. A frame waits for the rest of its turn at most (the next turn runs this
     callback before the I/O callbacks its poll found)."""
 
-    __slots__ = ("conns", "loop")
+    # Not the loop itself: _HELD's value would keep its key, every loop that ever held a frame,
+    # alive (and all it references) after it is closed. hold() runs in the loop (send).
+    __slots__ = ("conns",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self) -> None:
         self.conns: list[OcppConnection] = []
 
     def hold(self, conn: OcppConnection) -> None:
         if not self.conns:
-            self.loop.call_soon(self.flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         self.conns.append(conn)
 
     def flush(self) -> None:
@@ -103,7 +104,7 @@ _HELD: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Held] = weakref.Wea
 def _held_for(loop: asyncio.AbstractEventLoop) -> _Held:
     held = _HELD.get(loop)
     if held is None:
-        held = _HELD[loop] = _Held(loop)
+        held = _HELD[loop] = _Held()
     return held
 
 

@@ -6,8 +6,10 @@ that negotiated permessage-deflate)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import socket
+import weakref
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -15,7 +17,7 @@ from websockets.frames import Frame, Opcode
 
 from drivers.ocpp.codes import OcppVersion
 from drivers.ocpp.connection import LinkClosed, text_frame_header
-from drivers.ocpp.server import tls_server_context
+from drivers.ocpp.server import ListenerOptions, OcppListener, tls_server_context
 from drivers.ocpp.upstream import basic_authorization, connect_upstream
 from tests.helpers import timeout_s, wait_for
 from tests.integration.ocpp_drivers.conftest import (
@@ -23,6 +25,7 @@ from tests.integration.ocpp_drivers.conftest import (
     Echo,
     Listen,
     TlsFiles,
+    lookup,
     open_client,
     url,
 )
@@ -225,3 +228,24 @@ async def test_a_frame_held_to_the_end_of_the_turn_goes_before_the_close_for_bad
         await asyncio.wait_for(ws.wait_closed(), timeout_s(5))
     assert ws.close_code == 1007
     assert echo.frames == [frame(1)]
+
+
+def test_an_event_loop_that_held_frames_is_freed_once_closed() -> None:
+    """The frames held per event loop (drivers/ocpp/connection.py: _Held) do not keep a closed
+    loop alive, with what it references."""
+
+    async def exchange() -> weakref.ref[asyncio.AbstractEventLoop]:
+        echo = Echo()
+        listener = OcppListener(echo, lookup, ListenerOptions())
+        await listener.start()
+        try:
+            async with open_client(url(listener), "ocpp1.6") as ws:
+                await ws.send(frame(1))  # echoed through a held frame
+                assert await asyncio.wait_for(ws.recv(), timeout_s(5)) == frame(1)
+        finally:
+            await listener.stop()
+        return weakref.ref(asyncio.get_running_loop())
+
+    loop = asyncio.run(exchange())
+    gc.collect()
+    assert loop() is None
