@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import gc
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from actors.site_allocator import AllocatorSettings
 from actors.site_state import SiteState
 from actors.utc import format_utc
 from bench.energy_site import Levels, car_ids, energy_toml
+from bench.yardstick import QUICK_ROUNDS, REFERENCE_MS, ROUNDS, workload_ms
 from config.schema import SiteConfig, parse_site
 from drivers.store.env import open_store
 from supervisors.gc_policy import FREEZE_EVERY_S, YOUNG_THRESHOLD
@@ -226,53 +226,6 @@ def step_figures(n: int, rounds: int) -> None:
                 f"step, {n} connectors, {name}: p50 {statistics.median(values):.2f} ms, "
                 f"p99 {pct(values, 0.99):.2f} ms, max {max(values):.2f} ms ({len(values)} steps)"
             )
-
-
-# The host's speed for this code, so that figures from different hosts and hours compare: the
-# step that lowers every limit of 500 connectors, until its batch is handed over, p50 (the figure
-# "every limit lowered" above). The README's figures up to 2026-11-29 came from a host where it
-# was 10.6 ms (bench/allocator.py, 200 rounds); on 2026-11-29 evening another took 31.4 ms for
-# the same code, and every figure of bench/energy.py and bench/fanout.py was about 3x (the
-# broker's CPU for the same 500 frames 47 against 16 ms): the target's margin is the host's.
-YARDSTICK_REFERENCE_MS = 10.6
-YARDSTICK_CONNECTORS = 500
-# 9 lowering steps, about 2.5 s; the reference is of 200 rounds (bench/allocator.py's default),
-# within this host's noise of 40: 31.4 ms against 20-33 ms in three --yardstick runs.
-YARDSTICK_ROUNDS = 40
-YARDSTICK_QUICK_ROUNDS = 24  # --quick runs: 5 lowering steps, about 1.5 s
-
-
-def yardstick_ms(rounds: int = YARDSTICK_ROUNDS) -> float:
-    """This host's :data:`YARDSTICK_REFERENCE_MS` figure, now (in a process of its own: the
-    step runs under the nodes' GC policy, which this sets)."""
-    _, _, handed = step_times(YARDSTICK_CONNECTORS, rounds)
-    return statistics.median(handed)
-
-
-def yardstick_line(measured_ms: list[float]) -> str:
-    """The last lines' words for the yardstick measured before (and after) a run."""
-    slower = statistics.fmean(measured_ms) / YARDSTICK_REFERENCE_MS
-    when = " ms before the run, ".join(f"{ms:.1f}" for ms in measured_ms)
-    return (
-        f"host yardstick (bench/allocator.py --yardstick: the allocator's step lowering "
-        f"{YARDSTICK_CONNECTORS} limits, in a process of its own, p50): {when} ms "
-        f"{'after' if len(measured_ms) > 1 else 'before the run'}; {YARDSTICK_REFERENCE_MS:g} ms "
-        f"on the host of the README's figures: this host took {slower:.1f}x its time"
-    )
-
-
-def measure_yardstick(quick: bool = False) -> float:
-    """:func:`yardstick_ms` in a child process (nothing else of the caller's runs meanwhile);
-    ``quick``: fewer rounds (a --quick run stays under 30 s)."""
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--yardstick"]
-        + (["--quick"] if quick else []),
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return float(out.stdout.split()[-1])
 
 
 def between_batches_figure(n: int, rounds: int) -> None:
@@ -465,11 +418,12 @@ def main() -> None:
     parser.add_argument(
         "--yardstick",
         action="store_true",
-        help=f"print only the host's yardstick (ms; {YARDSTICK_REFERENCE_MS:g} on the reference host)",
+        help=f"print only the host's yardstick (bench/yardstick.py; ms, {REFERENCE_MS:g} on the "
+        "reference host)",
     )
     args = parser.parse_args()
     if args.yardstick:
-        print(f"{yardstick_ms(YARDSTICK_QUICK_ROUNDS if args.quick else YARDSTICK_ROUNDS):.2f}")
+        print(f"{workload_ms(QUICK_ROUNDS if args.quick else ROUNDS):.2f}")
         return
     if args.quick:
         args.connectors, args.rounds, args.events = 100, 60, 8

@@ -66,7 +66,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil
 
 from actors.broker_context import merge_batch_reports
-from bench.allocator import measure_yardstick, yardstick_line
 from bench.broker import ids, run_workers, split
 from bench.broker_edge import CloudProcess, EdgeProcess
 from bench.broker_load import LoadResult
@@ -92,6 +91,7 @@ from bench.energy_site import (
     energy_toml,
 )
 from bench.peers import STEP_ASIDE_ENV
+from bench.yardstick import measure_yardstick, yardstick_line
 from config.schema import CPU_AFFINITY
 
 DWELL_S = 0.1
