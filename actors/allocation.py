@@ -104,13 +104,17 @@ def _undrawn_reason(drawn: float, offered: float, cap: float) -> str:
     )
 
 
-def _cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, float | None]:
+def _cap(
+    d: ConnectorDemand, cfg: AllocationConfig, min_a: float | None = None
+) -> tuple[float, float | None]:
     """:func:`effective_cap`'s figure alone (the allocation explains only the caps that bind),
-    with the draw that set it (None: the connector maximum)."""
+    with the draw that set it (None: the connector maximum). ``min_a``: :func:`min_current`,
+    if the caller has it."""
     cap = d.max_current_a
     if d.settled and d.offered_a > 0:
         drawn = max([d.measured_a[p] for p in cp_phases(d)])
-        undrawn_cap = max(min_current(d, cfg), drawn + cfg.draw_slack_a)
+        own_min = min_current(d, cfg) if min_a is None else min_a
+        undrawn_cap = max(own_min, drawn + cfg.draw_slack_a)
         if drawn < d.offered_a - cfg.draw_slack_a / 2 and undrawn_cap < cap:
             return undrawn_cap, drawn
     return cap, None
@@ -136,32 +140,36 @@ def allocate(
         raise ValueError(f"connector ids must be unique, got {sorted(ids)!r}")
     margin = cfg.margin_a if margin_a is None else margin_a
     constraints = build_constraints(nodes, demands, margin_a=margin, ignore_meters=ignore_meters)
-    by_connector: dict[str, list[Constraint]] = {d.connector_id: [] for d in demands}
-    for c in constraints:
-        for cid in c.weights:
-            by_connector[cid].append(c)
+    # Each connector's constraints with its weight on each (and the constraint's index): read
+    # for every connector in admission and at every filling round.
+    by_connector: dict[str, list[_Load]] = {cid: [] for cid in ids}
+    for i, c in enumerate(constraints):
+        for cid, w in c.weights.items():
+            by_connector[cid].append((c, w, i))
 
     level: dict[str, float] = {}
     results: dict[str, tuple[Binding, str]] = {}
     caps: dict[str, float] = {}
     ranked = sorted(demands, key=rank_key)
+    min_a = cfg.min_current_a
 
     for d in ranked:
         cid = d.connector_id
         if not d.active:
             results[cid] = (Binding(kind="inactive"), "no car wants energy")
             continue
-        if d.max_current_a < cfg.min_current_a - _EPS:
+        max_a = d.max_current_a
+        if max_a < min_a - _EPS:
             by = f" (set by the {d.max_source})" if d.max_source else ""
             results[cid] = (
-                Binding(kind="below_min", limit_a=d.max_current_a, source=d.max_source),
-                f"maximum {d.max_current_a:.1f} A{by} is below the minimum "
-                f"{cfg.min_current_a:.1f} A; paused",
+                Binding(kind="below_min", limit_a=max_a, source=d.max_source),
+                f"maximum {max_a:.1f} A{by} is below the minimum {min_a:.1f} A; paused",
             )
             continue
-        own_min = min_current(d, cfg)
+        own_min = max(min_a, min(d.min_current_a, max_a))  # min_current(d, cfg)
         start = start_margin_a if d.offered_a <= 0 else 0.0
-        blocked = _first_blocked(by_connector[cid], cid, own_min, start)
+        loads = by_connector[cid]
+        blocked = _first_blocked(loads, own_min, start)
         if blocked is not None:
             start = _start_margin(blocked, start)
             left = max(0.0, blocked.left_a)
@@ -178,9 +186,9 @@ def allocate(
             )
             continue
         level[cid] = own_min
-        caps[cid] = _cap(d, cfg)[0]
-        for c in by_connector[cid]:
-            c.used_a += c.weights[cid] * own_min
+        caps[cid] = _cap(d, cfg, own_min)[0]
+        for c, w, _ in loads:
+            c.used_a += w * own_min
 
     tiers = sorted({d.priority for d in demands if d.connector_id in level}, reverse=True)
     for tier in tiers:
@@ -192,9 +200,15 @@ def allocate(
             results[cid] = (binding, reason)
 
     out: list[ConnectorAllocation] = []
+    allocated: dict[str, float] = {}
+    resolution = cfg.resolution_a
+    rounded: dict[float, float] = {}  # most connectors share a few levels
     for d in demands:
         cid = d.connector_id
-        limit = _round_down(level.get(cid, 0.0), cfg.resolution_a)
+        at = level.get(cid, 0.0)
+        limit = rounded.get(at)
+        if limit is None:
+            limit = rounded[at] = _round_down(at, resolution)
         binding, reason = results[cid]
         out.append(
             ConnectorAllocation(
@@ -205,8 +219,12 @@ def allocate(
                 reason=reason,
             )
         )
-    allocated = {o.connector_id: o.limit_a for o in out}
+        allocated[cid] = limit
     return AllocationResult(connectors=tuple(out), headroom=_report(constraints, allocated))
+
+
+# A connector's load on a constraint: the constraint, its weight there, the constraint's index.
+_Load = tuple[Constraint, float, int]
 
 
 def _fill(
@@ -214,34 +232,38 @@ def _fill(
     level: dict[str, float],
     caps: Mapping[str, float],
     constraints: Sequence[Constraint],
-    by_connector: Mapping[str, Sequence[Constraint]],
+    by_connector: Mapping[str, Sequence[_Load]],
     results: dict[str, tuple[Binding, str]],
 ) -> set[str]:
     """Raise every rising connector by the same amount until each is frozen (max-min fairness).
     Returns the connectors frozen at their own cap (their binding is the cap's, for the caller
     to explain); those frozen by a constraint get theirs in ``results``."""
     at_cap: set[str] = set()
+    # Each constraint's rate: the sum of its rising members' weights, kept as members freeze.
+    # The weights are whole numbers (1, or a car's phase count on a node's total), so the sums
+    # kept are exactly the sums made afresh.
+    rates = [sum([w for cid, w in c.weights.items() if cid in rising]) for c in constraints]
     while rising:
         step = min([caps[cid] - level[cid] for cid in rising])  # rising is not empty
-        for c in constraints:
-            rate = sum([w for cid, w in c.weights.items() if cid in rising])
+        for c, rate in zip(constraints, rates, strict=True):
             if rate > 0:
                 step = min(step, c.left_a / rate)
         step = max(0.0, step)
-        for cid in rising:
-            level[cid] += step
-            for c in by_connector[cid]:
-                c.used_a += c.weights[cid] * step
         frozen: set[str] = set()
         for cid in rising:
-            if level[cid] >= caps[cid] - _EPS:
+            at = level[cid] = level[cid] + step
+            for c, w, _ in by_connector[cid]:
+                c.used_a += w * step
+            if at >= caps[cid] - _EPS:
                 frozen.add(cid)
                 at_cap.add(cid)
         for c in constraints:
-            members = [cid for cid in c.weights if cid in rising and cid not in frozen]
             # An unlimited constraint (a node whose sources set no limit now) freezes no one:
             # its left_a (inf) is not "used up" however it compares with inf.
-            if members and c.left_a <= _EPS * max(1.0, c.capacity_a) < math.inf:
+            if not c.left_a <= _EPS * max(1.0, c.capacity_a) < math.inf:
+                continue
+            members = [cid for cid in c.weights if cid in rising and cid not in frozen]
+            if members:
                 sharing = sum(1 for cid in c.weights if cid in level)
                 bound = (  # the same for every member (immutable): built once
                     _node_binding(c, kind="node", left_a=c.capacity_a),
@@ -254,20 +276,21 @@ def _fill(
         if not frozen:  # cannot happen with exact arithmetic; never loop forever on rounding
             return at_cap | rising
         rising -= frozen
+        for cid in frozen:
+            for _, w, i in by_connector[cid]:
+                rates[i] -= w
     return at_cap
 
 
-def _first_blocked(
-    constraints: Iterable[Constraint], cid: str, amount_a: float, start_a: float
-) -> Constraint | None:
+def _first_blocked(loads: Iterable[_Load], amount_a: float, start_a: float) -> Constraint | None:
     if not start_a:  # a car that charges (most, every step): no start margin to place
-        for c in constraints:
-            if c.used_a + c.weights[cid] * amount_a > c.capacity_a + _EPS:
+        for c, w, _ in loads:
+            if c.used_a + w * amount_a > c.capacity_a + _EPS:
                 return c
         return None
-    for c in constraints:
+    for c, w, _ in loads:
         needed = amount_a + _start_margin(c, start_a)
-        if c.used_a + c.weights[cid] * needed > c.capacity_a + _EPS:
+        if c.used_a + w * needed > c.capacity_a + _EPS:
             return c
     return None
 
@@ -320,7 +343,7 @@ def _report(
             managed_a=c.managed_a,
             base_load_a=c.base_load_a,
             headroom_a=c.headroom_a,
-            allocated_a=sum([w * allocated.get(cid, 0.0) for cid, w in c.weights.items()]),
+            allocated_a=sum([w * allocated[cid] for cid, w in c.weights.items()]),
         )
         for c in constraints
     )

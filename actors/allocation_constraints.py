@@ -79,17 +79,20 @@ def managed_by_grid_phase(demand: ConnectorDemand) -> tuple[float, float, float]
     After the offer has settled, anything drawn above the offer is not under our control (a car
     or charger ignoring its limit) and is left in the base load, so it is not handed out again.
     """
-    mapping = grid_phases(demand.phase_rotation, 3)
     measured = demand.measured_a
+    a, b, c = grid_phases(demand.phase_rotation, 3)  # a permutation of 0, 1, 2
     out = [0.0, 0.0, 0.0]
     if demand.settled:
         offered = demand.offered_a
-        for cp_phase, grid_phase in enumerate(mapping):
-            drawn = measured[cp_phase]
-            out[grid_phase] += offered if offered < drawn else drawn  # min(drawn, offered)
+        m0, m1, m2 = measured
+        out[a] += offered if offered < m0 else m0  # min(drawn, offered)
+        out[b] += offered if offered < m1 else m1
+        out[c] += offered if offered < m2 else m2
     else:
-        for cp_phase, grid_phase in enumerate(mapping):
-            out[grid_phase] += measured[cp_phase]
+        m0, m1, m2 = measured
+        out[a] += m0
+        out[b] += m1
+        out[c] += m2
     return (out[0], out[1], out[2])
 
 
@@ -106,14 +109,15 @@ def build_constraints(
     with its limit times its number of phases.
     """
     paths = ancestry(nodes)
-    for d in demands:
-        if d.node not in paths:
-            raise ValueError(f"connector {d.connector_id!r} hangs on unknown node {d.node!r}")
     managed: dict[str, list[float]] = {n.name: [0.0, 0.0, 0.0] for n in nodes}
+    # Per node, the sums of managed current of it and its ancestors: a connector adds to each.
+    chains = {name: [managed[p] for p in path] for name, path in paths.items()}
     for d in demands:
+        chain = chains.get(d.node)
+        if chain is None:
+            raise ValueError(f"connector {d.connector_id!r} hangs on unknown node {d.node!r}")
         drawn = managed_by_grid_phase(d)
-        for name in paths[d.node]:
-            m = managed[name]
+        for m in chain:
             m[0] += drawn[0]
             m[1] += drawn[1]
             m[2] += drawn[2]
@@ -173,25 +177,25 @@ def build_constraints(
                 )
             )
 
-    by_phase: dict[str, list[Constraint]] = {}
-    totals: dict[str, Constraint] = {}
+    by_phase: dict[str, list[dict[str, float]]] = {}
+    totals: dict[str, dict[str, float]] = {}
     for c in constraints:
         if c.phase == "total":
-            totals[c.node] = c
+            totals[c.node] = c.weights
         else:
-            by_phase.setdefault(c.node, []).append(c)  # L1, L2, L3: built in that order
+            by_phase.setdefault(c.node, []).append(c.weights)  # L1, L2, L3: in that order
+    # Per node, the weights of it and its ancestors: per phase, and the total's (if any).
+    loaded = {name: [(by_phase[p], totals.get(p)) for p in path] for name, path in paths.items()}
     for d in demands:
         if not d.active:
             continue  # never offered anything: it loads no constraint
         phases = load_phases(d)
         cid = d.connector_id
-        for name in paths[d.node]:
-            node_phases = by_phase[name]
+        for node_phases, total in loaded[d.node]:
             for p in phases:
-                node_phases[p].weights[cid] = 1.0
-            total = totals.get(name)
+                node_phases[p][cid] = 1.0
             if total is not None:
-                total.weights[cid] = float(len(phases))
+                total[cid] = float(len(phases))
     return constraints
 
 

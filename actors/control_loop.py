@@ -154,10 +154,10 @@ def stepping(
     )
 
     def can_start(d: ConnectorDemand, target: float) -> bool:
-        st = known.get(d.connector_id, ConnectorState())
+        st = known.get(d.connector_id, _UNKNOWN)
         waiting = d.connector_id in counted.unseen
-        dec, _ = _decide(d, st, target, mode, not settled_before, waiting, now_s, cfg)
-        return dec.limit_a > 0
+        limit, _, _, _ = _decide(d, st, target, mode, not settled_before, waiting, now_s, cfg)
+        return limit > 0
 
     bases = state.bases
     if mode != "failsafe":
@@ -175,18 +175,26 @@ def stepping(
     settling = decreasing_now or not settled_before
     decisions: dict[str, ConnectorDecision] = {}
     dwell_kept: list[ConnectorDemand] = []
+    unseen = counted.unseen
     for d in sorted(counted.high, key=rank_key):
-        st = known.get(d.connector_id, ConnectorState())
-        aim = aims[d.connector_id]
-        waiting = d.connector_id in counted.unseen
-        decision, kept = _decide(d, st, aim.target_a, mode, settling, waiting, now_s, cfg)
-        why = aim.note if aim.note and decision.action == "unchanged" else decision.reason
+        cid = d.connector_id
+        st = known.get(cid, _UNKNOWN)
+        aim = aims[cid]
+        target = aim.target_a
+        limit, action, why, kept = _decide(d, st, target, mode, settling, cid in unseen, now_s, cfg)
+        if aim.note and action == "unchanged":
+            why = aim.note
         if st.beginning:
             why = f"its session began under the TxDefaultProfile at {st.limit_a:.1f} A; {why}"
-        decisions[d.connector_id] = evolve(
-            decision,
-            binding=aim.allocation.binding,
-            reason=f"{why}; allocation: {aim.allocation.reason}",
+        allocation = aim.allocation
+        decisions[cid] = ConnectorDecision(
+            connector_id=cid,
+            previous_a=st.limit_a,
+            target_a=target,
+            limit_a=limit,
+            action=action,
+            binding=allocation.binding,
+            reason=f"{why}; allocation: {allocation.reason}",
         )
         if kept:
             dwell_kept.append(d)
@@ -288,6 +296,7 @@ _NO_TOTAL = (
 )
 _NO_CAR_REASON = "no car wants energy; allocation: no car wants energy"
 _NO_CAR = CarKnowledge()
+_UNKNOWN = ConnectorState()  # a connector the loop has no state for (read, never changed)
 
 
 def _parked(st: ConnectorState) -> bool:
@@ -314,35 +323,24 @@ def _decide(
     waiting: bool,
     now_s: float,
     cfg: ControlConfig,
-) -> tuple[ConnectorDecision, bool]:
-    """One connector's next limit; the flag says it was kept at the minimum through its dwell.
-    ``waiting``: no sample since its last change shows its draw yet."""
+) -> tuple[float, Action, str, bool]:
+    """One connector's next limit, its action and why; the flag says it was kept at the minimum
+    through its dwell. ``waiting``: no sample since its last change shows its draw yet. (The
+    caller builds the decision: the step makes one per connector.)"""
     prev = st.limit_a
-    min_a = min_current(d, cfg.allocation)
-
-    def out(limit: float, action: Action, reason: str) -> ConnectorDecision:
-        return ConnectorDecision(
-            connector_id=d.connector_id,
-            previous_a=prev,
-            target_a=target,
-            limit_a=limit,
-            action=action if limit != prev or action == "hold" else "unchanged",
-            binding=_INACTIVE,
-            reason=reason,
-        )
-
     if not d.active:
-        return out(0.0, "stop", "no car wants energy"), False
+        return _out(prev, 0.0, "stop", "no car wants energy", False)
     if st.beginning and target > 0:
         # Its car draws the TxDefaultProfile's current, which the loop did not give it.
         if no_new_load(mode, cfg):
             why = "no new load while meter data is stale" if mode == "no_increase" else _NO_TOTAL
-            return out(0.0, "pause", f"paused at once: {why}"), False
+            return _out(prev, 0.0, "pause", f"paused at once: {why}", False)
+        min_a = min_current(d, cfg.allocation)
         first = min(target, max(min_a, cfg.increase_step_a))  # as a start from 0 A would
         if prev < min_a:  # the default is below the least it is offered
-            return out(first, "increase", f"raised to {first:.1f} A at once"), False
+            return _out(prev, first, "increase", f"raised to {first:.1f} A at once", False)
         if first > prev and not settling:
-            return out(first, "increase", f"started at {first:.1f} A"), False
+            return _out(prev, first, "increase", f"started at {first:.1f} A", False)
     if target < prev:
         charging_for = None if st.charging_s is None else now_s - st.charging_s
         if (
@@ -353,44 +351,64 @@ def _decide(
             and charging_for is not None
             and charging_for < cfg.min_charge_s
         ):
-            return out(
+            min_a = min_current(d, cfg.allocation)
+            return _out(
+                prev,
                 min_a,
                 "decrease" if min_a < prev else "hold",
                 f"kept at {min_a:.1f} A instead of pausing: charging for {charging_for:.0f} s, "
                 f"less than the {cfg.min_charge_s:.0f} s dwell",
-            ), True
+                True,
+            )
         if target == 0.0 and d.idle and d.settled:
-            return out(0.0, "pause", "paused at once: no room, and the car does not draw"), False
+            return _out(
+                prev, 0.0, "pause", "paused at once: no room, and the car does not draw", False
+            )
         if target == 0.0:
-            return out(0.0, "pause", "paused at once: no room at the minimum current"), False
-        return out(target, "decrease", "decreased at once"), False
+            return _out(prev, 0.0, "pause", "paused at once: no room at the minimum current", False)
+        return _out(prev, target, "decrease", "decreased at once", False)
     if target > prev:
         if mode == "no_increase":
-            return out(prev, "hold", "no increase: meter data is stale"), False
+            return _out(prev, prev, "hold", "no increase: meter data is stale", False)
         if mode == "failsafe" and cfg.failsafe.total_a is None:
-            return out(prev, "hold", f"no increase: {_NO_TOTAL}"), False
+            return _out(prev, prev, "hold", f"no increase: {_NO_TOTAL}", False)
         if settling:
-            return out(prev, "hold", "no increase while a recent change settles"), False
+            return _out(prev, prev, "hold", "no increase while a recent change settles", False)
         if waiting:
-            return out(
-                prev, "hold", "no increase until a sample shows its draw since the last change"
-            ), False
+            return _out(
+                prev,
+                prev,
+                "hold",
+                "no increase until a sample shows its draw since the last change",
+                False,
+            )
         if prev == 0.0:
             paused_for = None if st.paused_s is None else now_s - st.paused_s
             if paused_for is not None and paused_for < cfg.min_pause_s:
-                return out(
+                return _out(
+                    prev,
                     0.0,
                     "hold",
                     f"stays paused: paused {paused_for:.0f} s ago, dwell {cfg.min_pause_s:.0f} s",
-                ), False
-            first = min(target, max(min_a, cfg.increase_step_a))
+                    False,
+                )
+            first = min(target, max(min_current(d, cfg.allocation), cfg.increase_step_a))
             verb = "started" if st.paused_s is None else "resumed"
-            return out(first, "resume", f"{verb} at {first:.1f} A"), False
+            return _out(prev, first, "resume", f"{verb} at {first:.1f} A", False)
         if st.changed_s is not None and now_s - st.changed_s < cfg.settle_s:
-            return out(prev, "hold", "no increase until the last change settles"), False
+            return _out(prev, prev, "hold", "no increase until the last change settles", False)
         new = min(target, prev + cfg.increase_step_a)
-        return out(new, "increase", f"increased by at most {cfg.increase_step_a:.1f} A"), False
-    return out(prev, "unchanged", "target reached"), False
+        return _out(
+            prev, new, "increase", f"increased by at most {cfg.increase_step_a:.1f} A", False
+        )
+    return _out(prev, prev, "unchanged", "target reached", False)
+
+
+def _out(
+    prev: float, limit: float, action: Action, reason: str, kept: bool
+) -> tuple[float, Action, str, bool]:
+    """:func:`_decide`'s answer: an action that changes nothing is "unchanged", but a hold."""
+    return limit, (action if limit != prev or action == "hold" else "unchanged"), reason, kept
 
 
 def _fund_increases(
