@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -232,6 +233,10 @@ class AllocationResult:
 
     def limits(self) -> dict[str, float]:
         return {c.connector_id: c.limit_a for c in self.connectors}
+
+    def by_id(self) -> Mapping[str, ConnectorAllocation]:
+        """Each connector's allocation by its id (read only)."""
+        return self._by_id
 
     def of(self, connector_id: str) -> ConnectorAllocation:
         try:

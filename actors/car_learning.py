@@ -73,9 +73,14 @@ def reflects(
         return False
     if changed_s is None or at_s >= changed_s + settle_s:
         return True
-    return at_s >= changed_s and all(
-        abs(d.measured_a[p] - offered_a) < DRAWING_A for p in cp_phases(d)
-    )
+    if at_s < changed_s:
+        return False
+    measured = d.measured_a
+    # A loop, not all() over a generator (a generator per call: every connector, every step).
+    for p in cp_phases(d):  # noqa: SIM110
+        if not abs(measured[p] - offered_a) < DRAWING_A:
+            return False
+    return True
 
 
 def learn(

@@ -163,12 +163,7 @@ def stepping(
     if mode != "failsafe":
         nodes, bases = hold_base(nodes, counted.high, state.bases, now_s=now_s, cfg=cfg)
     planned = plan(nodes, counted, known, mode=mode, cfg=cfg, can_start=can_start)
-    aims = {
-        d.connector_id: planned.aim(
-            d.connector_id, d.offered_a, beginning=d.connector_id in counted.beginning
-        )
-        for d in counted.high
-    }
+    aims = planned.aims(counted.high, counted.beginning)
     decreasing_now = any(
         d.active and aims[d.connector_id].target_a < d.offered_a for d in counted.high
     )

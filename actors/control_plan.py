@@ -71,27 +71,46 @@ class Plan:
         draw the limit in force, as a start would, so it keeps it only where both plans have
         room for it (starts go by the low count: room a car holds but does not draw is not
         room)."""
-        high = self.high.of(connector_id)
-        low = self.low.of(connector_id)
-        if beginning and low.limit_a < min(current_a, high.limit_a):
+        return _aim(self.high.of(connector_id), self.low.of(connector_id), current_a, beginning)
+
+    def aims(
+        self, demands: Sequence[ConnectorDemand], beginning: Collection[str]
+    ) -> dict[str, Aim]:
+        """:meth:`aim` of each demand at its offer; ``beginning``: those in a session's first
+        step."""
+        high, low = self.high.by_id(), self.low.by_id()
+        out: dict[str, Aim] = {}
+        for d in demands:
+            cid = d.connector_id
+            h = high.get(cid) or self.high.of(cid)  # (of: the error for a missing one)
+            lo = low.get(cid) or self.low.of(cid)
+            out[cid] = _aim(h, lo, d.offered_a, cid in beginning)
+        return out
+
+
+def _aim(
+    high: ConnectorAllocation, low: ConnectorAllocation, current_a: float, beginning: bool
+) -> Aim:
+    """:meth:`Plan.aim` of the connector's allocations on the two plans."""
+    if beginning and low.limit_a < min(current_a, high.limit_a):
+        return Aim(target_a=low.limit_a, allocation=low)
+    if current_a > high.limit_a:
+        return Aim(target_a=high.limit_a, allocation=high)
+    if current_a < low.limit_a:
+        if low.limit_a <= high.limit_a:
             return Aim(target_a=low.limit_a, allocation=low)
-        if current_a > high.limit_a:
-            return Aim(target_a=high.limit_a, allocation=high)
-        if current_a < low.limit_a:
-            if low.limit_a <= high.limit_a:
-                return Aim(target_a=low.limit_a, allocation=low)
-            return Aim(target_a=high.limit_a, allocation=high)
-        if low.limit_a == current_a:
-            return Aim(target_a=current_a, allocation=low)
-        return Aim(
-            target_a=current_a,
-            allocation=low,
-            note=(
-                f"kept at {current_a:.1f} A: room for {high.limit_a:.1f} A if the cars follow "
-                f"their offers, {low.limit_a:.1f} A on their last samples, until samples show "
-                "their draws since their last changes"
-            ),
-        )
+        return Aim(target_a=high.limit_a, allocation=high)
+    if low.limit_a == current_a:
+        return Aim(target_a=current_a, allocation=low)
+    return Aim(
+        target_a=current_a,
+        allocation=low,
+        note=(
+            f"kept at {current_a:.1f} A: room for {high.limit_a:.1f} A if the cars follow "
+            f"their offers, {low.limit_a:.1f} A on their last samples, until samples show "
+            "their draws since their last changes"
+        ),
+    )
 
 
 class CountMemo:
@@ -122,7 +141,7 @@ class CountMemo:
         return len(self._kept)
 
 
-@dataclass(frozen=True, slots=True)
+@value  # frozen to mypy, built at a plain dataclass's speed: one per changed connector
 class _Counted:
     demand: ConnectorDemand
     state: ConnectorState
@@ -154,10 +173,13 @@ def count(
     kept = {} if memo is None else memo._kept
     now_kept: dict[str, _Counted] = {}
     settle_s = cfg.settle_s
+    sample_wait_s = cfg.sample_wait_s
     for d in demands:
         cid = d.connector_id
-        first = cid not in known
-        st = arriving(now_s, cfg) if first else known[cid]
+        st = known.get(cid)
+        first = st is None
+        if st is None:
+            st = arriving(now_s, cfg)
         changed_s = st.changed_s
         reflecting = reflects(
             d, offered_a=st.limit_a, changed_s=changed_s, now_s=now_s, settle_s=settle_s
@@ -195,7 +217,17 @@ def count(
                 # (room seen that is not there, and nobody gives way to it): it counts at its
                 # sample (none yet) on both counts, and the others give way to it at once.
                 h = lo
-            now_kept[cid] = _Counted(d, st, cfg, reflecting, settled, recent, car, h, lo)
+            now_kept[cid] = _Counted(
+                demand=d,
+                state=st,
+                cfg=cfg,
+                reflecting=reflecting,
+                settled=settled,
+                recent_a=recent,
+                car=car,
+                high=h,
+                low=lo,
+            )
         cars[cid] = car
         if st.beginning:
             beginning.add(cid)
@@ -203,9 +235,14 @@ def count(
         low.append(lo)
         # A connector that never reported a sample, or reports none after a change (no
         # periodic MeterValues), would wait forever: after sample_wait_s it ramps on time.
-        timed = d.sampled_s is not None and d.sampled_s > -math.inf
-        recent_change = changed_s is not None and now_s - changed_s < cfg.sample_wait_s
-        if timed and recent_change and not reflecting and not first:
+        if (
+            not reflecting
+            and not first
+            and changed_s is not None
+            and now_s - changed_s < sample_wait_s
+            and d.sampled_s is not None
+            and d.sampled_s > -math.inf
+        ):
             unseen.add(cid)
     if memo is not None:
         memo._kept = now_kept

@@ -300,6 +300,27 @@ class DemandCache:
         self._kept[key] = (report, sample, model, arrives_now, d)
         return d
 
+    def demands(
+        self,
+        model: SiteModel,
+        reports: Mapping[str, ConnectorReport],
+        measured: Mapping[str, Sequence[tuple[float, PerPhase]]],
+        meter_s: float | None,
+        *,
+        now_s: float,
+    ) -> list[ConnectorDemand]:
+        """:meth:`demand` of every report, with its sample as of ``meter_s`` (:func:`sample_as_of`)."""
+        kept = self._kept
+        out: list[ConnectorDemand] = []
+        for key, report in reports.items():
+            sample = sample_as_of(measured.get(key, ()), meter_s)
+            k = kept.get(key)
+            if k is not None and k[0] is report and k[1] is sample and k[2] is model and not k[3]:
+                out.append(k[4])
+            else:
+                out.append(self.demand(key, model, report, sample, now_s=now_s))
+        return out
+
     def forget(self, keep: Iterable[str]) -> None:
         """Drop the connectors not in ``keep`` (gone from the reports)."""
         keep = set(keep)

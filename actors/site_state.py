@@ -45,7 +45,6 @@ from actors.energy_inputs import (
     node_inputs,
     node_limits,
     over_limit,
-    sample_as_of,
     unreported_limit,
     with_rules,
 )
@@ -416,7 +415,7 @@ class SiteState:
         # Final decisions: the batch, and a decrease leaves at once, before the loop's next
         # state, the step's record and its audit records are built.
         ordered, mode = next(loop)
-        sources = self._decided(ordered, mode, draws)
+        self._decided(ordered, mode, draws)
         began = set(self.fresh)  # their first decision is recorded, changed or not
         batch = self._batch(now_s, now_utc, trigger_ns, nodes)
         lowers = any(d.limit_a < d.previous_a for d in ordered)
@@ -433,6 +432,8 @@ class SiteState:
         self.mode = MODE_NAMES[rec.mode]
         if batch is not None:
             self._track(batch, now_s)
+        # Each decision's binding source (the entries made before the hand-over).
+        sources = {cid: kept[2]["binding_source"] for cid, kept in self.decided_as.items()}
         recorded = self.recorded
         due = [
             dec
@@ -476,11 +477,9 @@ class SiteState:
         model = self.model
         reads = [n.meter.read_s for n in nodes if n.metered and n.meter is not None]
         meter_s = min(reads) if reads else None
-        measured, cached = self.measured, self.demand_cache
-        demands = [
-            cached.demand(key, model, r, sample_as_of(measured.get(key, ()), meter_s), now_s=now_s)
-            for key, r in self.reports.items()
-        ]
+        demands = self.demand_cache.demands(
+            model, self.reports, self.measured, meter_s, now_s=now_s
+        )
         flagged = [k for k, t in self.trackers.items() if t.flagged and k in self.reports]
         if not flagged:
             return nodes, demands, {}
@@ -493,10 +492,9 @@ class SiteState:
         ordered: tuple[ConnectorDecision, ...],
         mode: Mode,
         draws: Mapping[str, tuple[float, float, float]],
-    ) -> dict[str, str]:
-        """The decisions as the status and the batch see them; returns each one's binding source."""
+    ) -> None:
+        """The decisions as the status and the batch see them (:attr:`decisions`)."""
         decisions: dict[str, dict[str, Any]] = {}
-        sources: dict[str, str] = {}
         # A decision kept from the last step (a connector without a car, see CountMemo.parked)
         # keeps its entry: the entries are read, never changed.
         was = self.decided_as
@@ -506,6 +504,7 @@ class SiteState:
             kept = was.get(cid)
             if kept is not None and kept[0] is dec and kept[1] == mode:
                 entry = kept[2]
+                now[cid] = kept
             else:
                 entry = {
                     "limit_a": dec.limit_a,
@@ -514,10 +513,14 @@ class SiteState:
                     "binding_source": binding_source(dec, mode),
                     "reason": dec.reason,
                 }
-            now[cid] = (dec, mode, entry)
+                now[cid] = (dec, mode, entry)
             decisions[cid] = entry
-            sources[cid] = entry["binding_source"]
         self.decided_as = now
+        if not draws and len(decisions) == len(self.reports):
+            # One decision per report, in the reports' order (the demands are made so): the
+            # same dict as the filter below would make.
+            self.decisions = decisions
+            return
         for key, draw in draws.items():
             decisions[key] = {
                 "limit_a": self.sent.get(key, 0.0),
@@ -528,7 +531,6 @@ class SiteState:
                 " per grid phase) counts as load nobody controls",
             }
         self.decisions = {k: decisions[k] for k in self.reports if k in decisions}
-        return sources
 
     def _track(self, batch: ProfileBatch, now_s: float) -> None:
         """Compliance: each limit sent is in force from now."""
@@ -543,14 +545,15 @@ class SiteState:
     def _batch(
         self, now_s: float, now_utc: datetime, trigger_ns: int | None, nodes: list[NodeInput]
     ) -> ProfileBatch | None:
-        new = {k: float(d["limit_a"]) for k, d in self.decisions.items()}
+        decisions = self.decisions
+        new = {k: float(d["limit_a"]) for k, d in decisions.items()}
         # In full on the first batch, every resend_s and when connectors come or go (so a
         # restarted broker converges); otherwise only the limits that changed since they were
         # last sent: a site-wide decrease then carries what changed, not every idle connector.
         full = (
             self.last_batch_s is None
             or now_s - self.last_batch_s >= self.policy.resend_s
-            or set(new) != set(self.sent)
+            or new.keys() != self.sent.keys()
         )
         # (A limit equal to the one sent is never worth sending nor changed: no rounding needed
         # for the many that stay as they are.)
@@ -566,25 +569,34 @@ class SiteState:
         )
         if not due:
             return None
-        keys = [
-            k
-            for k, a in new.items()
-            if full
-            or k in fresh
-            or (a != sent.get(k) and round_limit_a(a) != round_limit_a(sent.get(k, -1.0)))
-        ]
+        if full:
+            keys = list(new)
+        else:
+            keys = []
+            rounded: dict[float, float] = {}  # round_limit_a: a few distinct limits
+            for k, a in new.items():
+                was = sent.get(k)
+                if k in fresh:
+                    keys.append(k)
+                elif a != was:
+                    if (new_a := rounded.get(a)) is None:
+                        new_a = rounded[a] = round_limit_a(a)
+                    was_a = -1.0 if was is None else was
+                    if (old_a := rounded.get(was_a)) is None:
+                        old_a = rounded[was_a] = round_limit_a(was_a)
+                    if new_a != old_a:
+                        keys.append(k)
         fresh.clear()
 
         if trigger_ns is None:
             reads = [n.meter.read_s for n in nodes if n.meter is not None]
             trigger_ns = int(max(reads) * 1e9) if reads else 0
         limits = []
-        known = self.loop.connectors
+        known, reports, charge_point = self.loop.connectors, self.reports, self.model.charge_point
         for key in keys:
-            d = self.decisions[key]
-            r = self.reports[key]
-
-            cp = self.model.charge_point(r.charge_point_id)
+            d = decisions[key]
+            r = reports[key]
+            cp = charge_point(r.charge_point_id)
             st = known.get(key)
             limits.append(
                 ConnectorLimit(
