@@ -37,7 +37,6 @@ from actors.allocation_constraints import (
     overloaded,
 )
 from actors.allocation_types import (
-    PHASE_NAMES,
     AllocationConfig,
     AllocationResult,
     Binding,
@@ -46,7 +45,7 @@ from actors.allocation_types import (
     NodeHeadroom,
     NodeInput,
     cp_phases,
-    load_phases,
+    load_phase_names,
 )
 
 __all__ = [
@@ -61,6 +60,7 @@ __all__ = [
 ]
 
 _EPS = 1e-9
+_ALL_PHASES = (0, 1, 2)
 
 
 def rank_key(d: ConnectorDemand) -> tuple[int, bool, float, str]:
@@ -82,10 +82,19 @@ def effective_cap(d: ConnectorDemand, cfg: AllocationConfig) -> tuple[float, Bin
     at its draw plus the slack; the hysteresis between the two keeps the cap from oscillating
     (offer 9 A, draw 8 A stays capped, instead of rising to 13 A and falling back)."""
     cap, drawn = _cap(d, cfg)
+    binding, reason = _cap_binding(cap, drawn, d.offered_a, d.max_source)
+    return cap, binding, reason
+
+
+# The same few caps for every connector at every step: each binding and text made once (a
+# binding is immutable, shared as the constraints' are; typed: 16 and 16.0 are not one key).
+@functools.lru_cache(maxsize=1024, typed=True)
+def _cap_binding(
+    cap: float, drawn: float | None, offered_a: float, source: str
+) -> tuple[Binding, str]:
     if drawn is None:
-        binding = Binding(kind="car_max", limit_a=cap, source=d.max_source)
-        return cap, binding, _max_reason(cap, d.max_source)
-    return cap, Binding(kind="undrawn", limit_a=cap), _undrawn_reason(drawn, d.offered_a, cap)
+        return Binding(kind="car_max", limit_a=cap, source=source), _max_reason(cap, source)
+    return Binding(kind="undrawn", limit_a=cap), _undrawn_reason(drawn, offered_a, cap)
 
 
 # The same few texts for every connector at every step: made once each.
@@ -112,7 +121,9 @@ def _cap(
     if the caller has it."""
     cap = d.max_current_a
     if d.settled and d.offered_a > 0:
-        drawn = max([d.measured_a[p] for p in cp_phases(d)])
+        measured = d.measured_a
+        phases = cp_phases(d)
+        drawn = max(measured) if phases == _ALL_PHASES else max([measured[p] for p in phases])
         own_min = min_current(d, cfg) if min_a is None else min_a
         undrawn_cap = max(own_min, drawn + cfg.draw_slack_a)
         if drawn < d.offered_a - cfg.draw_slack_a / 2 and undrawn_cap < cap:
@@ -152,6 +163,7 @@ def allocate(
     caps: dict[str, float] = {}
     ranked = sorted(demands, key=rank_key)
     min_a = cfg.min_current_a
+    tiers: dict[int, set[str]] = {}  # priority -> the connectors admitted, in rank order
 
     for d in ranked:
         cid = d.connector_id
@@ -189,12 +201,16 @@ def allocate(
         caps[cid] = _cap(d, cfg, own_min)[0]
         for c, w, _ in loads:
             c.used_a += w * own_min
+        tier = tiers.get(d.priority)
+        if tier is None:
+            tier = tiers[d.priority] = set()
+        tier.add(cid)
 
-    tiers = sorted({d.priority for d in demands if d.connector_id in level}, reverse=True)
-    for tier in tiers:
-        rising = {d.connector_id for d in ranked if d.connector_id in level and d.priority == tier}
-        at_cap = _fill(rising, level, caps, constraints, by_connector, results)
-        by_id = {d.connector_id: d for d in ranked if d.connector_id in at_cap}
+    by_id: dict[str, ConnectorDemand] = {}
+    for priority in sorted(tiers, reverse=True):
+        at_cap = _fill(tiers[priority], level, caps, constraints, by_connector, results)
+        if at_cap and not by_id:
+            by_id = dict(zip(ids, demands, strict=True))
         for cid in at_cap:
             _, binding, reason = effective_cap(by_id[cid], cfg)
             results[cid] = (binding, reason)
@@ -214,7 +230,7 @@ def allocate(
             ConnectorAllocation(
                 connector_id=cid,
                 limit_a=limit,
-                grid_phases=_phase_names(load_phases(d)),
+                grid_phases=load_phase_names(d),
                 binding=binding,
                 reason=reason,
             )
@@ -264,7 +280,7 @@ def _fill(
                 continue
             members = [cid for cid in c.weights if cid in rising and cid not in frozen]
             if members:
-                sharing = sum(1 for cid in c.weights if cid in level)
+                sharing = len([cid for cid in c.weights if cid in level])
                 bound = (  # the same for every member (immutable): built once
                     _node_binding(c, kind="node", left_a=c.capacity_a),
                     f"limited by {_where(c)}: limit {c.limit_a:.1f} A, headroom "
@@ -276,6 +292,8 @@ def _fill(
         if not frozen:  # cannot happen with exact arithmetic; never loop forever on rounding
             return at_cap | rising
         rising -= frozen
+        if not rising:
+            break
         for cid in frozen:
             for _, w, i in by_connector[cid]:
                 rates[i] -= w
@@ -316,11 +334,6 @@ def _node_binding(c: Constraint, *, kind: Literal["node", "paused"], left_a: flo
 def _where(c: Constraint) -> str:
     source = f", source {c.source!r}" if c.source else ""
     return f"node {c.node!r} {c.phase}{source}"
-
-
-@functools.lru_cache(maxsize=64)
-def _phase_names(phases: tuple[int, ...]) -> tuple[str, ...]:
-    return tuple(PHASE_NAMES[p] for p in phases)
 
 
 def _round_down(value: float, resolution: float) -> float:

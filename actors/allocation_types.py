@@ -149,6 +149,16 @@ def _load_phases(rotation: str, phases: int, car_phases: tuple[int, ...]) -> tup
     return tuple(mapping[p] for p in _cp_phases(phases, car_phases))
 
 
+def load_phase_names(d: ConnectorDemand) -> tuple[str, ...]:
+    """:func:`load_phases` by name ("L1".."L3")."""
+    return _load_phase_names(d.phase_rotation, d.phases, d.car_phases)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_phase_names(rotation: str, phases: int, car_phases: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(PHASE_NAMES[p] for p in _load_phases(rotation, phases, car_phases))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AllocationConfig:
     """Tunables of the allocation.

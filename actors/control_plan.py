@@ -181,17 +181,25 @@ def count(
         if st is None:
             st = arriving(now_s, cfg)
         changed_s = st.changed_s
-        reflecting = reflects(
-            d, offered_a=st.limit_a, changed_s=changed_s, now_s=now_s, settle_s=settle_s
-        )
-        settled = changed_s is None or now_s - changed_s >= settle_s
-        recent = st.recent_a(now_s, settle_s)
         was = kept.get(cid)
+        if was is not None and not (was.demand is d and was.state is st and was.cfg is cfg):
+            was = None  # made of other inputs
+        if was is not None and d.sampled_s is not None:
+            # reflects() reads the step's time only for a demand without a sample time: the
+            # same demand and state reflect their offer as they did.
+            reflecting = was.reflecting
+        else:
+            reflecting = reflects(
+                d, offered_a=st.limit_a, changed_s=changed_s, now_s=now_s, settle_s=settle_s
+            )
+        settled = changed_s is None or now_s - changed_s >= settle_s
+        replaced = st.replaced  # (ConnectorState.recent_a's first test: most have none)
+        if not replaced or now_s - replaced[-1][0] >= settle_s:
+            recent: tuple[float, ...] = ()
+        else:
+            recent = st.recent_a(now_s, settle_s)
         if (
             was is not None
-            and was.demand is d
-            and was.state is st
-            and was.cfg is cfg
             and was.reflecting == reflecting
             and was.settled == settled
             and was.recent_a == recent
@@ -282,36 +290,23 @@ def plan(
     gives way to them. ``can_start(demand, target)``: whether a connector at 0 A would start
     at that target."""
     first = _plan(nodes, counted.high, counted.low, mode, cfg, held=())
-    held = [
-        d.connector_id
-        for d in counted.high
-        if d.active
-        and (
-            (
-                _limit(known, d.connector_id) == 0.0
-                and (
-                    first.high.of(d.connector_id).limit_a > 0
-                    or first.low.of(d.connector_id).limit_a > 0
-                )
-                and not (
-                    (target := first.aim(d.connector_id, 0.0).target_a) > 0 and can_start(d, target)
-                )
-            )
-            or (
-                d.connector_id in counted.beginning
-                and (first.low.of(d.connector_id).limit_a == 0 or no_new_load(mode, cfg))
-            )
-        )
-    ]
+    held: list[str] = []
+    beginning = counted.beginning
+    for d in counted.high:
+        if not d.active:
+            continue
+        cid = d.connector_id
+        st = known.get(cid)
+        if (
+            (st is None or st.limit_a == 0.0)
+            and (first.high.of(cid).limit_a > 0 or first.low.of(cid).limit_a > 0)
+            and not ((target := first.aim(cid, 0.0).target_a) > 0 and can_start(d, target))
+        ) or (cid in beginning and (first.low.of(cid).limit_a == 0 or no_new_load(mode, cfg))):
+            held.append(cid)
     if not held:
         return first
     again = _plan(nodes, counted.high, counted.low, mode, cfg, held=held)
     return Plan(high=_keep(again.high, first.high, held), low=_keep(again.low, first.low, held))
-
-
-def _limit(known: Mapping[str, ConnectorState], connector_id: str) -> float:
-    st = known.get(connector_id)
-    return 0.0 if st is None else st.limit_a
 
 
 def _keep(
