@@ -112,15 +112,26 @@ def build_constraints(
     managed: dict[str, list[float]] = {n.name: [0.0, 0.0, 0.0] for n in nodes}
     # Per node, the sums of managed current of it and its ancestors: a connector adds to each.
     chains = {name: [managed[p] for p in path] for name, path in paths.items()}
+    rotations: dict[str, tuple[int, ...]] = {}
     for d in demands:
         chain = chains.get(d.node)
         if chain is None:
             raise ValueError(f"connector {d.connector_id!r} hangs on unknown node {d.node!r}")
-        drawn = managed_by_grid_phase(d)
+        # managed_by_grid_phase(d), inline (every connector, at every allocation): each
+        # charge-point phase's draw onto the grid phase its rotation puts it on.
+        g0, g1, g2 = rotations.get(d.phase_rotation) or rotations.setdefault(
+            d.phase_rotation, grid_phases(d.phase_rotation, 3)
+        )
+        m0, m1, m2 = d.measured_a
+        if d.settled:
+            offered = d.offered_a
+            m0 = offered if offered < m0 else m0
+            m1 = offered if offered < m1 else m1
+            m2 = offered if offered < m2 else m2
         for m in chain:
-            m[0] += drawn[0]
-            m[1] += drawn[1]
-            m[2] += drawn[2]
+            m[g0] += m0
+            m[g1] += m1
+            m[g2] += m2
 
     constraints: list[Constraint] = []
     for node in nodes:

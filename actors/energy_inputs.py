@@ -313,7 +313,13 @@ class DemandCache:
         kept = self._kept
         out: list[ConnectorDemand] = []
         for key, report in reports.items():
-            sample = sample_as_of(measured.get(key, ()), meter_s)
+            samples = measured.get(key)
+            if not samples:
+                sample = None
+            elif meter_s is not None and samples[-1][0] <= meter_s:
+                sample = samples[-1]  # (sample_as_of's answer for most: the newest)
+            else:
+                sample = sample_as_of(samples, meter_s)
             k = kept.get(key)
             if k is not None and k[0] is report and k[1] is sample and k[2] is model and not k[3]:
                 out.append(k[4])
