@@ -37,6 +37,7 @@ from actors.allocation_constraints import (
     overloaded,
 )
 from actors.allocation_types import (
+    PHASE_NAMES,
     AllocationConfig,
     AllocationResult,
     Binding,
@@ -46,6 +47,7 @@ from actors.allocation_types import (
     NodeInput,
     cp_phases,
     load_phase_names,
+    load_phases,
 )
 
 __all__ = [
@@ -151,12 +153,7 @@ def allocate(
         raise ValueError(f"connector ids must be unique, got {sorted(ids)!r}")
     margin = cfg.margin_a if margin_a is None else margin_a
     constraints = build_constraints(nodes, demands, margin_a=margin, ignore_meters=ignore_meters)
-    # Each connector's constraints with its weight on each (and the constraint's index): read
-    # for every connector in admission and at every filling round.
-    by_connector: dict[str, list[_Load]] = {cid: [] for cid in ids}
-    for i, c in enumerate(constraints):
-        for cid, w in c.weights.items():
-            by_connector[cid].append((c, w, i))
+    by_connector = _loads(nodes, demands, constraints)
 
     level: dict[str, float] = {}
     results: dict[str, tuple[Binding, str]] = {}
@@ -181,7 +178,14 @@ def allocate(
         own_min = max(min_a, min(d.min_current_a, max_a))  # min_current(d, cfg)
         start = start_margin_a if d.offered_a <= 0 else 0.0
         loads = by_connector[cid]
-        blocked = _first_blocked(loads, own_min, start)
+        if start:
+            blocked = _first_blocked(loads, own_min, start)
+        else:  # (its no-start case inline: most connectors, every step)
+            blocked = None
+            for c, w, _ in loads:
+                if c.used_a + w * own_min > c.capacity_a + _EPS:
+                    blocked = c
+                    break
         if blocked is not None:
             start = _start_margin(blocked, start)
             left = max(0.0, blocked.left_a)
@@ -241,6 +245,34 @@ def allocate(
 
 # A connector's load on a constraint: the constraint, its weight there, the constraint's index.
 _Load = tuple[Constraint, float, int]
+
+
+def _loads(
+    nodes: Sequence[NodeInput], demands: Sequence[ConnectorDemand], constraints: list[Constraint]
+) -> dict[str, list[_Load]]:
+    """Each connector's constraints (those whose weights name it), in the constraints' order,
+    with its weight on each: read for every connector in admission and at every filling round.
+    Connectors on the same node loading the same phases load the same constraints with the same
+    weights (build_constraints): one list for them all."""
+    paths = ancestry(nodes)
+    shared: dict[tuple[str, tuple[int, ...]], list[_Load]] = {}
+    out: dict[str, list[_Load]] = {}
+    for d in demands:
+        if not d.active:
+            out[d.connector_id] = []  # never offered anything: it loads no constraint
+            continue
+        phases = load_phases(d)
+        key = (d.node, phases)
+        loads = shared.get(key)
+        if loads is None:
+            path, names = paths[d.node], {PHASE_NAMES[p] for p in phases}
+            loads = shared[key] = [
+                (c, c.weights[d.connector_id], i)
+                for i, c in enumerate(constraints)
+                if c.node in path and (c.phase in names or c.phase == "total")
+            ]
+        out[d.connector_id] = loads
+    return out
 
 
 def _fill(

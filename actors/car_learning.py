@@ -106,8 +106,9 @@ def learn(
     if top >= DRAWING_A:
         phases = k.phases
         if top >= CLEAR_DRAW_A:
-            seen = {p for p in wired if drawn[p] >= DRAWING_A}
-            phases = tuple(sorted(set(k.phases) | seen))
+            seen = tuple([p for p in wired if drawn[p] >= DRAWING_A])  # in order, each once
+            if seen != phases:  # (most cars: the phases known already)
+                phases = tuple(sorted(set(phases) | set(seen)))
         if phases == k.phases and not k.idle:
             return k
         return evolve(k, phases=phases, idle=False)

@@ -499,6 +499,10 @@ class SiteState:
         # keeps its entry: the entries are read, never changed.
         was = self.decided_as
         now: dict[str, tuple[ConnectorDecision, Mode, dict[str, Any]]] = {}
+        # Connectors bound by the same constraint share its binding (one object): its source
+        # is named once. (binding_source reads the action only for a hold on a stale meter.)
+        named: dict[int, str] = {}
+        stale = mode == "no_increase"
         for dec in ordered:
             cid = dec.connector_id
             kept = was.get(cid)
@@ -506,11 +510,15 @@ class SiteState:
                 entry = kept[2]
                 now[cid] = kept
             else:
+                if stale and dec.action == "hold":
+                    source = binding_source(dec, mode)
+                elif (source := named.get(id(dec.binding), "")) == "":
+                    source = named[id(dec.binding)] = binding_source(dec, mode)
                 entry = {
                     "limit_a": dec.limit_a,
                     "target_a": dec.target_a,
                     "action": dec.action,
-                    "binding_source": binding_source(dec, mode),
+                    "binding_source": source,
                     "reason": dec.reason,
                 }
                 now[cid] = (dec, mode, entry)
