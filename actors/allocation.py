@@ -160,7 +160,9 @@ def allocate(
     caps: dict[str, float] = {}
     ranked = sorted(demands, key=rank_key)
     min_a = cfg.min_current_a
-    tiers: dict[int, set[str]] = {}  # priority -> the connectors admitted, in rank order
+    # priority -> the connectors admitted, in rank order (a dict: filled in that order, so the
+    # float sums of a node's total, whose weights differ, do not depend on the string hash seed)
+    tiers: dict[int, dict[str, None]] = {}
 
     for d in ranked:
         cid = d.connector_id
@@ -207,8 +209,8 @@ def allocate(
             c.used_a += w * own_min
         tier = tiers.get(d.priority)
         if tier is None:
-            tier = tiers[d.priority] = set()
-        tier.add(cid)
+            tier = tiers[d.priority] = {}
+        tier[cid] = None
 
     by_id: dict[str, ConnectorDemand] = {}
     for priority in sorted(tiers, reverse=True):
@@ -276,7 +278,7 @@ def _loads(
 
 
 def _fill(
-    rising: set[str],
+    rising: dict[str, None],
     level: dict[str, float],
     caps: Mapping[str, float],
     constraints: Sequence[Constraint],
@@ -285,7 +287,9 @@ def _fill(
 ) -> set[str]:
     """Raise every rising connector by the same amount until each is frozen (max-min fairness).
     Returns the connectors frozen at their own cap (their binding is the cap's, for the caller
-    to explain); those frozen by a constraint get theirs in ``results``."""
+    to explain); those frozen by a constraint get theirs in ``results``. ``rising`` is in rank
+    order and is raised in it: a constraint's used current (a node's total adds 1 for a 1-phase
+    car and 3 for a 3-phase one) sums the same way in every process, whatever the hash seed."""
     at_cap: set[str] = set()
     # Each constraint's rate: the sum of its rising members' weights, kept as members freeze.
     # The weights are whole numbers (1, or a car's phase count on a node's total), so the sums
@@ -322,8 +326,9 @@ def _fill(
                     frozen.add(cid)
                     results[cid] = bound
         if not frozen:  # cannot happen with exact arithmetic; never loop forever on rounding
-            return at_cap | rising
-        rising -= frozen
+            return at_cap | rising.keys()
+        for cid in frozen:
+            del rising[cid]
         if not rising:
             break
         for cid in frozen:
