@@ -34,6 +34,28 @@ def tx_profiles(cp: RawChargePoint) -> list[tuple[int, float]]:
     return found
 
 
+CHARGING = {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
+
+
+def station() -> RawChargePoint:
+    """A 1.6 station that reports no configuration and accepts every profile."""
+    cp = RawChargePoint("CP1")
+    cp.answers["GetConfiguration"] = {"configurationKey": []}
+    cp.answers["SetChargingProfile"] = {"status": "Accepted"}
+    return cp
+
+
+async def charging(cp: RawChargePoint, edge: Edge) -> int:
+    """``cp`` connected, booted, its connector 1 charging a transaction: its id."""
+    await cp.connect(edge.url)
+    assert (await cp.call("BootNotification", BOOT))[2]["status"] == "Accepted"
+    await cp.call("StatusNotification", CHARGING)
+    now = format_utc(datetime.now(UTC))
+    start = {"connectorId": 1, "idTag": GOOD_TAG, "meterStart": 0, "timestamp": now}
+    tx_id: int = (await cp.call("StartTransaction", start))[2]["transactionId"]
+    return tx_id
+
+
 def idle(edge: Edge) -> bool:
     report = edge.cp("CP1")
     return report["pending_calls"] == 0 and report["down_queue"] == 0
@@ -51,17 +73,9 @@ async def test_a_transaction_carried_on_through_a_reboot_gets_its_tx_profile_aga
     charge point had the safe TxDefaultProfile alone (6 A), and the car drew it until the
     energy node's next full batch (60 s): flagged as ignoring its profile meanwhile."""
     async with cloud_and_edge(tmp_path, extra=ENERGY) as (_, edge):
-        cp = RawChargePoint("CP1")
-        cp.answers["GetConfiguration"] = {"configurationKey": []}
-        cp.answers["SetChargingProfile"] = {"status": "Accepted"}
-        now = format_utc(datetime.now(UTC))
+        cp = station()
         try:
-            await cp.connect(edge.url)
-            assert (await cp.call("BootNotification", BOOT))[2]["status"] == "Accepted"
-            charging = {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
-            await cp.call("StatusNotification", charging)
-            start = {"connectorId": 1, "idTag": GOOD_TAG, "meterStart": 0, "timestamp": now}
-            tx_id = (await cp.call("StartTransaction", start))[2]["transactionId"]
+            tx_id = await charging(cp, edge)
             await wait_for(lambda: bool(edge.cp("CP1")["transactions"]), what="its transaction")
             edge.system.send("broker/profiles", batch(edge, 0.0, sent_ns=1_000))
             await wait_for(
@@ -72,8 +86,8 @@ async def test_a_transaction_carried_on_through_a_reboot_gets_its_tx_profile_aga
 
             assert (await cp.call("BootNotification", BOOT))[2]["status"] == "Accepted"
             if shows == "StatusNotification":
-                await cp.call("StatusNotification", {**charging, "status": "Available"})
-                await cp.call("StatusNotification", charging)
+                await cp.call("StatusNotification", {**CHARGING, "status": "Available"})
+                await cp.call("StatusNotification", CHARGING)
             else:
                 sample = {
                     "timestamp": format_utc(datetime.now(UTC)),
@@ -95,24 +109,20 @@ async def test_a_transaction_the_reboot_ended_gets_no_tx_profile(tmp_path: Path)
     """The usual reboot: the charge point's first word about the connector after its boot is
     the end of the transaction (its queued StopTransaction): no TxProfile for it."""
     async with cloud_and_edge(tmp_path, extra=ENERGY) as (_, edge):
-        cp = RawChargePoint("CP1")
-        cp.answers["GetConfiguration"] = {"configurationKey": []}
-        cp.answers["SetChargingProfile"] = {"status": "Accepted"}
-        now = format_utc(datetime.now(UTC))
+        cp = station()
         try:
-            await cp.connect(edge.url)
-            assert (await cp.call("BootNotification", BOOT))[2]["status"] == "Accepted"
-            charging = {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
-            await cp.call("StatusNotification", charging)
-            start = {"connectorId": 1, "idTag": GOOD_TAG, "meterStart": 0, "timestamp": now}
-            tx_id = (await cp.call("StartTransaction", start))[2]["transactionId"]
+            tx_id = await charging(cp, edge)
             edge.system.send("broker/profiles", batch(edge, 10.0, sent_ns=1_000))
             await wait_for(lambda: idle(edge) and len(tx_profiles(cp)) >= 2, what="limit")
             before = len(tx_profiles(cp))
             assert (await cp.call("BootNotification", BOOT))[2]["status"] == "Accepted"
-            stop: dict[str, Any] = {"transactionId": tx_id, "meterStop": 10, "timestamp": now}
+            stop: dict[str, Any] = {
+                "transactionId": tx_id,
+                "meterStop": 10,
+                "timestamp": format_utc(datetime.now(UTC)),
+            }
             await cp.call("StopTransaction", {**stop, "reason": "PowerLoss"})
-            await cp.call("StatusNotification", {**charging, "status": "Available"})
+            await cp.call("StatusNotification", {**CHARGING, "status": "Available"})
             await wait_for(lambda: not edge.cp("CP1")["transactions"], what="it ended")
             await wait_for(lambda: idle(edge), what="the station profiles answered")
             assert tx_profiles(cp)[before:] == []
