@@ -18,7 +18,9 @@ from actors.ocpp_rules import start_dedup_key, start_retry_key, utc_text
 
 # 2: the 1.6 starts queued ("starts_queued": start key -> reference) are among the transaction
 # messages sent ("sent"); a version-1 document's are read into it
-RECORD_VERSION = 2
+# 3: a connector's meter record dates its currents apart ("currents_utc"); before, its
+# "sampled_utc" (the newest sample's) did, and is taken for them in an older document
+RECORD_VERSION = 3
 HISTORY_MAX = 30
 STOPPED_KEPT = 20  # ended transactions kept (stopped or superseded), the newest
 # A transaction still "running" on a connector where a new one began: its end never came (a
@@ -50,7 +52,10 @@ SESSION_SAMPLE_KEYS = (
     "offered_a",
     "power_w",
     "sampled_utc",
+    "currents_utc",
 )
+# Read from a sampled value as the car's draw: dated by the sample that carried one.
+_CURRENT_KEYS = ("current_L1_a", "current_L2_a", "current_L3_a", "current_a")
 
 
 # Unit texts with a prefix, as stations send them (1.6's enum has kW and kWh; 2.0.1's unit is
@@ -77,7 +82,9 @@ def _scale(sv: Mapping[str, Any]) -> float | None:
 
 def read_sampled_values(meter_values: Any) -> dict[str, Any]:
     """The newest sample of each measurand/phase we use, in A, W and Wh. A value that is no
-    finite number is left out and counted in ``unusable_values`` (shown in the status)."""
+    finite number is left out and counted in ``unusable_values`` (shown in the status).
+    ``sampled_utc``: the newest sample's time; ``currents_utc``: that of the newest sample with a
+    Current.Import, there only if one came (a clock-aligned register reading carries none)."""
     out: dict[str, Any] = {}
     unusable = 0
     if not isinstance(meter_values, list):
@@ -86,6 +93,7 @@ def read_sampled_values(meter_values: Any) -> dict[str, Any]:
         if not isinstance(mv, Mapping):
             continue
         stamp = mv.get("timestamp")
+        carried_current = False
         for sv in mv.get("sampledValue") or []:
             if not isinstance(sv, Mapping):
                 continue
@@ -99,8 +107,10 @@ def read_sampled_values(meter_values: Any) -> dict[str, Any]:
             phase = str(sv.get("phase") or "")[:2]
             if measurand == "Current.Import" and phase in ("L1", "L2", "L3"):
                 out[f"current_{phase}_a"] = value
+                carried_current = True
             elif measurand == "Current.Import" and not phase:
                 out["current_a"] = value
+                carried_current = True
             elif measurand == "Current.Offered":
                 out["offered_a"] = value
             elif measurand == "Power.Active.Import" and not phase:
@@ -111,6 +121,8 @@ def read_sampled_values(meter_values: Any) -> dict[str, Any]:
                 out["soc_pct"] = value
         if stamp:
             out["sampled_utc"] = str(stamp)
+        if carried_current:
+            out["currents_utc"] = str(stamp) if stamp else None
     if unusable:
         out["unusable_values"] = unusable
     return out
@@ -140,6 +152,9 @@ class ChargePointState:
         for start_key, ref in dict(d.get("starts_queued", {})).items():  # a version-1 document
             self.sent.setdefault(start_retry_key(start_key), {"ref": ref, "tx": None})
         self.meter: dict[str, dict[str, Any]] = dict(d.get("meter", {}))
+        for m in self.meter.values():  # a version-2 document's: dated by its newest sample
+            if "currents_utc" not in m and any(k in m for k in _CURRENT_KEYS):
+                m["currents_utc"] = m.get("sampled_utc")
         self.firmware_status: str | None = d.get("firmware_status")
         self.diagnostics_status: str | None = d.get("diagnostics_status")
         self.history: list[dict[str, Any]] = list(d.get("history", []))
@@ -243,6 +258,10 @@ class ChargePointState:
 
     def _meter(self, connector: str, meter_values: Any, now: datetime) -> dict[str, Any]:
         values = read_sampled_values(meter_values)
+        if "currents_utc" in values and values["currents_utc"] is None:
+            # Currents without their sample's time (the schemas require one): dated as received,
+            # once (undated, the energy node would take them as new each second).
+            values["currents_utc"] = utc_text(now)
         if values:
             merged = {**self.meter.get(connector, {}), **values, "received_utc": utc_text(now)}
             self.meter[connector] = merged
@@ -538,7 +557,9 @@ class ChargePointState:
                     offered_a=m.get("offered_a"),
                     power_w=m.get("power_w"),
                     energy_wh=m.get("energy_wh"),
-                    sampled_utc=m.get("sampled_utc"),
+                    # The currents' time, not the newest sample's: the energy node judges
+                    # measured_a as sampled then (a register reading alone re-dated them).
+                    sampled_utc=m.get("currents_utc"),
                     energy_blocked=bool(tx is not None and tx[1].get("energy_blocked")),
                     cloud_cap_a=None if tx is None else caps.get(connector_id),
                 )

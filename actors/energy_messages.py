@@ -40,7 +40,9 @@ class ConnectorReport:
     offered_a: float | None  # Current.Offered
     power_w: float | None
     energy_wh: float | None
-    sampled_utc: str | None  # when the charge point took the meter sample
+    # When the charge point took the sample measured_a comes from (one without a current, a
+    # register reading say, does not move it)
+    sampled_utc: str | None
     energy_blocked: bool = False  # an energy cap is reached or the cloud refused the id: 0 A
     # The cloud's TxProfile holds the transaction at this much now (actors.cp_cloud_caps): the
     # connector's maximum while it does

@@ -346,3 +346,88 @@ def test_a_201_evse_reports_its_newest_running_transaction_whichever_connector()
     state.transactions["B"] = {"state": "running", "connector": "1:2", "edge_minted": False}
     (report,) = state.connector_reports(connected=True, now=NOW)
     assert report.transaction_id == "B"
+
+
+def register_only(state: ChargePointState, stamp: str, **where: object) -> None:
+    """A clock-aligned MeterValues: the energy register and nothing else."""
+    sample = {
+        "timestamp": stamp,
+        "sampledValue": [{"measurand": "Energy.Active.Import.Register", "value": "2000"}],
+    }
+    state.on_call("MeterValues", {**where, "meterValue": [sample]}, NOW)
+
+
+def report(state: ChargePointState) -> tuple[tuple[float, float, float] | None, str | None]:
+    (r,) = state.connector_reports(connected=True, now=NOW, phases=3)
+    return r.measured_a, r.sampled_utc
+
+
+def test_a_sample_without_a_current_does_not_redate_the_last_currents() -> None:
+    """1.6: the energy node judges ``measured_a`` as taken at ``sampled_utc``. A clock-aligned
+    register reading moved it to its own time: the car's old current, re-dated, counted as a
+    new sample each time (a car that drew 16 A under a 16 A limit, lowered to 6 A, judged over
+    and flagged as ignoring its profile), and the loop took it as a sample since its change."""
+    state = ChargePointState("CP1")
+    state.on_call("StatusNotification", {"connectorId": 1, "status": "Charging"}, NOW)
+    three_phases(state, 16.0, connectorId=1)  # sampled 00:00:05
+    register_only(state, "2026-01-01T00:15:00Z", connectorId=1)
+    assert report(state) == ((16.0, 16.0, 16.0), "2026-01-01T00:00:05Z")
+    assert state.meter["1"]["energy_wh"] == 2000.0, "the register is taken"
+    assert state.meter["1"]["sampled_utc"] == "2026-01-01T00:15:00Z", "the newest sample's"
+    three_phases(state, 6.0, connectorId=1)  # a sample with currents dates them
+    assert report(state) == ((6.0, 6.0, 6.0), "2026-01-01T00:00:05Z")
+
+
+def test_a_201_sample_without_a_current_does_not_redate_the_last_currents() -> None:
+    """2.0.1: the same, from MeterValues and from a TransactionEvent's meter values; and within
+    one message, the currents keep their own entry's time."""
+    state = ChargePointState("CP1")
+    state.on_call(
+        "StatusNotification", {"evseId": 1, "connectorId": 1, "connectorStatus": "Occupied"}, NOW
+    )
+    started = {
+        "eventType": "Started",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "transactionInfo": {"transactionId": "t"},
+        "evse": {"id": 1, "connectorId": 1},
+    }
+    state.on_call("TransactionEvent", started, NOW)
+    three_phases(state, 16.0, evseId=1)
+    register_only(state, "2026-01-01T00:15:00Z", evseId=1)
+    assert report(state) == ((16.0, 16.0, 16.0), "2026-01-01T00:00:05Z")
+    updated = {
+        "eventType": "Updated",
+        "timestamp": "2026-01-01T00:30:00Z",
+        "transactionInfo": {"transactionId": "t"},
+        "meterValue": [
+            {
+                "timestamp": "2026-01-01T00:20:00Z",
+                "sampledValue": [
+                    {"measurand": "Current.Import", "phase": p, "value": 7.0}
+                    for p in ("L1", "L2", "L3")
+                ],
+            },
+            {
+                "timestamp": "2026-01-01T00:30:00Z",
+                "sampledValue": [{"measurand": "Energy.Active.Import.Register", "value": 3000}],
+            },
+        ],
+    }
+    state.on_call("TransactionEvent", updated, NOW)
+    assert report(state) == ((7.0, 7.0, 7.0), "2026-01-01T00:20:00Z")
+    assert state.meter["1:1"]["energy_wh"] == 3000.0
+
+
+def test_a_version_2_documents_currents_keep_their_sample_time() -> None:
+    """Before RECORD_VERSION 3 the record's ``sampled_utc`` dated its currents: a register
+    reading that comes after the upgrade does not re-date them."""
+    state = ChargePointState("CP1")
+    state.on_call("StatusNotification", {"connectorId": 1, "status": "Charging"}, NOW)
+    three_phases(state, 16.0, connectorId=1)
+    doc = state.to_dict()
+    doc["v"] = 2
+    for m in doc["meter"].values():
+        del m["currents_utc"]
+    loaded = ChargePointState("CP1", doc)
+    register_only(loaded, "2026-01-01T00:15:00Z", connectorId=1)
+    assert report(loaded) == ((16.0, 16.0, 16.0), "2026-01-01T00:00:05Z")

@@ -14,12 +14,14 @@ from actors.allocation_types import PerPhase
 from actors.audit_records import AuditKind, AuditRecord
 from actors.compliance import ComplianceConfig
 from actors.control_loop import finish
+from actors.cp_state import ChargePointState
 from actors.energy_inputs import measured_as_of, site_model
 from actors.energy_messages import ConnectorReport, DemandBatch, ProfileBatch, SiteRulesChanged
 from actors.energy_tree import charge_point_energy
 from actors.grid_limit import GridLimitReported
 from actors.grid_limits import GridLimit, LimitValue
 from actors.meter import MeterRead
+from actors.ocpp_rules import start_dedup_key
 from actors.site_state import Policy, SiteState
 from actors.site_status import site_summary
 from actors.utc import format_utc
@@ -337,6 +339,64 @@ def test_one_sample_over_its_limit_is_judged_once_whatever_the_charge_points_clo
     summary = site_summary(site.state, site.now_s)
     assert summary["connectors"]["CP1/1"]["non_compliant"] is False
     assert not [r for r in site.records if getattr(r, "inputs", {}).get("non_compliant")]
+
+
+def test_a_register_reading_alone_is_no_new_sample_of_the_cars_current() -> None:
+    """The broker's connector report (ChargePointState) after a charge point's clock-aligned
+    MeterValues, the energy register alone: the car's current from before its limit was
+    lowered was re-dated to the register's time, so each such reading was a new sample over
+    the limit (flagged as ignoring its profile after the grace)."""
+    site = Site()
+    site.limits()
+    site.limits("ems")
+    site.meter(2.0)
+    cp1 = ChargePointState("CP1")
+    cp1.on_call("StatusNotification", {"connectorId": 1, "status": "Charging"}, site.utc)
+
+    def meter_values(at: datetime, amps: float | None) -> None:
+        values: list[dict[str, object]] = [
+            {"measurand": "Energy.Active.Import.Register", "value": "1000"}
+        ]
+        if amps is not None:
+            values += [
+                {"measurand": "Current.Import", "phase": p, "value": amps}
+                for p in ("L1", "L2", "L3")
+            ]
+        sample = {"timestamp": format_utc(at), "sampledValue": values}
+        cp1.on_call("MeterValues", {"connectorId": 1, "meterValue": [sample]}, site.utc)
+
+    start = {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": format_utc(T0)}
+    cp1.on_call("StartTransaction", start, site.utc)
+    cp1.start_transaction(
+        transaction_id=1,
+        payload=start,
+        message_id="m",
+        edge_minted=False,
+        id_tag_info={"status": "Accepted"},
+        start_key=start_dedup_key(start).text(),
+        now=site.utc,
+    )
+    meter_values(site.utc, 16.0)  # before the 6 A limit below
+
+    def cp1_report() -> ConnectorReport:
+        (r,) = cp1.connector_reports(connected=True, now=site.utc, phases=3)
+        return r
+
+    site.reports(cp1_report(), site.report("CP2", (0.0, 0.0, 0.0)))
+    assert limits_of(site.step())["CP1/1"] == 6.0
+    for t in range(110, 122):  # a register reading every second, the car at its 6 A now
+        site.at(float(t))
+        meter_values(site.utc, None)
+        site.reports(cp1_report(), site.report("CP2", (8.0, 8.0, 8.0)))
+    summary = site_summary(site.state, site.now_s)
+    assert summary["connectors"]["CP1/1"]["non_compliant"] is False
+    assert not [r for r in site.records if getattr(r, "inputs", {}).get("non_compliant")]
+    for t in range(122, 130):  # the same 16 A sampled anew: that is over, and flagged
+        site.at(float(t))
+        meter_values(site.utc, 16.0)
+        site.reports(cp1_report(), site.report("CP2", (8.0, 8.0, 8.0)))
+    summary = site_summary(site.state, site.now_s)
+    assert summary["connectors"]["CP1/1"]["non_compliant"] is True
 
 
 def test_stubborn_connector_is_flagged_audited_and_others_lowered() -> None:
