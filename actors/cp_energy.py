@@ -114,6 +114,9 @@ class EnergySide:
         self.nominal_voltage_v = nominal_voltage_v
         self.caps = ChargePointCapabilities(nominal_voltage_v=nominal_voltage_v)
         self.caps_known = False
+        # What the charge point's last answer on its capabilities had that could not be read
+        # (each such key keeps its default): the actor logs it
+        self.caps_unread: tuple[str, ...] = ()
         self.version = OcppVersion.V16
         self.limits: dict[int, ConnectorLimit] = {}
         self.sent: dict[int, float] = {}
@@ -709,9 +712,10 @@ class EnergySide:
             self.caps_known = True  # keep the safe defaults (stack level 0, A or W)
             return
         volts = self.nominal_voltage_v
+        self.caps_unread = ()
         try:
             if self.version is OcppVersion.V16:
-                self.caps = capabilities_from_v16(
+                self.caps, self.caps_unread = capabilities_from_v16(
                     answer.payload.get("configurationKey") or [], nominal_voltage_v=volts
                 )
             else:
@@ -722,7 +726,9 @@ class EnergySide:
                     for r in answer.payload.get("getVariableResult") or []
                     if r.get("attributeStatus") == "Accepted"
                 }
-                self.caps = capabilities_from_v201(variables, nominal_voltage_v=volts)
+                self.caps, self.caps_unread = capabilities_from_v201(
+                    variables, nominal_voltage_v=volts
+                )
         except (ValueError, KeyError, TypeError):
             self.caps = ChargePointCapabilities(nominal_voltage_v=volts)
         self.reported_level = self.caps.max_stack_level

@@ -181,6 +181,9 @@ class LimitsAndCaps(CloudProfiles):
         calls, outcome, later = self.energy.answered(
             answer, self.broker.now(), running_tx=self._running_tx
         )
+        if answer.tag == "caps":
+            for unread in self.energy.caps_unread:
+                log.warning("%s: its charging capabilities: %s", self.cp_id, unread)
         for c in calls:
             await self._edge_call(c)
         if later is not None:

@@ -100,44 +100,58 @@ def _stack_level(text: str, where: str) -> int:
     return max(0, level)
 
 
+def _read_keys(
+    level: str | None, units: str | None, names: tuple[str, str], overrides: Mapping[str, Any]
+) -> tuple[ChargePointCapabilities, tuple[str, ...]]:
+    """Each key read alone: one that cannot be read keeps its default and is named in the
+    second part (a rate unit not understood reset the stack level read beside it to 0)."""
+    fields: dict[str, Any] = {}
+    unread: list[str] = []
+    try:
+        if level is not None:
+            fields["max_stack_level"] = _stack_level(level, names[0])
+    except ValueError as e:
+        unread.append(f"{e}: the default for it taken (stack level 0)")
+    try:
+        if units is not None:
+            fields["rate_units"] = _units(units, names[1])
+    except ValueError as e:
+        unread.append(f"{e}: the default for it taken (A or W)")
+    fields.update(overrides)
+    return ChargePointCapabilities(**fields), tuple(unread)
+
+
 def capabilities_from_v16(
     configuration_key: Iterable[Mapping[str, Any]], **overrides: Any
-) -> ChargePointCapabilities:
+) -> tuple[ChargePointCapabilities, tuple[str, ...]]:
     """From a 1.6 GetConfiguration.conf ``configurationKey`` list. Missing keys keep the safe
-    defaults (stack level 0, both units allowed)."""
+    defaults (stack level 0, both units allowed), and so does a key whose value cannot be read:
+    the second part says which and why."""
     values = {
         str(item.get("key", "")): str(item.get("value", ""))
         for item in configuration_key
         if item.get("value") is not None
     }
-    fields: dict[str, Any] = {}
-    if "ChargeProfileMaxStackLevel" in values:
-        fields["max_stack_level"] = _stack_level(
-            values["ChargeProfileMaxStackLevel"], "ChargeProfileMaxStackLevel"
-        )
-    if "ChargingScheduleAllowedChargingRateUnit" in values:
-        fields["rate_units"] = _units(
-            values["ChargingScheduleAllowedChargingRateUnit"],
-            "ChargingScheduleAllowedChargingRateUnit",
-        )
-    fields.update(overrides)
-    return ChargePointCapabilities(**fields)
+    return _read_keys(
+        values.get("ChargeProfileMaxStackLevel"),
+        values.get("ChargingScheduleAllowedChargingRateUnit"),
+        ("ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargingRateUnit"),
+        overrides,
+    )
 
 
 def capabilities_from_v201(
     variables: Mapping[str, str], **overrides: Any
-) -> ChargePointCapabilities:
+) -> tuple[ChargePointCapabilities, tuple[str, ...]]:
     """From 2.0.1 GetVariables answers keyed "Component.Variable": ``SmartChargingCtrlr.
-    ProfileStackLevel`` and ``SmartChargingCtrlr.RateUnit`` (a list such as "A,W")."""
-    fields: dict[str, Any] = {}
-    level = variables.get("SmartChargingCtrlr.ProfileStackLevel")
-    if level is not None:
-        fields["max_stack_level"] = _stack_level(level, "SmartChargingCtrlr.ProfileStackLevel")
-    units = variables.get("SmartChargingCtrlr.RateUnit")
-    if units is not None:
-        fields["rate_units"] = _units(units, "SmartChargingCtrlr.RateUnit")
-    fields.update(overrides)
-    return ChargePointCapabilities(**fields)
+    ProfileStackLevel`` and ``SmartChargingCtrlr.RateUnit`` (a list such as "A,W"). As
+    :func:`capabilities_from_v16` for what cannot be read."""
+    return _read_keys(
+        variables.get("SmartChargingCtrlr.ProfileStackLevel"),
+        variables.get("SmartChargingCtrlr.RateUnit"),
+        ("SmartChargingCtrlr.ProfileStackLevel", "SmartChargingCtrlr.RateUnit"),
+        overrides,
+    )
 
 
 # --- profile ids and values ------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """The station's profiles through the real broker and a raw 1.6 charge point: the
 ChargePointMaxProfile goes "where supported" (one that refuses it does not get it again), a
 refused safe TxDefaultProfile is counted and named in the status, and a BootNotification on a
-live connection (a controller that restarted under its modem's link) installs them again."""
+live connection (a controller that restarted under its modem's link) installs them again. A
+configuration key the broker cannot read costs that key alone its value."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -102,5 +104,41 @@ async def test_a_refused_safe_default_is_counted_and_named(edge: Edge) -> None:
         )
         assert profiles(edge)["profiles_rejected"] == 1
         assert station(edge)["TxDefaultProfile"] == "Rejected"
+    finally:
+        await cp.close()
+
+
+async def test_a_rate_unit_not_understood_keeps_the_stack_level_it_reports(
+    edge: Edge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A charge point that reports ChargeProfileMaxStackLevel 20 and a rate unit the broker
+    cannot read ("Current Power"): its stack level was reset to 0 with it, silently, so the
+    edge's profiles went at level 0 (under any the cloud set above it, which then overrode the
+    edge's limits). The level read stands; the unit falls back to A or W, with a log line
+    naming the value."""
+    caplog.set_level(logging.WARNING, logger="actors")
+    cp = RawChargePoint("CP1")
+    keys = [
+        {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "20"},
+        {"key": "ChargingScheduleAllowedChargingRateUnit", "value": "Current Power"},
+    ]
+    cp.answers["GetConfiguration"] = {"configurationKey": keys}
+    cp.answers["SetChargingProfile"] = {"status": "Accepted"}
+    await cp.connect(edge.url)
+    try:
+        assert (await cp.call("BootNotification", BOOT))[2]["status"] == "Accepted"
+        await wait_for(lambda: len(purposes(cp)) >= 2 and idle(edge), what="station profiles")
+        levels = {c[3]["csChargingProfiles"]["stackLevel"] for c in calls(cp, "SetChargingProfile")}
+        assert levels == {20}
+        assert edge.cp("CP1")["energy"]["caps"] == {"max_stack_level": 20, "rate_units": ["A", "W"]}
+        logged = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.WARNING
+            and "ChargingScheduleAllowedChargingRateUnit" in r.getMessage()
+        ]
+        assert len(logged) == 1
+        assert logged[0].startswith("CP1: ")
+        assert "'Current Power'" in logged[0]
     finally:
         await cp.close()

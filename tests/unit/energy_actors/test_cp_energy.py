@@ -303,6 +303,31 @@ def test_a_charge_point_that_takes_only_watts_gets_them_at_the_sites_voltage(
     assert side.caps.nominal_voltage_v == 220.0
 
 
+def test_a_rate_unit_not_understood_keeps_the_stack_level_read() -> None:
+    """A GetConfiguration answer whose rate unit cannot be read ("Current Power") reset the
+    stack level read beside it (20) to 0: the edge's profiles went at level 0, under the
+    cloud's. The level stands, the unit falls back to A or W, and what was not read is kept
+    for the actor's log line; a later answer read in full clears it."""
+    side = EnergySide("CP1", reply_to="x", max_current_a=32.0, phases=3)
+    side.connected(OcppVersion.V16, rebooted=True)
+    payload = {
+        "configurationKey": [
+            {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "20"},
+            {"key": "ChargingScheduleAllowedChargingRateUnit", "value": "Current Power"},
+        ]
+    }
+    boot, _, _ = side.answered(Answer(tag="caps", ok=True, payload=payload, error=""), NOW)
+    assert side.caps.max_stack_level == 20
+    assert side.caps.rate_units == ("A", "W")
+    assert boot[0].payload["csChargingProfiles"]["stackLevel"] == 20
+    (note,) = side.caps_unread
+    assert "ChargingScheduleAllowedChargingRateUnit" in note
+    assert "'Current Power'" in note
+    side.connected(OcppVersion.V16, rebooted=True)
+    side.answered(caps_answer(), NOW)
+    assert (side.caps.max_stack_level, side.caps_unread) == (5, ())
+
+
 def test_a_new_transaction_gets_the_safe_default_not_a_limit_decided_before_it() -> None:
     """At its start a transaction's TxProfile says the safe default (what the energy node
     counts a new car at), not the connector's "no car" 0 A (that paused every car arriving at a

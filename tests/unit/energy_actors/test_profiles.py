@@ -216,19 +216,74 @@ def test_a_broken_payload_fails_validation() -> None:
 def test_capabilities_from_v16(
     keys: list[dict[str, Any]], expected: ChargePointCapabilities
 ) -> None:
-    assert capabilities_from_v16(keys) == expected
+    assert capabilities_from_v16(keys) == (expected, ())
 
 
-def test_capabilities_from_v201_and_bad_values() -> None:
+def test_capabilities_from_v201() -> None:
     caps = capabilities_from_v201(
         {"SmartChargingCtrlr.ProfileStackLevel": "5", "SmartChargingCtrlr.RateUnit": "W"},
         supports_max_profile=False,
     )
-    assert caps == ChargePointCapabilities(
-        max_stack_level=5, rate_units=("W",), supports_max_profile=False
+    assert caps == (
+        ChargePointCapabilities(max_stack_level=5, rate_units=("W",), supports_max_profile=False),
+        (),
     )
-    with pytest.raises(ValueError, match="ChargingScheduleAllowedChargingRateUnit"):
-        capabilities_from_v16([{"key": "ChargingScheduleAllowedChargingRateUnit", "value": "kW"}])
+
+
+@pytest.mark.parametrize(
+    ("level", "units", "expected", "unread"),
+    [
+        pytest.param(
+            "20",
+            "Current Power",
+            ChargePointCapabilities(max_stack_level=20),
+            "Current Power",
+            id="units-with-a-space",
+        ),
+        pytest.param(
+            "20", "Amps", ChargePointCapabilities(max_stack_level=20), "Amps", id="units-amps"
+        ),
+        pytest.param("20", "kW", ChargePointCapabilities(max_stack_level=20), "kW", id="units-kw"),
+        pytest.param(
+            "20",
+            "",
+            ChargePointCapabilities(max_stack_level=20),
+            "no charging rate unit",
+            id="units-empty",
+        ),
+        pytest.param(
+            "twenty",
+            "Power",
+            ChargePointCapabilities(rate_units=("W",)),
+            "twenty",
+            id="level-no-integer",
+        ),
+    ],
+)
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_a_key_that_cannot_be_read_keeps_its_default_and_the_others_as_read(
+    version: str, level: str, units: str, expected: ChargePointCapabilities, unread: str
+) -> None:
+    """A rate unit not understood reset the stack level read beside it to 0 (and the reverse):
+    the edge's profiles went at level 0, below the cloud's, which then overrode the edge's
+    limits within their purpose; nothing said why. The key's own default is taken and named."""
+    if version == "1.6":
+        caps, notes = capabilities_from_v16(
+            [
+                {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": level},
+                {"key": "ChargingScheduleAllowedChargingRateUnit", "value": units},
+            ]
+        )
+        key = "ChargeProfileMaxStackLevel" if unread == level else "ChargingScheduleAllowed"
+    else:
+        caps, notes = capabilities_from_v201(
+            {"SmartChargingCtrlr.ProfileStackLevel": level, "SmartChargingCtrlr.RateUnit": units}
+        )
+        key = "ProfileStackLevel" if unread == level else "RateUnit"
+    assert caps == expected
+    (note,) = notes
+    assert key in note
+    assert unread in note
 
 
 @pytest.mark.parametrize(
