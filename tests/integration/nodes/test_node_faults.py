@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from drivers.store.env import Store
+from supervisors.node_messages import STOP_GRACE_S
 from tests.helpers import timeout_s, wait_for_sync
 from tests.integration.nodes.probe import (
     LEDGER_TABLE,
@@ -33,6 +34,18 @@ pytestmark = [pytest.mark.nodes, pytest.mark.slow]
 SHUTDOWN_TIMEOUT_S = 5  # per node; the launcher waits this per node plus 5 s for the whole stop
 
 
+def freeze_other_and_stop(site: ProbeSite) -> tuple[list[int], int, float]:
+    """'other' frozen (SIGSTOP: alive, it cannot answer its stop), then the site asked to stop
+    (SIGTERM to the launcher): the site's pids, other's pid and when the stop was asked."""
+    assert site.proc is not None
+    pids = [p.pid for p in site.processes()]
+    other = int(site.node("other")["pid"])
+    os.kill(other, signal.SIGSTOP)
+    started = time.monotonic()
+    site.proc.send_signal(signal.SIGTERM)
+    return pids, other, started
+
+
 def test_a_node_killed_while_the_site_stops_moves_the_stop_on(tmp_path: Path) -> None:
     """The nodes stop one at a time in reverse start order: 'other' first, then 'probe'. 'other'
     is frozen so it cannot answer its stop, then killed -9 once the root has asked it to stop:
@@ -42,12 +55,7 @@ def test_a_node_killed_while_the_site_stops_moves_the_stop_on(tmp_path: Path) ->
     site = ProbeSite(tmp_path, log_level="INFO", extra=f"shutdown_timeout_s = {SHUTDOWN_TIMEOUT_S}")
     site.start()
     try:
-        assert site.proc is not None
-        pids = [p.pid for p in site.processes()]
-        other = int(site.node("other")["pid"])
-        os.kill(other, signal.SIGSTOP)
-        started = time.monotonic()
-        site.proc.send_signal(signal.SIGTERM)
+        pids, other, started = freeze_other_and_stop(site)
         wait_for_sync(
             lambda: f"stopping node other (pid {other})" in site.log_text(),
             timeout=10,
@@ -66,9 +74,6 @@ def test_a_node_killed_while_the_site_stops_moves_the_stop_on(tmp_path: Path) ->
         site.cleanup()
 
 
-STOP_GRACE_S = 2  # supervisors.nodes.STOP_GRACE_S: a node's deadline is shutdown_timeout_s + this
-
-
 def test_a_node_that_never_answers_its_stop_is_killed_at_its_deadline(tmp_path: Path) -> None:
     """'other' (stopped first) is frozen: alive, but it cannot answer its stop. The root had no
     deadline of its own for a node's stop: it waited for a NodeStopped that never came until
@@ -80,12 +85,7 @@ def test_a_node_that_never_answers_its_stop_is_killed_at_its_deadline(tmp_path: 
     site = ProbeSite(tmp_path, log_level="INFO", extra=f"shutdown_timeout_s = {shutdown_s}")
     site.start()
     try:
-        assert site.proc is not None
-        pids = [p.pid for p in site.processes()]
-        other = int(site.node("other")["pid"])
-        os.kill(other, signal.SIGSTOP)
-        started = time.monotonic()
-        site.proc.send_signal(signal.SIGTERM)
+        pids, other, started = freeze_other_and_stop(site)
         code = site.proc.wait(timeout_s(30))
         took_s = time.monotonic() - started
         log = site.log_text()
@@ -93,7 +93,7 @@ def test_a_node_that_never_answers_its_stop_is_killed_at_its_deadline(tmp_path: 
         assert "orderly stop did not complete in time" not in log, log
         assert re.search(
             rf"ERROR supervisors.nodes: node other \(pid {other}\) did not stop within "
-            rf"{shutdown_s + STOP_GRACE_S} s: killing it",
+            rf"{shutdown_s + STOP_GRACE_S:g} s: killing it",
             log,
         ), log
         assert "node probe stopped in" in log, "probe got its orderly stop"
